@@ -1,0 +1,78 @@
+// Package porttest is the conformance suite for dagq's ports. Every adapter
+// runs it from a small _test.go harness:
+//
+//	func TestBroker(t *testing.T) { porttest.TestBroker(t, myHarness{}) }
+//
+// The suite defines the contract; adapters need no extra unit tests for the
+// semantics it covers. Behaviour an adapter cannot match is declared in
+// Features, and the subtests that need it are reported (t.Skip with the
+// feature's name) rather than silently omitted.
+package porttest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// Features declares what an adapter supports. The zero value claims nothing
+// optional.
+type Features struct {
+	// FIFO: the adapter has FIFO queues (ordering per message group,
+	// deduplication by message ID).
+	FIFO bool
+	// Synctest: the adapter only uses the standard clock, timers and
+	// goroutines it stops on Close, so the suite may run time-dependent
+	// subtests inside a testing/synctest bubble (instant and deterministic).
+	// Adapters over a network (emulators) leave it false and the suite uses
+	// real time.
+	Synctest bool
+	// LeaseGranularity is the smallest lease/delay step the adapter honours
+	// (SQS: one second). Time-based subtests use multiples of it. Zero means
+	// one second.
+	LeaseGranularity time.Duration
+	// PollBound is the longest a Receive blocks when nothing is available.
+	PollBound time.Duration
+}
+
+// BrokerHarness makes brokers for the Broker suite. Constructors are called
+// from inside the subtest (inside its synctest bubble when Features.Synctest)
+// and must register cleanup with t.Cleanup.
+type BrokerHarness interface {
+	Features() Features
+	// NewQueue creates a fresh, empty queue (FIFO when fifo is true) and returns
+	// n independent brokers bound to it (n ≥ 1), as n processes would have.
+	NewQueue(t *testing.T, fifo bool, n int) []ports.Broker
+	// MissingQueue returns a broker bound to a queue that does not exist.
+	MissingQueue(t *testing.T) ports.Broker
+}
+
+// ResultHarness makes result backends.
+type ResultHarness interface {
+	Features() Features
+	// NewBackend returns n backends sharing one fresh, empty store.
+	NewBackend(t *testing.T, n int) []ports.ResultBackend
+}
+
+// CancelHarness makes cancel channels.
+type CancelHarness interface {
+	Features() Features
+	// NewChannel returns n channels sharing one fresh cancellation domain, as n
+	// processes (a client and workers) would have.
+	NewChannel(t *testing.T, n int) []ports.CancelChannel
+}
+
+// CompletionHarness makes completion buses.
+type CompletionHarness interface {
+	Features() Features
+	// NewBus returns n buses sharing one fresh domain (publisher and clients).
+	NewBus(t *testing.T, n int) []ports.CompletionBus
+}
+
+// PayloadHarness makes payload stores.
+type PayloadHarness interface {
+	Features() Features
+	// NewStore returns n stores sharing one fresh, empty key space.
+	NewStore(t *testing.T, n int) []ports.PayloadStore
+}

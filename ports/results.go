@@ -1,0 +1,72 @@
+package ports
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// State is the final state of a task.
+type State string
+
+// Final task states.
+const (
+	StateSucceeded State = "succeeded"
+	StateFailed    State = "failed"
+	StateCancelled State = "cancelled"
+)
+
+// Valid reports whether s is one of the final states.
+func (s State) Valid() bool {
+	switch s {
+	case StateSucceeded, StateFailed, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// Result is the final, write-once outcome of one task.
+type Result struct {
+	TaskID string `json:"task_id"`
+	State  State  `json:"state"`
+	// Output is the handler's encoded return value (JSON from core); empty
+	// unless State is StateSucceeded.
+	Output []byte `json:"output,omitempty"`
+	// Error describes why the task failed or was cancelled.
+	Error string `json:"error,omitempty"`
+	// Attempts is how many times the handler ran (0 if it never started).
+	Attempts int `json:"attempts"`
+	// Worker identifies the worker that recorded the result.
+	Worker     string    `json:"worker,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// Validate reports ErrInvalidArgument when r cannot be stored.
+func (r Result) Validate() error {
+	if r.TaskID == "" {
+		return fmt.Errorf("%w: result has an empty task ID", ErrInvalidArgument)
+	}
+	if !r.State.Valid() {
+		return fmt.Errorf("%w: result %q has state %q; valid states are %q, %q, %q",
+			ErrInvalidArgument, r.TaskID, r.State, StateSucceeded, StateFailed, StateCancelled)
+	}
+	return nil
+}
+
+// ResultBackend stores write-once results keyed by task ID. It is the source
+// of truth for a task's outcome; completions pushed over a CompletionBus are a
+// latency optimisation on top of it.
+type ResultBackend interface {
+	// Put stores r under r.TaskID. The first Put of a task ID wins; a later Put
+	// of the same ID fails with ErrAlreadyExists and leaves the stored result
+	// unchanged, even when two Puts race. An invalid r fails with
+	// ErrInvalidArgument (see Result.Validate).
+	Put(ctx context.Context, r Result) error
+
+	// Get returns the result of taskID, or ErrNotFound when none was stored.
+	Get(ctx context.Context, taskID string) (Result, error)
+
+	// Close releases the backend.
+	Close() error
+}
