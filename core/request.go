@@ -1,0 +1,106 @@
+package core
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// Causes a handler's context can be cancelled with (read them with
+// context.Cause). A lost lease is ports.ErrLeaseLost; a passed deadline is
+// context.DeadlineExceeded.
+var (
+	// ErrTaskCanceled: a cancellation request for the task arrived.
+	ErrTaskCanceled = errors.New("task cancelled by request")
+	// ErrShutdown: the worker shut down before the task finished; the task is
+	// released for another worker.
+	ErrShutdown = errors.New("worker shutting down")
+)
+
+// Request is one task submission.
+type Request struct {
+	// Task is the registered task name.
+	Task string
+	// Args is JSON-encoded at submit; a json.RawMessage is sent as is.
+	Args any
+	// ID is the task ID; empty means a new random ID. Submitting an ID again
+	// is at-least-once: the result stays write-once per ID.
+	ID     string
+	Labels map[string]string
+	// RunID and StepID place the task in a DAG run (optional).
+	RunID  string
+	StepID string
+	// Deadline, when non-zero, is when the task stops being worth running.
+	Deadline time.Time
+	// Delay postpones the first delivery (not on FIFO queues).
+	Delay time.Duration
+	// Retry overrides the worker's retry policy for this task.
+	Retry *RetryPolicy
+	// Meta is framework metadata carried in the envelope (e.g. trace context).
+	Meta map[string]string
+}
+
+// RequestOption sets an optional field of a Request.
+type RequestOption func(*Request)
+
+// WithID sets the task ID (idempotency key).
+func WithID(id string) RequestOption { return func(r *Request) { r.ID = id } }
+
+// WithLabels adds labels.
+func WithLabels(kv map[string]string) RequestOption {
+	return func(r *Request) {
+		if r.Labels == nil {
+			r.Labels = make(map[string]string, len(kv))
+		}
+		for k, v := range kv {
+			r.Labels[k] = v
+		}
+	}
+}
+
+// WithRun places the task in a DAG run.
+func WithRun(runID, stepID string) RequestOption {
+	return func(r *Request) { r.RunID, r.StepID = runID, stepID }
+}
+
+// WithDeadline sets an absolute deadline.
+func WithDeadline(t time.Time) RequestOption { return func(r *Request) { r.Deadline = t } }
+
+// WithDelay postpones the first delivery.
+func WithDelay(d time.Duration) RequestOption { return func(r *Request) { r.Delay = d } }
+
+// WithRetry overrides the retry policy.
+func WithRetry(p RetryPolicy) RequestOption { return func(r *Request) { r.Retry = &p } }
+
+// NewTaskID returns a random 128-bit ID in hex.
+func NewTaskID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// TaskError is the error of a task that did not succeed.
+type TaskError struct {
+	Result ports.Result
+}
+
+func (e *TaskError) Error() string {
+	return fmt.Sprintf("task %s %s after %d attempt(s): %s", e.Result.TaskID, e.Result.State, e.Result.Attempts, e.Result.Error)
+}
+
+// Is makes errors.Is(err, ErrTaskCanceled) true for a cancelled task.
+func (e *TaskError) Is(target error) bool {
+	return target == ErrTaskCanceled && e.Result.State == ports.StateCancelled
+}
+
+// ResultErr returns nil for a succeeded result and a *TaskError otherwise.
+func ResultErr(r ports.Result) error {
+	if r.State == ports.StateSucceeded {
+		return nil
+	}
+	return &TaskError{Result: r}
+}

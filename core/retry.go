@@ -1,0 +1,74 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// ErrSkipRetry, wrapped into a handler's error, fails the task at once without
+// further attempts: return fmt.Errorf("bad input: %w", core.ErrSkipRetry).
+var ErrSkipRetry = errors.New("skip retry")
+
+// RetryPolicy says how often a failing task runs and how long it waits between
+// attempts. The delay before attempt n+1 is
+// min(MaxBackoff, InitialBackoff·Multiplier^(n-1)), then reduced by a random
+// fraction of up to Jitter.
+type RetryPolicy struct {
+	// MaxAttempts counts every run including the first; 1 means no retry.
+	MaxAttempts int `json:"max_attempts"`
+	// InitialBackoff is the delay after the first failure.
+	InitialBackoff time.Duration `json:"initial_backoff"`
+	// MaxBackoff caps the delay.
+	MaxBackoff time.Duration `json:"max_backoff"`
+	// Multiplier grows the delay per attempt (≥ 1).
+	Multiplier float64 `json:"multiplier"`
+	// Jitter in [0,1] is the largest fraction of the delay removed at random,
+	// so that tasks failing together do not retry together.
+	Jitter float64 `json:"jitter"`
+}
+
+// DefaultRetryPolicy is used when neither the worker nor the task sets one:
+// 3 attempts, 1s then 2s (up to 5 min), 20% jitter.
+var DefaultRetryPolicy = RetryPolicy{
+	MaxAttempts:    3,
+	InitialBackoff: time.Second,
+	MaxBackoff:     5 * time.Minute,
+	Multiplier:     2,
+	Jitter:         0.2,
+}
+
+// Validate reports a policy that cannot be used, naming the field and the
+// valid range.
+func (p RetryPolicy) Validate() error {
+	switch {
+	case p.MaxAttempts < 1:
+		return fmt.Errorf("retry max_attempts is %d; it must be at least 1", p.MaxAttempts)
+	case p.InitialBackoff < 0:
+		return fmt.Errorf("retry initial_backoff is %v; it must be 0 or more", p.InitialBackoff)
+	case p.MaxBackoff < p.InitialBackoff:
+		return fmt.Errorf("retry max_backoff %v is below initial_backoff %v", p.MaxBackoff, p.InitialBackoff)
+	case p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0):
+		return fmt.Errorf("retry multiplier is %v; it must be a finite number ≥ 1", p.Multiplier)
+	case p.Jitter < 0 || p.Jitter > 1 || math.IsNaN(p.Jitter):
+		return fmt.Errorf("retry jitter is %v; it must be between 0 and 1", p.Jitter)
+	}
+	return nil
+}
+
+// Backoff returns the delay after failed attempt n (n ≥ 1).
+func (p RetryPolicy) Backoff(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := float64(p.InitialBackoff) * math.Pow(p.Multiplier, float64(n-1))
+	if d > float64(p.MaxBackoff) || math.IsInf(d, 0) || math.IsNaN(d) {
+		d = float64(p.MaxBackoff)
+	}
+	if p.Jitter > 0 {
+		d -= d * p.Jitter * rand.Float64()
+	}
+	return time.Duration(d)
+}
