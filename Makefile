@@ -1,0 +1,44 @@
+# dagq developer targets. CI runs `bash .ci/run`, which calls these.
+GO ?= go
+PKGS := ./...
+
+.PHONY: build test generate check-generate lint run bench fuzz tidy
+
+build:
+	$(GO) build $(PKGS)
+
+## test: every package, race detector on, no cache.
+test:
+	$(GO) test -race -count=1 $(PKGS)
+
+## generate: regenerate mocks (mockgen pinned by the tool directive in go.mod).
+generate:
+	$(GO) generate $(PKGS)
+
+## check-generate: fail when generated files are not current.
+check-generate: generate
+	@if [ -n "$$(git status --porcelain -- . )" ]; then \
+		echo "generated files are out of date; run 'make generate' and commit:"; \
+		git status --porcelain -- .; git --no-pager diff --stat; exit 1; \
+	fi
+
+## lint: go vet + staticcheck (pinned by the tool directive in go.mod).
+lint:
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+## run: the embedded example (memory transport, one process, no AWS).
+run:
+	$(GO) run ./examples/embedded
+
+## bench: micro-benchmarks (memory round trip, envelope, registry dispatch).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./core/... ./adapters/memory/...
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./core/
+
+tidy:
+	$(GO) mod tidy
