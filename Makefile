@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test generate check-generate lint run bench fuzz tidy
+.PHONY: build test generate check-generate lint check-deps run bench fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
@@ -23,9 +23,15 @@ check-generate: generate
 	fi
 
 ## lint: go vet + staticcheck (pinned by the tool directive in go.mod).
-lint:
+lint: check-deps
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+
+## check-deps: the hexagon holds — core and ports import no AWS, viper or adapter.
+check-deps:
+	@bad=$$($(GO) list -deps ./core/... ./ports/... | grep -E 'aws-sdk-go|spf13/viper|dagq/dagq/adapters|dagq/dagq/app' || true); \
+	if [ -n "$$bad" ]; then echo "core/ports must not depend on:"; echo "$$bad"; exit 1; fi; \
+	echo "check-deps: core and ports depend on no AWS, viper, adapter or app package"
 
 ## run: the embedded example (memory transport, one process, no AWS).
 run:
