@@ -7,6 +7,10 @@
 // semantics it covers. Behaviour an adapter cannot match is declared in
 // Features, and the subtests that need it are reported (t.Skip with the
 // feature's name) rather than silently omitted.
+//
+// Subtests run in parallel (t.Parallel), each on fresh queues or stores, so
+// harness methods must be safe for concurrent use. Against a real service,
+// raise go test's -parallel flag to shorten real-time runs.
 package porttest
 
 import (
@@ -33,6 +37,7 @@ type Features struct {
 	// one second.
 	LeaseGranularity time.Duration
 	// PollBound is the longest a Receive blocks when nothing is available.
+	// Zero means one second.
 	PollBound time.Duration
 }
 
