@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/dagq/dagq/ports"
 )
 
 // ErrSkipRetry, wrapped into a handler's error, fails the task at once without
@@ -21,9 +23,9 @@ type RetryPolicy struct {
 	MaxAttempts int `json:"max_attempts"`
 	// InitialBackoff is the delay after the first failure.
 	InitialBackoff time.Duration `json:"initial_backoff"`
-	// MaxBackoff caps the delay.
+	// MaxBackoff caps the delay; zero means no cap below ports.MaxLease (12h).
 	MaxBackoff time.Duration `json:"max_backoff"`
-	// Multiplier grows the delay per attempt (≥ 1).
+	// Multiplier grows the delay per attempt (≥ 1); zero means 1 (constant).
 	Multiplier float64 `json:"multiplier"`
 	// Jitter in [0,1] is the largest fraction of the delay removed at random,
 	// so that tasks failing together do not retry together.
@@ -48,10 +50,12 @@ func (p RetryPolicy) Validate() error {
 		return fmt.Errorf("retry max_attempts is %d; it must be at least 1", p.MaxAttempts)
 	case p.InitialBackoff < 0:
 		return fmt.Errorf("retry initial_backoff is %v; it must be 0 or more", p.InitialBackoff)
-	case p.MaxBackoff < p.InitialBackoff:
+	case p.MaxBackoff < 0 || p.MaxBackoff > ports.MaxLease:
+		return fmt.Errorf("retry max_backoff is %v; it must be between 0 (no cap) and %v", p.MaxBackoff, ports.MaxLease)
+	case p.MaxBackoff != 0 && p.MaxBackoff < p.InitialBackoff:
 		return fmt.Errorf("retry max_backoff %v is below initial_backoff %v", p.MaxBackoff, p.InitialBackoff)
-	case p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0):
-		return fmt.Errorf("retry multiplier is %v; it must be a finite number ≥ 1", p.Multiplier)
+	case p.Multiplier != 0 && (p.Multiplier < 1 || math.IsInf(p.Multiplier, 0)) || math.IsNaN(p.Multiplier):
+		return fmt.Errorf("retry multiplier is %v; it must be 0 (constant) or a finite number ≥ 1", p.Multiplier)
 	case p.Jitter < 0 || p.Jitter > 1 || math.IsNaN(p.Jitter):
 		return fmt.Errorf("retry jitter is %v; it must be between 0 and 1", p.Jitter)
 	}
@@ -63,9 +67,16 @@ func (p RetryPolicy) Backoff(n int) time.Duration {
 	if n < 1 {
 		n = 1
 	}
-	d := float64(p.InitialBackoff) * math.Pow(p.Multiplier, float64(n-1))
-	if d > float64(p.MaxBackoff) || math.IsInf(d, 0) || math.IsNaN(d) {
-		d = float64(p.MaxBackoff)
+	mult, limit := p.Multiplier, p.MaxBackoff
+	if mult == 0 {
+		mult = 1
+	}
+	if limit == 0 || limit > ports.MaxLease {
+		limit = ports.MaxLease
+	}
+	d := float64(p.InitialBackoff) * math.Pow(mult, float64(n-1))
+	if d > float64(limit) || math.IsInf(d, 0) || math.IsNaN(d) {
+		d = float64(limit)
 	}
 	if p.Jitter > 0 {
 		d -= d * p.Jitter * rand.Float64()

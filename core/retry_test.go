@@ -34,9 +34,16 @@ func TestRetryPolicy_Validate(t *testing.T) {
 		{core.RetryPolicy{}, "max_attempts"},
 		{core.RetryPolicy{MaxAttempts: 1, InitialBackoff: -1}, "initial_backoff"},
 		{core.RetryPolicy{MaxAttempts: 1, InitialBackoff: 2, MaxBackoff: 1, Multiplier: 1}, "max_backoff"},
+		{core.RetryPolicy{MaxAttempts: 1, MaxBackoff: -1}, "max_backoff"},
 		{core.RetryPolicy{MaxAttempts: 1, Multiplier: 0.5}, "multiplier"},
 		{core.RetryPolicy{MaxAttempts: 1, Multiplier: 1, Jitter: 2}, "jitter"},
 	}
+	// Partial policies are valid: zero multiplier is constant, zero max_backoff no cap.
+	partial := core.RetryPolicy{MaxAttempts: 4, InitialBackoff: 3 * time.Second}
+	require.NoError(t, partial.Validate())
+	require.Equal(t, 3*time.Second, partial.Backoff(1))
+	require.Equal(t, 3*time.Second, partial.Backoff(9))
+	require.Equal(t, 12*time.Hour, core.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Hour, Multiplier: 10}.Backoff(5), "capped at ports.MaxLease")
 	for _, b := range bad {
 		require.ErrorContains(t, b.p.Validate(), b.mention)
 	}

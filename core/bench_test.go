@@ -1,0 +1,111 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/dagq/dagq/adapters/memory"
+	"github.com/dagq/dagq/core"
+)
+
+func BenchmarkEnvelopeEncode(b *testing.B) {
+	e := core.Envelope{TaskID: core.NewTaskID(), Task: "resize", Args: json.RawMessage(`{"w":640,"h":480,"src":"s3://bucket/key.png"}`),
+		Labels: map[string]string{"team": "img"}, RunID: "run-1", StepID: "step-1", ReplyTo: "inbox-1", SentAt: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEnvelopeDecode(b *testing.B) {
+	body, _ := core.Envelope{TaskID: core.NewTaskID(), Task: "resize", Args: json.RawMessage(`{"w":640,"h":480,"src":"s3://bucket/key.png"}`),
+		Labels: map[string]string{"team": "img"}, RunID: "run-1", StepID: "step-1", ReplyTo: "inbox-1", SentAt: time.Now()}.Encode()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := core.DecodeEnvelope(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRegistryDispatch(b *testing.B) {
+	reg := core.NewRegistry()
+	addTask.MustRegister(reg, func(_ context.Context, a addArgs) (int, error) { return a.A + a.B, nil })
+	task := &core.Task{ID: "t", Name: "add", Attempt: 1, Args: json.RawMessage(`{"A":1,"B":2}`)}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		h, ok := reg.Lookup("add")
+		if !ok {
+			b.Fatal("not registered")
+		}
+		if _, err := h.ProcessTask(ctx, task); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRoundTripMemory measures submit → worker → result → wait on the
+// memory transport: batches of 10 submitted with SubmitBatch, awaited with
+// WaitAll (results pushed over the CompletionBus), one worker.
+func BenchmarkRoundTripMemory(b *testing.B) {
+	for _, conc := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			tr := memory.NewTransport()
+			if err := tr.CreateQueue("bench", memory.QueueOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			reg := core.NewRegistry()
+			addTask.MustRegister(reg, func(_ context.Context, a addArgs) (int, error) { return a.A + a.B, nil })
+			w, err := core.NewWorker(core.WorkerOptions{
+				Broker: tr.Broker("bench"), Results: tr.ResultBackend(), Registry: reg,
+				Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Concurrency: conc, Logger: quiet,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			c, err := core.NewClient(core.ClientOptions{
+				Broker: tr.Broker("bench"), Results: tr.ResultBackend(),
+				Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quiet,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			reqs := make([]core.Request, 10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			n := 0
+			for n < b.N {
+				k := min(10, b.N-n)
+				for i := range k {
+					reqs[i] = addTask.Request(addArgs{A: n + i, B: 1})
+				}
+				ids, err := c.SubmitBatch(ctx, reqs[:k]...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.WaitAll(ctx, ids...); err != nil {
+					b.Fatal(err)
+				}
+				n += k
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+			b.StopTimer()
+			_ = c.Close()
+			stop()
+			<-done
+		})
+	}
+}

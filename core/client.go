@@ -1,0 +1,349 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// Client defaults (see ClientOptions).
+const (
+	DefaultPollInterval    = 100 * time.Millisecond
+	DefaultPollMaxInterval = 5 * time.Second
+	DefaultReconcile       = 30 * time.Second
+	DefaultCacheSize       = 10000
+	// ReconcileMaxInterval caps the doubling reconcile interval of a waiter
+	// that gets no completion (unless Reconcile itself is longer).
+	ReconcileMaxInterval = 5 * time.Minute
+)
+
+// ClientOptions configures a Client. Only Broker and Results are required;
+// zero durations and sizes take the defaults named on each field.
+type ClientOptions struct {
+	// Broker is the task queue Submit sends to. Required.
+	Broker ports.Broker
+	// Results is where workers store task results; Wait and Status read it.
+	// Required.
+	Results ports.ResultBackend
+	// Cancels carries cancellation requests. Optional: without it Cancel fails
+	// with an error matching ports.ErrUnsupported and Status never reports
+	// TaskCancelRequested.
+	Cancels ports.CancelChannel
+	// Completions, when set, makes waiting push-based: the client opens one
+	// inbox (on the first Submit), puts its address in every task's ReplyTo,
+	// and wakes waiters when workers publish completions. Without it Wait
+	// polls Results with backoff.
+	Completions ports.CompletionBus
+
+	// PollInterval is the first delay between two Results checks of a task
+	// that is polled (default DefaultPollInterval); the delay doubles after
+	// every miss up to PollMaxInterval (default DefaultPollMaxInterval, or
+	// PollInterval when that is longer).
+	PollInterval    time.Duration
+	PollMaxInterval time.Duration
+	// Reconcile is, with Completions, how long a waiter waits for a push
+	// before it checks Results once anyway (default DefaultReconcile): the
+	// safety net for a lost completion. Later checks double the interval up
+	// to ReconcileMaxInterval.
+	Reconcile time.Duration
+	// CacheSize bounds the number of task IDs the client remembers (IDs it
+	// submitted, completions that arrived before anyone waited, results it
+	// read); default DefaultCacheSize. Forgetting is safe: a forgotten task is
+	// read from Results when waited for.
+	CacheSize int
+
+	// Logger receives the client's diagnostics (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Client submits tasks, waits for their results, cancels them and reports
+// their status. It is safe for concurrent use. It owns at most two long-lived
+// goroutines, whatever the number of waiters: the completion dispatcher
+// (running while the inbox is open) and the result checker (running while
+// some waiter needs a Results read scheduled; it reads with up to 8
+// short-lived goroutines per round). With Completions it also owns one inbox.
+// Close releases them all; it does not close the ports it was given.
+//
+// # Waiting
+//
+// With Completions, a task submitted by this client is finished when its
+// completion arrives; the client reads Results only when the completion does
+// not carry the result, when no completion arrived within Reconcile (then
+// with doubling intervals up to ReconcileMaxInterval), or for a task it does
+// not know (submitted elsewhere, or forgotten after CacheSize newer tasks):
+// such a task is read at once and then polled like below.
+//
+// Without Completions, waited-for tasks are polled from one shared goroutine:
+// each task is checked after PollInterval, then at doubling intervals up to
+// PollMaxInterval; a task unknown to this client is checked at once.
+// Nothing polls while nobody waits.
+//
+// # Errors
+//
+// Errors from the ports are wrapped, so errors.Is(err, ports.ErrX) and
+// errors.As(err, &adapterErr) both work. Invalid arguments match
+// ports.ErrInvalidArgument; every method of a closed client fails with an
+// error matching ports.ErrClosed.
+type Client struct {
+	broker      ports.Broker
+	results     ports.ResultBackend
+	cancels     ports.CancelChannel
+	completions ports.CompletionBus
+	log         *slog.Logger
+
+	pollMin, pollMax           time.Duration
+	reconcileMin, reconcileMax time.Duration
+
+	bg   context.Context // cancelled by Close; used by the background goroutines
+	stop context.CancelFunc
+	wg   sync.WaitGroup // background goroutines
+	kick chan struct{}  // wakes the checker when its schedule changed
+
+	openMu sync.Mutex // serialises opening the inbox
+
+	mu        sync.Mutex
+	closed    bool
+	inbox     ports.Inbox // nil until the first Submit with Completions
+	pushLive  bool        // inbox open and its dispatcher running
+	replyTo   string      // inbox address while pushLive
+	entries   map[string]*waitEntry
+	sched     entryHeap // entries waiting for their next Results check
+	checkerOn bool
+	memo      *memoCache
+}
+
+// NewClient returns a Client for opts. Invalid options fail with an error
+// matching ports.ErrInvalidArgument that names the field. It starts no
+// goroutine and makes no request.
+func NewClient(opts ClientOptions) (*Client, error) {
+	bad := func(format string, args ...any) (*Client, error) {
+		return nil, fmt.Errorf("dagq: client options: %w: "+format, append([]any{ports.ErrInvalidArgument}, args...)...)
+	}
+	switch {
+	case opts.Broker == nil:
+		return bad("Broker is required")
+	case opts.Results == nil:
+		return bad("Results is required")
+	case opts.PollInterval < 0:
+		return bad("PollInterval is %v; it must be 0 (default %v) or positive", opts.PollInterval, DefaultPollInterval)
+	case opts.PollMaxInterval < 0:
+		return bad("PollMaxInterval is %v; it must be 0 (default %v) or positive", opts.PollMaxInterval, DefaultPollMaxInterval)
+	case opts.Reconcile < 0:
+		return bad("Reconcile is %v; it must be 0 (default %v) or positive", opts.Reconcile, DefaultReconcile)
+	case opts.CacheSize < 0:
+		return bad("CacheSize is %d; it must be 0 (default %d) or positive", opts.CacheSize, DefaultCacheSize)
+	}
+	c := &Client{
+		broker:       opts.Broker,
+		results:      opts.Results,
+		cancels:      opts.Cancels,
+		completions:  opts.Completions,
+		log:          opts.Logger,
+		pollMin:      opts.PollInterval,
+		pollMax:      opts.PollMaxInterval,
+		reconcileMin: opts.Reconcile,
+		kick:         make(chan struct{}, 1),
+		entries:      make(map[string]*waitEntry),
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.pollMin == 0 {
+		c.pollMin = DefaultPollInterval
+	}
+	if c.pollMax == 0 {
+		c.pollMax = max(DefaultPollMaxInterval, c.pollMin)
+	}
+	if c.pollMax < c.pollMin {
+		return bad("PollMaxInterval %v is below PollInterval %v", c.pollMax, c.pollMin)
+	}
+	if c.reconcileMin == 0 {
+		c.reconcileMin = DefaultReconcile
+	}
+	c.reconcileMax = max(ReconcileMaxInterval, c.reconcileMin)
+	size := opts.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	c.memo = newMemoCache(size, memoOutputBudget)
+	c.bg, c.stop = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Close stops the client: pending Wait and WaitAll calls return an error
+// matching ports.ErrClosed, the background goroutines stop (Close waits for
+// them, which takes at most one in-flight Results read or inbox receive,
+// both cancelled), and the inbox is closed. Completions published to it
+// afterwards are lost, which is harmless: results stay in Results. Close is
+// idempotent and does not close the ports in ClientOptions.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	errClosed := fmt.Errorf("dagq: client: %w", ports.ErrClosed)
+	for _, e := range c.entries {
+		c.finishLocked(e, ports.Result{}, errClosed)
+	}
+	c.sched = nil
+	inbox := c.inbox
+	c.pushLive, c.replyTo = false, ""
+	c.mu.Unlock()
+
+	c.stop()
+	c.wg.Wait()
+	if inbox != nil {
+		if err := inbox.Close(); err != nil && !errors.Is(err, ports.ErrClosed) && !errors.Is(err, ports.ErrNotFound) {
+			return fmt.Errorf("dagq: client: close inbox: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) errIfClosed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("dagq: client: %w", ports.ErrClosed)
+	}
+	return nil
+}
+
+// Cancel requests the cancellation of the tasks ids through the
+// CancelChannel, in calls of at most ports.MaxBatch IDs. The request is
+// durable once Cancel returns nil: a queued task never starts, a running one
+// has its context cancelled, a finished one is unaffected. Waiters of a
+// cancelled task get its result with State ports.StateCancelled once the
+// worker records it. Cancelling a task again, or an unknown ID, is not an
+// error. Without ClientOptions.Cancels it fails with an error matching
+// ports.ErrUnsupported; an empty ID fails the call (nothing is sent) with
+// ports.ErrInvalidArgument. When some calls fail the error wraps a
+// *ports.BatchError whose indexes are positions in ids; IDs not named were
+// requested.
+func (c *Client) Cancel(ctx context.Context, ids ...string) error {
+	if c.cancels == nil {
+		return fmt.Errorf("dagq: cancel: %w: the client has no CancelChannel (ClientOptions.Cancels)", ports.ErrUnsupported)
+	}
+	for i, id := range ids {
+		if id == "" {
+			return fmt.Errorf("dagq: cancel: %w: task ID %d of %d is empty", ports.ErrInvalidArgument, i, len(ids))
+		}
+	}
+	if err := c.errIfClosed(); err != nil {
+		return err
+	}
+	failed := make(map[int]error)
+	for start := 0; start < len(ids); start += ports.MaxBatch {
+		chunk := ids[start:min(start+ports.MaxBatch, len(ids))]
+		var err error
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		} else {
+			err = c.cancels.Cancel(ctx, chunk...)
+		}
+		for i, id := range chunk {
+			if ie := ports.ItemError(err, i); ie != nil {
+				failed[start+i] = fmt.Errorf("task %s: %w", id, ie)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("dagq: cancel: %w", &ports.BatchError{Failed: failed})
+	}
+	return nil
+}
+
+// TaskState is what Status knows about a task.
+type TaskState string
+
+// Task states. The last three are final and equal the ports.State of the
+// task's result.
+const (
+	// TaskPending: no result yet and no cancellation request. The task may
+	// be queued, running, waiting for a retry, or unknown: dagq keeps no
+	// record of submissions.
+	TaskPending TaskState = "pending"
+	// TaskCancelRequested: no result yet, but a cancellation was requested.
+	TaskCancelRequested TaskState = "cancel_requested"
+	TaskSucceeded       TaskState = TaskState(ports.StateSucceeded)
+	TaskFailed          TaskState = TaskState(ports.StateFailed)
+	TaskCancelled       TaskState = TaskState(ports.StateCancelled)
+)
+
+// Final reports whether s is a final state (the task has a result).
+func (s TaskState) Final() bool { return ports.State(s).Valid() }
+
+// Status is a snapshot of one task.
+type Status struct {
+	TaskID string
+	State  TaskState
+	// Result is the task's result when State is final, nil otherwise.
+	Result *ports.Result
+}
+
+// Status reports the state of task id without waiting: its result when one
+// is stored (or remembered by the client), otherwise TaskCancelRequested
+// when the CancelChannel has a request for it, otherwise TaskPending. It
+// makes at most one Results read and one CancelChannel check.
+func (c *Client) Status(ctx context.Context, id string) (Status, error) {
+	if err := checkTaskID(id); err != nil {
+		return Status{}, fmt.Errorf("dagq: status: %w", err)
+	}
+	if err := c.errIfClosed(); err != nil {
+		return Status{}, err
+	}
+	c.mu.Lock()
+	cached := c.memo.result(id)
+	c.mu.Unlock()
+	if cached != nil {
+		return Status{TaskID: id, State: TaskState(cached.State), Result: cached}, nil
+	}
+	res, err := c.results.Get(ctx, id)
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		c.memo.putResult(id, res)
+		c.mu.Unlock()
+		return Status{TaskID: id, State: TaskState(res.State), Result: &res}, nil
+	case !errors.Is(err, ports.ErrNotFound):
+		return Status{}, fmt.Errorf("dagq: status of task %s: read result: %w", id, err)
+	}
+	if c.cancels != nil {
+		got, err := c.cancels.Canceled(ctx, id)
+		if err != nil {
+			return Status{}, fmt.Errorf("dagq: status of task %s: check cancellation: %w", id, err)
+		}
+		for _, g := range got {
+			if g == id {
+				return Status{TaskID: id, State: TaskCancelRequested}, nil
+			}
+		}
+	}
+	return Status{TaskID: id, State: TaskPending}, nil
+}
+
+// checkTaskID validates an ID given to Wait, Status or Submit.
+func checkTaskID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty task ID", ports.ErrInvalidArgument)
+	}
+	if len(id) > maxTaskIDLen {
+		return fmt.Errorf("%w: task ID %.20q… is %d bytes; the limit is %d", ports.ErrInvalidArgument, id, len(id), maxTaskIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if b := id[i]; b < 0x21 || b > 0x7e {
+			return fmt.Errorf("%w: task ID %q has byte %#x at %d; IDs are printable ASCII without spaces", ports.ErrInvalidArgument, id, b, i)
+		}
+	}
+	return nil
+}
+
+// maxTaskIDLen is the longest task ID (the SQS deduplication-ID limit).
+const maxTaskIDLen = 128

@@ -1,0 +1,262 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// Submit sends one task and returns its ID (req.ID, or a new NewTaskID).
+//
+// The request is validated first: an empty task name, an invalid ID (more
+// than 128 bytes, or not printable ASCII without spaces), an invalid Retry
+// policy, a Delay outside 0..ports.MaxDelay or Args that do not encode to
+// JSON fail with an error matching ports.ErrInvalidArgument and nothing is
+// sent. With Completions, the first Submit opens the client's inbox (an
+// Open failure fails the Submit). Submit then blocks until the Broker has
+// accepted the message or failed; a Broker error is wrapped (errors.Is and
+// errors.As see it) and the ID is still returned, because a Send that timed
+// out may have queued the task: re-submitting with WithID(id) is safe.
+func (c *Client) Submit(ctx context.Context, req Request) (string, error) {
+	ids, err := c.SubmitBatch(ctx, req)
+	if err == nil {
+		return ids[0], nil
+	}
+	var se *SubmitError
+	if errors.As(err, &se) && len(ids) == 1 {
+		return ids[0], fmt.Errorf("dagq: submit %w", se.Failed[0])
+	}
+	return "", err
+}
+
+// SubmitBatch sends reqs and returns their IDs in order. Messages go to the
+// Broker in calls of at most ports.MaxBatch.
+//
+// Validation is the same as Submit's, for all requests before anything is
+// sent: if any request is invalid, nothing is sent, the IDs are nil and the
+// error (matching ports.ErrInvalidArgument) names every invalid request's
+// index. When some sends fail, SubmitBatch still returns all IDs, with a
+// *SubmitError naming the index in reqs of every request that was not (or
+// maybe not) sent; requests not named were sent. Once ctx is done the
+// remaining requests are not sent and fail with ctx's error.
+func (c *Client) SubmitBatch(ctx context.Context, reqs ...Request) ([]string, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	if err := c.errIfClosed(); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	envs := make([]Envelope, len(reqs))
+	var invalid []error
+	for i, req := range reqs {
+		env, err := newEnvelope(req, now)
+		if err != nil {
+			if len(reqs) > 1 {
+				err = fmt.Errorf("request %d: %w", i, err)
+			}
+			invalid = append(invalid, err)
+			continue
+		}
+		envs[i] = env
+	}
+	if len(invalid) > 0 {
+		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", errors.Join(invalid...))
+	}
+	replyTo, err := c.replyAddress(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
+	}
+	ids := make([]string, len(envs))
+	msgs := make([]ports.Message, len(envs))
+	for i := range envs {
+		envs[i].ReplyTo = replyTo
+		body, err := envs[i].Encode()
+		if err != nil {
+			invalid = append(invalid, fmt.Errorf("request %d: %w: %w", i, ports.ErrInvalidArgument, err))
+			continue
+		}
+		group := envs[i].RunID
+		if group == "" {
+			group = envs[i].TaskID
+		}
+		ids[i] = envs[i].TaskID
+		msgs[i] = ports.Message{ID: envs[i].TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
+	}
+	if len(invalid) > 0 {
+		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", errors.Join(invalid...))
+	}
+
+	c.mu.Lock()
+	for _, id := range ids {
+		c.memo.submitted(id, replyTo != "")
+	}
+	c.mu.Unlock()
+
+	failed := make(map[int]error)
+	for start := 0; start < len(msgs); start += ports.MaxBatch {
+		chunk := msgs[start:min(start+ports.MaxBatch, len(msgs))]
+		var err error
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		} else {
+			err = c.broker.Send(ctx, chunk...)
+		}
+		for i := range chunk {
+			if ie := ports.ItemError(err, i); ie != nil {
+				env := envs[start+i]
+				failed[start+i] = fmt.Errorf("task %q (id %s): %w", env.Task, env.TaskID, ie)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return ids, &SubmitError{Failed: failed}
+	}
+	return ids, nil
+}
+
+// newEnvelope validates req and builds its envelope (without ReplyTo).
+func newEnvelope(req Request, now time.Time) (Envelope, error) {
+	if req.Task == "" {
+		return Envelope{}, fmt.Errorf("%w: empty task name", ports.ErrInvalidArgument)
+	}
+	id := req.ID
+	if id == "" {
+		id = NewTaskID()
+	} else if err := checkTaskID(id); err != nil {
+		return Envelope{}, fmt.Errorf("task %q: %w", req.Task, err)
+	}
+	if req.Delay < 0 || req.Delay > ports.MaxDelay {
+		return Envelope{}, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
+			ports.ErrInvalidArgument, req.Task, id, req.Delay, ports.MaxDelay)
+	}
+	if req.Retry != nil {
+		if err := req.Retry.Validate(); err != nil {
+			return Envelope{}, fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
+		}
+	}
+	var args json.RawMessage
+	switch a := req.Args.(type) {
+	case nil:
+	case json.RawMessage:
+		if len(a) > 0 && !json.Valid(a) {
+			return Envelope{}, fmt.Errorf("%w: task %q (id %s): args are a json.RawMessage that is not valid JSON",
+				ports.ErrInvalidArgument, req.Task, id)
+		}
+		args = a
+	default:
+		b, err := json.Marshal(a)
+		if err != nil {
+			return Envelope{}, fmt.Errorf("%w: task %q (id %s): encode args (%T) to JSON: %w",
+				ports.ErrInvalidArgument, req.Task, id, a, err)
+		}
+		args = b
+	}
+	return Envelope{
+		Version:  EnvelopeVersion,
+		TaskID:   id,
+		Task:     req.Task,
+		Attempt:  1,
+		Args:     args,
+		Labels:   req.Labels,
+		Meta:     req.Meta,
+		RunID:    req.RunID,
+		StepID:   req.StepID,
+		Deadline: req.Deadline,
+		Retry:    req.Retry,
+		SentAt:   now,
+	}, nil
+}
+
+// replyAddress returns the inbox address for ReplyTo, opening the inbox and
+// starting its dispatcher on first use; "" without a live inbox.
+func (c *Client) replyAddress(ctx context.Context) (string, error) {
+	if c.completions == nil {
+		return "", nil
+	}
+	c.mu.Lock()
+	addr, opened := c.replyTo, c.inbox != nil
+	c.mu.Unlock()
+	if opened {
+		return addr, nil // "" once the inbox is gone: the client polls instead
+	}
+
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	c.mu.Lock()
+	addr, opened, closed := c.replyTo, c.inbox != nil, c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return "", fmt.Errorf("dagq: client: %w", ports.ErrClosed)
+	case opened:
+		return addr, nil
+	}
+	inbox, err := c.completions.Open(ctx)
+	if err != nil {
+		return "", fmt.Errorf("open completion inbox: %w", err)
+	}
+	addr = inbox.Address()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = inbox.Close()
+		return "", fmt.Errorf("dagq: client: %w", ports.ErrClosed)
+	}
+	c.inbox, c.replyTo, c.pushLive = inbox, addr, true
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go c.dispatch(inbox)
+	return addr, nil
+}
+
+// SubmitError reports the requests of a SubmitBatch that were not sent (or
+// whose Send failed ambiguously, e.g. on a timeout). Requests not named were
+// sent. errors.Is and errors.As see every request's cause, so
+// errors.Is(err, ports.ErrUnavailable) is true when at least one send was
+// throttled.
+type SubmitError struct {
+	// Failed maps the index of a request in SubmitBatch's arguments to its
+	// error.
+	Failed map[int]error
+}
+
+// Error lists the failed requests in index order (the first five, then a
+// count).
+func (e *SubmitError) Error() string {
+	idx := e.indexes()
+	const show = 5
+	parts := make([]string, 0, min(len(idx), show)+1)
+	for _, i := range idx[:min(len(idx), show)] {
+		parts = append(parts, fmt.Sprintf("request %d: %v", i, e.Failed[i]))
+	}
+	if len(idx) > show {
+		parts = append(parts, fmt.Sprintf("and %d more", len(idx)-show))
+	}
+	return fmt.Sprintf("dagq: submit: %d request(s) not sent: %s", len(idx), strings.Join(parts, "; "))
+}
+
+// Unwrap returns the request errors in index order.
+func (e *SubmitError) Unwrap() []error {
+	idx := e.indexes()
+	errs := make([]error, 0, len(idx))
+	for _, i := range idx {
+		errs = append(errs, e.Failed[i])
+	}
+	return errs
+}
+
+func (e *SubmitError) indexes() []int {
+	idx := make([]int, 0, len(e.Failed))
+	for i := range e.Failed {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	return idx
+}

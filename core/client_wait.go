@@ -1,0 +1,454 @@
+package core
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// Tuning of the background goroutines.
+const (
+	// checkParallelism bounds the concurrent Results reads of one checker
+	// round.
+	checkParallelism = 8
+	// checkRound bounds the reads of one checker round, so that entries
+	// that became due meanwhile are not held back by a long round.
+	checkRound = 32 * checkParallelism
+	// checkTimeout bounds one Results read of the checker.
+	checkTimeout = 30 * time.Second
+	// inboxRetryMin and inboxRetryMax bound the backoff after a failed inbox
+	// Receive.
+	inboxRetryMin = 100 * time.Millisecond
+	inboxRetryMax = 10 * time.Second
+)
+
+// Wait blocks until task id has a result and returns it. A task that failed
+// or was cancelled is not an error of Wait: its result says so (use
+// ResultErr, or TaskType.Wait). Wait returns an error only when ctx is done
+// (wrapping ctx's error; Wait then returns promptly and leaves nothing
+// behind), when the client is closed (ports.ErrClosed), for an invalid ID
+// (ports.ErrInvalidArgument) or when Results fails permanently
+// (ports.ErrClosed or ports.ErrInvalidArgument from the backend; transient
+// Results errors are logged and retried with backoff).
+//
+// Any number of goroutines may wait for the same ID; they share one
+// schedule of Results reads. See Client for how results are found.
+func (c *Client) Wait(ctx context.Context, id string) (ports.Result, error) {
+	rs, err := c.WaitAll(ctx, id)
+	if err != nil {
+		return ports.Result{}, err
+	}
+	return rs[0], nil
+}
+
+// WaitAll waits for every task of ids and returns their results in the
+// order of ids (duplicates allowed). It blocks like Wait, in the calling
+// goroutine only, and fails like Wait: on the first error it returns nil
+// results and the error, and stops waiting for all of ids.
+func (c *Client) WaitAll(ctx context.Context, ids ...string) ([]ports.Result, error) {
+	for _, id := range ids {
+		if err := checkTaskID(id); err != nil {
+			return nil, fmt.Errorf("dagq: wait: %w", err)
+		}
+	}
+	out := make([]ports.Result, len(ids))
+	entries := make([]*waitEntry, len(ids))
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("dagq: client: %w", ports.ErrClosed)
+	}
+	for i, id := range ids {
+		if r := c.memo.result(id); r != nil {
+			out[i] = *r
+			continue
+		}
+		entries[i] = c.acquireLocked(id)
+	}
+	c.mu.Unlock()
+
+	release := func(from int) {
+		c.mu.Lock()
+		for _, e := range entries[from:] {
+			if e != nil {
+				c.releaseLocked(e)
+			}
+		}
+		c.mu.Unlock()
+	}
+	for i, e := range entries {
+		if e == nil {
+			continue
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			select {
+			case <-e.done: // finished at the same time: prefer the result
+			default:
+				release(i)
+				return nil, fmt.Errorf("dagq: wait for task %s: %w", e.id, ctx.Err())
+			}
+		}
+		if e.err != nil {
+			release(i)
+			return nil, e.err
+		}
+		out[i] = cloneResult(e.res)
+		c.mu.Lock()
+		c.releaseLocked(e)
+		c.mu.Unlock()
+	}
+	return out, nil
+}
+
+// waitEntry is the shared state of all waiters of one task ID, and its place
+// in the checker's schedule. Fields other than done, res and err are guarded
+// by Client.mu; res and err are written before done is closed.
+type waitEntry struct {
+	id       string
+	refs     int
+	done     chan struct{}
+	finished bool
+	res      ports.Result
+	err      error
+
+	push     bool          // on the reconcile schedule, waiting for a push
+	next     time.Time     // next Results read
+	interval time.Duration // delay after the next miss
+	max      time.Duration // cap of interval
+	heapIdx  int           // index in Client.sched, -1 when not scheduled
+	checking bool          // a Results read is in flight
+	recheck  bool          // read again right after the in-flight read
+}
+
+// plan sets e's schedule: first read after first, then step doubling up to
+// cap.
+func (e *waitEntry) plan(now time.Time, first, step, cap time.Duration) {
+	e.next = now.Add(first)
+	e.interval = min(step, cap)
+	e.max = cap
+}
+
+// acquireLocked returns the entry of id with one more reference, creating
+// and scheduling it if needed.
+func (c *Client) acquireLocked(id string) *waitEntry {
+	if e := c.entries[id]; e != nil {
+		e.refs++
+		return e
+	}
+	e := &waitEntry{id: id, refs: 1, done: make(chan struct{}), heapIdx: -1}
+	now := time.Now()
+	switch it := c.memo.get(id); {
+	case it != nil && it.finished:
+		// Finished, result not kept: read it now.
+		e.plan(now, 0, c.pollMin, c.pollMax)
+	case it != nil && it.viaInbox && c.pushLive:
+		e.push = true
+		e.plan(now, c.reconcileMin, 2*c.reconcileMin, c.reconcileMax)
+	case it != nil && it.known:
+		// Submitted without a live inbox: it cannot be done yet.
+		e.plan(now, c.pollMin, 2*c.pollMin, c.pollMax)
+	default:
+		// Not submitted here (or forgotten): it may be done already.
+		e.plan(now, 0, c.pollMin, c.pollMax)
+	}
+	c.entries[id] = e
+	c.scheduleLocked(e)
+	return e
+}
+
+// releaseLocked drops one reference of e; the last one unschedules it.
+func (c *Client) releaseLocked(e *waitEntry) {
+	e.refs--
+	if e.refs > 0 || e.finished {
+		return
+	}
+	if c.entries[e.id] == e {
+		delete(c.entries, e.id)
+	}
+	if e.heapIdx >= 0 {
+		heap.Remove(&c.sched, e.heapIdx)
+		c.kickLocked() // the checker may have nothing left to do
+	}
+}
+
+// kickLocked wakes the checker to look at its schedule again.
+func (c *Client) kickLocked() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// finishLocked completes e for all its waiters.
+func (c *Client) finishLocked(e *waitEntry, res ports.Result, err error) {
+	if e.finished {
+		return
+	}
+	e.finished = true
+	e.res, e.err = res, err
+	close(e.done)
+	if c.entries[e.id] == e {
+		delete(c.entries, e.id)
+	}
+	if e.heapIdx >= 0 {
+		heap.Remove(&c.sched, e.heapIdx)
+	}
+}
+
+// scheduleLocked (re)inserts e in the schedule at e.next, unless a read is
+// in flight, and makes sure the checker runs.
+func (c *Client) scheduleLocked(e *waitEntry) {
+	if e.finished || e.checking || c.closed {
+		return
+	}
+	if e.heapIdx >= 0 {
+		heap.Fix(&c.sched, e.heapIdx)
+	} else {
+		heap.Push(&c.sched, e)
+	}
+	if c.sched[0] == e {
+		c.kickLocked()
+	}
+	if !c.checkerOn {
+		c.checkerOn = true
+		c.wg.Add(1)
+		go c.checker()
+	}
+}
+
+// checker reads Results for the entries that are due, in rounds, and sleeps
+// until the next one is due. It exits when nothing is scheduled.
+func (c *Client) checker() {
+	defer c.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		if c.closed || len(c.sched) == 0 {
+			c.checkerOn = false
+			c.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		var due []*waitEntry
+		for len(c.sched) > 0 && len(due) < checkRound && !c.sched[0].next.After(now) {
+			e := heap.Pop(&c.sched).(*waitEntry)
+			e.checking = true
+			due = append(due, e)
+		}
+		var sleep time.Duration
+		if len(due) == 0 {
+			sleep = c.sched[0].next.Sub(now)
+		}
+		c.mu.Unlock()
+
+		if len(due) > 0 {
+			c.check(due)
+			continue
+		}
+		timer.Reset(sleep)
+		select {
+		case <-timer.C:
+		case <-c.kick:
+			timer.Stop()
+		case <-c.bg.Done():
+			// Close clears the schedule; the loop head exits.
+		}
+	}
+}
+
+// check reads the results of due (entries marked checking) and updates them.
+func (c *Client) check(due []*waitEntry) {
+	type outcome struct {
+		res ports.Result
+		err error
+	}
+	outs := make([]outcome, len(due))
+	get := func(i int) {
+		ctx, cancel := context.WithTimeout(c.bg, checkTimeout)
+		defer cancel()
+		outs[i].res, outs[i].err = c.results.Get(ctx, due[i].id)
+	}
+	if n := min(len(due), checkParallelism); n == 1 {
+		get(0)
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(due); i = int(next.Add(1) - 1) {
+					get(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	var transient int
+	var sample error
+	var sampleID string
+	defer func() { // after unlocking
+		if transient > 0 {
+			c.log.Warn("dagq: client: reading results failed; retrying with backoff",
+				"failed", transient, "task_id", sampleID, "error", sample)
+		}
+	}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for i, e := range due {
+		e.checking = false
+		res, err := outs[i].res, outs[i].err
+		if err == nil {
+			c.memo.putResult(e.id, res)
+			c.finishLocked(e, res, nil)
+			if cur := c.entries[e.id]; cur != nil {
+				c.finishLocked(cur, res, nil) // a newer entry of the same task
+			}
+			continue
+		}
+		if e.finished || c.entries[e.id] != e || c.closed {
+			continue // completed by a push, released, or closed meanwhile
+		}
+		switch {
+		case errors.Is(err, ports.ErrNotFound):
+		case errors.Is(err, ports.ErrClosed) || errors.Is(err, ports.ErrInvalidArgument):
+			c.finishLocked(e, ports.Result{}, fmt.Errorf("dagq: wait for task %s: read result: %w", e.id, err))
+			continue
+		default:
+			if transient++; transient == 1 {
+				sample, sampleID = err, e.id
+			}
+		}
+		if e.recheck {
+			e.recheck = false
+			e.next = now
+		} else {
+			e.next = now.Add(e.interval)
+			e.interval = min(2*e.interval, e.max)
+		}
+		c.scheduleLocked(e)
+	}
+}
+
+// dispatch receives completions from inbox and wakes their waiters until the
+// client closes or the inbox is gone.
+func (c *Client) dispatch(inbox ports.Inbox) {
+	defer c.wg.Done()
+	var retry time.Duration
+	for {
+		cs, err := inbox.Receive(c.bg)
+		if c.bg.Err() != nil {
+			return
+		}
+		if err == nil {
+			retry = 0
+			c.deliver(cs)
+			continue
+		}
+		if errors.Is(err, ports.ErrClosed) || errors.Is(err, ports.ErrNotFound) {
+			c.log.Error("dagq: client: the completion inbox is gone; waiting falls back to polling Results",
+				"inbox", inbox.Address(), "error", err)
+			c.inboxGone()
+			return
+		}
+		retry = min(max(2*retry, inboxRetryMin), inboxRetryMax)
+		c.log.Warn("dagq: client: receiving completions failed; retrying",
+			"inbox", inbox.Address(), "retry_in", retry, "error", err)
+		t := time.NewTimer(retry)
+		select {
+		case <-t.C:
+		case <-c.bg.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// deliver applies received completions.
+func (c *Client) deliver(cs []ports.Completion) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for _, cm := range cs {
+		if cm.TaskID == "" {
+			c.log.Warn("dagq: client: ignoring a completion without task ID", "state", cm.State)
+			continue
+		}
+		var res *ports.Result
+		if r := cm.Result; r != nil && r.TaskID == cm.TaskID && r.State.Valid() {
+			res = r
+		}
+		c.memo.finished(cm.TaskID, res)
+		e := c.entries[cm.TaskID]
+		if e == nil || e.finished {
+			continue
+		}
+		if res != nil {
+			c.finishLocked(e, cloneResult(*res), nil)
+			continue
+		}
+		// Finished but not inlined: read it once now, then poll (it exists).
+		e.push = false
+		if e.checking {
+			e.recheck = true
+			e.interval, e.max = c.pollMin, c.pollMax
+			continue
+		}
+		e.plan(now, 0, c.pollMin, c.pollMax)
+		c.scheduleLocked(e)
+	}
+}
+
+// inboxGone switches the client to polling: no more ReplyTo, and every
+// waiter on the reconcile schedule is read now and then polled.
+func (c *Client) inboxGone() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pushLive, c.replyTo = false, ""
+	now := time.Now()
+	for _, e := range c.entries {
+		if !e.push || e.finished {
+			continue
+		}
+		e.push = false
+		if e.checking {
+			e.recheck = true
+			e.interval, e.max = c.pollMin, c.pollMax
+			continue
+		}
+		e.plan(now, 0, c.pollMin, c.pollMax)
+		c.scheduleLocked(e)
+	}
+}
+
+// entryHeap orders scheduled entries by their next read (container/heap).
+type entryHeap []*waitEntry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h entryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *entryHeap) Push(x any) {
+	e := x.(*waitEntry)
+	e.heapIdx = len(*h)
+	*h = append(*h, e)
+}
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.heapIdx = -1
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,489 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// Worker defaults (see WorkerOptions).
+const (
+	DefaultWorkerConcurrency = 10
+	DefaultLease             = 30 * time.Second
+	DefaultMaxExtensions     = 360
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultInlineResultLimit = 64 << 10
+)
+
+// Tuning of the worker's internal loops.
+const (
+	// recentCancelsSize bounds the set of recently requested cancellations a
+	// worker remembers from its subscription.
+	recentCancelsSize = 10000
+	// putAttempts is how often a result Put is tried before the task is
+	// released for a later redelivery.
+	putAttempts = 4
+	// putRetryDelay is the delay before the second Put attempt (doubling).
+	putRetryDelay = 100 * time.Millisecond
+	// putFailedNackDelay is the Nack delay of a task whose result could not
+	// be stored.
+	putFailedNackDelay = 5 * time.Second
+	// durableCheckAttempts is how often the per-batch Canceled call is tried.
+	durableCheckAttempts = 3
+)
+
+// loopBackoff paces the retries of the receive and cancel-subscription loops
+// after an error: 100ms doubling up to 30s, minus up to 20% jitter.
+var loopBackoff = RetryPolicy{
+	MaxAttempts:    1,
+	InitialBackoff: 100 * time.Millisecond,
+	MaxBackoff:     30 * time.Second,
+	Multiplier:     2,
+	Jitter:         0.2,
+}
+
+// WorkerOptions configures a Worker. Broker, Results and Registry are
+// required; every other zero value takes the default named on its field.
+type WorkerOptions struct {
+	// Broker is the task queue the worker receives from. Required.
+	Broker ports.Broker
+	// Results is where the worker stores task results. Required.
+	Results ports.ResultBackend
+	// Registry holds the handlers the worker runs. Required.
+	Registry *Registry
+	// Cancels delivers cancellation requests. Optional: without it, requests
+	// never reach this worker (NewWorker is fine, Run logs a warning).
+	Cancels ports.CancelChannel
+	// Completions, when set, receives a completion for every finished task
+	// whose envelope names a ReplyTo inbox. Optional.
+	Completions ports.CompletionBus
+	// ID names the worker in logs and in the results it records. Default:
+	// hostname-pid-random.
+	ID string
+	// Concurrency is the most tasks in flight at once (received and not yet
+	// acked or released). Default DefaultWorkerConcurrency (10); must not be
+	// negative.
+	Concurrency int
+	// Lease is the lease (visibility timeout) of every Receive and Extend,
+	// 0 < Lease ≤ ports.MaxLease. Default DefaultLease (30s).
+	Lease time.Duration
+	// HeartbeatInterval is how often the worker extends the leases of its
+	// in-flight tasks, 0 < HeartbeatInterval ≤ Lease/2. Default Lease/3.
+	HeartbeatInterval time.Duration
+	// MaxExtensions caps the lease extensions of one task. After the cap the
+	// lease is left to run out, and when it does the handler's context is
+	// cancelled with cause ports.ErrLeaseLost. Default DefaultMaxExtensions
+	// (360: 1 hour with the default lease); must not be negative.
+	MaxExtensions int
+	// Retry is the retry policy of tasks whose envelope carries none. The
+	// zero value means DefaultRetryPolicy. It also bounds how often a
+	// message with a newer envelope version is handed back.
+	Retry RetryPolicy
+	// ShutdownTimeout is how long Run waits for in-flight tasks after its
+	// context is done before it cancels them (cause ErrShutdown) and releases
+	// their messages. Default DefaultShutdownTimeout (30s); must not be
+	// negative.
+	ShutdownTimeout time.Duration
+	// ReceiveBatch is the most messages one Receive asks for,
+	// 1 ≤ ReceiveBatch ≤ min(ports.MaxBatch, Concurrency). Default
+	// min(ports.MaxBatch, Concurrency).
+	ReceiveBatch int
+	// InlineResultLimit is the largest Output (in bytes) of a result inlined
+	// in its completion; larger results are fetched by the client from
+	// Results. Default DefaultInlineResultLimit (64 KiB); negative means never
+	// inline.
+	InlineResultLimit int
+	// Logger receives the worker's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Worker receives tasks from a Broker and runs their handlers.
+//
+// # Delivery
+//
+// At most Concurrency tasks are in flight; the worker asks the broker for
+// more only when a slot is free. A delivery is decoded with DecodeEnvelope; a
+// body that is not an envelope is never executed: a failed result is recorded
+// under the message ID and the message is acked. A newer envelope version is
+// handed back (Nack with backoff) for a newer worker, until the message was
+// delivered Retry.MaxAttempts times; then it is failed the same way.
+//
+// # Before a task starts
+//
+// The worker fails or skips a task without running its handler when a
+// cancellation was requested (result cancelled), when a redelivered task
+// already has a result (its completion is published again), when its
+// deadline has passed, when no handler is registered for its name, or when
+// it was delivered more often than its retry policy's MaxAttempts (a task
+// whose runs keep losing their lease, e.g. because they crash the worker).
+//
+// # Running
+//
+// The handler's context carries the task's deadline and is cancelled, with a
+// cause readable by context.Cause, on a cancellation request
+// (ErrTaskCanceled), when the lease is lost or runs out after MaxExtensions
+// (ports.ErrLeaseLost) and when shutdown aborts it (ErrShutdown). A panic in a
+// handler is recovered and counts as the error "panic: <value>".
+//
+// # Outcomes
+//
+// Success and final failures are stored in Results (write-once), published
+// to the task's ReplyTo inbox when Completions is set, and acked. A failure
+// that may be retried is nacked with the retry policy's backoff. A task whose
+// lease was lost or that was released at shutdown records nothing (unless
+// its handler succeeded): another delivery owns it.
+//
+// # Shutdown
+//
+// When Run's context is done the worker stops receiving, waits up to
+// ShutdownTimeout for in-flight tasks (heartbeats continue), then cancels
+// the rest with cause ErrShutdown, releases their messages at once (Nack 0)
+// and waits for their handlers to return. Handlers must therefore honour
+// their context.
+//
+// # Requests per task
+//
+// A first delivery that succeeds costs its share of one Receive and of one
+// Canceled check (both per batch), one Put, one Publish (with a ReplyTo) and
+// one Ack; a redelivery adds one Get. Heartbeats cost one Extend per ten
+// leases per HeartbeatInterval, and only for tasks running longer than about
+// half an interval.
+type Worker struct {
+	broker      ports.Broker
+	results     ports.ResultBackend
+	registry    *Registry
+	cancels     ports.CancelChannel
+	completions ports.CompletionBus
+
+	id              string
+	concurrency     int
+	lease           time.Duration
+	heartbeat       time.Duration
+	maxExtensions   int
+	retry           RetryPolicy
+	shutdownTimeout time.Duration
+	batch           int
+	inlineLimit     int
+	log             *slog.Logger
+
+	started atomic.Bool
+
+	// sem holds one token per in-flight delivery.
+	sem chan struct{}
+	// tasks counts the goroutines that handle deliveries.
+	tasks sync.WaitGroup
+
+	// base carries the values of Run's context but is never cancelled; the
+	// worker's own calls derive from it. abortCtx (cancelled with ErrShutdown
+	// in the abort phase of shutdown) is the parent of every task context.
+	base     context.Context
+	abortCtx context.Context
+	abort    context.CancelCauseFunc
+
+	mu     sync.Mutex
+	leases map[ports.Receipt]*workerLease // every held delivery
+	byTask map[string][]*workerLease      // decoded deliveries by task ID
+	recent recentSet                      // recently requested cancellations
+}
+
+// NewWorker validates opts, applies the defaults and returns a worker ready
+// to Run. An invalid option fails with an error naming the field and its
+// valid range.
+func NewWorker(opts WorkerOptions) (*Worker, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if opts.Broker == nil {
+		bad("Broker is required")
+	}
+	if opts.Results == nil {
+		bad("Results is required")
+	}
+	if opts.Registry == nil {
+		bad("Registry is required")
+	}
+	if opts.Concurrency < 0 {
+		bad("Concurrency is %d; it must be 0 (default %d) or more", opts.Concurrency, DefaultWorkerConcurrency)
+	} else if opts.Concurrency == 0 {
+		opts.Concurrency = DefaultWorkerConcurrency
+	}
+	if opts.Lease < 0 || opts.Lease > ports.MaxLease {
+		bad("Lease is %v; it must be between 0 (default %v) and %v", opts.Lease, DefaultLease, ports.MaxLease)
+	} else if opts.Lease == 0 {
+		opts.Lease = DefaultLease
+	}
+	if opts.HeartbeatInterval == 0 {
+		opts.HeartbeatInterval = opts.Lease / 3
+	}
+	if opts.HeartbeatInterval <= 0 || opts.HeartbeatInterval > opts.Lease/2 {
+		bad("HeartbeatInterval is %v; it must be 0 (default Lease/3) or between 1ns and half the Lease (%v)",
+			opts.HeartbeatInterval, opts.Lease/2)
+	}
+	if opts.MaxExtensions < 0 {
+		bad("MaxExtensions is %d; it must be 0 (default %d) or more", opts.MaxExtensions, DefaultMaxExtensions)
+	} else if opts.MaxExtensions == 0 {
+		opts.MaxExtensions = DefaultMaxExtensions
+	}
+	if opts.Retry == (RetryPolicy{}) {
+		opts.Retry = DefaultRetryPolicy
+	} else if err := opts.Retry.Validate(); err != nil {
+		bad("Retry: %v", err)
+	}
+	if opts.ShutdownTimeout < 0 {
+		bad("ShutdownTimeout is %v; it must be 0 (default %v) or more", opts.ShutdownTimeout, DefaultShutdownTimeout)
+	} else if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	maxBatch := min(ports.MaxBatch, max(opts.Concurrency, 1))
+	if opts.ReceiveBatch < 0 || opts.ReceiveBatch > maxBatch {
+		bad("ReceiveBatch is %d; it must be 0 (default %d) or between 1 and %d (min of %d and Concurrency)",
+			opts.ReceiveBatch, maxBatch, maxBatch, ports.MaxBatch)
+	} else if opts.ReceiveBatch == 0 {
+		opts.ReceiveBatch = maxBatch
+	}
+	if opts.InlineResultLimit == 0 {
+		opts.InlineResultLimit = DefaultInlineResultLimit
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ID == "" {
+		opts.ID = defaultWorkerID()
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("dagq: worker options: %w", errors.Join(errs...))
+	}
+	return &Worker{
+		broker:          opts.Broker,
+		results:         opts.Results,
+		registry:        opts.Registry,
+		cancels:         opts.Cancels,
+		completions:     opts.Completions,
+		id:              opts.ID,
+		concurrency:     opts.Concurrency,
+		lease:           opts.Lease,
+		heartbeat:       opts.HeartbeatInterval,
+		maxExtensions:   opts.MaxExtensions,
+		retry:           opts.Retry,
+		shutdownTimeout: opts.ShutdownTimeout,
+		batch:           opts.ReceiveBatch,
+		inlineLimit:     opts.InlineResultLimit,
+		log:             opts.Logger.With("worker", opts.ID),
+		sem:             make(chan struct{}, opts.Concurrency),
+		leases:          make(map[ports.Receipt]*workerLease),
+		byTask:          make(map[string][]*workerLease),
+		recent:          newRecentSet(recentCancelsSize),
+	}, nil
+}
+
+func defaultWorkerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// ID returns the worker's ID (WorkerOptions.ID or the generated default).
+func (w *Worker) ID() string { return w.id }
+
+// Run receives and runs tasks until ctx is done, then shuts down gracefully
+// (see Worker) and returns nil. It returns an error wrapping ports.ErrClosed,
+// after draining in-flight tasks the same way, when the broker is closed
+// under it. Run may be called once per Worker.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("dagq: worker: Run called more than once")
+	}
+	w.base = context.WithoutCancel(ctx)
+	w.abortCtx, w.abort = context.WithCancelCause(w.base)
+	defer w.abort(nil)
+
+	// Background loops: heartbeat and cancel subscription. They run until
+	// every task is done, through the shutdown drain.
+	bgCtx, stopBg := context.WithCancel(w.base)
+	var bg sync.WaitGroup
+	if w.cancels == nil {
+		w.log.Warn("worker has no cancel channel: cancellation requests will not reach its tasks")
+	} else {
+		// Subscribe before receiving, so that every request made after a
+		// task's durable check reaches it.
+		sub, err := w.cancels.Subscribe(ctx)
+		if err != nil {
+			w.log.Error("cancel subscription failed; retrying in the background", "err", err)
+			sub = nil
+		}
+		bg.Go(func() { w.cancelLoop(bgCtx, sub) })
+	}
+	bg.Go(func() { w.heartbeatLoop(bgCtx) })
+
+	w.log.Info("worker started", "concurrency", w.concurrency, "lease", w.lease,
+		"tasks", w.registry.Names())
+	err := w.receiveLoop(ctx)
+
+	w.drain()
+	stopBg()
+	bg.Wait()
+	if err != nil {
+		w.log.Error("worker stopped", "err", err)
+		return err
+	}
+	w.log.Info("worker stopped")
+	return nil
+}
+
+// drain waits for in-flight tasks up to the shutdown timeout, then aborts the
+// rest and waits for their goroutines.
+func (w *Worker) drain() {
+	done := make(chan struct{})
+	go func() {
+		w.tasks.Wait()
+		close(done)
+	}()
+	if n := len(w.sem); n > 0 {
+		w.log.Info("worker shutting down: waiting for in-flight tasks",
+			"in_flight", n, "timeout", w.shutdownTimeout)
+	}
+	timer := time.NewTimer(w.shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	w.abortInFlight()
+	<-done
+}
+
+// abortInFlight cancels every task not yet finishing with cause ErrShutdown
+// and releases its message at once.
+func (w *Worker) abortInFlight() {
+	type release struct {
+		receipt ports.Receipt
+		log     *slog.Logger
+	}
+	var rel []release
+	w.mu.Lock()
+	for _, l := range w.leases {
+		if l.state == leaseFinishing || l.lost || l.released {
+			continue
+		}
+		l.released = true
+		rel = append(rel, release{l.receipt, l.log})
+	}
+	w.mu.Unlock()
+	sort.Slice(rel, func(i, j int) bool { return rel[i].receipt < rel[j].receipt })
+	w.log.Warn("shutdown timeout reached: cancelling and releasing unfinished tasks",
+		"tasks", len(rel), "timeout", w.shutdownTimeout)
+	w.abort(ErrShutdown)
+	for _, r := range rel {
+		ctx, cancel := w.opContext()
+		if err := w.broker.Nack(ctx, r.receipt, 0); err != nil {
+			r.log.Warn("releasing a task at shutdown failed; it is redelivered when its lease ends", "err", err)
+		} else {
+			r.log.Info("task released at shutdown")
+		}
+		cancel()
+	}
+}
+
+// opContext bounds one call of the worker to a port: it is not cancelled by
+// shutdown, and lasts at most one lease (a call outliving it is moot).
+func (w *Worker) opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(w.base, w.lease)
+}
+
+// receiveLoop receives deliveries while slots are free until ctx is done (nil)
+// or the broker is closed (an error).
+func (w *Worker) receiveLoop(ctx context.Context) error {
+	failures := 0
+	for {
+		// Wait for one free slot, then take as many more as are free, up to
+		// the batch size.
+		select {
+		case w.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n := 1
+	more:
+		for n < w.batch {
+			select {
+			case w.sem <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+
+		start := time.Now()
+		ds, err := w.broker.Receive(ctx, n, w.lease)
+		if len(ds) > n { // a broker breaking its contract; hand the extra back
+			w.release(ds[n:])
+			ds = ds[:n]
+		}
+		for range n - len(ds) {
+			<-w.sem
+		}
+		if ctx.Err() != nil {
+			// Stopping: hand back what came with the cancelled call.
+			w.release(ds)
+			for range ds {
+				<-w.sem
+			}
+			return nil
+		}
+		if len(ds) > 0 {
+			w.dispatch(ds, start)
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if errors.Is(err, ports.ErrClosed) {
+			return fmt.Errorf("dagq: worker: receive: %w", err)
+		}
+		failures++
+		delay := loopBackoff.Backoff(failures)
+		w.log.Error("receive failed; backing off", "err", err, "failures", failures, "backoff", delay)
+		if !sleepCtx(ctx, delay) {
+			return nil
+		}
+	}
+}
+
+// release hands deliveries that were never started back to the queue.
+func (w *Worker) release(ds []ports.Delivery) {
+	for _, d := range ds {
+		ctx, cancel := w.opContext()
+		if err := w.broker.Nack(ctx, d.Receipt, 0); err != nil {
+			w.log.Warn("releasing an unstarted message failed; it is redelivered when its lease ends",
+				"message_id", d.ID, "err", err)
+		}
+		cancel()
+	}
+}
+
+// sleepCtx sleeps for d; it returns false when ctx ended the sleep.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,289 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// leaseState is where a held delivery is in its life.
+type leaseState int
+
+const (
+	// leasePending: received, checks before the start are running.
+	leasePending leaseState = iota
+	// leaseRunning: the handler runs.
+	leaseRunning
+	// leaseFinishing: the outcome is being recorded; shutdown waits for it.
+	leaseFinishing
+)
+
+// workerLease is the worker's view of one delivery it holds. Its fields are
+// guarded by Worker.mu.
+type workerLease struct {
+	receipt ports.Receipt
+	taskID  string       // set once decoded
+	log     *slog.Logger // the task's logger once decoded
+	cancel  context.CancelCauseFunc
+
+	// expires is a conservative estimate of the lease's end (measured from
+	// before the Receive or Extend call that set it); renewed is when it was
+	// last set.
+	expires    time.Time
+	renewed    time.Time
+	extensions int
+	capped     bool
+	// expiry fires at expires and marks the lease lost.
+	expiry *time.Timer
+
+	state    leaseState
+	lost     bool // the lease ended; another delivery may own the message
+	released bool // handed back at shutdown
+	settled  bool // acked or nacked: no more heartbeats
+	done     bool // forgotten by the worker
+}
+
+// dispatch registers the deliveries of one Receive (so that heartbeats and
+// shutdown see them at once) and hands them to a goroutine.
+func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
+	ls := make([]*workerLease, len(ds))
+	w.mu.Lock()
+	for i, d := range ds {
+		l := &workerLease{
+			receipt: d.Receipt,
+			log:     w.log.With("message_id", d.ID),
+			state:   leasePending,
+			expires: received.Add(w.lease),
+			renewed: received,
+		}
+		l.expiry = time.AfterFunc(time.Until(l.expires), func() { w.leaseExpired(l) })
+		w.leases[d.Receipt] = l
+		ls[i] = l
+	}
+	w.mu.Unlock()
+	w.tasks.Go(func() { w.processBatch(ds, ls) })
+}
+
+// forget drops a delivery from the worker's books and frees its slot.
+func (w *Worker) forget(l *workerLease) {
+	w.mu.Lock()
+	l.done = true
+	l.expiry.Stop()
+	delete(w.leases, l.receipt)
+	if l.taskID != "" {
+		list := w.byTask[l.taskID]
+		for i, x := range list {
+			if x == l {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(w.byTask, l.taskID)
+		} else {
+			w.byTask[l.taskID] = list
+		}
+	}
+	cancel := l.cancel
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel(nil)
+	}
+	<-w.sem
+}
+
+// leaseExpired runs when a lease's conservative end passes without renewal.
+func (w *Worker) leaseExpired(l *workerLease) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l.done || l.settled || l.lost || l.released || time.Now().Before(l.expires) {
+		return
+	}
+	w.loseLocked(l, "lease ran out")
+}
+
+// loseLocked marks l lost and cancels its task with ports.ErrLeaseLost.
+func (w *Worker) loseLocked(l *workerLease, why string) {
+	l.lost = true
+	if l.cancel != nil {
+		l.cancel(ports.ErrLeaseLost)
+	}
+	if l.state != leaseFinishing {
+		l.log.Warn("lease lost; the task is left to another delivery",
+			"reason", why, "extensions", l.extensions)
+	}
+}
+
+// heartbeatLoop extends the leases of in-flight deliveries every heartbeat
+// interval, until ctx is done.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(w.heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.extendDue(ctx)
+		}
+	}
+}
+
+// extendDue extends every lease renewed at least half an interval ago, in
+// batches of ports.MaxBatch receipts. A lease that reached MaxExtensions is
+// left to run out.
+func (w *Worker) extendDue(ctx context.Context) {
+	now := time.Now()
+	var due []*workerLease
+	w.mu.Lock()
+	for _, l := range w.leases {
+		if l.lost || l.released || l.settled || now.Sub(l.renewed) < w.heartbeat/2 ||
+			!now.Before(l.expires) { // ran out: its expiry timer marks it lost
+			continue
+		}
+		if l.extensions >= w.maxExtensions {
+			if !l.capped {
+				l.capped = true
+				l.log.Warn("lease extension cap reached; the lease is left to run out",
+					"extensions", l.extensions, "expires", l.expires)
+			}
+			continue
+		}
+		due = append(due, l)
+	}
+	w.mu.Unlock()
+	sort.Slice(due, func(i, j int) bool { return due[i].receipt < due[j].receipt })
+
+	for len(due) > 0 && ctx.Err() == nil {
+		chunk := due[:min(len(due), ports.MaxBatch)]
+		due = due[len(chunk):]
+		receipts := make([]ports.Receipt, len(chunk))
+		for i, l := range chunk {
+			receipts[i] = l.receipt
+		}
+		start := time.Now()
+		callCtx, cancel := context.WithTimeout(ctx, w.heartbeat)
+		err := w.broker.Extend(callCtx, w.lease, receipts...)
+		cancel()
+		var be *ports.BatchError
+		if err != nil && !errors.As(err, &be) {
+			w.log.Warn("lease extension failed; retrying on the next heartbeat",
+				"receipts", len(receipts), "err", err)
+		}
+		w.mu.Lock()
+		for i, l := range chunk {
+			if l.done || l.settled || l.lost || l.released {
+				continue
+			}
+			switch ierr := ports.ItemError(err, i); {
+			case ierr == nil:
+				l.extensions++
+				l.renewed = start
+				l.expires = start.Add(w.lease)
+				l.expiry.Reset(time.Until(l.expires))
+			case errors.Is(ierr, ports.ErrLeaseLost):
+				w.loseLocked(l, ierr.Error())
+			case be != nil:
+				l.log.Warn("lease extension failed; retrying on the next heartbeat", "err", ierr)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// cancelLoop receives cancellation requests until ctx is done, re-subscribing
+// with backoff after errors. sub may be nil (subscribe first).
+func (w *Worker) cancelLoop(ctx context.Context, sub ports.CancelSubscription) {
+	defer func() {
+		if sub != nil {
+			_ = sub.Close()
+		}
+	}()
+	failures := 0
+	backoff := func(what string, err error) bool {
+		failures++
+		delay := loopBackoff.Backoff(failures)
+		w.log.Error(what+" failed; backing off", "err", err, "failures", failures, "backoff", delay)
+		return sleepCtx(ctx, delay)
+	}
+	for ctx.Err() == nil {
+		if sub == nil {
+			s, err := w.cancels.Subscribe(ctx)
+			if err != nil {
+				if ctx.Err() != nil || !backoff("cancel subscription", err) {
+					return
+				}
+				continue
+			}
+			sub = s
+		}
+		ids, err := sub.Receive(ctx)
+		if len(ids) > 0 {
+			w.cancelRequested(ids)
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ports.ErrClosed) {
+			_ = sub.Close()
+			sub = nil
+		}
+		if !backoff("cancel receive", err) {
+			return
+		}
+	}
+}
+
+// cancelRequested remembers the IDs and cancels their in-flight tasks.
+func (w *Worker) cancelRequested(ids []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		w.recent.add(id)
+		for _, l := range w.byTask[id] {
+			if l.cancel != nil && l.state != leaseFinishing {
+				l.cancel(ErrTaskCanceled)
+				l.log.Info("cancellation requested; cancelling the task")
+			}
+		}
+	}
+}
+
+// recentSet is a bounded set of IDs that forgets the oldest first.
+type recentSet struct {
+	ids  map[string]struct{}
+	ring []string
+	next int
+	max  int
+}
+
+func newRecentSet(max int) recentSet {
+	return recentSet{ids: make(map[string]struct{}), max: max}
+}
+
+func (r *recentSet) has(id string) bool {
+	_, ok := r.ids[id]
+	return ok
+}
+
+func (r *recentSet) add(id string) {
+	if r.has(id) {
+		return
+	}
+	if len(r.ring) < r.max {
+		r.ring = append(r.ring, id)
+	} else {
+		delete(r.ids, r.ring[r.next])
+		r.ring[r.next] = id
+		r.next = (r.next + 1) % r.max
+	}
+	r.ids[id] = struct{}{}
+}

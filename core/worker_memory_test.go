@@ -1,0 +1,497 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dagq/dagq/adapters/memory"
+	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/ports"
+)
+
+// Behaviour of the Worker over the in-memory adapters (SQS/S3 semantics:
+// leases, redelivery, write-once results, broadcast cancels), on synctest's
+// fake clock.
+
+const wmQueue = "tasks"
+
+type wmWorld struct {
+	t        *testing.T
+	tr       *memory.Transport
+	producer ports.Broker
+	results  ports.ResultBackend
+	cancels  ports.CancelChannel
+}
+
+func newWmWorld(t *testing.T) *wmWorld {
+	t.Helper()
+	tr := memory.NewTransport()
+	require.NoError(t, tr.CreateQueue(wmQueue, memory.QueueOptions{}))
+	return &wmWorld{t: t, tr: tr, producer: tr.Broker(wmQueue), results: tr.ResultBackend(), cancels: tr.CancelChannel()}
+}
+
+// wmRunning is a worker running in the background.
+type wmRunning struct {
+	w    *core.Worker
+	logs *wkLogSink
+	stop func() error
+}
+
+// startWorker runs a worker with its own adapter handles (as its own process
+// would have). mod adjusts the options.
+func (m *wmWorld) startWorker(reg *core.Registry, mod func(*core.WorkerOptions)) *wmRunning {
+	m.t.Helper()
+	logger, sink := newWkLogger(m.t)
+	opts := core.WorkerOptions{
+		Broker:      m.tr.Broker(wmQueue),
+		Results:     m.tr.ResultBackend(),
+		Cancels:     m.tr.CancelChannel(),
+		Completions: m.tr.CompletionBus(),
+		Registry:    reg,
+		Retry:       wkNoJitter,
+		Logger:      logger,
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	w, err := core.NewWorker(opts)
+	require.NoError(m.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	r := &wmRunning{w: w, logs: sink, stop: func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+			_ = opts.Broker.Close()
+			_ = opts.Results.Close()
+			_ = opts.Cancels.Close()
+			_ = opts.Completions.Close()
+		})
+		return runErr
+	}}
+	m.t.Cleanup(func() { _ = r.stop() }) // after a failed assertion too
+	return r
+}
+
+func (m *wmWorld) submit(envs ...core.Envelope) {
+	m.t.Helper()
+	for _, env := range envs {
+		body, err := env.Encode()
+		require.NoError(m.t, err)
+		require.NoError(m.t, m.producer.Send(context.Background(), ports.Message{ID: env.TaskID, Body: body}))
+	}
+}
+
+// result polls the backend (on the fake clock) until id has a result.
+func (m *wmWorld) result(id string) ports.Result {
+	m.t.Helper()
+	for range 100000 {
+		r, err := m.results.Get(context.Background(), id)
+		if err == nil {
+			return r
+		}
+		require.ErrorIs(m.t, err, ports.ErrNotFound)
+		time.Sleep(10 * time.Millisecond)
+	}
+	m.t.Fatalf("no result for %s", id)
+	return ports.Result{}
+}
+
+func (m *wmWorld) noResult(id string) {
+	m.t.Helper()
+	_, err := m.results.Get(context.Background(), id)
+	require.ErrorIs(m.t, err, ports.ErrNotFound)
+}
+
+func (m *wmWorld) stats() memory.QueueStats {
+	m.t.Helper()
+	s, err := m.tr.Stats(wmQueue)
+	require.NoError(m.t, err)
+	return s
+}
+
+type wmSum struct{ A, B int }
+
+var wmAdd = core.NewTaskType[wmSum, int]("add")
+
+func TestWorkerMemory_EndToEndWithClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		wmAdd.MustRegister(reg, func(ctx context.Context, a wmSum) (int, error) {
+			time.Sleep(100 * time.Millisecond)
+			return a.A + a.B, nil
+		})
+		w1 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w1"; o.Concurrency = 3 })
+		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w2"; o.Concurrency = 3 })
+
+		client, err := core.NewClient(core.ClientOptions{
+			Broker: m.tr.Broker(wmQueue), Results: m.tr.ResultBackend(),
+			Cancels: m.tr.CancelChannel(), Completions: m.tr.CompletionBus(), Logger: quietLogger(),
+		})
+		require.NoError(t, err)
+		ctx := context.Background()
+		var ids []string
+		for i := range 20 {
+			id, err := wmAdd.Submit(ctx, client, wmSum{A: i, B: 1})
+			require.NoError(t, err)
+			ids = append(ids, id)
+		}
+		workers := map[string]int{}
+		for i, id := range ids {
+			sum, err := wmAdd.Wait(ctx, client, id)
+			require.NoError(t, err)
+			require.Equal(t, i+1, sum)
+			r := m.result(id)
+			workers[r.Worker]++
+		}
+		require.NoError(t, client.Close())
+		require.NoError(t, w1.stop())
+		require.NoError(t, w2.stop())
+		require.Len(t, workers, 2, "both workers took tasks: %v", workers)
+		require.Equal(t, memory.QueueStats{}, m.stats(), "every message acked")
+	})
+}
+
+func TestWorkerMemory_CompletionPublished(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", wkOK(`"hi"`)))
+		bus := m.tr.CompletionBus()
+		inbox, err := bus.Open(context.Background())
+		require.NoError(t, err)
+		w := m.startWorker(reg, nil)
+		env := wkEnv("t1", "a")
+		env.ReplyTo = inbox.Address()
+		m.submit(env)
+		cs, err := inbox.Receive(context.Background())
+		require.NoError(t, err)
+		require.Len(t, cs, 1)
+		require.Equal(t, ports.StateSucceeded, cs[0].State)
+		require.NotNil(t, cs[0].Result)
+		require.JSONEq(t, `"hi"`, string(cs[0].Result.Output))
+		require.NoError(t, w.stop())
+		require.NoError(t, bus.Close())
+	})
+}
+
+func TestWorkerMemory_RetryThenSuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("flaky", func(_ context.Context, task *core.Task) (json.RawMessage, error) {
+			if task.Attempt < 3 {
+				return nil, fmt.Errorf("attempt %d fails", task.Attempt)
+			}
+			return json.RawMessage(`"ok"`), nil
+		}))
+		w := m.startWorker(reg, nil)
+		t0 := time.Now()
+		m.submit(wkEnv("t1", "flaky"))
+		r := m.result("t1")
+		require.Equal(t, ports.StateSucceeded, r.State)
+		require.Equal(t, 3, r.Attempts)
+		// Nack delays 2s then 4s (the queue redelivers at once when visible).
+		require.Equal(t, t0.Add(6*time.Second), r.FinishedAt)
+		require.NoError(t, w.stop())
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_FailsAfterMaxAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		var runs int
+		require.NoError(t, reg.HandleFunc("bad", func(context.Context, *core.Task) (json.RawMessage, error) {
+			runs++
+			return nil, errors.New("always")
+		}))
+		w := m.startWorker(reg, nil)
+		m.submit(wkEnv("t1", "bad"))
+		r := m.result("t1")
+		require.Equal(t, ports.StateFailed, r.State)
+		require.Equal(t, "always", r.Error)
+		require.Equal(t, 3, r.Attempts)
+		time.Sleep(time.Minute)
+		require.NoError(t, w.stop())
+		require.Equal(t, 3, runs)
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_ConcurrencyLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		var mu sync.Mutex
+		running, peak := 0, 0
+		require.NoError(t, reg.HandleFunc("a", func(context.Context, *core.Task) (json.RawMessage, error) {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			time.Sleep(time.Second)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return json.RawMessage(`1`), nil
+		}))
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = 4 })
+		t0 := time.Now()
+		for i := range 20 {
+			m.submit(wkEnv(fmt.Sprintf("t%02d", i), "a"))
+		}
+		var last time.Time
+		for i := range 20 {
+			r := m.result(fmt.Sprintf("t%02d", i))
+			require.Equal(t, ports.StateSucceeded, r.State)
+			if r.FinishedAt.After(last) {
+				last = r.FinishedAt
+			}
+		}
+		require.NoError(t, w.stop())
+		require.Equal(t, 4, peak, "never more than Concurrency handlers at once")
+		require.Equal(t, t0.Add(5*time.Second), last, "and the slots are kept full: 20 tasks / 4 = 5 rounds of 1s")
+	})
+}
+
+func TestWorkerMemory_CancelRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		causes := make(chan error, 1)
+		require.NoError(t, reg.HandleFunc("a", blockUntilDone(causes)))
+		// Two workers: the request must reach whichever runs the task.
+		w1 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w1" })
+		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w2" })
+		m.submit(wkEnv("t1", "a"))
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		requested := time.Now()
+		require.NoError(t, m.cancels.Cancel(context.Background(), "t1"))
+		require.ErrorIs(t, <-causes, core.ErrTaskCanceled)
+		r := m.result("t1")
+		require.Equal(t, ports.StateCancelled, r.State)
+		require.Equal(t, 1, r.Attempts)
+		require.Equal(t, requested, r.FinishedAt, "interrupted at once")
+		require.NoError(t, w1.stop())
+		require.NoError(t, w2.stop())
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_CancelQueuedNeverStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", wkNever(t)))
+		require.NoError(t, m.cancels.Cancel(context.Background(), "t1"))
+		m.submit(wkEnv("t1", "a"))
+		w := m.startWorker(reg, nil) // starts after the request: the durable check finds it
+		r := m.result("t1")
+		require.Equal(t, ports.StateCancelled, r.State)
+		require.Equal(t, "cancelled before start", r.Error)
+		require.Equal(t, 0, r.Attempts)
+		require.NoError(t, w.stop())
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_LeaseCapRedelivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		causes := make(chan error, 1)
+		require.NoError(t, reg.HandleFunc("a", func(ctx context.Context, task *core.Task) (json.RawMessage, error) {
+			if task.Attempt == 1 { // the first run never ends by itself
+				<-ctx.Done()
+				causes <- context.Cause(ctx)
+				return nil, ctx.Err()
+			}
+			return json.RawMessage(`"second run"`), nil
+		}))
+		lease := func(id string) func(*core.WorkerOptions) {
+			return func(o *core.WorkerOptions) {
+				o.ID, o.Lease, o.HeartbeatInterval, o.MaxExtensions = id, 2*time.Second, time.Second, 1
+			}
+		}
+		w1 := m.startWorker(reg, lease("w1"))
+		t0 := time.Now()
+		m.submit(wkEnv("t1", "a"))
+		synctest.Wait()
+		w2 := m.startWorker(reg, lease("w2"))
+		r := m.result("t1")
+		require.ErrorIs(t, <-causes, ports.ErrLeaseLost)
+		require.Equal(t, ports.StateSucceeded, r.State)
+		require.Contains(t, []string{"w1", "w2"}, r.Worker, "either worker may get the redelivery")
+		require.Equal(t, 2, r.Attempts)
+		// Extended once at 1s for 2s: the lease ends at 3s, and the message is
+		// delivered again then.
+		require.Equal(t, t0.Add(3*time.Second), r.FinishedAt)
+		require.NoError(t, w1.stop())
+		require.NoError(t, w2.stop())
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_HeartbeatKeepsLongTaskLeased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		var runs int
+		require.NoError(t, reg.HandleFunc("slow", func(ctx context.Context, _ *core.Task) (json.RawMessage, error) {
+			runs++
+			time.Sleep(10 * time.Minute) // twenty leases long
+			return json.RawMessage(`1`), ctx.Err()
+		}))
+		w1 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w1"; o.Lease = 30 * time.Second })
+		m.submit(wkEnv("t1", "slow"))
+		synctest.Wait()
+		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w2"; o.Lease = 30 * time.Second })
+		r := m.result("t1")
+		require.Equal(t, ports.StateSucceeded, r.State)
+		require.Equal(t, "w1", r.Worker)
+		require.Equal(t, 1, runs, "never redelivered while its worker extends the lease")
+		require.NoError(t, w1.stop())
+		require.NoError(t, w2.stop())
+	})
+}
+
+func TestWorkerMemory_ShutdownReleasesToAnotherWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		causes := make(chan error, 1)
+		require.NoError(t, reg.HandleFunc("a", func(ctx context.Context, task *core.Task) (json.RawMessage, error) {
+			if task.Attempt == 1 {
+				<-ctx.Done()
+				causes <- context.Cause(ctx)
+				return nil, ctx.Err()
+			}
+			return json.RawMessage(`"picked up"`), nil
+		}))
+		w1 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w1"; o.ShutdownTimeout = time.Second })
+		m.submit(wkEnv("t1", "a"))
+		synctest.Wait()
+		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w2" })
+		stopAt := time.Now()
+		require.NoError(t, w1.stop())
+		require.Equal(t, stopAt.Add(time.Second), time.Now(), "w1 waited ShutdownTimeout, then aborted")
+		require.ErrorIs(t, <-causes, core.ErrShutdown)
+		r := m.result("t1")
+		require.Equal(t, "w2", r.Worker)
+		require.Equal(t, ports.StateSucceeded, r.State)
+		require.Equal(t, stopAt.Add(time.Second), r.FinishedAt, "released at once, not after the 30s lease")
+		require.NoError(t, w2.stop())
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_GracefulShutdownFinishesWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", func(ctx context.Context, _ *core.Task) (json.RawMessage, error) {
+			time.Sleep(10 * time.Second)
+			return json.RawMessage(`1`), nil
+		}))
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = 2 })
+		m.submit(wkEnv("t1", "a"), wkEnv("t2", "a"), wkEnv("t3", "a"))
+		synctest.Wait()
+		require.NoError(t, w.stop())
+		require.Equal(t, ports.StateSucceeded, m.result("t1").State)
+		require.Equal(t, ports.StateSucceeded, m.result("t2").State)
+		m.noResult("t3")
+		require.Equal(t, memory.QueueStats{Visible: 1}, m.stats(), "the task not received stays queued")
+	})
+}
+
+func TestWorkerMemory_CrashAfterPutIsNotRerun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", wkNever(t)))
+		// A worker received the task, stored its result and died before its
+		// Ack.
+		m.submit(wkEnv("t1", "a"))
+		ds, err := m.producer.Receive(context.Background(), 1, 5*time.Second)
+		require.NoError(t, err)
+		require.Len(t, ds, 1)
+		stored := ports.Result{TaskID: "t1", State: ports.StateSucceeded, Output: []byte(`7`), Attempts: 1, Worker: "dead"}
+		require.NoError(t, m.results.Put(context.Background(), stored))
+
+		w := m.startWorker(reg, nil)
+		time.Sleep(10 * time.Second) // the dead worker's lease runs out
+		synctest.Wait()
+		require.NoError(t, w.stop())
+		require.Equal(t, "dead", m.result("t1").Worker)
+		require.Equal(t, memory.QueueStats{}, m.stats(), "the redelivery is acked")
+	})
+}
+
+func TestWorkerMemory_CrashMidRunIsRedelivered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", wkOK(`1`)))
+		m.submit(wkEnv("t1", "a"))
+		// A worker received the task and died.
+		t0 := time.Now()
+		_, err := m.producer.Receive(context.Background(), 1, 5*time.Second)
+		require.NoError(t, err)
+		w := m.startWorker(reg, nil)
+		r := m.result("t1")
+		require.Equal(t, ports.StateSucceeded, r.State)
+		require.Equal(t, 2, r.Attempts)
+		require.Equal(t, t0.Add(5*time.Second), r.FinishedAt)
+		require.NoError(t, w.stop())
+	})
+}
+
+func TestWorkerMemory_UndecodableRecordedAndRemoved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", wkOK(`1`)))
+		require.NoError(t, m.producer.Send(context.Background(), ports.Message{ID: "m1", Body: []byte("\x00garbage")}))
+		m.submit(wkEnv("t1", "a"))
+		w := m.startWorker(reg, nil)
+		r := m.result("m1")
+		require.Equal(t, ports.StateFailed, r.State)
+		require.Contains(t, r.Error, "undecodable message")
+		require.Equal(t, ports.StateSucceeded, m.result("t1").State, "the worker goes on")
+		require.NoError(t, w.stop())
+		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+func TestWorkerMemory_BrokerClosedEndsRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("a", wkOK(`1`)))
+		broker := m.tr.Broker(wmQueue)
+		w, err := core.NewWorker(core.WorkerOptions{
+			Broker: broker, Results: m.tr.ResultBackend(), Registry: reg, Logger: quietLogger(),
+		})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(context.Background()) }()
+		synctest.Wait()
+		require.NoError(t, broker.Close())
+		require.ErrorIs(t, <-done, ports.ErrClosed)
+	})
+}

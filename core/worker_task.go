@@ -1,0 +1,472 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// workerJob is one decoded delivery on its way through the worker.
+type workerJob struct {
+	d       ports.Delivery
+	l       *workerLease
+	env     Envelope
+	attempt int
+	policy  RetryPolicy
+	log     *slog.Logger
+
+	// cctx is cancelled with a cause (request, lease lost, shutdown); ctx adds
+	// the envelope's deadline and is what the handler gets.
+	cctx   context.Context
+	cancel context.CancelCauseFunc
+	ctx    context.Context
+	stop   context.CancelFunc
+}
+
+// processBatch decodes the deliveries of one Receive, runs the durable
+// cancellation check once for the whole batch, and starts one goroutine per
+// delivery.
+func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
+	var jobs []*workerJob
+	for i, d := range ds {
+		env, err := DecodeEnvelope(d.Body)
+		if err != nil {
+			l := ls[i]
+			w.tasks.Go(func() {
+				defer w.forget(l)
+				w.undecodable(d, l, err)
+			})
+			continue
+		}
+		jobs = append(jobs, w.newJob(d, ls[i], env))
+	}
+	w.durableCancelCheck(jobs)
+	for _, j := range jobs {
+		w.tasks.Go(func() {
+			defer w.forget(j.l)
+			defer j.stop()
+			w.runJob(j)
+		})
+	}
+}
+
+// newJob builds the task's context and makes it reachable by cancellation
+// requests.
+func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJob {
+	j := &workerJob{d: d, l: l, env: env, policy: w.retry}
+	j.attempt = env.Attempt + max(d.Attempt, 1) - 1
+	if env.Retry != nil {
+		j.policy = *env.Retry
+	}
+	attrs := []any{"task_id", env.TaskID, "task", env.Task, "attempt", j.attempt}
+	if env.RunID != "" {
+		attrs = append(attrs, "run_id", env.RunID)
+	}
+	if env.StepID != "" {
+		attrs = append(attrs, "step_id", env.StepID)
+	}
+	j.log = w.log.With(attrs...)
+	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx)
+	j.ctx, j.stop = j.cctx, func() {}
+	if !env.Deadline.IsZero() {
+		j.ctx, j.stop = context.WithDeadline(j.cctx, env.Deadline)
+	}
+
+	w.mu.Lock()
+	l.taskID = env.TaskID
+	l.log = j.log
+	l.cancel = j.cancel
+	w.byTask[env.TaskID] = append(w.byTask[env.TaskID], l)
+	switch {
+	case l.lost:
+		j.cancel(ports.ErrLeaseLost)
+	case w.recent.has(env.TaskID):
+		j.cancel(ErrTaskCanceled)
+	}
+	w.mu.Unlock()
+	return j
+}
+
+// durableCancelCheck asks the cancel channel once which of the batch's tasks
+// have a cancellation request, and cancels them. When the channel cannot
+// answer the tasks start anyway; the subscription still reaches them.
+func (w *Worker) durableCancelCheck(jobs []*workerJob) {
+	if w.cancels == nil {
+		return
+	}
+	var ids []string
+	for _, j := range jobs {
+		if j.cctx.Err() == nil {
+			ids = append(ids, j.env.TaskID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	var (
+		canceled []string
+		err      error
+	)
+	for i := range durableCheckAttempts {
+		ctx, cancel := context.WithTimeout(w.abortCtx, w.lease)
+		canceled, err = w.cancels.Canceled(ctx, ids...)
+		cancel()
+		if err == nil || errors.Is(err, ports.ErrClosed) || i == durableCheckAttempts-1 ||
+			!sleepCtx(w.abortCtx, putRetryDelay<<i) {
+			break
+		}
+	}
+	if err != nil {
+		if w.abortCtx.Err() == nil {
+			w.log.Warn("durable cancellation check failed; starting the tasks anyway", "tasks", ids, "err", err)
+		}
+		return
+	}
+	set := make(map[string]bool, len(canceled))
+	for _, id := range canceled {
+		set[id] = true
+	}
+	for _, j := range jobs {
+		if set[j.env.TaskID] {
+			j.cancel(ErrTaskCanceled)
+		}
+	}
+}
+
+// runJob takes one decoded task through the checks before its start, its
+// handler and the recording of its outcome.
+func (w *Worker) runJob(j *workerJob) {
+	env := j.env
+	if w.stopBeforeStart(j) {
+		return
+	}
+	if j.d.Attempt > 1 { // a redelivery: maybe it finished before
+		ctx, cancel := context.WithTimeout(j.cctx, w.lease)
+		res, err := w.results.Get(ctx, env.TaskID)
+		cancel()
+		switch {
+		case err == nil:
+			j.log.Info("redelivered task already has a result; not running it again", "state", res.State)
+			if w.enterFinishing(j.l) {
+				w.publish(j.log, env.ReplyTo, &res)
+				w.ack(j.l, j.log)
+			}
+			return
+		case errors.Is(err, ports.ErrNotFound):
+		case j.cctx.Err() == nil:
+			j.log.Warn("reading the result of a redelivered task failed; running it", "err", err)
+		}
+		if w.stopBeforeStart(j) {
+			return
+		}
+	}
+	if !env.Deadline.IsZero() && !time.Now().Before(env.Deadline) {
+		j.log.Warn("task deadline passed before start; failing it", "deadline", env.Deadline)
+		w.finishUnstarted(j, ports.StateFailed, "deadline exceeded before start")
+		return
+	}
+	h, ok := w.registry.Lookup(env.Task)
+	if !ok {
+		msg := fmt.Sprintf("unknown task %q; this worker handles: %s", env.Task, strings.Join(w.registry.Names(), ", "))
+		j.log.Error("no handler for the task; failing it", "err", fmt.Errorf("%w: %s", ErrUnknownTask, msg))
+		w.finishUnstarted(j, ports.StateFailed, msg)
+		return
+	}
+	if j.attempt > j.policy.MaxAttempts {
+		msg := fmt.Sprintf("attempts exhausted before start: attempt %d of at most %d "+
+			"(earlier runs lost their lease or were released)", j.attempt, j.policy.MaxAttempts)
+		j.log.Error("task was delivered more often than its retry policy allows; failing it",
+			"max_attempts", j.policy.MaxAttempts)
+		w.finishUnstarted(j, ports.StateFailed, msg)
+		return
+	}
+
+	w.mu.Lock()
+	startable := !j.l.released && !j.l.lost
+	if startable {
+		j.l.state = leaseRunning
+	}
+	w.mu.Unlock()
+	if !startable || w.stopBeforeStart(j) {
+		return
+	}
+
+	started := time.Now()
+	j.log.Debug("task started")
+	out, err := w.invoke(j, h)
+	finished := time.Now()
+	if err == nil && len(out) > 0 && !json.Valid(out) {
+		err = fmt.Errorf("handler returned an output that is not valid JSON: %w", ErrSkipRetry)
+		out = nil
+	}
+	cause := context.Cause(j.ctx)
+
+	w.mu.Lock()
+	lost, released := j.l.lost, j.l.released
+	if !released {
+		j.l.state = leaseFinishing
+	}
+	w.mu.Unlock()
+
+	res := ports.Result{
+		TaskID:     env.TaskID,
+		Attempts:   j.attempt,
+		Worker:     w.id,
+		StartedAt:  started,
+		FinishedAt: finished,
+	}
+	log := j.log.With("duration", finished.Sub(started))
+	switch {
+	case err == nil:
+		// Recorded even when the lease is gone: results are write-once.
+		res.State, res.Output = ports.StateSucceeded, out
+		log.Info("task succeeded")
+		w.record(j.l, log, res, env.ReplyTo)
+	case released || errors.Is(cause, ErrShutdown):
+		log.Info("task interrupted by shutdown; released for another worker", "err", err)
+	case lost || errors.Is(cause, ports.ErrLeaseLost):
+		log.Warn("task lost its lease; recording nothing (another delivery owns it)", "err", err)
+	case errors.Is(cause, ErrTaskCanceled):
+		res.State, res.Error = ports.StateCancelled, "cancelled by request"
+		log.Info("task cancelled by request", "err", err)
+		w.record(j.l, log, res, env.ReplyTo)
+	case errors.Is(cause, context.DeadlineExceeded):
+		res.State, res.Error = ports.StateFailed, "deadline exceeded: "+err.Error()
+		log.Warn("task deadline exceeded while running; failing it", "err", err)
+		w.record(j.l, log, res, env.ReplyTo)
+	case errors.Is(err, ErrSkipRetry):
+		res.State, res.Error = ports.StateFailed, err.Error()
+		log.Warn("task failed without retry", "err", err)
+		w.record(j.l, log, res, env.ReplyTo)
+	case j.attempt >= j.policy.MaxAttempts:
+		res.State, res.Error = ports.StateFailed, err.Error()
+		log.Warn("task failed; attempts exhausted", "err", err, "max_attempts", j.policy.MaxAttempts)
+		w.record(j.l, log, res, env.ReplyTo)
+	default:
+		delay := min(j.policy.Backoff(j.attempt), ports.MaxLease)
+		log.Warn("task failed; retrying", "err", err, "retry_in", delay, "max_attempts", j.policy.MaxAttempts)
+		w.nack(j.l, log, delay)
+	}
+}
+
+// stopBeforeStart reports whether the task's context was cancelled before
+// its handler started, and records a cancellation request's outcome.
+func (w *Worker) stopBeforeStart(j *workerJob) bool {
+	if j.cctx.Err() == nil {
+		return false
+	}
+	cause := context.Cause(j.cctx)
+	if errors.Is(cause, ErrTaskCanceled) {
+		j.log.Info("task cancelled before start")
+		w.finishUnstarted(j, ports.StateCancelled, "cancelled before start")
+		return true
+	}
+	// Lease lost or shutdown: another delivery owns the message.
+	j.log.Info("task not started", "reason", cause)
+	return true
+}
+
+// finishUnstarted records the outcome of a task whose handler never ran.
+func (w *Worker) finishUnstarted(j *workerJob, state ports.State, msg string) {
+	if !w.enterFinishing(j.l) {
+		return
+	}
+	w.record(j.l, j.log, ports.Result{
+		TaskID:     j.env.TaskID,
+		State:      state,
+		Error:      msg,
+		Attempts:   j.attempt - 1,
+		Worker:     w.id,
+		FinishedAt: time.Now(),
+	}, j.env.ReplyTo)
+}
+
+// enterFinishing moves l to the finishing state, where shutdown no longer
+// releases it; false when shutdown released it already.
+func (w *Worker) enterFinishing(l *workerLease) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l.released {
+		return false
+	}
+	l.state = leaseFinishing
+	return true
+}
+
+// invoke runs the handler, turning a panic into an error.
+func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
+			out = nil
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("panic: %w", e)
+			} else {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}
+	}()
+	return h.ProcessTask(j.ctx, &Task{
+		ID:       j.env.TaskID,
+		Name:     j.env.Task,
+		Attempt:  j.attempt,
+		Args:     j.env.Args,
+		Labels:   j.env.Labels,
+		Meta:     j.env.Meta,
+		RunID:    j.env.RunID,
+		StepID:   j.env.StepID,
+		Deadline: j.env.Deadline,
+	})
+}
+
+// undecodable handles a delivery whose body is not an envelope this worker
+// can read.
+func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
+	log := w.log.With("message_id", d.ID, "delivery_attempt", d.Attempt)
+	var msg string
+	if errors.Is(err, ErrEnvelopeVersion) {
+		if d.Attempt < w.retry.MaxAttempts {
+			delay := min(w.retry.Backoff(d.Attempt), ports.MaxLease)
+			log.Warn("message has a newer envelope version; handing it back for a newer worker",
+				"err", err, "retry_in", delay)
+			if w.enterFinishing(l) {
+				w.nack(l, log, delay)
+			}
+			return
+		}
+		msg = fmt.Sprintf("%v (gave up after %d deliveries)", err, d.Attempt)
+	} else {
+		msg = "undecodable message: " + err.Error()
+	}
+	log.Error("message cannot be executed; failing it", "err", err)
+	if !w.enterFinishing(l) {
+		return
+	}
+	if d.ID == "" {
+		log.Error("message has no ID, so no result can be recorded; deleting it")
+		w.ack(l, log)
+		return
+	}
+	w.record(l, log, ports.Result{
+		TaskID:     d.ID,
+		State:      ports.StateFailed,
+		Error:      msg,
+		Worker:     w.id,
+		FinishedAt: time.Now(),
+	}, replyToOf(d.Body))
+}
+
+// replyToOf digs the reply-to address out of a body that is not a valid
+// envelope, when it is JSON that has one.
+func replyToOf(body []byte) string {
+	var v struct {
+		ReplyTo string `json:"reply_to"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	return v.ReplyTo
+}
+
+// record stores res, publishes its completion and acks the delivery. When the
+// result cannot be stored the delivery is nacked so that nothing is lost.
+func (w *Worker) record(l *workerLease, log *slog.Logger, res ports.Result, replyTo string) {
+	stored, ok := w.store(log, res)
+	if !ok {
+		log.Error("result could not be stored; releasing the task for a later redelivery",
+			"retry_in", putFailedNackDelay)
+		w.nack(l, log, putFailedNackDelay)
+		return
+	}
+	w.publish(log, replyTo, stored)
+	w.ack(l, log)
+}
+
+// store puts res, retrying briefly. A result stored before wins (write-once);
+// its stored version is returned (nil when it could not be read back).
+func (w *Worker) store(log *slog.Logger, res ports.Result) (*ports.Result, bool) {
+	for i := range putAttempts {
+		ctx, cancel := w.opContext()
+		err := w.results.Put(ctx, res)
+		cancel()
+		switch {
+		case err == nil:
+			return &res, true
+		case errors.Is(err, ports.ErrAlreadyExists):
+			ctx, cancel := w.opContext()
+			stored, gerr := w.results.Get(ctx, res.TaskID)
+			cancel()
+			if gerr != nil {
+				log.Warn("a result was stored before but cannot be read", "err", gerr)
+				return nil, true
+			}
+			log.Info("a result was stored before; keeping it", "state", stored.State)
+			return &stored, true
+		case errors.Is(err, ports.ErrInvalidArgument), errors.Is(err, ports.ErrClosed):
+			log.Error("storing the result failed", "err", err)
+			return nil, false
+		}
+		log.Warn("storing the result failed", "err", err, "try", i+1, "of", putAttempts)
+		if i < putAttempts-1 {
+			sleepCtx(w.base, putRetryDelay<<i)
+		}
+	}
+	return nil, false
+}
+
+// publish sends res's completion to replyTo, inlining small results.
+// Failures are logged only: the result backend stays the source of truth.
+func (w *Worker) publish(log *slog.Logger, replyTo string, res *ports.Result) {
+	if w.completions == nil || replyTo == "" || res == nil {
+		return
+	}
+	c := ports.Completion{TaskID: res.TaskID, State: res.State}
+	if w.inlineLimit >= 0 && len(res.Output) <= w.inlineLimit {
+		r := *res
+		c.Result = &r
+	}
+	ctx, cancel := w.opContext()
+	err := w.completions.Publish(ctx, replyTo, c)
+	cancel()
+	switch {
+	case err == nil:
+	case errors.Is(err, ports.ErrNotFound):
+		log.Debug("completion inbox is gone; the waiter reads the result backend", "reply_to", replyTo)
+	default:
+		log.Warn("publishing the completion failed", "reply_to", replyTo, "err", err)
+	}
+}
+
+// settle stops heartbeats for l: it is about to be acked or nacked.
+func (w *Worker) settle(l *workerLease) {
+	w.mu.Lock()
+	l.settled = true
+	w.mu.Unlock()
+}
+
+// ack deletes the delivery's message.
+func (w *Worker) ack(l *workerLease, log *slog.Logger) {
+	w.settle(l)
+	ctx, cancel := w.opContext()
+	defer cancel()
+	if err := w.broker.Ack(ctx, l.receipt); err != nil {
+		log.Warn("ack failed; the message will be redelivered and its stored result reused", "err", err)
+	}
+}
+
+// nack hands the delivery's message back, visible again after delay.
+func (w *Worker) nack(l *workerLease, log *slog.Logger, delay time.Duration) {
+	w.settle(l)
+	ctx, cancel := w.opContext()
+	defer cancel()
+	if err := w.broker.Nack(ctx, l.receipt, delay); err != nil {
+		log.Warn("nack failed; the message is redelivered when its lease ends", "err", err)
+	}
+}
