@@ -1,7 +1,8 @@
 // Package ports defines the transport contracts dagq's core runs on: a lease-based
 // task queue ([Broker]), write-once results ([ResultBackend]), durable broadcast
 // cancellation ([CancelChannel]), push notification of finished tasks
-// ([CompletionBus]) and a claim-check store for large bodies ([PayloadStore]).
+// ([CompletionBus]), a claim-check store for large bodies ([PayloadStore])
+// and versioned records with optimistic concurrency ([StateStore]).
 //
 // The package imports neither the AWS SDK nor dagq's core: adapters
 // (adapters/memory, adapters/sqs, adapters/s3) implement these interfaces and

@@ -68,6 +68,10 @@ func (h harness) NewStore(t *testing.T, n int) []ports.PayloadStore {
 	return handles(t, n, h.transport().PayloadStore)
 }
 
+func (h harness) NewStateStore(t *testing.T, n int) []ports.StateStore {
+	return handles(t, n, h.transport().StateStore)
+}
+
 func handles[T interface{ Close() error }](t *testing.T, n int, open func() T) []T {
 	hs := make([]T, n)
 	for i := range hs {
@@ -82,6 +86,7 @@ func TestResultBackend(t *testing.T) { porttest.TestResultBackend(t, harness{}) 
 func TestCancelChannel(t *testing.T) { porttest.TestCancelChannel(t, harness{}) }
 func TestCompletionBus(t *testing.T) { porttest.TestCompletionBus(t, harness{}) }
 func TestPayloadStore(t *testing.T)  { porttest.TestPayloadStore(t, harness{}) }
+func TestStateStore(t *testing.T)    { porttest.TestStateStore(t, harness{}) }
 
 // TestRealTime runs the suite on the real clock, as adapters over a network
 // do, so that the suite's real-time paths stay correct.
@@ -95,4 +100,5 @@ func TestRealTime(t *testing.T) {
 	t.Run("CancelChannel", func(t *testing.T) { porttest.TestCancelChannel(t, h) })
 	t.Run("CompletionBus", func(t *testing.T) { porttest.TestCompletionBus(t, h) })
 	t.Run("PayloadStore", func(t *testing.T) { porttest.TestPayloadStore(t, h) })
+	t.Run("StateStore", func(t *testing.T) { porttest.TestStateStore(t, h) })
 }

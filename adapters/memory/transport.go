@@ -33,6 +33,7 @@ type Transport struct {
 	cancels     *cancelHub
 	completions *completionHub
 	payloads    *payloadStore
+	states      *stateStore
 }
 
 // Option configures a Transport.
@@ -63,6 +64,7 @@ func NewTransport(opts ...Option) *Transport {
 	}
 	t.completions = &completionHub{pollWait: t.pollWait, inboxes: make(map[string]*inbox)}
 	t.payloads = &payloadStore{data: make(map[string][]byte)}
+	t.states = &stateStore{records: make(map[string]ports.Record)}
 	return t
 }
 
@@ -240,4 +242,10 @@ func (t *Transport) CompletionBus() ports.CompletionBus {
 // PayloadStore returns a new handle on the Transport's payload key space.
 func (t *Transport) PayloadStore() ports.PayloadStore {
 	return &payloadHandle{store: t.payloads}
+}
+
+// StateStore returns a new handle on the Transport's versioned records (run
+// records, heartbeats).
+func (t *Transport) StateStore() ports.StateStore {
+	return &stateHandle{store: t.states}
 }

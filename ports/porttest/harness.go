@@ -81,3 +81,10 @@ type PayloadHarness interface {
 	// NewStore returns n stores sharing one fresh, empty key space.
 	NewStore(t *testing.T, n int) []ports.PayloadStore
 }
+
+// StateHarness makes state stores.
+type StateHarness interface {
+	Features() Features
+	// NewStateStore returns n stores sharing one fresh, empty key space.
+	NewStateStore(t *testing.T, n int) []ports.StateStore
+}
