@@ -115,6 +115,7 @@ type Client struct {
 	sched     entryHeap // entries waiting for their next Results check
 	checkerOn bool
 	memo      *memoCache
+	watches   map[*Watch]struct{} // open watches
 }
 
 // NewClient returns a Client for opts. Invalid options fail with an error
@@ -149,6 +150,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		reconcileMin: opts.Reconcile,
 		kick:         make(chan struct{}, 1),
 		entries:      make(map[string]*waitEntry),
+		watches:      make(map[*Watch]struct{}),
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -176,7 +178,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 }
 
 // Close stops the client: pending Wait and WaitAll calls return an error
-// matching ports.ErrClosed, the background goroutines stop (Close waits for
+// matching ports.ErrClosed, open Watches report every task they watch as
+// final with that error and then end, the background goroutines stop (Close waits for
 // them, which takes at most one in-flight Results read or inbox receive,
 // both cancelled), and the inbox is closed. Completions published to it
 // afterwards are lost, which is harmless: results stay in Results. Close is
@@ -191,6 +194,9 @@ func (c *Client) Close() error {
 	errClosed := fmt.Errorf("dagq: client: %w", ports.ErrClosed)
 	for _, e := range c.entries {
 		c.finishLocked(e, ports.Result{}, errClosed)
+	}
+	for w := range c.watches {
+		w.endLocked(errClosed) // after their final events
 	}
 	c.sched = nil
 	inbox := c.inbox

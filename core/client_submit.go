@@ -46,6 +46,12 @@ func (c *Client) Submit(ctx context.Context, req Request) (string, error) {
 // maybe not) sent; requests not named were sent. Once ctx is done the
 // remaining requests are not sent and fail with ctx's error.
 func (c *Client) SubmitBatch(ctx context.Context, reqs ...Request) ([]string, error) {
+	return c.submitBatch(ctx, nil, reqs)
+}
+
+// submitBatch is SubmitBatch; with w, the tasks are added to w before
+// anything is sent, so that none of their notifications can be missed.
+func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]string, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
@@ -94,8 +100,17 @@ func (c *Client) SubmitBatch(ctx context.Context, reqs ...Request) ([]string, er
 	}
 
 	c.mu.Lock()
+	if w != nil {
+		if err := w.usableLocked(); err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
+		}
+	}
 	for _, id := range ids {
 		c.memo.submitted(id, replyTo != "")
+		if w != nil {
+			w.addLocked(id)
+		}
 	}
 	c.mu.Unlock()
 
@@ -141,6 +156,12 @@ func newEnvelope(req Request, now time.Time) (Envelope, error) {
 			return Envelope{}, fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
 		}
 	}
+	for name, in := range req.Inputs {
+		if len(in) > 0 && !json.Valid(in) {
+			return Envelope{}, fmt.Errorf("%w: task %q (id %s): input %q is not valid JSON",
+				ports.ErrInvalidArgument, req.Task, id, name)
+		}
+	}
 	var args json.RawMessage
 	switch a := req.Args.(type) {
 	case nil:
@@ -168,7 +189,10 @@ func newEnvelope(req Request, now time.Time) (Envelope, error) {
 		Meta:     req.Meta,
 		RunID:    req.RunID,
 		StepID:   req.StepID,
+		Inputs:   req.Inputs,
+		Params:   req.Params,
 		Deadline: req.Deadline,
+		Progress: req.Progress,
 		Retry:    req.Retry,
 		SentAt:   now,
 	}, nil

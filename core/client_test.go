@@ -215,6 +215,8 @@ func TestSubmitEnvelope(t *testing.T) {
 				Task: "resize", Args: args{W: 640},
 				Labels: map[string]string{"team": "img"}, Meta: map[string]string{"traceparent": "x"},
 				RunID: "run-1", StepID: "step-a", Deadline: deadline, Delay: 3 * time.Second, Retry: &retry,
+				Inputs: map[string]json.RawMessage{"up": json.RawMessage(`{"n":1}`)}, Params: map[string]string{"k": "v"},
+				Progress: true,
 			})
 			require.NoError(t, err)
 			require.Len(t, id, 32, "a new random ID")
@@ -239,6 +241,9 @@ func TestSubmitEnvelope(t *testing.T) {
 			assert.Equal(t, "run-1", env.RunID)
 			assert.Equal(t, "step-a", env.StepID)
 			assert.True(t, deadline.Equal(env.Deadline))
+			assert.Equal(t, map[string]json.RawMessage{"up": json.RawMessage(`{"n":1}`)}, env.Inputs)
+			assert.Equal(t, map[string]string{"k": "v"}, env.Params)
+			assert.True(t, env.Progress)
 			require.NotNil(t, env.Retry)
 			assert.Equal(t, retry, *env.Retry)
 			assert.False(t, env.SentAt.Before(before.Add(-time.Second)) || env.SentAt.After(time.Now().Add(time.Second)), "SentAt is now: %v", env.SentAt)
@@ -272,6 +277,7 @@ func TestSubmitValidation(t *testing.T) {
 		{"delay over max", core.Request{Task: "t", Delay: ports.MaxDelay + time.Second}, "delay"},
 		{"args not JSON", core.Request{Task: "needs-json", Args: make(chan int)}, `"needs-json"`},
 		{"invalid raw args", core.Request{Task: "t", Args: json.RawMessage(`{`)}, "not valid JSON"},
+		{"invalid input", core.Request{Task: "t", Inputs: map[string]json.RawMessage{"up": json.RawMessage(`{`)}}, `input "up" is not valid JSON`},
 		{"ID with space", core.Request{Task: "t", ID: "a b"}, "printable"},
 		{"ID too long", core.Request{Task: "t", ID: strings.Repeat("x", 129)}, "limit"},
 	}

@@ -126,6 +126,8 @@ type waitEntry struct {
 	heapIdx  int           // index in Client.sched, -1 when not scheduled
 	checking bool          // a Results read is in flight
 	recheck  bool          // read again right after the in-flight read
+
+	watches []*Watch // watches holding a reference (one each)
 }
 
 // plan sets e's schedule: first read after first, then step doubling up to
@@ -195,11 +197,23 @@ func (c *Client) finishLocked(e *waitEntry, res ports.Result, err error) {
 	e.finished = true
 	e.res, e.err = res, err
 	close(e.done)
+	for _, w := range e.watches {
+		delete(w.ids, e.id)
+		ev := WatchEvent{TaskID: e.id, Final: true, Err: err}
+		if err == nil {
+			ev.Result = cloneResult(res)
+		}
+		w.pushLocked(ev)
+	}
+	e.watches = nil
 	if c.entries[e.id] == e {
 		delete(c.entries, e.id)
 	}
 	if e.heapIdx >= 0 {
 		heap.Remove(&c.sched, e.heapIdx)
+		if len(c.sched) == 0 {
+			c.kickLocked() // let the checker exit now rather than at its next read
+		}
 	}
 }
 
@@ -381,6 +395,21 @@ func (c *Client) deliver(cs []ports.Completion) {
 	for _, cm := range cs {
 		if cm.TaskID == "" {
 			c.log.Warn("dagq: client: ignoring a completion without task ID", "state", cm.State)
+			continue
+		}
+		if !cm.State.Final() {
+			// A progress notification: a hint for watches, never an outcome.
+			if !cm.State.Progress() {
+				c.log.Debug("dagq: client: ignoring a completion with an unknown state", "task_id", cm.TaskID, "state", cm.State)
+				continue
+			}
+			if e := c.entries[cm.TaskID]; e != nil && !e.finished && len(e.watches) > 0 {
+				p := cm
+				p.Result = nil
+				for _, w := range e.watches {
+					w.pushLocked(WatchEvent{TaskID: cm.TaskID, Progress: p})
+				}
+			}
 			continue
 		}
 		var res *ports.Result

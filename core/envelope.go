@@ -30,7 +30,9 @@ var (
 //
 //	{"v":1,"id":"…","task":"resize","attempt":1,"args":{…},
 //	 "labels":{…},"meta":{…},"run":"…","step":"…",
-//	 "deadline":"2026-…Z","reply_to":"…","retry":{…},"sent_at":"…"}
+//	 "inputs":{"fetch":{…}},"params":{"date":"…"},
+//	 "deadline":"2026-…Z","reply_to":"…","progress":true,
+//	 "retry":{…},"sent_at":"…"}
 type Envelope struct {
 	// Version is the envelope format version (EnvelopeVersion when written).
 	Version int `json:"v"`
@@ -52,12 +54,22 @@ type Envelope struct {
 	// RunID and StepID place the task in a DAG run (optional).
 	RunID  string `json:"run,omitempty"`
 	StepID string `json:"step,omitempty"`
+	// Inputs are the outputs of the step's upstream steps, keyed by step
+	// name (DAG runs only; each value is JSON, possibly null).
+	Inputs map[string]json.RawMessage `json:"inputs,omitempty"`
+	// Params are the run's parameters, the same for every step of a run.
+	Params map[string]string `json:"params,omitempty"`
 	// Deadline, when set, is when the task stops being worth running: a worker
 	// fails it without running it after the deadline, and the handler's
 	// context carries it.
 	Deadline time.Time `json:"deadline,omitzero"`
 	// ReplyTo is the completion inbox address of the submitting client.
 	ReplyTo string `json:"reply_to,omitempty"`
+	// Progress asks the worker to publish progress notifications to ReplyTo
+	// as well: ports.StateRunning when an attempt's handler starts and
+	// ports.StateRetrying when a failed attempt is retried. Best-effort, one
+	// Publish each.
+	Progress bool `json:"progress,omitempty"`
 	// Retry overrides the worker's retry policy for this task (optional).
 	Retry *RetryPolicy `json:"retry,omitempty"`
 	// SentAt is when the producer submitted the task.
@@ -115,6 +127,11 @@ func (e Envelope) validate() error {
 	}
 	if len(e.Args) > 0 && !json.Valid(e.Args) {
 		return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformedEnvelope, e.TaskID)
+	}
+	for name, in := range e.Inputs {
+		if len(in) > 0 && !json.Valid(in) {
+			return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformedEnvelope, e.TaskID, name)
+		}
 	}
 	if e.Retry != nil {
 		if err := e.Retry.Validate(); err != nil {

@@ -20,8 +20,11 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 		Meta:     map[string]string{"traceparent": "00-abc"},
 		RunID:    "r1",
 		StepID:   "s1",
+		Inputs:   map[string]json.RawMessage{"a": json.RawMessage(`{"n":1}`), "b": json.RawMessage(`null`)},
+		Params:   map[string]string{"date": "2026-11-25"},
 		Deadline: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 		ReplyTo:  "inbox-1",
+		Progress: true,
 		Retry:    &core.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2, Jitter: 0.1},
 		SentAt:   time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
 	}
@@ -45,6 +48,20 @@ func TestEnvelope_WireNames(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &m))
 	require.Equal(t, map[string]any{"v": float64(1), "id": "t1", "task": "x", "attempt": float64(1), "run": "r"}, m,
 		"optional fields are omitted and names are the documented short ones")
+}
+
+func TestEnvelope_DAGWireNames(t *testing.T) {
+	b, err := core.Envelope{TaskID: "r.s", Task: "x", RunID: "r", StepID: "s",
+		Inputs: map[string]json.RawMessage{"up": json.RawMessage(`1`)}, Params: map[string]string{"k": "v"}, Progress: true}.Encode()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"v":1,"id":"r.s","task":"x","attempt":1,"run":"r","step":"s",
+		"inputs":{"up":1},"params":{"k":"v"},"progress":true}`, string(b))
+
+	_, err = core.DecodeEnvelope([]byte(`{"v":1,"id":"a","task":"x","inputs":{"up":"not json`))
+	require.ErrorIs(t, err, core.ErrMalformedEnvelope)
+	_, err = core.Envelope{TaskID: "a", Task: "x", Inputs: map[string]json.RawMessage{"up": json.RawMessage(`{`)}}.Encode()
+	require.ErrorIs(t, err, core.ErrMalformedEnvelope)
+	require.Contains(t, err.Error(), `input "up" that is not valid JSON`)
 }
 
 func TestDecodeEnvelope_Errors(t *testing.T) {

@@ -23,11 +23,16 @@ type Task struct {
 	// Attempt is 1 on the first run and grows with every retry or redelivery.
 	Attempt int
 	// Args is the JSON-encoded argument.
-	Args     json.RawMessage
-	Labels   map[string]string
-	Meta     map[string]string
-	RunID    string
-	StepID   string
+	Args   json.RawMessage
+	Labels map[string]string
+	Meta   map[string]string
+	RunID  string
+	StepID string
+	// Inputs are the outputs of the upstream steps of a DAG step, keyed by
+	// step name (read them with Input); nil outside a run.
+	Inputs map[string]json.RawMessage
+	// Params are the run's parameters (RunOptions.Params); nil outside a run.
+	Params   map[string]string
 	Deadline time.Time
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -34,6 +35,14 @@ type Request struct {
 	// RunID and StepID place the task in a DAG run (optional).
 	RunID  string
 	StepID string
+	// Inputs are upstream outputs by step name and Params run parameters,
+	// both handed to the handler as Task.Inputs and Task.Params (the
+	// Executor fills them for DAG steps).
+	Inputs map[string]json.RawMessage
+	Params map[string]string
+	// Progress asks workers to publish progress notifications (running,
+	// retrying) to the client's completion inbox; see Envelope.Progress.
+	Progress bool
 	// Deadline, when non-zero, is when the task stops being worth running.
 	Deadline time.Time
 	// Delay postpones the first delivery (not on FIFO queues).
@@ -66,6 +75,17 @@ func WithLabels(kv map[string]string) RequestOption {
 func WithRun(runID, stepID string) RequestOption {
 	return func(r *Request) { r.RunID, r.StepID = runID, stepID }
 }
+
+// WithInputs sets the upstream outputs handed to the handler (Task.Inputs).
+func WithInputs(in map[string]json.RawMessage) RequestOption {
+	return func(r *Request) { r.Inputs = in }
+}
+
+// WithParams sets the run parameters handed to the handler (Task.Params).
+func WithParams(p map[string]string) RequestOption { return func(r *Request) { r.Params = p } }
+
+// WithProgress asks for progress notifications (see Request.Progress).
+func WithProgress() RequestOption { return func(r *Request) { r.Progress = true } }
 
 // WithDeadline sets an absolute deadline.
 func WithDeadline(t time.Time) RequestOption { return func(r *Request) { r.Deadline = t } }

@@ -157,7 +157,8 @@ type WorkerOptions struct {
 // Canceled check (both per batch), one Put, one Publish (with a ReplyTo) and
 // one Ack; a redelivery adds one Get. Heartbeats cost one Extend per ten
 // leases per HeartbeatInterval, and only for tasks running longer than about
-// half an interval.
+// half an interval. A task that asks for progress notifications
+// (Envelope.Progress) adds one Publish per attempt started and one per retry.
 type Worker struct {
 	broker      ports.Broker
 	results     ports.ResultBackend

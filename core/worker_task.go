@@ -198,6 +198,9 @@ func (w *Worker) runJob(j *workerJob) {
 		return
 	}
 
+	if env.Progress {
+		w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRunning, Attempt: j.attempt})
+	}
 	started := time.Now()
 	j.log.Debug("task started")
 	out, err := w.invoke(j, h)
@@ -252,6 +255,10 @@ func (w *Worker) runJob(j *workerJob) {
 	default:
 		delay := min(j.policy.Backoff(j.attempt), ports.MaxLease)
 		log.Warn("task failed; retrying", "err", err, "retry_in", delay, "max_attempts", j.policy.MaxAttempts)
+		if env.Progress {
+			w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRetrying,
+				Attempt: j.attempt + 1, Error: err.Error()})
+		}
 		w.nack(j.l, log, delay)
 	}
 }
@@ -313,7 +320,7 @@ func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error
 			}
 		}
 	}()
-	return h.ProcessTask(j.ctx, &Task{
+	t := &Task{
 		ID:       j.env.TaskID,
 		Name:     j.env.Task,
 		Attempt:  j.attempt,
@@ -322,8 +329,11 @@ func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error
 		Meta:     j.env.Meta,
 		RunID:    j.env.RunID,
 		StepID:   j.env.StepID,
+		Inputs:   j.env.Inputs,
+		Params:   j.env.Params,
 		Deadline: j.env.Deadline,
-	})
+	}
+	return h.ProcessTask(ContextWithTask(j.ctx, t), t)
 }
 
 // undecodable handles a delivery whose body is not an envelope this worker
@@ -441,6 +451,20 @@ func (w *Worker) publish(log *slog.Logger, replyTo string, res *ports.Result) {
 		log.Debug("completion inbox is gone; the waiter reads the result backend", "reply_to", replyTo)
 	default:
 		log.Warn("publishing the completion failed", "reply_to", replyTo, "err", err)
+	}
+}
+
+// publishProgress sends a progress notification to the task's ReplyTo.
+// Failures are logged at debug level only: progress is best-effort.
+func (w *Worker) publishProgress(j *workerJob, c ports.Completion) {
+	if w.completions == nil || j.env.ReplyTo == "" {
+		return
+	}
+	ctx, cancel := w.opContext()
+	err := w.completions.Publish(ctx, j.env.ReplyTo, c)
+	cancel()
+	if err != nil {
+		j.log.Debug("publishing a progress notification failed", "state", c.State, "reply_to", j.env.ReplyTo, "err", err)
 	}
 }
 

@@ -2,19 +2,34 @@ package ports
 
 import "context"
 
-// Completion tells a waiting client that a task finished.
+// Completion tells a waiting client that a task finished or, with a progress
+// state (State.Progress), how it is getting on.
 type Completion struct {
 	TaskID string `json:"task_id"`
-	State  State  `json:"state"`
-	// Result is the full result when the publisher chose to inline it (small
-	// results); nil means "fetch it from the ResultBackend".
+	// State is the task's final state (State.Final) when it finished, or a
+	// progress state (StateRunning, StateRetrying) for a progress
+	// notification.
+	State State `json:"state"`
+	// Result is, for a final state, the full result when the publisher chose
+	// to inline it (small results); nil means "fetch it from the
+	// ResultBackend". Always nil in a progress notification.
 	Result *Result `json:"result,omitempty"`
+	// Attempt is, in a progress notification, the attempt that started
+	// (StateRunning) or the attempt that comes next (StateRetrying).
+	Attempt int `json:"attempt,omitempty"`
+	// Error is, in a StateRetrying notification, why the last attempt failed.
+	Error string `json:"error,omitempty"`
 }
 
 // CompletionBus pushes completions to the inbox of the client that waits for
 // them, so that waiting needs no polling of the ResultBackend. Delivery is
 // best-effort and at-least-once: a completion may be duplicated, or lost when
-// its inbox is gone; the ResultBackend remains the source of truth.
+// its inbox is gone; the ResultBackend remains the source of truth. Progress
+// notifications (non-final states) travel the same way and are just as
+// best-effort: they may be lost, duplicated, or arrive after the task's final
+// completion when several publishers are involved, so receivers treat them
+// as hints and never as outcomes. Adapters carry every field of a Completion
+// as given, whatever its State.
 type CompletionBus interface {
 	// Publish delivers cs (1 ≤ len ≤ MaxBatch) to the inbox at address to.
 	// An address whose inbox does not exist (never opened, or closed) fails

@@ -6,24 +6,44 @@ import (
 	"time"
 )
 
-// State is the final state of a task.
+// State is the state of a task. A Result always has a final state; a
+// Completion has a final state or, for a progress notification, a progress
+// state.
 type State string
 
-// Final task states.
+// Final task states: the states of a Result.
 const (
 	StateSucceeded State = "succeeded"
 	StateFailed    State = "failed"
 	StateCancelled State = "cancelled"
 )
 
-// Valid reports whether s is one of the final states.
-func (s State) Valid() bool {
+// Progress states: only in progress notifications (Completion), never in a
+// Result.
+const (
+	// StateRunning: an attempt's handler started (Completion.Attempt is that
+	// attempt).
+	StateRunning State = "running"
+	// StateRetrying: an attempt failed and the task will run again after a
+	// backoff (Completion.Attempt is the next attempt, Completion.Error why
+	// the last one failed).
+	StateRetrying State = "retrying"
+)
+
+// Final reports whether s is one of the final states.
+func (s State) Final() bool {
 	switch s {
 	case StateSucceeded, StateFailed, StateCancelled:
 		return true
 	}
 	return false
 }
+
+// Progress reports whether s is one of the progress states.
+func (s State) Progress() bool { return s == StateRunning || s == StateRetrying }
+
+// Valid reports whether s is a valid Result state, that is a final state.
+func (s State) Valid() bool { return s.Final() }
 
 // Result is the final, write-once outcome of one task.
 type Result struct {

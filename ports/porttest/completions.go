@@ -22,6 +22,7 @@ func TestCompletionBus(t *testing.T, h CompletionHarness) {
 		{"PublishReceive", testCompletionPublishReceive},
 		{"PublishBatch", testCompletionPublishBatch},
 		{"InlineResult", testCompletionInlineResult},
+		{"ProgressNotifications", testCompletionProgress},
 		{"InboxIsolation", testCompletionInboxIsolation},
 		{"UnknownOrClosedInbox", testCompletionUnknownOrClosedInbox},
 		{"ReceiveEmptyWithinPollBound", testCompletionReceiveEmpty},
@@ -99,6 +100,22 @@ func testCompletionInlineResult(t *testing.T, e env, h CompletionHarness) {
 	require.Equal(t, ports.StateSucceeded, got.State)
 	require.NotNil(t, got.Result, "inline result")
 	requireResultEqual(t, want, *got.Result)
+}
+
+// Progress notifications carry a progress state, the attempt and the error
+// as given; the bus does not judge states.
+func testCompletionProgress(t *testing.T, e env, h CompletionHarness) {
+	ctx := e.ctx(t)
+	bs := h.NewBus(t, 2)
+	ib := e.openInbox(t, ctx, bs[1])
+	running := ports.Completion{TaskID: "task-1", State: ports.StateRunning, Attempt: 1}
+	retrying := ports.Completion{TaskID: "task-2", State: ports.StateRetrying, Attempt: 3, Error: "boom: exit status 1"}
+	require.NoError(t, bs[0].Publish(ctx, ib.Address(), running, retrying))
+	got := e.receiveCompletions(t, ctx, ib, 2)
+	require.Equal(t, running, got["task-1"])
+	require.Equal(t, retrying, got["task-2"])
+	require.False(t, got["task-1"].State.Final())
+	require.True(t, got["task-2"].State.Progress())
 }
 
 func testCompletionInboxIsolation(t *testing.T, e env, h CompletionHarness) {

@@ -1,0 +1,875 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// DefaultCancelWait is how long Run waits, by default, for the steps it
+// asked to cancel to report (RunOptions.CancelWait).
+const DefaultCancelWait = 30 * time.Second
+
+// Tuning of the executor.
+const (
+	// submitChunk is the most steps handed to one SubmitBatch call (ten
+	// broker calls); the executor checks for an interrupt between calls.
+	submitChunk = 100
+	// submitTimeout bounds one SubmitBatch or Cancel call of the executor.
+	// Those calls are not cut short by an interrupt, so that the executor
+	// always knows what it sent.
+	submitTimeout = 30 * time.Second
+	// submitAttempts is how often the executor tries to submit a step
+	// before it fails the step.
+	submitAttempts = 5
+)
+
+// submitBackoff paces the re-submission of steps whose Send failed.
+var submitBackoff = RetryPolicy{
+	MaxAttempts:    submitAttempts,
+	InitialBackoff: 200 * time.Millisecond,
+	MaxBackoff:     5 * time.Second,
+	Multiplier:     2,
+	Jitter:         0.2,
+}
+
+// ExecutorOptions configures an Executor.
+type ExecutorOptions struct {
+	// Logger receives the executor's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Executor runs Jobs: it submits each step as a task through a Client once
+// its upstream steps have succeeded, and follows the tasks to their
+// results. Workers anywhere on the Client's broker run the steps. An
+// Executor is safe for concurrent use; each Run is independent.
+type Executor struct {
+	c   *Client
+	log *slog.Logger
+}
+
+// NewExecutor returns an Executor submitting through c (required).
+func NewExecutor(c *Client, opts ExecutorOptions) (*Executor, error) {
+	if c == nil {
+		return nil, fmt.Errorf("dagq: executor: %w: a Client is required", ports.ErrInvalidArgument)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Executor{c: c, log: log}, nil
+}
+
+// RunOptions configures one Run.
+type RunOptions struct {
+	// RunID identifies the run; default NewTaskID(). It is the prefix of the
+	// steps' task IDs (see StepTaskID) and, on FIFO queues, their message
+	// group: printable ASCII without spaces, at most 128 bytes minus one
+	// more than the job's longest step name. Use a new RunID per run: with
+	// a RunID used before, steps are submitted again under the same task
+	// IDs, and since results are write-once a step that finished then keeps
+	// its first result (even if its handler runs again).
+	RunID string
+	// FailFast: on the first step that fails, send a cancel request for
+	// every in-flight step and skip every step not submitted yet. Without
+	// it, only the failed step's downstream steps are skipped and the other
+	// branches run on.
+	FailFast bool
+	// Params are the run's parameters, handed to every step's handler as
+	// Task.Params.
+	Params map[string]string
+	// OnEvent, when set, receives the run's events in order, from the
+	// goroutine that called Run (do not block in it for long). Setting it
+	// also asks workers for progress notifications (step_started,
+	// step_retried), which cost one Publish per attempt and per retry.
+	OnEvent func(Event)
+	// CancelWait bounds how long Run waits, after sending cancel requests
+	// (on an interrupt or with FailFast), for the in-flight steps to report
+	// their final state; steps that do not report in time are marked
+	// cancelled. Default DefaultCancelWait (30s); must not be negative.
+	CancelWait time.Duration
+}
+
+// EventType names what happened in a run.
+type EventType string
+
+// Event types. A step's events come in this order: queued, then per attempt
+// started and, if the attempt failed and is retried, retried; then one of
+// succeeded, failed or cancelled. A step that is never submitted gets only
+// skipped (a step whose submission failed: failed). Started and retried
+// come from the workers' progress notifications, which are best-effort:
+// one may be missing, in which case started is reported with the final
+// event (when the result shows the handler ran).
+const (
+	EventRunStarted    EventType = "run_started"
+	EventRunFinished   EventType = "run_finished"
+	EventStepQueued    EventType = "step_queued"
+	EventStepStarted   EventType = "step_started"
+	EventStepRetried   EventType = "step_retried"
+	EventStepSucceeded EventType = "step_succeeded"
+	EventStepFailed    EventType = "step_failed"
+	EventStepSkipped   EventType = "step_skipped"
+	EventStepCancelled EventType = "step_cancelled"
+)
+
+// Event is one thing that happened in a run.
+type Event struct {
+	Type  EventType
+	RunID string
+	// Step and TaskID are empty for run events; TaskID is also empty for a
+	// step that was never submitted.
+	Step, TaskID string
+	// Attempt is the attempt that started (step_started), the attempt that
+	// comes next (step_retried), or the attempts made (final step events).
+	Attempt int
+	// Error says why a step failed, was retried, skipped or cancelled, and
+	// for run_finished why the run did not succeed.
+	Error string
+	// Time is when the executor observed the event.
+	Time time.Time
+}
+
+// StepState is where a step of a run is.
+type StepState string
+
+// Step states.
+const (
+	StepPending   StepState = "pending"   // waiting for its upstreams
+	StepQueued    StepState = "queued"    // submitted, or waiting for a retry
+	StepRunning   StepState = "running"   // an attempt's handler runs
+	StepSucceeded StepState = "succeeded" // final
+	StepFailed    StepState = "failed"    // final
+	StepSkipped   StepState = "skipped"   // final: never submitted
+	StepCancelled StepState = "cancelled" // final
+)
+
+// Final reports whether s is a final state.
+func (s StepState) Final() bool {
+	switch s {
+	case StepSucceeded, StepFailed, StepSkipped, StepCancelled:
+		return true
+	}
+	return false
+}
+
+// RunState is where a run is.
+type RunState string
+
+// Run states. RunQueued is for launchers that queue whole runs; Run itself
+// goes from running to a final state.
+const (
+	RunQueued    RunState = "queued"
+	RunRunning   RunState = "running"
+	RunSucceeded RunState = "succeeded" // final: every step succeeded
+	RunFailed    RunState = "failed"    // final: a step failed
+	RunCancelled RunState = "cancelled" // final: interrupted, or a step was cancelled
+)
+
+// Final reports whether s is a final state.
+func (s RunState) Final() bool {
+	return s == RunSucceeded || s == RunFailed || s == RunCancelled
+}
+
+// StepResult is the outcome of one step of a run.
+type StepResult struct {
+	Name, Task string
+	// TaskID is the step's task ID (StepTaskID), empty if never submitted.
+	TaskID string
+	State  StepState
+	// Attempts is how many times the step's handler ran.
+	Attempts int
+	// StartedAt and FinishedAt come from the worker's result (the last
+	// attempt's start and end); zero when unknown.
+	StartedAt, FinishedAt time.Time
+	// Error says why the step failed, was skipped or cancelled.
+	Error string
+	// Output is the handler's output (JSON) of a succeeded step.
+	Output json.RawMessage
+}
+
+// Duration is FinishedAt - StartedAt, or 0 when either is unknown.
+func (s StepResult) Duration() time.Duration {
+	if s.StartedAt.IsZero() || s.FinishedAt.IsZero() {
+		return 0
+	}
+	return s.FinishedAt.Sub(s.StartedAt)
+}
+
+// RunResult is the outcome of a run.
+type RunResult struct {
+	RunID, Job string
+	State      RunState
+	// Steps are in the job's declaration order.
+	Steps                 []StepResult
+	StartedAt, FinishedAt time.Time
+}
+
+// Step returns the result of the named step.
+func (r RunResult) Step(name string) (StepResult, bool) {
+	for _, s := range r.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return StepResult{}, false
+}
+
+// Err returns nil when the run succeeded and otherwise a *RunError naming
+// the steps that failed or were cancelled.
+func (r RunResult) Err() error {
+	if r.State == RunSucceeded {
+		return nil
+	}
+	e := &RunError{RunID: r.RunID, Job: r.Job, State: r.State}
+	for _, s := range r.Steps {
+		if s.State == StepFailed || s.State == StepCancelled {
+			e.Steps = append(e.Steps, s)
+		}
+	}
+	return e
+}
+
+// RunError is the error of a run that did not succeed (RunResult.Err).
+// errors.Is(err, ErrTaskCanceled) is true for a cancelled run.
+type RunError struct {
+	RunID, Job string
+	State      RunState
+	// Steps are the failed and cancelled steps, in declaration order.
+	Steps []StepResult
+}
+
+func (e *RunError) Error() string {
+	msg := fmt.Sprintf("run %s of job %q %s", e.RunID, e.Job, e.State)
+	for i, s := range e.Steps {
+		if i == 3 {
+			msg += fmt.Sprintf("; and %d more", len(e.Steps)-i)
+			break
+		}
+		msg += fmt.Sprintf("; step %q %s", s.Name, s.State)
+		if s.Error != "" {
+			msg += ": " + s.Error
+		}
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrTaskCanceled) true for a cancelled run.
+func (e *RunError) Is(target error) bool {
+	return target == ErrTaskCanceled && e.State == RunCancelled
+}
+
+// StepTaskID returns the task ID of step in run runID: runID + "." + step.
+func StepTaskID(runID, step string) string { return runID + "." + step }
+
+// Run runs job to the end and returns its result.
+//
+// It validates the job (Job.Validate, task names unchecked: the workers
+// know them) and the options; an invalid job fails with an error matching
+// ErrInvalidJob, invalid options with ports.ErrInvalidArgument, and nothing
+// is submitted. It then submits every step whose upstreams all succeeded
+// (several at once in one SubmitBatch), with task ID StepTaskID(RunID,
+// step), the step's args, retry policy and deadline, the run's Params and
+// the outputs of its upstream steps as Inputs, and follows all in-flight
+// steps through one Watch: no goroutine and no polling per step. Retries
+// are the workers' (the step's Retry policy travels in the envelope). A
+// step whose Send fails is submitted again with backoff, up to 5 times.
+//
+// A step that fails or is cancelled has all its downstream steps skipped;
+// other branches go on, unless FailFast (see RunOptions). When ctx is done
+// (an interrupt), Run sends one batched cancel request for every in-flight
+// step, skips the steps not submitted, waits up to CancelWait for the
+// cancelled steps to report, and returns the result (state cancelled) with
+// ctx's error. Whatever happens, Run leaves no waiter and no goroutine
+// behind.
+//
+// A run that failed is not an error of Run: see RunResult.State and
+// RunResult.Err. Run's error is ctx's for an interrupt and otherwise says
+// why the executor could not follow the run (e.g. the client was closed;
+// the steps it affected are failed with that reason).
+func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult, error) {
+	if err := job.Validate(nil); err != nil {
+		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
+	}
+	if opts.RunID == "" {
+		opts.RunID = NewTaskID()
+	}
+	longest := 0
+	for _, s := range job.Steps {
+		longest = max(longest, len(s.Name))
+	}
+	if err := checkTaskID(opts.RunID); err != nil {
+		return RunResult{}, fmt.Errorf("dagq: run: RunID: %w", err)
+	}
+	if limit := maxTaskIDLen - 1 - longest; len(opts.RunID) > limit {
+		return RunResult{}, fmt.Errorf("dagq: run: %w: RunID %q is %d bytes; with the job's longest step name (%d bytes) the limit is %d",
+			ports.ErrInvalidArgument, opts.RunID, len(opts.RunID), longest, limit)
+	}
+	switch {
+	case opts.CancelWait < 0:
+		return RunResult{}, fmt.Errorf("dagq: run: %w: CancelWait is %v; it must be 0 (default %v) or positive",
+			ports.ErrInvalidArgument, opts.CancelWait, DefaultCancelWait)
+	case opts.CancelWait == 0:
+		opts.CancelWait = DefaultCancelWait
+	}
+	opts.Params = maps.Clone(opts.Params)
+	job.Steps = slices.Clone(job.Steps) // the caller may reuse its job
+
+	w, err := e.c.Watch(context.WithoutCancel(ctx))
+	if err != nil {
+		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
+	}
+	defer w.Close()
+	return newRunState(ctx, e, job, opts, w).run()
+}
+
+// stepRun is a step's state during a run.
+type stepRun struct {
+	idx  int
+	step *Step
+	id   string // task ID
+
+	state      StepState
+	submitted  bool // handed to SubmitBatch at least once: watched
+	attempts   int
+	started    time.Time
+	finished   time.Time
+	err        string
+	output     json.RawMessage
+	waiting    int // upstreams not succeeded yet
+	up, down   []*stepRun
+	seenStart  int // last attempt reported started
+	seenRetry  int // last attempt reported as coming next
+	tries      int // failed submissions
+	alone      bool
+	resubmitAt time.Time
+}
+
+// runState is one Run in progress; only Run's goroutine touches it.
+type runState struct {
+	e      *Executor
+	ctx    context.Context // Run's
+	log    *slog.Logger
+	job    Job
+	opts   RunOptions
+	w      *Watch
+	steps  []*stepRun
+	byTask map[string]*stepRun
+
+	inflight int        // watched steps without a final state
+	ready    []*stepRun // to submit
+	resubmit []*stepRun // failed submissions waiting for their next try
+
+	stopping    bool      // fail-fast or interrupt: submit nothing more
+	stopReason  string    // why steps not submitted are skipped
+	deadline    time.Time // end of the wait for cancelled steps
+	interrupted bool
+	fatal       error // why the executor could not follow the run
+
+	started time.Time
+}
+
+func newRunState(ctx context.Context, e *Executor, job Job, opts RunOptions, w *Watch) *runState {
+	r := &runState{
+		e:      e,
+		ctx:    ctx,
+		log:    e.log.With("run_id", opts.RunID, "job", job.Name),
+		job:    job,
+		opts:   opts,
+		w:      w,
+		steps:  make([]*stepRun, len(job.Steps)),
+		byTask: make(map[string]*stepRun, len(job.Steps)),
+	}
+	byName := make(map[string]*stepRun, len(job.Steps))
+	for i := range job.Steps {
+		s := &stepRun{idx: i, step: &job.Steps[i], id: StepTaskID(opts.RunID, job.Steps[i].Name), state: StepPending}
+		r.steps[i] = s
+		r.byTask[s.id] = s
+		byName[s.step.Name] = s
+	}
+	for _, s := range r.steps {
+		for _, up := range s.step.Upstream {
+			u := byName[up]
+			s.up = append(s.up, u)
+			u.down = append(u.down, s)
+		}
+		s.waiting = len(s.up)
+	}
+	return r
+}
+
+func (r *runState) run() (RunResult, error) {
+	r.started = time.Now()
+	r.log.Info("run started", "steps", len(r.steps), "fail_fast", r.opts.FailFast)
+	r.emit(Event{Type: EventRunStarted})
+	for _, s := range r.steps {
+		if s.waiting == 0 {
+			r.ready = append(r.ready, s)
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	r.submitReady()
+	for r.inflight > 0 || len(r.ready) > 0 {
+		var timerC <-chan time.Time
+		if wake := r.nextWake(); !wake.IsZero() {
+			timer.Reset(time.Until(wake))
+			timerC = timer.C
+		}
+		done := r.ctx.Done()
+		if r.interrupted {
+			done = nil
+		}
+		select {
+		case <-r.w.Ready():
+			r.handle(r.w.Take())
+		case <-timerC:
+			r.timerFired()
+		case <-done:
+			r.interrupted = true
+			if !r.stopping {
+				r.stop("run cancelled: " + r.ctx.Err().Error())
+			}
+		}
+		r.submitReady()
+	}
+	return r.finish()
+}
+
+// nextWake is when the loop must wake without an event: the end of the
+// cancel wait, or the next re-submission; zero for never.
+func (r *runState) nextWake() time.Time {
+	if r.stopping {
+		return r.deadline
+	}
+	var next time.Time
+	for _, s := range r.resubmit {
+		if next.IsZero() || s.resubmitAt.Before(next) {
+			next = s.resubmitAt
+		}
+	}
+	return next
+}
+
+func (r *runState) timerFired() {
+	now := time.Now()
+	if r.stopping {
+		if !now.Before(r.deadline) {
+			r.giveUp()
+		}
+		return
+	}
+	keep := r.resubmit[:0]
+	for _, s := range r.resubmit {
+		switch {
+		case s.state.Final():
+			// Its result arrived meanwhile: the failed Send went through.
+		case now.Before(s.resubmitAt):
+			keep = append(keep, s)
+		default:
+			r.ready = append(r.ready, s)
+		}
+	}
+	clear(r.resubmit[len(keep):])
+	r.resubmit = keep
+}
+
+// submitReady submits the ready steps in declaration order, in chunks,
+// until an interrupt or a fail-fast stop.
+func (r *runState) submitReady() {
+	if len(r.ready) == 0 || r.stopping {
+		return
+	}
+	batch := r.ready
+	r.ready = nil
+	sort.Slice(batch, func(a, b int) bool { return batch[a].idx < batch[b].idx })
+	var together, alone []*stepRun // steps to isolate are sent one per call
+	for _, s := range batch {
+		switch {
+		case s.state.Final():
+		case s.alone:
+			alone = append(alone, s)
+		default:
+			together = append(together, s)
+		}
+	}
+	chunks := make([][]*stepRun, 0, len(together)/submitChunk+len(alone)+1)
+	for len(together) > 0 {
+		n := min(len(together), submitChunk)
+		chunks = append(chunks, together[:n])
+		together = together[n:]
+	}
+	for _, s := range alone {
+		chunks = append(chunks, []*stepRun{s})
+	}
+	for i, chunk := range chunks {
+		if r.stopping {
+			return // stop skipped the steps not submitted
+		}
+		if r.ctx.Err() != nil {
+			for _, rest := range chunks[i:] {
+				r.ready = append(r.ready, rest...) // the loop stops and skips them
+			}
+			return
+		}
+		r.submit(chunk)
+	}
+}
+
+// submit sends one chunk of steps through the Watch.
+func (r *runState) submit(chunk []*stepRun) {
+	now := time.Now()
+	reqs := make([]Request, len(chunk))
+	for i, s := range chunk {
+		reqs[i] = r.request(s, now)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), submitTimeout)
+	_, err := r.w.SubmitBatch(sctx, reqs...)
+	cancel()
+	// All of the chunk is watched now, even what failed to send: count it
+	// in flight before anything below may stop the run and cancel it.
+	for _, s := range chunk {
+		if !s.submitted {
+			s.submitted = true
+			r.inflight++
+		}
+	}
+	var se *SubmitError
+	isSubmitErr := errors.As(err, &se)
+	for i, s := range chunk {
+		var ierr error
+		switch {
+		case err == nil:
+		case isSubmitErr:
+			ierr = se.Failed[i]
+		default:
+			ierr = err
+		}
+		switch {
+		case s.state.Final():
+			// Stopped meanwhile (given up below).
+		case ierr == nil:
+			s.state = StepQueued
+			r.emit(Event{Type: EventStepQueued, Step: s.step.Name, TaskID: s.id})
+		default:
+			r.submitFailed(s, ierr, len(chunk))
+		}
+	}
+}
+
+// request builds the submission of s.
+func (r *runState) request(s *stepRun, now time.Time) Request {
+	req := Request{
+		Task:     s.step.Task,
+		ID:       s.id,
+		RunID:    r.opts.RunID,
+		StepID:   s.step.Name,
+		Params:   r.opts.Params,
+		Progress: r.opts.OnEvent != nil,
+		Retry:    s.step.Retry,
+	}
+	if len(s.step.Args) > 0 {
+		req.Args = s.step.Args
+	}
+	if len(s.up) > 0 {
+		req.Inputs = make(map[string]json.RawMessage, len(s.up))
+		for _, u := range s.up {
+			req.Inputs[u.step.Name] = u.output
+		}
+	}
+	if s.step.Timeout > 0 {
+		req.Deadline = now.Add(s.step.Timeout)
+	}
+	return req
+}
+
+// submitFailed schedules another try of s, or gives it up.
+func (r *runState) submitFailed(s *stepRun, err error, batch int) {
+	s.tries++
+	closed := errors.Is(err, ports.ErrClosed)
+	if closed && r.fatal == nil {
+		r.fatal = err
+	}
+	if r.stopping {
+		r.abandon(s, fmt.Sprintf("%s (its submission had failed: %v)", r.stopReason, err), StepSkipped)
+		return
+	}
+	permanent := closed || errors.Is(err, ports.ErrInvalidArgument) && batch == 1
+	if !permanent && s.tries < submitAttempts {
+		if errors.Is(err, ports.ErrInvalidArgument) {
+			// A whole Send is refused for one bad message: isolate each.
+			s.alone = true
+			s.resubmitAt = time.Now()
+		} else {
+			s.resubmitAt = time.Now().Add(submitBackoff.Backoff(s.tries))
+		}
+		r.log.Warn("submitting a step failed; trying again", "step", s.step.Name, "try", s.tries,
+			"retry_in", time.Until(s.resubmitAt), "err", err)
+		r.resubmit = append(r.resubmit, s)
+		return
+	}
+	r.log.Error("submitting a step failed; failing the step", "step", s.step.Name, "tries", s.tries, "err", err)
+	r.abandon(s, fmt.Sprintf("submit failed after %d tries: %v", s.tries, err), StepFailed)
+}
+
+// abandon stops following a step whose submission failed: it is cancelled
+// (a failed Send may still have queued it), unwatched and settled.
+func (r *runState) abandon(s *stepRun, why string, state StepState) {
+	if r.fatal == nil || !errors.Is(r.fatal, ports.ErrClosed) {
+		r.cancel([]string{s.id})
+	}
+	r.w.Remove(s.id)
+	r.inflight--
+	r.settle(s, state, why, nil)
+}
+
+// handle applies watch events.
+func (r *runState) handle(evs []WatchEvent) {
+	for _, ev := range evs {
+		s := r.byTask[ev.TaskID]
+		if s == nil || s.state.Final() {
+			continue
+		}
+		if !ev.Final {
+			r.progress(s, ev.Progress)
+			continue
+		}
+		r.inflight--
+		if ev.Err != nil {
+			if errors.Is(ev.Err, ports.ErrClosed) && r.fatal == nil {
+				r.fatal = ev.Err
+			}
+			r.settle(s, StepFailed, "outcome unknown: waiting for the result failed: "+ev.Err.Error(), nil)
+			continue
+		}
+		res := ev.Result
+		if !res.StartedAt.IsZero() && res.Attempts > s.seenStart {
+			// The handler ran but its start was not reported.
+			s.seenStart = res.Attempts
+			r.emit(Event{Type: EventStepStarted, Step: s.step.Name, TaskID: s.id, Attempt: res.Attempts})
+		}
+		s.attempts, s.started, s.finished = res.Attempts, res.StartedAt, res.FinishedAt
+		switch res.State {
+		case ports.StateSucceeded:
+			r.settle(s, StepSucceeded, "", res.Output)
+		case ports.StateCancelled:
+			r.settle(s, StepCancelled, res.Error, nil)
+		default:
+			r.settle(s, StepFailed, res.Error, nil)
+		}
+	}
+}
+
+// progress applies a progress notification, dropping stale or repeated ones.
+func (r *runState) progress(s *stepRun, p ports.Completion) {
+	switch p.State {
+	case ports.StateRunning:
+		if p.Attempt <= s.seenStart {
+			return
+		}
+		s.seenStart = p.Attempt
+		s.state = StepRunning
+		r.emit(Event{Type: EventStepStarted, Step: s.step.Name, TaskID: s.id, Attempt: p.Attempt})
+	case ports.StateRetrying:
+		if p.Attempt <= s.seenRetry || p.Attempt <= s.seenStart {
+			return
+		}
+		s.seenRetry = p.Attempt
+		s.state = StepQueued
+		r.emit(Event{Type: EventStepRetried, Step: s.step.Name, TaskID: s.id, Attempt: p.Attempt, Error: p.Error})
+	}
+}
+
+// settle gives s its final state, reports it and moves the DAG on: a
+// success readies the downstream steps whose upstreams all succeeded; any
+// other outcome skips all downstream steps, and a failure with FailFast
+// stops the run.
+func (r *runState) settle(s *stepRun, state StepState, why string, output json.RawMessage) {
+	s.state, s.err, s.output = state, why, output
+	ev := Event{Step: s.step.Name, Attempt: s.attempts, Error: why}
+	if s.submitted {
+		ev.TaskID = s.id
+	}
+	switch state {
+	case StepSucceeded:
+		ev.Type = EventStepSucceeded
+	case StepFailed:
+		ev.Type = EventStepFailed
+	case StepCancelled:
+		ev.Type = EventStepCancelled
+	default:
+		ev.Type = EventStepSkipped
+	}
+	r.emit(ev)
+	r.log.Debug("step finished", "step", s.step.Name, "state", state, "attempts", s.attempts, "err", why)
+
+	if state == StepSucceeded {
+		for _, d := range s.down {
+			if d.waiting--; d.waiting > 0 || d.state != StepPending {
+				continue
+			}
+			if r.stopping {
+				r.skip(d, r.stopReason)
+			} else {
+				r.ready = append(r.ready, d)
+			}
+		}
+		return
+	}
+	reason := fmt.Sprintf("upstream %q %s", s.step.Name, state)
+	for _, d := range s.down {
+		r.skip(d, reason)
+	}
+	if state == StepFailed && r.opts.FailFast && !r.stopping {
+		r.stop(fmt.Sprintf("fail-fast: step %q failed", s.step.Name))
+	}
+}
+
+// skip marks a step that was never submitted, and all its downstream
+// steps, skipped.
+func (r *runState) skip(s *stepRun, why string) {
+	stack := []*stepRun{s}
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if s.state != StepPending || s.submitted {
+			continue
+		}
+		s.state, s.err = StepSkipped, why
+		r.emit(Event{Type: EventStepSkipped, Step: s.step.Name, Error: why})
+		for i := len(s.down) - 1; i >= 0; i-- {
+			stack = append(stack, s.down[i])
+		}
+	}
+}
+
+// stop ends the submitting part of the run (fail-fast or interrupt): one
+// batched cancel request for every step in flight, every step not
+// submitted skipped, and a deadline for the cancelled steps to report.
+func (r *runState) stop(why string) {
+	r.stopping, r.stopReason = true, why
+	r.deadline = time.Now().Add(r.opts.CancelWait)
+	r.log.Info("stopping the run", "reason", why, "in_flight", r.inflight, "cancel_wait", r.opts.CancelWait)
+	var ids []string
+	for _, s := range r.steps {
+		if s.submitted && !s.state.Final() {
+			ids = append(ids, s.id)
+		}
+	}
+	r.cancel(ids)
+	// Steps whose submission failed (waiting to be tried again, or due):
+	// they may or may not be queued, and got a cancel request above.
+	pending := append(r.resubmit, r.ready...)
+	r.resubmit, r.ready = nil, nil
+	for _, s := range pending {
+		if s.submitted && !s.state.Final() {
+			r.w.Remove(s.id)
+			r.inflight--
+			r.settle(s, StepSkipped, why+" (its submission had failed)", nil)
+		}
+	}
+	for _, s := range r.steps {
+		if s.state == StepPending && !s.submitted {
+			r.skip(s, why)
+		}
+	}
+}
+
+// giveUp marks the steps that did not report within CancelWait cancelled.
+func (r *runState) giveUp() {
+	for _, s := range r.steps {
+		if s.submitted && !s.state.Final() {
+			r.log.Warn("a cancelled step did not report in time; marking it cancelled",
+				"step", s.step.Name, "task_id", s.id, "cancel_wait", r.opts.CancelWait)
+			r.w.Remove(s.id)
+			r.inflight--
+			r.settle(s, StepCancelled, fmt.Sprintf("cancel requested; no final result within %v", r.opts.CancelWait), nil)
+		}
+	}
+}
+
+// cancel sends one cancel request for ids (batched by the client). It is
+// not cut short by an interrupt.
+func (r *runState) cancel(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, done := context.WithTimeout(context.WithoutCancel(r.ctx), submitTimeout)
+	defer done()
+	if err := r.e.c.Cancel(ctx, ids...); err != nil {
+		r.log.Error("cancel requests for in-flight steps failed; they may run to the end", "steps", len(ids), "err", err)
+	}
+}
+
+// finish builds the run's result.
+func (r *runState) finish() (RunResult, error) {
+	res := RunResult{
+		RunID:      r.opts.RunID,
+		Job:        r.job.Name,
+		Steps:      make([]StepResult, len(r.steps)),
+		StartedAt:  r.started,
+		FinishedAt: time.Now(),
+	}
+	var failed, cancelled bool
+	for i, s := range r.steps {
+		if !s.state.Final() { // cannot happen: every step is settled or skipped
+			r.log.Error("step left without a final state; marking it skipped", "step", s.step.Name, "state", s.state)
+			s.state, s.err = StepSkipped, "never became ready"
+		}
+		failed = failed || s.state == StepFailed
+		cancelled = cancelled || s.state == StepCancelled
+		sr := StepResult{
+			Name: s.step.Name, Task: s.step.Task, State: s.state, Attempts: s.attempts,
+			StartedAt: s.started, FinishedAt: s.finished, Error: s.err, Output: s.output,
+		}
+		if s.submitted {
+			sr.TaskID = s.id
+		}
+		res.Steps[i] = sr
+	}
+	switch {
+	case r.interrupted:
+		res.State = RunCancelled
+	case failed || r.fatal != nil:
+		res.State = RunFailed
+	case cancelled:
+		res.State = RunCancelled
+	default:
+		res.State = RunSucceeded
+	}
+	var err error
+	switch {
+	case r.interrupted:
+		err = fmt.Errorf("dagq: run %s interrupted: %w", r.opts.RunID, r.ctx.Err())
+	case r.fatal != nil:
+		err = fmt.Errorf("dagq: run %s: %w", r.opts.RunID, r.fatal)
+	}
+	ev := Event{Type: EventRunFinished}
+	if res.State != RunSucceeded {
+		if err != nil {
+			ev.Error = err.Error()
+		} else {
+			ev.Error = res.Err().Error()
+		}
+	}
+	r.emit(ev)
+	r.log.Info("run finished", "state", res.State, "duration", res.FinishedAt.Sub(res.StartedAt))
+	return res, err
+}
+
+// emit reports ev to RunOptions.OnEvent.
+func (r *runState) emit(ev Event) {
+	if r.opts.OnEvent == nil {
+		return
+	}
+	ev.RunID = r.opts.RunID
+	ev.Time = time.Now()
+	r.opts.OnEvent(ev)
+}
