@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test generate check-generate lint check-deps run bench fuzz tidy
+.PHONY: build test generate check-generate lint check-deps run run-embedded run-failing install bench fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
@@ -11,7 +11,7 @@ build:
 test:
 	$(GO) test -race -count=1 $(PKGS)
 
-## generate: regenerate mocks (mockgen pinned by the tool directive in go.mod).
+## generate: regenerate mocks and Wire injectors (mockgen and wire pinned by tool directives in go.mod).
 generate:
 	$(GO) generate $(PKGS)
 
@@ -33,9 +33,21 @@ check-deps:
 	if [ -n "$$bad" ]; then echo "core/ports must not depend on:"; echo "$$bad"; exit 1; fi; \
 	echo "check-deps: core and ports depend on no AWS, viper, adapter or app package"
 
-## run: the embedded example (memory transport, one process, no AWS).
+## run: the dagq CLI runs the diamond job on the embedded default (memory transport, no AWS).
 run:
+	$(GO) run ./app/cmd/dagq run examples/jobs/diamond.yaml
+
+## run-embedded: the embedding example (worker + client + cancel in one program).
+run-embedded:
 	$(GO) run ./examples/embedded
+
+## run-failing: a job whose step fails after retries (exits 1, as it should).
+run-failing:
+	-$(GO) run ./app/cmd/dagq run examples/jobs/failing.yaml
+
+## install: install the dagq command into $$(go env GOPATH)/bin.
+install:
+	$(GO) install ./app/cmd/dagq
 
 ## bench: micro-benchmarks (memory round trip, envelope, registry dispatch).
 bench:

@@ -1,0 +1,212 @@
+// Package app wires dagq together from configuration: it loads the config
+// (package app/config), builds the transport's adapters and the core Client,
+// Executor and workers with Wire (one injector per transport), and runs the
+// dagq command line (Main).
+//
+// # Embedding the CLI
+//
+// A program that registers its own tasks reuses the whole dagq command:
+//
+//	func main() {
+//		reg := core.NewRegistry()
+//		builtin.MustRegister(reg)           // echo, sleep, fail, hash, concat, transform
+//		MyTask.MustRegister(reg, handleMyTask)
+//		app.Main(reg)                       // dagq run/worker/graph/config/version
+//	}
+//
+// # Embedding the runtime
+//
+// A service that only needs the wiring calls New with a validated config:
+//
+//	rt, err := app.New(cfg, reg)
+//	defer rt.Close()
+//	pool, err := rt.StartWorkers(ctx, 1) // memory transport: workers in process
+//	res, err := rt.Executor.Run(ctx, job, core.RunOptions{})
+//
+// # Transports
+//
+// The transport key picks the injector: memory (InitMemory) today; the SQS +
+// S3 injector comes with those adapters and is one more case in New.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/ports"
+)
+
+// Ports are the adapters a transport provides.
+type Ports struct {
+	Broker      ports.Broker
+	Results     ports.ResultBackend
+	Cancels     ports.CancelChannel // nil when cancellation.enabled is false
+	Completions ports.CompletionBus
+}
+
+// Runtime is a wired dagq: the adapters of the configured transport, a
+// Client and an Executor over them, and a factory of workers. Close it when
+// done.
+type Runtime struct {
+	Config   config.Config
+	Logger   *slog.Logger
+	Registry *core.Registry
+	Ports    Ports
+	Client   *core.Client
+	Executor *core.Executor
+	Workers  *WorkerFactory
+
+	cleanup   func()
+	closeOnce sync.Once
+}
+
+// Embedded reports whether the transport lives in this process (memory):
+// then only workers started by this process (StartWorkers) can serve the
+// tasks it submits.
+func (r *Runtime) Embedded() bool { return r.Config.Transport == config.TransportMemory }
+
+// Close releases the Client and the adapters. Stop workers first.
+func (r *Runtime) Close() {
+	r.closeOnce.Do(func() {
+		if r.cleanup != nil {
+			r.cleanup()
+		}
+	})
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	logger *slog.Logger
+}
+
+// WithLogger sets the logger of the client, executor and workers (default:
+// NewLogger(cfg.Log, os.Stderr)).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// New validates cfg and wires the runtime of its transport.
+func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error) {
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if reg == nil {
+		return nil, errors.New("app: a task registry is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if o.logger == nil {
+		var err error
+		if o.logger, err = NewLogger(cfg.Log, os.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	var (
+		rt      *Runtime
+		cleanup func()
+		err     error
+	)
+	switch cfg.Transport {
+	case config.TransportMemory:
+		rt, cleanup, err = InitMemory(cfg, reg, o.logger)
+	default: // Validate lets only supported transports through
+		return nil, fmt.Errorf("transport %q is not supported by this build; valid values: %s",
+			cfg.Transport, strings.Join(config.SupportedTransports, ", "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wire transport %s: %w", cfg.Transport, err)
+	}
+	rt.cleanup = cleanup
+	return rt, nil
+}
+
+// NewLogger builds the process logger of the log keys, writing to w.
+func NewLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %q: valid values: %s", c.Level, strings.Join(config.LogLevels, ", "))
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.Format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("log.format: %q: valid values: %s", c.Format, strings.Join(config.LogFormats, ", "))
+}
+
+// WorkerFactory builds workers with the configured options over the
+// runtime's ports.
+type WorkerFactory struct {
+	opts core.WorkerOptions
+}
+
+// New returns a worker; id names it in logs and results ("" for the default
+// hostname-pid-random).
+func (f *WorkerFactory) New(id string) (*core.Worker, error) {
+	o := f.opts
+	o.ID = id
+	return core.NewWorker(o)
+}
+
+// Options returns the worker options the factory uses.
+func (f *WorkerFactory) Options() core.WorkerOptions { return f.opts }
+
+// Pool is a set of running workers.
+type Pool struct {
+	stop context.CancelFunc
+	done chan error
+	n    int
+	ids  []string
+}
+
+// IDs returns the workers' IDs.
+func (p *Pool) IDs() []string { return p.ids }
+
+// Stop shuts the workers down gracefully (see core.Worker) and waits for
+// them; it returns their errors joined. Stop is idempotent.
+func (p *Pool) Stop() error {
+	p.stop()
+	var errs []error
+	for range p.n {
+		if err := <-p.done; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.n = 0
+	return errors.Join(errs...)
+}
+
+// StartWorkers starts n workers that serve tasks until ctx is done or
+// Stop is called.
+func (r *Runtime) StartWorkers(ctx context.Context, n int) (*Pool, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("app: start workers: n is %d; it must be at least 1", n)
+	}
+	workers := make([]*core.Worker, n)
+	ids := make([]string, n)
+	for i := range n {
+		w, err := r.Workers.New("")
+		if err != nil {
+			return nil, err
+		}
+		workers[i], ids[i] = w, w.ID()
+	}
+	ctx, stop := context.WithCancel(ctx)
+	p := &Pool{stop: stop, done: make(chan error, n), n: n, ids: ids}
+	for _, w := range workers {
+		go func() { p.done <- w.Run(ctx) }()
+	}
+	return p, nil
+}

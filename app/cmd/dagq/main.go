@@ -1,0 +1,19 @@
+// Command dagq runs jobs — DAGs of steps described in YAML job files — on
+// dagq workers, with the built-in tasks (echo, sleep, fail, hash, concat,
+// transform). See docs/cli.md, or run "dagq --help".
+//
+// To add your own tasks, write a main like this one that registers them
+// before calling app.Main.
+package main
+
+import (
+	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/core"
+)
+
+func main() {
+	reg := core.NewRegistry()
+	builtin.MustRegister(reg)
+	app.Main(reg)
+}

@@ -1,0 +1,212 @@
+// Package config is dagq's typed configuration: the structs, their defaults,
+// loading with viper from a file, the environment and command-line flags, and
+// validation.
+//
+// # Sources and precedence
+//
+// A value comes from, lowest to highest precedence: the default (every key has
+// one), the config file, the environment, a command-line flag. The config file
+// is YAML; its path is the --config flag, else the DAGQ_CONFIG environment
+// variable, else ./dagq.yaml when that file exists (a missing default file is
+// fine; a missing file named explicitly is an error). Environment variables
+// are the key upper-cased, dots replaced by "_" and prefixed with DAGQ_:
+// worker.concurrency is DAGQ_WORKER_CONCURRENCY.
+//
+// # Errors and warnings
+//
+// A value of the wrong type (an integer that does not parse, a duration
+// without a unit) fails Load, naming the key and where the value came from.
+// Values of the right type but out of range fail Validate, which reports every
+// problem at once with the key and the valid values. Unknown keys in the file
+// and unknown DAGQ_ variables are warnings (with the closest valid key), not
+// errors, so that a newer file still loads in an older dagq.
+//
+// # Secrets
+//
+// A field tagged `secret:"true"` is redacted by Render (and so by
+// `dagq config show`). No key holds a secret yet; the AWS transport's will.
+package config
+
+import (
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/dagq/dagq/core"
+)
+
+// Transports: the values of the transport key.
+const (
+	// TransportMemory runs workers inside the dagq process over in-memory
+	// queues and stores (no AWS).
+	TransportMemory = "memory"
+	// TransportSQS is Amazon SQS + S3; not supported yet.
+	TransportSQS = "sqs"
+)
+
+// SupportedTransports lists the transports this build can run.
+var SupportedTransports = []string{TransportMemory}
+
+// plannedTransports are known names that a later release supports.
+var plannedTransports = []string{TransportSQS}
+
+// Config is the whole dagq configuration. The yaml tag of each field is its
+// key; nested structs join keys with dots (worker.concurrency).
+type Config struct {
+	Transport    string             `yaml:"transport" doc:"where tasks, results and cancellations travel: memory (in-process; sqs comes later)"`
+	Queue        string             `yaml:"queue" doc:"name of the task queue (SQS naming: 1-80 of [A-Za-z0-9_-], a FIFO queue ends in .fifo)"`
+	Worker       WorkerConfig       `yaml:"worker"`
+	Retry        RetryConfig        `yaml:"retry"`
+	Cancellation CancellationConfig `yaml:"cancellation"`
+	Log          LogConfig          `yaml:"log"`
+	Executor     ExecutorConfig     `yaml:"executor"`
+}
+
+// WorkerConfig configures every worker the process runs (core.WorkerOptions).
+type WorkerConfig struct {
+	Concurrency       int           `yaml:"concurrency" doc:"most tasks one worker runs at once"`
+	Lease             time.Duration `yaml:"lease" doc:"lease (visibility timeout) of a received task, renewed by the heartbeat"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" doc:"how often leases of running tasks are extended; 0 means lease/3"`
+	MaxExtensions     int           `yaml:"max_extensions" doc:"cap on lease extensions of one task (360 × 10s = 1h with the defaults)"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" doc:"how long a stopping worker waits for running tasks before it cancels and releases them"`
+}
+
+// RetryConfig is the default retry policy of tasks (core.RetryPolicy); a job
+// step's own retry overrides it.
+type RetryConfig struct {
+	MaxAttempts    int           `yaml:"max_attempts" doc:"runs of a task including the first; 1 means no retry"`
+	InitialBackoff time.Duration `yaml:"initial_backoff" doc:"delay after the first failure"`
+	MaxBackoff     time.Duration `yaml:"max_backoff" doc:"cap on the delay; 0 means no cap below 12h"`
+	Multiplier     float64       `yaml:"multiplier" doc:"growth of the delay per attempt; 0 or ≥ 1"`
+	Jitter         float64       `yaml:"jitter" doc:"largest random fraction removed from a delay, 0 to 1"`
+}
+
+// CancellationConfig is the one cancellation switch.
+type CancellationConfig struct {
+	Enabled bool `yaml:"enabled" doc:"wire the cancel channel: interrupting a run cancels its queued and running steps; false leaves running steps to finish"`
+}
+
+// LogConfig configures the process logger (stderr).
+type LogConfig struct {
+	Level  string `yaml:"level" doc:"debug, info, warn or error"`
+	Format string `yaml:"format" doc:"text or json"`
+}
+
+// ExecutorConfig configures the DAG executor.
+type ExecutorConfig struct {
+	FailFast bool `yaml:"fail_fast" doc:"on the first failed step, cancel every other step instead of finishing the independent ones"`
+	// CancelWait bounds the wait for cancelled steps to report after an
+	// interrupt or a fail-fast stop (core.RunOptions.CancelWait).
+	CancelWait time.Duration `yaml:"cancel_wait" doc:"after an interrupt or a fail-fast stop, how long a run waits for its cancelled steps to report"`
+}
+
+// Default returns the configuration used for every key no source sets.
+func Default() Config {
+	return Config{
+		Transport: TransportMemory,
+		Queue:     "dagq-tasks",
+		Worker: WorkerConfig{
+			Concurrency:       core.DefaultWorkerConcurrency,
+			Lease:             core.DefaultLease,
+			HeartbeatInterval: 0,
+			MaxExtensions:     core.DefaultMaxExtensions,
+			ShutdownTimeout:   core.DefaultShutdownTimeout,
+		},
+		Retry: RetryConfig{
+			MaxAttempts:    core.DefaultRetryPolicy.MaxAttempts,
+			InitialBackoff: core.DefaultRetryPolicy.InitialBackoff,
+			MaxBackoff:     core.DefaultRetryPolicy.MaxBackoff,
+			Multiplier:     core.DefaultRetryPolicy.Multiplier,
+			Jitter:         core.DefaultRetryPolicy.Jitter,
+		},
+		Cancellation: CancellationConfig{Enabled: true},
+		Log:          LogConfig{Level: "warn", Format: "text"},
+		Executor:     ExecutorConfig{FailFast: false, CancelWait: core.DefaultCancelWait},
+	}
+}
+
+// Policy returns the retry configuration as a core.RetryPolicy.
+func (r RetryConfig) Policy() core.RetryPolicy {
+	return core.RetryPolicy{
+		MaxAttempts:    r.MaxAttempts,
+		InitialBackoff: r.InitialBackoff,
+		MaxBackoff:     r.MaxBackoff,
+		Multiplier:     r.Multiplier,
+		Jitter:         r.Jitter,
+	}
+}
+
+// Key describes one configuration key.
+type Key struct {
+	// Path is the dotted key, as in the file: worker.concurrency.
+	Path string
+	// Env is the environment variable: DAGQ_WORKER_CONCURRENCY.
+	Env string
+	// Flag is the command-line flag bound to the key, without dashes; empty
+	// when the key has none.
+	Flag string
+	// Default is the default value as written in a file ("30s", "10").
+	Default string
+	// Doc is a one-line description.
+	Doc string
+	// Secret keys are redacted when the configuration is printed.
+	Secret bool
+
+	index []int // field index path in Config
+	typ   reflect.Type
+}
+
+// EnvPrefix prefixes every environment variable of a key.
+const EnvPrefix = "DAGQ"
+
+// EnvConfig names the config file path variable.
+const EnvConfig = "DAGQ_CONFIG"
+
+// DefaultFile is the config file read when neither --config nor DAGQ_CONFIG
+// names one and it exists in the working directory.
+const DefaultFile = "dagq.yaml"
+
+// EnvName returns the environment variable of a dotted key.
+func EnvName(path string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+// Keys lists every configuration key in declaration order.
+func Keys() []Key { return keysOf(reflect.TypeFor[Config](), Default()) }
+
+// keysOf walks the leaf fields of struct type t; def supplies the defaults.
+func keysOf(t reflect.Type, def any) []Key {
+	var keys []Key
+	dv := reflect.ValueOf(def)
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			path := name
+			if prefix != "" {
+				path = prefix + "." + name
+			}
+			idx := append(append([]int(nil), index...), i)
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+				walk(f.Type, path, idx)
+				continue
+			}
+			keys = append(keys, Key{
+				Path:    path,
+				Env:     EnvName(path),
+				Flag:    flagOf[path],
+				Default: formatValue(dv.FieldByIndex(idx)),
+				Doc:     f.Tag.Get("doc"),
+				Secret:  f.Tag.Get("secret") == "true",
+				index:   idx,
+				typ:     f.Type,
+			})
+		}
+	}
+	walk(t, "", nil)
+	return keys
+}

@@ -1,0 +1,395 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dagq/dagq/app/config"
+)
+
+// writeFile writes a config file in a temp dir and returns its path.
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "dagq.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+// flags returns a flag set with every config flag, parsed from args.
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	config.AddConfigFlag(fs)
+	config.AddFlag(fs, config.FlagNames()...)
+	require.NoError(t, fs.Parse(args))
+	return fs
+}
+
+func load(t *testing.T, opts config.LoadOptions) (config.Config, *config.Loaded) {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	cfg, loaded, err := config.Load(opts)
+	require.NoError(t, err)
+	return cfg, loaded
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	require.NoError(t, config.Default().Validate())
+	cfg, loaded := load(t, config.LoadOptions{Flags: flags(t)})
+	require.Equal(t, config.Default(), cfg)
+	require.Empty(t, loaded.File)
+	require.Empty(t, loaded.Warnings)
+	require.Equal(t, "default", loaded.Sources["worker.concurrency"])
+}
+
+func TestExampleFileIsValid(t *testing.T) {
+	cfg, loaded := load(t, config.LoadOptions{File: "../../examples/dagq.yaml"})
+	require.Empty(t, loaded.Warnings, "the example must hold only known keys")
+	require.NoError(t, cfg.Validate())
+	require.Equal(t, 8, cfg.Worker.Concurrency)
+	require.Equal(t, config.TransportMemory, cfg.Transport)
+	require.True(t, cfg.Cancellation.Enabled)
+}
+
+func TestPrecedence_FileEnvFlag(t *testing.T) {
+	file := writeFile(t, `
+queue: from-file
+worker:
+  concurrency: 3
+  lease: 1m
+log:
+  level: info
+`)
+	t.Setenv("DAGQ_WORKER_CONCURRENCY", "5")
+	t.Setenv("DAGQ_LOG_LEVEL", "debug")
+
+	cfg, loaded := load(t, config.LoadOptions{Flags: flags(t, "--config", file, "--concurrency", "7")})
+	require.Equal(t, file, loaded.File)
+	assert.Equal(t, 7, cfg.Worker.Concurrency, "flag beats env and file")
+	assert.Equal(t, "debug", cfg.Log.Level, "env beats file")
+	assert.Equal(t, "from-file", cfg.Queue, "file beats default")
+	assert.Equal(t, time.Minute, cfg.Worker.Lease, "file beats default")
+	assert.Equal(t, config.Default().Worker.ShutdownTimeout, cfg.Worker.ShutdownTimeout, "default when unset")
+
+	assert.Equal(t, "flag --concurrency", loaded.Sources["worker.concurrency"])
+	assert.Equal(t, "env DAGQ_LOG_LEVEL", loaded.Sources["log.level"])
+	assert.Equal(t, "file "+file, loaded.Sources["queue"])
+	assert.Equal(t, "default", loaded.Sources["worker.shutdown_timeout"])
+
+	// Without the flag the environment wins over the file.
+	cfg, _ = load(t, config.LoadOptions{Flags: flags(t, "--config", file)})
+	assert.Equal(t, 5, cfg.Worker.Concurrency)
+}
+
+func TestEnvOverridesEveryKind(t *testing.T) {
+	t.Setenv("DAGQ_WORKER_LEASE", "2m")
+	t.Setenv("DAGQ_WORKER_HEARTBEAT_INTERVAL", "10s")
+	t.Setenv("DAGQ_RETRY_JITTER", "0.5")
+	t.Setenv("DAGQ_EXECUTOR_FAIL_FAST", "true")
+	t.Setenv("DAGQ_QUEUE", "jobs.fifo")
+	cfg, loaded := load(t, config.LoadOptions{})
+	require.Empty(t, loaded.Warnings)
+	require.Equal(t, 2*time.Minute, cfg.Worker.Lease)
+	require.Equal(t, 10*time.Second, cfg.Worker.HeartbeatInterval)
+	require.Equal(t, 0.5, cfg.Retry.Jitter)
+	require.True(t, cfg.Executor.FailFast)
+	require.Equal(t, "jobs.fifo", cfg.Queue)
+	require.NoError(t, cfg.Validate())
+}
+
+func TestCancellation_OneSwitchOneDefault(t *testing.T) {
+	// The default is the same in the struct, the flag and an empty environment.
+	require.True(t, config.Default().Cancellation.Enabled)
+	fs := flags(t)
+	require.Equal(t, "true", fs.Lookup("cancellation").DefValue)
+	cfg, _ := load(t, config.LoadOptions{Flags: fs})
+	require.True(t, cfg.Cancellation.Enabled)
+
+	file := writeFile(t, "cancellation:\n  enabled: false\n")
+	cfg, _ = load(t, config.LoadOptions{File: file})
+	require.False(t, cfg.Cancellation.Enabled, "file")
+
+	cfg, _ = load(t, config.LoadOptions{Flags: flags(t, "--cancellation=false")})
+	require.False(t, cfg.Cancellation.Enabled, "flag")
+
+	t.Setenv("DAGQ_CANCELLATION_ENABLED", "false")
+	cfg, _ = load(t, config.LoadOptions{})
+	require.False(t, cfg.Cancellation.Enabled, "env")
+	cfg, _ = load(t, config.LoadOptions{Flags: flags(t, "--cancellation=true")})
+	require.True(t, cfg.Cancellation.Enabled, "flag beats env")
+}
+
+func TestConfigFileLocation(t *testing.T) {
+	t.Run("DAGQ_CONFIG names the file", func(t *testing.T) {
+		file := writeFile(t, "queue: via-env\n")
+		t.Setenv("DAGQ_CONFIG", file)
+		cfg, loaded := load(t, config.LoadOptions{})
+		require.Equal(t, "via-env", cfg.Queue)
+		require.Equal(t, file, loaded.File)
+	})
+	t.Run("--config beats DAGQ_CONFIG", func(t *testing.T) {
+		t.Setenv("DAGQ_CONFIG", writeFile(t, "queue: via-env\n"))
+		cfg, _ := load(t, config.LoadOptions{Flags: flags(t, "--config", writeFile(t, "queue: via-flag\n"))})
+		require.Equal(t, "via-flag", cfg.Queue)
+	})
+	t.Run("default file in the directory is read", func(t *testing.T) {
+		dir := filepath.Dir(writeFile(t, "queue: default-file\n"))
+		cfg, loaded := load(t, config.LoadOptions{Dir: dir})
+		require.Equal(t, "default-file", cfg.Queue)
+		require.Equal(t, filepath.Join(dir, config.DefaultFile), loaded.File)
+	})
+	t.Run("absent default file is fine", func(t *testing.T) {
+		cfg, loaded := load(t, config.LoadOptions{Dir: t.TempDir()})
+		require.Equal(t, config.Default(), cfg)
+		require.Empty(t, loaded.File)
+	})
+	t.Run("explicit missing file is an error", func(t *testing.T) {
+		missing := filepath.Join(t.TempDir(), "nope.yaml")
+		_, _, err := config.Load(config.LoadOptions{Flags: flags(t, "--config", missing)})
+		require.ErrorContains(t, err, missing)
+		require.ErrorContains(t, err, "does not exist")
+		require.ErrorContains(t, err, "--config")
+
+		t.Setenv("DAGQ_CONFIG", missing)
+		_, _, err = config.Load(config.LoadOptions{})
+		require.ErrorContains(t, err, "DAGQ_CONFIG")
+	})
+	t.Run("YAML syntax error names the file and line", func(t *testing.T) {
+		file := writeFile(t, "worker:\n  concurrency: 3\n lease: [\n")
+		_, _, err := config.Load(config.LoadOptions{File: file})
+		require.ErrorContains(t, err, file)
+		require.ErrorContains(t, err, "line")
+	})
+}
+
+func TestUnknownKeysWarn(t *testing.T) {
+	file := writeFile(t, `transport: memory
+concurrency: 4
+worker:
+  concurency: 3
+  lease: 10s
+executor:
+  failfast: true
+bogus:
+  nested: 1
+`)
+	cfg, loaded := load(t, config.LoadOptions{File: file})
+	require.Equal(t, 10*time.Second, cfg.Worker.Lease, "known keys still load")
+	require.Equal(t, config.Default().Worker.Concurrency, cfg.Worker.Concurrency, "unknown keys change nothing")
+	require.Len(t, loaded.Warnings, 4, "%q", loaded.Warnings)
+	w := strings.Join(loaded.Warnings, "\n")
+	assert.Contains(t, w, file+`:2: unknown key "concurrency" is ignored (did you mean "worker.concurrency"?)`)
+	assert.Contains(t, w, file+`:4: unknown key "worker.concurency" is ignored (did you mean "worker.concurrency"?)`)
+	assert.Contains(t, w, file+`:7: unknown key "executor.failfast" is ignored (did you mean "executor.fail_fast"?)`)
+	assert.Contains(t, w, file+`:8: unknown key "bogus" is ignored`)
+	assert.NotContains(t, w, "bogus\" is ignored (did you mean")
+}
+
+func TestUnknownEnvWarns(t *testing.T) {
+	t.Setenv("DAGQ_WORKER_CONCURENCY", "3")
+	t.Setenv("DAGQ_CONCURRENCY", "3")
+	t.Setenv("DAGQ_CONFIG", "") // the file variable is known
+	_, loaded := load(t, config.LoadOptions{})
+	require.ElementsMatch(t, []string{
+		"environment variable DAGQ_CONCURRENCY is not a dagq setting and is ignored (did you mean DAGQ_WORKER_CONCURRENCY?)",
+		"environment variable DAGQ_WORKER_CONCURENCY is not a dagq setting and is ignored (did you mean DAGQ_WORKER_CONCURRENCY?)",
+	}, loaded.Warnings)
+}
+
+func TestTypeErrorsNameKeyAndSource(t *testing.T) {
+	file := writeFile(t, `worker:
+  lease: 30
+  shutdown_timeout: soon
+retry:
+  multiplier: [1, 2]
+`)
+	t.Setenv("DAGQ_WORKER_CONCURRENCY", "many")
+	t.Setenv("DAGQ_CANCELLATION_ENABLED", "maybe")
+	_, _, err := config.Load(config.LoadOptions{File: file})
+	require.Error(t, err)
+	msg := err.Error()
+	assert.Contains(t, msg, `worker.concurrency (env DAGQ_WORKER_CONCURRENCY): "many" is not an integer`)
+	assert.Contains(t, msg, `cancellation.enabled (env DAGQ_CANCELLATION_ENABLED): "maybe" is not a boolean; valid: true or false`)
+	assert.Contains(t, msg, `worker.lease (file `+file+`): 30 is not a duration; write a number with a unit, e.g. 500ms, 30s`)
+	assert.Contains(t, msg, `worker.shutdown_timeout (file `+file+`): "soon" is not a duration`)
+	assert.Contains(t, msg, `retry.multiplier (file `+file+`): a list is not a number`)
+	var fe *config.FieldError
+	require.ErrorAs(t, err, &fe)
+}
+
+func TestSectionThatIsNotAMapping(t *testing.T) {
+	file := writeFile(t, "worker: 5\nlog:\nretry: [1]\n")
+	_, _, err := config.Load(config.LoadOptions{File: file})
+	require.Error(t, err)
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, 2, "one error per section, not one per key: %q", lines)
+	require.Contains(t, err.Error(), `worker (file `+file+`): line 1: "5" is not a mapping; the section holds worker.concurrency, worker.lease,`)
+	require.Contains(t, err.Error(), `retry (file `+file+`): line 3: a list is not a mapping`)
+}
+
+func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*config.Config)
+		want string
+	}{
+		{"sqs not yet", func(c *config.Config) { c.Transport = "sqs" }, `transport: "sqs" is not yet supported by this build; valid values: memory`},
+		{"bad transport", func(c *config.Config) { c.Transport = "kafka" }, `transport: "kafka" is not a transport; valid values: memory`},
+		{"empty queue", func(c *config.Config) { c.Queue = "" }, `queue: "" must have 1 to 80 characters`},
+		{"queue chars", func(c *config.Config) { c.Queue = "a b" }, `queue: "a b" may only hold letters, digits, - and _`},
+		{"concurrency", func(c *config.Config) { c.Worker.Concurrency = 0 }, `worker.concurrency: 0 is out of range; valid: 1 to 10000`},
+		{"lease", func(c *config.Config) { c.Worker.Lease = 13 * time.Hour }, `worker.lease: 13h is out of range; valid: more than 0s, at most 12h`},
+		{"heartbeat", func(c *config.Config) { c.Worker.HeartbeatInterval = 20 * time.Second }, `worker.heartbeat_interval: 20s is more than half of worker.lease (30s); valid: 0 (lease/3) or up to 15s`},
+		{"heartbeat negative", func(c *config.Config) { c.Worker.HeartbeatInterval = -time.Second }, `worker.heartbeat_interval: -1s is negative`},
+		{"extensions", func(c *config.Config) { c.Worker.MaxExtensions = 0 }, `worker.max_extensions: 0 is out of range; valid: 1 or more`},
+		{"shutdown", func(c *config.Config) { c.Worker.ShutdownTimeout = 0 }, `worker.shutdown_timeout: 0s is out of range; valid: more than 0s`},
+		{"attempts", func(c *config.Config) { c.Retry.MaxAttempts = 0 }, `retry.max_attempts: 0 is out of range; valid: 1 (no retry) or more`},
+		{"initial", func(c *config.Config) { c.Retry.InitialBackoff = -time.Second }, `retry.initial_backoff: -1s is out of range; valid: 0s to 12h`},
+		{"max below initial", func(c *config.Config) { c.Retry.MaxBackoff = 500 * time.Millisecond }, `retry.max_backoff: 500ms is below retry.initial_backoff (1s)`},
+		{"multiplier", func(c *config.Config) { c.Retry.Multiplier = 0.5 }, `retry.multiplier: 0.5 is out of range; valid: 0 (constant delay) or 1 to 1000`},
+		{"jitter", func(c *config.Config) { c.Retry.Jitter = 2 }, `retry.jitter: 2 is out of range; valid: 0 to 1`},
+		{"level", func(c *config.Config) { c.Log.Level = "loud" }, `log.level: "loud" is not a level; valid values: debug, info, warn, error`},
+		{"format", func(c *config.Config) { c.Log.Format = "xml" }, `log.format: "xml" is not a format; valid values: text, json`},
+		{"cancel wait", func(c *config.Config) { c.Executor.CancelWait = 0 }, `executor.cancel_wait: 0s is out of range; valid: more than 0s, at most 12h`},
+	}
+	all := config.Default()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := config.Default()
+			tc.mod(&c)
+			err := c.Validate()
+			require.Error(t, err)
+			require.ErrorIs(t, err, config.ErrInvalid)
+			require.Contains(t, err.Error(), tc.want)
+		})
+		switch tc.name {
+		case "bad transport", "empty queue", "heartbeat", "heartbeat negative", "max below initial":
+			// they overlap with another case of the same key
+		default:
+			tc.mod(&all)
+		}
+	}
+	// Every problem is reported at once, one per line.
+	err := all.Validate()
+	require.Error(t, err)
+	require.Len(t, strings.Split(err.Error(), "\n"), len(cases)-5)
+}
+
+func TestValidateNamesSource(t *testing.T) {
+	t.Setenv("DAGQ_WORKER_CONCURRENCY", "-1")
+	cfg, loaded := load(t, config.LoadOptions{})
+	err := cfg.ValidateSources(loaded.Sources)
+	require.EqualError(t, err, "worker.concurrency (env DAGQ_WORKER_CONCURRENCY): -1 is out of range; valid: 1 to 10000")
+	var fe *config.FieldError
+	require.True(t, errors.As(err, &fe))
+	require.Equal(t, "worker.concurrency", fe.Key)
+}
+
+func TestRender_RoundTripsThroughLoad(t *testing.T) {
+	c := config.Default()
+	c.Worker.Lease = 90 * time.Second
+	c.Queue = "q-1"
+	c.Retry.Jitter = 0
+	out, err := config.Render(c)
+	require.NoError(t, err)
+	require.Contains(t, string(out), "lease: 1m30s\n")
+	require.Contains(t, string(out), "max_backoff: 5m\n")
+	got, loaded := load(t, config.LoadOptions{File: writeFile(t, string(out))})
+	require.Empty(t, loaded.Warnings)
+	require.Equal(t, c, got)
+
+	js, err := config.RenderJSON(c)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"lease": "1m30s"`)
+	require.Contains(t, string(js), `"concurrency": 10`)
+}
+
+func TestRender_RedactsSecrets(t *testing.T) {
+	type creds struct {
+		AccessKey string `yaml:"access_key"`
+		SecretKey string `yaml:"secret_key" secret:"true"`
+		Token     string `yaml:"token" secret:"true"`
+	}
+	type withSecrets struct {
+		Region string `yaml:"region"`
+		AWS    creds  `yaml:"aws"`
+	}
+	out, err := config.Render(withSecrets{Region: "eu-west-1", AWS: creds{AccessKey: "AKIA1", SecretKey: "hunter2"}})
+	require.NoError(t, err)
+	require.Equal(t, `region: eu-west-1
+aws:
+  access_key: AKIA1
+  secret_key: <redacted>
+  token: ""
+`, string(out))
+	require.NotContains(t, string(out), "hunter2")
+
+	js, err := config.RenderJSON(withSecrets{AWS: creds{Token: "tok"}})
+	require.NoError(t, err)
+	require.NotContains(t, string(js), "tok\"")
+	require.Contains(t, string(js), `"token": "<redacted>"`)
+}
+
+func TestSuggest(t *testing.T) {
+	for in, want := range map[string]string{
+		"worker.concurency":    "worker.concurrency",
+		"concurrency":          "worker.concurrency",
+		"executor.concurrency": "worker.concurrency",
+		"log.levle":            "log.level",
+		"retry.max_attempt":    "retry.max_attempts",
+		"cancellation":         "cancellation.enabled",
+		"transprt":             "transport",
+		"completely.different": "",
+		"x":                    "",
+	} {
+		require.Equal(t, want, config.Suggest(in), in)
+	}
+}
+
+func TestKeysHaveDocAndEnv(t *testing.T) {
+	seen := map[string]bool{}
+	for _, k := range config.Keys() {
+		require.NotEmpty(t, k.Doc, k.Path)
+		require.False(t, seen[k.Env], "duplicate env %s", k.Env)
+		seen[k.Env] = true
+		require.Equal(t, "DAGQ_"+strings.ToUpper(strings.ReplaceAll(k.Path, ".", "_")), k.Env)
+	}
+}
+
+// TestKeysDocumented fails when a key is missing from the configuration
+// reference (docs/configuration.md) or the README table, or is documented
+// with the wrong environment variable or default.
+func TestKeysDocumented(t *testing.T) {
+	for _, doc := range []string{"../../docs/configuration.md", "../../README.md"} {
+		data, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		rows := map[string]string{}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "| `") {
+				key := strings.Trim(strings.Split(line, "|")[1], " `")
+				rows[key] = line
+			}
+		}
+		for _, k := range config.Keys() {
+			row, ok := rows[k.Path]
+			if !assert.True(t, ok, "%s: no table row for key %s", doc, k.Path) {
+				continue
+			}
+			assert.Contains(t, row, "`"+k.Env+"`", "%s: row of %s", doc, k.Path)
+			assert.Contains(t, row, "`"+k.Default+"`", "%s: default of %s", doc, k.Path)
+			if k.Flag != "" {
+				assert.Contains(t, row, "`--"+k.Flag+"`", "%s: flag of %s", doc, k.Path)
+			}
+		}
+	}
+}

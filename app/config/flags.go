@@ -1,0 +1,116 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// FlagConfig is the flag that names the config file.
+const FlagConfig = "config"
+
+// flagSpecs binds command-line flags to keys. The flag's default and help are
+// the key's, so a default is the same in the file, the environment and the
+// CLI.
+var flagSpecs = []struct{ flag, key string }{
+	{"transport", "transport"},
+	{"queue", "queue"},
+	{"concurrency", "worker.concurrency"},
+	{"cancellation", "cancellation.enabled"},
+	{"fail-fast", "executor.fail_fast"},
+	{"log-level", "log.level"},
+	{"log-format", "log.format"},
+}
+
+var flagOf = func() map[string]string {
+	m := make(map[string]string, len(flagSpecs))
+	for _, s := range flagSpecs {
+		m[s.key] = s.flag
+	}
+	return m
+}()
+
+// FlagNames lists the flags that AddFlag knows, besides FlagConfig.
+func FlagNames() []string {
+	names := make([]string, len(flagSpecs))
+	for i, s := range flagSpecs {
+		names[i] = s.flag
+	}
+	return names
+}
+
+// AddConfigFlag defines --config on fs.
+func AddConfigFlag(fs *pflag.FlagSet) {
+	fs.String(FlagConfig, "", fmt.Sprintf("config file (default: $%s, else ./%s if present)", EnvConfig, DefaultFile))
+}
+
+// AddFlag defines the flags named (see FlagNames) on fs, with the default and
+// description of their key. An unknown name panics: it is a programming error.
+func AddFlag(fs *pflag.FlagSet, names ...string) {
+	keys := keyIndex()
+	for _, name := range names {
+		var k Key
+		for _, s := range flagSpecs {
+			if s.flag == name {
+				k = keys[s.key]
+			}
+		}
+		if k.Path == "" {
+			panic(fmt.Sprintf("config: no flag %q", name))
+		}
+		usage := fmt.Sprintf("%s (key %s, env %s)", k.Doc, k.Path, k.Env)
+		def := reflect.ValueOf(Default()).FieldByIndex(k.index)
+		switch k.typ.Kind() {
+		case reflect.String:
+			fs.String(name, def.String(), usage)
+		case reflect.Bool:
+			fs.Bool(name, def.Bool(), usage)
+		case reflect.Int:
+			fs.Int(name, int(def.Int()), usage)
+		default:
+			panic(fmt.Sprintf("config: flag %q: unsupported type %v", name, k.typ))
+		}
+	}
+}
+
+func keyIndex() map[string]Key {
+	keys := Keys()
+	m := make(map[string]Key, len(keys))
+	for _, k := range keys {
+		m[k.Path] = k
+	}
+	return m
+}
+
+// formatValue writes a leaf value as it would appear in a config file.
+func formatValue(v reflect.Value) string {
+	if v.Type() == reflect.TypeFor[time.Duration]() {
+		return FormatDuration(time.Duration(v.Int()))
+	}
+	switch v.Kind() {
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Int, reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Float64:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+	default:
+		return v.String()
+	}
+}
+
+// FormatDuration writes d without trailing zero units: 5m rather than 5m0s.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

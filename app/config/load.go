@@ -1,0 +1,377 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"math"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadOptions says where Load looks besides the defaults and the environment.
+type LoadOptions struct {
+	// File is the config file path. Empty means the --config flag of Flags,
+	// else $DAGQ_CONFIG, else ./dagq.yaml when it exists.
+	File string
+	// Flags, when set, is searched for the flags defined by AddFlag and
+	// AddConfigFlag; those the user set override the other sources.
+	Flags *pflag.FlagSet
+	// Dir is where the default file is looked for (default: the working
+	// directory).
+	Dir string
+}
+
+// Loaded tells where a configuration came from.
+type Loaded struct {
+	// File is the config file read, empty when none was.
+	File string
+	// Warnings are problems that did not stop loading: unknown keys in the
+	// file, unknown DAGQ_ environment variables.
+	Warnings []string
+	// Sources maps every key to where its value came from: "default",
+	// "file", "env DAGQ_…" or "flag --…".
+	Sources map[string]string
+}
+
+// Load builds the configuration from the defaults, the config file, the
+// environment and the flags, in increasing precedence. It fails when a named
+// config file is missing or unreadable, or when values have the wrong type
+// (every such key is reported, with where its value came from). It does not
+// range-check values: call Config.Validate.
+func Load(opts LoadOptions) (Config, *Loaded, error) {
+	keys := Keys()
+	v := viper.New()
+	def := reflect.ValueOf(Default())
+	for _, k := range keys {
+		v.SetDefault(k.Path, def.FieldByIndex(k.index).Interface())
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	loaded := &Loaded{Sources: make(map[string]string, len(keys))}
+	var errs []error
+	brokenSections := map[string]bool{} // sections the file sets to a non-mapping
+	file, how, err := configFile(opts)
+	if err != nil {
+		return Config{}, loaded, err
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return Config{}, loaded, fmt.Errorf("config file %s (from %s) does not exist", file, how)
+			}
+			return Config{}, loaded, fmt.Errorf("config file %s: %w", file, err)
+		}
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
+			return Config{}, loaded, fmt.Errorf("config file %s: %w", file, yamlErr(data, err))
+		}
+		loaded.File = file
+		loaded.Warnings = append(loaded.Warnings, unknownFileKeys(file, data, keys)...)
+		bad := badSections(data, keys)
+		for _, section := range slices.Sorted(maps.Keys(bad)) {
+			brokenSections[section] = true
+			errs = append(errs, &FieldError{Key: section, Source: "file " + file, Msg: bad[section]})
+		}
+	}
+	loaded.Warnings = append(loaded.Warnings, unknownEnv(os.Environ(), keys)...)
+
+	flagSet := map[string]string{} // key -> flag name, for flags the user set
+	if opts.Flags != nil {
+		for _, s := range flagSpecs {
+			f := opts.Flags.Lookup(s.flag)
+			if f == nil {
+				continue
+			}
+			if err := v.BindPFlag(s.key, f); err != nil {
+				return Config{}, loaded, fmt.Errorf("bind flag --%s: %w", s.flag, err)
+			}
+			if f.Changed {
+				flagSet[s.key] = s.flag
+			}
+		}
+	}
+
+	var cfg Config
+	out := reflect.ValueOf(&cfg).Elem()
+	for _, k := range keys {
+		if section, _, ok := strings.Cut(k.Path, "."); ok && brokenSections[section] {
+			continue // reported once for the section
+		}
+		src := "default"
+		switch {
+		case flagSet[k.Path] != "":
+			src = "flag --" + flagSet[k.Path]
+		case os.Getenv(k.Env) != "":
+			src = "env " + k.Env
+		case loaded.File != "" && v.InConfig(k.Path):
+			src = "file " + loaded.File
+		}
+		loaded.Sources[k.Path] = src
+		val, err := convert(v.Get(k.Path), k.typ)
+		if err != nil {
+			errs = append(errs, &FieldError{Key: k.Path, Source: src, Msg: err.Error()})
+			continue
+		}
+		out.FieldByIndex(k.index).Set(val)
+	}
+	if len(errs) > 0 {
+		return Config{}, loaded, errors.Join(errs...)
+	}
+	return cfg, loaded, nil
+}
+
+// configFile picks the config file and says which source named it.
+func configFile(opts LoadOptions) (path, how string, err error) {
+	if opts.File != "" {
+		return opts.File, "LoadOptions.File", nil
+	}
+	if opts.Flags != nil {
+		if f := opts.Flags.Lookup(FlagConfig); f != nil && f.Value.String() != "" {
+			return f.Value.String(), "--" + FlagConfig, nil
+		}
+	}
+	if p := os.Getenv(EnvConfig); p != "" {
+		return p, EnvConfig, nil
+	}
+	p := DefaultFile
+	if opts.Dir != "" {
+		p = opts.Dir + string(os.PathSeparator) + DefaultFile
+	}
+	if _, err := os.Stat(p); err == nil {
+		return p, "default location", nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", "", fmt.Errorf("config file %s: %w", p, err)
+	}
+	return "", "", nil
+}
+
+// yamlErr keeps viper's parse error but makes sure the YAML position shows.
+func yamlErr(data []byte, err error) error {
+	var n yaml.Node
+	if yerr := yaml.Unmarshal(data, &n); yerr != nil {
+		return yerr
+	}
+	return err
+}
+
+// unknownFileKeys warns about every key of the YAML file that is not a
+// configuration key, with its line and the closest valid key.
+func unknownFileKeys(file string, data []byte, keys []Key) []string {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	known := make(map[string]bool, len(keys))
+	prefixes := make(map[string]bool)
+	for _, k := range keys {
+		known[k.Path] = true
+		parts := strings.Split(k.Path, ".")
+		for i := 1; i < len(parts); i++ {
+			prefixes[strings.Join(parts[:i], ".")] = true
+		}
+	}
+	var warnings []string
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := n.Content[i], n.Content[i+1]
+			path := strings.ToLower(kn.Value)
+			if prefix != "" {
+				path = prefix + "." + path
+			}
+			switch {
+			case known[path]:
+			case prefixes[path]:
+				walk(vn, path)
+			default:
+				msg := fmt.Sprintf("%s:%d: unknown key %q is ignored", file, kn.Line, path)
+				if s := Suggest(path); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				warnings = append(warnings, msg)
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	return warnings
+}
+
+// badSections reports the sections (worker, retry, …) that the file sets to
+// something other than a mapping, with what is wrong and their keys.
+func badSections(data []byte, keys []Key) map[string]string {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	children := map[string][]string{}
+	for _, k := range keys {
+		if section, _, ok := strings.Cut(k.Path, "."); ok {
+			children[section] = append(children[section], k.Path)
+		}
+	}
+	out := map[string]string{}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		name, v := strings.ToLower(m.Content[i].Value), m.Content[i+1]
+		if _, ok := children[name]; !ok || v.Kind == yaml.MappingNode || v.Tag == "!!null" {
+			continue
+		}
+		what := strconv.Quote(v.Value)
+		if v.Kind == yaml.SequenceNode {
+			what = "a list"
+		}
+		out[name] = fmt.Sprintf("line %d: %s is not a mapping; the section holds %s", v.Line, what, strings.Join(children[name], ", "))
+	}
+	return out
+}
+
+// unknownEnv warns about DAGQ_ variables that name no key.
+func unknownEnv(environ []string, keys []Key) []string {
+	known := map[string]bool{EnvConfig: true}
+	byEnv := make(map[string]string, len(keys))
+	for _, k := range keys {
+		known[k.Env] = true
+		byEnv[k.Env] = k.Path
+	}
+	var warnings []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] {
+			continue
+		}
+		msg := fmt.Sprintf("environment variable %s is not a dagq setting and is ignored", name)
+		guess := strings.ToLower(strings.TrimPrefix(name, EnvPrefix+"_"))
+		if s := suggestAmong(guess, envForms(byEnv)); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", EnvName(s))
+		}
+		warnings = append(warnings, msg)
+	}
+	sort.Strings(warnings)
+	return warnings
+}
+
+// envForms maps the lower-case env suffix of each key (worker_concurrency)
+// to the key, so that a misspelt variable finds its key.
+func envForms(byEnv map[string]string) map[string]string {
+	m := make(map[string]string, len(byEnv))
+	for env, path := range byEnv {
+		m[strings.ToLower(strings.TrimPrefix(env, EnvPrefix+"_"))] = path
+	}
+	return m
+}
+
+// convert turns a raw viper value into a value of type t.
+func convert(raw any, t reflect.Type) (reflect.Value, error) {
+	if t == reflect.TypeFor[time.Duration]() {
+		d, err := toDuration(raw)
+		return reflect.ValueOf(d), err
+	}
+	switch t.Kind() {
+	case reflect.String:
+		switch x := raw.(type) {
+		case string:
+			return reflect.ValueOf(x), nil
+		case bool, int, int64, uint64, float64:
+			return reflect.ValueOf(fmt.Sprint(x)), nil
+		}
+		return reflect.Value{}, fmt.Errorf("%s is not a string", describe(raw))
+	case reflect.Bool:
+		switch x := raw.(type) {
+		case bool:
+			return reflect.ValueOf(x), nil
+		case string:
+			b, err := strconv.ParseBool(strings.TrimSpace(x))
+			if err == nil {
+				return reflect.ValueOf(b), nil
+			}
+		}
+		return reflect.Value{}, fmt.Errorf("%s is not a boolean; valid: true or false", describe(raw))
+	case reflect.Int:
+		switch x := raw.(type) {
+		case int:
+			return reflect.ValueOf(x), nil
+		case int64:
+			return reflect.ValueOf(int(x)), nil
+		case uint64:
+			if x <= math.MaxInt32 {
+				return reflect.ValueOf(int(x)), nil
+			}
+		case float64:
+			if x == math.Trunc(x) && math.Abs(x) <= math.MaxInt32 {
+				return reflect.ValueOf(int(x)), nil
+			}
+		case string:
+			n, err := strconv.Atoi(strings.TrimSpace(x))
+			if err == nil {
+				return reflect.ValueOf(n), nil
+			}
+		}
+		return reflect.Value{}, fmt.Errorf("%s is not an integer", describe(raw))
+	case reflect.Float64:
+		switch x := raw.(type) {
+		case float64:
+			return reflect.ValueOf(x), nil
+		case int:
+			return reflect.ValueOf(float64(x)), nil
+		case int64:
+			return reflect.ValueOf(float64(x)), nil
+		case string:
+			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			if err == nil {
+				return reflect.ValueOf(f), nil
+			}
+		}
+		return reflect.Value{}, fmt.Errorf("%s is not a number", describe(raw))
+	}
+	return reflect.Value{}, fmt.Errorf("unsupported type %v", t)
+}
+
+func toDuration(raw any) (time.Duration, error) {
+	switch x := raw.(type) {
+	case time.Duration:
+		return x, nil
+	case int:
+		if x == 0 {
+			return 0, nil
+		}
+	case string:
+		d, err := time.ParseDuration(strings.TrimSpace(x))
+		if err == nil {
+			return d, nil
+		}
+		return 0, fmt.Errorf("%s is not a duration; write a number with a unit, e.g. 500ms, 30s, 5m, 1h", describe(raw))
+	}
+	return 0, fmt.Errorf("%s is not a duration; write a number with a unit, e.g. 500ms, 30s, 5m, 1h", describe(raw))
+}
+
+func describe(raw any) string {
+	switch x := raw.(type) {
+	case string:
+		return strconv.Quote(x)
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case nil:
+		return "an empty value"
+	default:
+		return fmt.Sprint(x)
+	}
+}

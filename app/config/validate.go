@@ -1,0 +1,139 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// FieldError is one invalid configuration value.
+type FieldError struct {
+	// Key is the dotted key path.
+	Key string
+	// Source is where the value came from ("file dagq.yaml", "env DAGQ_…",
+	// "flag --…", "default"); empty when unknown.
+	Source string
+	// Msg says what is wrong and what would be valid.
+	Msg string
+}
+
+func (e *FieldError) Error() string {
+	if e.Source != "" && e.Source != "default" {
+		return fmt.Sprintf("%s (%s): %s", e.Key, e.Source, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+}
+
+// ErrInvalid is matched (errors.Is) by every error of Validate.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// Log levels and formats accepted by the log keys.
+var (
+	LogLevels  = []string{"debug", "info", "warn", "error"}
+	LogFormats = []string{"text", "json"}
+)
+
+// Limits of the numeric keys.
+const (
+	MaxConcurrency = 10000
+)
+
+// Validate checks every key and returns all problems joined (nil when the
+// configuration is valid); each is a *FieldError naming the key and the valid
+// values or range. Pass Loaded.Sources (or nil) to name where each bad value
+// came from.
+func (c Config) Validate() error { return c.ValidateSources(nil) }
+
+// ValidateSources is Validate with the sources of Load, so that each error
+// also says where its value was set.
+func (c Config) ValidateSources(sources map[string]string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Source: sources[key], Msg: fmt.Sprintf(format, args...)})
+	}
+
+	switch {
+	case slices.Contains(SupportedTransports, c.Transport):
+	case slices.Contains(plannedTransports, c.Transport):
+		bad("transport", "%q is not yet supported by this build; valid values: %s", c.Transport, strings.Join(SupportedTransports, ", "))
+	default:
+		bad("transport", "%q is not a transport; valid values: %s", c.Transport, strings.Join(SupportedTransports, ", "))
+	}
+	if err := validQueueName(c.Queue); err != "" {
+		bad("queue", "%q %s", c.Queue, err)
+	}
+
+	w := c.Worker
+	if w.Concurrency < 1 || w.Concurrency > MaxConcurrency {
+		bad("worker.concurrency", "%d is out of range; valid: 1 to %d", w.Concurrency, MaxConcurrency)
+	}
+	leaseOK := w.Lease > 0 && w.Lease <= ports.MaxLease
+	if !leaseOK {
+		bad("worker.lease", "%s is out of range; valid: more than 0s, at most %s", FormatDuration(w.Lease), FormatDuration(ports.MaxLease))
+	}
+	switch {
+	case w.HeartbeatInterval < 0:
+		bad("worker.heartbeat_interval", "%s is negative; valid: 0 (lease/3) or up to half of worker.lease", FormatDuration(w.HeartbeatInterval))
+	case leaseOK && w.HeartbeatInterval > w.Lease/2:
+		bad("worker.heartbeat_interval", "%s is more than half of worker.lease (%s); valid: 0 (lease/3) or up to %s",
+			FormatDuration(w.HeartbeatInterval), FormatDuration(w.Lease), FormatDuration(w.Lease/2))
+	}
+	if w.MaxExtensions < 1 {
+		bad("worker.max_extensions", "%d is out of range; valid: 1 or more", w.MaxExtensions)
+	}
+	if w.ShutdownTimeout <= 0 {
+		bad("worker.shutdown_timeout", "%s is out of range; valid: more than 0s", FormatDuration(w.ShutdownTimeout))
+	}
+
+	r := c.Retry
+	if r.MaxAttempts < 1 {
+		bad("retry.max_attempts", "%d is out of range; valid: 1 (no retry) or more", r.MaxAttempts)
+	}
+	if r.InitialBackoff < 0 || r.InitialBackoff > ports.MaxLease {
+		bad("retry.initial_backoff", "%s is out of range; valid: 0s to %s", FormatDuration(r.InitialBackoff), FormatDuration(ports.MaxLease))
+	}
+	switch {
+	case r.MaxBackoff < 0 || r.MaxBackoff > ports.MaxLease:
+		bad("retry.max_backoff", "%s is out of range; valid: 0 (no cap) to %s", FormatDuration(r.MaxBackoff), FormatDuration(ports.MaxLease))
+	case r.MaxBackoff != 0 && r.MaxBackoff < r.InitialBackoff:
+		bad("retry.max_backoff", "%s is below retry.initial_backoff (%s); valid: 0 (no cap) or at least retry.initial_backoff",
+			FormatDuration(r.MaxBackoff), FormatDuration(r.InitialBackoff))
+	}
+	if r.Multiplier != 0 && !(r.Multiplier >= 1 && r.Multiplier <= 1000) {
+		bad("retry.multiplier", "%v is out of range; valid: 0 (constant delay) or 1 to 1000", r.Multiplier)
+	}
+	if !(r.Jitter >= 0 && r.Jitter <= 1) {
+		bad("retry.jitter", "%v is out of range; valid: 0 to 1", r.Jitter)
+	}
+
+	if c.Executor.CancelWait <= 0 || c.Executor.CancelWait > ports.MaxLease {
+		bad("executor.cancel_wait", "%s is out of range; valid: more than 0s, at most %s", FormatDuration(c.Executor.CancelWait), FormatDuration(ports.MaxLease))
+	}
+	if !slices.Contains(LogLevels, strings.ToLower(c.Log.Level)) {
+		bad("log.level", "%q is not a level; valid values: %s", c.Log.Level, strings.Join(LogLevels, ", "))
+	}
+	if !slices.Contains(LogFormats, strings.ToLower(c.Log.Format)) {
+		bad("log.format", "%q is not a format; valid values: %s", c.Log.Format, strings.Join(LogFormats, ", "))
+	}
+	return errors.Join(errs...)
+}
+
+// validQueueName applies the SQS naming rules; it returns what is wrong, or "".
+func validQueueName(name string) string {
+	base := strings.TrimSuffix(name, ".fifo")
+	if base == "" || len(name) > 80 {
+		return "must have 1 to 80 characters (a FIFO queue's name ends in .fifo)"
+	}
+	for _, c := range base {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "may only hold letters, digits, - and _ (and end in .fifo for a FIFO queue)"
+		}
+	}
+	return ""
+}

@@ -1,0 +1,19 @@
+//go:build wireinject
+
+package app
+
+import (
+	"log/slog"
+
+	"github.com/google/wire"
+
+	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/core"
+)
+
+// InitMemory wires a Runtime on the in-process memory transport. The
+// cleanup closes the client and every port handle.
+func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
+	wire.Build(MemorySet, CoreSet)
+	return nil, nil, nil
+}
