@@ -353,3 +353,60 @@ func checkTaskID(id string) error {
 
 // maxTaskIDLen is the longest task ID (the SQS deduplication-ID limit).
 const maxTaskIDLen = 128
+
+// storedResults reads the stored results of ids (remembered ones from
+// memory, the rest from Results, checkParallelism at a time) and returns
+// those found, with the number of reads that failed other than with
+// ports.ErrNotFound.
+func (c *Client) storedResults(ctx context.Context, ids []string) (map[string]ports.Result, int) {
+	found := make(map[string]ports.Result, len(ids))
+	var todo []string
+	c.mu.Lock()
+	for _, id := range ids {
+		if r := c.memo.result(id); r != nil {
+			found[id] = *r
+		} else {
+			todo = append(todo, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(todo) == 0 {
+		return found, 0
+	}
+	var (
+		mu     sync.Mutex
+		failed int
+		next   = make(chan string)
+		wg     sync.WaitGroup
+	)
+	for range min(len(todo), checkParallelism) {
+		wg.Go(func() {
+			for id := range next {
+				gctx, cancel := context.WithTimeout(ctx, checkTimeout)
+				res, err := c.results.Get(gctx, id)
+				cancel()
+				mu.Lock()
+				switch {
+				case err == nil:
+					found[id] = res
+				case !errors.Is(err, ports.ErrNotFound):
+					failed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, id := range todo {
+		next <- id
+	}
+	close(next)
+	wg.Wait()
+	c.mu.Lock()
+	for _, id := range todo {
+		if r, ok := found[id]; ok {
+			c.memo.putResult(id, r)
+		}
+	}
+	c.mu.Unlock()
+	return found, failed
+}

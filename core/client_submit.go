@@ -14,8 +14,9 @@ import (
 
 // Submit sends one task and returns its ID (req.ID, or a new NewTaskID).
 //
-// The request is validated first: an empty task name, an invalid ID (more
-// than 128 bytes, or not printable ASCII without spaces), an invalid Retry
+// The request is validated first: an empty task name, an invalid ID or
+// GroupID (more than 128 bytes, or not printable ASCII without spaces), an
+// invalid Retry
 // policy, a Delay outside 0..ports.MaxDelay or Args that do not encode to
 // JSON fail with an error matching ports.ErrInvalidArgument and nothing is
 // sent. With Completions, the first Submit opens the client's inbox (an
@@ -88,7 +89,10 @@ func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]s
 			invalid = append(invalid, fmt.Errorf("request %d: %w: %w", i, ports.ErrInvalidArgument, err))
 			continue
 		}
-		group := envs[i].RunID
+		group := reqs[i].GroupID
+		if group == "" {
+			group = envs[i].RunID
+		}
 		if group == "" {
 			group = envs[i].TaskID
 		}
@@ -146,6 +150,11 @@ func newEnvelope(req Request, now time.Time) (Envelope, error) {
 		id = NewTaskID()
 	} else if err := checkTaskID(id); err != nil {
 		return Envelope{}, fmt.Errorf("task %q: %w", req.Task, err)
+	}
+	if req.GroupID != "" {
+		if err := checkTaskID(req.GroupID); err != nil {
+			return Envelope{}, fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
+		}
 	}
 	if req.Delay < 0 || req.Delay > ports.MaxDelay {
 		return Envelope{}, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",

@@ -96,7 +96,39 @@ type RunOptions struct {
 	// their final state; steps that do not report in time are marked
 	// cancelled. Default DefaultCancelWait (30s); must not be negative.
 	CancelWait time.Duration
+	// Resume, when not nil, continues a run that an earlier Run of the same
+	// job under the same RunID started and did not finish (e.g. its process
+	// died): finished steps are not run again. See Resume.
+	Resume *Resume
+
+	// detach, when closed, makes Run return errRunDetached at once without
+	// cancelling anything (the Launcher's run task, released by its worker).
+	detach <-chan struct{}
 }
+
+// Resume tells Run how to continue an earlier, unfinished run (RunOptions.Resume).
+//
+// Before submitting anything, Run reads the stored result of every step
+// (one ResultBackend read per step, eight at a time) and walks the DAG in
+// topological order: a step whose upstreams all succeeded and that has a
+// result is not submitted again; its result is taken as it is (succeeded
+// with its output, failed or cancelled) and reported with the step_queued
+// and final events. A step without a result that Sent names is followed
+// without being submitted again (its message is in the queue, so a worker
+// will record its result). Every other step is submitted as usual, under
+// its deterministic task ID: if the earlier Run had sent it after all, the
+// task is queued twice, which at-least-once delivery allows for — its
+// result stays the first one stored, though on a standard queue its
+// handler may run twice.
+type Resume struct {
+	// Sent names the steps the earlier Run is known to have submitted
+	// (e.g. from a run record): without a result they are watched, not
+	// submitted again.
+	Sent []string
+}
+
+// errRunDetached is Run's error when RunOptions.detach closed.
+var errRunDetached = errors.New("run detached: its steps were left running")
 
 // EventType names what happened in a run.
 type EventType string
@@ -322,6 +354,19 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 	opts.Params = maps.Clone(opts.Params)
 	job.Steps = slices.Clone(job.Steps) // the caller may reuse its job
 
+	if opts.Resume != nil {
+		known := make(map[string]bool, len(job.Steps))
+		for _, st := range job.Steps {
+			known[st.Name] = true
+		}
+		for _, name := range opts.Resume.Sent {
+			if !known[name] {
+				return RunResult{}, fmt.Errorf("dagq: run: %w: Resume.Sent names step %q, which the job %q does not have",
+					ports.ErrInvalidArgument, name, job.Name)
+			}
+		}
+	}
+
 	w, err := e.c.Watch(context.WithoutCancel(ctx))
 	if err != nil {
 		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
@@ -367,6 +412,7 @@ type runState struct {
 	ready    []*stepRun // to submit
 	resubmit []*stepRun // failed submissions waiting for their next try
 
+	detached    bool      // RunOptions.detach closed
 	stopping    bool      // fail-fast or interrupt: submit nothing more
 	stopReason  string    // why steps not submitted are skipped
 	deadline    time.Time // end of the wait for cancelled steps
@@ -409,8 +455,11 @@ func (r *runState) run() (RunResult, error) {
 	r.started = time.Now()
 	r.log.Info("run started", "steps", len(r.steps), "fail_fast", r.opts.FailFast)
 	r.emit(Event{Type: EventRunStarted})
+	if r.opts.Resume != nil {
+		r.resume()
+	}
 	for _, s := range r.steps {
-		if s.waiting == 0 {
+		if s.waiting == 0 && s.state == StepPending && !s.submitted {
 			r.ready = append(r.ready, s)
 		}
 	}
@@ -437,10 +486,103 @@ func (r *runState) run() (RunResult, error) {
 			if !r.stopping {
 				r.stop("run cancelled: " + r.ctx.Err().Error())
 			}
+		case <-r.opts.detach:
+			r.detached = true
+		}
+		if r.detached {
+			return r.finishDetached()
 		}
 		r.submitReady()
 	}
 	return r.finish()
+}
+
+// resume applies the stored results of an earlier run (RunOptions.Resume):
+// see Resume. It leaves r.ready empty; run fills it.
+func (r *runState) resume() {
+	ids := make([]string, len(r.steps))
+	for i, s := range r.steps {
+		ids[i] = s.id
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), submitTimeout)
+	found, failed := r.e.c.storedResults(ctx, ids)
+	cancel()
+	if failed > 0 {
+		r.log.Warn("resume: reading some step results failed; those steps are watched or submitted again", "failed", failed)
+	}
+	sent := make(map[string]bool, len(r.opts.Resume.Sent))
+	for _, name := range r.opts.Resume.Sent {
+		sent[name] = true
+	}
+	var watch []string
+	reused := 0
+	for _, idx := range r.job.order() {
+		s := r.steps[idx]
+		if s.state != StepPending || s.submitted || s.waiting > 0 {
+			continue // skipped, or an upstream did not succeed (yet)
+		}
+		res, ok := found[s.id]
+		if !ok && !sent[s.step.Name] {
+			continue // submitted by run
+		}
+		s.submitted = true
+		s.state = StepQueued
+		r.inflight++
+		r.emit(Event{Type: EventStepQueued, Step: s.step.Name, TaskID: s.id})
+		if ok {
+			reused++
+			r.handle([]WatchEvent{{TaskID: s.id, Final: true, Result: res}})
+			continue
+		}
+		watch = append(watch, s.id)
+	}
+	r.ready = nil // settle queued downstream steps; run rebuilds the list
+	if len(watch) > 0 {
+		if err := r.w.Add(watch...); err != nil {
+			// Only an ended Watch fails here: the client is closed.
+			r.log.Error("resume: watching the steps in flight failed", "err", err)
+			for _, id := range watch {
+				if s := r.byTask[id]; !s.state.Final() {
+					r.inflight--
+					if r.fatal == nil {
+						r.fatal = err
+					}
+					r.settle(s, StepFailed, "outcome unknown: watching the step failed: "+err.Error(), nil)
+				}
+			}
+		}
+	}
+	r.log.Info("run resumed", "reused_results", reused, "watched", len(watch))
+}
+
+// finishDetached builds the partial result of a detached run: steps keep
+// the state they had (possibly not final) and the run is still running.
+func (r *runState) finishDetached() (RunResult, error) {
+	res := RunResult{
+		RunID:      r.opts.RunID,
+		Job:        r.job.Name,
+		State:      RunRunning,
+		Steps:      make([]StepResult, len(r.steps)),
+		StartedAt:  r.started,
+		FinishedAt: time.Now(),
+	}
+	for i, s := range r.steps {
+		res.Steps[i] = r.stepResult(s)
+	}
+	r.log.Info("run detached; its steps were left running", "in_flight", r.inflight)
+	return res, fmt.Errorf("dagq: run %s: %w", r.opts.RunID, errRunDetached)
+}
+
+// stepResult is s as a StepResult.
+func (r *runState) stepResult(s *stepRun) StepResult {
+	sr := StepResult{
+		Name: s.step.Name, Task: s.step.Task, State: s.state, Attempts: s.attempts,
+		StartedAt: s.started, FinishedAt: s.finished, Error: s.err, Output: s.output,
+	}
+	if s.submitted {
+		sr.TaskID = s.id
+	}
+	return sr
 }
 
 // nextWake is when the loop must wake without an event: the end of the
@@ -825,14 +967,7 @@ func (r *runState) finish() (RunResult, error) {
 		}
 		failed = failed || s.state == StepFailed
 		cancelled = cancelled || s.state == StepCancelled
-		sr := StepResult{
-			Name: s.step.Name, Task: s.step.Task, State: s.state, Attempts: s.attempts,
-			StartedAt: s.started, FinishedAt: s.finished, Error: s.err, Output: s.output,
-		}
-		if s.submitted {
-			sr.TaskID = s.id
-		}
-		res.Steps[i] = sr
+		res.Steps[i] = r.stepResult(s)
 	}
 	switch {
 	case r.interrupted:

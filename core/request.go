@@ -35,6 +35,13 @@ type Request struct {
 	// RunID and StepID place the task in a DAG run (optional).
 	RunID  string
 	StepID string
+	// GroupID is the FIFO message group of the task (ignored by standard
+	// queues): a FIFO queue delivers a group in send order and holds it back
+	// while one of its messages is leased. Empty means RunID, or the task ID
+	// for a task outside a run. Printable ASCII without spaces, at most 128
+	// bytes. Give a task that waits for other tasks of its run (a Launcher's
+	// run task) a group of its own, or it blocks them.
+	GroupID string
 	// Inputs are upstream outputs by step name and Params run parameters,
 	// both handed to the handler as Task.Inputs and Task.Params (the
 	// Executor fills them for DAG steps).
@@ -75,6 +82,9 @@ func WithLabels(kv map[string]string) RequestOption {
 func WithRun(runID, stepID string) RequestOption {
 	return func(r *Request) { r.RunID, r.StepID = runID, stepID }
 }
+
+// WithGroupID sets the FIFO message group (see Request.GroupID).
+func WithGroupID(group string) RequestOption { return func(r *Request) { r.GroupID = group } }
 
 // WithInputs sets the upstream outputs handed to the handler (Task.Inputs).
 func WithInputs(in map[string]json.RawMessage) RequestOption {

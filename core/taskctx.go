@@ -16,6 +16,24 @@ var ErrNoInput = errors.New("no such input")
 // taskKey is the context key of the running *Task.
 type taskKey struct{}
 
+// workerIDKey is the context key of the ID of the worker running a handler.
+type workerIDKey struct{}
+
+// ContextWithWorkerID returns a copy of ctx that carries the worker ID id,
+// as the worker's handler contexts do: for unit tests of handlers that call
+// WorkerIDFromContext.
+func ContextWithWorkerID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, workerIDKey{}, id)
+}
+
+// WorkerIDFromContext returns the ID of the Worker running the handler whose
+// context ctx is (WorkerOptions.ID or its generated default), or "" outside
+// a handler run by a Worker.
+func WorkerIDFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(workerIDKey{}).(string)
+	return id
+}
+
 // ContextWithTask returns a copy of ctx that carries t, as the worker's
 // handler contexts do: for unit tests of handlers that call TaskFromContext
 // or Input.

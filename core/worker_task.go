@@ -333,7 +333,7 @@ func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error
 		Params:   j.env.Params,
 		Deadline: j.env.Deadline,
 	}
-	return h.ProcessTask(ContextWithTask(j.ctx, t), t)
+	return h.ProcessTask(ContextWithWorkerID(ContextWithTask(j.ctx, t), w.id), t)
 }
 
 // undecodable handles a delivery whose body is not an envelope this worker

@@ -1,0 +1,770 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// RunTaskName is the registered task name of a Launcher's run task: the
+// task that runs a whole job on a worker (see RegisterRunTask).
+const RunTaskName = "dagq.run"
+
+// Launcher defaults (see LauncherOptions and RunTaskDeps).
+const (
+	// DefaultRunHeartbeat is how often a worker running a launched run
+	// writes its heartbeat and, when steps changed, the run record.
+	DefaultRunHeartbeat = 5 * time.Second
+	// DefaultStaleFactor times the heartbeat interval is the default age
+	// after which a run's heartbeat is stale.
+	DefaultStaleFactor = 3
+)
+
+// DefaultRunTaskRetry is the retry policy of run tasks (LaunchOptions.Retry).
+// Every delivery counts as an attempt, including the redelivery after a
+// worker died and the release at a worker's shutdown, so it allows many.
+var DefaultRunTaskRetry = RetryPolicy{
+	MaxAttempts:    20,
+	InitialBackoff: 5 * time.Second,
+	MaxBackoff:     time.Minute,
+	Multiplier:     2,
+	Jitter:         0.2,
+}
+
+// ErrRunNotFound is matched (errors.Is) by the errors of Launcher methods
+// asked about a run that has no run record. Those errors match
+// ports.ErrNotFound too.
+var ErrRunNotFound = errors.New("run not found")
+
+// RunTaskID returns the task ID of the run task of run runID: runID + ":run".
+// The colon keeps it apart from the run's step task IDs (StepTaskID), since
+// step names cannot hold one.
+func RunTaskID(runID string) string { return runID + ":run" }
+
+// RunRecordKey returns the StateStore key of run runID's record.
+func RunRecordKey(runID string) string { return "runs/" + runID }
+
+// RunHeartbeatKey returns the StateStore key of run runID's heartbeat.
+func RunHeartbeatKey(runID string) string { return "runs/" + runID + "/heartbeat" }
+
+// RunRecord is what the StateStore holds about a launched run (under
+// RunRecordKey), as Launcher.Status reports it.
+type RunRecord struct {
+	RunID string `json:"run_id"`
+	// Job is the job's name.
+	Job   string   `json:"job"`
+	State RunState `json:"state"`
+	// TaskID is the run task's ID (RunTaskID).
+	TaskID   string            `json:"task_id"`
+	Params   map[string]string `json:"params,omitempty"`
+	FailFast bool              `json:"fail_fast,omitempty"`
+	// Steps are the job's steps in declaration order. While the run runs
+	// they are updated at most once per heartbeat interval, so they may lag
+	// behind the steps' tasks by that much.
+	Steps []StepRecord `json:"steps"`
+	// Worker is the ID of the worker that runs (or last ran) the run task.
+	Worker string `json:"worker,omitempty"`
+	// Attempt counts the executions of the run: 1 once a worker started it,
+	// one more every time another delivery of the run task took it over
+	// (after a worker died or released it at shutdown).
+	Attempt   int       `json:"attempt"`
+	CreatedAt time.Time `json:"created_at"`
+	// StartedAt is when the first execution started; ResumedAt when the
+	// current one took over (zero on the first).
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	ResumedAt  time.Time `json:"resumed_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// CancelRequestedAt is when Terminate asked a running run to stop.
+	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
+	// Error says why the run did not succeed.
+	Error string `json:"error,omitempty"`
+
+	// Version is the StateStore version the record was read at.
+	Version string `json:"-"`
+}
+
+// Step returns the record of the named step.
+func (r RunRecord) Step(name string) (StepRecord, bool) {
+	for _, s := range r.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return StepRecord{}, false
+}
+
+// StepRecord is the state of one step in a RunRecord: a StepResult without
+// the output.
+type StepRecord struct {
+	Name string `json:"name"`
+	Task string `json:"task"`
+	// TaskID is the step's task ID once it was submitted.
+	TaskID   string    `json:"task_id,omitempty"`
+	State    StepState `json:"state"`
+	Attempts int       `json:"attempts,omitempty"`
+	// StartedAt and FinishedAt are, while the run runs, when the executor
+	// saw the step start and finish, and at the end the worker's times.
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// runHeartbeat is the record under RunHeartbeatKey.
+type runHeartbeat struct {
+	Worker  string    `json:"worker"`
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	// Released: the worker stopped running the run on purpose (shutdown,
+	// lost lease) and left it to the next delivery of the run task.
+	Released bool `json:"released,omitempty"`
+}
+
+// runTaskArgs are the run task's arguments.
+type runTaskArgs struct {
+	RunID      string            `json:"run_id"`
+	Job        string            `json:"job"`
+	Steps      []runTaskStep     `json:"steps"`
+	Params     map[string]string `json:"params,omitempty"`
+	FailFast   bool              `json:"fail_fast,omitempty"`
+	CancelWait time.Duration     `json:"cancel_wait,omitempty"`
+}
+
+// runTaskStep is a Step with JSON names (a conversion of Step: a field
+// added to Step must be added here too).
+type runTaskStep struct {
+	Name     string          `json:"name"`
+	Task     string          `json:"task"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	Upstream []string        `json:"upstream,omitempty"`
+	Retry    *RetryPolicy    `json:"retry,omitempty"`
+	Timeout  time.Duration   `json:"timeout,omitempty"`
+}
+
+func newRunTaskArgs(runID string, job Job, opts LaunchOptions) runTaskArgs {
+	a := runTaskArgs{RunID: runID, Job: job.Name, Params: opts.Params, FailFast: opts.FailFast, CancelWait: opts.CancelWait}
+	for _, s := range job.Steps {
+		a.Steps = append(a.Steps, runTaskStep(s))
+	}
+	return a
+}
+
+func (a runTaskArgs) job() Job {
+	j := Job{Name: a.Job, Steps: make([]Step, len(a.Steps))}
+	for i, s := range a.Steps {
+		j.Steps[i] = Step(s)
+	}
+	return j
+}
+
+// LauncherOptions configures a Launcher. Client and State are required.
+type LauncherOptions struct {
+	// Client submits run tasks, cancels them and reads their results. Its
+	// Broker is the queue the workers with the run task (RegisterRunTask)
+	// serve. Terminate needs its CancelChannel.
+	Client *Client
+	// State holds run records and heartbeats; the workers' RunTaskDeps.State
+	// must be the same store.
+	State ports.StateStore
+	// HeartbeatInterval is the workers' RunTaskDeps.HeartbeatInterval
+	// (default DefaultRunHeartbeat, 5s); it only sets StaleAfter's default.
+	HeartbeatInterval time.Duration
+	// StaleAfter is the heartbeat age after which a running run counts as
+	// dead (Health FAILED). Default DefaultStaleFactor × HeartbeatInterval;
+	// it must be longer than HeartbeatInterval.
+	StaleAfter time.Duration
+	// Logger receives the launcher's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Launcher launches whole runs of jobs as one task each (the run task),
+// which a worker picks up and drives with an Executor (RegisterRunTask), and
+// answers for them from the run records and worker heartbeats in a
+// StateStore: Status, Health, Terminate and Wait. It is safe for
+// concurrent use; it starts no goroutine. See docs/launcher.md.
+//
+// Every method blocks until the StateStore (and, where said, the Client)
+// answered, or until ctx is done. Errors from the ports are wrapped, so
+// errors.Is(err, ports.ErrX) works.
+type Launcher struct {
+	c     *Client
+	state ports.StateStore
+	stale time.Duration
+	log   *slog.Logger
+}
+
+// NewLauncher validates opts and returns a Launcher. Invalid options fail
+// with an error matching ports.ErrInvalidArgument that names the field.
+func NewLauncher(opts LauncherOptions) (*Launcher, error) {
+	bad := func(format string, args ...any) (*Launcher, error) {
+		return nil, fmt.Errorf("dagq: launcher options: %w: "+format, append([]any{ports.ErrInvalidArgument}, args...)...)
+	}
+	_, stale, err := heartbeatTiming(opts.HeartbeatInterval, opts.StaleAfter)
+	switch {
+	case opts.Client == nil:
+		return bad("Client is required")
+	case opts.State == nil:
+		return bad("State is required")
+	case err != nil:
+		return bad("%v", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Launcher{c: opts.Client, state: opts.State, stale: stale, log: log}, nil
+}
+
+// heartbeatTiming applies the defaults of a heartbeat interval and stale
+// age and checks them.
+func heartbeatTiming(interval, stale time.Duration) (time.Duration, time.Duration, error) {
+	switch {
+	case interval < 0:
+		return 0, 0, fmt.Errorf("HeartbeatInterval is %v; it must be 0 (default %v) or positive", interval, DefaultRunHeartbeat)
+	case interval == 0:
+		interval = DefaultRunHeartbeat
+	}
+	switch {
+	case stale < 0:
+		return 0, 0, fmt.Errorf("StaleAfter is %v; it must be 0 (default %d × HeartbeatInterval) or longer than HeartbeatInterval (%v)",
+			stale, DefaultStaleFactor, interval)
+	case stale == 0:
+		stale = DefaultStaleFactor * interval
+	case stale <= interval:
+		return 0, 0, fmt.Errorf("StaleAfter is %v; it must be longer than HeartbeatInterval (%v), e.g. %v",
+			stale, interval, DefaultStaleFactor*interval)
+	}
+	return interval, stale, nil
+}
+
+// LaunchOptions configures one Launch.
+type LaunchOptions struct {
+	// RunID identifies the run; default NewTaskID(). It must be new: Launch
+	// fails when a record of that run exists. Printable ASCII without
+	// spaces; at most 124 bytes and at most 127 minus the length of the
+	// job's longest step name.
+	RunID string
+	// Params are the run's parameters (RunOptions.Params).
+	Params map[string]string
+	// FailFast: see RunOptions.FailFast.
+	FailFast bool
+	// CancelWait: see RunOptions.CancelWait (0: DefaultCancelWait).
+	CancelWait time.Duration
+	// Retry is the run task's retry policy (default DefaultRunTaskRetry).
+	Retry *RetryPolicy
+}
+
+// Launch validates job and opts, writes the run's record (state queued)
+// and submits the run task, then returns the run ID without waiting.
+//
+// An invalid job fails with an error matching ErrInvalidJob (task names are
+// not checked: the workers know them), invalid options with
+// ports.ErrInvalidArgument, a RunID that has a record with
+// ports.ErrAlreadyExists; nothing is submitted then. When the submission
+// fails, Launch marks the record failed (so that the run task, if the
+// failed Send queued it after all, does not run the job) and returns the
+// run ID with the error.
+func (l *Launcher) Launch(ctx context.Context, job Job, opts LaunchOptions) (string, error) {
+	if err := job.Validate(nil); err != nil {
+		return "", fmt.Errorf("dagq: launch: %w", err)
+	}
+	runID := opts.RunID
+	if runID == "" {
+		runID = NewTaskID()
+	}
+	longest := 0
+	for _, s := range job.Steps {
+		longest = max(longest, len(s.Name))
+	}
+	if err := checkTaskID(runID); err != nil {
+		return "", fmt.Errorf("dagq: launch: RunID: %w", err)
+	}
+	if limit := min(maxTaskIDLen-1-longest, maxTaskIDLen-len(RunTaskID(""))); len(runID) > limit {
+		return "", fmt.Errorf("dagq: launch: %w: RunID %q is %d bytes; with the job's longest step name (%d bytes) the limit is %d",
+			ports.ErrInvalidArgument, runID, len(runID), longest, limit)
+	}
+	if opts.CancelWait < 0 {
+		return "", fmt.Errorf("dagq: launch: %w: CancelWait is %v; it must be 0 (default %v) or positive",
+			ports.ErrInvalidArgument, opts.CancelWait, DefaultCancelWait)
+	}
+	retry := DefaultRunTaskRetry
+	if opts.Retry != nil {
+		if err := opts.Retry.Validate(); err != nil {
+			return "", fmt.Errorf("dagq: launch: %w: Retry: %v", ports.ErrInvalidArgument, err)
+		}
+		retry = *opts.Retry
+	}
+	opts.Params = maps.Clone(opts.Params)
+
+	rec := RunRecord{
+		RunID:     runID,
+		Job:       job.Name,
+		State:     RunQueued,
+		TaskID:    RunTaskID(runID),
+		Params:    opts.Params,
+		FailFast:  opts.FailFast,
+		Steps:     make([]StepRecord, len(job.Steps)),
+		CreatedAt: time.Now().UTC(),
+	}
+	for i, s := range job.Steps {
+		rec.Steps[i] = StepRecord{Name: s.Name, Task: s.Task, State: StepPending}
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return "", fmt.Errorf("dagq: launch: encode the run record: %w", err)
+	}
+	ver, err := l.state.Put(ctx, RunRecordKey(runID), data, ports.WriteCondition{MustNotExist: true})
+	if err != nil {
+		return "", fmt.Errorf("dagq: launch: write the record of run %s: %w", runID, err)
+	}
+	rec.Version = ver
+	_, err = l.c.Submit(ctx, Request{
+		Task:    RunTaskName,
+		ID:      rec.TaskID,
+		Args:    newRunTaskArgs(runID, job, opts),
+		RunID:   runID,
+		GroupID: rec.TaskID, // not the steps' group (RunID): it waits for them
+		Retry:   &retry,
+	})
+	if err != nil {
+		err = fmt.Errorf("dagq: launch: submit the run task of run %s: %w", runID, err)
+		l.failLaunch(ctx, rec, err)
+		return runID, err
+	}
+	l.log.Info("run launched", "run_id", runID, "job", job.Name, "steps", len(job.Steps))
+	return runID, nil
+}
+
+// failLaunch marks a queued record failed after its submission failed.
+func (l *Launcher) failLaunch(ctx context.Context, rec RunRecord, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
+	defer cancel()
+	_, err := l.update(ctx, rec.RunID, func(cur *RunRecord) (bool, error) {
+		if cur.State != RunQueued {
+			return false, nil // it started after all
+		}
+		cur.State, cur.Error, cur.FinishedAt = RunFailed, cause.Error(), time.Now().UTC()
+		return true, nil
+	})
+	if err != nil {
+		l.log.Error("marking a run whose launch failed as failed failed too; it stays queued (Terminate it)",
+			"run_id", rec.RunID, "err", err)
+	}
+}
+
+// maxCASTries bounds the read-modify-write rounds of one update.
+const maxCASTries = 10
+
+// update applies change to run runID's record with compare-and-swap writes,
+// reading it again after a conflict. change reports whether to write; the
+// record returned is the last one read or written.
+func (l *Launcher) update(ctx context.Context, runID string, change func(*RunRecord) (bool, error)) (RunRecord, error) {
+	for range maxCASTries {
+		rec, err := l.read(ctx, runID)
+		if err != nil {
+			return RunRecord{}, err
+		}
+		write, err := change(&rec)
+		if err != nil || !write {
+			return rec, err
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return RunRecord{}, fmt.Errorf("dagq: encode the record of run %s: %w", runID, err)
+		}
+		ver, err := l.state.Put(ctx, RunRecordKey(runID), data, ports.WriteCondition{MatchVersion: rec.Version})
+		switch {
+		case err == nil:
+			rec.Version = ver
+			return rec, nil
+		case errors.Is(err, ports.ErrConflict), errors.Is(err, ports.ErrNotFound):
+			continue // changed meanwhile: read it again
+		default:
+			return RunRecord{}, fmt.Errorf("dagq: write the record of run %s: %w", runID, err)
+		}
+	}
+	return RunRecord{}, fmt.Errorf("dagq: write the record of run %s: %w: it kept changing (%d tries)",
+		runID, ports.ErrConflict, maxCASTries)
+}
+
+// read returns run runID's record; a missing one fails with ErrRunNotFound.
+func (l *Launcher) read(ctx context.Context, runID string) (RunRecord, error) {
+	return readRunRecord(ctx, l.state, runID)
+}
+
+func readRunRecord(ctx context.Context, state ports.StateStore, runID string) (RunRecord, error) {
+	if err := checkTaskID(runID); err != nil {
+		return RunRecord{}, fmt.Errorf("dagq: run ID: %w", err)
+	}
+	r, err := state.Get(ctx, RunRecordKey(runID))
+	switch {
+	case errors.Is(err, ports.ErrNotFound):
+		return RunRecord{}, fmt.Errorf("dagq: run %s: %w: %w", runID, ErrRunNotFound, err)
+	case err != nil:
+		return RunRecord{}, fmt.Errorf("dagq: read the record of run %s: %w", runID, err)
+	}
+	var rec RunRecord
+	if err := json.Unmarshal(r.Data, &rec); err != nil {
+		return RunRecord{}, fmt.Errorf("dagq: the record of run %s is not a run record: %v", runID, err)
+	}
+	rec.Version = r.Version
+	return rec, nil
+}
+
+// readHeartbeat returns run runID's heartbeat, nil when there is none.
+func readHeartbeat(ctx context.Context, state ports.StateStore, runID string) (*runHeartbeat, error) {
+	r, err := state.Get(ctx, RunHeartbeatKey(runID))
+	switch {
+	case errors.Is(err, ports.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("dagq: read the heartbeat of run %s: %w", runID, err)
+	}
+	var hb runHeartbeat
+	if err := json.Unmarshal(r.Data, &hb); err != nil {
+		return nil, fmt.Errorf("dagq: the heartbeat of run %s is not a heartbeat: %v", runID, err)
+	}
+	if hb.At.IsZero() {
+		hb.At = r.UpdatedAt
+	}
+	return &hb, nil
+}
+
+// liveness is what a run's heartbeat says about its current execution.
+type liveness struct {
+	worker   string
+	last     time.Time // last sign of life: heartbeat, or the execution's start
+	beat     bool      // last is a heartbeat of the current execution
+	released bool
+}
+
+// livenessOf reads rec's heartbeat against its current execution.
+func livenessOf(rec RunRecord, hb *runHeartbeat) liveness {
+	lv := liveness{worker: rec.Worker, last: rec.StartedAt}
+	if rec.ResumedAt.After(lv.last) {
+		lv.last = rec.ResumedAt
+	}
+	if hb != nil && hb.Attempt >= rec.Attempt {
+		lv.worker, lv.released, lv.beat = hb.Worker, hb.Released, true
+		if hb.At.After(lv.last) {
+			lv.last = hb.At
+		}
+	}
+	return lv
+}
+
+// Status returns run runID's record. A run unknown to the StateStore fails
+// with ErrRunNotFound.
+//
+// For a run that is not finished it also reads the run task's status (one
+// Client.Status): when the run task has a result although the record is not
+// final — the task was cancelled before it started, failed before it could
+// run the job (e.g. no worker registered RunTaskName, or its attempts ran
+// out), or its worker stopped after it finished the job but before it wrote
+// the record — the state, error and finish time come from that result.
+func (l *Launcher) Status(ctx context.Context, runID string) (RunRecord, error) {
+	rec, err := l.read(ctx, runID)
+	if err != nil {
+		return RunRecord{}, fmt.Errorf("dagq: status: %w", err)
+	}
+	if !rec.State.Final() {
+		if _, err := l.reconcile(ctx, &rec); err != nil {
+			l.log.Warn("status: reading the run task's status failed; reporting the record as stored",
+				"run_id", runID, "err", err)
+		}
+	}
+	return rec, nil
+}
+
+// reconcile applies the run task's result to a record that is not final;
+// it reports whether there was one.
+func (l *Launcher) reconcile(ctx context.Context, rec *RunRecord) (bool, error) {
+	st, err := l.c.Status(ctx, rec.TaskID)
+	if err != nil {
+		return false, err
+	}
+	if !st.State.Final() {
+		return false, nil
+	}
+	res := st.Result
+	rec.FinishedAt = res.FinishedAt
+	switch res.State {
+	case ports.StateSucceeded:
+		var rr RunResult
+		if err := json.Unmarshal(res.Output, &rr); err != nil || !rr.State.Final() {
+			rec.State, rec.Error = RunFailed, "the run task succeeded without a final run result"
+			break
+		}
+		applyRunResult(rec, rr)
+	case ports.StateCancelled:
+		rec.State, rec.Error = RunCancelled, "the run task was cancelled: "+res.Error
+	default:
+		rec.State, rec.Error = RunFailed, "the run task failed: "+res.Error
+	}
+	return true, nil
+}
+
+// applyRunResult makes rec the final record of the run rr.
+func applyRunResult(rec *RunRecord, rr RunResult) {
+	rec.State, rec.FinishedAt, rec.Error = rr.State, rr.FinishedAt, ""
+	if err := rr.Err(); err != nil {
+		rec.Error = err.Error()
+	}
+	byName := make(map[string]int, len(rec.Steps))
+	for i, s := range rec.Steps {
+		byName[s.Name] = i
+	}
+	for _, s := range rr.Steps {
+		sr := StepRecord{Name: s.Name, Task: s.Task, TaskID: s.TaskID, State: s.State, Attempts: s.Attempts,
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error}
+		if i, ok := byName[s.Name]; ok {
+			rec.Steps[i] = sr
+		} else {
+			rec.Steps = append(rec.Steps, sr)
+		}
+	}
+}
+
+// Wait blocks until run runID finished and returns its final record (as
+// Status). It waits for the run task's result through the Client (pushed
+// completions, or polling with backoff), so it also returns for a run whose
+// task was cancelled before it started or failed. It fails with
+// ErrRunNotFound for an unknown run, and with ctx's error when ctx is done.
+func (l *Launcher) Wait(ctx context.Context, runID string) (RunRecord, error) {
+	rec, err := l.read(ctx, runID)
+	if err != nil {
+		return RunRecord{}, fmt.Errorf("dagq: wait: %w", err)
+	}
+	if rec.State.Final() {
+		return rec, nil
+	}
+	if _, err := l.c.Wait(ctx, rec.TaskID); err != nil {
+		return RunRecord{}, fmt.Errorf("dagq: wait for run %s: %w", runID, err)
+	}
+	return l.Status(ctx, runID)
+}
+
+// Terminate cancels run runID and all its steps; the run ends cancelled.
+// It returns true when the run was queued or running and a cancellation is
+// now durably requested, false when the run had already finished, and
+// ErrRunNotFound for an unknown run. It does not wait for the run to stop:
+// use Wait or Status.
+//
+//   - Queued: the record is switched to cancelled with a compare-and-swap
+//     write (read again and retried when it changed meanwhile), so a worker
+//     that receives the run task anyway does not run the job; then a cancel
+//     request is sent for the run task, so that it never starts (a failure
+//     of that request is only logged).
+//   - Running: the record gets CancelRequestedAt (compare-and-swap; the run
+//     task's own writes keep it), then cancel requests are sent for the run
+//     task — the worker running it cancels the run's context, and the
+//     executor sends cancel requests for every step in flight, waits for
+//     them (up to the run's CancelWait) and records the run cancelled — and,
+//     directly, for every step not finished in the record, so that the
+//     steps of a run whose worker died are cancelled too. When the cancel
+//     requests fail, Terminate returns false and the error (the mark stays:
+//     call Terminate again).
+//
+// A run that finishes while Terminate runs may still end succeeded or
+// failed. Cancel requests go through the Client (ports.ErrUnsupported
+// without a CancelChannel), ten IDs per call.
+func (l *Launcher) Terminate(ctx context.Context, runID string) (bool, error) {
+	var wasQueued bool
+	rec, err := l.update(ctx, runID, func(rec *RunRecord) (bool, error) {
+		wasQueued = false
+		switch rec.State {
+		case RunQueued:
+			now := time.Now().UTC()
+			wasQueued = true
+			rec.State, rec.FinishedAt, rec.CancelRequestedAt = RunCancelled, now, now
+			rec.Error = "terminated before it started"
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("dagq: terminate: %w", err)
+	}
+	log := l.log.With("run_id", runID)
+	if wasQueued {
+		if err := l.cancelRun(ctx, rec, false); err != nil {
+			// The record says cancelled: the run task does not run the job.
+			log.Warn("terminate: cancel requests failed; the run task ends without running the job", "err", err)
+		}
+		log.Info("queued run terminated")
+		return true, nil
+	}
+	if rec.State.Final() {
+		return false, nil
+	}
+	// Running.
+	if finished, err := l.reconcile(ctx, &rec); err == nil && finished {
+		return false, nil
+	}
+	// Mark first, so that the run's final write (which keeps the mark)
+	// says it was terminated, whatever reaches the executor first.
+	marked, err := l.update(ctx, runID, func(rec *RunRecord) (bool, error) {
+		if rec.State.Final() || !rec.CancelRequestedAt.IsZero() {
+			return false, nil
+		}
+		rec.CancelRequestedAt = time.Now().UTC()
+		return true, nil
+	})
+	switch {
+	case err != nil:
+		log.Warn("terminate: noting the cancellation in the run record failed; sending the cancel requests anyway", "err", err)
+	case marked.State.Final():
+		return false, nil // it finished meanwhile
+	default:
+		rec = marked
+	}
+	if err := l.cancelRun(ctx, rec, true); err != nil {
+		return false, fmt.Errorf("dagq: terminate run %s: %w", runID, err)
+	}
+	log.Info("running run terminated: cancel requested")
+	return true, nil
+}
+
+// cancelRun requests the cancellation of rec's run task and, with steps,
+// of its unfinished steps.
+func (l *Launcher) cancelRun(ctx context.Context, rec RunRecord, steps bool) error {
+	ids := []string{rec.TaskID}
+	for _, s := range rec.Steps {
+		if steps && !s.State.Final() {
+			ids = append(ids, StepTaskID(rec.RunID, s.Name))
+		}
+	}
+	return l.c.Cancel(ctx, ids...)
+}
+
+// HealthStatus is Health's verdict on a run.
+type HealthStatus string
+
+// Health statuses.
+const (
+	HealthQueued    HealthStatus = "QUEUED"    // waiting for a worker
+	HealthRunning   HealthStatus = "RUNNING"   // its worker's heartbeat is fresh
+	HealthSuccess   HealthStatus = "SUCCESS"   // finished: succeeded
+	HealthFailed    HealthStatus = "FAILED"    // finished: failed; or its worker stopped heartbeating
+	HealthCancelled HealthStatus = "CANCELLED" // finished: cancelled
+	HealthNotFound  HealthStatus = "NOT_FOUND" // no such run
+	HealthUnknown   HealthStatus = "UNKNOWN"   // the StateStore could not be read
+)
+
+// Health is Launcher.Health's answer.
+type Health struct {
+	Status HealthStatus
+	// Message explains Status in a sentence.
+	Message string
+	// LastHeartbeat is the last heartbeat of the run's current execution
+	// (zero when none was written).
+	LastHeartbeat time.Time
+	// Worker is the worker that runs (or ran) the run.
+	Worker string
+}
+
+// Health tells whether run runID is alive, from its record and its worker's
+// heartbeat (written every heartbeat interval while the run runs):
+//
+//   - finished: SUCCESS, FAILED or CANCELLED;
+//   - running, with a heartbeat (or, before the first one, a start) no older
+//     than StaleAfter: RUNNING;
+//   - running, with an older one: FAILED, with the message "worker X
+//     stopped heartbeating at T; the run task will be redelivered to
+//     another worker after its lease expires" — the worker died, hangs or
+//     lost the StateStore. When the run task has a result nevertheless
+//     (see Status), the status comes from that result;
+//   - queued: QUEUED (or the run task's final status, see Status);
+//   - unknown run: NOT_FOUND, with a nil error.
+//
+// Only when the StateStore cannot be read is the status UNKNOWN, with the
+// error. Comparing heartbeats with this host's clock assumes clocks agree
+// to well within StaleAfter.
+func (l *Launcher) Health(ctx context.Context, runID string) (Health, error) {
+	rec, err := l.read(ctx, runID)
+	switch {
+	case errors.Is(err, ErrRunNotFound):
+		return Health{Status: HealthNotFound, Message: fmt.Sprintf("no run %s", runID)}, nil
+	case err != nil:
+		return Health{Status: HealthUnknown, Message: "cannot read the run record: " + err.Error()},
+			fmt.Errorf("dagq: health: %w", err)
+	}
+	if rec.State.Final() {
+		return finalHealth(rec), nil
+	}
+	if rec.State == RunQueued {
+		if finished, _ := l.reconcile(ctx, &rec); finished {
+			return finalHealth(rec), nil
+		}
+		return Health{Status: HealthQueued, Message: fmt.Sprintf("queued since %s; waiting for a worker",
+			rec.CreatedAt.Format(time.RFC3339))}, nil
+	}
+	hb, err := readHeartbeat(ctx, l.state, runID)
+	if err != nil {
+		return Health{Status: HealthUnknown, Worker: rec.Worker, Message: "cannot read the run's heartbeat: " + err.Error()},
+			fmt.Errorf("dagq: health: %w", err)
+	}
+	lv := livenessOf(rec, hb)
+	h := Health{Worker: lv.worker}
+	if lv.beat {
+		h.LastHeartbeat = lv.last
+	}
+	now := time.Now()
+	age := now.Sub(lv.last)
+	if age <= l.stale {
+		h.Status = HealthRunning
+		switch {
+		case lv.released:
+			h.Message = fmt.Sprintf("worker %s released the run at %s (shutdown or lost lease); the next delivery of the run task resumes it",
+				lv.worker, lv.last.Format(time.RFC3339))
+		case lv.beat:
+			h.Message = fmt.Sprintf("worker %s heartbeat %s ago", lv.worker, age.Round(time.Millisecond))
+		default:
+			h.Message = fmt.Sprintf("worker %s started the run %s ago; no heartbeat yet", lv.worker, age.Round(time.Millisecond))
+		}
+		return h, nil
+	}
+	finished, rerr := l.reconcile(ctx, &rec)
+	if finished {
+		return finalHealth(rec), nil
+	}
+	h.Status = HealthFailed
+	switch {
+	case lv.released:
+		h.Message = fmt.Sprintf("worker %s released the run at %s and no worker has taken it over since; the run task waits in the queue for a worker",
+			lv.worker, lv.last.Format(time.RFC3339))
+	case lv.beat:
+		h.Message = fmt.Sprintf("worker %s stopped heartbeating at %s; the run task will be redelivered to another worker after its lease expires",
+			lv.worker, lv.last.Format(time.RFC3339))
+	default:
+		h.Message = fmt.Sprintf("worker %s started the run at %s and never heartbeated; the run task will be redelivered to another worker after its lease expires",
+			lv.worker, lv.last.Format(time.RFC3339))
+	}
+	if rerr != nil {
+		h.Message += " (the run task's status could not be read: " + rerr.Error() + ")"
+	}
+	return h, nil
+}
+
+// finalHealth is the Health of a finished run.
+func finalHealth(rec RunRecord) Health {
+	h := Health{Worker: rec.Worker, Message: rec.Error}
+	switch rec.State {
+	case RunSucceeded:
+		h.Status = HealthSuccess
+		h.Message = "the run succeeded"
+	case RunCancelled:
+		h.Status = HealthCancelled
+	default:
+		h.Status = HealthFailed
+	}
+	if h.Message == "" {
+		h.Message = "the run " + string(rec.State)
+	}
+	return h
+}
