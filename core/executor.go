@@ -154,19 +154,20 @@ const (
 
 // Event is one thing that happened in a run.
 type Event struct {
-	Type  EventType
-	RunID string
+	Type  EventType `json:"type"`
+	RunID string    `json:"run_id"`
 	// Step and TaskID are empty for run events; TaskID is also empty for a
 	// step that was never submitted.
-	Step, TaskID string
+	Step   string `json:"step,omitempty"`
+	TaskID string `json:"task_id,omitempty"`
 	// Attempt is the attempt that started (step_started), the attempt that
 	// comes next (step_retried), or the attempts made (final step events).
-	Attempt int
+	Attempt int `json:"attempt,omitempty"`
 	// Error says why a step failed, was retried, skipped or cancelled, and
 	// for run_finished why the run did not succeed.
-	Error string
+	Error string `json:"error,omitempty"`
 	// Time is when the executor observed the event.
-	Time time.Time
+	Time time.Time `json:"time"`
 }
 
 // StepState is where a step of a run is.
@@ -212,19 +213,21 @@ func (s RunState) Final() bool {
 
 // StepResult is the outcome of one step of a run.
 type StepResult struct {
-	Name, Task string
+	Name string `json:"name"`
+	Task string `json:"task"`
 	// TaskID is the step's task ID (StepTaskID), empty if never submitted.
-	TaskID string
-	State  StepState
+	TaskID string    `json:"task_id,omitempty"`
+	State  StepState `json:"state"`
 	// Attempts is how many times the step's handler ran.
-	Attempts int
+	Attempts int `json:"attempts"`
 	// StartedAt and FinishedAt come from the worker's result (the last
 	// attempt's start and end); zero when unknown.
-	StartedAt, FinishedAt time.Time
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Error says why the step failed, was skipped or cancelled.
-	Error string
+	Error string `json:"error,omitempty"`
 	// Output is the handler's output (JSON) of a succeeded step.
-	Output json.RawMessage
+	Output json.RawMessage `json:"output,omitempty"`
 }
 
 // Duration is FinishedAt - StartedAt, or 0 when either is unknown.
@@ -237,11 +240,13 @@ func (s StepResult) Duration() time.Duration {
 
 // RunResult is the outcome of a run.
 type RunResult struct {
-	RunID, Job string
-	State      RunState
+	RunID string   `json:"run_id"`
+	Job   string   `json:"job"`
+	State RunState `json:"state"`
 	// Steps are in the job's declaration order.
-	Steps                 []StepResult
-	StartedAt, FinishedAt time.Time
+	Steps      []StepResult `json:"steps"`
+	StartedAt  time.Time    `json:"started_at,omitzero"`
+	FinishedAt time.Time    `json:"finished_at,omitzero"`
 }
 
 // Step returns the result of the named step.
@@ -945,7 +950,13 @@ func (r *runState) cancel(ids []string) {
 	}
 	ctx, done := context.WithTimeout(context.WithoutCancel(r.ctx), submitTimeout)
 	defer done()
-	if err := r.e.c.Cancel(ctx, ids...); err != nil {
+	err := r.e.c.Cancel(ctx, ids...)
+	switch {
+	case err == nil:
+	case errors.Is(err, ports.ErrUnsupported):
+		r.log.Warn("cancellation is disabled (the client has no CancelChannel): in-flight steps run to the end; waiting for them",
+			"steps", len(ids), "cancel_wait", r.opts.CancelWait)
+	default:
 		r.log.Error("cancel requests for in-flight steps failed; they may run to the end", "steps", len(ids), "err", err)
 	}
 }

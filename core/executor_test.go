@@ -1,10 +1,12 @@
 package core_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"runtime"
 	"strings"
@@ -996,6 +998,40 @@ func TestExecutor_InterruptReachesStepsOnEveryWorker(t *testing.T) {
 			workers[stored.Worker] = true
 		}
 		assert.Equal(t, map[string]bool{"w1": true, "w2": true}, workers, "both workers ran steps and both got the cancels")
+		x.requireNoWaiters(t)
+	})
+}
+
+// Without a CancelChannel an interrupt cannot stop running steps: the
+// executor says so at warning level (not as an error) and reports the steps'
+// real outcomes.
+func TestExecutor_InterruptWithoutCancellationWaitsForSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := core.NewRegistry()
+		started := make(chan struct{})
+		slow := core.NewTaskType[struct{}, string]("slow")
+		slow.MustRegister(reg, func(ctx context.Context, _ struct{}) (string, error) {
+			close(started)
+			time.Sleep(2 * time.Second)
+			return "done", nil
+		})
+		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Cancels = nil }})
+		var logs bytes.Buffer
+		exec, err := core.NewExecutor(x.client, core.ExecutorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.NoError(t, err)
+		ctx, interrupt := context.WithCancel(context.Background())
+		go func() {
+			<-started
+			interrupt()
+		}()
+		res, err := exec.Run(ctx, core.Job{Name: "j", Steps: []core.Step{{Name: "s", Task: "slow"}}},
+			core.RunOptions{CancelWait: 10 * time.Second})
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, core.RunCancelled, res.State)
+		s, _ := res.Step("s")
+		assert.Equal(t, core.StepSucceeded, s.State, "the step ran to its end")
+		assert.Contains(t, logs.String(), "level=WARN msg=\"cancellation is disabled")
+		assert.NotContains(t, logs.String(), "level=ERROR")
 		x.requireNoWaiters(t)
 	})
 }
