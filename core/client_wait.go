@@ -426,14 +426,7 @@ func (c *Client) deliver(cs []ports.Completion) {
 			continue
 		}
 		// Finished but not inlined: read it once now, then poll (it exists).
-		e.push = false
-		if e.checking {
-			e.recheck = true
-			e.interval, e.max = c.pollMin, c.pollMax
-			continue
-		}
-		e.plan(now, 0, c.pollMin, c.pollMax)
-		c.scheduleLocked(e)
+		c.pollNowLocked(e, now)
 	}
 }
 
@@ -448,15 +441,21 @@ func (c *Client) inboxGone() {
 		if !e.push || e.finished {
 			continue
 		}
-		e.push = false
-		if e.checking {
-			e.recheck = true
-			e.interval, e.max = c.pollMin, c.pollMax
-			continue
-		}
-		e.plan(now, 0, c.pollMin, c.pollMax)
-		c.scheduleLocked(e)
+		c.pollNowLocked(e, now)
 	}
+}
+
+// pollNowLocked takes e off the push path: its result is read at once (or
+// right after the read in progress) and then polled.
+func (c *Client) pollNowLocked(e *waitEntry, now time.Time) {
+	e.push = false
+	if e.checking {
+		e.recheck = true
+		e.interval, e.max = c.pollMin, c.pollMax
+		return
+	}
+	e.plan(now, 0, c.pollMin, c.pollMax)
+	c.scheduleLocked(e)
 }
 
 // entryHeap orders scheduled entries by their next read (container/heap).
