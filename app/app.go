@@ -1,7 +1,11 @@
 // Package app wires dagq together from configuration: it loads the config
 // (package app/config), builds the transport's adapters and the core Client,
-// Executor and workers with Wire (one injector per transport), and runs the
-// dagq command line (Main).
+// Executor, Launcher and workers with Wire (one injector per transport), and
+// runs the dagq command line (Main).
+//
+// Steps travel on the task queue (queue); launched runs on the run queue
+// (launcher.queue), served by run workers with slots of their own, since a
+// run task holds its slot for the whole run.
 //
 // # Embedding the CLI
 //
@@ -11,7 +15,7 @@
 //		reg := core.NewRegistry()
 //		builtin.MustRegister(reg)           // echo, sleep, fail, hash, concat, transform
 //		MyTask.MustRegister(reg, handleMyTask)
-//		app.Main(reg)                       // dagq run/worker/graph/config/version
+//		app.Main(reg)                       // dagq run/launch/status/health/terminate/worker/graph/config/version
 //	}
 //
 // # Embedding the runtime
@@ -22,6 +26,13 @@
 //	defer rt.Close()
 //	pool, err := rt.StartWorkers(ctx, 1) // memory transport: workers in process
 //	res, err := rt.Executor.Run(ctx, job, core.RunOptions{})
+//
+// or launches runs that run workers drive (on a shared transport, in any
+// process that serves the run queue):
+//
+//	runs, err := rt.StartRunWorkers(ctx, 1)  // serve launcher.queue
+//	runID, err := rt.Launcher.Launch(ctx, job, core.LaunchOptions{})
+//	rec, err := rt.Launcher.Wait(ctx, runID)
 //
 // # Transports
 //
@@ -35,6 +46,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -46,22 +58,41 @@ import (
 
 // Ports are the adapters a transport provides.
 type Ports struct {
-	Broker      ports.Broker
+	// Broker is bound to the task queue (queue): steps, and tasks submitted
+	// with Runtime.Client.
+	Broker ports.Broker
+	// RunBroker is bound to the run queue (launcher.queue): the run tasks of
+	// launched runs.
+	RunBroker   RunBroker
 	Results     ports.ResultBackend
 	Cancels     ports.CancelChannel // nil when cancellation.enabled is false
 	Completions ports.CompletionBus
+	// State holds the run records and heartbeats of launched runs.
+	State ports.StateStore
 }
 
+// RunBroker is a Broker bound to the run queue (launcher.queue). It is a
+// type of its own so that Wire tells it from the task queue's Broker.
+type RunBroker ports.Broker
+
 // Runtime is a wired dagq: the adapters of the configured transport, a
-// Client and an Executor over them, and a factory of workers. Close it when
-// done.
+// Client and an Executor over them, a Launcher, and a factory of workers.
+// Close it when done.
 type Runtime struct {
 	Config   config.Config
 	Logger   *slog.Logger
 	Registry *core.Registry
 	Ports    Ports
+	// Client submits to the task queue (queue); Executor runs jobs through
+	// it from this process (dagq run), and run workers submit the steps of
+	// launched runs through it.
 	Client   *core.Client
 	Executor *core.Executor
+	// Launcher launches runs as run tasks on the run queue
+	// (launcher.queue) and answers for them from Ports.State: dagq launch,
+	// status, health and terminate. Its own Client is bound to the run
+	// queue.
+	Launcher *core.Launcher
 	Workers  *WorkerFactory
 
 	cleanup   func()
@@ -69,9 +100,9 @@ type Runtime struct {
 }
 
 // Embedded reports whether the transport lives in this process (memory):
-// then only workers started by this process (StartWorkers) can serve the
-// tasks it submits.
-func (r *Runtime) Embedded() bool { return r.Config.Transport == config.TransportMemory }
+// then only workers started by this process (StartWorkers, StartRunWorkers)
+// can serve the tasks it submits, and only this process sees its runs.
+func (r *Runtime) Embedded() bool { return config.Embedded(r.Config.Transport) }
 
 // Close releases the Client and the adapters. Stop workers first.
 func (r *Runtime) Close() {
@@ -146,22 +177,43 @@ func NewLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log.format: %q: valid values: %s", c.Format, strings.Join(config.LogFormats, ", "))
 }
 
+// RunWorkerMaxExtensions is the lease extension cap of run workers: a run
+// task holds its lease for as long as its run runs, so the cap is out of
+// reach (with a 10s heartbeat, centuries). A run task whose worker dies is
+// still redelivered once its lease runs out (worker.lease).
+const RunWorkerMaxExtensions = math.MaxInt32
+
 // WorkerFactory builds workers with the configured options over the
-// runtime's ports.
+// runtime's ports: step workers (New) serve the task queue with the
+// registered tasks; run workers (NewRun) serve the run queue with only the
+// Launcher's run task.
 type WorkerFactory struct {
-	opts core.WorkerOptions
+	opts    core.WorkerOptions
+	runOpts core.WorkerOptions
 }
 
-// New returns a worker; id names it in logs and results ("" for the default
-// hostname-pid-random).
+// New returns a step worker; id names it in logs and results ("" for the
+// default hostname-pid-random).
 func (f *WorkerFactory) New(id string) (*core.Worker, error) {
 	o := f.opts
 	o.ID = id
 	return core.NewWorker(o)
 }
 
-// Options returns the worker options the factory uses.
+// NewRun returns a run worker: it serves the run queue (launcher.queue)
+// with launcher.concurrency slots and a registry holding only the run task
+// (core.RegisterRunTask), which submits the run's steps to the task queue.
+func (f *WorkerFactory) NewRun(id string) (*core.Worker, error) {
+	o := f.runOpts
+	o.ID = id
+	return core.NewWorker(o)
+}
+
+// Options returns the options of step workers.
 func (f *WorkerFactory) Options() core.WorkerOptions { return f.opts }
+
+// RunOptions returns the options of run workers.
+func (f *WorkerFactory) RunOptions() core.WorkerOptions { return f.runOpts }
 
 // Pool is a set of running workers.
 type Pool struct {
@@ -188,16 +240,28 @@ func (p *Pool) Stop() error {
 	return errors.Join(errs...)
 }
 
-// StartWorkers starts n workers that serve tasks until ctx is done or
-// Stop is called.
+// StartWorkers starts n step workers that serve the task queue (queue)
+// until ctx is done or Stop is called.
 func (r *Runtime) StartWorkers(ctx context.Context, n int) (*Pool, error) {
+	return startPool(ctx, n, r.Workers.New)
+}
+
+// StartRunWorkers starts n run workers that serve the run queue
+// (launcher.queue), each driving up to launcher.concurrency launched runs,
+// until ctx is done or Stop is called. The runs' steps go to the task
+// queue: some process must serve it too (StartWorkers).
+func (r *Runtime) StartRunWorkers(ctx context.Context, n int) (*Pool, error) {
+	return startPool(ctx, n, r.Workers.NewRun)
+}
+
+func startPool(ctx context.Context, n int, newWorker func(id string) (*core.Worker, error)) (*Pool, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("app: start workers: n is %d; it must be at least 1", n)
 	}
 	workers := make([]*core.Worker, n)
 	ids := make([]string, n)
 	for i := range n {
-		w, err := r.Workers.New("")
+		w, err := newWorker("")
 		if err != nil {
 			return nil, err
 		}

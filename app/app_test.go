@@ -72,10 +72,69 @@ func TestNew_MemoryRunsAJob(t *testing.T) {
 func TestNew_FIFOQueue(t *testing.T) {
 	cfg := config.Default()
 	cfg.Queue = "jobs.fifo"
+	cfg.Launcher.Queue = "runs.fifo"
 	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()))
 	require.NoError(t, err)
 	rt.Close()
 	rt.Close() // idempotent
+}
+
+func TestNew_LauncherWiring(t *testing.T) {
+	cfg := config.Default()
+	cfg.Launcher.Concurrency = 3
+	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()))
+	require.NoError(t, err)
+	defer rt.Close()
+	require.NotNil(t, rt.Launcher)
+	require.NotNil(t, rt.Ports.State)
+	require.NotNil(t, rt.Ports.RunBroker)
+
+	steps, runs := rt.Workers.Options(), rt.Workers.RunOptions()
+	require.Equal(t, cfg.Worker.Concurrency, steps.Concurrency)
+	require.Equal(t, cfg.Worker.MaxExtensions, steps.MaxExtensions)
+	require.Equal(t, 3, runs.Concurrency, "launcher.concurrency: run slots of their own")
+	require.Equal(t, app.RunWorkerMaxExtensions, runs.MaxExtensions, "a run task keeps its lease for the whole run")
+	require.Equal(t, []string{core.RunTaskName}, runs.Registry.Names(), "run workers run only run tasks")
+	require.NotContains(t, steps.Registry.Names(), core.RunTaskName, "step workers run only steps")
+	require.NotEqual(t, steps.Broker, runs.Broker)
+	_, err = core.NewWorker(runs)
+	require.NoError(t, err, "run worker options are valid")
+}
+
+// A run task holds a worker slot for the whole run; on a queue of its own
+// it never starves the run's steps, even with one slot per worker.
+func TestLaunch_OneSlotWorkersDoNotStarve(t *testing.T) {
+	cfg := config.Default()
+	cfg.Worker.Concurrency = 1
+	cfg.Launcher.Concurrency = 1
+	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()))
+	require.NoError(t, err)
+	defer rt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	steps, err := rt.StartWorkers(ctx, 1)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, steps.Stop()) }()
+	runs, err := rt.StartRunWorkers(ctx, 1)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, runs.Stop()) }()
+
+	job := core.Job{Name: "j", Steps: []core.Step{
+		{Name: "a", Task: builtin.Echo, Args: json.RawMessage(`"x"`)},
+		{Name: "b", Task: builtin.Transform, Args: json.RawMessage(`"upper"`), Upstream: []string{"a"}},
+		{Name: "c", Task: builtin.Transform, Args: json.RawMessage(`"reverse"`), Upstream: []string{"a"}},
+	}}
+	var ids []string
+	for range 2 { // the second run waits for the one run slot
+		id, err := rt.Launcher.Launch(ctx, job, core.LaunchOptions{})
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		rec, err := rt.Launcher.Wait(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, core.RunSucceeded, rec.State)
+	}
 }
 
 func TestNew_CancellationSwitchOff(t *testing.T) {

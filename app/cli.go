@@ -18,9 +18,15 @@ import (
 
 // Exit codes of the dagq command.
 const (
-	ExitOK        = 0
-	ExitFailed    = 1   // a run failed, or the command could not do its work
-	ExitUsage     = 2   // bad arguments or flags
+	ExitOK     = 0
+	ExitFailed = 1 // a run failed, or the command could not do its work; health: FAILED or CANCELLED; terminate: already finished
+	ExitUsage  = 2 // bad arguments or flags, or a command the configured transport cannot serve
+	// ExitNotFound: status, health or terminate of a run the state store
+	// does not know (health NOT_FOUND).
+	ExitNotFound = 3
+	// ExitUnknown: health could not tell (UNKNOWN: the state store could not
+	// be read).
+	ExitUnknown   = 4
 	ExitCancelled = 130 // a run was interrupted (128 + SIGINT)
 )
 
@@ -28,16 +34,31 @@ const (
 // -ldflags "-X github.com/dagq/dagq/app.Version=v1.2.3".
 var Version = "dev"
 
-// ExitError carries the exit code of a failed command.
+// ExitError carries the exit code of a failed command. With a nil Err the
+// command already said everything on stdout (health FAILED, terminate of a
+// finished run): Execute prints nothing and only exits with Code.
 type ExitError struct {
 	Code int
 	Err  error
 }
 
-func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
 func (e *ExitError) Unwrap() error { return e.Err }
 
 func exitErr(code int, err error) error { return &ExitError{Code: code, Err: err} }
+
+// exitSilently ends a command with code and no error line.
+func exitSilently(code int) error {
+	if code == ExitOK {
+		return nil
+	}
+	return &ExitError{Code: code}
+}
 
 func usageErr(format string, args ...any) error {
 	return exitErr(ExitUsage, fmt.Errorf(format, args...))
@@ -46,16 +67,35 @@ func usageErr(format string, args ...any) error {
 // Main runs the dagq command line with the tasks of reg on os.Args and
 // exits. Programs that register their own tasks call it from main to reuse
 // the whole CLI (see the package doc).
-func Main(reg *core.Registry) {
-	os.Exit(Execute(context.Background(), reg, os.Args[1:], os.Stdout, os.Stderr))
+func Main(reg *core.Registry, opts ...CommandOption) {
+	os.Exit(Execute(context.Background(), reg, os.Args[1:], os.Stdout, os.Stderr, opts...))
 }
 
+// CommandOption configures NewCommand (and Execute, Main).
+type CommandOption func(*cli)
+
+// WithRuntime makes every command use rt instead of wiring a runtime of its
+// own from the configuration: the commands run in-process against rt, as a
+// program that embeds dagq (or a test) wants. Then
+//
+//   - rt's transport, queues, workers and launcher settings apply; the
+//     configuration (file, environment, flags) is still loaded for what a
+//     command decides itself: fail-fast, cancel wait, the retry defaults of
+//     job files;
+//   - the commands start no in-process workers on the memory transport
+//     (run, launch): whoever owns rt serves its queues (rt.StartWorkers,
+//     rt.StartRunWorkers); worker still starts its workers on rt;
+//   - status, health and terminate work on the memory transport too, since
+//     they share rt's state store;
+//   - the commands never close rt.
+func WithRuntime(rt *Runtime) CommandOption { return func(c *cli) { c.rt = rt } }
+
 // Execute runs the dagq command line with args and returns the exit code:
-// ExitOK, ExitFailed, ExitUsage or ExitCancelled. Errors are printed to
-// stderr as one "dagq: …" line (problems listed one per indented line
-// below it), never as a stack trace.
-func Execute(ctx context.Context, reg *core.Registry, args []string, stdout, stderr io.Writer) int {
-	cmd := NewCommand(reg)
+// ExitOK, ExitFailed, ExitUsage, ExitNotFound, ExitUnknown or
+// ExitCancelled. Errors are printed to stderr as one "dagq: …" line
+// (problems listed one per indented line below it), never as a stack trace.
+func Execute(ctx context.Context, reg *core.Registry, args []string, stdout, stderr io.Writer, opts ...CommandOption) int {
+	cmd := NewCommand(reg, opts...)
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
@@ -63,9 +103,12 @@ func Execute(ctx context.Context, reg *core.Registry, args []string, stdout, std
 	if err == nil {
 		return ExitOK
 	}
-	printError(stderr, err)
 	var ee *ExitError
-	if errors.As(err, &ee) {
+	if errors.As(err, &ee) && ee.Err == nil {
+		return ee.Code
+	}
+	printError(stderr, err)
+	if ee != nil {
 		return ee.Code
 	}
 	if isUsage(err) {
@@ -95,15 +138,23 @@ func isUsage(err error) bool {
 // cli holds what every command shares.
 type cli struct {
 	reg *core.Registry
+	// rt, set by WithRuntime, is used instead of a runtime per command.
+	rt *Runtime
 }
 
 // NewCommand returns the dagq root command over the tasks of reg. Execute
 // and Main run it; embedders may add their own subcommands to it.
-func NewCommand(reg *core.Registry) *cobra.Command {
+func NewCommand(reg *core.Registry, opts ...CommandOption) *cobra.Command {
 	if reg == nil {
 		reg = core.NewRegistry()
 	}
 	c := &cli{reg: reg}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.rt != nil {
+		c.reg = c.rt.Registry
+	}
 	root := &cobra.Command{
 		Use:   "dagq",
 		Short: "Run jobs — DAGs of steps — on dagq workers",
@@ -123,17 +174,18 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 	})
 	pf := root.PersistentFlags()
 	config.AddConfigFlag(pf)
-	config.AddFlag(pf, "transport", "queue", "cancellation", "log-level", "log-format")
+	config.AddFlag(pf, "transport", "queue", "launcher-queue", "cancellation", "log-level", "log-format")
 
 	root.AddCommand(
 		c.runCmd(),
+		c.launchCmd(),
+		c.statusCmd(),
+		c.healthCmd(),
+		c.terminateCmd(),
 		c.workerCmd(),
 		c.graphCmd(),
 		c.configCmd(),
 		versionCmd(),
-		// launch, terminate, status and health come with the run launcher;
-		// each is one more c.xxxCmd() here, using c.loadConfig, c.runtime
-		// and addOutputFlag like run.
 	)
 	return root
 }
@@ -166,18 +218,63 @@ func (c *cli) loadConfig(cmd *cobra.Command) (config.Config, *config.Loaded, err
 	return cfg, loaded, nil
 }
 
-// runtime wires the configured transport, logging to cmd's stderr.
-func (c *cli) runtime(cmd *cobra.Command, cfg config.Config) (*Runtime, error) {
-	return c.runtimeTo(cmd.ErrOrStderr(), cfg)
+// session is the runtime one command works with.
+type session struct {
+	*Runtime
+	// owned: the command wired it from the configuration (and closes it);
+	// false for the runtime of WithRuntime, shared with its owner.
+	owned bool
 }
 
-// runtimeTo wires the configured transport, logging to logs.
-func (c *cli) runtimeTo(logs io.Writer, cfg config.Config) (*Runtime, error) {
+// close closes the runtime if the command wired it.
+func (s session) close() {
+	if s.owned {
+		s.Runtime.Close()
+	}
+}
+
+// localWorkers reports whether the command must serve the queues itself:
+// it wired an embedded (memory) runtime, whose queues nobody else sees.
+func (s session) localWorkers() bool { return s.owned && s.Embedded() }
+
+// runtime returns the runtime of WithRuntime, or wires the configured
+// transport, logging to logs. Call close on the session when done.
+func (c *cli) runtime(logs io.Writer, cfg config.Config) (session, error) {
+	if c.rt != nil {
+		return session{Runtime: c.rt}, nil
+	}
 	logger, err := NewLogger(cfg.Log, logs)
 	if err != nil {
-		return nil, err
+		return session{}, err
 	}
-	return New(cfg, c.reg, WithLogger(logger))
+	rt, err := New(cfg, c.reg, WithLogger(logger))
+	if err != nil {
+		return session{}, err
+	}
+	return session{Runtime: rt, owned: true}, nil
+}
+
+// needSharedTransport fails the command what when the runtime would be a
+// fresh embedded one: its state store is empty and no other process can see
+// into it.
+func (c *cli) needSharedTransport(what string, cfg config.Config) error {
+	if c.rt != nil || !config.Embedded(cfg.Transport) {
+		return nil
+	}
+	var shared []string
+	for _, t := range config.SupportedTransports {
+		if !config.Embedded(t) {
+			shared = append(shared, t)
+		}
+	}
+	valid := "valid values: " + strings.Join(config.SupportedTransports, ", ")
+	if len(shared) == 0 {
+		valid += " (a shared one, " + strings.Join(config.PlannedTransports, ", ") + ", is not yet supported by this build)"
+	}
+	return usageErr("%s needs a shared transport: transport %q keeps runs inside the process that launched them "+
+		"(there \"dagq launch\" waits for its run), so no other dagq process can see them. "+
+		"Set transport (--transport, %s) to a shared transport; %s",
+		what, cfg.Transport, config.EnvName("transport"), valid)
 }
 
 // addOutputFlag defines --output with the formats allowed (the first is

@@ -209,7 +209,7 @@ func TestRun_Errors(t *testing.T) {
 		{"bad run ID", []string{"run", examples + "diamond.yaml", "--run-id", "a b"}, app.ExitFailed, []string{
 			"dagq: run: RunID: invalid argument: task ID \"a b\" has byte 0x20",
 		}},
-		{"unknown command", []string{"launch"}, app.ExitUsage, []string{`dagq: unknown command "launch" for "dagq"`}},
+		{"unknown command", []string{"lanuch"}, app.ExitUsage, []string{`dagq: unknown command "lanuch" for "dagq"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,7 +358,8 @@ func TestWorker_ServesUntilInterrupted(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("worker did not stop")
 	}
-	require.Contains(t, errb.String(), `dagq: note: transport "memory" keeps its queue in this process`)
+	require.Contains(t, errb.String(), `dagq: note: transport "memory" keeps its queues in this process`)
+	require.Contains(t, errb.String(), "serving run queue dagq-runs (concurrency 4)")
 	require.Contains(t, errb.String(), "concurrency 2")
 	require.Contains(t, errb.String(), "tasks: concat, echo, fail, hash, sleep, transform")
 	require.Contains(t, errb.String(), "dagq: worker stopped\n")
@@ -367,7 +368,7 @@ func TestWorker_ServesUntilInterrupted(t *testing.T) {
 func TestHelpListsCommands(t *testing.T) {
 	r := dagq(t, "--help")
 	require.Equal(t, app.ExitOK, r.code)
-	for _, c := range []string{"run", "worker", "graph", "config", "version"} {
+	for _, c := range []string{"run", "launch", "status", "health", "terminate", "worker", "graph", "config", "version"} {
 		require.Regexp(t, regexp.MustCompile(`(?m)^  `+c+`\s`), r.stdout)
 	}
 	r = dagq(t, "run", "--help")
@@ -375,4 +376,13 @@ func TestHelpListsCommands(t *testing.T) {
 	require.Contains(t, r.stdout, "--concurrency int")
 	require.Contains(t, r.stdout, "(default 10)")
 	require.Contains(t, r.stdout, "--cancellation")
+	require.Contains(t, r.stdout, "--launcher-queue string")
+
+	r = dagq(t, "launch", "--help")
+	require.Equal(t, app.ExitOK, r.code)
+	require.Contains(t, r.stdout, "--launcher-concurrency int")
+	require.Contains(t, r.stdout, `--launcher-stale-after duration`)
+	require.Contains(t, r.stdout, "(default 15s)")
+	r = dagq(t, "health", "--help")
+	require.Contains(t, r.stdout, "3 for NOT_FOUND; 4 for UNKNOWN")
 }

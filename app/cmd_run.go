@@ -93,19 +93,13 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 			if err != nil {
 				return err
 			}
-			policy := cfg.Retry.Policy()
-			f, err := jobfile.Load(args[0], jobfile.Options{DefaultRetry: &policy})
+			f, runParams, err := loadJob(args[0], cfg, extra)
 			if err != nil {
 				return err
 			}
 			if err := f.Validate(c.known); err != nil {
 				return err
 			}
-			runParams := maps.Clone(f.Params)
-			if runParams == nil && len(extra) > 0 {
-				runParams = map[string]string{}
-			}
-			maps.Copy(runParams, extra)
 			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams})
 		},
 	}
@@ -121,6 +115,23 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 func (c *cli) known(task string) bool {
 	_, ok := c.reg.Lookup(task)
 	return ok
+}
+
+// loadJob loads a job file with the configured retry defaults, and its
+// params overridden by extra (the -p flags). It checks the file's syntax,
+// not the job: call Validate.
+func loadJob(path string, cfg config.Config, extra map[string]string) (*jobfile.File, map[string]string, error) {
+	policy := cfg.Retry.Policy()
+	f, err := jobfile.Load(path, jobfile.Options{DefaultRetry: &policy})
+	if err != nil {
+		return nil, nil, err
+	}
+	params := maps.Clone(f.Params)
+	if params == nil && len(extra) > 0 {
+		params = map[string]string{}
+	}
+	maps.Copy(params, extra)
+	return f, params, nil
 }
 
 func parseParams(kvs []string) (map[string]string, error) {
@@ -152,15 +163,15 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 	// Logs and notices go through the view, so a live view stays whole.
 	stderr = view.Wrap(stderr)
 
-	rt, err := c.runtimeTo(stderr, cfg)
+	rt, err := c.runtime(stderr, cfg)
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
+	defer rt.close()
 
 	// Workers get their own context: they shut down after the run, once
 	// the executor has cancelled and collected every step.
-	if rt.Embedded() {
+	if rt.localWorkers() {
 		pool, err := rt.StartWorkers(context.WithoutCancel(cmd.Context()), 1)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -11,52 +12,79 @@ import (
 )
 
 func (c *cli) workerCmd() *cobra.Command {
+	var runs bool
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Serve tasks from the configured queue until interrupted",
-		Long: `worker runs a dagq worker: it receives tasks from the configured queue and runs
-the registered tasks (the built-ins, plus those of a program that embeds dagq
-with app.Main) until SIGINT or SIGTERM, then shuts down gracefully: it stops
-receiving, lets running tasks finish for up to worker.shutdown_timeout, then
-cancels the rest and hands them back to the queue.
+		Short: "Serve tasks and launched runs from the configured queues until interrupted",
+		Long: `worker runs dagq workers until SIGINT or SIGTERM: a step worker that receives
+tasks from the task queue (queue) and runs the registered tasks (the built-ins,
+plus those of a program that embeds dagq with app.Main), and a run worker that
+receives launched runs ("dagq launch") from the run queue (launcher.queue) and
+drives up to launcher.concurrency of them at once, submitting their steps to the
+task queue. --runs=false serves the task queue only.
 
-On the memory transport (the default) the queue lives inside this process, so a
+On shutdown each stops receiving, lets running tasks finish for up to
+worker.shutdown_timeout, then cancels the rest and hands them back to the queue;
+a launched run is handed back without cancelling its steps, and the next worker
+that receives it resumes it.
+
+On the memory transport (the default) the queues live inside this process, so a
 stand-alone "dagq worker" only serves tasks submitted from within the same
-process: useful in a program that embeds dagq, not on its own. "dagq run"
-starts its own in-process worker. Workers on separate machines need a shared
-transport (SQS, coming).`,
+process: useful in a program that embeds dagq, not on its own. "dagq run" and
+"dagq launch" start their own in-process workers. Workers on separate machines
+need a shared transport (SQS, coming).`,
 		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := c.loadConfig(cmd)
 			if err != nil {
 				return err
 			}
-			rt, err := c.runtime(cmd, cfg)
+			stderr := cmd.ErrOrStderr()
+			rt, err := c.runtime(stderr, cfg)
 			if err != nil {
 				return err
 			}
-			defer rt.Close()
-			stderr := cmd.ErrOrStderr()
-			if rt.Embedded() {
-				fmt.Fprintf(stderr, "dagq: note: transport %q keeps its queue in this process; this worker only serves tasks submitted from within it (see dagq worker --help)\n", config.TransportMemory)
+			defer rt.close()
+			cfg = rt.Config
+			if rt.localWorkers() {
+				fmt.Fprintf(stderr, "dagq: note: transport %q keeps its queues in this process; this worker only serves tasks submitted from within it (see dagq worker --help)\n", config.TransportMemory)
 			}
 			ctx, release := interruptContext(cmd.Context(), stderr, "stopping the worker gracefully")
 			defer release()
+			var pools []*Pool
+			stop := func() error {
+				var errs []error
+				for _, p := range pools {
+					errs = append(errs, p.Stop())
+				}
+				return errors.Join(errs...)
+			}
 			pool, err := rt.StartWorkers(context.WithoutCancel(ctx), 1)
 			if err != nil {
 				return err
 			}
+			pools = append(pools, pool)
 			fmt.Fprintf(stderr, "dagq: worker %s serving queue %s (transport %s, concurrency %d, cancellation %v); tasks: %s\n",
 				strings.Join(pool.IDs(), ", "), cfg.Queue, cfg.Transport, cfg.Worker.Concurrency,
 				cfg.Cancellation.Enabled, strings.Join(c.reg.Names(), ", "))
+			if runs {
+				runPool, err := rt.StartRunWorkers(context.WithoutCancel(ctx), 1)
+				if err != nil {
+					return errors.Join(err, stop())
+				}
+				pools = append(pools, runPool)
+				fmt.Fprintf(stderr, "dagq: run worker %s serving run queue %s (concurrency %d)\n",
+					strings.Join(runPool.IDs(), ", "), cfg.Launcher.Queue, cfg.Launcher.Concurrency)
+			}
 			<-ctx.Done()
-			if err := pool.Stop(); err != nil {
+			if err := stop(); err != nil {
 				return err
 			}
 			fmt.Fprintln(stderr, "dagq: worker stopped")
 			return nil
 		},
 	}
-	config.AddFlag(cmd.Flags(), "concurrency")
+	cmd.Flags().BoolVar(&runs, "runs", true, "also serve launched runs from the run queue (launcher.queue)")
+	config.AddFlag(cmd.Flags(), "concurrency", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
 	return cmd
 }

@@ -1,8 +1,6 @@
 package app
 
 import (
-	"strings"
-
 	"github.com/google/wire"
 
 	"github.com/dagq/dagq/adapters/memory"
@@ -11,32 +9,44 @@ import (
 )
 
 // MemorySet provides the Ports of the memory transport: one in-process
-// memory.Transport holding the configured queue, and a handle of each port
-// on it. Every provider returns a cleanup that closes its handle.
+// memory.Transport holding the task queue (queue) and the run queue
+// (launcher.queue), and a handle of each port on it. Every provider returns
+// a cleanup that closes its handle.
 //
 // It belongs in package adapters/memory (as memory.Set, the Go CDK habit);
 // it lives here until that package takes it.
 var MemorySet = wire.NewSet(
 	ProvideMemoryTransport,
 	ProvideMemoryBroker,
+	ProvideMemoryRunBroker,
 	ProvideMemoryResults,
 	ProvideMemoryCancels,
 	ProvideMemoryCompletions,
+	ProvideMemoryState,
 )
 
-// ProvideMemoryTransport creates the in-process transport and the queue
-// named by cfg.Queue (FIFO when the name ends in .fifo).
+// ProvideMemoryTransport creates the in-process transport, the task queue
+// named by cfg.Queue and the run queue named by cfg.Launcher.Queue (each
+// FIFO when its name ends in .fifo).
 func ProvideMemoryTransport(cfg config.Config) (*memory.Transport, error) {
 	tr := memory.NewTransport()
-	if err := tr.CreateQueue(cfg.Queue, memory.QueueOptions{FIFO: strings.HasSuffix(cfg.Queue, ".fifo")}); err != nil {
-		return nil, err
+	for _, q := range []string{cfg.Queue, cfg.Launcher.Queue} {
+		if err := tr.CreateQueue(q, memory.QueueOptions{FIFO: config.IsFIFO(q)}); err != nil {
+			return nil, err
+		}
 	}
 	return tr, nil
 }
 
-// ProvideMemoryBroker returns a Broker bound to the configured queue.
+// ProvideMemoryBroker returns a Broker bound to the task queue.
 func ProvideMemoryBroker(tr *memory.Transport, cfg config.Config) (ports.Broker, func(), error) {
 	b := tr.Broker(cfg.Queue)
+	return b, func() { _ = b.Close() }, nil
+}
+
+// ProvideMemoryRunBroker returns a Broker bound to the run queue.
+func ProvideMemoryRunBroker(tr *memory.Transport, cfg config.Config) (RunBroker, func(), error) {
+	b := tr.Broker(cfg.Launcher.Queue)
 	return b, func() { _ = b.Close() }, nil
 }
 
@@ -54,6 +64,12 @@ func ProvideMemoryCancels(tr *memory.Transport, cfg config.Config) (ports.Cancel
 	}
 	c := tr.CancelChannel()
 	return c, func() { _ = c.Close() }, nil
+}
+
+// ProvideMemoryState returns the transport's StateStore.
+func ProvideMemoryState(tr *memory.Transport) (ports.StateStore, func(), error) {
+	s := tr.StateStore()
+	return s, func() { _ = s.Close() }, nil
 }
 
 // ProvideMemoryCompletions returns the transport's CompletionBus.

@@ -10,14 +10,15 @@ import (
 )
 
 // CoreSet builds the transport-independent part of a Runtime from the Ports
-// a transport set provides (Broker, ResultBackend, CancelChannel,
-// CompletionBus), the Config, the Registry and a logger.
+// a transport set provides (Broker, RunBroker, ResultBackend, CancelChannel,
+// CompletionBus, StateStore), the Config, the Registry and a logger.
 var CoreSet = wire.NewSet(
 	wire.Struct(new(Ports), "*"),
 	ProvideClient,
 	ProvideExecutor,
+	ProvideLauncher,
 	ProvideWorkerFactory,
-	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Workers"),
+	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "Workers"),
 )
 
 // ProvideClient builds the Client; the cleanup closes it.
@@ -40,10 +41,41 @@ func ProvideExecutor(c *core.Client, log *slog.Logger) (*core.Executor, error) {
 	return core.NewExecutor(c, core.ExecutorOptions{Logger: log})
 }
 
-// ProvideWorkerFactory captures the worker options of the config.
-func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, log *slog.Logger) *WorkerFactory {
+// ProvideLauncher builds the Launcher over a Client of its own, bound to
+// the run queue (Ports.RunBroker), and the StateStore; the cleanup closes
+// that Client.
+func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger) (*core.Launcher, func(), error) {
+	c, err := core.NewClient(core.ClientOptions{
+		Broker:      p.RunBroker,
+		Results:     p.Results,
+		Cancels:     p.Cancels,
+		Completions: p.Completions,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := core.NewLauncher(core.LauncherOptions{
+		Client:            c,
+		State:             p.State,
+		HeartbeatInterval: cfg.Launcher.HeartbeatInterval,
+		StaleAfter:        cfg.Launcher.StaleAfter,
+		Logger:            log,
+	})
+	if err != nil {
+		_ = c.Close()
+		return nil, nil, err
+	}
+	return l, func() { _ = c.Close() }, nil
+}
+
+// ProvideWorkerFactory captures the worker options of the config: step
+// workers on the task queue with reg, and run workers on the run queue with
+// a registry of their own that holds only the run task, whose steps go
+// through c (the task queue's Client).
+func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *core.Client, log *slog.Logger) (*WorkerFactory, error) {
 	w := cfg.Worker
-	return &WorkerFactory{opts: core.WorkerOptions{
+	steps := core.WorkerOptions{
 		Broker:            p.Broker,
 		Results:           p.Results,
 		Cancels:           p.Cancels,
@@ -56,5 +88,22 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, log *s
 		ShutdownTimeout:   w.ShutdownTimeout,
 		Retry:             cfg.Retry.Policy(),
 		Logger:            log,
-	}}
+	}
+	runReg := core.NewRegistry()
+	err := core.RegisterRunTask(runReg, core.RunTaskDeps{
+		Client:            c,
+		State:             p.State,
+		HeartbeatInterval: cfg.Launcher.HeartbeatInterval,
+		StaleAfter:        cfg.Launcher.StaleAfter,
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runs := steps
+	runs.Broker = p.RunBroker
+	runs.Registry = runReg
+	runs.Concurrency = cfg.Launcher.Concurrency
+	runs.MaxExtensions = RunWorkerMaxExtensions
+	return &WorkerFactory{opts: steps, runOpts: runs}, nil
 }

@@ -25,31 +25,25 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 	if err != nil {
 		return nil, nil, err
 	}
-	resultBackend, cleanup2, err := ProvideMemoryResults(transport)
+	runBroker, cleanup2, err := ProvideMemoryRunBroker(transport, cfg)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	cancelChannel, cleanup3, err := ProvideMemoryCancels(transport, cfg)
+	resultBackend, cleanup3, err := ProvideMemoryResults(transport)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	completionBus, cleanup4, err := ProvideMemoryCompletions(transport)
+	cancelChannel, cleanup4, err := ProvideMemoryCancels(transport, cfg)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	ports := Ports{
-		Broker:      broker,
-		Results:     resultBackend,
-		Cancels:     cancelChannel,
-		Completions: completionBus,
-	}
-	client, cleanup5, err := ProvideClient(ports, log)
+	completionBus, cleanup5, err := ProvideMemoryCompletions(transport)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -57,7 +51,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	executor, err := ProvideExecutor(client, log)
+	stateStore, cleanup6, err := ProvideMemoryState(transport)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -66,7 +60,58 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	workerFactory := ProvideWorkerFactory(cfg, reg, ports, log)
+	ports := Ports{
+		Broker:      broker,
+		RunBroker:   runBroker,
+		Results:     resultBackend,
+		Cancels:     cancelChannel,
+		Completions: completionBus,
+		State:       stateStore,
+	}
+	client, cleanup7, err := ProvideClient(ports, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	executor, err := ProvideExecutor(client, log)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	launcher, cleanup8, err := ProvideLauncher(cfg, ports, log)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, client, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	runtime := &Runtime{
 		Config:   cfg,
 		Logger:   log,
@@ -74,9 +119,13 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		Ports:    ports,
 		Client:   client,
 		Executor: executor,
+		Launcher: launcher,
 		Workers:  workerFactory,
 	}
 	return runtime, func() {
+		cleanup8()
+		cleanup7()
+		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()

@@ -47,8 +47,16 @@ const (
 // SupportedTransports lists the transports this build can run.
 var SupportedTransports = []string{TransportMemory}
 
-// plannedTransports are known names that a later release supports.
-var plannedTransports = []string{TransportSQS}
+// PlannedTransports are known names that a later release supports.
+var PlannedTransports = []string{TransportSQS}
+
+// Embedded reports whether transport keeps its queues and stores inside
+// one process (memory): then only that process's workers serve its tasks,
+// and only that process can see its runs.
+func Embedded(transport string) bool { return transport == TransportMemory }
+
+// IsFIFO reports whether a queue name names a FIFO queue (ends in .fifo).
+func IsFIFO(queue string) bool { return strings.HasSuffix(queue, ".fifo") }
 
 // Config is the whole dagq configuration. The yaml tag of each field is its
 // key; nested structs join keys with dots (worker.concurrency).
@@ -60,6 +68,7 @@ type Config struct {
 	Cancellation CancellationConfig `yaml:"cancellation"`
 	Log          LogConfig          `yaml:"log"`
 	Executor     ExecutorConfig     `yaml:"executor"`
+	Launcher     LauncherConfig     `yaml:"launcher"`
 }
 
 // WorkerConfig configures every worker the process runs (core.WorkerOptions).
@@ -100,6 +109,18 @@ type ExecutorConfig struct {
 	CancelWait time.Duration `yaml:"cancel_wait" doc:"after an interrupt or a fail-fast stop, how long a run waits for its cancelled steps to report"`
 }
 
+// LauncherConfig configures launched runs (dagq launch, status, health,
+// terminate; core.Launcher) and the workers that run them. A launched run is
+// one task that holds a worker slot for the whole run, so run tasks travel on
+// a queue of their own, served by run workers with their own slots; their
+// steps go to the task queue (queue), served by the ordinary workers.
+type LauncherConfig struct {
+	Queue             string        `yaml:"queue" doc:"name of the run queue, where launched runs wait for a run worker; must differ from queue (same naming rules, .fifo: FIFO)"`
+	Concurrency       int           `yaml:"concurrency" doc:"most launched runs one process drives at once (slots of its run worker)"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" doc:"how often a run worker writes a launched run's heartbeat and step states"`
+	StaleAfter        time.Duration `yaml:"stale_after" doc:"heartbeat age after which a running run's worker counts as dead (health FAILED, another worker takes over); more than launcher.heartbeat_interval"`
+}
+
 // Default returns the configuration used for every key no source sets.
 func Default() Config {
 	return Config{
@@ -122,6 +143,12 @@ func Default() Config {
 		Cancellation: CancellationConfig{Enabled: true},
 		Log:          LogConfig{Level: "warn", Format: "text"},
 		Executor:     ExecutorConfig{FailFast: false, CancelWait: core.DefaultCancelWait},
+		Launcher: LauncherConfig{
+			Queue:             "dagq-runs",
+			Concurrency:       4,
+			HeartbeatInterval: core.DefaultRunHeartbeat,
+			StaleAfter:        core.DefaultStaleFactor * core.DefaultRunHeartbeat,
+		},
 	}
 }
 

@@ -107,6 +107,36 @@ func TestEnvOverridesEveryKind(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 }
 
+func TestLauncherKeys(t *testing.T) {
+	def := config.Default().Launcher
+	require.Equal(t, config.LauncherConfig{Queue: "dagq-runs", Concurrency: 4, HeartbeatInterval: 5 * time.Second, StaleAfter: 15 * time.Second}, def)
+
+	// Every source reaches every launcher key; flags beat the environment.
+	file := writeFile(t, "launcher:\n  queue: runs-from-file.fifo\n  concurrency: 2\n  stale_after: 1m\n")
+	t.Setenv("DAGQ_LAUNCHER_HEARTBEAT_INTERVAL", "2s")
+	t.Setenv("DAGQ_LAUNCHER_CONCURRENCY", "6")
+	cfg, loaded := load(t, config.LoadOptions{Flags: flags(t, "--config", file, "--launcher-stale-after", "20s")})
+	require.Empty(t, loaded.Warnings)
+	require.Equal(t, config.LauncherConfig{Queue: "runs-from-file.fifo", Concurrency: 6, HeartbeatInterval: 2 * time.Second, StaleAfter: 20 * time.Second}, cfg.Launcher)
+	require.NoError(t, cfg.Validate())
+	require.True(t, config.IsFIFO(cfg.Launcher.Queue))
+	require.Equal(t, "flag --launcher-stale-after", loaded.Sources["launcher.stale_after"])
+	require.Equal(t, "env DAGQ_LAUNCHER_CONCURRENCY", loaded.Sources["launcher.concurrency"])
+	require.Equal(t, "file "+file, loaded.Sources["launcher.queue"])
+
+	// Duration flags show the key's default.
+	fs := flags(t)
+	require.Equal(t, "5s", fs.Lookup("launcher-heartbeat-interval").DefValue)
+	require.Equal(t, "dagq-runs", fs.Lookup("launcher-queue").DefValue)
+
+	cfg, loaded = load(t, config.LoadOptions{Flags: flags(t, "--launcher-heartbeat-interval", "3s", "--launcher-stale-after", "3s")})
+	require.EqualError(t, cfg.ValidateSources(loaded.Sources),
+		"launcher.stale_after (flag --launcher-stale-after): 3s is not more than launcher.heartbeat_interval (3s); valid: more than it, e.g. 9s (3 × the interval)")
+	t.Setenv("DAGQ_LAUNCHER_STALE_AFTER", "soon")
+	_, _, err := config.Load(config.LoadOptions{Dir: t.TempDir()})
+	require.ErrorContains(t, err, `launcher.stale_after (env DAGQ_LAUNCHER_STALE_AFTER): "soon" is not a duration`)
+}
+
 func TestCancellation_OneSwitchOneDefault(t *testing.T) {
 	// The default is the same in the struct, the flag and an empty environment.
 	require.True(t, config.Default().Cancellation.Enabled)
@@ -261,6 +291,12 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		{"level", func(c *config.Config) { c.Log.Level = "loud" }, `log.level: "loud" is not a level; valid values: debug, info, warn, error`},
 		{"format", func(c *config.Config) { c.Log.Format = "xml" }, `log.format: "xml" is not a format; valid values: text, json`},
 		{"cancel wait", func(c *config.Config) { c.Executor.CancelWait = 0 }, `executor.cancel_wait: 0s is out of range; valid: more than 0s, at most 12h`},
+		{"run queue is the task queue", func(c *config.Config) { c.Launcher.Queue = "dagq-tasks" }, `launcher.queue: "dagq-tasks" is also the task queue (queue); valid: a queue name other than "dagq-tasks", e.g. "dagq-runs"`},
+		{"run queue chars", func(c *config.Config) { c.Launcher.Queue = "runs!" }, `launcher.queue: "runs!" may only hold letters, digits, - and _`},
+		{"run concurrency", func(c *config.Config) { c.Launcher.Concurrency = 0 }, `launcher.concurrency: 0 is out of range; valid: 1 to 10000`},
+		{"run heartbeat", func(c *config.Config) { c.Launcher.HeartbeatInterval = 0 }, `launcher.heartbeat_interval: 0s is out of range; valid: more than 0s, at most 12h`},
+		{"stale range", func(c *config.Config) { c.Launcher.StaleAfter = 13 * time.Hour }, `launcher.stale_after: 13h is out of range; valid: more than launcher.heartbeat_interval, at most 12h`},
+		{"stale not above heartbeat", func(c *config.Config) { c.Launcher.StaleAfter = 5 * time.Second }, `launcher.stale_after: 5s is not more than launcher.heartbeat_interval (5s); valid: more than it, e.g. 15s (3 × the interval)`},
 	}
 	all := config.Default()
 	for _, tc := range cases {
@@ -273,7 +309,8 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 			require.Contains(t, err.Error(), tc.want)
 		})
 		switch tc.name {
-		case "bad transport", "empty queue", "heartbeat", "heartbeat negative", "max below initial":
+		case "bad transport", "empty queue", "heartbeat", "heartbeat negative", "max below initial",
+			"run queue is the task queue", "stale not above heartbeat":
 			// they overlap with another case of the same key
 		default:
 			tc.mod(&all)
@@ -282,7 +319,7 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 	// Every problem is reported at once, one per line.
 	err := all.Validate()
 	require.Error(t, err)
-	require.Len(t, strings.Split(err.Error(), "\n"), len(cases)-5)
+	require.Len(t, strings.Split(err.Error(), "\n"), len(cases)-7)
 }
 
 func TestValidateNamesSource(t *testing.T) {

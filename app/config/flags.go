@@ -24,6 +24,10 @@ var flagSpecs = []struct{ flag, key string }{
 	{"fail-fast", "executor.fail_fast"},
 	{"log-level", "log.level"},
 	{"log-format", "log.format"},
+	{"launcher-queue", "launcher.queue"},
+	{"launcher-concurrency", "launcher.concurrency"},
+	{"launcher-heartbeat-interval", "launcher.heartbeat_interval"},
+	{"launcher-stale-after", "launcher.stale_after"},
 }
 
 var flagOf = func() map[string]string {
@@ -64,6 +68,11 @@ func AddFlag(fs *pflag.FlagSet, names ...string) {
 		}
 		usage := fmt.Sprintf("%s (key %s, env %s)", k.Doc, k.Path, k.Env)
 		def := reflect.ValueOf(Default()).FieldByIndex(k.index)
+		switch {
+		case k.typ == reflect.TypeFor[time.Duration]():
+			fs.Duration(name, time.Duration(def.Int()), usage)
+			continue
+		}
 		switch k.typ.Kind() {
 		case reflect.String:
 			fs.String(name, def.String(), usage)

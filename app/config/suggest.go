@@ -15,8 +15,22 @@ func Suggest(path string) string {
 	return suggestAmong(strings.ToLower(path), m)
 }
 
-// suggestAmong picks the best candidate (map key) for s and returns its value.
+// suggestAmong picks the best candidate (map key) for s and returns its value
+// (a key path). Of equally close candidates it picks the key declared first
+// in Config (concurrency → worker.concurrency, not launcher.concurrency).
 func suggestAmong(s string, candidates map[string]string) string {
+	rank := make(map[string]int)
+	for i, k := range Keys() {
+		rank[k.Path] = i
+	}
+	before := func(a, b string) bool {
+		ra, oka := rank[a]
+		rb, okb := rank[b]
+		if oka && okb {
+			return ra < rb
+		}
+		return a < b
+	}
 	best, bestDist := "", -1
 	for c, v := range candidates {
 		d := levenshtein(s, c)
@@ -31,7 +45,7 @@ func suggestAmong(s string, candidates map[string]string) string {
 			// The right leaf in the wrong section: executor.concurrency.
 			d = min(d, 1)
 		}
-		if bestDist < 0 || d < bestDist || d == bestDist && v < best {
+		if bestDist < 0 || d < bestDist || d == bestDist && before(v, best) {
 			best, bestDist = v, d
 		}
 	}

@@ -60,7 +60,7 @@ func (c Config) ValidateSources(sources map[string]string) error {
 
 	switch {
 	case slices.Contains(SupportedTransports, c.Transport):
-	case slices.Contains(plannedTransports, c.Transport):
+	case slices.Contains(PlannedTransports, c.Transport):
 		bad("transport", "%q is not yet supported by this build; valid values: %s", c.Transport, strings.Join(SupportedTransports, ", "))
 	default:
 		bad("transport", "%q is not a transport; valid values: %s", c.Transport, strings.Join(SupportedTransports, ", "))
@@ -115,6 +115,31 @@ func (c Config) ValidateSources(sources map[string]string) error {
 	if c.Executor.CancelWait <= 0 || c.Executor.CancelWait > ports.MaxLease {
 		bad("executor.cancel_wait", "%s is out of range; valid: more than 0s, at most %s", FormatDuration(c.Executor.CancelWait), FormatDuration(ports.MaxLease))
 	}
+	l := c.Launcher
+	switch err := validQueueName(l.Queue); {
+	case err != "":
+		bad("launcher.queue", "%q %s", l.Queue, err)
+	case l.Queue == c.Queue:
+		bad("launcher.queue", "%q is also the task queue (queue); valid: a queue name other than %q, e.g. %q",
+			l.Queue, c.Queue, Default().Launcher.Queue)
+	}
+	if l.Concurrency < 1 || l.Concurrency > MaxConcurrency {
+		bad("launcher.concurrency", "%d is out of range; valid: 1 to %d", l.Concurrency, MaxConcurrency)
+	}
+	hbOK := l.HeartbeatInterval > 0 && l.HeartbeatInterval <= ports.MaxLease
+	if !hbOK {
+		bad("launcher.heartbeat_interval", "%s is out of range; valid: more than 0s, at most %s",
+			FormatDuration(l.HeartbeatInterval), FormatDuration(ports.MaxLease))
+	}
+	switch {
+	case l.StaleAfter <= 0 || l.StaleAfter > ports.MaxLease:
+		bad("launcher.stale_after", "%s is out of range; valid: more than launcher.heartbeat_interval, at most %s",
+			FormatDuration(l.StaleAfter), FormatDuration(ports.MaxLease))
+	case hbOK && l.StaleAfter <= l.HeartbeatInterval:
+		bad("launcher.stale_after", "%s is not more than launcher.heartbeat_interval (%s); valid: more than it, e.g. %s (3 × the interval)",
+			FormatDuration(l.StaleAfter), FormatDuration(l.HeartbeatInterval), FormatDuration(3*l.HeartbeatInterval))
+	}
+
 	if !slices.Contains(LogLevels, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not a level; valid values: %s", c.Log.Level, strings.Join(LogLevels, ", "))
 	}
