@@ -7,19 +7,32 @@ import (
 
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/ports"
 )
 
 // CoreSet builds the transport-independent part of a Runtime from the Ports
 // a transport set provides (Broker, RunBroker, ResultBackend, CancelChannel,
 // CompletionBus, StateStore), the Config, the Registry and a logger.
 var CoreSet = wire.NewSet(
-	wire.Struct(new(Ports), "*"),
+	ProvidePorts,
 	ProvideClient,
 	ProvideExecutor,
 	ProvideLauncher,
 	ProvideWorkerFactory,
 	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "Workers"),
 )
+
+// ProvidePorts gathers the ports a transport set provides and applies the
+// cancellation switch: with cancellation.enabled false, Ports.Cancels is nil,
+// so no Client sends and no Worker listens for cancellation requests. The
+// switch lives here, not in a transport set, so every transport obeys it.
+func ProvidePorts(cfg config.Config, broker ports.Broker, runBroker RunBroker, results ports.ResultBackend,
+	cancels ports.CancelChannel, completions ports.CompletionBus, state ports.StateStore) Ports {
+	if !cfg.Cancellation.Enabled {
+		cancels = nil
+	}
+	return Ports{Broker: broker, RunBroker: runBroker, Results: results, Cancels: cancels, Completions: completions, State: state}
+}
 
 // ProvideClient builds the Client; the cleanup closes it.
 func ProvideClient(p Ports, log *slog.Logger) (*core.Client, func(), error) {

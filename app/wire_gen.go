@@ -7,6 +7,7 @@
 package app
 
 import (
+	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"log/slog"
@@ -17,7 +18,8 @@ import (
 // InitMemory wires a Runtime on the in-process memory transport. The
 // cleanup closes the client and every port handle.
 func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
-	transport, err := ProvideMemoryTransport(cfg)
+	queues := ProvideMemoryQueues(cfg)
+	transport, err := memory.ProvideTransport(queues)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -30,20 +32,20 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	resultBackend, cleanup3, err := ProvideMemoryResults(transport)
+	resultBackend, cleanup3, err := memory.ProvideResultBackend(transport)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	cancelChannel, cleanup4, err := ProvideMemoryCancels(transport, cfg)
+	cancelChannel, cleanup4, err := memory.ProvideCancelChannel(transport)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	completionBus, cleanup5, err := ProvideMemoryCompletions(transport)
+	completionBus, cleanup5, err := memory.ProvideCompletionBus(transport)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -51,7 +53,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	stateStore, cleanup6, err := ProvideMemoryState(transport)
+	stateStore, cleanup6, err := memory.ProvideStateStore(transport)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -60,14 +62,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	ports := Ports{
-		Broker:      broker,
-		RunBroker:   runBroker,
-		Results:     resultBackend,
-		Cancels:     cancelChannel,
-		Completions: completionBus,
-		State:       stateStore,
-	}
+	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore)
 	client, cleanup7, err := ProvideClient(ports, log)
 	if err != nil {
 		cleanup6()
