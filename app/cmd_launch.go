@@ -58,21 +58,7 @@ run failed or could not be launched, 2 for bad arguments, 130 when the run was
 cancelled or the wait interrupted.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
-				return err
-			}
-			if !contains(launchProgressModes, progress) {
-				return usageErr("--progress %q: valid values: %s", progress, strings.Join(launchProgressModes, ", "))
-			}
-			extra, err := parseParams(params)
-			if err != nil {
-				return err
-			}
-			cfg, _, err := c.loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			f, runParams, err := loadJob(args[0], cfg, extra)
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, launchProgressModes, params)
 			if err != nil {
 				return err
 			}

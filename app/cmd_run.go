@@ -79,21 +79,7 @@ Exit status: 0 when every step succeeded, 1 when the run failed (or could not
 start), 2 for bad arguments, 130 when the run was cancelled.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
-				return err
-			}
-			if !contains(progressModes, progress) {
-				return usageErr("--progress %q: valid values: %s", progress, strings.Join(progressModes, ", "))
-			}
-			extra, err := parseParams(params)
-			if err != nil {
-				return err
-			}
-			cfg, _, err := c.loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			f, runParams, err := loadJob(args[0], cfg, extra)
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params)
 			if err != nil {
 				return err
 			}
@@ -250,4 +236,28 @@ func runFailure(res core.RunResult, err error) error {
 		msg += " (interrupted)"
 	}
 	return errors.New(msg)
+}
+
+// jobCommandArgs checks the flags shared by run and launch (--output,
+// --progress, -p) and loads the configuration and the job file.
+func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, modes, params []string) (config.Config, *jobfile.File, map[string]string, error) {
+	if err := checkOutput(output, "text", "json"); err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	if !contains(modes, progress) {
+		return config.Config{}, nil, nil, usageErr("--progress %q: valid values: %s", progress, strings.Join(modes, ", "))
+	}
+	extra, err := parseParams(params)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	cfg, _, err := c.loadConfig(cmd)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	f, runParams, err := loadJob(path, cfg, extra)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	return cfg, f, runParams, nil
 }
