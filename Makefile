@@ -2,14 +2,27 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test generate check-generate lint check-deps run run-embedded run-failing install bench fuzz tidy
+.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
 
-## test: every package, race detector on, no cache.
-test:
-	$(GO) test -race -count=1 $(PKGS)
+## test: every package, race detector on, no cache; the SQS and S3 adapters run
+## the conformance suite against the local emulators, which it starts first.
+## The emulator env (DAGQ_TEST_*, AWS_*) goes only to ./adapters/...: app/config
+## warns about every DAGQ_ variable that is not a setting, and its tests check
+## those warnings against the process environment.
+test: emulators-up
+	eval "$$(scripts/emulators.sh env)" && $(GO) test -race -count=1 $(PKGS)
+
+## emulators-up: install (pinned, into .cache/emulators) and start fauxqs (SQS) and
+## versitygw (S3) on 127.0.0.1; idempotent. `scripts/emulators.sh env` prints the exports.
+emulators-up:
+	scripts/emulators.sh up
+
+## emulators-down: stop the emulators emulators-up started (and only those).
+emulators-down:
+	scripts/emulators.sh down
 
 ## generate: regenerate mocks and Wire injectors (mockgen and wire pinned by tool directives in go.mod).
 generate:

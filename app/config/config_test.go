@@ -228,7 +228,8 @@ bogus:
 func TestUnknownEnvWarns(t *testing.T) {
 	t.Setenv("DAGQ_WORKER_CONCURENCY", "3")
 	t.Setenv("DAGQ_CONCURRENCY", "3")
-	t.Setenv("DAGQ_CONFIG", "") // the file variable is known
+	t.Setenv("DAGQ_CONFIG", "")                    // the file variable is known
+	t.Setenv("DAGQ_TEST_SQS_ENDPOINT", "http://x") // the test setup's variables are not settings
 	_, loaded := load(t, config.LoadOptions{})
 	require.ElementsMatch(t, []string{
 		"environment variable DAGQ_CONCURRENCY is not a dagq setting and is ignored (did you mean DAGQ_WORKER_CONCURRENCY?)",

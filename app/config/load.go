@@ -243,6 +243,10 @@ func badSections(data []byte, keys []Key) map[string]string {
 }
 
 // unknownEnv warns about DAGQ_ variables that name no key.
+// EnvTestPrefix starts the variables of dagq's own test setup
+// (DAGQ_TEST_SQS_ENDPOINT, …); they are not settings and draw no warning.
+const EnvTestPrefix = EnvPrefix + "_TEST_"
+
 func unknownEnv(environ []string, keys []Key) []string {
 	known := map[string]bool{EnvConfig: true}
 	byEnv := make(map[string]string, len(keys))
@@ -253,7 +257,7 @@ func unknownEnv(environ []string, keys []Key) []string {
 	var warnings []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] {
+		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] || strings.HasPrefix(name, EnvTestPrefix) {
 			continue
 		}
 		msg := fmt.Sprintf("environment variable %s is not a dagq setting and is ignored", name)

@@ -1,0 +1,427 @@
+package sqs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/dagq/dagq/ports"
+)
+
+const (
+	// DefaultWaitTime is the default long-polling wait (the SQS maximum).
+	DefaultWaitTime = 20 * time.Second
+	// DefaultMaxBodyBytes is the default limit on a message body before
+	// encoding. Base64 makes it ~342 KiB on the wire, well under the 1 MiB
+	// SQS limit with room for attributes.
+	DefaultMaxBodyBytes = 256 << 10
+	// maxWaitTime is the SQS limit on WaitTimeSeconds.
+	maxWaitTime = 20 * time.Second
+	// maxSQSBodyBytes is the largest SQS message (1 MiB).
+	maxSQSBodyBytes = 1 << 20
+)
+
+// Options configure a Broker. A nil *Options means all defaults.
+type Options struct {
+	// WaitTime is the long-polling wait of Receive and so its poll bound,
+	// rounded up to whole seconds, 0 < WaitTime ≤ 20s. Zero means
+	// DefaultWaitTime.
+	WaitTime time.Duration
+	// MaxBodyBytes is the largest Message.Body Send accepts (before base64
+	// encoding); a larger body fails with ports.ErrInvalidArgument. Zero means
+	// DefaultMaxBodyBytes. Its encoded size (4/3) plus attributes must fit the
+	// queue's MaximumMessageSize (at most 1 MiB), so it may be at most 768 KiB.
+	MaxBodyBytes int
+	// Logger receives warnings (undecodable foreign messages). Nil discards.
+	Logger *slog.Logger
+}
+
+// Broker is a ports.Broker bound to one SQS queue.
+type Broker struct {
+	client   *sqs.Client
+	url      string
+	fifo     bool
+	waitSecs int32
+	maxBody  int
+	log      *slog.Logger
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+var _ ports.Broker = (*Broker)(nil)
+
+// New returns a Broker for the queue at queueURL. A URL ending in ".fifo" is
+// a FIFO queue. New makes no request; a missing queue shows up as
+// ports.ErrNotFound on the first call. The client is not closed by Close.
+func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
+	if client == nil {
+		return nil, invalid("new", "nil client")
+	}
+	if queueURL == "" {
+		return nil, invalid("new", "empty queue URL")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.WaitTime == 0 {
+		o.WaitTime = DefaultWaitTime
+	}
+	if o.WaitTime < 0 || o.WaitTime > maxWaitTime {
+		return nil, invalid("new", "WaitTime %v not in (0, %v]", o.WaitTime, maxWaitTime)
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxBodyBytes < 0 || o.MaxBodyBytes > maxSQSBodyBytes/4*3 {
+		return nil, invalid("new", "MaxBodyBytes %d not in (0, %d]", o.MaxBodyBytes, maxSQSBodyBytes/4*3)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Broker{
+		client:   client,
+		url:      queueURL,
+		fifo:     strings.HasSuffix(queueURL, ".fifo"),
+		waitSecs: int32(ceilSeconds(o.WaitTime)),
+		maxBody:  o.MaxBodyBytes,
+		log:      o.Logger,
+		closed:   make(chan struct{}),
+	}, nil
+}
+
+// FIFO reports whether the queue is a FIFO queue.
+func (b *Broker) FIFO() bool { return b.fifo }
+
+func (b *Broker) isClosed() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func closedErr(op string) error { return fmt.Errorf("sqs: %s: %w", op, ports.ErrClosed) }
+
+// Send implements ports.Broker with one SendMessageBatch request.
+func (b *Broker) Send(ctx context.Context, msgs ...ports.Message) error {
+	const op = "send"
+	if b.isClosed() {
+		return closedErr(op)
+	}
+	if len(msgs) == 0 || len(msgs) > ports.MaxBatch {
+		return invalid(op, "%d messages, want 1 to %d", len(msgs), ports.MaxBatch)
+	}
+	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		e, err := b.entry(i, m)
+		if err != nil {
+			return fmt.Errorf("sqs: %s: message %d: %w", op, i, err)
+		}
+		entries[i] = e
+	}
+	out, err := b.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &b.url, Entries: entries})
+	if err != nil {
+		return wrap(op, err, false)
+	}
+	failed := make(map[int]error)
+	for _, f := range out.Failed {
+		i, ok := entryIndex(f.Id, len(msgs))
+		if !ok {
+			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
+		}
+		failed[i] = entryError(op, f, false)
+	}
+	return batchResult(failed, len(msgs))
+}
+
+func (b *Broker) entry(i int, m ports.Message) (types.SendMessageBatchRequestEntry, error) {
+	if m.ID == "" {
+		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: empty ID", ports.ErrInvalidArgument)
+	}
+	if len(m.Body) > b.maxBody {
+		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: body of %d bytes over the limit of %d", ports.ErrInvalidArgument, len(m.Body), b.maxBody)
+	}
+	if len(m.Attributes) > ports.MaxAttributes {
+		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: %d attributes, at most %d", ports.ErrInvalidArgument, len(m.Attributes), ports.MaxAttributes)
+	}
+	if m.Delay < 0 || m.Delay > ports.MaxDelay {
+		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: delay %v not in [0, %v]", ports.ErrInvalidArgument, m.Delay, ports.MaxDelay)
+	}
+	if b.fifo && m.Delay != 0 {
+		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: FIFO queues refuse per-message delays (delay %v)", ports.ErrInvalidArgument, m.Delay)
+	}
+	body, enc := encodeBody(m.Body)
+	attrs := make(map[string]types.MessageAttributeValue, len(m.Attributes)+2)
+	for k, v := range m.Attributes {
+		if err := validAttrName(k); err != nil {
+			return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err)
+		}
+		attrs[k] = stringAttr(v)
+	}
+	attrs[attrID] = stringAttr(m.ID)
+	attrs[attrEncoding] = stringAttr(enc)
+	e := types.SendMessageBatchRequestEntry{
+		Id:                aws.String(strconv.Itoa(i)),
+		MessageBody:       aws.String(body),
+		MessageAttributes: attrs,
+	}
+	if b.fifo {
+		group := m.GroupID
+		if group == "" {
+			group = m.ID
+		}
+		e.MessageGroupId = aws.String(fifoToken(group))
+		e.MessageDeduplicationId = aws.String(fifoToken(m.ID))
+	} else if m.Delay > 0 {
+		e.DelaySeconds = int32(ceilSeconds(m.Delay))
+	}
+	return e, nil
+}
+
+func stringAttr(v string) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+}
+
+// Receive implements ports.Broker with one ReceiveMessage request that long
+// polls for WaitTime, or less when ctx's deadline is nearer.
+func (b *Broker) Receive(ctx context.Context, n int, lease time.Duration) ([]ports.Delivery, error) {
+	const op = "receive"
+	if b.isClosed() {
+		return nil, closedErr(op)
+	}
+	if n < 1 || n > ports.MaxBatch {
+		return nil, invalid(op, "max %d, want 1 to %d", n, ports.MaxBatch)
+	}
+	if lease <= 0 || lease > ports.MaxLease {
+		return nil, invalid(op, "lease %v not in (0, %v]", lease, ports.MaxLease)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sqs: %s: %w", op, err)
+	}
+	wait := b.waitSecs
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, int32(max(0, time.Until(dl)/time.Second)))
+	}
+	// Close aborts a blocked Receive.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.closed:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	out, err := b.client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
+		QueueUrl:            &b.url,
+		MaxNumberOfMessages: int32(n),
+		VisibilityTimeout:   int32(ceilSeconds(lease)),
+		WaitTimeSeconds:     wait,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+			types.MessageSystemAttributeNameApproximateReceiveCount,
+			types.MessageSystemAttributeNameSentTimestamp,
+			types.MessageSystemAttributeNameMessageGroupId,
+		},
+		MessageAttributeNames: []string{"All"},
+	})
+	if err != nil {
+		if ctx.Err() == nil && b.isClosed() {
+			return nil, closedErr(op)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sqs: %s: %w", op, ctx.Err())
+		}
+		return nil, wrap(op, err, false)
+	}
+	ds := make([]ports.Delivery, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		ds = append(ds, b.delivery(m))
+	}
+	return ds, nil
+}
+
+func (b *Broker) delivery(m types.Message) ports.Delivery {
+	d := ports.Delivery{Receipt: ports.Receipt(deref(m.ReceiptHandle))}
+	var enc string
+	for k, v := range m.MessageAttributes {
+		switch k {
+		case attrID:
+			d.ID = deref(v.StringValue)
+		case attrEncoding:
+			enc = deref(v.StringValue)
+		default:
+			if d.Attributes == nil {
+				d.Attributes = make(map[string]string, len(m.MessageAttributes))
+			}
+			d.Attributes[k] = deref(v.StringValue)
+		}
+	}
+	if d.ID == "" { // not sent by dagq
+		d.ID = deref(m.MessageId)
+	}
+	body, err := decodeBody(deref(m.Body), enc)
+	if err != nil {
+		b.log.Warn("sqs: delivering undecodable body as raw text", "queue", b.url, "id", d.ID, "err", err)
+		body = []byte(deref(m.Body))
+	}
+	d.Body = body
+	if n, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
+		d.Attempt = n
+	}
+	if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		d.SentAt = time.UnixMilli(ms)
+	}
+	if b.fifo {
+		d.GroupID = m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
+	}
+	d.Attributes = maps.Clone(d.Attributes)
+	return d
+}
+
+// Ack implements ports.Broker with one DeleteMessageBatch request. Entries
+// failing because the receipt is stale or invalid are not errors.
+func (b *Broker) Ack(ctx context.Context, receipts ...ports.Receipt) error {
+	const op = "ack"
+	if b.isClosed() {
+		return closedErr(op)
+	}
+	if err := checkReceipts(op, receipts); err != nil {
+		return err
+	}
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(receipts))
+	for i, r := range receipts {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(string(r))}
+	}
+	out, err := b.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &b.url, Entries: entries})
+	if err != nil {
+		err = wrap(op, err, true)
+		if ignoredOnAck(err) {
+			return nil
+		}
+		return err
+	}
+	failed := make(map[int]error)
+	for _, f := range out.Failed {
+		i, ok := entryIndex(f.Id, len(receipts))
+		if !ok {
+			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
+		}
+		if err := entryError(op, f, true); !ignoredOnAck(err) {
+			failed[i] = err
+		}
+	}
+	return batchResult(failed, len(receipts))
+}
+
+// Nack implements ports.Broker with ChangeMessageVisibility(delay).
+func (b *Broker) Nack(ctx context.Context, r ports.Receipt, delay time.Duration) error {
+	const op = "nack"
+	if b.isClosed() {
+		return closedErr(op)
+	}
+	if delay < 0 || delay > ports.MaxLease {
+		return invalid(op, "delay %v not in [0, %v]", delay, ports.MaxLease)
+	}
+	if r == "" {
+		return invalid(op, "empty receipt")
+	}
+	_, err := b.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          &b.url,
+		ReceiptHandle:     aws.String(string(r)),
+		VisibilityTimeout: int32(ceilSeconds(delay)),
+	})
+	if err != nil {
+		return wrap(op, err, true)
+	}
+	return nil
+}
+
+// Extend implements ports.Broker with one ChangeMessageVisibilityBatch
+// request.
+func (b *Broker) Extend(ctx context.Context, lease time.Duration, receipts ...ports.Receipt) error {
+	const op = "extend"
+	if b.isClosed() {
+		return closedErr(op)
+	}
+	if lease <= 0 || lease > ports.MaxLease {
+		return invalid(op, "lease %v not in (0, %v]", lease, ports.MaxLease)
+	}
+	if err := checkReceipts(op, receipts); err != nil {
+		return err
+	}
+	secs := int32(ceilSeconds(lease))
+	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(receipts))
+	for i, r := range receipts {
+		entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+			Id:                aws.String(strconv.Itoa(i)),
+			ReceiptHandle:     aws.String(string(r)),
+			VisibilityTimeout: secs,
+		}
+	}
+	out, err := b.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &b.url, Entries: entries})
+	if err != nil {
+		return wrap(op, err, true)
+	}
+	failed := make(map[int]error)
+	for _, f := range out.Failed {
+		i, ok := entryIndex(f.Id, len(receipts))
+		if !ok {
+			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
+		}
+		failed[i] = entryError(op, f, true)
+	}
+	return batchResult(failed, len(receipts))
+}
+
+// Close implements ports.Broker: later calls fail with ports.ErrClosed and a
+// blocked Receive returns. Leases keep running; the SQS client stays open.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() { close(b.closed) })
+	return nil
+}
+
+func checkReceipts(op string, rs []ports.Receipt) error {
+	if len(rs) == 0 || len(rs) > ports.MaxBatch {
+		return invalid(op, "%d receipts, want 1 to %d", len(rs), ports.MaxBatch)
+	}
+	for i, r := range rs {
+		if r == "" {
+			return invalid(op, "receipt %d is empty", i)
+		}
+	}
+	return nil
+}
+
+// batchResult returns nil when nothing failed, the item's error for a
+// one-item call, and a *ports.BatchError otherwise.
+func batchResult(failed map[int]error, n int) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	if n == 1 {
+		return failed[0]
+	}
+	return &ports.BatchError{Failed: failed}
+}
+
+func entryIndex(id *string, n int) (int, bool) {
+	i, err := strconv.Atoi(deref(id))
+	return i, err == nil && i >= 0 && i < n
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64(math.Ceil(d.Seconds()))
+}
