@@ -1,7 +1,7 @@
-// Package sqs implements [ports.Broker] over Amazon SQS with
-// aws-sdk-go-v2 (service/sqs). It passes the conformance suite of package
-// porttest against the fauxqs emulator, with the differences declared in its
-// test harness.
+// Package sqs implements [ports.Broker] and [ports.CompletionBus] over
+// Amazon SQS with aws-sdk-go-v2 (service/sqs). It passes the conformance
+// suites of package porttest against the fauxqs emulator, with the
+// differences declared in its test harness.
 //
 //	client := sqs.NewFromConfig(cfg) // github.com/aws/aws-sdk-go-v2/service/sqs
 //	broker, err := dagqsqs.New(client, queueURL, &dagqsqs.Options{WaitTime: 20 * time.Second})
@@ -79,4 +79,53 @@
 //
 // The queue's own settings (default visibility timeout, redrive policy,
 // retention) are not touched: leases are given per Receive.
+//
+// # Completion inboxes
+//
+// [NewCompletionBus] returns a [CompletionBus] (nil-safe
+// *[CompletionOptions]: QueuePrefix, WaitTime, Logger). Every inbox is a
+// standard SQS queue of its own:
+//
+//   - Naming: Open creates the queue QueuePrefix + 32 random hex characters
+//     (default prefix "dagq-reply-", so "dagq-reply-3f9c…"; prefixes are
+//     [A-Za-z0-9_-], at most 48 characters, so names stay within the SQS
+//     limit of 80). It sets MessageRetentionPeriod to one hour
+//     ([InboxRetention]) and the tag dagq:role=reply-inbox ([InboxTagKey],
+//     [InboxTagValue]). The inbox's Address is the queue URL; the publisher
+//     needs sqs:SendMessage on it, the client sqs:CreateQueue,
+//     sqs:TagQueue, sqs:ReceiveMessage, sqs:DeleteMessage and
+//     sqs:DeleteQueue on the prefix (e.g. arn:aws:sqs:*:*:dagq-reply-*).
+//   - Publish is one SendMessageBatch request, one message per completion:
+//     its JSON encoding, or, when that contains characters SQS refuses in a
+//     body (such as U+FFFE), the base64 of the JSON with the "dagq-enc"
+//     attribute. A missing queue (QueueDoesNotExist) is ports.ErrNotFound.
+//   - Receive is one ReceiveMessage request (up to 10 messages, long polling
+//     for WaitTime, the poll bound) and one DeleteMessageBatch request for
+//     the messages received. Undecodable messages are logged and deleted;
+//     they never fail Receive. If the delete fails, the completions are
+//     still returned and come again after 30 seconds (at-least-once).
+//   - Inbox.Close is DeleteQueue (bounded by 30 seconds; a queue already gone
+//     is not an error). CompletionBus.Close deletes the queues of the inboxes
+//     opened from it that are still open.
+//
+// Real SQS takes up to 60 seconds to delete a queue, and a Publish in that
+// window may still succeed (into the void) instead of failing with
+// ports.ErrNotFound; fauxqs deletes at once. Either way completions are
+// best-effort and the ResultBackend stays the source of truth.
+//
+// Cost: an idle inbox costs one ReceiveMessage request per WaitTime, that is
+// 3 requests a minute at the default 20s (about 130,000 a month per waiting
+// client), plus one CreateQueue and one DeleteQueue per inbox. Keep one inbox
+// per client process, not per task.
+//
+// Orphans: the inbox of a client that crashed is never deleted. Its
+// completions expire after the one-hour retention, but the queue itself
+// remains (SQS deletes queues only when asked; idle queues cost nothing but
+// count against account quotas and clutter listings). Clean up periodically,
+// e.g. a scheduled job that lists the queues with the inbox prefix
+// (ListQueues QueueNamePrefix), keeps those with the dagq:role=reply-inbox
+// tag whose CreatedTimestamp is older than the longest a client lives, and
+// deletes them. Deleting a live client's inbox is safe but costs it its push
+// notifications: its Receive then fails with ports.ErrNotFound and it falls
+// back to polling the ResultBackend or reopens an inbox.
 package sqs

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +144,86 @@ func (h harness) MissingQueue(t *testing.T) ports.Broker {
 
 func TestBroker(t *testing.T) {
 	porttest.TestBroker(t, newHarness(t))
+}
+
+// completionHarness runs the CompletionBus suite against fauxqs: every
+// NewBus call uses a prefix of its own, so that leftover inboxes of one
+// subtest are told apart from another's.
+type completionHarness struct{ harness }
+
+func (completionHarness) Features() porttest.Features {
+	return porttest.Features{Synctest: false, LeaseGranularity: time.Second, PollBound: waitTime}
+}
+
+func (h completionHarness) NewBus(t *testing.T, n int) []ports.CompletionBus {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "dagq-reply-t" + hex.EncodeToString(b) + "-"
+	bs := make([]ports.CompletionBus, n)
+	for i := range bs {
+		bus, err := sqs.NewCompletionBus(h.client, &sqs.CompletionOptions{QueuePrefix: prefix, WaitTime: waitTime})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, bus.Close()) })
+		bs[i] = bus
+	}
+	return bs
+}
+
+func TestCompletionBus(t *testing.T) {
+	porttest.TestCompletionBus(t, completionHarness{newHarness(t)})
+}
+
+// TestInboxQueue checks what the suite cannot: the inbox queue's name, tag
+// and retention, that undecodable messages are dropped (and deleted) without
+// failing Receive, and that a completion with characters SQS refuses in a
+// body travels base64-encoded.
+func TestInboxQueue(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "dagq-reply-t" + hex.EncodeToString(b) + "-"
+	bus, err := sqs.NewCompletionBus(h.client, &sqs.CompletionOptions{QueuePrefix: prefix, WaitTime: waitTime})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, bus.Close()) }()
+	ib, err := bus.Open(ctx)
+	require.NoError(t, err)
+	url := ib.Address()
+
+	name := url[strings.LastIndex(url, "/")+1:]
+	require.True(t, strings.HasPrefix(name, prefix), "queue name %q", name)
+	require.Len(t, name, len(prefix)+32)
+	attrs, err := h.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl: &url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameMessageRetentionPeriod},
+	})
+	require.NoError(t, err)
+	require.Equal(t, "3600", attrs.Attributes[string(types.QueueAttributeNameMessageRetentionPeriod)])
+	tags, err := h.client.ListQueueTags(ctx, &awssqs.ListQueueTagsInput{QueueUrl: &url})
+	require.NoError(t, err)
+	require.Equal(t, sqs.InboxTagValue, tags.Tags[sqs.InboxTagKey])
+
+	for _, body := range []string{"not json", `{"state":"succeeded"}`} {
+		_, err := h.client.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body)})
+		require.NoError(t, err)
+	}
+	odd := ports.Completion{TaskID: "task-\uFFFE", State: ports.StateRetrying, Attempt: 2, Error: "bad \uFFFF char"}
+	require.NoError(t, bus.Publish(ctx, url, odd))
+
+	var got []ports.Completion
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+		cs, err := ib.Receive(ctx)
+		require.NoError(t, err)
+		got = append(got, cs...)
+	}
+	require.Equal(t, []ports.Completion{odd}, got)
+	// The undecodable messages were deleted too (or arrive, and are dropped,
+	// later): nothing else comes out of the inbox.
+	for range 2 {
+		cs, err := ib.Receive(ctx)
+		require.NoError(t, err)
+		require.Empty(t, cs)
+	}
+	out, err := h.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 0, MaxNumberOfMessages: 10})
+	require.NoError(t, err)
+	require.Empty(t, out.Messages, "messages left in the inbox queue")
 }

@@ -166,3 +166,22 @@ func TestValidationBeforeRequest(t *testing.T) {
 	_, err = std.Receive(ctx, 1, time.Second)
 	require.ErrorIs(t, err, ports.ErrClosed)
 }
+
+func TestValidSQSText(t *testing.T) {
+	for s, want := range map[string]bool{
+		"":                               true,
+		`{"task_id":"ünï ✓"}`:            true,
+		"tab\tnl\ncr\r":                  true,
+		"\U0001F600":                     true,
+		"\x00":                           false,
+		"\x1f":                           false,
+		"\uFFFE":                         false,
+		"\uFFFF":                         false,
+		"\xff":                           false,
+		string([]byte{0xed, 0xa0, 0x80}): false, // a surrogate, invalid UTF-8
+	} {
+		if got := validSQSText([]byte(s)); got != want {
+			t.Errorf("validSQSText(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

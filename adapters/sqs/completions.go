@@ -1,0 +1,388 @@
+package sqs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/dagq/dagq/ports"
+)
+
+const (
+	// DefaultInboxPrefix is the default name prefix of reply inbox queues.
+	DefaultInboxPrefix = "dagq-reply-"
+	// InboxRetention is the MessageRetentionPeriod of reply inbox queues:
+	// completions nobody received within it expire.
+	InboxRetention = time.Hour
+	// InboxTagKey is the tag set, with value InboxTagValue, on every reply
+	// inbox queue, so that inboxes can be told apart from work queues.
+	InboxTagKey = "dagq:role"
+	// InboxTagValue is the value of InboxTagKey on reply inbox queues.
+	InboxTagValue = "reply-inbox"
+
+	// inboxIDLen is the length of the random hex suffix of inbox names.
+	inboxIDLen = 32
+	// maxQueueName is the SQS limit on queue names.
+	maxQueueName = 80
+	// inboxVisibility is the lease of received completions until they are
+	// deleted, a few moments later.
+	inboxVisibility = 30
+	// deleteTimeout bounds DeleteQueue in Close, which has no context.
+	deleteTimeout = 30 * time.Second
+)
+
+// CompletionOptions configure a CompletionBus. A nil *CompletionOptions
+// means all defaults.
+type CompletionOptions struct {
+	// QueuePrefix starts the name of every inbox queue Open creates; a
+	// random 32-character hex ID follows. Only [A-Za-z0-9_-], at most 48
+	// characters. Empty means DefaultInboxPrefix.
+	QueuePrefix string
+	// WaitTime is the long-polling wait of Inbox.Receive and so its poll
+	// bound, rounded up to whole seconds, 0 < WaitTime ≤ 20s. Zero means
+	// DefaultWaitTime.
+	WaitTime time.Duration
+	// Logger receives warnings (undecodable messages). Nil discards.
+	Logger *slog.Logger
+}
+
+// CompletionBus is a ports.CompletionBus over SQS: each inbox is a standard
+// queue of its own, and its address is the queue URL.
+type CompletionBus struct {
+	client   *sqs.Client
+	prefix   string
+	waitSecs int32
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	inboxes map[*Inbox]struct{} // open inboxes opened from this bus
+	done    chan struct{}       // closed by Close
+}
+
+// Inbox is a ports.Inbox: one SQS queue.
+type Inbox struct {
+	bus *CompletionBus
+	url string
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+var (
+	_ ports.CompletionBus = (*CompletionBus)(nil)
+	_ ports.Inbox         = (*Inbox)(nil)
+)
+
+// NewCompletionBus returns a CompletionBus using client. It makes no
+// request. The client is not closed by Close.
+func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionBus, error) {
+	const op = "new completion bus"
+	if client == nil {
+		return nil, invalid(op, "nil client")
+	}
+	var o CompletionOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.QueuePrefix == "" {
+		o.QueuePrefix = DefaultInboxPrefix
+	}
+	if len(o.QueuePrefix) > maxQueueName-inboxIDLen {
+		return nil, invalid(op, "QueuePrefix %q longer than %d characters", o.QueuePrefix, maxQueueName-inboxIDLen)
+	}
+	for i := 0; i < len(o.QueuePrefix); i++ {
+		c := o.QueuePrefix[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return nil, invalid(op, "QueuePrefix %q: only [A-Za-z0-9_-] allowed", o.QueuePrefix)
+		}
+	}
+	if o.WaitTime == 0 {
+		o.WaitTime = DefaultWaitTime
+	}
+	if o.WaitTime < 0 || o.WaitTime > maxWaitTime {
+		return nil, invalid(op, "WaitTime %v not in (0, %v]", o.WaitTime, maxWaitTime)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &CompletionBus{
+		client:   client,
+		prefix:   o.QueuePrefix,
+		waitSecs: int32(ceilSeconds(o.WaitTime)),
+		log:      o.Logger,
+		inboxes:  make(map[*Inbox]struct{}),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+func (b *CompletionBus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Publish implements ports.CompletionBus with one SendMessageBatch request
+// to the queue URL to, one message (JSON) per completion.
+func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Completion) error {
+	const op = "publish"
+	if b.isClosed() {
+		return closedErr(op)
+	}
+	if len(cs) < 1 || len(cs) > ports.MaxBatch {
+		return invalid(op, "%d completions, want 1 to %d", len(cs), ports.MaxBatch)
+	}
+	if to == "" {
+		return invalid(op, "empty inbox address")
+	}
+	entries := make([]types.SendMessageBatchRequestEntry, len(cs))
+	for i, c := range cs {
+		if c.TaskID == "" {
+			return invalid(op, "completion %d has an empty task ID", i)
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			return invalid(op, "completion %d: %v", i, err)
+		}
+		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i))}
+		if validSQSText(js) {
+			e.MessageBody = aws.String(string(js))
+		} else {
+			body, enc := encodeBody(js)
+			e.MessageBody = aws.String(body)
+			e.MessageAttributes = map[string]types.MessageAttributeValue{attrEncoding: stringAttr(enc)}
+		}
+		entries[i] = e
+	}
+	out, err := b.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(to), Entries: entries})
+	if err != nil {
+		return wrap(op, err, false)
+	}
+	failed := make(map[int]error)
+	for _, f := range out.Failed {
+		i, ok := entryIndex(f.Id, len(cs))
+		if !ok {
+			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
+		}
+		failed[i] = entryError(op, f, false)
+	}
+	return batchResult(failed, len(cs))
+}
+
+// validSQSText reports whether b consists only of the characters SQS
+// accepts in a message body (#x9, #xA, #xD, #x20–#xD7FF, #xE000–#xFFFD,
+// #x10000–#x10FFFF).
+func validSQSText(b []byte) bool {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			return false
+		}
+		switch {
+		case r == 0x9, r == 0xA, r == 0xD:
+		case r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// Open implements ports.CompletionBus with one CreateQueue request: a
+// standard queue named QueuePrefix + 32 random hex characters, with a
+// retention of InboxRetention and the tag InboxTagKey=InboxTagValue.
+func (b *CompletionBus) Open(ctx context.Context) (ports.Inbox, error) {
+	const op = "open inbox"
+	if b.isClosed() {
+		return nil, closedErr(op)
+	}
+	id := make([]byte, inboxIDLen/2)
+	_, _ = rand.Read(id)
+	out, err := b.client.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(b.prefix + hex.EncodeToString(id)),
+		Attributes: map[string]string{
+			string(types.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(int(InboxRetention / time.Second)),
+		},
+		Tags: map[string]string{InboxTagKey: InboxTagValue},
+	})
+	if err != nil {
+		return nil, wrap(op, err, false)
+	}
+	ib := &Inbox{bus: b, url: deref(out.QueueUrl), closed: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed { // closed while creating: do not leak the queue
+		b.mu.Unlock()
+		_ = ib.Close()
+		return nil, closedErr(op)
+	}
+	b.inboxes[ib] = struct{}{}
+	b.mu.Unlock()
+	return ib, nil
+}
+
+// Close implements ports.CompletionBus: it deletes the queues of the inboxes
+// opened from b that are still open (their Receive fails with
+// ports.ErrClosed), and later calls fail with ports.ErrClosed. It returns
+// the errors of those deletions. The SQS client stays open.
+func (b *CompletionBus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.done)
+	ibs := make([]*Inbox, 0, len(b.inboxes))
+	for ib := range b.inboxes {
+		ibs = append(ibs, ib)
+	}
+	b.mu.Unlock()
+	var errs []error
+	for _, ib := range ibs {
+		errs = append(errs, ib.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Address implements ports.Inbox: the queue URL.
+func (ib *Inbox) Address() string { return ib.url }
+
+func (ib *Inbox) isClosed() bool {
+	select {
+	case <-ib.closed:
+		return true
+	case <-ib.bus.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Receive implements ports.Inbox with one ReceiveMessage request (up to 10
+// messages, long polling for WaitTime or less when ctx's deadline is
+// nearer) and one DeleteMessageBatch request for what it received.
+// Undecodable messages are logged and deleted.
+func (ib *Inbox) Receive(ctx context.Context) ([]ports.Completion, error) {
+	const op = "inbox: receive"
+	if ib.isClosed() {
+		return nil, closedErr(op)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sqs: %s: %w", op, err)
+	}
+	wait := ib.bus.waitSecs
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, int32(max(0, time.Until(dl)/time.Second)))
+	}
+	// Closing the inbox or its bus aborts a blocked Receive.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ib.closed:
+			cancel()
+		case <-ib.bus.done:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	out, err := ib.bus.client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
+		QueueUrl:              &ib.url,
+		MaxNumberOfMessages:   ports.MaxBatch,
+		VisibilityTimeout:     inboxVisibility,
+		WaitTimeSeconds:       wait,
+		MessageAttributeNames: []string{attrEncoding},
+	})
+	if err != nil {
+		if ctx.Err() == nil && ib.isClosed() {
+			return nil, closedErr(op)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sqs: %s: %w", op, ctx.Err())
+		}
+		return nil, wrap(op, err, false)
+	}
+	if len(out.Messages) == 0 {
+		return nil, nil
+	}
+	cs := make([]ports.Completion, 0, len(out.Messages))
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(out.Messages))
+	for i, m := range out.Messages {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		c, err := decodeCompletion(m)
+		if err != nil {
+			ib.bus.log.Warn("sqs: dropping undecodable completion", "inbox", ib.url, "message_id", deref(m.MessageId), "err", err)
+			continue
+		}
+		cs = append(cs, c)
+	}
+	// Delete even when ctx is done: the completions are returned either way.
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer dcancel()
+	dout, err := ib.bus.client.DeleteMessageBatch(dctx, &sqs.DeleteMessageBatchInput{QueueUrl: &ib.url, Entries: entries})
+	switch {
+	case err != nil:
+		// At-least-once: the completions come again after the visibility
+		// timeout, and are returned now.
+		ib.bus.log.Warn("sqs: deleting received completions", "inbox", ib.url, "err", wrap("inbox: delete", err, true))
+	case len(dout.Failed) > 0:
+		ib.bus.log.Warn("sqs: deleting received completions", "inbox", ib.url, "failed", len(dout.Failed),
+			"err", entryError("inbox: delete", dout.Failed[0], true))
+	}
+	return cs, nil
+}
+
+func decodeCompletion(m types.Message) (ports.Completion, error) {
+	var enc string
+	if v, ok := m.MessageAttributes[attrEncoding]; ok {
+		enc = deref(v.StringValue)
+	}
+	js, err := decodeBody(deref(m.Body), enc)
+	if err != nil {
+		return ports.Completion{}, err
+	}
+	var c ports.Completion
+	if err := json.Unmarshal(js, &c); err != nil {
+		return ports.Completion{}, fmt.Errorf("decode completion JSON: %w", err)
+	}
+	if c.TaskID == "" {
+		return ports.Completion{}, errors.New("completion without task ID")
+	}
+	return c, nil
+}
+
+// Close implements ports.Inbox with one DeleteQueue request (bounded by 30
+// seconds, as Close has no context); a queue already gone is not an error.
+// Later calls return nil.
+func (ib *Inbox) Close() error {
+	var closeErr error
+	ib.closeOnce.Do(func() {
+		close(ib.closed)
+		b := ib.bus
+		b.mu.Lock()
+		delete(b.inboxes, ib)
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
+		defer cancel()
+		_, err := b.client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: &ib.url})
+		if err != nil {
+			if err = wrap("inbox: close", err, false); !errors.Is(err, ports.ErrNotFound) {
+				closeErr = err
+			}
+		}
+	})
+	return closeErr
+}
