@@ -9,9 +9,8 @@ build:
 
 ## test: every package, race detector on, no cache; the SQS and S3 adapters run
 ## the conformance suite against the local emulators, which it starts first.
-## The emulator env (DAGQ_TEST_*, AWS_*) goes only to ./adapters/...: app/config
-## warns about every DAGQ_ variable that is not a setting, and its tests check
-## those warnings against the process environment.
+## The emulator env (DAGQ_TEST_*, AWS_*) reaches every package; tests that need
+## an emulator fail loudly without it (they never skip).
 test: emulators-up
 	eval "$$(scripts/emulators.sh env)" && $(GO) test -race -count=1 $(PKGS)
 
