@@ -17,6 +17,10 @@ const (
 	DefaultPollMaxInterval = 5 * time.Second
 	DefaultReconcile       = 30 * time.Second
 	DefaultCacheSize       = 10000
+	// DefaultPayloadThreshold is the default ClientOptions.PayloadThreshold:
+	// 200 KiB, below the 256 KiB SQS used to accept and the memory broker's
+	// default.
+	DefaultPayloadThreshold = 200 << 10
 	// ReconcileMaxInterval caps the doubling reconcile interval of a waiter
 	// that gets no completion (unless Reconcile itself is longer).
 	ReconcileMaxInterval = 5 * time.Minute
@@ -39,6 +43,19 @@ type ClientOptions struct {
 	// and wakes waiters when workers publish completions. Without it Wait
 	// polls Results with backoff.
 	Completions ports.CompletionBus
+	// Payloads, when set, holds envelopes larger than PayloadThreshold (the
+	// claim check, see PayloadAttribute): Submit stores the envelope there
+	// and sends a short message naming its key; the worker (which needs the
+	// same store in WorkerOptions.Payloads) fetches it and deletes it once
+	// the task's message is acked. Without it such an envelope is refused at
+	// Submit with an error matching ports.ErrInvalidArgument.
+	Payloads ports.PayloadStore
+	// PayloadThreshold is the largest encoded envelope (in bytes) sent on the
+	// broker as it is; larger ones go through Payloads. Default
+	// DefaultPayloadThreshold (200 KiB); must not be negative. Keep it below
+	// the broker's message size limit (minus a few hundred bytes for the
+	// attributes): a message between the two is refused by the broker.
+	PayloadThreshold int
 
 	// PollInterval is the first delay between two Results checks of a task
 	// that is polled (default DefaultPollInterval); the delay doubles after
@@ -94,6 +111,8 @@ type Client struct {
 	results     ports.ResultBackend
 	cancels     ports.CancelChannel
 	completions ports.CompletionBus
+	payloads    ports.PayloadStore
+	threshold   int
 	log         *slog.Logger
 
 	pollMin, pollMax           time.Duration
@@ -138,12 +157,16 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return bad("Reconcile is %v; it must be 0 (default %v) or positive", opts.Reconcile, DefaultReconcile)
 	case opts.CacheSize < 0:
 		return bad("CacheSize is %d; it must be 0 (default %d) or positive", opts.CacheSize, DefaultCacheSize)
+	case opts.PayloadThreshold < 0:
+		return bad("PayloadThreshold is %d; it must be 0 (default %d) or positive", opts.PayloadThreshold, DefaultPayloadThreshold)
 	}
 	c := &Client{
 		broker:       opts.Broker,
 		results:      opts.Results,
 		cancels:      opts.Cancels,
 		completions:  opts.Completions,
+		payloads:     opts.Payloads,
+		threshold:    opts.PayloadThreshold,
 		log:          opts.Logger,
 		pollMin:      opts.PollInterval,
 		pollMax:      opts.PollMaxInterval,
@@ -163,6 +186,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	if c.pollMax < c.pollMin {
 		return bad("PollMaxInterval %v is below PollInterval %v", c.pollMax, c.pollMin)
+	}
+	if c.threshold == 0 {
+		c.threshold = DefaultPayloadThreshold
 	}
 	if c.reconcileMin == 0 {
 		c.reconcileMin = DefaultReconcile

@@ -24,6 +24,14 @@ import (
 // accepted the message or failed; a Broker error is wrapped (errors.Is and
 // errors.As see it) and the ID is still returned, because a Send that timed
 // out may have queued the task: re-submitting with WithID(id) is safe.
+//
+// An encoded envelope larger than ClientOptions.PayloadThreshold is stored
+// in ClientOptions.Payloads first and sent as a claim check (see
+// PayloadAttribute); a failed Put fails the request (nothing is sent). A
+// Send the broker definitely refused deletes the stored object again (best
+// effort); after an ambiguous failure such as a timeout the message may be
+// queued, so the object is kept (the store's lifecycle rule is the safety
+// net). Without Payloads such a request fails validation: nothing is sent.
 func (c *Client) Submit(ctx context.Context, req Request) (string, error) {
 	ids, err := c.SubmitBatch(ctx, req)
 	if err == nil {
@@ -98,6 +106,16 @@ func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]s
 		}
 		ids[i] = envs[i].TaskID
 		msgs[i] = ports.Message{ID: envs[i].TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
+		if len(body) > c.threshold && c.payloads == nil {
+			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the payload threshold "+
+				"of %d bytes (ClientOptions.PayloadThreshold); set ClientOptions.Payloads to send large tasks "+
+				"through a payload store, or make the arguments smaller",
+				ports.ErrInvalidArgument, envs[i].Task, envs[i].TaskID, len(body), c.threshold)
+			if len(reqs) > 1 {
+				err = fmt.Errorf("request %d: %w", i, err)
+			}
+			invalid = append(invalid, err)
+		}
 	}
 	if len(invalid) > 0 {
 		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", errors.Join(invalid...))
@@ -119,26 +137,105 @@ func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]s
 	c.mu.Unlock()
 
 	failed := make(map[int]error)
+	fail := func(i int, err error) {
+		failed[i] = fmt.Errorf("task %q (id %s): %w", envs[i].Task, envs[i].TaskID, err)
+	}
 	for start := 0; start < len(msgs); start += ports.MaxBatch {
-		chunk := msgs[start:min(start+ports.MaxBatch, len(msgs))]
-		var err error
+		end := min(start+ports.MaxBatch, len(msgs))
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = ctxErr
-		} else {
-			err = c.broker.Send(ctx, chunk...)
+			for i := start; i < end; i++ {
+				fail(i, ctxErr)
+			}
+			continue
 		}
-		for i := range chunk {
-			if ie := ports.ItemError(err, i); ie != nil {
-				env := envs[start+i]
-				failed[start+i] = fmt.Errorf("task %q (id %s): %w", env.Task, env.TaskID, ie)
+		// Offload the large envelopes of the chunk; a request whose Put
+		// fails is not sent.
+		var (
+			chunk []ports.Message
+			idx   []int    // index in reqs of each chunk message
+			keys  []string // its payload key, "" when not offloaded
+		)
+		for i := start; i < end; i++ {
+			m := msgs[i]
+			key := ""
+			if len(m.Body) > c.threshold {
+				var err error
+				if m, key, err = c.offload(ctx, envs[i], m); err != nil {
+					fail(i, err)
+					continue
+				}
+			}
+			chunk, idx, keys = append(chunk, m), append(idx, i), append(keys, key)
+		}
+		if len(chunk) == 0 {
+			continue
+		}
+		err := c.broker.Send(ctx, chunk...)
+		var orphans []string
+		for k := range chunk {
+			if ie := ports.ItemError(err, k); ie != nil {
+				fail(idx[k], ie)
+				if keys[k] != "" && definitelyNotSent(err, ie) {
+					orphans = append(orphans, keys[k])
+				}
 			}
 		}
+		c.deletePayloads(ctx, orphans)
 	}
 	if len(failed) > 0 {
 		return ids, &SubmitError{Failed: failed}
 	}
 	return ids, nil
 }
+
+// offload stores m's body (env's encoded envelope) in the payload store and
+// returns the claim-check message that replaces m, with the object's key.
+func (c *Client) offload(ctx context.Context, env Envelope, m ports.Message) (ports.Message, string, error) {
+	key := env.TaskID + "/" + NewTaskID()
+	if err := c.payloads.Put(ctx, key, m.Body); err != nil {
+		return m, "", fmt.Errorf("store the %d-byte envelope in the payload store: %w", len(m.Body), err)
+	}
+	stub, err := json.Marshal(claimCheck{TaskID: env.TaskID, Task: env.Task, Payload: key, ReplyTo: env.ReplyTo})
+	if err != nil { // cannot happen: strings only
+		return m, "", fmt.Errorf("encode the claim check: %w", err)
+	}
+	m.Body = stub
+	m.Attributes = map[string]string{PayloadAttribute: key}
+	return m, key, nil
+}
+
+// definitelyNotSent tells whether a failed Send item is known not to be
+// queued: the service answered for the item (a *BatchError), or refused the
+// whole call outright. After an ambiguous failure (unavailable, timeout) the
+// message may have been queued anyway, so its payload object is kept (the
+// bucket's lifecycle rule removes it if it really is an orphan): deleting it
+// could make a queued task fail with "claim-check object … is missing".
+func definitelyNotSent(callErr, itemErr error) bool {
+	var be *ports.BatchError
+	if errors.As(callErr, &be) {
+		return true
+	}
+	return errors.Is(itemErr, ports.ErrInvalidArgument) || errors.Is(itemErr, ports.ErrNotFound) ||
+		errors.Is(itemErr, ports.ErrClosed)
+}
+
+// deletePayloads removes the payload objects of messages that were not sent,
+// best effort (a later Send of the task stores a new object).
+func (c *Client) deletePayloads(ctx context.Context, keys []string) {
+	for start := 0; start < len(keys); start += ports.MaxBatch {
+		chunk := keys[start:min(start+ports.MaxBatch, len(keys))]
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payloadDeleteTimeout)
+		err := c.payloads.Delete(dctx, chunk...)
+		cancel()
+		if err != nil {
+			c.log.Warn("deleting the payload objects of unsent tasks failed; they stay in the payload store",
+				"keys", chunk, "err", err)
+		}
+	}
+}
+
+// payloadDeleteTimeout bounds a best-effort Delete of payload objects.
+const payloadDeleteTimeout = 30 * time.Second
 
 // newEnvelope validates req and builds its envelope (without ReplyTo).
 func newEnvelope(req Request, now time.Time) (Envelope, error) {

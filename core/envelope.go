@@ -24,6 +24,24 @@ var (
 	ErrEnvelopeVersion = errors.New("unsupported envelope version")
 )
 
+// PayloadAttribute is the message attribute of a claim-check message: an
+// envelope larger than ClientOptions.PayloadThreshold is stored in the
+// ports.PayloadStore under the key "<task ID>/<random ID>" and the message
+// carries that key in this attribute, with a short placeholder body (JSON
+// with the task ID, name, key and reply_to, but no "v": a worker that knows
+// nothing of claim checks fails it as undecodable instead of running it
+// without its arguments). A worker with WorkerOptions.Payloads fetches the
+// envelope and deletes the object once the message is acked.
+const PayloadAttribute = "dagq-payload"
+
+// claimCheck is the placeholder body of a claim-check message.
+type claimCheck struct {
+	TaskID  string `json:"id"`
+	Task    string `json:"task"`
+	Payload string `json:"payload"`
+	ReplyTo string `json:"reply_to,omitempty"`
+}
+
 // Envelope is the message body dagq puts on the broker: one task invocation.
 // It is JSON with short, stable field names; fields are only ever added, and a
 // change that older workers must not misread bumps EnvelopeVersion.

@@ -67,6 +67,12 @@ type WorkerOptions struct {
 	// Completions, when set, receives a completion for every finished task
 	// whose envelope names a ReplyTo inbox. Optional.
 	Completions ports.CompletionBus
+	// Payloads is the store of large envelopes sent as claim checks (see
+	// PayloadAttribute and ClientOptions.Payloads): the worker fetches the
+	// envelope of such a message before decoding it, and deletes the object
+	// after the message is acked. Optional: without it a claim-check message
+	// is failed (never run) with an error naming this option, and acked.
+	Payloads ports.PayloadStore
 	// ID names the worker in logs and in the results it records. Default:
 	// hostname-pid-random.
 	ID string
@@ -118,6 +124,14 @@ type WorkerOptions struct {
 // handed back (Nack with backoff) for a newer worker, until the message was
 // delivered Retry.MaxAttempts times; then it is failed the same way.
 //
+// A claim-check message (attribute PayloadAttribute) has its envelope
+// fetched from Payloads first. When the object is missing the task is never
+// executed: a failed result "claim-check object <key> is missing" is recorded
+// under the message ID and the message is acked; any other fetch error hands
+// the message back (Nack with the Retry backoff) to be tried again later. The
+// object is deleted (best effort) once the message is acked, whatever the
+// outcome; a message handed back keeps it.
+//
 // # Before a task starts
 //
 // The worker fails or skips a task without running its handler when a
@@ -159,12 +173,15 @@ type WorkerOptions struct {
 // leases per HeartbeatInterval, and only for tasks running longer than about
 // half an interval. A task that asks for progress notifications
 // (Envelope.Progress) adds one Publish per attempt started and one per retry.
+// A claim-check message adds one payload Get per delivery and one Delete after
+// its ack.
 type Worker struct {
 	broker      ports.Broker
 	results     ports.ResultBackend
 	registry    *Registry
 	cancels     ports.CancelChannel
 	completions ports.CompletionBus
+	payloads    ports.PayloadStore
 
 	id              string
 	concurrency     int
@@ -270,6 +287,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		registry:        opts.Registry,
 		cancels:         opts.Cancels,
 		completions:     opts.Completions,
+		payloads:        opts.Payloads,
 		id:              opts.ID,
 		concurrency:     opts.Concurrency,
 		lease:           opts.Lease,

@@ -27,6 +27,7 @@ const (
 type workerLease struct {
 	receipt ports.Receipt
 	taskID  string       // set once decoded
+	payload string       // claim-check key, deleted after the ack; set before the task goroutine starts
 	log     *slog.Logger // the task's logger once decoded
 	cancel  context.CancelCauseFunc
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dagq/dagq/ports"
@@ -34,8 +35,17 @@ type workerJob struct {
 // cancellation check once for the whole batch, and starts one goroutine per
 // delivery.
 func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
+	unresolved := w.resolvePayloads(ds, ls)
 	var jobs []*workerJob
 	for i, d := range ds {
+		if fail := unresolved[i]; fail != nil {
+			l := ls[i]
+			w.tasks.Go(func() {
+				defer w.forget(l)
+				fail()
+			})
+			continue
+		}
 		env, err := DecodeEnvelope(d.Body)
 		if err != nil {
 			l := ls[i]
@@ -55,6 +65,63 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 			w.runJob(j)
 		})
 	}
+}
+
+// resolvePayloads fetches, concurrently, the envelopes of the claim-check
+// deliveries of ds and puts them in their Body. For a delivery that cannot be
+// resolved it returns the function that settles it (at its index; nil for
+// the others).
+func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func() {
+	var (
+		out = make([]func(), len(ds))
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+	)
+	settle := func(i int, f func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		out[i] = f
+	}
+	for i := range ds {
+		key := ds[i].Attributes[PayloadAttribute]
+		if key == "" {
+			continue
+		}
+		d, l := ds[i], ls[i]
+		log := w.log.With("message_id", d.ID, "delivery_attempt", d.Attempt, "payload_key", key)
+		if w.payloads == nil {
+			settle(i, func() {
+				w.failDelivery(d, l, log, fmt.Sprintf("claim-check message (payload %s) but this worker has no "+
+					"payload store: set WorkerOptions.Payloads to the store the client offloads to", key))
+			})
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(w.abortCtx, w.lease)
+			body, err := w.payloads.Get(ctx, key)
+			cancel()
+			switch {
+			case err == nil:
+				ds[i].Body = body
+				ls[i].payload = key // read by the task goroutine, started after wg.Wait
+			case errors.Is(err, ports.ErrNotFound):
+				settle(i, func() {
+					w.failDelivery(d, l, log, fmt.Sprintf("claim-check object %s is missing", key))
+				})
+			default:
+				settle(i, func() {
+					delay := min(w.retry.Backoff(d.Attempt), ports.MaxLease)
+					log.Warn("fetching the claim-check payload failed; handing the message back",
+						"err", err, "retry_in", delay)
+					if w.enterFinishing(l) {
+						w.nack(l, log, delay)
+					}
+				})
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // newJob builds the task's context and makes it reachable by cancellation
@@ -356,6 +423,12 @@ func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 		msg = "undecodable message: " + err.Error()
 	}
 	log.Error("message cannot be executed; failing it", "err", err)
+	w.failDelivery(d, l, log, msg)
+}
+
+// failDelivery records a failed result with msg for a delivery that is never
+// executed, under its message ID, and acks it.
+func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger, msg string) {
 	if !w.enterFinishing(l) {
 		return
 	}
@@ -482,6 +555,16 @@ func (w *Worker) ack(l *workerLease, log *slog.Logger) {
 	defer cancel()
 	if err := w.broker.Ack(ctx, l.receipt); err != nil {
 		log.Warn("ack failed; the message will be redelivered and its stored result reused", "err", err)
+		return
+	}
+	if l.payload != "" && w.payloads != nil {
+		// The message is gone: its claim-check object is no longer needed.
+		dctx, dcancel := w.opContext()
+		defer dcancel()
+		if err := w.payloads.Delete(dctx, l.payload); err != nil {
+			log.Warn("deleting the claim-check payload failed; it stays in the payload store",
+				"payload_key", l.payload, "err", err)
+		}
 	}
 }
 
