@@ -36,8 +36,11 @@
 //
 // # Transports
 //
-// The transport key picks the injector: memory (InitMemory) today; the SQS +
-// S3 injector comes with those adapters and is one more case in New.
+// The transport key picks the injector: memory (InitMemory) or sqs
+// (InitSQS: SQS queues sqs.queue_url and sqs.run_queue_url, S3 bucket
+// s3.bucket). The sqs transport has no cancel channel yet: cancellation
+// requests do not reach its workers (config.Load warns). Completions are
+// pushed to a reply queue per client; large envelopes go to the bucket.
 package app
 
 import (
@@ -69,6 +72,8 @@ type Ports struct {
 	Completions ports.CompletionBus
 	// State holds the run records and heartbeats of launched runs.
 	State ports.StateStore
+	// Payloads holds envelopes above the claim-check threshold.
+	Payloads ports.PayloadStore
 }
 
 // RunBroker is a Broker bound to the run queue (launcher.queue). It is a
@@ -150,6 +155,8 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 	switch cfg.Transport {
 	case config.TransportMemory:
 		rt, cleanup, err = InitMemory(cfg, reg, o.logger)
+	case config.TransportSQS:
+		rt, cleanup, err = InitSQS(cfg, reg, o.logger)
 	default: // Validate lets only supported transports through
 		return nil, fmt.Errorf("transport %q is not supported by this build; valid values: %s",
 			cfg.Transport, strings.Join(config.SupportedTransports, ", "))

@@ -152,7 +152,7 @@ func TestNew_Errors(t *testing.T) {
 	cfg.Transport = config.TransportSQS
 	cfg.Worker.Concurrency = 0
 	_, err := app.New(cfg, builtins(t))
-	require.ErrorContains(t, err, `transport: "sqs" is not yet supported by this build; valid values: memory`)
+	require.ErrorContains(t, err, `sqs.queue_url: is required with transport "sqs"`)
 	require.ErrorContains(t, err, "worker.concurrency")
 	require.ErrorIs(t, err, config.ErrInvalid)
 

@@ -174,7 +174,8 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 	})
 	pf := root.PersistentFlags()
 	config.AddConfigFlag(pf)
-	config.AddFlag(pf, "transport", "queue", "launcher-queue", "cancellation", "log-level", "log-format")
+	config.AddFlag(pf, "transport", "queue", "launcher-queue", "cancellation", "log-level", "log-format",
+		"sqs-queue-url", "sqs-run-queue-url", "sqs-region", "sqs-endpoint", "s3-bucket", "s3-prefix", "s3-endpoint")
 
 	root.AddCommand(
 		c.runCmd(),
@@ -183,6 +184,7 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 		c.healthCmd(),
 		c.terminateCmd(),
 		c.workerCmd(),
+		c.queueCmd(),
 		c.graphCmd(),
 		c.configCmd(),
 		versionCmd(),

@@ -203,7 +203,7 @@ func TestRun_Errors(t *testing.T) {
 		{"bad field", []string{"run", badField}, app.ExitFailed, []string{"dagq: " + badField + `:5: step "a": "forever" is not a duration`}},
 		{"bad config", []string{"run", examples + "diamond.yaml", "--concurrency", "0", "--transport", "sqs"}, app.ExitFailed, []string{
 			"dagq: invalid configuration:",
-			`  transport (flag --transport): "sqs" is not yet supported by this build; valid values: memory`,
+			`  sqs.queue_url: is required with transport "sqs"`,
 			"  worker.concurrency (flag --concurrency): 0 is out of range; valid: 1 to 10000",
 		}},
 		{"bad run ID", []string{"run", examples + "diamond.yaml", "--run-id", "a b"}, app.ExitFailed, []string{
@@ -322,7 +322,8 @@ func TestConfigValidate(t *testing.T) {
 	for _, w := range []string{
 		"dagq: warning: " + bad + `:3: unknown key "worker.concurency" is ignored (did you mean "worker.concurrency"?)`,
 		"dagq: invalid configuration:",
-		"  transport (file " + bad + `): "sqs" is not yet supported by this build; valid values: memory`,
+		"dagq: warning: " + config.WarnSQSCancellation,
+		`  s3.bucket: is required with transport "sqs": the S3 bucket for results, large payloads and run state, e.g. my-dagq-bucket`,
 		"  worker.lease (file " + bad + "): 0s is out of range; valid: more than 0s, at most 12h",
 		"  log.level (file " + bad + `): "loud" is not a level; valid values: debug, info, warn, error`,
 	} {

@@ -27,11 +27,12 @@ var CoreSet = wire.NewSet(
 // so no Client sends and no Worker listens for cancellation requests. The
 // switch lives here, not in a transport set, so every transport obeys it.
 func ProvidePorts(cfg config.Config, broker ports.Broker, runBroker RunBroker, results ports.ResultBackend,
-	cancels ports.CancelChannel, completions ports.CompletionBus, state ports.StateStore) Ports {
+	cancels ports.CancelChannel, completions ports.CompletionBus, state ports.StateStore, payloads ports.PayloadStore) Ports {
 	if !cfg.Cancellation.Enabled {
 		cancels = nil
 	}
-	return Ports{Broker: broker, RunBroker: runBroker, Results: results, Cancels: cancels, Completions: completions, State: state}
+	return Ports{Broker: broker, RunBroker: runBroker, Results: results, Cancels: cancels, Completions: completions,
+		State: state, Payloads: payloads}
 }
 
 // ProvideClient builds the Client; the cleanup closes it.
@@ -41,6 +42,7 @@ func ProvideClient(p Ports, log *slog.Logger) (*core.Client, func(), error) {
 		Results:     p.Results,
 		Cancels:     p.Cancels,
 		Completions: p.Completions,
+		Payloads:    p.Payloads,
 		Logger:      log,
 	})
 	if err != nil {
@@ -63,6 +65,7 @@ func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger) (*core.Launch
 		Results:     p.Results,
 		Cancels:     p.Cancels,
 		Completions: p.Completions,
+		Payloads:    p.Payloads,
 		Logger:      log,
 	})
 	if err != nil {
@@ -93,6 +96,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *cor
 		Results:           p.Results,
 		Cancels:           p.Cancels,
 		Completions:       p.Completions,
+		Payloads:          p.Payloads,
 		Registry:          reg,
 		Concurrency:       w.Concurrency,
 		Lease:             w.Lease,

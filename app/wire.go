@@ -17,3 +17,11 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 	wire.Build(MemorySet, CoreSet)
 	return nil, nil, nil
 }
+
+// InitSQS wires a Runtime on the sqs transport: SQS queues (sqs.queue_url,
+// sqs.run_queue_url) and an S3 bucket (s3.bucket). The cleanup closes the
+// client, every port handle and the idle AWS connections.
+func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
+	wire.Build(SQSSet, CoreSet)
+	return nil, nil, nil
+}

@@ -62,8 +62,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore)
-	client, cleanup7, err := ProvideClient(ports, log)
+	payloadStore, cleanup7, err := memory.ProvidePayloadStore(transport)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -73,7 +72,8 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	executor, err := ProvideExecutor(client, log)
+	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	client, cleanup8, err := ProvideClient(ports, log)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -84,8 +84,21 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	launcher, cleanup8, err := ProvideLauncher(cfg, ports, log)
+	executor, err := ProvideExecutor(client, log)
 	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	launcher, cleanup9, err := ProvideLauncher(cfg, ports, log)
+	if err != nil {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -97,6 +110,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 	}
 	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, client, log)
 	if err != nil {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -118,6 +132,135 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		Workers:  workerFactory,
 	}
 	return runtime, func() {
+		cleanup9()
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+	}, nil
+}
+
+// InitSQS wires a Runtime on the sqs transport: SQS queues (sqs.queue_url,
+// sqs.run_queue_url) and an S3 bucket (s3.bucket). The cleanup closes the
+// client, every port handle and the idle AWS connections.
+func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
+	aws, cleanup, err := ProvideAWSConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	client := ProvideSQSClient(aws, cfg)
+	broker, cleanup2, err := ProvideSQSBroker(client, cfg, log)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	runBroker, cleanup3, err := ProvideSQSRunBroker(client, cfg, log)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	s3Client := ProvideS3Client(aws, cfg)
+	resultBackend, cleanup4, err := ProvideS3ResultBackend(s3Client, cfg)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	cancelChannel := ProvideSQSCancelChannel()
+	completionBus, cleanup5, err := ProvideSQSCompletionBus(client, cfg, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	stateStore, cleanup6, err := ProvideS3StateStore(s3Client, cfg)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	payloadStore, cleanup7, err := ProvideS3PayloadStore(s3Client, cfg)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	coreClient, cleanup8, err := ProvideClient(ports, log)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	executor, err := ProvideExecutor(coreClient, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	launcher, cleanup9, err := ProvideLauncher(cfg, ports, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, coreClient, log)
+	if err != nil {
+		cleanup9()
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	runtime := &Runtime{
+		Config:   cfg,
+		Logger:   log,
+		Registry: reg,
+		Ports:    ports,
+		Client:   coreClient,
+		Executor: executor,
+		Launcher: launcher,
+		Workers:  workerFactory,
+	}
+	return runtime, func() {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()

@@ -40,15 +40,17 @@ const (
 	// TransportMemory runs workers inside the dagq process over in-memory
 	// queues and stores (no AWS).
 	TransportMemory = "memory"
-	// TransportSQS is Amazon SQS + S3; not supported yet.
+	// TransportSQS is Amazon SQS (task and run queues) + S3 (results,
+	// payloads, run state): shared by every process that names the same
+	// queues and bucket.
 	TransportSQS = "sqs"
 )
 
 // SupportedTransports lists the transports this build can run.
-var SupportedTransports = []string{TransportMemory}
+var SupportedTransports = []string{TransportMemory, TransportSQS}
 
 // PlannedTransports are known names that a later release supports.
-var PlannedTransports = []string{TransportSQS}
+var PlannedTransports = []string{}
 
 // Embedded reports whether transport keeps its queues and stores inside
 // one process (memory): then only that process's workers serve its tasks,
@@ -58,10 +60,17 @@ func Embedded(transport string) bool { return transport == TransportMemory }
 // IsFIFO reports whether a queue name names a FIFO queue (ends in .fifo).
 func IsFIFO(queue string) bool { return strings.HasSuffix(queue, ".fifo") }
 
+// DefaultSQSWaitTime is the default of sqs.wait_time: the SQS maximum.
+const DefaultSQSWaitTime = 20 * time.Second
+
+// DefaultRegion is the region used when neither sqs.region nor the AWS
+// chain names one.
+const DefaultRegion = "us-east-1"
+
 // Config is the whole dagq configuration. The yaml tag of each field is its
 // key; nested structs join keys with dots (worker.concurrency).
 type Config struct {
-	Transport    string             `yaml:"transport" doc:"where tasks, results and cancellations travel: memory (in-process; sqs comes later)"`
+	Transport    string             `yaml:"transport" doc:"where tasks, results and cancellations travel: memory (in-process) or sqs (Amazon SQS + S3, shared between processes)"`
 	Queue        string             `yaml:"queue" doc:"name of the task queue (SQS naming: 1-80 of [A-Za-z0-9_-], a FIFO queue ends in .fifo)"`
 	Worker       WorkerConfig       `yaml:"worker"`
 	Retry        RetryConfig        `yaml:"retry"`
@@ -69,6 +78,28 @@ type Config struct {
 	Log          LogConfig          `yaml:"log"`
 	Executor     ExecutorConfig     `yaml:"executor"`
 	Launcher     LauncherConfig     `yaml:"launcher"`
+	SQS          SQSConfig          `yaml:"sqs"`
+	S3           S3Config           `yaml:"s3"`
+}
+
+// SQSConfig configures the queues of the sqs transport. Region and
+// credentials otherwise come from the standard AWS chain (environment,
+// shared config files, instance roles).
+type SQSConfig struct {
+	QueueURL    string        `yaml:"queue_url" doc:"URL of the SQS task (steps) queue, https://sqs.<region>.amazonaws.com/<account>/<name>; required for transport sqs"`
+	RunQueueURL string        `yaml:"run_queue_url" doc:"URL of the SQS run queue (launched runs); required for transport sqs, must differ from sqs.queue_url"`
+	Region      string        `yaml:"region" doc:"AWS region of the queues and bucket; empty: the AWS chain (AWS_REGION, profile), else us-east-1"`
+	Endpoint    string        `yaml:"endpoint" doc:"SQS endpoint override (emulators, VPC endpoints); empty: the AWS default, or AWS_ENDPOINT_URL(_SQS)"`
+	WaitTime    time.Duration `yaml:"wait_time" doc:"SQS long-polling wait of one receive, 1s to 20s"`
+}
+
+// S3Config configures the bucket of the sqs transport: results, large
+// payloads and run state.
+type S3Config struct {
+	Bucket    string `yaml:"bucket" doc:"S3 bucket of results, large payloads and run state; required for transport sqs"`
+	Prefix    string `yaml:"prefix" doc:"prefix of every object key dagq writes (end it with /)"`
+	Endpoint  string `yaml:"endpoint" doc:"S3 endpoint override (emulators, S3-compatible stores); empty: the AWS default, or AWS_ENDPOINT_URL(_S3)"`
+	PathStyle bool   `yaml:"path_style" doc:"path-style addressing (endpoint/bucket/key) instead of virtual-hosted; true for most emulators"`
 }
 
 // WorkerConfig configures every worker the process runs (core.WorkerOptions).
@@ -149,6 +180,8 @@ func Default() Config {
 			HeartbeatInterval: core.DefaultRunHeartbeat,
 			StaleAfter:        core.DefaultStaleFactor * core.DefaultRunHeartbeat,
 		},
+		SQS: SQSConfig{WaitTime: DefaultSQSWaitTime},
+		S3:  S3Config{Prefix: "dagq/"},
 	}
 }
 

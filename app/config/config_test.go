@@ -274,8 +274,7 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		mod  func(*config.Config)
 		want string
 	}{
-		{"sqs not yet", func(c *config.Config) { c.Transport = "sqs" }, `transport: "sqs" is not yet supported by this build; valid values: memory`},
-		{"bad transport", func(c *config.Config) { c.Transport = "kafka" }, `transport: "kafka" is not a transport; valid values: memory`},
+		{"bad transport", func(c *config.Config) { c.Transport = "kafka" }, `transport: "kafka" is not a transport; valid values: memory, sqs`},
 		{"empty queue", func(c *config.Config) { c.Queue = "" }, `queue: "" must have 1 to 80 characters`},
 		{"queue chars", func(c *config.Config) { c.Queue = "a b" }, `queue: "a b" may only hold letters, digits, - and _`},
 		{"concurrency", func(c *config.Config) { c.Worker.Concurrency = 0 }, `worker.concurrency: 0 is out of range; valid: 1 to 10000`},
@@ -430,4 +429,86 @@ func TestKeysDocumented(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sqsConfig is a valid configuration of the sqs transport.
+func sqsConfig() config.Config {
+	c := config.Default()
+	c.Transport = config.TransportSQS
+	c.Cancellation.Enabled = false
+	c.SQS.QueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/dagq-tasks"
+	c.SQS.RunQueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/dagq-runs"
+	c.S3.Bucket = "my-dagq"
+	return c
+}
+
+func TestValidate_SQS(t *testing.T) {
+	require.NoError(t, sqsConfig().Validate())
+	ok := []struct {
+		name string
+		mod  func(*config.Config)
+	}{
+		{"matching region", func(c *config.Config) { c.SQS.Region = "eu-west-1" }},
+		{"emulator URLs", func(c *config.Config) {
+			c.SQS.QueueURL, c.SQS.RunQueueURL = "http://127.0.0.1:19324/000000000000/a", "http://127.0.0.1:19324/000000000000/b"
+			c.SQS.Region, c.SQS.Endpoint, c.S3.Endpoint, c.S3.PathStyle = "us-east-1", "http://127.0.0.1:19324", "http://127.0.0.1:19000", true
+		}},
+		{"fifo queues", func(c *config.Config) {
+			c.SQS.QueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks.fifo"
+			c.SQS.RunQueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/runs.fifo"
+		}},
+		{"no prefix", func(c *config.Config) { c.S3.Prefix = "" }},
+		{"memory ignores missing sqs keys", func(c *config.Config) { *c = config.Default() }},
+	}
+	for _, tc := range ok {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sqsConfig()
+			tc.mod(&c)
+			require.NoError(t, c.Validate())
+		})
+	}
+	bad := []struct {
+		name string
+		mod  func(*config.Config)
+		want string
+	}{
+		{"missing queue URL", func(c *config.Config) { c.SQS.QueueURL = "" }, `sqs.queue_url: is required with transport "sqs"`},
+		{"missing run queue URL", func(c *config.Config) { c.SQS.RunQueueURL = "" }, `sqs.run_queue_url: is required with transport "sqs"`},
+		{"missing bucket", func(c *config.Config) { c.S3.Bucket = "" }, `s3.bucket: is required with transport "sqs": the S3 bucket`},
+		{"not a URL", func(c *config.Config) { c.SQS.QueueURL = "dagq-tasks" }, `sqs.queue_url: "dagq-tasks" is not an http(s) URL; valid: an http(s) URL of the form https://sqs.<region>.amazonaws.com/<account>/<queue name>`},
+		{"no account", func(c *config.Config) { c.SQS.QueueURL = "https://sqs.eu-west-1.amazonaws.com/dagq-tasks" }, `sqs.queue_url: "https://sqs.eu-west-1.amazonaws.com/dagq-tasks" has no /<account>/<queue name> path`},
+		{"bad queue name", func(c *config.Config) { c.SQS.RunQueueURL = "https://sqs.eu-west-1.amazonaws.com/1/runs!" }, `sqs.run_queue_url: "https://sqs.eu-west-1.amazonaws.com/1/runs!" names queue "runs!", which may only hold letters`},
+		{"bare .fifo", func(c *config.Config) { c.SQS.QueueURL = "https://sqs.eu-west-1.amazonaws.com/1/.fifo" }, `names queue ".fifo", which must have 1 to 80 characters`},
+		{"same queue", func(c *config.Config) { c.SQS.RunQueueURL = c.SQS.QueueURL }, `sqs.run_queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/dagq-tasks" is also the task queue (sqs.queue_url)`},
+		{"region mismatch", func(c *config.Config) { c.SQS.Region = "us-east-1" }, `sqs.queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/dagq-tasks" is in region eu-west-1 but sqs.region is us-east-1; valid: make sqs.region eu-west-1 (or empty)`},
+		{"queues in two regions", func(c *config.Config) {
+			c.SQS.RunQueueURL = "https://sqs.us-west-2.amazonaws.com/123456789012/dagq-runs"
+		}, `sqs.run_queue_url: "https://sqs.us-west-2.amazonaws.com/123456789012/dagq-runs" is in region us-west-2 but sqs.queue_url is in eu-west-1`},
+		{"bad region", func(c *config.Config) { c.SQS.Region = "Europe" }, `sqs.region: "Europe" is not an AWS region`},
+		{"wait time", func(c *config.Config) { c.SQS.WaitTime = 30 * time.Second }, `sqs.wait_time: 30s is out of range; valid: 1s to 20s`},
+		{"sqs endpoint", func(c *config.Config) { c.SQS.Endpoint = "localhost:9324" }, `sqs.endpoint: "localhost:9324" is not an http(s) URL`},
+		{"s3 endpoint", func(c *config.Config) { c.S3.Endpoint = "ftp://x" }, `s3.endpoint: "ftp://x" is not an http(s) URL`},
+		{"bucket name", func(c *config.Config) { c.S3.Bucket = "My_Bucket" }, `s3.bucket: "My_Bucket" is not a valid bucket name`},
+		{"prefix", func(c *config.Config) { c.S3.Prefix = "dagq" }, `s3.prefix: "dagq" must end with / and not start with one`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sqsConfig()
+			tc.mod(&c)
+			err := c.Validate()
+			require.ErrorIs(t, err, config.ErrInvalid)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestLoad_SQSCancellationWarns(t *testing.T) {
+	t.Setenv("DAGQ_TRANSPORT", "sqs")
+	_, loaded := load(t, config.LoadOptions{})
+	require.Contains(t, loaded.Warnings, config.WarnSQSCancellation)
+	require.Contains(t, config.WarnSQSCancellation, "cancellation over sqs is not implemented yet; requests won't reach workers")
+
+	t.Setenv("DAGQ_CANCELLATION_ENABLED", "false")
+	_, loaded = load(t, config.LoadOptions{})
+	require.Empty(t, loaded.Warnings)
 }

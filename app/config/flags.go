@@ -28,6 +28,13 @@ var flagSpecs = []struct{ flag, key string }{
 	{"launcher-concurrency", "launcher.concurrency"},
 	{"launcher-heartbeat-interval", "launcher.heartbeat_interval"},
 	{"launcher-stale-after", "launcher.stale_after"},
+	{"sqs-queue-url", "sqs.queue_url"},
+	{"sqs-run-queue-url", "sqs.run_queue_url"},
+	{"sqs-region", "sqs.region"},
+	{"sqs-endpoint", "sqs.endpoint"},
+	{"s3-bucket", "s3.bucket"},
+	{"s3-prefix", "s3.prefix"},
+	{"s3-endpoint", "s3.endpoint"},
 }
 
 var flagOf = func() map[string]string {

@@ -3,8 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dagq/dagq/ports"
 )
@@ -140,6 +143,8 @@ func (c Config) ValidateSources(sources map[string]string) error {
 			FormatDuration(l.StaleAfter), FormatDuration(l.HeartbeatInterval), FormatDuration(3*l.HeartbeatInterval))
 	}
 
+	c.validateAWS(bad)
+
 	if !slices.Contains(LogLevels, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not a level; valid values: %s", c.Log.Level, strings.Join(LogLevels, ", "))
 	}
@@ -159,6 +164,138 @@ func validQueueName(name string) string {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return "may only hold letters, digits, - and _ (and end in .fifo for a FIFO queue)"
 		}
+	}
+	return ""
+}
+
+// Limits of sqs.wait_time (the SQS long-polling range).
+const (
+	MinSQSWaitTime = time.Second
+	MaxSQSWaitTime = 20 * time.Second
+)
+
+// validateAWS checks the sqs.* and s3.* keys: their form whenever they are
+// set, and that the ones the sqs transport needs are set when it is chosen.
+func (c Config) validateAWS(bad func(key, format string, args ...any)) {
+	sqsT := c.Transport == TransportSQS
+	q := c.SQS
+	if q.WaitTime < MinSQSWaitTime || q.WaitTime > MaxSQSWaitTime {
+		bad("sqs.wait_time", "%s is out of range; valid: %s to %s", FormatDuration(q.WaitTime),
+			FormatDuration(MinSQSWaitTime), FormatDuration(MaxSQSWaitTime))
+	}
+	if q.Region != "" && !regionRE.MatchString(q.Region) {
+		bad("sqs.region", "%q is not an AWS region; valid: a region name such as us-east-1 or eu-west-2, or empty for the AWS chain", q.Region)
+	}
+	urlOK := map[string]bool{}
+	for _, k := range []struct{ key, val, what string }{
+		{"sqs.queue_url", q.QueueURL, "task queue"},
+		{"sqs.run_queue_url", q.RunQueueURL, "run queue"},
+	} {
+		switch {
+		case k.val == "" && sqsT:
+			bad(k.key, "is required with transport %q: the URL of the SQS %s, e.g. https://sqs.us-east-1.amazonaws.com/123456789012/%s",
+				TransportSQS, k.what, map[string]string{"sqs.queue_url": "dagq-tasks", "sqs.run_queue_url": "dagq-runs"}[k.key])
+		case k.val != "":
+			if msg := checkQueueURL(k.val); msg != "" {
+				bad(k.key, "%q %s", k.val, msg)
+				continue
+			}
+			urlOK[k.key] = true
+			if r := URLRegion(k.val); r != "" && q.Region != "" && r != q.Region {
+				bad(k.key, "%q is in region %s but sqs.region is %s; valid: make sqs.region %s (or empty), or use the queue's URL in %s",
+					k.val, r, q.Region, r, q.Region)
+			}
+		}
+	}
+	if urlOK["sqs.queue_url"] && urlOK["sqs.run_queue_url"] && strings.TrimRight(q.QueueURL, "/") == strings.TrimRight(q.RunQueueURL, "/") {
+		bad("sqs.run_queue_url", "%q is also the task queue (sqs.queue_url); valid: the URL of another queue: launched runs hold a run worker's slot for the whole run and need a queue of their own",
+			q.RunQueueURL)
+	}
+	if r1, r2 := URLRegion(q.QueueURL), URLRegion(q.RunQueueURL); r1 != "" && r2 != "" && r1 != r2 && q.Region == "" {
+		bad("sqs.run_queue_url", "%q is in region %s but sqs.queue_url is in %s; valid: both queues in one region", q.RunQueueURL, r2, r1)
+	}
+	if q.Endpoint != "" {
+		if msg := checkEndpoint(q.Endpoint); msg != "" {
+			bad("sqs.endpoint", "%q %s", q.Endpoint, msg)
+		}
+	}
+
+	b := c.S3
+	switch {
+	case b.Bucket == "" && sqsT:
+		bad("s3.bucket", "is required with transport %q: the S3 bucket for results, large payloads and run state, e.g. my-dagq-bucket", TransportSQS)
+	case b.Bucket != "" && !bucketRE.MatchString(b.Bucket):
+		bad("s3.bucket", "%q is not a valid bucket name; valid: 3 to 63 of lower-case letters, digits, . and -, starting and ending with a letter or digit", b.Bucket)
+	}
+	if b.Prefix != "" && (!strings.HasSuffix(b.Prefix, "/") || strings.HasPrefix(b.Prefix, "/")) {
+		bad("s3.prefix", "%q must end with / and not start with one; valid: empty (the bucket root) or e.g. %q", b.Prefix, Default().S3.Prefix)
+	}
+	if b.Endpoint != "" {
+		if msg := checkEndpoint(b.Endpoint); msg != "" {
+			bad("s3.endpoint", "%q %s", b.Endpoint, msg)
+		}
+	}
+}
+
+var (
+	regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$`)
+	bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	// sqsHostRE matches the AWS SQS hosts that name their region:
+	// sqs.<region>.amazonaws.com (and .com.cn), and the legacy
+	// <region>.queue.amazonaws.com.
+	sqsHostRE = regexp.MustCompile(`^(?:sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?|([a-z0-9-]+)\.queue\.amazonaws\.com)$`)
+)
+
+// URLRegion returns the region an AWS SQS queue URL names in its host, or
+// "" when the host is not an AWS SQS endpoint (an emulator, a VPC endpoint).
+func URLRegion(queueURL string) string {
+	u, err := url.Parse(queueURL)
+	if err != nil {
+		return ""
+	}
+	m := sqsHostRE.FindStringSubmatch(strings.ToLower(u.Hostname()))
+	if m == nil {
+		return ""
+	}
+	return m[1] + m[2]
+}
+
+// QueueName returns the queue name of an SQS queue URL (its last path
+// segment), or "" when the URL has none.
+func QueueName(queueURL string) string {
+	u, err := url.Parse(queueURL)
+	if err != nil {
+		return ""
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	return parts[len(parts)-1]
+}
+
+// checkQueueURL says what is wrong with an SQS queue URL, or "".
+func checkQueueURL(raw string) string {
+	const valid = "valid: an http(s) URL of the form https://sqs.<region>.amazonaws.com/<account>/<queue name>"
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "is not an http(s) URL; " + valid
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "has a query or fragment; " + valid
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return "has no /<account>/<queue name> path; " + valid
+	}
+	if msg := validQueueName(parts[1]); msg != "" {
+		return fmt.Sprintf("names queue %q, which %s", parts[1], msg)
+	}
+	return ""
+}
+
+// checkEndpoint says what is wrong with an endpoint override, or "".
+func checkEndpoint(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "is not an http(s) URL; valid: empty (the AWS default) or e.g. http://127.0.0.1:19324"
 	}
 	return ""
 }
