@@ -1,5 +1,5 @@
-// Package sqs implements [ports.Broker] and [ports.CompletionBus] over
-// Amazon SQS with aws-sdk-go-v2 (service/sqs). It passes the conformance
+// Package sqs implements [ports.Broker], [ports.CompletionBus] and
+// [ports.CancelChannel] over Amazon SQS with aws-sdk-go-v2 (service/sqs). It passes the conformance
 // suites of package porttest against the fauxqs emulator, with the
 // differences declared in its test harness.
 //
@@ -128,4 +128,71 @@
 // deletes them. Deleting a live client's inbox is safe but costs it its push
 // notifications: its Receive then fails with ports.ErrNotFound and it falls
 // back to polling the ResultBackend or reopens an inbox.
+//
+// # Cancellation
+//
+// [NewCancelChannel] returns a [CancelChannel] (nil-safe *[CancelOptions]:
+// QueuePrefix, WaitTime) over an SQS client and a ports.StateStore (in
+// practice adapters/s3's StateStore, so S3). A request has two halves:
+//
+//   - Durable mark: Cancel writes, per task ID, the StateStore record
+//     "cancels/<id>" ([CancelMarkPrefix]; an ID that is not a valid key is
+//     stored as "cancels/sha256-<hex>") holding {"at": <time>},
+//     unconditionally, so repeating a request is harmless. Canceled is one
+//     GET per ID (up to 16 at once); ErrNotFound means not cancelled. Workers
+//     call it once per received batch, before starting the tasks. Marks are
+//     never deleted by the adapter (retention is the StateStore's: forever,
+//     or an S3 lifecycle rule on the prefix).
+//   - Broadcast: every Subscribe creates an SQS queue of its own, one per
+//     subscribed worker. Cancel finds them by name prefix (ListQueues with
+//     QueueNamePrefix, paginated) and sends the IDs to each (one
+//     SendMessageBatch per queue, one message per ID). Each worker reads only
+//     its own queue, so no request can be consumed by the wrong worker, as it
+//     could from one shared queue. A queue that vanished meanwhile
+//     (QueueDoesNotExist) is skipped; other send errors are returned, wrapped
+//     as the error table says, but the marks already exist: workers still see
+//     the request through Canceled, only the fast interruption of a running
+//     task may be missed.
+//
+// Subscription.Receive is one ReceiveMessage (up to 10, long polling for
+// WaitTime, the poll bound) and one DeleteMessageBatch; an ID may come more
+// than once. Subscription.Close deletes the queue; CancelChannel.Close
+// deletes the queues of its open subscriptions and fails later calls with
+// ports.ErrClosed (the SQS client and the StateStore stay open).
+//
+// Naming: QueuePrefix (default "dagq-cancel-", [DefaultCancelPrefix];
+// [A-Za-z0-9_-], at most 48 characters) + 32 random hex characters. The
+// queues are standard queues even when the task queue is FIFO, so names are
+// always valid (a FIFO-derived name such as "x.fifo-cancels" is not: ".fifo"
+// may only end a name). Retention is one hour ([CancelRetention]) and the
+// tag dagq:role=cancel-subscription ([InboxTagKey], [CancelTagValue]). All
+// processes of a deployment share the prefix, and nothing else may use it.
+// IAM: sqs:ListQueues, sqs:SendMessage on the prefix for cancellers;
+// sqs:CreateQueue, sqs:TagQueue, sqs:ReceiveMessage, sqs:DeleteMessage,
+// sqs:DeleteQueue on the prefix for workers.
+//
+// Costs: an idle subscriber makes one ReceiveMessage per WaitTime (3 a
+// minute at the default 20s). A Cancel of k IDs makes k PUTs, one ListQueues
+// (per 1000 subscribers) and one SendMessage request per 10 IDs per
+// subscriber. Latency is about one SQS round trip plus the subscriber's
+// long-poll wake-up, sub-second (about 10 ms from Cancel to Receive against
+// local emulators, PUT and ListQueues included).
+//
+// Real SQS lists a just-created queue after a short delay (ListQueues is
+// eventually consistent), so a request made right after Subscribe may miss
+// that subscription's queue. That departs from the contract (every request
+// made after Subscribe returned), though not on fauxqs, which lists at once;
+// core must therefore not rely on the broadcast alone: it checks Canceled
+// before starting a task, and a request missed this way only interrupts a
+// running task later or not at all. A deleted queue may likewise still
+// be listed for up to 60 seconds; sends to it succeed into the void.
+//
+// Orphans: the queue of a worker that crashed is never deleted. Its messages
+// expire after the one-hour retention, but the queue remains and keeps
+// receiving broadcasts (one more send per Cancel). Clean up as for inboxes: a
+// scheduled job lists the queues with the cancel prefix, keeps those tagged
+// dagq:role=cancel-subscription whose CreatedTimestamp is older than the
+// longest a worker lives, and deletes them. Deleting a live worker's queue
+// costs it only fast interruption: its Receive fails with ports.ErrNotFound
+// and it resubscribes; Canceled still answers.
 package sqs
