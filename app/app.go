@@ -38,9 +38,9 @@
 //
 // The transport key picks the injector: memory (InitMemory) or sqs
 // (InitSQS: SQS queues sqs.queue_url and sqs.run_queue_url, S3 bucket
-// s3.bucket). The sqs transport has no cancel channel yet: cancellation
-// requests do not reach its workers (config.Load warns). Completions are
-// pushed to a reply queue per client; large envelopes go to the bucket.
+// s3.bucket). Completions are pushed to a reply queue per client,
+// cancellation requests are marked in the bucket and broadcast to a queue per
+// worker, and large envelopes go to the bucket.
 package app
 
 import (

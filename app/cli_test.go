@@ -322,7 +322,6 @@ func TestConfigValidate(t *testing.T) {
 	for _, w := range []string{
 		"dagq: warning: " + bad + `:3: unknown key "worker.concurency" is ignored (did you mean "worker.concurrency"?)`,
 		"dagq: invalid configuration:",
-		"dagq: warning: " + config.WarnSQSCancellation,
 		`  s3.bucket: is required with transport "sqs": the S3 bucket for results, large payloads and run state, e.g. my-dagq-bucket`,
 		"  worker.lease (file " + bad + "): 0s is out of range; valid: more than 0s, at most 12h",
 		"  log.level (file " + bad + `): "loud" is not a level; valid values: debug, info, warn, error`,

@@ -207,9 +207,6 @@ unknown, 2 for bad arguments or transport memory.`,
 			ctx := cmd.Context()
 			ok, err := rt.Launcher.Terminate(ctx, runID)
 			switch {
-			case errors.Is(err, ports.ErrUnsupported) && rt.Ports.Cancels == nil && rt.Config.Transport == config.TransportSQS:
-				return fmt.Errorf("terminate run %s: a running run needs the cancel channel, and cancellation over sqs is not implemented yet; "+
-					"the run goes on until it finishes", runID)
 			case errors.Is(err, ports.ErrUnsupported) && rt.Ports.Cancels == nil:
 				return fmt.Errorf("terminate run %s: a running run needs the cancel channel, and cancellation.enabled is false; "+
 					"set it to true (--cancellation, %s) here and on the workers", runID, config.EnvName("cancellation.enabled"))

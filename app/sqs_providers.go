@@ -23,11 +23,8 @@ import (
 // SQSSet provides the ports of the sqs transport: a Broker on the task queue
 // (sqs.queue_url) and a RunBroker on the run queue (sqs.run_queue_url), and
 // the ResultBackend, StateStore and claim-check PayloadStore in the bucket
-// (s3.bucket, s3.prefix), and the CompletionBus (a reply queue per client).
-//
-// The sqs transport has no CancelChannel yet: it is nil, so cancellation
-// requests do not reach workers, whatever cancellation.enabled says
-// (config.Load warns).
+// (s3.bucket, s3.prefix), the CompletionBus (a reply queue per client) and
+// the CancelChannel (marks in the bucket, broadcast to a queue per worker).
 var SQSSet = wire.NewSet(
 	ProvideAWSConfig,
 	ProvideSQSClient,
@@ -150,9 +147,17 @@ func ProvideS3StateStore(c *awss3.Client, cfg config.Config) (ports.StateStore, 
 	return s, func() { _ = s.Close() }, nil
 }
 
-// ProvideSQSCancelChannel returns nil: the sqs transport has no cancel
-// channel yet (config.WarnSQSCancellation).
-func ProvideSQSCancelChannel() ports.CancelChannel { return nil }
+// ProvideSQSCancelChannel returns the SQS cancellation transport: durable
+// marks in the StateStore (S3) plus a broadcast to one SQS queue per
+// subscribed worker (dagq-cancel-…); the cleanup deletes the channel's open
+// subscription queues. cancellation.enabled false drops it in ProvidePorts.
+func ProvideSQSCancelChannel(c *awssqs.Client, state ports.StateStore, cfg config.Config) (ports.CancelChannel, func(), error) {
+	ch, err := dagqsqs.NewCancelChannel(c, state, &dagqsqs.CancelOptions{WaitTime: cfg.SQS.WaitTime})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqs.wait_time: %w", err)
+	}
+	return ch, func() { _ = ch.Close() }, nil
+}
 
 // ProvideS3PayloadStore returns the claim-check PayloadStore in s3.bucket
 // under s3.prefix (its own key space, apart from results and state).

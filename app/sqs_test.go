@@ -13,6 +13,7 @@ import (
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/core"
 )
 
 // sqsEnv returns a configuration of the sqs transport on the local
@@ -29,7 +30,6 @@ func sqsEnv(t *testing.T) (config.Config, []string) {
 	id := fmt.Sprintf("%x", time.Now().UnixNano())
 	cfg := config.Default()
 	cfg.Transport = config.TransportSQS
-	cfg.Cancellation.Enabled = false
 	cfg.SQS.QueueURL = sqsEP + "/000000000000/dagq-app-steps-" + id
 	cfg.SQS.RunQueueURL = sqsEP + "/000000000000/dagq-app-runs-" + id
 	cfg.SQS.Region = "us-east-1"
@@ -46,7 +46,7 @@ func sqsEnv(t *testing.T) (config.Config, []string) {
 	t.Setenv("DAGQ_S3_PATH_STYLE", "true")
 	t.Setenv("DAGQ_SQS_WAIT_TIME", "1s")
 	flags := []string{
-		"--transport", "sqs", "--cancellation=false",
+		"--transport", "sqs",
 		"--sqs-queue-url", cfg.SQS.QueueURL, "--sqs-run-queue-url", cfg.SQS.RunQueueURL,
 		"--sqs-region", cfg.SQS.Region, "--sqs-endpoint", sqsEP,
 		"--s3-bucket", cfg.S3.Bucket, "--s3-endpoint", s3EP,
@@ -79,7 +79,7 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 	require.NoError(t, err)
 	defer rt.Close()
 	require.False(t, rt.Embedded())
-	require.Nil(t, rt.Ports.Cancels, "no cancel channel on sqs yet")
+	require.NotNil(t, rt.Ports.Cancels, "cancellation: marks in S3, broadcast to a queue per worker")
 	require.NotNil(t, rt.Ports.Completions, "completions are pushed to a reply queue per client")
 	require.NotNil(t, rt.Ports.Payloads, "large envelopes go to S3")
 
@@ -107,6 +107,39 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 	r = inCtx(t, ctx, rt, "health", runID)
 	require.Equal(t, app.ExitOK, r.code)
 	require.Equal(t, "SUCCESS: the run succeeded\n", r.stdout)
+
+	// Terminating a running run reaches its steps over SQS: the sleeping
+	// steps are cancelled long before their minute is up.
+	longID := runID + "-long"
+	r = inCtx(t, ctx, rt, "launch", examples+"long.yaml", "--run-id", longID)
+	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Eventually(t, func() bool {
+		rec, err := rt.Launcher.Status(ctx, longID)
+		if err != nil {
+			return false
+		}
+		for _, s := range rec.Steps {
+			if s.Name == "work" && s.State == core.StepRunning {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "step work never ran")
+	start := time.Now()
+	r = inCtx(t, ctx, rt, "terminate", longID)
+	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	rec, err := rt.Launcher.Wait(ctx, longID)
+	require.NoError(t, err)
+	require.Equal(t, core.RunCancelled, rec.State)
+	require.Less(t, time.Since(start), 20*time.Second, "cancellation reached the running steps")
+	for _, s := range rec.Steps {
+		if s.Name == "work" || s.Name == "side" {
+			require.Equal(t, core.StepCancelled, s.State, s.Name)
+		}
+		if s.Name == "publish" {
+			require.Equal(t, core.StepSkipped, s.State)
+		}
+	}
 }
 
 func TestQueueInit_Memory(t *testing.T) {

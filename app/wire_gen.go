@@ -172,8 +172,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		cleanup()
 		return nil, nil, err
 	}
-	cancelChannel := ProvideSQSCancelChannel()
-	completionBus, cleanup5, err := ProvideSQSCompletionBus(client, cfg, log)
+	stateStore, cleanup5, err := ProvideS3StateStore(s3Client, cfg)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -181,7 +180,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		cleanup()
 		return nil, nil, err
 	}
-	stateStore, cleanup6, err := ProvideS3StateStore(s3Client, cfg)
+	cancelChannel, cleanup6, err := ProvideSQSCancelChannel(client, stateStore, cfg)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -190,7 +189,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		cleanup()
 		return nil, nil, err
 	}
-	payloadStore, cleanup7, err := ProvideS3PayloadStore(s3Client, cfg)
+	completionBus, cleanup7, err := ProvideSQSCompletionBus(client, cfg, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -200,8 +199,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		cleanup()
 		return nil, nil, err
 	}
-	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
-	coreClient, cleanup8, err := ProvideClient(ports, log)
+	payloadStore, cleanup8, err := ProvideS3PayloadStore(s3Client, cfg)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -212,7 +210,8 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		cleanup()
 		return nil, nil, err
 	}
-	executor, err := ProvideExecutor(coreClient, log)
+	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	coreClient, cleanup9, err := ProvideClient(ports, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -224,8 +223,22 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		cleanup()
 		return nil, nil, err
 	}
-	launcher, cleanup9, err := ProvideLauncher(cfg, ports, log)
+	executor, err := ProvideExecutor(coreClient, log)
 	if err != nil {
+		cleanup9()
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	launcher, cleanup10, err := ProvideLauncher(cfg, ports, log)
+	if err != nil {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -238,6 +251,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 	}
 	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, coreClient, log)
 	if err != nil {
+		cleanup10()
 		cleanup9()
 		cleanup8()
 		cleanup7()
@@ -260,6 +274,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		Workers:  workerFactory,
 	}
 	return runtime, func() {
+		cleanup10()
 		cleanup9()
 		cleanup8()
 		cleanup7()

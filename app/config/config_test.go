@@ -501,14 +501,3 @@ func TestValidate_SQS(t *testing.T) {
 		})
 	}
 }
-
-func TestLoad_SQSCancellationWarns(t *testing.T) {
-	t.Setenv("DAGQ_TRANSPORT", "sqs")
-	_, loaded := load(t, config.LoadOptions{})
-	require.Contains(t, loaded.Warnings, config.WarnSQSCancellation)
-	require.Contains(t, config.WarnSQSCancellation, "cancellation over sqs is not implemented yet; requests won't reach workers")
-
-	t.Setenv("DAGQ_CANCELLATION_ENABLED", "false")
-	_, loaded = load(t, config.LoadOptions{})
-	require.Empty(t, loaded.Warnings)
-}

@@ -131,25 +131,7 @@ func Load(opts LoadOptions) (Config, *Loaded, error) {
 	if len(errs) > 0 {
 		return Config{}, loaded, errors.Join(errs...)
 	}
-	if w := TransportWarning(cfg); w != "" {
-		loaded.Warnings = append(loaded.Warnings, w)
-	}
 	return cfg, loaded, nil
-}
-
-// WarnSQSCancellation is the warning of TransportWarning for transport sqs
-// with cancellation.enabled: the sqs transport has no cancel channel yet.
-const WarnSQSCancellation = "cancellation over sqs is not implemented yet; requests won't reach workers " +
-	"(with transport sqs, cancellation.enabled true works as false: running and queued steps run to the end; " +
-	"set cancellation.enabled false to silence this warning)"
-
-// TransportWarning returns what cfg asks for that its transport cannot do
-// yet, or "".
-func TransportWarning(cfg Config) string {
-	if cfg.Transport == TransportSQS && cfg.Cancellation.Enabled {
-		return WarnSQSCancellation
-	}
-	return ""
 }
 
 // configFile picks the config file and says which source named it.
