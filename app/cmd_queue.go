@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/core"
 )
 
 // Settings of the queues "dagq queue init" creates.
@@ -25,9 +26,11 @@ const (
 	// QueueMaxMessageSize is the MaximumMessageSize of created queues: the
 	// SQS maximum, 1 MiB.
 	QueueMaxMessageSize = 1 << 20
-	// QueueMaxReceiveCount is the maxReceiveCount of the redrive policy: a
-	// message received this often without being deleted moves to the DLQ.
-	QueueMaxReceiveCount = 5
+	// MinMaxReceiveCount is the smallest maxReceiveCount of a redrive policy:
+	// a message received this often without being deleted moves to the DLQ.
+	// The DLQ is the safety net behind the workers' own attempt limit, so it
+	// must not cut retries short (see MaxReceiveCount).
+	MinMaxReceiveCount = 10
 	// DLQRetention is the MessageRetentionPeriod of created DLQs, in
 	// seconds: the SQS maximum, 14 days.
 	DLQRetention = 14 * 24 * 3600
@@ -57,7 +60,9 @@ place (it updates the settings of existing queues):
 
   - on sqs: the task queue (sqs.queue_url) and the run queue (sqs.run_queue_url),
     each with a dead-letter queue named <name>-dlq (FIFO: <base>-dlq.fifo) and a
-    redrive policy moving a message there after 5 receives; MaximumMessageSize
+    redrive policy moving a message there after more receives than the
+    retries allow (task queue: max(10, retry.max_attempts+2); run queue:
+    the run task's 20 attempts + 2); MaximumMessageSize
     1 MiB and VisibilityTimeout worker.lease; and the bucket (s3.bucket).
     Queues are created by the name in their URL, with the configured
     credentials, region and endpoint;
@@ -97,7 +102,13 @@ func initSQS(ctx context.Context, cfg config.Config, out io.Writer) error {
 	sq := ProvideSQSClient(a, cfg)
 	s3c := ProvideS3Client(a, cfg)
 	lease := int(math.Ceil(cfg.Worker.Lease.Seconds()))
-	for _, k := range []struct{ key, url string }{{"sqs.queue_url", cfg.SQS.QueueURL}, {"sqs.run_queue_url", cfg.SQS.RunQueueURL}} {
+	for _, k := range []struct {
+		key, url    string
+		maxReceives int
+	}{
+		{"sqs.queue_url", cfg.SQS.QueueURL, MaxReceiveCount(cfg.Retry.MaxAttempts)},
+		{"sqs.run_queue_url", cfg.SQS.RunQueueURL, MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts)},
+	} {
 		name := config.QueueName(k.url)
 		dlqURL, err := ensureQueue(ctx, sq, out, DLQName(name), map[string]string{
 			string(sqstypes.QueueAttributeNameMaximumMessageSize):     strconv.Itoa(QueueMaxMessageSize),
@@ -114,7 +125,7 @@ func initSQS(ctx context.Context, cfg config.Config, out io.Writer) error {
 		}
 		redrive, _ := json.Marshal(map[string]string{
 			"deadLetterTargetArn": arn.Attributes[string(sqstypes.QueueAttributeNameQueueArn)],
-			"maxReceiveCount":     strconv.Itoa(QueueMaxReceiveCount),
+			"maxReceiveCount":     strconv.Itoa(k.maxReceives),
 		})
 		if _, err := ensureQueue(ctx, sq, out, name, map[string]string{
 			string(sqstypes.QueueAttributeNameMaximumMessageSize): strconv.Itoa(QueueMaxMessageSize),
@@ -177,4 +188,12 @@ func ensureBucket(ctx context.Context, c *awss3.Client, region, bucket string, o
 		return fmt.Errorf("s3.bucket: create bucket %s: %w", bucket, err)
 	}
 	return nil
+}
+
+// MaxReceiveCount is the redrive maxReceiveCount for a queue whose tasks are
+// tried up to maxAttempts times: every attempt is one receive, so the DLQ must
+// allow a couple more (a release at shutdown also counts as a receive), and
+// never fewer than MinMaxReceiveCount.
+func MaxReceiveCount(maxAttempts int) int {
+	return max(MinMaxReceiveCount, maxAttempts+2)
 }

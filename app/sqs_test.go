@@ -162,3 +162,11 @@ func TestNew_SQSRegionFromChainMismatch(t *testing.T) {
 	require.ErrorContains(t, err, `sqs.queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/a" is in region eu-west-1 but the AWS region is us-west-2`)
 	require.ErrorContains(t, err, "set sqs.region (DAGQ_SQS_REGION) to eu-west-1")
 }
+
+// The DLQ must not cut retries short: every attempt is one receive.
+func TestMaxReceiveCount(t *testing.T) {
+	require.Equal(t, 10, app.MaxReceiveCount(3), "never below the minimum")
+	require.Equal(t, 12, app.MaxReceiveCount(10))
+	require.Greater(t, app.MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts), core.DefaultRunTaskRetry.MaxAttempts,
+		"run tasks keep all their attempts")
+}
