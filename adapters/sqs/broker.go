@@ -44,6 +44,12 @@ type Options struct {
 	MaxBodyBytes int
 	// Logger receives warnings (undecodable foreign messages). Nil discards.
 	Logger *slog.Logger
+	// FlushWindow is how long a single-receipt Ack waits for concurrent
+	// single-receipt Acks to share its DeleteMessageBatch request (sent when
+	// 10 receipts have joined or the window ends, whichever is first).
+	// Zero means DefaultFlushWindow; a negative value disables coalescing
+	// (every Ack is its own request). At most one second.
+	FlushWindow time.Duration
 }
 
 // Broker is a ports.Broker bound to one SQS queue.
@@ -54,6 +60,9 @@ type Broker struct {
 	waitSecs int32
 	maxBody  int
 	log      *slog.Logger
+
+	deleteBatch deleteBatchFunc
+	acks        *ackBatcher // nil: coalescing disabled
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -90,7 +99,13 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{
+	if o.FlushWindow == 0 {
+		o.FlushWindow = DefaultFlushWindow
+	}
+	if o.FlushWindow > maxFlushWindow {
+		return nil, invalid("new", "FlushWindow %v over %v", o.FlushWindow, maxFlushWindow)
+	}
+	b := &Broker{
 		client:   client,
 		url:      queueURL,
 		fifo:     strings.HasSuffix(queueURL, ".fifo"),
@@ -98,7 +113,14 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 		maxBody:  o.MaxBodyBytes,
 		log:      o.Logger,
 		closed:   make(chan struct{}),
-	}, nil
+		deleteBatch: func(ctx context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+			return client.DeleteMessageBatch(ctx, in)
+		},
+	}
+	if o.FlushWindow > 0 {
+		b.acks = &ackBatcher{b: b, window: o.FlushWindow}
+	}
+	return b, nil
 }
 
 // FIFO reports whether the queue is a FIFO queue.
@@ -291,8 +313,9 @@ func (b *Broker) delivery(m types.Message) ports.Delivery {
 	return d
 }
 
-// Ack implements ports.Broker with one DeleteMessageBatch request. Entries
-// failing because the receipt is stale or invalid are not errors.
+// Ack implements ports.Broker with one DeleteMessageBatch request, which a
+// single-receipt Ack shares with concurrent ones (see Options.FlushWindow).
+// Entries failing because the receipt is stale or invalid are not errors.
 func (b *Broker) Ack(ctx context.Context, receipts ...ports.Receipt) error {
 	const op = "ack"
 	if b.isClosed() {
@@ -301,27 +324,12 @@ func (b *Broker) Ack(ctx context.Context, receipts ...ports.Receipt) error {
 	if err := checkReceipts(op, receipts); err != nil {
 		return err
 	}
-	entries := make([]types.DeleteMessageBatchRequestEntry, len(receipts))
-	for i, r := range receipts {
-		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(string(r))}
+	if len(receipts) == 1 && b.acks != nil {
+		return b.acks.ack(ctx, receipts[0])
 	}
-	out, err := b.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &b.url, Entries: entries})
+	failed, err := deleteReceipts(ctx, b.deleteBatch, b.url, receipts)
 	if err != nil {
-		err = wrap(op, err, true)
-		if ignoredOnAck(err) {
-			return nil
-		}
 		return err
-	}
-	failed := make(map[int]error)
-	for _, f := range out.Failed {
-		i, ok := entryIndex(f.Id, len(receipts))
-		if !ok {
-			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
-		}
-		if err := entryError(op, f, true); !ignoredOnAck(err) {
-			failed[i] = err
-		}
 	}
 	return batchResult(failed, len(receipts))
 }
@@ -387,9 +395,14 @@ func (b *Broker) Extend(ctx context.Context, lease time.Duration, receipts ...po
 }
 
 // Close implements ports.Broker: later calls fail with ports.ErrClosed and a
-// blocked Receive returns. Leases keep running; the SQS client stays open.
+// blocked Receive returns. Acks waiting for their batch are sent first, and
+// Close returns once their request is done. Leases keep running; the SQS
+// client stays open.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() { close(b.closed) })
+	if b.acks != nil {
+		b.acks.close()
+	}
 	return nil
 }
 

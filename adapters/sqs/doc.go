@@ -38,11 +38,20 @@
 // standard queues GroupID is ignored and delivered empty.
 //
 // Ack is one DeleteMessageBatch request; entries failing only because the
-// receipt is stale or invalid are not errors (the weak contract). Nack is
+// receipt is stale or invalid are not errors (the weak contract). Concurrent
+// single-receipt Acks (the worker acks each task on its own) share their
+// request: an Ack joins the pending batch, which is sent when it holds 10
+// receipts or Options.FlushWindow after its first one joined; each caller
+// waits for its batch's request and gets its own entry's result. A caller
+// whose ctx ends stops waiting with ctx's error (its receipt stays in the
+// batch and may still be deleted); the request itself runs on no caller's
+// context, bounded by 30 seconds. An Ack of several receipts is its own
+// request, as before. Nack is
 // ChangeMessageVisibility to the delay rounded up to whole seconds. Extend
 // is one ChangeMessageVisibilityBatch request. Close makes every later call
-// fail with ports.ErrClosed and aborts a blocked Receive; leases keep running
-// and the SQS client is not closed.
+// fail with ports.ErrClosed and aborts a blocked Receive; Acks waiting for
+// their batch are sent at once and Close returns when that request is done.
+// Leases keep running and the SQS client is not closed.
 //
 // # Errors
 //
@@ -76,6 +85,13 @@
 //     store (ports.PayloadStore), which core applies above its threshold.
 //   - Logger: an *slog.Logger for warnings (undecodable foreign messages);
 //     nil discards.
+//   - FlushWindow: how long a single-receipt Ack waits for others to share
+//     its DeleteMessageBatch request, default 5ms ([DefaultFlushWindow]), at
+//     most 1s; a negative value disables coalescing (one request per Ack).
+//     A lone Ack thus completes one window later than without it; with many
+//     concurrent tasks a batch fills before the window ends. Cost: with
+//     concurrent tasks, about one DeleteMessageBatch per 10 acks instead of
+//     one per ack; at worst (acks more than a window apart) one per ack.
 //
 // The queue's own settings (default visibility timeout, redrive policy,
 // retention) are not touched: leases are given per Receive.

@@ -1,0 +1,224 @@
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dagq/dagq/ports"
+)
+
+// fakeDeleter records DeleteMessageBatch requests. A receipt starting with
+// "stale" fails as ReceiptHandleIsInvalid, one starting with "busy" as
+// InternalError; gate, when set, holds every request until it is closed.
+type fakeDeleter struct {
+	gate chan struct{}
+
+	mu    sync.Mutex
+	sizes []int
+	seen  []ports.Receipt
+}
+
+func (f *fakeDeleter) deleteBatch(ctx context.Context, in *awssqs.DeleteMessageBatchInput) (*awssqs.DeleteMessageBatchOutput, error) {
+	f.mu.Lock()
+	f.sizes = append(f.sizes, len(in.Entries))
+	for _, e := range in.Entries {
+		f.seen = append(f.seen, ports.Receipt(*e.ReceiptHandle))
+	}
+	f.mu.Unlock()
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	out := &awssqs.DeleteMessageBatchOutput{}
+	for _, e := range in.Entries {
+		r := *e.ReceiptHandle
+		switch {
+		case len(r) >= 5 && r[:5] == "stale":
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("ReceiptHandleIsInvalid"), SenderFault: true})
+		case len(r) >= 4 && r[:4] == "busy":
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), Message: aws.String(r)})
+		default:
+			out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeDeleter) requests() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sizes)
+}
+
+func fakeBroker(t *testing.T, window time.Duration, f *fakeDeleter) *Broker {
+	t.Helper()
+	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
+	b, err := New(client, "http://q/1/tasks", &Options{FlushWindow: window})
+	require.NoError(t, err)
+	b.deleteBatch = f.deleteBatch
+	return b
+}
+
+// TestAckCoalesces: 25 concurrent single Acks make 3 requests (10+10+5) and
+// every caller gets its own entry's result.
+func TestAckCoalesces(t *testing.T) {
+	f := &fakeDeleter{}
+	b := fakeBroker(t, 500*time.Millisecond, f)
+	defer func() { require.NoError(t, b.Close()) }()
+
+	const n = 25
+	receipts := make([]ports.Receipt, n)
+	for i := range receipts {
+		switch i % 5 {
+		case 1:
+			receipts[i] = ports.Receipt("stale-" + strconv.Itoa(i))
+		case 3:
+			receipts[i] = ports.Receipt("busy-" + strconv.Itoa(i))
+		default:
+			receipts[i] = ports.Receipt("ok-" + strconv.Itoa(i))
+		}
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = b.Ack(t.Context(), receipts[i]) })
+	}
+	wg.Wait()
+
+	sizes := f.requests()
+	slices.Sort(sizes)
+	require.Equal(t, []int{5, 10, 10}, sizes)
+	require.ElementsMatch(t, receipts, f.seen)
+	for i, err := range errs {
+		if i%5 == 3 {
+			require.ErrorIs(t, err, ports.ErrUnavailable, "receipt %s", receipts[i])
+			require.Contains(t, err.Error(), string(receipts[i]), "its own entry's error")
+		} else {
+			require.NoError(t, err, "receipt %s", receipts[i])
+		}
+	}
+}
+
+// TestAckWindow: a lone Ack is sent after the window, not later.
+func TestAckWindow(t *testing.T) {
+	const window = 50 * time.Millisecond
+	f := &fakeDeleter{}
+	b := fakeBroker(t, window, f)
+	defer func() { require.NoError(t, b.Close()) }()
+
+	start := time.Now()
+	require.NoError(t, b.Ack(t.Context(), "ok"))
+	took := time.Since(start)
+	require.GreaterOrEqual(t, took, window)
+	require.Less(t, took, window+250*time.Millisecond)
+	require.Equal(t, []int{1}, f.requests())
+}
+
+// TestAckDisabled: a negative FlushWindow sends every Ack at once, alone.
+func TestAckDisabled(t *testing.T) {
+	f := &fakeDeleter{}
+	b := fakeBroker(t, -1, f)
+	defer func() { require.NoError(t, b.Close()) }()
+	require.Nil(t, b.acks)
+	start := time.Now()
+	require.NoError(t, b.Ack(t.Context(), "ok"))
+	require.ErrorIs(t, b.Ack(t.Context(), "busy"), ports.ErrUnavailable)
+	require.Less(t, time.Since(start), 100*time.Millisecond)
+	require.Equal(t, []int{1, 1}, f.requests())
+
+	_, err := New(awssqs.New(awssqs.Options{Region: "us-east-1"}), "http://q", &Options{FlushWindow: 2 * time.Second})
+	require.ErrorIs(t, err, ports.ErrInvalidArgument)
+}
+
+// TestAckMultiReceipt: an Ack of several receipts is its own request.
+func TestAckMultiReceipt(t *testing.T) {
+	f := &fakeDeleter{}
+	b := fakeBroker(t, time.Second, f)
+	defer func() { require.NoError(t, b.Close()) }()
+	err := b.Ack(t.Context(), "ok", "busy", "stale")
+	var be *ports.BatchError
+	require.ErrorAs(t, err, &be)
+	require.Len(t, be.Failed, 1)
+	require.ErrorIs(t, be.Failed[1], ports.ErrUnavailable)
+	require.Equal(t, []int{3}, f.requests())
+}
+
+// TestAckContext: a caller whose ctx ends stops waiting with ctx's error;
+// the others of its batch still get their result.
+func TestAckContext(t *testing.T) {
+	f := &fakeDeleter{gate: make(chan struct{})}
+	b := fakeBroker(t, 10*time.Millisecond, f)
+	defer func() { require.NoError(t, b.Close()) }()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	leaving := make(chan error, 1)
+	staying := make(chan error, 1)
+	go func() { leaving <- b.Ack(ctx, "ok-1") }()
+	go func() { staying <- b.Ack(t.Context(), "ok-2") }()
+	require.Eventually(t, func() bool { return len(f.requests()) == 1 }, time.Second, time.Millisecond)
+	cancel()
+	err := <-leaving
+	require.ErrorIs(t, err, context.Canceled)
+	close(f.gate)
+	require.NoError(t, <-staying)
+	require.Equal(t, []int{2}, f.requests())
+
+	require.ErrorIs(t, b.Ack(ctx, "ok-3"), context.Canceled, "ctx done before joining")
+	require.Equal(t, []int{2}, f.requests())
+}
+
+// TestAckClose: Close sends the pending batch at once and waits for it;
+// later Acks fail with ErrClosed.
+func TestAckClose(t *testing.T) {
+	f := &fakeDeleter{}
+	b := fakeBroker(t, time.Second, f)
+
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() { errs <- b.Ack(t.Context(), ports.Receipt(fmt.Sprint("ok-", i))) }()
+	}
+	require.Eventually(t, func() bool {
+		b.acks.mu.Lock()
+		defer b.acks.mu.Unlock()
+		return b.acks.pending != nil && len(b.acks.pending.receipts) == 3
+	}, time.Second, time.Millisecond)
+	start := time.Now()
+	require.NoError(t, b.Close())
+	require.Less(t, time.Since(start), time.Second)
+	require.Equal(t, []int{3}, f.requests(), "flushed by Close, before it returned")
+	for range 3 {
+		require.NoError(t, <-errs)
+	}
+	require.ErrorIs(t, b.Ack(t.Context(), "ok"), ports.ErrClosed)
+	require.NoError(t, b.Close())
+	require.Equal(t, []int{3}, f.requests())
+}
+
+// TestAckWholeCallFailure: a failed request fails every caller of its batch.
+func TestAckWholeCallFailure(t *testing.T) {
+	boom := errors.New("boom")
+	b := fakeBroker(t, 10*time.Millisecond, &fakeDeleter{})
+	b.deleteBatch = func(context.Context, *awssqs.DeleteMessageBatchInput) (*awssqs.DeleteMessageBatchOutput, error) {
+		return nil, boom
+	}
+	defer func() { require.NoError(t, b.Close()) }()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { require.ErrorIs(t, b.Ack(t.Context(), ports.Receipt(fmt.Sprint("ok-", i))), boom) })
+	}
+	wg.Wait()
+}
