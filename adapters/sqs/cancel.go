@@ -2,7 +2,6 @@ package sqs
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -311,19 +310,11 @@ func (c *CancelChannel) Subscribe(ctx context.Context) (ports.CancelSubscription
 	if c.isClosed() {
 		return nil, closedErr(op)
 	}
-	id := make([]byte, inboxIDLen/2)
-	_, _ = rand.Read(id)
-	out, err := c.client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(c.prefix + hex.EncodeToString(id)),
-		Attributes: map[string]string{
-			string(types.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(int(CancelRetention / time.Second)),
-		},
-		Tags: map[string]string{InboxTagKey: CancelTagValue},
-	})
+	url, err := createPrivateQueue(ctx, c.client, c.prefix, CancelRetention, CancelTagValue)
 	if err != nil {
 		return nil, wrap(op, err, false)
 	}
-	s := &CancelSubscription{ch: c, url: deref(out.QueueUrl), closed: make(chan struct{})}
+	s := &CancelSubscription{ch: c, url: url, closed: make(chan struct{})}
 	c.mu.Lock()
 	if c.closed { // closed while creating: do not leak the queue
 		c.mu.Unlock()

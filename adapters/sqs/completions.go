@@ -209,19 +209,11 @@ func (b *CompletionBus) Open(ctx context.Context) (ports.Inbox, error) {
 	if b.isClosed() {
 		return nil, closedErr(op)
 	}
-	id := make([]byte, inboxIDLen/2)
-	_, _ = rand.Read(id)
-	out, err := b.client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(b.prefix + hex.EncodeToString(id)),
-		Attributes: map[string]string{
-			string(types.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(int(InboxRetention / time.Second)),
-		},
-		Tags: map[string]string{InboxTagKey: InboxTagValue},
-	})
+	url, err := createPrivateQueue(ctx, b.client, b.prefix, InboxRetention, InboxTagValue)
 	if err != nil {
 		return nil, wrap(op, err, false)
 	}
-	ib := &Inbox{bus: b, url: deref(out.QueueUrl), closed: make(chan struct{})}
+	ib := &Inbox{bus: b, url: url, closed: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed { // closed while creating: do not leak the queue
 		b.mu.Unlock()
@@ -385,4 +377,23 @@ func (ib *Inbox) Close() error {
 		}
 	})
 	return closeErr
+}
+
+// createPrivateQueue creates the standard queue of one inbox or cancel
+// subscription: prefix + 32 random hex characters, the given message
+// retention, and the tag InboxTagKey=role (for finding orphans).
+func createPrivateQueue(ctx context.Context, client *sqs.Client, prefix string, retention time.Duration, role string) (string, error) {
+	id := make([]byte, inboxIDLen/2)
+	_, _ = rand.Read(id)
+	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(prefix + hex.EncodeToString(id)),
+		Attributes: map[string]string{
+			string(types.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(int(retention / time.Second)),
+		},
+		Tags: map[string]string{InboxTagKey: role},
+	})
+	if err != nil {
+		return "", err
+	}
+	return deref(out.QueueUrl), nil
 }
