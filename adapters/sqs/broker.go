@@ -154,19 +154,25 @@ func (b *Broker) Send(ctx context.Context, msgs ...ports.Message) error {
 		}
 		entries[i] = e
 	}
-	out, err := b.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &b.url, Entries: entries})
+	return sendBatch(ctx, b.client, op, b.url, entries)
+}
+
+// sendBatch sends entries (whose Ids are their indexes) to url in one
+// SendMessageBatch request; a partial failure is a *ports.BatchError.
+func sendBatch(ctx context.Context, client *sqs.Client, op, url string, entries []types.SendMessageBatchRequestEntry) error {
+	out, err := client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
 	if err != nil {
 		return wrap(op, err, false)
 	}
 	failed := make(map[int]error)
 	for _, f := range out.Failed {
-		i, ok := entryIndex(f.Id, len(msgs))
+		i, ok := entryIndex(f.Id, len(entries))
 		if !ok {
 			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
 		}
 		failed[i] = entryError(op, f, false)
 	}
-	return batchResult(failed, len(msgs))
+	return batchResult(failed, len(entries))
 }
 
 func (b *Broker) entry(i int, m ports.Message) (types.SendMessageBatchRequestEntry, error) {

@@ -69,11 +69,8 @@ type CancelChannel struct {
 
 // CancelSubscription is a ports.CancelSubscription: one standard SQS queue.
 type CancelSubscription struct {
-	ch  *CancelChannel
-	url string
-
-	closeOnce sync.Once
-	closed    chan struct{}
+	ch *CancelChannel
+	privateQueue
 }
 
 var (
@@ -314,7 +311,7 @@ func (c *CancelChannel) Subscribe(ctx context.Context) (ports.CancelSubscription
 	if err != nil {
 		return nil, wrap(op, err, false)
 	}
-	s := &CancelSubscription{ch: c, url: url, closed: make(chan struct{})}
+	s := &CancelSubscription{ch: c, privateQueue: newPrivateQueue(c.client, url, c.waitSecs, c.done)}
 	c.mu.Lock()
 	if c.closed { // closed while creating: do not leak the queue
 		c.mu.Unlock()
@@ -353,17 +350,6 @@ func (c *CancelChannel) Close() error {
 // QueueURL returns the URL of the subscription's queue.
 func (s *CancelSubscription) QueueURL() string { return s.url }
 
-func (s *CancelSubscription) isClosed() bool {
-	select {
-	case <-s.closed:
-		return true
-	case <-s.ch.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // Receive implements ports.CancelSubscription with one ReceiveMessage
 // request (up to 10 messages, long polling for WaitTime or less when ctx's
 // deadline is nearer) and one DeleteMessageBatch request for what it
@@ -371,51 +357,12 @@ func (s *CancelSubscription) isClosed() bool {
 // after 30 seconds (an ID may be delivered more than once).
 func (s *CancelSubscription) Receive(ctx context.Context) ([]string, error) {
 	const op = "cancel subscription: receive"
-	if s.isClosed() {
-		return nil, closedErr(op)
+	msgs, err := s.receive(ctx, op)
+	if len(msgs) == 0 {
+		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("sqs: %s: %w", op, err)
-	}
-	wait := s.ch.waitSecs
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, int32(max(0, time.Until(dl)/time.Second)))
-	}
-	// Closing the subscription or its channel aborts a blocked Receive.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.closed:
-			cancel()
-		case <-s.ch.done:
-			cancel()
-		case <-rctx.Done():
-		}
-	}()
-	out, err := s.ch.client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
-		QueueUrl:              &s.url,
-		MaxNumberOfMessages:   ports.MaxBatch,
-		VisibilityTimeout:     inboxVisibility,
-		WaitTimeSeconds:       wait,
-		MessageAttributeNames: []string{attrEncoding},
-	})
-	if err != nil {
-		if ctx.Err() == nil && s.isClosed() {
-			return nil, closedErr(op)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("sqs: %s: %w", op, ctx.Err())
-		}
-		return nil, wrap(op, err, false)
-	}
-	if len(out.Messages) == 0 {
-		return nil, nil
-	}
-	ids := make([]string, 0, len(out.Messages))
-	entries := make([]types.DeleteMessageBatchRequestEntry, len(out.Messages))
-	for i, m := range out.Messages {
-		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+	ids := make([]string, 0, len(msgs))
+	for _, m := range msgs {
 		var enc string
 		if v, ok := m.MessageAttributes[attrEncoding]; ok {
 			enc = deref(v.StringValue)
@@ -428,9 +375,7 @@ func (s *CancelSubscription) Receive(ctx context.Context) ([]string, error) {
 	}
 	// Delete even when ctx is done: the IDs are returned either way; a
 	// failed delete only means they come again.
-	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
-	defer dcancel()
-	_, _ = s.ch.client.DeleteMessageBatch(dctx, &sqs.DeleteMessageBatchInput{QueueUrl: &s.url, Entries: entries})
+	_, _ = s.deleteMessages(ctx, msgs)
 	return ids, nil
 }
 
@@ -438,20 +383,9 @@ func (s *CancelSubscription) Receive(ctx context.Context) ([]string, error) {
 // (bounded by 30 seconds, as Close has no context); a queue already gone is
 // not an error. Later calls return nil.
 func (s *CancelSubscription) Close() error {
-	var closeErr error
-	s.closeOnce.Do(func() {
-		close(s.closed)
-		c := s.ch
-		c.mu.Lock()
-		delete(c.subs, s)
-		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
-		defer cancel()
-		if _, err := c.client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: &s.url}); err != nil {
-			if err = wrap("cancel subscription: close", err, false); !errors.Is(err, ports.ErrNotFound) {
-				closeErr = err
-			}
-		}
+	return s.drop("cancel subscription: close", func() {
+		s.ch.mu.Lock()
+		delete(s.ch.subs, s)
+		s.ch.mu.Unlock()
 	})
-	return closeErr
 }

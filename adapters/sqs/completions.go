@@ -2,8 +2,6 @@ package sqs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,10 +73,7 @@ type CompletionBus struct {
 // Inbox is a ports.Inbox: one SQS queue.
 type Inbox struct {
 	bus *CompletionBus
-	url string
-
-	closeOnce sync.Once
-	closed    chan struct{}
+	privateQueue
 }
 
 var (
@@ -166,19 +161,7 @@ func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Comp
 		}
 		entries[i] = e
 	}
-	out, err := b.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(to), Entries: entries})
-	if err != nil {
-		return wrap(op, err, false)
-	}
-	failed := make(map[int]error)
-	for _, f := range out.Failed {
-		i, ok := entryIndex(f.Id, len(cs))
-		if !ok {
-			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
-		}
-		failed[i] = entryError(op, f, false)
-	}
-	return batchResult(failed, len(cs))
+	return sendBatch(ctx, b.client, op, to, entries)
 }
 
 // validSQSText reports whether b consists only of the characters SQS
@@ -213,7 +196,7 @@ func (b *CompletionBus) Open(ctx context.Context) (ports.Inbox, error) {
 	if err != nil {
 		return nil, wrap(op, err, false)
 	}
-	ib := &Inbox{bus: b, url: url, closed: make(chan struct{})}
+	ib := &Inbox{bus: b, privateQueue: newPrivateQueue(b.client, url, b.waitSecs, b.done)}
 	b.mu.Lock()
 	if b.closed { // closed while creating: do not leak the queue
 		b.mu.Unlock()
@@ -252,68 +235,18 @@ func (b *CompletionBus) Close() error {
 // Address implements ports.Inbox: the queue URL.
 func (ib *Inbox) Address() string { return ib.url }
 
-func (ib *Inbox) isClosed() bool {
-	select {
-	case <-ib.closed:
-		return true
-	case <-ib.bus.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // Receive implements ports.Inbox with one ReceiveMessage request (up to 10
 // messages, long polling for WaitTime or less when ctx's deadline is
 // nearer) and one DeleteMessageBatch request for what it received.
 // Undecodable messages are logged and deleted.
 func (ib *Inbox) Receive(ctx context.Context) ([]ports.Completion, error) {
 	const op = "inbox: receive"
-	if ib.isClosed() {
-		return nil, closedErr(op)
+	msgs, err := ib.receive(ctx, op)
+	if len(msgs) == 0 {
+		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("sqs: %s: %w", op, err)
-	}
-	wait := ib.bus.waitSecs
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, int32(max(0, time.Until(dl)/time.Second)))
-	}
-	// Closing the inbox or its bus aborts a blocked Receive.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-ib.closed:
-			cancel()
-		case <-ib.bus.done:
-			cancel()
-		case <-rctx.Done():
-		}
-	}()
-	out, err := ib.bus.client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
-		QueueUrl:              &ib.url,
-		MaxNumberOfMessages:   ports.MaxBatch,
-		VisibilityTimeout:     inboxVisibility,
-		WaitTimeSeconds:       wait,
-		MessageAttributeNames: []string{attrEncoding},
-	})
-	if err != nil {
-		if ctx.Err() == nil && ib.isClosed() {
-			return nil, closedErr(op)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("sqs: %s: %w", op, ctx.Err())
-		}
-		return nil, wrap(op, err, false)
-	}
-	if len(out.Messages) == 0 {
-		return nil, nil
-	}
-	cs := make([]ports.Completion, 0, len(out.Messages))
-	entries := make([]types.DeleteMessageBatchRequestEntry, len(out.Messages))
-	for i, m := range out.Messages {
-		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+	cs := make([]ports.Completion, 0, len(msgs))
+	for _, m := range msgs {
 		c, err := decodeCompletion(m)
 		if err != nil {
 			ib.bus.log.Warn("sqs: dropping undecodable completion", "inbox", ib.url, "message_id", deref(m.MessageId), "err", err)
@@ -322,9 +255,7 @@ func (ib *Inbox) Receive(ctx context.Context) ([]ports.Completion, error) {
 		cs = append(cs, c)
 	}
 	// Delete even when ctx is done: the completions are returned either way.
-	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
-	defer dcancel()
-	dout, err := ib.bus.client.DeleteMessageBatch(dctx, &sqs.DeleteMessageBatchInput{QueueUrl: &ib.url, Entries: entries})
+	dout, err := ib.deleteMessages(ctx, msgs)
 	switch {
 	case err != nil:
 		// At-least-once: the completions come again after the visibility
@@ -360,40 +291,9 @@ func decodeCompletion(m types.Message) (ports.Completion, error) {
 // seconds, as Close has no context); a queue already gone is not an error.
 // Later calls return nil.
 func (ib *Inbox) Close() error {
-	var closeErr error
-	ib.closeOnce.Do(func() {
-		close(ib.closed)
-		b := ib.bus
-		b.mu.Lock()
-		delete(b.inboxes, ib)
-		b.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
-		defer cancel()
-		_, err := b.client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: &ib.url})
-		if err != nil {
-			if err = wrap("inbox: close", err, false); !errors.Is(err, ports.ErrNotFound) {
-				closeErr = err
-			}
-		}
+	return ib.drop("inbox: close", func() {
+		ib.bus.mu.Lock()
+		delete(ib.bus.inboxes, ib)
+		ib.bus.mu.Unlock()
 	})
-	return closeErr
-}
-
-// createPrivateQueue creates the standard queue of one inbox or cancel
-// subscription: prefix + 32 random hex characters, the given message
-// retention, and the tag InboxTagKey=role (for finding orphans).
-func createPrivateQueue(ctx context.Context, client *sqs.Client, prefix string, retention time.Duration, role string) (string, error) {
-	id := make([]byte, inboxIDLen/2)
-	_, _ = rand.Read(id)
-	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(prefix + hex.EncodeToString(id)),
-		Attributes: map[string]string{
-			string(types.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(int(retention / time.Second)),
-		},
-		Tags: map[string]string{InboxTagKey: role},
-	})
-	if err != nil {
-		return "", err
-	}
-	return deref(out.QueueUrl), nil
 }
