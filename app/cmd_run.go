@@ -86,6 +86,12 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 			if err := f.Validate(c.known); err != nil {
 				return err
 			}
+			if runID != "" {
+				// Checked before any worker starts.
+				if err := f.Job.CheckRunID(runID); err != nil {
+					return fmt.Errorf("run: %w", err)
+				}
+			}
 			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams})
 		},
 	}

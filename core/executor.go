@@ -338,16 +338,8 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 	if opts.RunID == "" {
 		opts.RunID = NewTaskID()
 	}
-	longest := 0
-	for _, s := range job.Steps {
-		longest = max(longest, len(s.Name))
-	}
-	if err := checkTaskID(opts.RunID); err != nil {
-		return RunResult{}, fmt.Errorf("dagq: run: RunID: %w", err)
-	}
-	if limit := maxTaskIDLen - 1 - longest; len(opts.RunID) > limit {
-		return RunResult{}, fmt.Errorf("dagq: run: %w: RunID %q is %d bytes; with the job's longest step name (%d bytes) the limit is %d",
-			ports.ErrInvalidArgument, opts.RunID, len(opts.RunID), longest, limit)
+	if err := job.CheckRunID(opts.RunID); err != nil {
+		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
 	}
 	switch {
 	case opts.CancelWait < 0:

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/dagq/dagq/ports"
 )
 
 // ErrInvalidJob is matched (errors.Is) by every problem Job.Validate reports.
@@ -172,6 +174,26 @@ func stepNameByte(b byte) bool {
 // downstream returns, for each step (by index of first declaration), the
 // indexes of the steps that depend on it, in declaration order. Unknown,
 // self and repeated upstreams, and duplicate steps, are left out.
+// CheckRunID reports whether runID can name a run of j: it must be a valid
+// task ID (printable ASCII without spaces), short enough that every step's
+// task ID, StepTaskID(runID, step), stays within the task-ID limit. Run and
+// Launch check the same; a caller can check first, before starting workers.
+// The error wraps ports.ErrInvalidArgument.
+func (j Job) CheckRunID(runID string) error {
+	if err := checkTaskID(runID); err != nil {
+		return fmt.Errorf("RunID: %w", err)
+	}
+	longest := 0
+	for _, s := range j.Steps {
+		longest = max(longest, len(s.Name))
+	}
+	if limit := maxTaskIDLen - 1 - longest; len(runID) > limit {
+		return fmt.Errorf("%w: RunID %q is %d bytes; with the job's longest step name (%d bytes) the limit is %d",
+			ports.ErrInvalidArgument, runID, len(runID), longest, limit)
+	}
+	return nil
+}
+
 func (j Job) downstream(index map[string]int) [][]int {
 	down := make([][]int, len(j.Steps))
 	for i, s := range j.Steps {

@@ -277,16 +277,12 @@ func (l *Launcher) Launch(ctx context.Context, job Job, opts LaunchOptions) (str
 	if runID == "" {
 		runID = NewTaskID()
 	}
-	longest := 0
-	for _, s := range job.Steps {
-		longest = max(longest, len(s.Name))
+	if err := job.CheckRunID(runID); err != nil {
+		return "", fmt.Errorf("dagq: launch: %w", err)
 	}
-	if err := checkTaskID(runID); err != nil {
-		return "", fmt.Errorf("dagq: launch: RunID: %w", err)
-	}
-	if limit := min(maxTaskIDLen-1-longest, maxTaskIDLen-len(RunTaskID(""))); len(runID) > limit {
-		return "", fmt.Errorf("dagq: launch: %w: RunID %q is %d bytes; with the job's longest step name (%d bytes) the limit is %d",
-			ports.ErrInvalidArgument, runID, len(runID), longest, limit)
+	if limit := maxTaskIDLen - len(RunTaskID("")); len(runID) > limit {
+		return "", fmt.Errorf("dagq: launch: %w: RunID %q is %d bytes; the run task's ID %q adds %d, the limit is %d",
+			ports.ErrInvalidArgument, runID, len(runID), RunTaskID("RUNID"), len(RunTaskID("")), limit)
 	}
 	if opts.CancelWait < 0 {
 		return "", fmt.Errorf("dagq: launch: %w: CancelWait is %v; it must be 0 (default %v) or positive",

@@ -339,7 +339,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else {
 		// Subscribe before receiving, so that every request made after a
 		// task's durable check reaches it.
-		sub, err := w.cancels.Subscribe(ctx)
+		// The subscription lives through the shutdown drain: bgCtx, not ctx.
+		sub, err := w.cancels.Subscribe(bgCtx)
 		if err != nil {
 			w.log.Error("cancel subscription failed; retrying in the background", "err", err)
 			sub = nil
