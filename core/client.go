@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,21 @@ const (
 	// that gets no completion (unless Reconcile itself is longer).
 	ReconcileMaxInterval = 5 * time.Minute
 )
+
+// GroupBy is the FIFO message group policy of a Client (see
+// ClientOptions.GroupBy).
+type GroupBy string
+
+// Group policies.
+const (
+	// GroupByRun: the run ID (the default).
+	GroupByRun GroupBy = "run"
+	// GroupByTask: the task ID.
+	GroupByTask GroupBy = "task"
+)
+
+// GroupPolicies lists the valid GroupBy values.
+var GroupPolicies = []GroupBy{GroupByRun, GroupByTask}
 
 // ClientOptions configures a Client. Only Broker and Results are required;
 // zero durations and sizes take the defaults named on each field.
@@ -56,6 +72,13 @@ type ClientOptions struct {
 	// the broker's message size limit (minus a few hundred bytes for the
 	// attributes): a message between the two is refused by the broker.
 	PayloadThreshold int
+	// GroupBy chooses the FIFO message group of a request that names none
+	// (Request.GroupID): GroupByRun (the default) puts a run's steps in one
+	// group — a FIFO queue then runs them one at a time, in order, and
+	// interleaves runs fairly — and GroupByTask gives every task its own
+	// group, so a run's independent steps run in parallel. Tasks outside a
+	// run are their own group either way. Standard queues ignore groups.
+	GroupBy GroupBy
 
 	// PollInterval is the first delay between two Results checks of a task
 	// that is polled (default DefaultPollInterval); the delay doubles after
@@ -125,6 +148,8 @@ type Client struct {
 
 	openMu sync.Mutex // serialises opening the inbox
 
+	groupBy GroupBy
+
 	mu        sync.Mutex
 	closed    bool
 	inbox     ports.Inbox // nil until the first Submit with Completions
@@ -157,6 +182,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return bad("Reconcile is %v; it must be 0 (default %v) or positive", opts.Reconcile, DefaultReconcile)
 	case opts.CacheSize < 0:
 		return bad("CacheSize is %d; it must be 0 (default %d) or positive", opts.CacheSize, DefaultCacheSize)
+	case opts.GroupBy != "" && !slices.Contains(GroupPolicies, opts.GroupBy):
+		return bad("GroupBy is %q; valid: %q (default) or %q", opts.GroupBy, GroupByRun, GroupByTask)
 	case opts.PayloadThreshold < 0:
 		return bad("PayloadThreshold is %d; it must be 0 (default %d) or positive", opts.PayloadThreshold, DefaultPayloadThreshold)
 	}
@@ -167,6 +194,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		completions:  opts.Completions,
 		payloads:     opts.Payloads,
 		threshold:    opts.PayloadThreshold,
+		groupBy:      opts.GroupBy,
 		log:          opts.Logger,
 		pollMin:      opts.PollInterval,
 		pollMax:      opts.PollMaxInterval,

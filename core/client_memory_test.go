@@ -401,3 +401,32 @@ func TestMemoryFIFOGroupsAndDelay(t *testing.T) {
 		assert.Equal(t, []string{"s1", "s2"}, got)
 	})
 }
+
+// GroupByTask gives every step of a run its own FIFO group, so a FIFO queue
+// hands out a run's independent steps together; an explicit GroupID wins.
+func TestMemoryFIFOGroupByTask(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := memory.NewTransport()
+		require.NoError(t, tr.CreateQueue("tasks.fifo", memory.QueueOptions{FIFO: true}))
+		broker := tr.Broker("tasks.fifo")
+		_, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), GroupBy: "step"})
+		require.ErrorIs(t, err, ports.ErrInvalidArgument)
+		require.ErrorContains(t, err, `GroupBy is "step"; valid: "run" (default) or "task"`)
+
+		c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), GroupBy: core.GroupByTask, Logger: quietLogger()})
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.SubmitBatch(context.Background(),
+			core.Request{Task: "t", ID: "r.a", RunID: "r"}, core.Request{Task: "t", ID: "r.b", RunID: "r"},
+			core.Request{Task: "t", ID: "r.c", RunID: "r", GroupID: "mine"})
+		require.NoError(t, err)
+		ds, err := broker.Receive(context.Background(), ports.MaxBatch, time.Minute)
+		require.NoError(t, err)
+		groups := map[string]string{}
+		for _, d := range ds {
+			groups[d.ID] = d.GroupID
+		}
+		assert.Equal(t, map[string]string{"r.a": "r.a", "r.b": "r.b", "r.c": "mine"}, groups,
+			"all three are handed out at once: one group each")
+	})
+}

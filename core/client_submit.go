@@ -98,7 +98,7 @@ func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]s
 			continue
 		}
 		group := reqs[i].GroupID
-		if group == "" {
+		if group == "" && c.groupBy != GroupByTask {
 			group = envs[i].RunID
 		}
 		if group == "" {

@@ -20,7 +20,7 @@ import (
 )
 
 // Large payloads (claim check) over the memory adapters, whose queue refuses
-// bodies above 256 KiB.
+// bodies above 1 MiB.
 
 // keyStore records the keys Put in a PayloadStore and can fail Gets.
 type keyStore struct {

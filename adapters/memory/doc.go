@@ -101,7 +101,8 @@
 //
 //   - FIFO: a FIFO queue (false: standard).
 //   - PollWait: the longest a Receive blocks (default: the Transport's).
-//   - MaxBodyBytes: the size limit of body plus attributes (default 256 KiB).
+//   - MaxBodyBytes: the size limit of body plus attributes (default 1 MiB,
+//     as SQS).
 //   - DedupWindow: the FIFO deduplication window (default 5 minutes).
 //   - MaxReceives and DeadLetterQueue: the redrive policy, set both or
 //     neither; the dead-letter queue must exist and be of the same type.

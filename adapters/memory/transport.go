@@ -13,7 +13,7 @@ import (
 // Defaults of the Transport and of QueueOptions.
 const (
 	DefaultPollWait     = time.Second
-	DefaultMaxBodyBytes = 256 << 10
+	DefaultMaxBodyBytes = 1 << 20 // the SQS limit (since 2025)
 	DefaultDedupWindow  = 5 * time.Minute
 )
 

@@ -78,19 +78,42 @@ type Config struct {
 	Log          LogConfig          `yaml:"log"`
 	Executor     ExecutorConfig     `yaml:"executor"`
 	Launcher     LauncherConfig     `yaml:"launcher"`
+	Payload      PayloadConfig      `yaml:"payload"`
 	SQS          SQSConfig          `yaml:"sqs"`
 	S3           S3Config           `yaml:"s3"`
 }
+
+// PayloadConfig configures the claim check: envelopes above the threshold
+// travel through the payload store (memory, or s3.bucket under
+// <s3.prefix>payloads/) and the message carries a reference.
+type PayloadConfig struct {
+	Threshold int `yaml:"threshold" doc:"largest encoded task envelope (bytes) sent in the message itself; larger ones go through the payload store; 1024 to 786432 (768 KiB)"`
+}
+
+// Limits of payload.threshold: the largest fits an SQS message (1 MiB)
+// with room for attributes.
+const (
+	MinPayloadThreshold = 1 << 10
+	MaxPayloadThreshold = 768 << 10
+)
+
+// Values of sqs.fair_queue and sqs.message_group.
+var (
+	FairQueueModes = []string{"auto", "on", "off"}
+	MessageGroups  = []string{string(core.GroupByRun), string(core.GroupByTask)}
+)
 
 // SQSConfig configures the queues of the sqs transport. Region and
 // credentials otherwise come from the standard AWS chain (environment,
 // shared config files, instance roles).
 type SQSConfig struct {
-	QueueURL    string        `yaml:"queue_url" doc:"URL of the SQS task (steps) queue, https://sqs.<region>.amazonaws.com/<account>/<name>; required for transport sqs"`
-	RunQueueURL string        `yaml:"run_queue_url" doc:"URL of the SQS run queue (launched runs); required for transport sqs, must differ from sqs.queue_url"`
-	Region      string        `yaml:"region" doc:"AWS region of the queues and bucket; empty: the AWS chain (AWS_REGION, profile), else us-east-1"`
-	Endpoint    string        `yaml:"endpoint" doc:"SQS endpoint override (emulators, VPC endpoints); empty: the AWS default, or AWS_ENDPOINT_URL(_SQS)"`
-	WaitTime    time.Duration `yaml:"wait_time" doc:"SQS long-polling wait of one receive, 1s to 20s"`
+	QueueURL     string        `yaml:"queue_url" doc:"URL of the SQS task (steps) queue, https://sqs.<region>.amazonaws.com/<account>/<name>; required for transport sqs"`
+	RunQueueURL  string        `yaml:"run_queue_url" doc:"URL of the SQS run queue (launched runs); required for transport sqs, must differ from sqs.queue_url"`
+	Region       string        `yaml:"region" doc:"AWS region of the queues and bucket; empty: the AWS chain (AWS_REGION, profile), else us-east-1"`
+	Endpoint     string        `yaml:"endpoint" doc:"SQS endpoint override (emulators, VPC endpoints); empty: the AWS default, or AWS_ENDPOINT_URL(_SQS)"`
+	WaitTime     time.Duration `yaml:"wait_time" doc:"SQS long-polling wait of one receive, 1s to 20s"`
+	FairQueue    string        `yaml:"fair_queue" doc:"message-group (fair-queue) mode of the queues: auto (from the queue type: on for .fifo queues), on (a standard queue logs a warning and ignores it) or off (refused for .fifo queues, which need a group on every message)"`
+	MessageGroup string        `yaml:"message_group" doc:"FIFO message group of a step: run (the run ID: a run's steps go one at a time, runs interleave fairly) or task (the task ID: a run's steps run in parallel)"`
 }
 
 // S3Config configures the bucket of the sqs transport: results, large
@@ -180,8 +203,9 @@ func Default() Config {
 			HeartbeatInterval: core.DefaultRunHeartbeat,
 			StaleAfter:        core.DefaultStaleFactor * core.DefaultRunHeartbeat,
 		},
-		SQS: SQSConfig{WaitTime: DefaultSQSWaitTime},
-		S3:  S3Config{Prefix: "dagq/"},
+		Payload: PayloadConfig{Threshold: core.DefaultPayloadThreshold},
+		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},
+		S3:      S3Config{Prefix: "dagq/"},
 	}
 }
 

@@ -458,6 +458,10 @@ func TestValidate_SQS(t *testing.T) {
 			c.SQS.RunQueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/runs.fifo"
 		}},
 		{"no prefix", func(c *config.Config) { c.S3.Prefix = "" }},
+		{"fair queue on a standard queue (a warning at start, not an error)", func(c *config.Config) { c.SQS.FairQueue = "on" }},
+		{"fair queue off on standard queues", func(c *config.Config) { c.SQS.FairQueue = "off" }},
+		{"steps in parallel", func(c *config.Config) { c.SQS.MessageGroup = "task" }},
+		{"largest payload threshold", func(c *config.Config) { c.Payload.Threshold = 768 << 10 }},
 		{"memory ignores missing sqs keys", func(c *config.Config) { *c = config.Default() }},
 	}
 	for _, tc := range ok {
@@ -490,6 +494,14 @@ func TestValidate_SQS(t *testing.T) {
 		{"s3 endpoint", func(c *config.Config) { c.S3.Endpoint = "ftp://x" }, `s3.endpoint: "ftp://x" is not an http(s) URL`},
 		{"bucket name", func(c *config.Config) { c.S3.Bucket = "My_Bucket" }, `s3.bucket: "My_Bucket" is not a valid bucket name`},
 		{"prefix", func(c *config.Config) { c.S3.Prefix = "dagq" }, `s3.prefix: "dagq" must end with / and not start with one`},
+		{"fair queue mode", func(c *config.Config) { c.SQS.FairQueue = "yes" }, `sqs.fair_queue: "yes" is not a mode; valid: auto, on, off`},
+		{"fair queue off on FIFO", func(c *config.Config) {
+			c.SQS.FairQueue = "off"
+			c.SQS.RunQueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/runs.fifo"
+		}, `sqs.fair_queue: off, but sqs.run_queue_url "https://sqs.eu-west-1.amazonaws.com/123456789012/runs.fifo" is a FIFO queue, which needs a message group on every message; valid: auto or on`},
+		{"message group", func(c *config.Config) { c.SQS.MessageGroup = "step" }, `sqs.message_group: "step" is not a group policy; valid: run, task`},
+		{"payload threshold above the SQS limit", func(c *config.Config) { c.Payload.Threshold = 1 << 20 }, `payload.threshold: 1048576 bytes is out of range; valid: 1024 to 786432`},
+		{"payload threshold too small", func(c *config.Config) { c.Payload.Threshold = 0 }, `payload.threshold: 0 bytes is out of range`},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

@@ -118,6 +118,10 @@ func (c Config) ValidateSources(sources map[string]string) error {
 	if c.Executor.CancelWait <= 0 || c.Executor.CancelWait > ports.MaxLease {
 		bad("executor.cancel_wait", "%s is out of range; valid: more than 0s, at most %s", FormatDuration(c.Executor.CancelWait), FormatDuration(ports.MaxLease))
 	}
+	if t := c.Payload.Threshold; t < MinPayloadThreshold || t > MaxPayloadThreshold {
+		bad("payload.threshold", "%d bytes is out of range; valid: %d to %d (768 KiB: an envelope at the threshold must still fit a 1 MiB SQS message)",
+			t, MinPayloadThreshold, MaxPayloadThreshold)
+	}
 	l := c.Launcher
 	switch err := validQueueName(l.Queue); {
 	case err != "":
@@ -179,6 +183,19 @@ const (
 func (c Config) validateAWS(bad func(key, format string, args ...any)) {
 	sqsT := c.Transport == TransportSQS
 	q := c.SQS
+	if !slices.Contains(FairQueueModes, q.FairQueue) {
+		bad("sqs.fair_queue", "%q is not a mode; valid: %s", q.FairQueue, strings.Join(FairQueueModes, ", "))
+	} else if q.FairQueue == "off" {
+		for _, k := range []struct{ key, url string }{{"sqs.queue_url", q.QueueURL}, {"sqs.run_queue_url", q.RunQueueURL}} {
+			if IsFIFO(QueueName(k.url)) {
+				bad("sqs.fair_queue", "off, but %s %q is a FIFO queue, which needs a message group on every message; valid: auto or on, or a standard queue", k.key, k.url)
+				break
+			}
+		}
+	}
+	if !slices.Contains(MessageGroups, q.MessageGroup) {
+		bad("sqs.message_group", "%q is not a group policy; valid: %s", q.MessageGroup, strings.Join(MessageGroups, ", "))
+	}
 	if q.WaitTime < MinSQSWaitTime || q.WaitTime > MaxSQSWaitTime {
 		bad("sqs.wait_time", "%s is out of range; valid: %s to %s", FormatDuration(q.WaitTime),
 			FormatDuration(MinSQSWaitTime), FormatDuration(MaxSQSWaitTime))
