@@ -15,14 +15,14 @@ import (
 )
 
 const (
-	// DefaultFlushWindow is how long a single-receipt Ack waits for others
-	// to join its DeleteMessageBatch request.
+	// DefaultFlushWindow is how long a single-receipt Ack, a Send or a
+	// Publish waits for concurrent calls to join its batch request.
 	DefaultFlushWindow = 5 * time.Millisecond
 	// maxFlushWindow bounds Options.FlushWindow.
 	maxFlushWindow = time.Second
-	// flushTimeout bounds one coalesced DeleteMessageBatch request, which
-	// runs on no caller's context (a caller leaving must not fail the
-	// others), and so also bounds Close.
+	// flushTimeout bounds one coalesced request, which runs on no caller's
+	// context (a caller leaving must not fail the others), and so also
+	// bounds Close.
 	flushTimeout = 30 * time.Second
 )
 
@@ -30,118 +30,223 @@ const (
 // fake in tests).
 type deleteBatchFunc func(ctx context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error)
 
-// ackBatcher coalesces concurrent single-receipt Acks into DeleteMessageBatch
-// requests of up to ports.MaxBatch receipts. A batch is sent when it is full
-// or window after its first receipt joined, whichever comes first; every
-// caller waits for its own batch's request and gets its own entry's result.
-type ackBatcher struct {
-	b      *Broker // its deleteBatch and url, read at flush time
-	window time.Duration
+// sendBatchFunc is the SendMessageBatch request (the SDK client's, or a fake
+// in tests).
+type sendBatchFunc func(ctx context.Context, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error)
+
+// requestFunc makes one batch request of items (at most ports.MaxBatch) to
+// the queue key. It returns the errors of the failed items by their index in
+// items, or an error failing the whole request.
+type requestFunc[T any] func(ctx context.Context, key string, items []T) (map[int]error, error)
+
+// coalescer merges the batch calls of concurrent callers into shared batch
+// requests, one pending batch per key (a queue URL). A caller's items join
+// the pending batch of their key as a unit; the batch is sent when it holds
+// ports.MaxBatch items, when the next caller's items would not fit it
+// (ports.MaxBatch items, or maxBytes bytes by size), or window after its
+// first items joined, whichever comes first. Every caller waits for its own
+// batch's request and gets the results of its own items, indexed as in its
+// call. Items that cannot fit one request together are split into chunks
+// that can, sent one after the other (so their order is kept).
+//
+// Deletes (Ack) and sends (Send, Publish) share it.
+type coalescer[T any] struct {
+	op       string
+	window   time.Duration // < 0: no coalescing, every call makes its own requests
+	maxBytes int           // 0: no byte limit
+	size     func(T) int   // bytes an item counts against maxBytes; nil with maxBytes 0
+	request  requestFunc[T]
 
 	mu      sync.Mutex
-	pending *ackBatch
+	pending map[string]*batch[T]
 	closed  bool
 	flushes sync.WaitGroup // requests in flight
 }
 
-type ackBatch struct {
-	ctx      context.Context // the first caller's values, no cancellation
-	receipts []ports.Receipt
-	results  []error // valid once done is closed
-	done     chan struct{}
-	timer    *time.Timer
+// batch is one pending or in-flight coalesced request.
+type batch[T any] struct {
+	key   string
+	ctx   context.Context // the first caller's values, no cancellation
+	items []T
+	bytes int
+	timer *time.Timer
+
+	done   chan struct{} // closed when failed and err are set
+	failed map[int]error
+	err    error
 }
 
-// ack adds r to the pending batch and waits for its result. It returns
-// ErrClosed once close has begun and ctx's error if ctx ends first (the
-// receipt stays in its batch and may still be deleted: the weak contract).
-func (a *ackBatcher) ack(ctx context.Context, r ports.Receipt) error {
-	const op = "ack"
+func newCoalescer[T any](op string, window time.Duration, maxBytes int, size func(T) int, request requestFunc[T]) *coalescer[T] {
+	return &coalescer[T]{op: op, window: window, maxBytes: maxBytes, size: size, request: request, pending: make(map[string]*batch[T])}
+}
+
+func (c *coalescer[T]) enabled() bool { return c.window >= 0 }
+
+// do sends items (1 to ports.MaxBatch, each fitting maxBytes alone) to key,
+// sharing requests with concurrent callers, and returns their result: nil,
+// the whole request's error, the item's error for one item, or a
+// *ports.BatchError indexed as items. It returns ports.ErrClosed once close
+// has begun, and ctx's error if ctx ends first: items already in a batch
+// stay there and may still be sent (at-least-once).
+func (c *coalescer[T]) do(ctx context.Context, key string, items []T) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sqs: %s: %w", op, err)
+		return fmt.Errorf("sqs: %s: %w", c.op, err)
 	}
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return closedErr(op)
+	chunks := c.split(items)
+	failed := make(map[int]error)
+	var first error // the first whole-request failure
+	wholeFailures, start := 0, 0
+	for k, chunk := range chunks {
+		var f map[int]error
+		var err error
+		if c.enabled() {
+			var leave error
+			f, err, leave = c.join(ctx, key, chunk, k == len(chunks)-1)
+			if leave != nil {
+				return leave
+			}
+		} else {
+			f, err = c.request(ctx, key, chunk)
+		}
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			wholeFailures++
+			for i := range chunk {
+				failed[start+i] = err
+			}
+		}
+		for i, e := range f {
+			failed[start+i] = e
+		}
+		start += len(chunk)
 	}
-	bt := a.pending
+	if wholeFailures == len(chunks) {
+		return first // nothing was sent: the request's error, as for one request
+	}
+	return batchResult(failed, len(items))
+}
+
+// split cuts items into the chunks that each fit one request, in order.
+func (c *coalescer[T]) split(items []T) [][]T {
+	if c.maxBytes == 0 && len(items) <= ports.MaxBatch {
+		return [][]T{items}
+	}
+	var chunks [][]T
+	from, bytes := 0, 0
+	for i, it := range items {
+		n := 0
+		if c.maxBytes > 0 {
+			n = c.size(it)
+		}
+		if i > from && (i-from == ports.MaxBatch || c.maxBytes > 0 && bytes+n > c.maxBytes) {
+			chunks = append(chunks, items[from:i])
+			from, bytes = i, 0
+		}
+		bytes += n
+	}
+	return append(chunks, items[from:])
+}
+
+// join adds chunk to the pending batch of key (first sending that batch if
+// chunk does not fit it) and waits for the batch's request. last is false
+// when the caller has more chunks, which cannot fit this batch: it is then
+// sent at once. It returns the chunk's failed items by their index in chunk
+// and the request's error, or leave, the error the caller returns at once
+// (closed, or ctx ended while waiting).
+func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last bool) (failed map[int]error, err, leave error) {
+	bytes := 0
+	if c.maxBytes > 0 {
+		for _, it := range chunk {
+			bytes += c.size(it)
+		}
+	}
+	if err := ctx.Err(); err != nil { // before a later chunk joins
+		return nil, nil, fmt.Errorf("sqs: %s: %w", c.op, err)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, nil, closedErr(c.op)
+	}
+	bt := c.pending[key]
+	if bt != nil && (len(bt.items)+len(chunk) > ports.MaxBatch || c.maxBytes > 0 && bt.bytes+bytes > c.maxBytes) {
+		c.startFlush(bt)
+		bt = nil
+	}
 	if bt == nil {
-		bt = &ackBatch{ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
-		a.pending = bt
-		bt.timer = time.AfterFunc(a.window, func() { a.flushAfterWindow(bt) })
+		bt = &batch[T]{key: key, ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
+		c.pending[key] = bt
+		bt.timer = time.AfterFunc(c.window, func() { c.flushAfterWindow(bt) })
 	}
-	i := len(bt.receipts)
-	bt.receipts = append(bt.receipts, r)
-	if len(bt.receipts) == ports.MaxBatch {
-		a.pending = nil
-		bt.timer.Stop()
-		a.flushes.Add(1)
-		go func() {
-			defer a.flushes.Done()
-			a.flush(bt)
-		}()
+	off := len(bt.items)
+	bt.items = append(bt.items, chunk...)
+	bt.bytes += bytes
+	if len(bt.items) == ports.MaxBatch || !last {
+		c.startFlush(bt)
 	}
-	a.mu.Unlock()
+	c.mu.Unlock()
 
 	select {
 	case <-bt.done:
-		return bt.results[i]
 	case <-ctx.Done():
-		return fmt.Errorf("sqs: %s: %w", op, ctx.Err())
+		return nil, nil, fmt.Errorf("sqs: %s: %w", c.op, ctx.Err())
 	}
+	if bt.err != nil {
+		return nil, bt.err, nil
+	}
+	for i := range chunk {
+		if e, ok := bt.failed[off+i]; ok {
+			if failed == nil {
+				failed = make(map[int]error)
+			}
+			failed[i] = e
+		}
+	}
+	return failed, nil, nil
+}
+
+// startFlush sends the pending batch bt now. c.mu must be held.
+func (c *coalescer[T]) startFlush(bt *batch[T]) {
+	delete(c.pending, bt.key)
+	bt.timer.Stop()
+	c.flushes.Add(1)
+	go func() {
+		defer c.flushes.Done()
+		c.flush(bt)
+	}()
 }
 
 // flushAfterWindow sends bt unless it was sent already (full, or by close).
-func (a *ackBatcher) flushAfterWindow(bt *ackBatch) {
-	a.mu.Lock()
-	if a.pending != bt {
-		a.mu.Unlock()
-		return
+func (c *coalescer[T]) flushAfterWindow(bt *batch[T]) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[bt.key] == bt {
+		c.startFlush(bt)
 	}
-	a.pending = nil
-	a.flushes.Add(1)
-	a.mu.Unlock()
-	defer a.flushes.Done()
-	a.flush(bt)
 }
 
-// close refuses later acks, sends the pending batch and waits for every
-// request in flight.
-func (a *ackBatcher) close() {
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		a.flushes.Wait()
-		return
+// close refuses later calls, sends the pending batches at once and waits
+// for every request in flight.
+func (c *coalescer[T]) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		for _, bt := range c.pending {
+			c.startFlush(bt)
+		}
 	}
-	a.closed = true
-	bt := a.pending
-	a.pending = nil
-	a.mu.Unlock()
-	if bt != nil {
-		bt.timer.Stop()
-		a.flush(bt)
-	}
-	a.flushes.Wait()
+	c.mu.Unlock()
+	c.flushes.Wait()
 }
 
-// flush makes bt's request and publishes every entry's result.
-func (a *ackBatcher) flush(bt *ackBatch) {
+// flush makes bt's request and publishes its result.
+func (c *coalescer[T]) flush(bt *batch[T]) {
 	defer close(bt.done)
-	bt.results = make([]error, len(bt.receipts))
 	ctx, cancel := context.WithTimeout(bt.ctx, flushTimeout)
 	defer cancel()
-	failed, err := deleteReceipts(ctx, a.b.deleteBatch, a.b.url, bt.receipts)
-	if err != nil {
-		for i := range bt.results {
-			bt.results[i] = err
-		}
-		return
-	}
-	for i, e := range failed {
-		bt.results[i] = e
-	}
+	bt.failed, bt.err = c.request(ctx, bt.key, bt.items)
 }
 
 // deleteReceipts makes one DeleteMessageBatch request for receipts. It
@@ -172,4 +277,43 @@ func deleteReceipts(ctx context.Context, del deleteBatchFunc, url string, receip
 		}
 	}
 	return failed, nil
+}
+
+// sendEntries makes one SendMessageBatch request of entries to url, with
+// each entry's Id set to its index (unique in the request). It returns the
+// errors of the failed entries by index, or an error failing the whole call.
+func sendEntries(ctx context.Context, send sendBatchFunc, op, url string, entries []types.SendMessageBatchRequestEntry) (map[int]error, error) {
+	for i := range entries {
+		entries[i].Id = aws.String(strconv.Itoa(i))
+	}
+	out, err := send(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+	if err != nil {
+		return nil, wrap(op, err, false)
+	}
+	failed := make(map[int]error)
+	for _, f := range out.Failed {
+		i, ok := entryIndex(f.Id, len(entries))
+		if !ok {
+			return nil, fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
+		}
+		failed[i] = entryError(op, f, false)
+	}
+	return failed, nil
+}
+
+// entrySize is what an entry counts against the SQS limits on a message and
+// on a batch request: its body plus the name, data type and value of every
+// message attribute, in bytes (UTF-8).
+func entrySize(e types.SendMessageBatchRequestEntry) int {
+	n := len(deref(e.MessageBody))
+	for name, v := range e.MessageAttributes {
+		n += len(name) + len(deref(v.DataType)) + len(deref(v.StringValue)) + len(v.BinaryValue)
+		for _, s := range v.StringListValues {
+			n += len(s)
+		}
+		for _, b := range v.BinaryListValues {
+			n += len(b)
+		}
+	}
+	return n
 }

@@ -133,7 +133,7 @@ func TestAckDisabled(t *testing.T) {
 	f := &fakeDeleter{}
 	b := fakeBroker(t, -1, f)
 	defer func() { require.NoError(t, b.Close()) }()
-	require.Nil(t, b.acks)
+	require.False(t, b.acks.enabled())
 	start := time.Now()
 	require.NoError(t, b.Ack(t.Context(), "ok"))
 	require.ErrorIs(t, b.Ack(t.Context(), "busy"), ports.ErrUnavailable)
@@ -194,7 +194,8 @@ func TestAckClose(t *testing.T) {
 	require.Eventually(t, func() bool {
 		b.acks.mu.Lock()
 		defer b.acks.mu.Unlock()
-		return b.acks.pending != nil && len(b.acks.pending.receipts) == 3
+		bt := b.acks.pending[b.url]
+		return bt != nil && len(bt.items) == 3
 	}, time.Second, time.Millisecond)
 	start := time.Now()
 	require.NoError(t, b.Close())

@@ -21,15 +21,55 @@ import (
 const (
 	// DefaultWaitTime is the default long-polling wait (the SQS maximum).
 	DefaultWaitTime = 20 * time.Second
-	// DefaultMaxBodyBytes is the default limit on a message body before
-	// encoding. Base64 makes it ~342 KiB on the wire, well under the 1 MiB
-	// SQS limit with room for attributes.
-	DefaultMaxBodyBytes = 256 << 10
+	// DefaultMaxBodyBytes is the default limit on the raw Message.Body (its
+	// bytes as given to Send, before any encoding): the SQS message limit.
+	// Send also refuses a message whose encoded body plus attributes exceeds
+	// that limit (a text body travels as is; a binary one grows by 4/3).
+	DefaultMaxBodyBytes = maxSQSMessageBytes
 	// maxWaitTime is the SQS limit on WaitTimeSeconds.
 	maxWaitTime = 20 * time.Second
-	// maxSQSBodyBytes is the largest SQS message (1 MiB).
-	maxSQSBodyBytes = 1 << 20
+	// maxSQSMessageBytes is the SQS limit on one message, body as sent plus
+	// attributes (1 MiB), and so the largest MaxBodyBytes.
+	maxSQSMessageBytes = 1 << 20
+	// maxSQSBatchBytes is the SQS limit on all the messages of one batch
+	// request together (1 MiB).
+	maxSQSBatchBytes = 1 << 20
 )
+
+// FairMode says whether Send puts messages in message groups
+// (MessageGroupId): fair-queue mode. See Options.FairQueue.
+type FairMode int
+
+const (
+	// FairAuto (the zero value) follows the queue type: on for a FIFO queue,
+	// off for a standard one.
+	FairAuto FairMode = iota
+	// FairOn asks for message groups. Only FIFO queues get them: on a
+	// standard queue New logs a warning and the mode is ignored.
+	FairOn
+	// FairOff asks for no message groups. Only standard queues allow it:
+	// on a FIFO queue New fails with ports.ErrInvalidArgument.
+	FairOff
+)
+
+func (m FairMode) String() string {
+	switch m {
+	case FairAuto:
+		return "auto"
+	case FairOn:
+		return "on"
+	case FairOff:
+		return "off"
+	default:
+		return "FairMode(" + strconv.Itoa(int(m)) + ")"
+	}
+}
+
+// IsFIFOURL reports whether queueURL names a FIFO queue: SQS requires FIFO
+// queue names, and so their URLs, to end in ".fifo".
+func IsFIFOURL(queueURL string) bool {
+	return strings.HasSuffix(queueURL, ".fifo")
+}
 
 // Options configure a Broker. A nil *Options means all defaults.
 type Options struct {
@@ -37,32 +77,46 @@ type Options struct {
 	// rounded up to whole seconds, 0 < WaitTime ≤ 20s. Zero means
 	// DefaultWaitTime.
 	WaitTime time.Duration
-	// MaxBodyBytes is the largest Message.Body Send accepts (before base64
-	// encoding); a larger body fails with ports.ErrInvalidArgument. Zero means
-	// DefaultMaxBodyBytes. Its encoded size (4/3) plus attributes must fit the
-	// queue's MaximumMessageSize (at most 1 MiB), so it may be at most 768 KiB.
+	// MaxBodyBytes is the largest raw Message.Body Send accepts, in bytes as
+	// given (before any encoding); a larger body fails with
+	// ports.ErrInvalidArgument. Zero means DefaultMaxBodyBytes; at most
+	// 1 MiB. Independently, Send refuses (ports.ErrInvalidArgument) a message
+	// whose SQS form, body as sent plus attributes, exceeds the 1 MiB SQS
+	// message limit: a text body travels at its own size, any other body at
+	// 4/3 of it (base64), so binary bodies above about 767 KiB never fit. The
+	// queue's MaximumMessageSize must allow what is sent (create queues with
+	// 1 MiB, 1048576).
 	MaxBodyBytes int
 	// Logger receives warnings (undecodable foreign messages). Nil discards.
 	Logger *slog.Logger
 	// FlushWindow is how long a single-receipt Ack waits for concurrent
-	// single-receipt Acks to share its DeleteMessageBatch request (sent when
-	// 10 receipts have joined or the window ends, whichever is first).
-	// Zero means DefaultFlushWindow; a negative value disables coalescing
-	// (every Ack is its own request). At most one second.
+	// single-receipt Acks to share its DeleteMessageBatch request, and a
+	// Send for concurrent Sends to share its SendMessageBatch request (a
+	// batch is sent when it is full, when the next call's messages would not
+	// fit it, or when the window ends, whichever is first). Zero means
+	// DefaultFlushWindow; a negative value disables coalescing (every Ack and
+	// Send makes its own requests). At most one second.
 	FlushWindow time.Duration
+	// FairQueue says whether Send sets MessageGroupId (fair-queue mode).
+	// FairAuto, the zero value, follows the queue type. FIFO queues require
+	// a group on every message, so FairOff on one is an error; FairOn on a
+	// standard queue is logged as a warning and ignored.
+	FairQueue FairMode
 }
 
 // Broker is a ports.Broker bound to one SQS queue.
 type Broker struct {
 	client   *sqs.Client
 	url      string
-	fifo     bool
+	fifo     bool // FIFO queue: MessageGroupId and MessageDeduplicationId on every message
 	waitSecs int32
 	maxBody  int
 	log      *slog.Logger
 
 	deleteBatch deleteBatchFunc
-	acks        *ackBatcher // nil: coalescing disabled
+	sendBatch   sendBatchFunc
+	acks        *coalescer[ports.Receipt]                      // single-receipt Acks
+	sends       *coalescer[types.SendMessageBatchRequestEntry] // Sends
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -71,7 +125,7 @@ type Broker struct {
 var _ ports.Broker = (*Broker)(nil)
 
 // New returns a Broker for the queue at queueURL. A URL ending in ".fifo" is
-// a FIFO queue. New makes no request; a missing queue shows up as
+// a FIFO queue (IsFIFOURL). New makes no request; a missing queue shows up as
 // ports.ErrNotFound on the first call. The client is not closed by Close.
 func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	if client == nil {
@@ -93,8 +147,8 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if o.MaxBodyBytes < 0 || o.MaxBodyBytes > maxSQSBodyBytes/4*3 {
-		return nil, invalid("new", "MaxBodyBytes %d not in (0, %d]", o.MaxBodyBytes, maxSQSBodyBytes/4*3)
+	if o.MaxBodyBytes < 0 || o.MaxBodyBytes > maxSQSMessageBytes {
+		return nil, invalid("new", "MaxBodyBytes %d not in (0, %d]", o.MaxBodyBytes, maxSQSMessageBytes)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -105,10 +159,24 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	if o.FlushWindow > maxFlushWindow {
 		return nil, invalid("new", "FlushWindow %v over %v", o.FlushWindow, maxFlushWindow)
 	}
+	fifo := IsFIFOURL(queueURL)
+	switch o.FairQueue {
+	case FairAuto:
+	case FairOn:
+		if !fifo {
+			o.Logger.Warn("sqs: fair-queue mode needs a FIFO queue; FairOn on a standard queue is ignored (no MessageGroupId is sent)", "queue", queueURL)
+		}
+	case FairOff:
+		if fifo {
+			return nil, invalid("new", "FairQueue off on FIFO queue %s: FIFO queues require a message group on every message (valid: auto or on)", queueURL)
+		}
+	default:
+		return nil, invalid("new", "FairQueue %v: want FairAuto, FairOn or FairOff", o.FairQueue)
+	}
 	b := &Broker{
 		client:   client,
 		url:      queueURL,
-		fifo:     strings.HasSuffix(queueURL, ".fifo"),
+		fifo:     fifo,
 		waitSecs: int32(ceilSeconds(o.WaitTime)),
 		maxBody:  o.MaxBodyBytes,
 		log:      o.Logger,
@@ -116,10 +184,20 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 		deleteBatch: func(ctx context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
 			return client.DeleteMessageBatch(ctx, in)
 		},
+		sendBatch: func(ctx context.Context, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			return client.SendMessageBatch(ctx, in)
+		},
 	}
-	if o.FlushWindow > 0 {
-		b.acks = &ackBatcher{b: b, window: o.FlushWindow}
-	}
+	// The request functions read b.deleteBatch and b.sendBatch at call time
+	// (tests replace them).
+	b.acks = newCoalescer("ack", o.FlushWindow, 0, nil,
+		func(ctx context.Context, url string, rs []ports.Receipt) (map[int]error, error) {
+			return deleteReceipts(ctx, b.deleteBatch, url, rs)
+		})
+	b.sends = newCoalescer("send", o.FlushWindow, maxSQSBatchBytes, entrySize,
+		func(ctx context.Context, url string, es []types.SendMessageBatchRequestEntry) (map[int]error, error) {
+			return sendEntries(ctx, b.sendBatch, "send", url, es)
+		})
 	return b, nil
 }
 
@@ -137,7 +215,11 @@ func (b *Broker) isClosed() bool {
 
 func closedErr(op string) error { return fmt.Errorf("sqs: %s: %w", op, ports.ErrClosed) }
 
-// Send implements ports.Broker with one SendMessageBatch request.
+// Send implements ports.Broker with one SendMessageBatch request, which it
+// shares with concurrent Sends (see Options.FlushWindow); messages that do
+// not fit one request together (over the 1 MiB batch limit) are sent in as
+// many requests as needed, in order. A caller whose ctx ends while waiting
+// gets ctx's error, but its messages may still be sent.
 func (b *Broker) Send(ctx context.Context, msgs ...ports.Message) error {
 	const op = "send"
 	if b.isClosed() {
@@ -148,34 +230,18 @@ func (b *Broker) Send(ctx context.Context, msgs ...ports.Message) error {
 	}
 	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
-		e, err := b.entry(i, m)
+		e, err := b.entry(m)
 		if err != nil {
 			return fmt.Errorf("sqs: %s: message %d: %w", op, i, err)
 		}
 		entries[i] = e
 	}
-	return sendBatch(ctx, b.client, op, b.url, entries)
+	return b.sends.do(ctx, b.url, entries)
 }
 
-// sendBatch sends entries (whose Ids are their indexes) to url in one
-// SendMessageBatch request; a partial failure is a *ports.BatchError.
-func sendBatch(ctx context.Context, client *sqs.Client, op, url string, entries []types.SendMessageBatchRequestEntry) error {
-	out, err := client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-	if err != nil {
-		return wrap(op, err, false)
-	}
-	failed := make(map[int]error)
-	for _, f := range out.Failed {
-		i, ok := entryIndex(f.Id, len(entries))
-		if !ok {
-			return fmt.Errorf("sqs: %s: unexpected batch entry id %q", op, deref(f.Id))
-		}
-		failed[i] = entryError(op, f, false)
-	}
-	return batchResult(failed, len(entries))
-}
-
-func (b *Broker) entry(i int, m ports.Message) (types.SendMessageBatchRequestEntry, error) {
+// entry is the SendMessageBatch entry of m, without its Id (set per
+// request).
+func (b *Broker) entry(m ports.Message) (types.SendMessageBatchRequestEntry, error) {
 	if m.ID == "" {
 		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: empty ID", ports.ErrInvalidArgument)
 	}
@@ -202,9 +268,12 @@ func (b *Broker) entry(i int, m ports.Message) (types.SendMessageBatchRequestEnt
 	attrs[attrID] = stringAttr(m.ID)
 	attrs[attrEncoding] = stringAttr(enc)
 	e := types.SendMessageBatchRequestEntry{
-		Id:                aws.String(strconv.Itoa(i)),
 		MessageBody:       aws.String(body),
 		MessageAttributes: attrs,
+	}
+	if n := entrySize(e); n > maxSQSMessageBytes {
+		return types.SendMessageBatchRequestEntry{}, fmt.Errorf("%w: message of %d bytes (%s body as sent plus attributes) over the SQS limit of %d bytes",
+			ports.ErrInvalidArgument, n, enc, maxSQSMessageBytes)
 	}
 	if b.fifo {
 		group := m.GroupID
@@ -217,10 +286,6 @@ func (b *Broker) entry(i int, m ports.Message) (types.SendMessageBatchRequestEnt
 		e.DelaySeconds = int32(ceilSeconds(m.Delay))
 	}
 	return e, nil
-}
-
-func stringAttr(v string) types.MessageAttributeValue {
-	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 }
 
 // Receive implements ports.Broker with one ReceiveMessage request that long
@@ -330,8 +395,8 @@ func (b *Broker) Ack(ctx context.Context, receipts ...ports.Receipt) error {
 	if err := checkReceipts(op, receipts); err != nil {
 		return err
 	}
-	if len(receipts) == 1 && b.acks != nil {
-		return b.acks.ack(ctx, receipts[0])
+	if len(receipts) == 1 {
+		return b.acks.do(ctx, b.url, receipts)
 	}
 	failed, err := deleteReceipts(ctx, b.deleteBatch, b.url, receipts)
 	if err != nil {
@@ -401,14 +466,13 @@ func (b *Broker) Extend(ctx context.Context, lease time.Duration, receipts ...po
 }
 
 // Close implements ports.Broker: later calls fail with ports.ErrClosed and a
-// blocked Receive returns. Acks waiting for their batch are sent first, and
-// Close returns once their request is done. Leases keep running; the SQS
-// client stays open.
+// blocked Receive returns. Acks and Sends waiting for their batch are sent
+// at once, and Close returns once every coalesced request is done. Leases
+// keep running; the SQS client stays open.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() { close(b.closed) })
-	if b.acks != nil {
-		b.acks.close()
-	}
+	b.acks.close()
+	b.sends.close()
 	return nil
 }
 

@@ -209,14 +209,8 @@ func (c *CancelChannel) Cancel(ctx context.Context, taskIDs ...string) error {
 	}
 	entries := make([]types.SendMessageBatchRequestEntry, len(taskIDs))
 	for i, id := range taskIDs {
-		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i))}
-		if validSQSText([]byte(id)) {
-			e.MessageBody = aws.String(id)
-		} else {
-			body, enc := encodeBody([]byte(id))
-			e.MessageBody = aws.String(body)
-			e.MessageAttributes = map[string]types.MessageAttributeValue{attrEncoding: stringAttr(enc)}
-		}
+		e := plainEntry([]byte(id))
+		e.Id = aws.String(strconv.Itoa(i))
 		entries[i] = e
 	}
 	errs = fanout(len(urls), func(i int) error { return c.send(ctx, urls[i], entries) })

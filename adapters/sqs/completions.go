@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -54,6 +51,13 @@ type CompletionOptions struct {
 	WaitTime time.Duration
 	// Logger receives warnings (undecodable messages). Nil discards.
 	Logger *slog.Logger
+	// FlushWindow is how long a Publish waits for concurrent Publishes to
+	// the same inbox to share its SendMessageBatch request (as
+	// Options.FlushWindow: sent when full, when the next call's completions
+	// would not fit, or when the window ends). Zero means
+	// DefaultFlushWindow; a negative value disables coalescing. At most one
+	// second.
+	FlushWindow time.Duration
 }
 
 // CompletionBus is a ports.CompletionBus over SQS: each inbox is a standard
@@ -63,6 +67,9 @@ type CompletionBus struct {
 	prefix   string
 	waitSecs int32
 	log      *slog.Logger
+
+	sendBatch sendBatchFunc
+	publishes *coalescer[types.SendMessageBatchRequestEntry] // keyed by inbox URL
 
 	mu      sync.Mutex
 	closed  bool
@@ -113,14 +120,28 @@ func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionB
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &CompletionBus{
+	if o.FlushWindow == 0 {
+		o.FlushWindow = DefaultFlushWindow
+	}
+	if o.FlushWindow > maxFlushWindow {
+		return nil, invalid(op, "FlushWindow %v over %v", o.FlushWindow, maxFlushWindow)
+	}
+	b := &CompletionBus{
 		client:   client,
 		prefix:   o.QueuePrefix,
 		waitSecs: int32(ceilSeconds(o.WaitTime)),
 		log:      o.Logger,
 		inboxes:  make(map[*Inbox]struct{}),
 		done:     make(chan struct{}),
-	}, nil
+		sendBatch: func(ctx context.Context, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			return client.SendMessageBatch(ctx, in)
+		},
+	}
+	b.publishes = newCoalescer("publish", o.FlushWindow, maxSQSBatchBytes, entrySize,
+		func(ctx context.Context, url string, es []types.SendMessageBatchRequestEntry) (map[int]error, error) {
+			return sendEntries(ctx, b.sendBatch, "publish", url, es)
+		})
+	return b, nil
 }
 
 func (b *CompletionBus) isClosed() bool {
@@ -130,7 +151,10 @@ func (b *CompletionBus) isClosed() bool {
 }
 
 // Publish implements ports.CompletionBus with one SendMessageBatch request
-// to the queue URL to, one message (JSON) per completion.
+// to the queue URL to, one message (JSON) per completion, which it shares
+// with concurrent Publishes to the same queue (see
+// CompletionOptions.FlushWindow). A caller whose ctx ends while waiting gets
+// ctx's error, but its completions may still be sent.
 func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Completion) error {
 	const op = "publish"
 	if b.isClosed() {
@@ -151,37 +175,13 @@ func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Comp
 		if err != nil {
 			return invalid(op, "completion %d: %v", i, err)
 		}
-		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i))}
-		if validSQSText(js) {
-			e.MessageBody = aws.String(string(js))
-		} else {
-			body, enc := encodeBody(js)
-			e.MessageBody = aws.String(body)
-			e.MessageAttributes = map[string]types.MessageAttributeValue{attrEncoding: stringAttr(enc)}
+		e := plainEntry(js)
+		if n := entrySize(e); n > maxSQSMessageBytes {
+			return invalid(op, "completion %d: message of %d bytes over the SQS limit of %d bytes", i, n, maxSQSMessageBytes)
 		}
 		entries[i] = e
 	}
-	return sendBatch(ctx, b.client, op, to, entries)
-}
-
-// validSQSText reports whether b consists only of the characters SQS
-// accepts in a message body (#x9, #xA, #xD, #x20–#xD7FF, #xE000–#xFFFD,
-// #x10000–#x10FFFF).
-func validSQSText(b []byte) bool {
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n <= 1 {
-			return false
-		}
-		switch {
-		case r == 0x9, r == 0xA, r == 0xD:
-		case r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
-		default:
-			return false
-		}
-		b = b[n:]
-	}
-	return true
+	return b.publishes.do(ctx, to, entries)
 }
 
 // Open implements ports.CompletionBus with one CreateQueue request: a
@@ -208,9 +208,10 @@ func (b *CompletionBus) Open(ctx context.Context) (ports.Inbox, error) {
 	return ib, nil
 }
 
-// Close implements ports.CompletionBus: it deletes the queues of the inboxes
-// opened from b that are still open (their Receive fails with
-// ports.ErrClosed), and later calls fail with ports.ErrClosed. It returns
+// Close implements ports.CompletionBus: it sends the Publishes waiting for
+// their batch at once and waits for every coalesced request, deletes the
+// queues of the inboxes opened from b that are still open (their Receive
+// fails with ports.ErrClosed), and later calls fail with ports.ErrClosed. It returns
 // the errors of those deletions. The SQS client stays open.
 func (b *CompletionBus) Close() error {
 	b.mu.Lock()
@@ -225,6 +226,7 @@ func (b *CompletionBus) Close() error {
 		ibs = append(ibs, ib)
 	}
 	b.mu.Unlock()
+	b.publishes.close()
 	var errs []error
 	for _, ib := range ibs {
 		errs = append(errs, ib.Close())

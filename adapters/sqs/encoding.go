@@ -6,6 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // Reserved message attributes. User attribute names starting with
@@ -17,7 +21,11 @@ const (
 	// attrEncoding says how the SQS body encodes ports.Message.Body.
 	attrEncoding = "dagq-enc"
 
-	// encBase64: the body is the standard base64 encoding of a non-empty body.
+	// encText: the body is the message body itself, valid UTF-8 made only
+	// of the characters SQS accepts (see validSQSText).
+	encText = "text"
+	// encBase64: the body is the standard base64 encoding of a non-empty body
+	// that is not such text.
 	encBase64 = "base64"
 	// encEmpty: the body was empty; the SQS body is emptyPlaceholder (SQS
 	// refuses empty bodies).
@@ -26,21 +34,28 @@ const (
 )
 
 // encodeBody returns the SQS body and the value of attrEncoding for body.
-// SQS bodies must be non-empty and consist of valid XML characters, so any
-// bytes are base64-encoded (4/3 of their size).
+// SQS bodies must be non-empty and consist of valid XML characters: a body
+// that is such text travels as it is (encText, its own size), any other
+// non-empty body base64-encoded (encBase64, 4/3 of its size).
 func encodeBody(body []byte) (string, string) {
 	if len(body) == 0 {
 		return emptyPlaceholder, encEmpty
 	}
+	if validSQSText(body) {
+		return string(body), encText
+	}
 	return base64.StdEncoding.EncodeToString(body), encBase64
 }
 
-// decodeBody reverses encodeBody. A message without attrEncoding (sent by
-// something other than dagq) is delivered as its raw text.
+// decodeBody reverses encodeBody, for every encoding dagq ever sent. A
+// message without attrEncoding (sent by something other than dagq, or a
+// completion or cancel request in text) is delivered as its raw text.
 func decodeBody(body, enc string) ([]byte, error) {
 	switch enc {
 	case encEmpty:
 		return []byte{}, nil
+	case encText:
+		return []byte(body), nil
 	case encBase64:
 		b, err := base64.StdEncoding.DecodeString(body)
 		if err != nil {
@@ -52,6 +67,43 @@ func decodeBody(body, enc string) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("unknown body encoding %q", enc)
 	}
+}
+
+// plainEntry is a batch entry carrying body (non-empty) as text when SQS
+// accepts it as it is, without attributes (so it reads as raw text), and
+// otherwise base64-encoded with the attrEncoding attribute. Completions and
+// cancel requests travel this way; the caller sets the Id.
+func plainEntry(body []byte) types.SendMessageBatchRequestEntry {
+	wire, enc := encodeBody(body)
+	e := types.SendMessageBatchRequestEntry{MessageBody: aws.String(wire)}
+	if enc != encText {
+		e.MessageAttributes = map[string]types.MessageAttributeValue{attrEncoding: stringAttr(enc)}
+	}
+	return e
+}
+
+// validSQSText reports whether b is valid UTF-8 made only of the characters
+// SQS accepts in a message body (#x9, #xA, #xD, #x20–#xD7FF, #xE000–#xFFFD,
+// #x10000–#x10FFFF).
+func validSQSText(b []byte) bool {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			return false
+		}
+		switch {
+		case r == 0x9, r == 0xA, r == 0xD:
+		case r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+func stringAttr(v string) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 }
 
 // fifoToken returns s when it is valid as a MessageDeduplicationId or

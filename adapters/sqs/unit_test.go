@@ -91,18 +91,31 @@ func TestBodyEncoding(t *testing.T) {
 	for i := range all {
 		all[i] = byte(i)
 	}
-	for _, body := range [][]byte{nil, {}, {0}, all, []byte("plain <xml> & ünïcødé"), {0xff, 0xfe, 0xed, 0xa0, 0x80}} {
+	for _, body := range [][]byte{nil, {}, {0}, all, []byte("plain <xml> & ünïcødé"), []byte(`{"a":[1,"\u0000"]}` + "\t\r\n\U0001F600"), {0xff, 0xfe, 0xed, 0xa0, 0x80}, []byte("\uFFFE")} {
 		wire, enc := encodeBody(body)
 		require.NotEmpty(t, wire, "SQS refuses empty bodies")
-		for _, r := range wire {
-			require.True(t, r >= 0x20 && r < 0x7f, "wire body is printable ASCII: %q", wire)
+		require.True(t, validSQSText([]byte(wire)), "SQS accepts the wire body %q", wire)
+		switch {
+		case len(body) == 0:
+			require.Equal(t, encEmpty, enc)
+		case validSQSText(body):
+			require.Equal(t, encText, enc, "text travels as it is")
+			require.Equal(t, string(body), wire)
+		default:
+			require.Equal(t, encBase64, enc)
+			for _, r := range wire {
+				require.True(t, r >= 0x20 && r < 0x7f, "base64 wire body is printable ASCII: %q", wire)
+			}
 		}
 		got, err := decodeBody(wire, enc)
 		require.NoError(t, err)
 		require.Equal(t, len(body), len(got))
 		require.Equal(t, string(body), string(got))
 	}
-	got, err := decodeBody("raw text from elsewhere", "")
+	got, err := decodeBody("aGVsbG8=", encBase64)
+	require.NoError(t, err, "base64 bodies of older senders still decode")
+	require.Equal(t, "hello", string(got))
+	got, err = decodeBody("raw text from elsewhere", "")
 	require.NoError(t, err)
 	require.Equal(t, "raw text from elsewhere", string(got))
 	_, err = decodeBody("!!!", encBase64)
@@ -143,7 +156,7 @@ func TestNewNilClient(t *testing.T) {
 // client points nowhere, so any request would fail with ErrUnavailable.
 func TestValidationBeforeRequest(t *testing.T) {
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
-	for _, o := range []*Options{{WaitTime: 21 * time.Second}, {WaitTime: -time.Second}, {MaxBodyBytes: 1 << 20}, {MaxBodyBytes: -1}} {
+	for _, o := range []*Options{{WaitTime: 21 * time.Second}, {WaitTime: -time.Second}, {MaxBodyBytes: 1<<20 + 1}, {MaxBodyBytes: -1}} {
 		_, err := New(client, "http://q/1/tasks", o)
 		require.ErrorIs(t, err, ports.ErrInvalidArgument, "%+v", *o)
 	}
