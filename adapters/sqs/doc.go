@@ -30,8 +30,9 @@
 // after logging an unknown encoding, which is the right body). A message
 // without "dagq-enc" (sent by another producer) is delivered with its raw
 // text as body and its SQS MessageId as ID. The two reserved attributes plus
-// ports.MaxAttributes user attributes make the SQS limit of 10; user names
-// starting with "dagq-" are refused.
+// ports.MaxAttributes user attributes make the SQS limit of 10; the two
+// reserved names are refused as user attributes (core's own "dagq-payload",
+// the claim-check reference, is an ordinary attribute here).
 //
 // Sizes: Options.MaxBodyBytes limits the raw Message.Body (its bytes as given,
 // before encoding; default 1 MiB). Separately, Send refuses with

@@ -12,10 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// Reserved message attributes. User attribute names starting with
-// reservedPrefix are refused.
+// Reserved message attributes: the adapter's own two names are refused as
+// user attribute names. Other "dagq-" names belong to core (such as its
+// claim-check attribute "dagq-payload") and travel like any attribute.
 const (
-	reservedPrefix = "dagq-"
 	// attrID carries ports.Message.ID.
 	attrID = "dagq-id"
 	// attrEncoding says how the SQS body encodes ports.Message.Body.
@@ -135,7 +135,7 @@ func validToken(s string) bool {
 }
 
 // validAttrName applies the ports.Message rules for attribute names plus
-// the reserved prefix.
+// the adapter's reserved names.
 func validAttrName(name string) error {
 	if name == "" || len(name) > 128 {
 		return fmt.Errorf("attribute name %q: must be 1 to 128 bytes", name)
@@ -150,8 +150,8 @@ func validAttrName(name string) error {
 	if strings.HasPrefix(lower, "aws.") || strings.HasPrefix(lower, "amazon.") {
 		return fmt.Errorf("attribute name %q: aws. and amazon. prefixes are reserved", name)
 	}
-	if strings.HasPrefix(name, reservedPrefix) {
-		return fmt.Errorf("attribute name %q: the %s prefix is reserved by the adapter", name, reservedPrefix)
+	if name == attrID || name == attrEncoding {
+		return fmt.Errorf("attribute name %q is reserved by the adapter (it carries the message ID and the body encoding)", name)
 	}
 	return nil
 }

@@ -139,10 +139,10 @@ func TestFIFOToken(t *testing.T) {
 }
 
 func TestAttrNames(t *testing.T) {
-	for _, n := range []string{"a", "Mixed.Case_name-1", strings.Repeat("n", 128)} {
+	for _, n := range []string{"a", "Mixed.Case_name-1", strings.Repeat("n", 128), "dagq-payload"} {
 		require.NoError(t, validAttrName(n), n)
 	}
-	for _, n := range []string{"", "a b", "a/b", strings.Repeat("n", 129), "naïve", "aws.x", "AMAZON.x", "dagq-id", "dagq-anything"} {
+	for _, n := range []string{"", "a b", "a/b", strings.Repeat("n", 129), "naïve", "aws.x", "AMAZON.x", "dagq-id", "dagq-enc"} {
 		require.Error(t, validAttrName(n), n)
 	}
 }
@@ -170,6 +170,9 @@ func TestValidationBeforeRequest(t *testing.T) {
 	ctx := t.Context()
 	require.ErrorIs(t, std.Send(ctx, ports.Message{ID: "m", Body: []byte("12345")}), ports.ErrInvalidArgument, "body over MaxBodyBytes")
 	require.ErrorIs(t, std.Send(ctx, ports.Message{ID: "m", Attributes: map[string]string{"dagq-id": "x"}}), ports.ErrInvalidArgument, "reserved attribute")
+	require.ErrorIs(t, std.Send(ctx, ports.Message{ID: "m", Attributes: map[string]string{"dagq-enc": "x"}}), ports.ErrInvalidArgument, "reserved attribute")
+	require.ErrorIs(t, std.Send(ctx, ports.Message{ID: "m", Attributes: map[string]string{"dagq-payload": "k"}}), ports.ErrUnavailable,
+		"core's claim-check attribute is not reserved: the send reaches the (unreachable) service")
 	require.ErrorIs(t, fifo.Send(ctx, ports.Message{ID: "m", Delay: time.Second}), ports.ErrInvalidArgument, "delay on FIFO")
 	require.ErrorIs(t, std.Send(ctx, ports.Message{ID: "m"}), ports.ErrUnavailable, "unreachable service")
 
