@@ -22,6 +22,10 @@ const (
 	// 200 KiB, below the 256 KiB SQS used to accept and the memory broker's
 	// default.
 	DefaultPayloadThreshold = 200 << 10
+	// DefaultMaxEnvelopeBytes is the default ClientOptions.MaxEnvelopeBytes:
+	// 64 MiB, a hard cap on one encoded task envelope even when it can go
+	// through a payload store.
+	DefaultMaxEnvelopeBytes = 64 << 20
 	// ReconcileMaxInterval caps the doubling reconcile interval of a waiter
 	// that gets no completion (unless Reconcile itself is longer).
 	ReconcileMaxInterval = 5 * time.Minute
@@ -72,6 +76,14 @@ type ClientOptions struct {
 	// the broker's message size limit (minus a few hundred bytes for the
 	// attributes): a message between the two is refused by the broker.
 	PayloadThreshold int
+	// MaxEnvelopeBytes is the largest encoded envelope (in bytes; arguments,
+	// inputs, params and labels included) Submit accepts at all, with or
+	// without Payloads: a larger request is refused with an error matching
+	// ports.ErrInvalidArgument that names its size and this limit, and
+	// nothing is sent or stored. Default DefaultMaxEnvelopeBytes (64 MiB);
+	// negative means no limit. Large data belongs in a store the task reads,
+	// with a reference in the arguments.
+	MaxEnvelopeBytes int
 	// GroupBy chooses the FIFO message group of a request that names none
 	// (Request.GroupID): GroupByRun (the default) puts a run's steps in one
 	// group — a FIFO queue then runs them one at a time, in order, and
@@ -136,6 +148,7 @@ type Client struct {
 	completions ports.CompletionBus
 	payloads    ports.PayloadStore
 	threshold   int
+	maxEnvelope int // < 0: no limit
 	log         *slog.Logger
 
 	pollMin, pollMax           time.Duration
@@ -187,6 +200,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	case opts.PayloadThreshold < 0:
 		return bad("PayloadThreshold is %d; it must be 0 (default %d) or positive", opts.PayloadThreshold, DefaultPayloadThreshold)
 	}
+	maxEnvelope := opts.MaxEnvelopeBytes
+	if maxEnvelope == 0 {
+		maxEnvelope = DefaultMaxEnvelopeBytes
+	}
 	c := &Client{
 		broker:       opts.Broker,
 		results:      opts.Results,
@@ -194,6 +211,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		completions:  opts.Completions,
 		payloads:     opts.Payloads,
 		threshold:    opts.PayloadThreshold,
+		maxEnvelope:  maxEnvelope,
 		groupBy:      opts.GroupBy,
 		log:          opts.Logger,
 		pollMin:      opts.PollInterval,

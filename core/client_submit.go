@@ -32,6 +32,8 @@ import (
 // effort); after an ambiguous failure such as a timeout the message may be
 // queued, so the object is kept (the store's lifecycle rule is the safety
 // net). Without Payloads such a request fails validation: nothing is sent.
+// An envelope above ClientOptions.MaxEnvelopeBytes (default 64 MiB) fails
+// validation too, with or without Payloads.
 func (c *Client) Submit(ctx context.Context, req Request) (string, error) {
 	ids, err := c.SubmitBatch(ctx, req)
 	if err == nil {
@@ -106,6 +108,17 @@ func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]s
 		}
 		ids[i] = envs[i].TaskID
 		msgs[i] = ports.Message{ID: envs[i].TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
+		if c.maxEnvelope >= 0 && len(body) > c.maxEnvelope {
+			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the limit of %d bytes "+
+				"(ClientOptions.MaxEnvelopeBytes); make the arguments and inputs smaller, e.g. pass a reference "+
+				"to data kept in a store",
+				ports.ErrInvalidArgument, envs[i].Task, envs[i].TaskID, len(body), c.maxEnvelope)
+			if len(reqs) > 1 {
+				err = fmt.Errorf("request %d: %w", i, err)
+			}
+			invalid = append(invalid, err)
+			continue
+		}
 		if len(body) > c.threshold && c.payloads == nil {
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the payload threshold "+
 				"of %d bytes (ClientOptions.PayloadThreshold); set ClientOptions.Payloads to send large tasks "+

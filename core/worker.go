@@ -23,6 +23,9 @@ const (
 	DefaultMaxExtensions     = 360
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultInlineResultLimit = 64 << 10
+	// DefaultMaxResultBytes is the default WorkerOptions.MaxResultBytes:
+	// 4 MiB of JSON output per task.
+	DefaultMaxResultBytes = 4 << 20
 )
 
 // Tuning of the worker's internal loops.
@@ -109,6 +112,15 @@ type WorkerOptions struct {
 	// Results. Default DefaultInlineResultLimit (64 KiB); negative means never
 	// inline.
 	InlineResultLimit int
+	// MaxResultBytes is the largest Output (in bytes of JSON) a handler may
+	// return. A larger output is not stored: the task is recorded as failed,
+	// without retry, with the error "result of N bytes exceeds the limit of
+	// M (WorkerOptions.MaxResultBytes)", so that its waiter learns why
+	// instead of the task being lost or retried forever. Default
+	// DefaultMaxResultBytes (4 MiB); negative means no limit. Results also
+	// travel to downstream steps as inputs, inside their envelopes (see
+	// ClientOptions.MaxEnvelopeBytes).
+	MaxResultBytes int
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -151,6 +163,9 @@ type WorkerOptions struct {
 //
 // # Outcomes
 //
+// An output that is not JSON, or larger than MaxResultBytes, fails the task
+// without retry (its error says why).
+//
 // Success and final failures are stored in Results (write-once), published
 // to the task's ReplyTo inbox when Completions is set, and acked. A failure
 // that may be retried is nacked with the retry policy's backoff. A task whose
@@ -192,6 +207,7 @@ type Worker struct {
 	shutdownTimeout time.Duration
 	batch           int
 	inlineLimit     int
+	maxResult       int // < 0: no limit
 	log             *slog.Logger
 
 	started atomic.Bool
@@ -272,6 +288,9 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	if opts.InlineResultLimit == 0 {
 		opts.InlineResultLimit = DefaultInlineResultLimit
 	}
+	if opts.MaxResultBytes == 0 {
+		opts.MaxResultBytes = DefaultMaxResultBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -297,6 +316,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		shutdownTimeout: opts.ShutdownTimeout,
 		batch:           opts.ReceiveBatch,
 		inlineLimit:     opts.InlineResultLimit,
+		maxResult:       opts.MaxResultBytes,
 		log:             opts.Logger.With("worker", opts.ID),
 		sem:             make(chan struct{}, opts.Concurrency),
 		leases:          make(map[ports.Receipt]*workerLease),

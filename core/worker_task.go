@@ -276,6 +276,11 @@ func (w *Worker) runJob(j *workerJob) {
 		err = fmt.Errorf("handler returned an output that is not valid JSON: %w", ErrSkipRetry)
 		out = nil
 	}
+	if err == nil && w.maxResult >= 0 && len(out) > w.maxResult {
+		err = fmt.Errorf("result of %d bytes exceeds the limit of %d (WorkerOptions.MaxResultBytes): %w",
+			len(out), w.maxResult, ErrSkipRetry)
+		out = nil
+	}
 	cause := context.Cause(j.ctx)
 
 	w.mu.Lock()

@@ -1,4 +1,5 @@
-// Package graph draws a job's DAG as Mermaid or Graphviz DOT text.
+// Package graph draws a job's DAG as Mermaid or Graphviz DOT text,
+// optionally coloured by the step states of a run.
 package graph
 
 import (
@@ -11,26 +12,100 @@ import (
 // Formats lists the output formats of Render.
 var Formats = []string{"mermaid", "dot"}
 
+// Options of RenderWith.
+type Options struct {
+	// Run, when set, colours every step by its state in the run (matched by
+	// step name), adds the state to its label and names the run at the top.
+	// Queued and pending steps keep the default colours.
+	Run *core.RunRecord
+}
+
 // Render draws job in format ("mermaid" or "dot").
 func Render(job core.Job, format string) (string, error) {
+	return RenderWith(job, format, Options{})
+}
+
+// RenderWith draws job in format ("mermaid" or "dot") with o.
+func RenderWith(job core.Job, format string, o Options) (string, error) {
 	switch format {
 	case "mermaid", "":
-		return Mermaid(job), nil
+		return mermaid(job, o), nil
 	case "dot":
-		return DOT(job), nil
+		return dot(job, o), nil
 	}
 	return "", fmt.Errorf("unknown graph format %q; valid formats: %s", format, strings.Join(Formats, ", "))
+}
+
+// Style is how a step state is drawn.
+type Style struct {
+	// Class is the Mermaid class (classDef) of the state's steps.
+	Class string
+	// Fill, Stroke and Text are colours (#rrggbb).
+	Fill, Stroke, Text string
+}
+
+// Styles are the colours of the step states: succeeded green, failed red,
+// skipped grey, cancelled orange, running blue. Queued and pending steps
+// have none (the default colours).
+var Styles = map[core.StepState]Style{
+	core.StepSucceeded: {Class: "succeeded", Fill: "#c8e6c9", Stroke: "#2e7d32", Text: "#1b5e20"},
+	core.StepFailed:    {Class: "failed", Fill: "#ffcdd2", Stroke: "#c62828", Text: "#b71c1c"},
+	core.StepSkipped:   {Class: "skipped", Fill: "#e0e0e0", Stroke: "#9e9e9e", Text: "#616161"},
+	core.StepCancelled: {Class: "cancelled", Fill: "#ffe0b2", Stroke: "#ef6c00", Text: "#e65100"},
+	core.StepRunning:   {Class: "running", Fill: "#bbdefb", Stroke: "#1565c0", Text: "#0d47a1"},
+}
+
+// styleOrder is the order of the classDef and class lines.
+var styleOrder = []core.StepState{core.StepSucceeded, core.StepFailed, core.StepSkipped, core.StepCancelled, core.StepRunning}
+
+// runSteps returns the run's step records by name (nil without a run).
+func runSteps(o Options) map[string]core.StepRecord {
+	if o.Run == nil {
+		return nil
+	}
+	m := make(map[string]core.StepRecord, len(o.Run.Steps))
+	for _, s := range o.Run.Steps {
+		m[s.Name] = s
+	}
+	return m
+}
+
+// runTitle describes the run: "run r1 of job diamond: failed".
+func runTitle(r *core.RunRecord) string {
+	return fmt.Sprintf("run %s of job %s: %s", r.RunID, r.Job, r.State)
+}
+
+// stateText is a step's state for its label: "failed", "failed, 3
+// attempts".
+func stateText(s core.StepRecord) string {
+	if s.Attempts > 1 {
+		return fmt.Sprintf("%s, %d attempts", s.State, s.Attempts)
+	}
+	return string(s.State)
 }
 
 // Mermaid draws job as a Mermaid flowchart (graph TD): one node per step,
 // labelled with the step and its task, and an edge from every upstream to
 // its downstream step, in declaration order.
-func Mermaid(job core.Job) string {
+func Mermaid(job core.Job) string { return mermaid(job, Options{}) }
+
+// mermaid draws job; with a run, each node's label gets its state, and
+// after the edges come a classDef per state present and class lines that
+// give the steps their state's class.
+func mermaid(job core.Job, o Options) string {
 	ids := mermaidIDs(job)
+	steps := runSteps(o)
 	var b strings.Builder
 	b.WriteString("graph TD\n")
+	if o.Run != nil {
+		fmt.Fprintf(&b, "  %%%% %s\n", strings.ReplaceAll(runTitle(o.Run), "\n", " "))
+	}
 	for i, s := range job.Steps {
-		fmt.Fprintf(&b, "  %s[\"%s<br/><i>%s</i>\"]\n", ids[i], mermaidText(s.Name), mermaidText(s.Task))
+		label := mermaidText(s.Name) + "<br/><i>" + mermaidText(s.Task) + "</i>"
+		if rs, ok := steps[s.Name]; ok {
+			label += "<br/>" + mermaidText(stateText(rs))
+		}
+		fmt.Fprintf(&b, "  %s[\"%s\"]\n", ids[i], label)
 	}
 	index := indexOf(job)
 	for i, s := range job.Steps {
@@ -38,6 +113,26 @@ func Mermaid(job core.Job) string {
 			if u, ok := index[up]; ok {
 				fmt.Fprintf(&b, "  %s --> %s\n", ids[u], ids[i])
 			}
+		}
+	}
+	if steps == nil {
+		return b.String()
+	}
+	byState := map[core.StepState][]string{}
+	for i, s := range job.Steps {
+		if rs, ok := steps[s.Name]; ok {
+			byState[rs.State] = append(byState[rs.State], ids[i])
+		}
+	}
+	for _, st := range styleOrder {
+		if len(byState[st]) > 0 {
+			y := Styles[st]
+			fmt.Fprintf(&b, "  classDef %s fill:%s,stroke:%s,color:%s\n", y.Class, y.Fill, y.Stroke, y.Text)
+		}
+	}
+	for _, st := range styleOrder {
+		if len(byState[st]) > 0 {
+			fmt.Fprintf(&b, "  class %s %s\n", strings.Join(byState[st], ","), Styles[st].Class)
 		}
 	}
 	return b.String()
@@ -78,12 +173,31 @@ func mermaidText(s string) string {
 }
 
 // DOT draws job as a Graphviz digraph, top to bottom.
-func DOT(job core.Job) string {
+func DOT(job core.Job) string { return dot(job, Options{}) }
+
+// dot draws job; with a run, the graph is labelled with it and each node
+// gets its state in its label and its state's colours (style filled).
+func dot(job core.Job, o Options) string {
+	steps := runSteps(o)
 	var b strings.Builder
 	fmt.Fprintf(&b, "digraph %s {\n", dotQuote(job.Name))
 	b.WriteString("  rankdir=TB;\n  node [shape=box, style=rounded];\n")
+	if o.Run != nil {
+		fmt.Fprintf(&b, "  label=%s;\n  labelloc=t;\n", dotQuote(runTitle(o.Run)))
+	}
 	for _, s := range job.Steps {
-		fmt.Fprintf(&b, "  %s [label=%s];\n", dotQuote(s.Name), dotQuote(s.Name+"\n"+s.Task))
+		rs, ok := steps[s.Name]
+		if !ok {
+			fmt.Fprintf(&b, "  %s [label=%s];\n", dotQuote(s.Name), dotQuote(s.Name+"\n"+s.Task))
+			continue
+		}
+		label := dotQuote(s.Name + "\n" + s.Task + "\n" + stateText(rs))
+		if y, styled := Styles[rs.State]; styled {
+			fmt.Fprintf(&b, "  %s [label=%s, style=\"rounded,filled\", fillcolor=%s, color=%s, fontcolor=%s];\n",
+				dotQuote(s.Name), label, dotQuote(y.Fill), dotQuote(y.Stroke), dotQuote(y.Text))
+		} else {
+			fmt.Fprintf(&b, "  %s [label=%s];\n", dotQuote(s.Name), label)
+		}
 	}
 	index := indexOf(job)
 	for _, s := range job.Steps {

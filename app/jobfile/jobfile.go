@@ -162,6 +162,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 		def = *opts.DefaultRetry
 	}
 	var errs []error
+	var x expander // one alias budget for the whole file
 	f.Job.Name = doc.Name
 	f.Params = doc.Params
 	for i, sd := range doc.Steps {
@@ -172,12 +173,21 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 			Timeout:  time.Duration(sd.Timeout),
 		}
 		if sd.Args.Kind != 0 {
-			v, err := nodeValue(&sd.Args)
+			v, err := x.nodeValue(&sd.Args, false)
 			if err == nil {
 				step.Args, err = json.Marshal(v)
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s:%d: step %s: args: %v", name, sd.Args.Line, stepLabel(sd.Name, i), err))
+				line, msg := sd.Args.Line, err.Error()
+				if sub := lineRe.FindStringSubmatch(msg); sub != nil { // the line of the value at fault
+					line, _ = strconv.Atoi(sub[1])
+					msg = sub[2]
+				}
+				msg = strings.TrimPrefix(msg, "json: ")
+				if v, ok := strings.CutPrefix(msg, "unsupported value: "); ok {
+					msg = v + " cannot be passed as JSON; valid: finite numbers"
+				}
+				errs = append(errs, fmt.Errorf("%s:%d: step %s: args: %s", name, line, stepLabel(sd.Name, i), msg))
 				continue
 			}
 		}
@@ -288,9 +298,12 @@ func stepSpans(root *yaml.Node) []span {
 }
 
 var (
-	lineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownRe = regexp.MustCompile(`^field (\S+) not found in type \S*\.(\w+)$`)
-	intoRe    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+	lineRe    = regexp.MustCompile(`(?s)^(?:yaml: )?line (\d+): (.*)$`)
+	unknownRe = regexp.MustCompile(`(?s)^field (.+) not found in type \S*\.(\w+)$`)
+	intoRe    = regexp.MustCompile("(?s)^cannot unmarshal (!\\S*)(?: `(.*)`)? into (.+)$")
+	// goTypeRe finds the Go types of this package in the decoder's other
+	// messages, to name them in YAML terms.
+	goTypeRe = regexp.MustCompile(`(?:\[\])?\*?jobfile\.\w+|map\[string\]string|\[\]string`)
 )
 
 // yamlError rewrites the decoder's errors as "file:line: step "x": message".
@@ -317,7 +330,10 @@ func (f *File) yamlError(err error, spans []span) error {
 				what = strconv.Quote(sub[2]) + " is " + what
 			}
 			m = fmt.Sprintf("%s, expected %s", what, goTypeName(sub[3]))
+		} else {
+			m = goTypeRe.ReplaceAllStringFunc(m, goTypeName)
 		}
+		m = strings.ReplaceAll(m, "\n", `\n`) // one line per problem
 		where := f.Path
 		if line > 0 {
 			where = fmt.Sprintf("%s:%d", f.Path, line)
@@ -334,6 +350,10 @@ func (f *File) yamlError(err error, spans []span) error {
 }
 
 func kindName(tag string) string {
+	if !strings.HasPrefix(tag, "!!") {
+		return "a value tagged " + tag
+	}
+	tag = strings.TrimPrefix(tag, "!!")
 	switch tag {
 	case "seq":
 		return "a list"
@@ -353,6 +373,8 @@ func goTypeName(t string) string {
 		return "a list of strings"
 	case t == "[]jobfile.stepDoc":
 		return "a list of steps"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
 	case strings.HasPrefix(t, "map["):
 		return "a mapping"
 	case t == "int":
@@ -367,20 +389,64 @@ func goTypeName(t string) string {
 	return t
 }
 
+// MaxAliasExpansion bounds what YAML aliases (*name) may add to the
+// arguments of one job file: the bytes of the scalars and the number of
+// values reached through an alias, summed over the file. It keeps a tiny file
+// of nested aliases (a "billion laughs") from expanding to gigabytes; a file
+// above it is refused with a message naming the step.
+const MaxAliasExpansion = 1 << 20
+
+// expander converts YAML nodes into values encoding/json can marshal,
+// following aliases within the MaxAliasExpansion budget of its file.
+type expander struct {
+	aliased int                 // bytes added through aliases so far
+	active  map[*yaml.Node]bool // anchors being expanded (cycle check)
+}
+
 // nodeValue converts a YAML node into a value encoding/json can marshal.
-func nodeValue(n *yaml.Node) (any, error) {
+// inAlias is true below an alias: every value there counts against the
+// budget.
+func (x *expander) nodeValue(n *yaml.Node, inAlias bool) (any, error) {
+	if inAlias {
+		x.aliased += 1 + len(n.Value)
+		if x.aliased > MaxAliasExpansion {
+			return nil, fmt.Errorf("line %d: aliases expand the arguments to more than %d bytes (MaxAliasExpansion); write the values out or use fewer aliases",
+				n.Line, MaxAliasExpansion)
+		}
+	}
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return nodeValue(n.Content[0])
+		return x.nodeValue(n.Content[0], inAlias)
 	case yaml.AliasNode:
-		return nodeValue(n.Alias)
+		if n.Alias == nil {
+			return nil, fmt.Errorf("line %d: alias *%s names no anchor", n.Line, n.Value)
+		}
+		if x.active[n.Alias] {
+			return nil, fmt.Errorf("line %d: alias *%s is inside the value of its own anchor &%s (a cycle)", n.Line, n.Value, n.Value)
+		}
+		if x.active == nil {
+			x.active = map[*yaml.Node]bool{}
+		}
+		x.active[n.Alias] = true
+		defer delete(x.active, n.Alias)
+		return x.nodeValue(n.Alias, true)
 	case yaml.SequenceNode:
+		if n.Anchor != "" {
+			// An alias inside the anchor's own value is a cycle.
+			if x.active == nil {
+				x.active = map[*yaml.Node]bool{}
+			}
+			if !x.active[n] {
+				x.active[n] = true
+				defer delete(x.active, n)
+			}
+		}
 		out := make([]any, 0, len(n.Content))
 		for _, c := range n.Content {
-			v, err := nodeValue(c)
+			v, err := x.nodeValue(c, inAlias)
 			if err != nil {
 				return nil, err
 			}
@@ -388,11 +454,20 @@ func nodeValue(n *yaml.Node) (any, error) {
 		}
 		return out, nil
 	case yaml.MappingNode:
+		if n.Anchor != "" {
+			if x.active == nil {
+				x.active = map[*yaml.Node]bool{}
+			}
+			if !x.active[n] {
+				x.active[n] = true
+				defer delete(x.active, n)
+			}
+		}
 		out := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-				merged, err := nodeValue(v)
+				merged, err := x.nodeValue(v, inAlias)
 				if err != nil {
 					return nil, err
 				}
@@ -408,7 +483,7 @@ func nodeValue(n *yaml.Node) (any, error) {
 			if k.Kind != yaml.ScalarNode {
 				return nil, fmt.Errorf("line %d: mapping keys must be scalars", k.Line)
 			}
-			val, err := nodeValue(v)
+			val, err := x.nodeValue(v, inAlias)
 			if err != nil {
 				return nil, err
 			}
