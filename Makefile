@@ -61,14 +61,23 @@ run-failing:
 install:
 	$(GO) install ./app/cmd/dagq
 
-## bench: micro-benchmarks (memory round trip, envelope, registry dispatch).
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./core/... ./adapters/memory/...
+## bench: the dagq benchmark (app/cmd/dagq-bench): memory throughput and DAG overhead, and on the
+## emulators SQS throughput, requests per task, latency, cancel latency, idle requests and cost. Prints
+## a table, then one JSON line (also written to $$BENCH_OUT when set). About 2 minutes; BENCH_QUICK=1: seconds.
+bench: emulators-up
+	eval "$$(scripts/emulators.sh env)" && $(GO) run ./app/cmd/dagq-bench
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s).
+## fuzz: run each fuzz target for FUZZTIME (default 30s per target): the envelope
+## decoder, the job-file parser and config loading. Their seed corpora (f.Add and
+## testdata/fuzz) run as plain tests in `make test`; a failure found here is written
+## to the package's testdata/fuzz/<target>/ — fix it and keep the file as a seed.
 FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzDecodeEnvelope:./core/ FuzzParse:./app/jobfile/ FuzzLoad:./app/config/
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./core/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t%%:*} in $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x "$${t#*:}"; \
+	done
 
 tidy:
 	$(GO) mod tidy

@@ -54,6 +54,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/aws/smithy-go/middleware"
+	"golang.org/x/term"
+
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
@@ -122,12 +125,22 @@ func (r *Runtime) Close() {
 type Option func(*options)
 
 type options struct {
-	logger *slog.Logger
+	logger        *slog.Logger
+	awsAPIOptions []func(*middleware.Stack) error
 }
 
 // WithLogger sets the logger of the client, executor and workers (default:
 // NewLogger(cfg.Log, os.Stderr)).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithAWSAPIOptions appends fns to the API options (aws.Config.APIOptions)
+// of the AWS SDK clients of the sqs transport, so that they apply to every
+// SQS and S3 request the runtime's client, launcher and workers make:
+// middleware that counts requests (WithAWSCounter), traces or adds headers.
+// The memory transport makes no AWS request and ignores them.
+func WithAWSAPIOptions(fns ...func(*middleware.Stack) error) Option {
+	return func(o *options) { o.awsAPIOptions = append(o.awsAPIOptions, fns...) }
+}
 
 // New validates cfg and wires the runtime of its transport.
 func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error) {
@@ -156,7 +169,7 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 	case config.TransportMemory:
 		rt, cleanup, err = InitMemory(cfg, reg, o.logger)
 	case config.TransportSQS:
-		rt, cleanup, err = InitSQS(cfg, reg, o.logger)
+		rt, cleanup, err = InitSQS(cfg, reg, o.logger, o.awsAPIOptions...)
 	default: // Validate lets only supported transports through
 		return nil, fmt.Errorf("transport %q is not supported by this build; valid values: %s",
 			cfg.Transport, strings.Join(config.SupportedTransports, ", "))
@@ -169,19 +182,45 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 }
 
 // NewLogger builds the process logger of the log keys, writing to w.
+// Format auto (and "") writes text when w is a terminal and JSON
+// otherwise (a file, a pipe, a log collector); a writer that wraps another
+// (an Unwrap() io.Writer method, as dagq run's live view has) is judged by
+// the writer it wraps.
 func NewLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %q: valid values: %s", c.Level, strings.Join(config.LogLevels, ", "))
 	}
 	hopts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(c.Format) {
-	case "json":
+	format := strings.ToLower(c.Format)
+	if format == config.LogFormatAuto || format == "" {
+		format = config.LogFormatJSON
+		if logTerminal(w) {
+			format = config.LogFormatText
+		}
+	}
+	switch format {
+	case config.LogFormatJSON:
 		return slog.New(slog.NewJSONHandler(w, hopts)), nil
-	case "text":
+	case config.LogFormatText:
 		return slog.New(slog.NewTextHandler(w, hopts)), nil
 	}
 	return nil, fmt.Errorf("log.format: %q: valid values: %s", c.Format, strings.Join(config.LogFormats, ", "))
+}
+
+// logTerminal reports whether w, or the writer it wraps, is a terminal.
+func logTerminal(w io.Writer) bool {
+	for range 8 { // a bound, against a wrapper that wraps itself
+		if f, ok := w.(*os.File); ok {
+			return term.IsTerminal(int(f.Fd()))
+		}
+		u, ok := w.(interface{ Unwrap() io.Writer })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+	return false
 }
 
 // RunWorkerMaxExtensions is the lease extension cap of run workers: a run

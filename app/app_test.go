@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -15,9 +16,13 @@ import (
 	"github.com/dagq/dagq/app/builtin"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/ports"
 )
 
 func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(e2eWorkerEnv); ok {
+		os.Exit(e2eWorkerMain(args)) // a "dagq worker" process of TestE2E_ThreeWorkerProcesses
+	}
 	goleak.VerifyTestMain(m,
 		// os/signal's relay goroutine lives for the process once a command
 		// has listened for Ctrl-C.
@@ -179,4 +184,31 @@ func TestNewLogger(t *testing.T) {
 	require.ErrorContains(t, err, "log.level")
 	_, err = app.NewLogger(config.LogConfig{Level: "info", Format: "xml"}, io.Discard)
 	require.ErrorContains(t, err, "log.format")
+}
+
+// payload.threshold and sqs.message_group reach the runtime's Client.
+func TestNew_ClientKeys(t *testing.T) {
+	cfg := config.Default()
+	cfg.Queue, cfg.Launcher.Queue = "steps.fifo", "runs.fifo"
+	cfg.SQS.MessageGroup = "task"
+	cfg.Payload.Threshold = 1024
+	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()))
+	require.NoError(t, err)
+	defer rt.Close()
+	ctx := context.Background()
+
+	_, err = rt.Client.SubmitBatch(ctx,
+		core.Request{Task: builtin.Echo, ID: "r.a", RunID: "r", Args: "small"},
+		core.Request{Task: builtin.Echo, ID: "r.b", RunID: "r", Args: string(make([]byte, 2048))})
+	require.NoError(t, err)
+	ds, err := rt.Ports.Broker.Receive(ctx, 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 2, "one group per task: both handed out at once")
+	byID := map[string]ports.Delivery{}
+	for _, d := range ds {
+		byID[d.ID] = d
+	}
+	require.Equal(t, "r.a", byID["r.a"].GroupID)
+	require.Empty(t, byID["r.a"].Attributes[core.PayloadAttribute], "below the threshold: inline")
+	require.NotEmpty(t, byID["r.b"].Attributes[core.PayloadAttribute], "above payload.threshold: claim check")
 }

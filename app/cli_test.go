@@ -336,7 +336,7 @@ func TestConfigValidate(t *testing.T) {
 	t.Setenv("DAGQ_RETRY_MAX_ATTEMPTS", "lots")
 	r = dagq(t, "config", "validate")
 	require.Equal(t, app.ExitFailed, r.code)
-	require.Contains(t, r.stderr, "dagq: configuration:\n  retry.max_attempts (env DAGQ_RETRY_MAX_ATTEMPTS): \"lots\" is not an integer\n")
+	require.Contains(t, r.stderr, "dagq: configuration:\n  retry.max_attempts (env DAGQ_RETRY_MAX_ATTEMPTS): \"lots\" is not an integer; valid: a whole number such as 4\n")
 }
 
 func TestVersion(t *testing.T) {

@@ -49,12 +49,15 @@ func (c *cli) statusCmd() *cobra.Command {
 		Short: "Show a launched run: its state, worker and every step",
 		Long: `status prints the record of a launched run: its state (queued, running,
 succeeded, failed, cancelled), the worker that runs it and how many executions it
-had (attempt), its times and error, then a table of its steps: state, attempts,
-duration (so far, for a running step) and error. While the run runs, the step
-states are written at most once per launcher.heartbeat_interval, so they lag by
-up to that much.
+had (attempt), its times and error, then a table of its steps: STEP, TASK, STATE,
+ATTEMPTS, DURATION (so far, for a running step), WORKER (the worker that recorded
+the step's result, read from the result backend for every finished step; "-"
+while unknown) and ERROR (cut to fit on a terminal, whole otherwise). While the
+run runs, the step states are written at most once per
+launcher.heartbeat_interval, so they lag by up to that much.
 
---output json prints the record as JSON (see docs/launcher.md).
+--output json prints the record as JSON (see docs/launcher.md), every step with
+its "worker" when known.
 
 It needs a shared transport: on the memory transport runs live only inside the
 "dagq launch" process.
@@ -71,14 +74,16 @@ Exit status: 0 when the run is known (whatever its state), 3 when it is not,
 				return err
 			}
 			defer rt.close()
-			rec, err := rt.Launcher.Status(cmd.Context(), args[0])
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			rec, err := rt.Launcher.Status(ctx, args[0])
 			if err != nil {
 				return runErr(rt, args[0], err)
 			}
+			workers := stepWorkers(ctx, rt.Ports.Results, rec)
 			if output == "json" {
-				return writeJSON(cmd.OutOrStdout(), rec)
+				return writeJSON(out, newStatusJSON(rec, workers))
 			}
-			return writeStatus(cmd.OutOrStdout(), rec, time.Now())
+			return writeStatus(out, rec, time.Now(), stepTable{workers: workers, width: termWidth(out)})
 		},
 	}
 	addOutputFlag(cmd.Flags(), &output, "text", "json")

@@ -65,7 +65,7 @@ need a shared transport (SQS, coming).`,
 			}
 			pools = append(pools, pool)
 			fmt.Fprintf(stderr, "dagq: worker %s serving queue %s (transport %s, concurrency %d, cancellation %v); tasks: %s\n",
-				strings.Join(pool.IDs(), ", "), cfg.Queue, cfg.Transport, cfg.Worker.Concurrency,
+				strings.Join(pool.IDs(), ", "), taskQueue(cfg), cfg.Transport, cfg.Worker.Concurrency,
 				cfg.Cancellation.Enabled, strings.Join(c.reg.Names(), ", "))
 			if runs {
 				runPool, err := rt.StartRunWorkers(context.WithoutCancel(ctx), 1)
@@ -74,7 +74,7 @@ need a shared transport (SQS, coming).`,
 				}
 				pools = append(pools, runPool)
 				fmt.Fprintf(stderr, "dagq: run worker %s serving run queue %s (concurrency %d)\n",
-					strings.Join(runPool.IDs(), ", "), cfg.Launcher.Queue, cfg.Launcher.Concurrency)
+					strings.Join(runPool.IDs(), ", "), runQueue(cfg), cfg.Launcher.Concurrency)
 			}
 			<-ctx.Done()
 			if err := stop(); err != nil {
@@ -87,4 +87,21 @@ need a shared transport (SQS, coming).`,
 	cmd.Flags().BoolVar(&runs, "runs", true, "also serve launched runs from the run queue (launcher.queue)")
 	config.AddFlag(cmd.Flags(), "concurrency", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
 	return cmd
+}
+
+// taskQueue names the task queue of cfg's transport: the queue key on
+// memory, sqs.queue_url on sqs.
+func taskQueue(cfg config.Config) string {
+	if cfg.Transport == config.TransportSQS {
+		return cfg.SQS.QueueURL
+	}
+	return cfg.Queue
+}
+
+// runQueue names the run queue of cfg's transport.
+func runQueue(cfg config.Config) string {
+	if cfg.Transport == config.TransportSQS {
+		return cfg.SQS.RunQueueURL
+	}
+	return cfg.Launcher.Queue
 }

@@ -305,6 +305,10 @@ type liveAbove struct {
 	w io.Writer
 }
 
+// Unwrap returns the writer it prints to (NewLogger's auto format asks
+// whether it is a terminal).
+func (a liveAbove) Unwrap() io.Writer { return a.w }
+
 func (a liveAbove) Write(b []byte) (int, error) {
 	p := a.p
 	p.mu.Lock()

@@ -36,14 +36,16 @@ func ProvidePorts(cfg config.Config, broker ports.Broker, runBroker RunBroker, r
 }
 
 // ProvideClient builds the Client; the cleanup closes it.
-func ProvideClient(p Ports, log *slog.Logger) (*core.Client, func(), error) {
+func ProvideClient(cfg config.Config, p Ports, log *slog.Logger) (*core.Client, func(), error) {
 	c, err := core.NewClient(core.ClientOptions{
-		Broker:      p.Broker,
-		Results:     p.Results,
-		Cancels:     p.Cancels,
-		Completions: p.Completions,
-		Payloads:    p.Payloads,
-		Logger:      log,
+		Broker:           p.Broker,
+		Results:          p.Results,
+		Cancels:          p.Cancels,
+		Completions:      p.Completions,
+		Payloads:         p.Payloads,
+		PayloadThreshold: cfg.Payload.Threshold,
+		GroupBy:          core.GroupBy(cfg.SQS.MessageGroup),
+		Logger:           log,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -61,12 +63,13 @@ func ProvideExecutor(c *core.Client, log *slog.Logger) (*core.Executor, error) {
 // that Client.
 func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger) (*core.Launcher, func(), error) {
 	c, err := core.NewClient(core.ClientOptions{
-		Broker:      p.RunBroker,
-		Results:     p.Results,
-		Cancels:     p.Cancels,
-		Completions: p.Completions,
-		Payloads:    p.Payloads,
-		Logger:      log,
+		Broker:           p.RunBroker,
+		Results:          p.Results,
+		Cancels:          p.Cancels,
+		Completions:      p.Completions,
+		Payloads:         p.Payloads,
+		PayloadThreshold: cfg.Payload.Threshold,
+		Logger:           log,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -1,16 +1,21 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/term"
 
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
@@ -179,33 +184,106 @@ func runDuration(rec core.RunRecord) time.Duration {
 // outputs (by step name), the last column is "OUTPUT / ERROR" as in dagq
 // run's table: a succeeded step's output, another's error.
 func writeRecordTable(w io.Writer, rec core.RunRecord, now time.Time, outputs map[string]json.RawMessage) error {
-	var b bytes.Buffer
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	return writeStepTable(w, rec, now, stepTable{outputs: outputs, detailMax: 72})
+}
+
+// stepTable says what writeStepTable prints besides the fixed columns.
+type stepTable struct {
+	// outputs: the last column is "OUTPUT / ERROR" (a succeeded step's
+	// output from here, another's error) instead of "ERROR".
+	outputs map[string]json.RawMessage
+	// workers, when not nil: a WORKER column with the worker that recorded
+	// each step's result ("-" when unknown).
+	workers map[string]string
+	// detailMax truncates the last column to that many characters; width
+	// (a terminal's) truncates it so that lines fit, to no less than
+	// minDetail. 0: no limit.
+	detailMax, width int
+}
+
+// minDetail is the least room the error column gets on a narrow terminal.
+const minDetail = 24
+
+// writeStepTable prints the step table of a run record (see stepTable).
+func writeStepTable(w io.Writer, rec core.RunRecord, now time.Time, t stepTable) error {
+	head := []string{"STEP", "TASK", "STATE", "ATTEMPTS", "DURATION"}
+	if t.workers != nil {
+		head = append(head, "WORKER")
+	}
 	last := "ERROR"
-	if outputs != nil {
+	if t.outputs != nil {
 		last = "OUTPUT / ERROR"
 	}
-	fmt.Fprintf(tw, "STEP\tTASK\tSTATE\tATTEMPTS\tDURATION\t%s\n", last)
+	rows := [][]string{append(head, last)}
 	for _, s := range rec.Steps {
 		dur := "-"
 		if d := stepDuration(s, now); d > 0 {
 			dur = formatDuration(d)
 		}
+		row := []string{s.Name, s.Task, string(s.State), strconv.Itoa(s.Attempts), dur}
+		if t.workers != nil {
+			wk := t.workers[s.Name]
+			if wk == "" {
+				wk = "-"
+			}
+			row = append(row, wk)
+		}
 		detail := s.Error
-		if out, ok := outputs[s.Name]; ok && s.State == core.StepSucceeded {
+		if out, ok := t.outputs[s.Name]; ok && s.State == core.StepSucceeded {
 			detail = compactJSON(out)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.Task, s.State, s.Attempts, dur, truncate(detail, 72))
+		rows = append(rows, append(row, oneLine(detail)))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	// An empty last column leaves the padding of the one before it.
-	for _, line := range strings.SplitAfter(b.String(), "\n") {
-		if line == "" {
-			continue
+	return writeColumns(w, rows, t.detailMax, t.width)
+}
+
+// oneLine turns the line breaks and tabs of s into spaces.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
 		}
-		if _, err := io.WriteString(w, strings.TrimRight(line, " \n")+"\n"); err != nil {
+		return r
+	}, s)
+}
+
+// writeColumns prints rows as left-aligned columns two spaces apart. The
+// last column is not padded; it is truncated to limit characters, and to
+// what is left of width (to no less than minDetail); 0 is no limit.
+func writeColumns(w io.Writer, rows [][]string, limit, width int) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	n := len(rows[0])
+	widths := make([]int, n-1)
+	for _, r := range rows {
+		for i := range widths {
+			widths[i] = max(widths[i], utf8.RuneCountInString(r[i]))
+		}
+	}
+	if width > 0 {
+		room := width
+		for _, cw := range widths {
+			room -= cw + 2
+		}
+		room = max(room, minDetail)
+		if limit == 0 || room < limit {
+			limit = room
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		b.Reset()
+		for i, cw := range widths {
+			b.WriteString(r[i])
+			b.WriteString(strings.Repeat(" ", cw-utf8.RuneCountInString(r[i])+2))
+		}
+		lastCol := r[n-1]
+		if limit > 0 {
+			lastCol = truncate(lastCol, limit)
+		}
+		b.WriteString(lastCol)
+		if _, err := io.WriteString(w, strings.TrimRight(b.String(), " ")+"\n"); err != nil {
 			return err
 		}
 	}
@@ -257,14 +335,14 @@ func writeRecordSummary(w io.Writer, rec core.RunRecord) error {
 }
 
 // writeStatus prints a run record for dagq status: the run's fields, then
-// the step table.
+// the step table t.
 //
 //	run       r1
 //	job       long
 //	state     running
 //	worker    host-1-a1b2c3 (attempt 1)
 //	…
-func writeStatus(w io.Writer, rec core.RunRecord, now time.Time) error {
+func writeStatus(w io.Writer, rec core.RunRecord, now time.Time, t stepTable) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	field := func(name, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
@@ -317,5 +395,68 @@ func writeStatus(w io.Writer, rec core.RunRecord, now time.Time) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	return writeRecordTable(w, rec, now, nil)
+	return writeStepTable(w, rec, now, t)
+}
+
+// stepWorkers reads the results of the steps that ended (a few at a time)
+// and returns the workers that recorded them, by step name. A step whose
+// result cannot be read, or names no worker, is left out.
+func stepWorkers(ctx context.Context, results ports.ResultBackend, rec core.RunRecord) map[string]string {
+	workers := make(map[string]string, len(rec.Steps))
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, 8)
+	)
+	for _, s := range rec.Steps {
+		if s.TaskID == "" || !s.State.Final() {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			res, err := results.Get(ctx, s.TaskID)
+			if err != nil || res.Worker == "" {
+				return
+			}
+			mu.Lock()
+			workers[s.Name] = res.Worker
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return workers
+}
+
+// statusJSON is what dagq status --output json prints: the run record,
+// each step with the worker that recorded its result when known.
+type statusJSON struct {
+	core.RunRecord
+	Steps []statusStepJSON `json:"steps"`
+}
+
+type statusStepJSON struct {
+	core.StepRecord
+	Worker string `json:"worker,omitempty"`
+}
+
+func newStatusJSON(rec core.RunRecord, workers map[string]string) statusJSON {
+	out := statusJSON{RunRecord: rec, Steps: make([]statusStepJSON, len(rec.Steps))}
+	for i, s := range rec.Steps {
+		out.Steps[i] = statusStepJSON{StepRecord: s, Worker: workers[s.Name]}
+	}
+	return out
+}
+
+// termWidth is the width of the terminal w is, 0 when w is none.
+func termWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok || !isTerminal(w) {
+		return 0
+	}
+	cols, _, err := term.GetSize(int(f.Fd()))
+	if err != nil || cols < 2 {
+		return 0
+	}
+	return cols - 1
 }

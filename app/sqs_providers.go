@@ -12,6 +12,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/google/wire"
 
 	dagqs3 "github.com/dagq/dagq/adapters/s3"
@@ -48,9 +49,11 @@ type AWS struct {
 // ProvideAWSConfig loads the AWS configuration from the standard chain
 // (environment, shared files, instance roles; AWS_ENDPOINT_URL is honoured
 // by the clients) with sqs.region applied over it, else us-east-1 when the
-// chain names no region. The cleanup closes the idle connections of the
-// HTTP client the SQS and S3 clients share.
-func ProvideAWSConfig(cfg config.Config) (AWS, func(), error) {
+// chain names no region. apiOptions are appended to its APIOptions, so they
+// apply to every request of the SQS and S3 clients (WithAWSAPIOptions,
+// WithAWSCounter). The cleanup closes the idle connections of the HTTP
+// client the SQS and S3 clients share.
+func ProvideAWSConfig(cfg config.Config, apiOptions ...func(*middleware.Stack) error) (AWS, func(), error) {
 	var opts []func(*awsconfig.LoadOptions) error
 	if cfg.SQS.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(cfg.SQS.Region))
@@ -73,6 +76,7 @@ func ProvideAWSConfig(cfg config.Config) (AWS, func(), error) {
 	if ac.Region == "" {
 		ac.Region = config.DefaultRegion
 	}
+	ac.APIOptions = append(ac.APIOptions, apiOptions...)
 	// sqs.region is validated against the queue URLs; a region from the
 	// AWS chain is checked here, once it is known.
 	for _, k := range []struct{ key, url string }{{"sqs.queue_url", cfg.SQS.QueueURL}, {"sqs.run_queue_url", cfg.SQS.RunQueueURL}} {
@@ -107,8 +111,11 @@ func ProvideS3Client(a AWS, cfg config.Config) *awss3.Client {
 }
 
 func sqsOptions(cfg config.Config, log *slog.Logger) *dagqsqs.Options {
-	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, Logger: log}
+	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, FairQueue: fairModes[cfg.SQS.FairQueue], Logger: log}
 }
+
+// fairModes maps sqs.fair_queue (validated) to the adapter's modes.
+var fairModes = map[string]dagqsqs.FairMode{"auto": dagqsqs.FairAuto, "on": dagqsqs.FairOn, "off": dagqsqs.FairOff}
 
 // ProvideSQSBroker returns a Broker on the task queue (sqs.queue_url).
 func ProvideSQSBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (ports.Broker, func(), error) {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -169,4 +170,34 @@ func TestMaxReceiveCount(t *testing.T) {
 	require.Equal(t, 12, app.MaxReceiveCount(10))
 	require.Greater(t, app.MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts), core.DefaultRunTaskRetry.MaxAttempts,
 		"run tasks keep all their attempts")
+}
+
+// sqs.fair_queue reaches the adapter: "on" with standard queues warns once
+// per queue at start and is ignored; every mode of the key maps to one.
+func TestSQS_FairQueueOnStandardQueueWarns(t *testing.T) {
+	cfg, flags := sqsEnv(t)
+	require.Equal(t, app.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
+	cfg.SQS.FairQueue = "on"
+	var logs strings.Builder
+	rt, err := app.New(cfg, builtins(t), app.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	defer rt.Close()
+	require.Equal(t, 2, strings.Count(logs.String(), "fair-queue mode needs a FIFO queue"), "task and run queue: %s", logs.String())
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := rt.StartWorkers(ctx, 1)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, pool.Stop()) }()
+	id, err := rt.Client.Submit(ctx, core.Request{Task: "echo", Args: "fair", RunID: "r1"})
+	require.NoError(t, err)
+	res, err := rt.Client.Wait(ctx, id)
+	require.NoError(t, err)
+	require.JSONEq(t, `"fair"`, string(res.Output), "the task still runs: the mode is ignored, not an error")
+
+	for _, m := range config.FairQueueModes {
+		c := cfg
+		c.SQS.FairQueue = m
+		require.NoError(t, c.Validate(), m)
+	}
 }

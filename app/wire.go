@@ -5,6 +5,7 @@ package app
 import (
 	"log/slog"
 
+	"github.com/aws/smithy-go/middleware"
 	"github.com/google/wire"
 
 	"github.com/dagq/dagq/app/config"
@@ -20,8 +21,10 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 
 // InitSQS wires a Runtime on the sqs transport: SQS queues (sqs.queue_url,
 // sqs.run_queue_url) and an S3 bucket (s3.bucket). The cleanup closes the
-// client, every port handle and the idle AWS connections.
-func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
+// client, every port handle and the idle AWS connections. apiOptions are
+// added to the AWS configuration of its SQS and S3 clients
+// (aws.Config.APIOptions; see WithAWSAPIOptions).
+func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, apiOptions ...func(*middleware.Stack) error) (*Runtime, func(), error) {
 	wire.Build(SQSSet, CoreSet)
 	return nil, nil, nil
 }

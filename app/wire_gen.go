@@ -7,6 +7,7 @@
 package app
 
 import (
+	"github.com/aws/smithy-go/middleware"
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
@@ -73,7 +74,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		return nil, nil, err
 	}
 	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
-	client, cleanup8, err := ProvideClient(ports, log)
+	client, cleanup8, err := ProvideClient(cfg, ports, log)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -146,9 +147,11 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 
 // InitSQS wires a Runtime on the sqs transport: SQS queues (sqs.queue_url,
 // sqs.run_queue_url) and an S3 bucket (s3.bucket). The cleanup closes the
-// client, every port handle and the idle AWS connections.
-func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
-	aws, cleanup, err := ProvideAWSConfig(cfg)
+// client, every port handle and the idle AWS connections. apiOptions are
+// added to the AWS configuration of its SQS and S3 clients
+// (aws.Config.APIOptions; see WithAWSAPIOptions).
+func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, apiOptions ...func(*middleware.Stack) error) (*Runtime, func(), error) {
+	aws, cleanup, err := ProvideAWSConfig(cfg, apiOptions...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,7 +214,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime,
 		return nil, nil, err
 	}
 	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
-	coreClient, cleanup9, err := ProvideClient(ports, log)
+	coreClient, cleanup9, err := ProvideClient(cfg, ports, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()

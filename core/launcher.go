@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/dagq/dagq/ports"
@@ -50,8 +51,10 @@ func RunTaskID(runID string) string { return runID + ":run" }
 // RunRecordKey returns the StateStore key of run runID's record.
 func RunRecordKey(runID string) string { return "runs/" + runID }
 
-// RunHeartbeatKey returns the StateStore key of run runID's heartbeat.
-func RunHeartbeatKey(runID string) string { return "runs/" + runID + "/heartbeat" }
+// RunHeartbeatKey returns the StateStore key of run runID's heartbeat. It is
+// not below the record's key (runs/<id>/…): file-backed S3 stores refuse a
+// key under another object's key.
+func RunHeartbeatKey(runID string) string { return "heartbeats/" + runID }
 
 // RunRecord is what the StateStore holds about a launched run (under
 // RunRecordKey), as Launcher.Status reports it.
@@ -104,6 +107,9 @@ func (r RunRecord) Step(name string) (StepRecord, bool) {
 type StepRecord struct {
 	Name string `json:"name"`
 	Task string `json:"task"`
+	// Upstream lists the steps this one depends on (the job's Step.Upstream),
+	// so that a run can be drawn from its record alone (dagq graph --run).
+	Upstream []string `json:"upstream,omitempty"`
 	// TaskID is the step's task ID once it was submitted.
 	TaskID   string    `json:"task_id,omitempty"`
 	State    StepState `json:"state"`
@@ -308,7 +314,7 @@ func (l *Launcher) Launch(ctx context.Context, job Job, opts LaunchOptions) (str
 		CreatedAt: time.Now().UTC(),
 	}
 	for i, s := range job.Steps {
-		rec.Steps[i] = StepRecord{Name: s.Name, Task: s.Task, State: StepPending}
+		rec.Steps[i] = StepRecord{Name: s.Name, Task: s.Task, Upstream: slices.Clone(s.Upstream), State: StepPending}
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -519,6 +525,7 @@ func applyRunResult(rec *RunRecord, rr RunResult) {
 		sr := StepRecord{Name: s.Name, Task: s.Task, TaskID: s.TaskID, State: s.State, Attempts: s.Attempts,
 			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error}
 		if i, ok := byName[s.Name]; ok {
+			sr.Upstream = rec.Steps[i].Upstream
 			rec.Steps[i] = sr
 		} else {
 			rec.Steps = append(rec.Steps, sr)

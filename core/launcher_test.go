@@ -250,7 +250,7 @@ func (s *switchState) Get(ctx context.Context, key string) (ports.Record, error)
 }
 
 func (s *switchState) Put(ctx context.Context, key string, data []byte, c ports.WriteCondition) (string, error) {
-	if s.dead.Load() || s.recordsDown != nil && s.recordsDown.Load() && !strings.HasSuffix(key, "/heartbeat") {
+	if s.dead.Load() || s.recordsDown != nil && s.recordsDown.Load() && !strings.HasPrefix(key, "heartbeats/") {
 		return "", errCutOff
 	}
 	return s.StateStore.Put(ctx, key, data, c)
@@ -326,6 +326,15 @@ func TestLauncher_LaunchRunsToSuccess(t *testing.T) {
 		assert.Equal(t, "r1:run", rec.TaskID)
 		assert.Equal(t, map[string]string{"day": "mon"}, rec.Params)
 		assert.Equal(t, map[string]core.StepState{"a": "pending", "b": "pending", "c": "pending"}, stepStates(rec))
+		upstreams := func(rec core.RunRecord) map[string][]string {
+			m := map[string][]string{}
+			for _, s := range rec.Steps {
+				m[s.Name] = s.Upstream
+			}
+			return m
+		}
+		wantUp := map[string][]string{"a": nil, "b": {"a"}, "c": {"b"}}
+		assert.Equal(t, wantUp, upstreams(rec), "the record draws the DAG")
 		assert.Equal(t, start.UTC(), rec.CreatedAt)
 		assert.Zero(t, rec.Attempt)
 		assert.NotEmpty(t, rec.Version)
@@ -341,6 +350,7 @@ func TestLauncher_LaunchRunsToSuccess(t *testing.T) {
 		assert.Equal(t, 1, rec.Attempt)
 		assert.Equal(t, start.UTC(), rec.StartedAt)
 		assert.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "running", "c": "pending"}, stepStates(rec))
+		assert.Equal(t, wantUp, upstreams(rec), "kept by the running writes")
 		b, _ := rec.Step("b")
 		assert.Equal(t, "r1.b", b.TaskID)
 		assert.Equal(t, 1, b.Attempts)
@@ -361,6 +371,7 @@ func TestLauncher_LaunchRunsToSuccess(t *testing.T) {
 		assert.Equal(t, core.RunSucceeded, rec.State)
 		assert.Empty(t, rec.Error)
 		assert.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "succeeded", "c": "succeeded"}, stepStates(rec))
+		assert.Equal(t, wantUp, upstreams(rec), "kept by the final write")
 		for _, s := range rec.Steps {
 			assert.Equal(t, 1, s.Attempts, s.Name)
 			assert.Equal(t, 10*time.Second, s.FinishedAt.Sub(s.StartedAt), s.Name)
@@ -523,7 +534,7 @@ func TestLauncher_HealthUnknownOnlyWhenTheStoreFails(t *testing.T) {
 	rec, _ := json.Marshal(core.RunRecord{RunID: "r1", State: core.RunRunning, TaskID: "r1:run", Worker: "w1", Attempt: 1, StartedAt: time.Now()})
 	gomock.InOrder(
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Key: "runs/r1", Data: rec, Version: "v1"}, nil),
-		state.EXPECT().Get(gomock.Any(), "runs/r1/heartbeat").Return(ports.Record{}, fmt.Errorf("s3: %w", ports.ErrUnavailable)),
+		state.EXPECT().Get(gomock.Any(), "heartbeats/r1").Return(ports.Record{}, fmt.Errorf("s3: %w", ports.ErrUnavailable)),
 	)
 	h, err = l.Health(ctx, "r1")
 	require.ErrorIs(t, err, ports.ErrUnavailable)

@@ -152,7 +152,7 @@ type CancellationConfig struct {
 // LogConfig configures the process logger (stderr).
 type LogConfig struct {
 	Level  string `yaml:"level" doc:"debug, info, warn or error"`
-	Format string `yaml:"format" doc:"text or json"`
+	Format string `yaml:"format" doc:"auto (text when stderr is a terminal, JSON otherwise), text or json"`
 }
 
 // ExecutorConfig configures the DAG executor.
@@ -195,7 +195,7 @@ func Default() Config {
 			Jitter:         core.DefaultRetryPolicy.Jitter,
 		},
 		Cancellation: CancellationConfig{Enabled: true},
-		Log:          LogConfig{Level: "warn", Format: "text"},
+		Log:          LogConfig{Level: "warn", Format: LogFormatAuto},
 		Executor:     ExecutorConfig{FailFast: false, CancelWait: core.DefaultCancelWait},
 		Launcher: LauncherConfig{
 			Queue:             "dagq-runs",

@@ -289,7 +289,7 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		{"multiplier", func(c *config.Config) { c.Retry.Multiplier = 0.5 }, `retry.multiplier: 0.5 is out of range; valid: 0 (constant delay) or 1 to 1000`},
 		{"jitter", func(c *config.Config) { c.Retry.Jitter = 2 }, `retry.jitter: 2 is out of range; valid: 0 to 1`},
 		{"level", func(c *config.Config) { c.Log.Level = "loud" }, `log.level: "loud" is not a level; valid values: debug, info, warn, error`},
-		{"format", func(c *config.Config) { c.Log.Format = "xml" }, `log.format: "xml" is not a format; valid values: text, json`},
+		{"format", func(c *config.Config) { c.Log.Format = "xml" }, `log.format: "xml" is not a format; valid values: auto, text, json`},
 		{"cancel wait", func(c *config.Config) { c.Executor.CancelWait = 0 }, `executor.cancel_wait: 0s is out of range; valid: more than 0s, at most 12h`},
 		{"run queue is the task queue", func(c *config.Config) { c.Launcher.Queue = "dagq-tasks" }, `launcher.queue: "dagq-tasks" is also the task queue (queue); valid: a queue name other than "dagq-tasks", e.g. "dagq-runs"`},
 		{"run queue chars", func(c *config.Config) { c.Launcher.Queue = "runs!" }, `launcher.queue: "runs!" may only hold letters, digits, - and _`},

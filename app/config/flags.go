@@ -77,20 +77,79 @@ func AddFlag(fs *pflag.FlagSet, names ...string) {
 		def := reflect.ValueOf(Default()).FieldByIndex(k.index)
 		switch {
 		case k.typ == reflect.TypeFor[time.Duration]():
-			fs.Duration(name, time.Duration(def.Int()), usage)
+			d := time.Duration(def.Int())
+			fs.Var(&flagValue[time.Duration]{v: &d, key: k.Path, typ: "duration", parse: parseFlagDuration}, name, usage)
 			continue
 		}
 		switch k.typ.Kind() {
 		case reflect.String:
 			fs.String(name, def.String(), usage)
 		case reflect.Bool:
-			fs.Bool(name, def.Bool(), usage)
+			b := def.Bool()
+			f := fs.VarPF(&flagValue[bool]{v: &b, key: k.Path, typ: "bool", parse: parseFlagBool}, name, "", usage)
+			f.NoOptDefVal = "true"
 		case reflect.Int:
-			fs.Int(name, int(def.Int()), usage)
+			n := int(def.Int())
+			fs.Var(&flagValue[int]{v: &n, key: k.Path, typ: "int", parse: parseFlagInt}, name, usage)
 		default:
 			panic(fmt.Sprintf("config: flag %q: unsupported type %v", name, k.typ))
 		}
 	}
+}
+
+// flagValue is a pflag.Value whose parse errors read like the
+// configuration's own (what is wrong, what is valid, which key) instead of
+// strconv's. Type is pflag's name of the type ("int", "duration", "bool"),
+// so that viper and the help read the flag as before.
+type flagValue[T any] struct {
+	v     *T
+	key   string
+	typ   string
+	parse func(string) (T, string)
+}
+
+func (f *flagValue[T]) String() string {
+	switch v := any(*f.v).(type) {
+	case time.Duration:
+		return v.String()
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func (f *flagValue[T]) Set(s string) error {
+	v, msg := f.parse(s)
+	if msg != "" {
+		return fmt.Errorf("%q %s (key %s)", s, msg, f.key)
+	}
+	*f.v = v
+	return nil
+}
+
+func (f *flagValue[T]) Type() string { return f.typ }
+
+func parseFlagInt(s string) (int, string) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, "is not an integer; valid: a whole number such as 4"
+	}
+	return n, ""
+}
+
+func parseFlagDuration(s string) (time.Duration, string) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, "is not a duration; write a number with a unit, e.g. 500ms, 30s, 5m, 1h"
+	}
+	return d, ""
+}
+
+func parseFlagBool(s string) (bool, string) {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return false, "is not a boolean; valid: true or false"
+	}
+	return b, ""
 }
 
 func keyIndex() map[string]Key {

@@ -77,7 +77,7 @@ func Load(opts LoadOptions) (Config, *Loaded, error) {
 		}
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
-			return Config{}, loaded, fmt.Errorf("config file %s: %w", file, yamlErr(data, err))
+			return Config{}, loaded, yamlErr(file, data, err)
 		}
 		loaded.File = file
 		loaded.Warnings = append(loaded.Warnings, unknownFileKeys(file, data, keys)...)
@@ -159,13 +159,103 @@ func configFile(opts LoadOptions) (path, how string, err error) {
 	return "", "", nil
 }
 
-// yamlErr keeps viper's parse error but makes sure the YAML position shows.
-func yamlErr(data []byte, err error) error {
-	var n yaml.Node
-	if yerr := yaml.Unmarshal(data, &n); yerr != nil {
-		return yerr
+// yamlErr explains why the config file could not be read: one line per
+// problem, each "config file <path>: line N: …", in YAML terms (a mapping,
+// a list) rather than the decoder's Go types.
+func yamlErr(file string, data []byte, err error) error {
+	var doc yaml.Node
+	if yerr := yaml.Unmarshal(data, &doc); yerr != nil {
+		err = yerr
+	} else if msg := shapeProblem(&doc); msg != "" {
+		return fmt.Errorf("config file %s: %s", file, msg)
 	}
-	return err
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	lines := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		m = strings.TrimPrefix(m, "While parsing config: ")
+		m = strings.TrimPrefix(m, "yaml: ")
+		switch {
+		case strings.Contains(m, "excessive aliasing"):
+			m = "aliases (*name) expand the file too much (a YAML alias bomb?); write the values out"
+		case strings.HasPrefix(m, "invalid map key"):
+			m = "a key is a list or a mapping; keys are names such as worker or queue"
+		default:
+			m = goTypes.Replace(m)
+		}
+		m = strings.ReplaceAll(m, "\n", `\n`) // one line per problem
+		lines = append(lines, fmt.Sprintf("config file %s: %s", file, m))
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// goTypes names the Go types of the decoder's messages in YAML terms.
+var goTypes = strings.NewReplacer(
+	"map[string]interface {}", "a mapping",
+	"map[interface {}]interface {}", "a mapping",
+	"interface {}", "a value",
+	"[]interface {}", "a list",
+)
+
+// shapeProblem says what keeps the parsed file from being a mapping of
+// configuration keys, or "": a document that is not a mapping, or a key that
+// is not a scalar.
+func shapeProblem(doc *yaml.Node) string {
+	if len(doc.Content) == 0 {
+		return ""
+	}
+	root := doc.Content[0]
+	switch {
+	case root.Kind == yaml.ScalarNode && root.Tag == "!!null":
+		return ""
+	case root.Kind == yaml.AliasNode:
+		root = root.Alias
+	}
+	if root == nil || root.Kind != yaml.MappingNode {
+		what := "a value"
+		if root != nil {
+			what = yamlKind(root)
+		}
+		return fmt.Sprintf("line %d: the file is %s, not a mapping of keys; valid: lines of key: value, e.g. \"transport: memory\"",
+			doc.Content[0].Line, what)
+	}
+	var bad string
+	var walk func(n *yaml.Node, depth int)
+	walk = func(n *yaml.Node, depth int) {
+		if bad != "" || depth > 3 || n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				bad = fmt.Sprintf("line %d: a key is %s; keys are names such as worker or concurrency", k.Line, yamlKind(k))
+				return
+			}
+			walk(n.Content[i+1], depth+1)
+		}
+	}
+	walk(root, 0)
+	return bad
+}
+
+// yamlKind names the kind of a YAML node for messages.
+func yamlKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.ScalarNode:
+		return "the value " + strconv.Quote(n.Value)
+	}
+	return "a value"
 }
 
 // unknownFileKeys warns about every key of the YAML file that is not a
@@ -295,7 +385,7 @@ func convert(raw any, t reflect.Type) (reflect.Value, error) {
 		case bool, int, int64, uint64, float64:
 			return reflect.ValueOf(fmt.Sprint(x)), nil
 		}
-		return reflect.Value{}, fmt.Errorf("%s is not a string", describe(raw))
+		return reflect.Value{}, fmt.Errorf("%s is not a string; valid: a single value such as %q", describe(raw), "text")
 	case reflect.Bool:
 		switch x := raw.(type) {
 		case bool:
@@ -327,7 +417,7 @@ func convert(raw any, t reflect.Type) (reflect.Value, error) {
 				return reflect.ValueOf(n), nil
 			}
 		}
-		return reflect.Value{}, fmt.Errorf("%s is not an integer", describe(raw))
+		return reflect.Value{}, fmt.Errorf("%s is not an integer; valid: a whole number such as 4", describe(raw))
 	case reflect.Float64:
 		switch x := raw.(type) {
 		case float64:
@@ -342,7 +432,7 @@ func convert(raw any, t reflect.Type) (reflect.Value, error) {
 				return reflect.ValueOf(f), nil
 			}
 		}
-		return reflect.Value{}, fmt.Errorf("%s is not a number", describe(raw))
+		return reflect.Value{}, fmt.Errorf("%s is not a number; valid: a number such as 2 or 0.5", describe(raw))
 	}
 	return reflect.Value{}, fmt.Errorf("unsupported type %v", t)
 }

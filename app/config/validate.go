@@ -36,10 +36,18 @@ var ErrInvalid = errors.New("invalid configuration")
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
+// Log formats: auto picks text when the log output (stderr) is a terminal
+// and JSON otherwise.
+const (
+	LogFormatAuto = "auto"
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
 // Log levels and formats accepted by the log keys.
 var (
 	LogLevels  = []string{"debug", "info", "warn", "error"}
-	LogFormats = []string{"text", "json"}
+	LogFormats = []string{LogFormatAuto, LogFormatText, LogFormatJSON}
 )
 
 // Limits of the numeric keys.

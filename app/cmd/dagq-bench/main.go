@@ -1,0 +1,22 @@
+// Command dagq-bench is the dagq benchmark ("make bench"): memory-transport
+// throughput and DAG overhead, and, against the local emulators (fauxqs and
+// versitygw, scripts/emulators.sh), SQS throughput, AWS requests per task,
+// end-to-end and cancellation latency, idle requests and request cost. It
+// prints a table, then one JSON object on its last line (also written to
+// $BENCH_OUT when set). See package app/bench.
+//
+//	dagq-bench [-quick] [-idle-window 40s] [-out FILE]
+//
+// "dagq-bench worker" is the worker process the benchmark starts itself.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/dagq/dagq/app/bench"
+)
+
+func main() {
+	os.Exit(bench.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
