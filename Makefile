@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench fuzz tidy
+.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-micro fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
@@ -66,6 +66,10 @@ install:
 ## a table, then one JSON line (also written to $$BENCH_OUT when set). About 2 minutes; BENCH_QUICK=1: seconds.
 bench: emulators-up
 	eval "$$(scripts/emulators.sh env)" && $(GO) run ./app/cmd/dagq-bench
+
+## bench-micro: Go micro-benchmarks (memory round trip, envelope, registry dispatch).
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./core/... ./adapters/memory/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s per target): the envelope
 ## decoder, the job-file parser and config loading. Their seed corpora (f.Add and

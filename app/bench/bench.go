@@ -90,6 +90,9 @@ type Options struct {
 	// multiple of the 20s long-poll wait, so the count is not quantised;
 	// quick: 1s).
 	IdleWindow time.Duration
+	// SQSTasks overrides the number of no-op tasks of the SQS throughput
+	// and requests-per-task scenario (default 2,000; quick: 20).
+	SQSTasks int
 	// Stdout receives the table and the JSON line; Stderr the progress and
 	// the worker processes' logs. Defaults os.Stdout, os.Stderr.
 	Stdout, Stderr io.Writer
@@ -149,10 +152,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", os.Getenv("BENCH_QUICK") == "1", "tiny sizes and a short idle window (env BENCH_QUICK=1)")
 	idle := fs.Duration("idle-window", 0, "idle measurement window (default 40s; quick 1s)")
 	out := fs.String("out", os.Getenv("BENCH_OUT"), "also write the JSON line to this file (env BENCH_OUT)")
+	sqsTasks := fs.Int("sqs-tasks", 0, "no-op tasks of the SQS throughput and requests-per-task scenario (default 2000; quick 20)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	res, err := Run(ctx, Options{Quick: *quick, IdleWindow: *idle, Stdout: stdout, Stderr: stderr})
+	if *sqsTasks < 0 {
+		fmt.Fprintf(stderr, "dagq-bench: -sqs-tasks %d: valid: 1 or more (0: the default)\n", *sqsTasks)
+		return 2
+	}
+	res, err := Run(ctx, Options{Quick: *quick, IdleWindow: *idle, SQSTasks: *sqsTasks, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "dagq-bench: %v\n", err)
 		return 1
@@ -195,6 +203,9 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 	b := &bencher{opts: opts, sz: fullSizes, prefix: fmt.Sprintf("dagq-bench-%x", time.Now().UnixNano()&0xffffffffff)}
 	if opts.Quick {
 		b.sz = quickSizes
+	}
+	if opts.SQSTasks > 0 {
+		b.sz.sqsTasks = opts.SQSTasks
 	}
 	if opts.IdleWindow > 0 {
 		b.sz.idleWindow = opts.IdleWindow
