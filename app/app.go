@@ -55,9 +55,11 @@ import (
 	"sync"
 
 	"github.com/aws/smithy-go/middleware"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/term"
 
 	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/app/telemetry"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
@@ -125,8 +127,9 @@ func (r *Runtime) Close() {
 type Option func(*options)
 
 type options struct {
-	logger        *slog.Logger
-	awsAPIOptions []func(*middleware.Stack) error
+	logger         *slog.Logger
+	awsAPIOptions  []func(*middleware.Stack) error
+	tracerProvider trace.TracerProvider
 }
 
 // WithLogger sets the logger of the client, executor and workers (default:
@@ -140,6 +143,17 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // The memory transport makes no AWS request and ignores them.
 func WithAWSAPIOptions(fns ...func(*middleware.Stack) error) Option {
 	return func(o *options) { o.awsAPIOptions = append(o.awsAPIOptions, fns...) }
+}
+
+// WithTracerProvider traces the runtime's clients, executor, launcher and
+// workers with tp (see app/telemetry and docs/tracing.md): a span per
+// submission, per handler attempt, per run and per launch, the trace
+// context travelling to the workers in the envelope. Without it (or with a
+// nil tp) nothing is traced. New does not shut tp down; its owner does,
+// after closing the runtime. telemetry.Setup builds one from the OTEL_*
+// environment.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
 }
 
 // New validates cfg and wires the runtime of its transport.
@@ -164,12 +178,20 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 		rt      *Runtime
 		cleanup func()
 		err     error
+		tracer  core.Tracer // nil: no tracing
 	)
+	if o.tracerProvider != nil {
+		system := telemetry.DefaultMessagingSystem
+		if cfg.Transport == config.TransportSQS {
+			system = "aws_sqs" // the OpenTelemetry messaging.system of Amazon SQS
+		}
+		tracer = telemetry.NewTracer(o.tracerProvider, telemetry.WithMessagingSystem(system))
+	}
 	switch cfg.Transport {
 	case config.TransportMemory:
-		rt, cleanup, err = InitMemory(cfg, reg, o.logger)
+		rt, cleanup, err = InitMemory(cfg, reg, o.logger, tracer)
 	case config.TransportSQS:
-		rt, cleanup, err = InitSQS(cfg, reg, o.logger, o.awsAPIOptions...)
+		rt, cleanup, err = InitSQS(cfg, reg, o.logger, tracer, o.awsAPIOptions...)
 	default: // Validate lets only supported transports through
 		return nil, fmt.Errorf("transport %q is not supported by this build; valid values: %s",
 			cfg.Transport, strings.Join(config.SupportedTransports, ", "))

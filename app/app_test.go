@@ -166,7 +166,7 @@ func TestNew_Errors(t *testing.T) {
 }
 
 func TestInitMemory_CleanupClosesClient(t *testing.T) {
-	rt, cleanup, err := app.InitMemory(config.Default(), builtins(t), quiet())
+	rt, cleanup, err := app.InitMemory(config.Default(), builtins(t), quiet(), nil)
 	require.NoError(t, err)
 	cleanup()
 	_, err = rt.Client.Submit(context.Background(), core.Request{Task: builtin.Echo})

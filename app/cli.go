@@ -226,12 +226,18 @@ type session struct {
 	// owned: the command wired it from the configuration (and closes it);
 	// false for the runtime of WithRuntime, shared with its owner.
 	owned bool
+	// stopTracing flushes and stops the tracer provider the command set up
+	// (nil without one).
+	stopTracing func()
 }
 
-// close closes the runtime if the command wired it.
+// close closes the runtime if the command wired it, then flushes its spans.
 func (s session) close() {
 	if s.owned {
 		s.Runtime.Close()
+	}
+	if s.stopTracing != nil {
+		s.stopTracing()
 	}
 }
 
@@ -240,8 +246,9 @@ func (s session) close() {
 func (s session) localWorkers() bool { return s.owned && s.Embedded() }
 
 // runtime returns the runtime of WithRuntime, or wires the configured
-// transport, logging to logs. Call close on the session when done.
-func (c *cli) runtime(logs io.Writer, cfg config.Config) (session, error) {
+// transport, logging to logs, traced as the OTEL_* environment says (see
+// setupTracing). Call close on the session when done.
+func (c *cli) runtime(logs io.Writer, cfg config.Config, opts ...Option) (session, error) {
 	if c.rt != nil {
 		return session{Runtime: c.rt}, nil
 	}
@@ -249,11 +256,16 @@ func (c *cli) runtime(logs io.Writer, cfg config.Config) (session, error) {
 	if err != nil {
 		return session{}, err
 	}
-	rt, err := New(cfg, c.reg, WithLogger(logger))
+	traced, stopTracing, err := setupTracing(logs, logger)
 	if err != nil {
 		return session{}, err
 	}
-	return session{Runtime: rt, owned: true}, nil
+	rt, err := New(cfg, c.reg, append([]Option{WithLogger(logger), traced}, opts...)...)
+	if err != nil {
+		stopTracing()
+		return session{}, err
+	}
+	return session{Runtime: rt, owned: true, stopTracing: stopTracing}, nil
 }
 
 // needSharedTransport fails the command what when the runtime would be a

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,6 +30,11 @@ worker.shutdown_timeout, then cancels the rest and hands them back to the queue;
 a launched run is handed back without cancelling its steps, and the next worker
 that receives it resumes it.
 
+--metrics-addr ADDR (worker.metrics_addr; e.g. :9090) serves Prometheus metrics
+on /metrics, liveness on /healthz and readiness on /readyz (503 while starting,
+when the broker is unreachable, and from SIGTERM on while tasks drain); see
+docs/metrics.md.
+
 On the memory transport (the default) the queues live inside this process, so a
 stand-alone "dagq worker" only serves tasks submitted from within the same
 process: useful in a program that embeds dagq, not on its own. "dagq run" and
@@ -40,26 +47,59 @@ need a shared transport (SQS, coming).`,
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
-			rt, err := c.runtime(stderr, cfg)
+			metricsAddr := cfg.Worker.MetricsAddr
+			var (
+				counter *AWSCounter
+				rtOpts  []Option
+			)
+			if metricsAddr != "" {
+				counter = NewAWSCounter()
+				rtOpts = append(rtOpts, WithAWSCounter(counter))
+			}
+			rt, err := c.runtime(stderr, cfg, rtOpts...)
 			if err != nil {
 				return err
 			}
 			defer rt.close()
 			cfg = rt.Config
+			if metricsAddr == "" {
+				metricsAddr = cfg.Worker.MetricsAddr
+			}
+			var wm *workerMetrics
+			if metricsAddr != "" {
+				if c.rt != nil {
+					counter = nil // the runtime of WithRuntime counts nothing here
+				}
+				wm = newWorkerMetrics(rt.Runtime, counter, runs)
+				srv, err := wm.m.Start(metricsAddr)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 5*time.Second)
+					defer cancel()
+					_ = srv.Close(ctx)
+				}()
+				fmt.Fprintf(stderr, "dagq: metrics on http://%s/metrics (probes /healthz, /readyz)\n", srv.Addr())
+			}
 			if rt.localWorkers() {
 				fmt.Fprintf(stderr, "dagq: note: transport %q keeps its queues in this process; this worker only serves tasks submitted from within it (see dagq worker --help)\n", config.TransportMemory)
 			}
 			ctx, release := interruptContext(cmd.Context(), stderr, "stopping the worker gracefully")
 			defer release()
 			var pools []*Pool
+			// The pools drain at the same time, so a stop takes at most one
+			// worker.shutdown_timeout (plus the handlers' return).
 			stop := func() error {
-				var errs []error
-				for _, p := range pools {
-					errs = append(errs, p.Stop())
+				errs := make([]error, len(pools))
+				var wg sync.WaitGroup
+				for i, p := range pools {
+					wg.Go(func() { errs[i] = p.Stop() })
 				}
+				wg.Wait()
 				return errors.Join(errs...)
 			}
-			pool, err := rt.StartWorkers(context.WithoutCancel(ctx), 1)
+			pool, err := startPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.Options(), wm.stepObserver()))
 			if err != nil {
 				return err
 			}
@@ -68,7 +108,7 @@ need a shared transport (SQS, coming).`,
 				strings.Join(pool.IDs(), ", "), taskQueue(cfg), cfg.Transport, cfg.Worker.Concurrency,
 				cfg.Cancellation.Enabled, strings.Join(c.reg.Names(), ", "))
 			if runs {
-				runPool, err := rt.StartRunWorkers(context.WithoutCancel(ctx), 1)
+				runPool, err := startPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.RunOptions(), wm.runObserver()))
 				if err != nil {
 					return errors.Join(err, stop())
 				}
@@ -76,7 +116,9 @@ need a shared transport (SQS, coming).`,
 				fmt.Fprintf(stderr, "dagq: run worker %s serving run queue %s (concurrency %d)\n",
 					strings.Join(runPool.IDs(), ", "), runQueue(cfg), cfg.Launcher.Concurrency)
 			}
+			wm.serving()
 			<-ctx.Done()
+			wm.shuttingDown() // /readyz: 503 while in-flight tasks drain
 			if err := stop(); err != nil {
 				return err
 			}
@@ -85,7 +127,7 @@ need a shared transport (SQS, coming).`,
 		},
 	}
 	cmd.Flags().BoolVar(&runs, "runs", true, "also serve launched runs from the run queue (launcher.queue)")
-	config.AddFlag(cmd.Flags(), "concurrency", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
+	config.AddFlag(cmd.Flags(), "concurrency", "metrics-addr", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
 	return cmd
 }
 

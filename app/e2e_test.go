@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,22 +9,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,155 +26,6 @@ import (
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
-
-// e2eWorkerEnv, when set, makes the test binary a "dagq worker" process of
-// TestE2E (see TestMain): its value is the command line, a JSON array. The
-// DAGQ_TEST_ prefix keeps the configuration loader from warning about it.
-const e2eWorkerEnv = "DAGQ_TEST_E2E_WORKER_ARGS"
-
-// e2eWorkerMain runs the dagq command line with the built-in tasks, as
-// cmd/dagq does, on the arguments in argsJSON and returns its exit code. It
-// stops the process when its standard input (a pipe from the test process)
-// reaches EOF: the test process is gone, and no worker outlives it.
-func e2eWorkerMain(argsJSON string) int {
-	var args []string
-	if err := json.Unmarshal([]byte(argsJSON), &args); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e2eWorkerEnv, err)
-		return 2
-	}
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		fmt.Fprintln(os.Stderr, "e2e worker: the test process is gone; stopping")
-		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		time.Sleep(15 * time.Second)
-		os.Exit(3)
-	}()
-	reg := core.NewRegistry()
-	builtin.MustRegister(reg)
-	return app.Execute(context.Background(), reg, args, os.Stdout, os.Stderr)
-}
-
-// e2eProc is one "dagq worker" OS process.
-type e2eProc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{} // closed once the process exited
-	waitErr error
-	// stepWorker and runWorker are the IDs of its step worker and run
-	// worker, from its startup lines.
-	stepWorker, runWorker string
-}
-
-func (p *e2eProc) logs() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
-}
-
-// e2eLogLine is one JSON log line of a worker process.
-type e2eLogLine struct {
-	Level  string `json:"level"`
-	Msg    string `json:"msg"`
-	Worker string `json:"worker"`
-	TaskID string `json:"task_id"`
-}
-
-// logLines returns the JSON log lines of the process (the other lines are
-// the CLI's own messages).
-func (p *e2eProc) logLines() []e2eLogLine {
-	var out []e2eLogLine
-	sc := bufio.NewScanner(strings.NewReader(p.logs()))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var l e2eLogLine
-		if line := sc.Bytes(); len(line) > 0 && line[0] == '{' && json.Unmarshal(line, &l) == nil {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-var (
-	e2eStepWorkerLine = regexp.MustCompile(`(?m)^dagq: worker (\S+) serving queue `)
-	e2eRunWorkerLine  = regexp.MustCompile(`(?m)^dagq: run worker (\S+) serving run queue `)
-)
-
-// startE2EWorker starts "dagq worker" in a new process (the test binary,
-// see TestMain) with env added to the environment, and stops it in
-// t.Cleanup: SIGTERM, then SIGKILL after 15s. Its stdout and stderr go to a
-// file that is printed when the test fails.
-func startE2EWorker(t *testing.T, name string, args, env []string) *e2eProc {
-	t.Helper()
-	argsJSON, err := json.Marshal(args)
-	require.NoError(t, err)
-	p := &e2eProc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
-	logFile, err := os.Create(p.logPath)
-	require.NoError(t, err)
-	defer logFile.Close() // the child has its own descriptor
-
-	// -test.run=^$: should TestMain not turn the binary into a worker, it
-	// runs no test (and starts no worker processes of its own) and exits.
-	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	// The parent's DAGQ_ variables (sqsEnv's, the emulators') do not leak
-	// into the worker: it gets exactly env.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, config.EnvPrefix+"_") {
-			p.cmd.Env = append(p.cmd.Env, kv)
-		}
-	}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Env = append(p.cmd.Env, e2eWorkerEnv+"="+string(argsJSON))
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	// The worker exits when this pipe closes, that is when this process
-	// dies, however it dies (e2eWorkerMain).
-	stdin, err := p.cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(15 * time.Second):
-				t.Errorf("%s (pid %d) did not stop within 15s of SIGTERM; killing it", name, p.cmd.Process.Pid)
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		_ = stdin.Close()
-		logs := p.logs()
-		if p.waitErr != nil {
-			t.Errorf("%s (pid %d) exited with %v", name, p.cmd.Process.Pid, p.waitErr)
-		}
-		assert.NotContains(t, logs, "DATA RACE", name)
-		assert.NotContains(t, logs, "panic", name)
-		if t.Failed() {
-			t.Logf("=== %s (pid %d) log, debug lines left out:\n%s", name, p.cmd.Process.Pid, withoutDebug(logs))
-		}
-	})
-	return p
-}
-
-// withoutDebug drops the DEBUG lines of a worker log.
-func withoutDebug(logs string) string {
-	var b strings.Builder
-	debug := 0
-	for line := range strings.Lines(logs) {
-		if strings.HasPrefix(line, `{"time":`) && strings.Contains(line, `"level":"DEBUG"`) {
-			debug++
-			continue
-		}
-		b.WriteString(line)
-	}
-	fmt.Fprintf(&b, "(%d debug lines left out)\n", debug)
-	return b.String()
-}
 
 // e2eCluster is the client side of TestE2E and its three worker processes.
 type e2eCluster struct {
@@ -205,17 +46,7 @@ func (c *e2eCluster) stepWorkers() map[string]string {
 
 // started returns, per task ID, the workers whose "task started" debug line
 // names it, from every process's log.
-func (c *e2eCluster) started() map[string][]string {
-	m := map[string][]string{}
-	for _, p := range c.procs {
-		for _, l := range p.logLines() {
-			if l.Msg == "task started" && l.TaskID != "" {
-				m[l.TaskID] = append(m[l.TaskID], l.Worker)
-			}
-		}
-	}
-	return m
-}
+func (c *e2eCluster) started() map[string][]string { return started(c.procs...) }
 
 // payloadKeys lists the claim-check objects in the bucket.
 func (c *e2eCluster) payloadKeys(ctx context.Context) ([]string, error) {
@@ -257,17 +88,7 @@ func TestE2E_ThreeWorkerProcesses(t *testing.T) {
 	})
 
 	// An S3 client of its own to look into the bucket.
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.SQS.Region))
-	require.NoError(t, err)
-	if b, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient); ok { // as app.ProvideAWSConfig: closable idle connections
-		tr := b.GetTransport()
-		awsCfg.HTTPClient = &http.Client{Transport: tr}
-		t.Cleanup(tr.CloseIdleConnections)
-	}
-	s3c := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
-		o.BaseEndpoint = aws.String(cfg.S3.Endpoint)
-		o.UsePathStyle = true
-	})
+	_, s3c := awsClients(t, cfg)
 
 	// Three worker processes. Four step slots each: a worker holds at most
 	// four steps, so twelve running steps span all three.
@@ -290,32 +111,7 @@ func TestE2E_ThreeWorkerProcesses(t *testing.T) {
 	// Ready: both workers of every process logged "worker started", which
 	// comes after their cancel subscription.
 	for _, p := range c.procs {
-		require.Eventually(t, func() bool {
-			select {
-			case <-p.done:
-				return true // fails below
-			default:
-			}
-			logs := p.logs()
-			s, r := e2eStepWorkerLine.FindStringSubmatch(logs), e2eRunWorkerLine.FindStringSubmatch(logs)
-			if s == nil || r == nil {
-				return false
-			}
-			p.stepWorker, p.runWorker = s[1], r[1]
-			var n int
-			for _, l := range p.logLines() {
-				if l.Msg == "worker started" && (l.Worker == p.stepWorker || l.Worker == p.runWorker) {
-					n++
-				}
-			}
-			return n == 2
-		}, 30*time.Second, 50*time.Millisecond, "%s did not start", p.name)
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited at startup: %v", p.name, p.waitErr)
-		default:
-		}
-		t.Logf("%s: pid %d, step worker %s, run worker %s", p.name, p.cmd.Process.Pid, p.stepWorker, p.runWorker)
+		p.waitReady(t)
 	}
 	t.Logf("queues, bucket and 3 worker processes ready in %v", time.Since(began).Round(time.Millisecond))
 

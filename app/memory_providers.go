@@ -24,14 +24,15 @@ func ProvideMemoryQueues(cfg config.Config) memory.Queues {
 	return memory.Queues{cfg.Queue, cfg.Launcher.Queue}
 }
 
-// ProvideMemoryBroker returns a Broker bound to the task queue.
+// ProvideMemoryBroker returns a Broker bound to the task queue (it also
+// reads the queue's depth, for dagq worker --metrics-addr).
 func ProvideMemoryBroker(tr *memory.Transport, cfg config.Config) (ports.Broker, func(), error) {
 	b := tr.Broker(cfg.Queue)
-	return b, func() { _ = b.Close() }, nil
+	return memoryQueue{b, tr, cfg.Queue}, func() { _ = b.Close() }, nil
 }
 
 // ProvideMemoryRunBroker returns a Broker bound to the run queue.
 func ProvideMemoryRunBroker(tr *memory.Transport, cfg config.Config) (RunBroker, func(), error) {
 	b := tr.Broker(cfg.Launcher.Queue)
-	return b, func() { _ = b.Close() }, nil
+	return memoryQueue{b, tr, cfg.Launcher.Queue}, func() { _ = b.Close() }, nil
 }

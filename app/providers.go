@@ -12,7 +12,8 @@ import (
 
 // CoreSet builds the transport-independent part of a Runtime from the Ports
 // a transport set provides (Broker, RunBroker, ResultBackend, CancelChannel,
-// CompletionBus, StateStore), the Config, the Registry and a logger.
+// CompletionBus, StateStore), the Config, the Registry, a logger and a
+// core.Tracer (nil: no tracing) for the clients and workers.
 var CoreSet = wire.NewSet(
 	ProvidePorts,
 	ProvideClient,
@@ -26,17 +27,29 @@ var CoreSet = wire.NewSet(
 // cancellation switch: with cancellation.enabled false, Ports.Cancels is nil,
 // so no Client sends and no Worker listens for cancellation requests. The
 // switch lives here, not in a transport set, so every transport obeys it.
+// The channel's subscriptions are shared (core.ShareSubscriptions); the
+// transport's cleanup closes the channel underneath.
 func ProvidePorts(cfg config.Config, broker ports.Broker, runBroker RunBroker, results ports.ResultBackend,
 	cancels ports.CancelChannel, completions ports.CompletionBus, state ports.StateStore, payloads ports.PayloadStore) Ports {
 	if !cfg.Cancellation.Enabled {
 		cancels = nil
+	} else if cancels != nil {
+		// The process's workers (step and run workers) share one listener
+		// on the transport: on SQS one cancel queue and one long poll per
+		// process instead of one per worker.
+		cancels = core.ShareSubscriptions(cancels)
 	}
 	return Ports{Broker: broker, RunBroker: runBroker, Results: results, Cancels: cancels, Completions: completions,
 		State: state, Payloads: payloads}
 }
 
-// ProvideClient builds the Client; the cleanup closes it.
-func ProvideClient(cfg config.Config, p Ports, log *slog.Logger) (*core.Client, func(), error) {
+// ProvideClient builds the Client, signing with signing.key_id when signing
+// is on; the cleanup closes it.
+func ProvideClient(cfg config.Config, p Ports, log *slog.Logger, tracer core.Tracer) (*core.Client, func(), error) {
+	signer, err := cfg.Signing.Signer()
+	if err != nil {
+		return nil, nil, err
+	}
 	c, err := core.NewClient(core.ClientOptions{
 		Broker:           p.Broker,
 		Results:          p.Results,
@@ -45,6 +58,8 @@ func ProvideClient(cfg config.Config, p Ports, log *slog.Logger) (*core.Client, 
 		Payloads:         p.Payloads,
 		PayloadThreshold: cfg.Payload.Threshold,
 		GroupBy:          core.GroupBy(cfg.SQS.MessageGroup),
+		Signer:           signer,
+		Tracer:           tracer,
 		Logger:           log,
 	})
 	if err != nil {
@@ -60,8 +75,12 @@ func ProvideExecutor(c *core.Client, log *slog.Logger) (*core.Executor, error) {
 
 // ProvideLauncher builds the Launcher over a Client of its own, bound to
 // the run queue (Ports.RunBroker), and the StateStore; the cleanup closes
-// that Client.
-func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger) (*core.Launcher, func(), error) {
+// that Client. Run tasks are signed like steps: run workers verify them.
+func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger, tracer core.Tracer) (*core.Launcher, func(), error) {
+	signer, err := cfg.Signing.Signer()
+	if err != nil {
+		return nil, nil, err
+	}
 	c, err := core.NewClient(core.ClientOptions{
 		Broker:           p.RunBroker,
 		Results:          p.Results,
@@ -69,6 +88,8 @@ func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger) (*core.Launch
 		Completions:      p.Completions,
 		Payloads:         p.Payloads,
 		PayloadThreshold: cfg.Payload.Threshold,
+		Signer:           signer,
+		Tracer:           tracer,
 		Logger:           log,
 	})
 	if err != nil {
@@ -91,8 +112,14 @@ func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger) (*core.Launch
 // ProvideWorkerFactory captures the worker options of the config: step
 // workers on the task queue with reg, and run workers on the run queue with
 // a registry of their own that holds only the run task, whose steps go
-// through c (the task queue's Client).
-func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *core.Client, log *slog.Logger) (*WorkerFactory, error) {
+// through c (the task queue's Client). With signing on, both verify every
+// task they receive (signing.keys, signing.required).
+func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *core.Client, log *slog.Logger,
+	tracer core.Tracer) (*WorkerFactory, error) {
+	verifier, err := cfg.Signing.Verifier()
+	if err != nil {
+		return nil, err
+	}
 	w := cfg.Worker
 	steps := core.WorkerOptions{
 		Broker:            p.Broker,
@@ -107,10 +134,12 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *cor
 		MaxExtensions:     w.MaxExtensions,
 		ShutdownTimeout:   w.ShutdownTimeout,
 		Retry:             cfg.Retry.Policy(),
+		Verifier:          verifier,
+		Tracer:            tracer,
 		Logger:            log,
 	}
 	runReg := core.NewRegistry()
-	err := core.RegisterRunTask(runReg, core.RunTaskDeps{
+	err = core.RegisterRunTask(runReg, core.RunTaskDeps{
 		Client:            c,
 		State:             p.State,
 		HeartbeatInterval: cfg.Launcher.HeartbeatInterval,

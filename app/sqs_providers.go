@@ -123,7 +123,7 @@ func ProvideSQSBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (po
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqs.queue_url: %w", err)
 	}
-	return b, func() { _ = b.Close() }, nil
+	return sqsQueue{b, c, cfg.SQS.QueueURL}, func() { _ = b.Close() }, nil
 }
 
 // ProvideSQSRunBroker returns a Broker on the run queue (sqs.run_queue_url).
@@ -132,7 +132,7 @@ func ProvideSQSRunBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqs.run_queue_url: %w", err)
 	}
-	return b, func() { _ = b.Close() }, nil
+	return sqsQueue{b, c, cfg.SQS.RunQueueURL}, func() { _ = b.Close() }, nil
 }
 
 // ProvideS3ResultBackend returns the ResultBackend in s3.bucket under

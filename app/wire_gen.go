@@ -17,8 +17,9 @@ import (
 // Injectors from wire.go:
 
 // InitMemory wires a Runtime on the in-process memory transport. The
-// cleanup closes the client and every port handle.
-func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runtime, func(), error) {
+// cleanup closes the client and every port handle. tracer (nil: none)
+// traces its clients and workers.
+func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer core.Tracer) (*Runtime, func(), error) {
 	queues := ProvideMemoryQueues(cfg)
 	transport, err := memory.ProvideTransport(queues)
 	if err != nil {
@@ -74,7 +75,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		return nil, nil, err
 	}
 	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
-	client, cleanup8, err := ProvideClient(cfg, ports, log)
+	client, cleanup8, err := ProvideClient(cfg, ports, log, tracer)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -97,7 +98,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	launcher, cleanup9, err := ProvideLauncher(cfg, ports, log)
+	launcher, cleanup9, err := ProvideLauncher(cfg, ports, log, tracer)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -109,7 +110,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 		cleanup()
 		return nil, nil, err
 	}
-	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, client, log)
+	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, client, log, tracer)
 	if err != nil {
 		cleanup9()
 		cleanup8()
@@ -149,8 +150,9 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger) (*Runti
 // sqs.run_queue_url) and an S3 bucket (s3.bucket). The cleanup closes the
 // client, every port handle and the idle AWS connections. apiOptions are
 // added to the AWS configuration of its SQS and S3 clients
-// (aws.Config.APIOptions; see WithAWSAPIOptions).
-func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, apiOptions ...func(*middleware.Stack) error) (*Runtime, func(), error) {
+// (aws.Config.APIOptions; see WithAWSAPIOptions). tracer (nil: none)
+// traces its clients and workers.
+func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer core.Tracer, apiOptions ...func(*middleware.Stack) error) (*Runtime, func(), error) {
 	aws, cleanup, err := ProvideAWSConfig(cfg, apiOptions...)
 	if err != nil {
 		return nil, nil, err
@@ -214,7 +216,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, apiOptions
 		return nil, nil, err
 	}
 	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
-	coreClient, cleanup9, err := ProvideClient(cfg, ports, log)
+	coreClient, cleanup9, err := ProvideClient(cfg, ports, log, tracer)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -239,7 +241,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, apiOptions
 		cleanup()
 		return nil, nil, err
 	}
-	launcher, cleanup10, err := ProvideLauncher(cfg, ports, log)
+	launcher, cleanup10, err := ProvideLauncher(cfg, ports, log, tracer)
 	if err != nil {
 		cleanup9()
 		cleanup8()
@@ -252,7 +254,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, apiOptions
 		cleanup()
 		return nil, nil, err
 	}
-	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, coreClient, log)
+	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, coreClient, log, tracer)
 	if err != nil {
 		cleanup10()
 		cleanup9()

@@ -91,6 +91,15 @@ type ClientOptions struct {
 	// group, so a run's independent steps run in parallel. Tasks outside a
 	// run are their own group either way. Standard queues ignore groups.
 	GroupBy GroupBy
+	// Signer, when set, signs every task this client sends (see
+	// SignatureAttribute): workers with WorkerOptions.Verifier run only
+	// signed tasks. Optional: without it tasks are sent unsigned.
+	Signer *Signer
+	// Tracer, when set, traces submissions and carries their trace context
+	// to the workers in Envelope.Meta; Executors and Launchers over this
+	// client trace their runs and launches with it (see Tracer). Optional:
+	// nil traces nothing.
+	Tracer Tracer
 
 	// PollInterval is the first delay between two Results checks of a task
 	// that is polled (default DefaultPollInterval); the delay doubles after
@@ -149,6 +158,8 @@ type Client struct {
 	payloads    ports.PayloadStore
 	threshold   int
 	maxEnvelope int // < 0: no limit
+	signer      *Signer
+	tracer      Tracer // nil: no tracing
 	log         *slog.Logger
 
 	pollMin, pollMax           time.Duration
@@ -213,6 +224,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		threshold:    opts.PayloadThreshold,
 		maxEnvelope:  maxEnvelope,
 		groupBy:      opts.GroupBy,
+		signer:       opts.Signer,
+		tracer:       opts.Tracer,
 		log:          opts.Logger,
 		pollMin:      opts.PollInterval,
 		pollMax:      opts.PollMaxInterval,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -60,9 +61,10 @@ func (c *Client) SubmitBatch(ctx context.Context, reqs ...Request) ([]string, er
 	return c.submitBatch(ctx, nil, reqs)
 }
 
-// submitBatch is SubmitBatch; with w, the tasks are added to w before
-// anything is sent, so that none of their notifications can be missed.
-func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]string, error) {
+// submitBatchUntraced is SubmitBatch without its spans (submitBatch adds
+// them); with w, the tasks are added to w before anything is sent, so that
+// none of their notifications can be missed.
+func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Request) ([]string, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
@@ -108,6 +110,9 @@ func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]s
 		}
 		ids[i] = envs[i].TaskID
 		msgs[i] = ports.Message{ID: envs[i].TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
+		if c.signer != nil {
+			msgs[i].Attributes = map[string]string{SignatureAttribute: c.signer.Sign(body)}
+		}
 		if c.maxEnvelope >= 0 && len(body) > c.maxEnvelope {
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the limit of %d bytes "+
 				"(ClientOptions.MaxEnvelopeBytes); make the arguments and inputs smaller, e.g. pass a reference "+
@@ -213,7 +218,11 @@ func (c *Client) offload(ctx context.Context, env Envelope, m ports.Message) (po
 		return m, "", fmt.Errorf("encode the claim check: %w", err)
 	}
 	m.Body = stub
-	m.Attributes = map[string]string{PayloadAttribute: key}
+	m.Attributes = maps.Clone(m.Attributes) // keeps the signature, which covers the stored envelope
+	if m.Attributes == nil {
+		m.Attributes = make(map[string]string, 1)
+	}
+	m.Attributes[PayloadAttribute] = key
 	return m, key, nil
 }
 

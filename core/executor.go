@@ -369,7 +369,12 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
 	}
 	defer w.Close()
-	return newRunState(ctx, e, job, opts, w).run()
+	// The steps are submitted from the run span's context: their spans
+	// are its children.
+	ctx, end := startSpan(ctx, e.c.tracer, SpanStart{Kind: SpanRun, Name: job.Name, RunID: opts.RunID})
+	res, err := newRunState(ctx, e, job, opts, w).run()
+	end(runSpanErr(res, err))
+	return res, err
 }
 
 // stepRun is a step's state during a run.

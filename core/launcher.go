@@ -275,7 +275,25 @@ type LaunchOptions struct {
 // fails, Launch marks the record failed (so that the run task, if the
 // failed Send queued it after all, does not run the job) and returns the
 // run ID with the error.
+//
+// With a Tracer on the Client, Launch is one SpanLaunch span whose context
+// travels in the run task's envelope: the run task's span on its worker,
+// and so the run and its steps, are in its trace.
 func (l *Launcher) Launch(ctx context.Context, job Job, opts LaunchOptions) (string, error) {
+	if l.c.tracer == nil {
+		return l.launch(ctx, job, opts)
+	}
+	if opts.RunID == "" {
+		opts.RunID = NewTaskID() // as launch would, but known to the span
+	}
+	ctx, end := l.c.tracer.Start(ctx, SpanStart{Kind: SpanLaunch, Name: job.Name, RunID: opts.RunID})
+	runID, err := l.launch(ctx, job, opts)
+	end(err)
+	return runID, err
+}
+
+// launch is Launch without its span.
+func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (string, error) {
 	if err := job.Validate(nil); err != nil {
 		return "", fmt.Errorf("dagq: launch: %w", err)
 	}

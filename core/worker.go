@@ -76,6 +76,12 @@ type WorkerOptions struct {
 	// after the message is acked. Optional: without it a claim-check message
 	// is failed (never run) with an error naming this option, and acked.
 	Payloads ports.PayloadStore
+	// Verifier, when set, checks the signature of every delivery (see
+	// SignatureAttribute) before it is decoded: a delivery without a valid
+	// signature by one of its keys is never executed; a failed result with
+	// the reason (matching ErrSignature) is recorded under the message ID and
+	// the message is acked. Optional: without it signatures are ignored.
+	Verifier *Verifier
 	// ID names the worker in logs and in the results it records. Default:
 	// hostname-pid-random.
 	ID string
@@ -123,6 +129,15 @@ type WorkerOptions struct {
 	MaxResultBytes int
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Observer receives the worker's events (tasks received and finished,
+	// lease extensions, cancel requests), for metrics. Optional: nil
+	// observes nothing.
+	Observer WorkerObserver
+	// Tracer, when set, wraps every attempt of a handler in a span that
+	// continues the trace of the task's submission (Envelope.Meta), and
+	// hands the handler a context carrying it (see Tracer). Optional: nil
+	// traces nothing.
+	Tracer Tracer
 }
 
 // Worker receives tasks from a Broker and runs their handlers.
@@ -135,6 +150,12 @@ type WorkerOptions struct {
 // under the message ID and the message is acked. A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
 // delivered Retry.MaxAttempts times; then it is failed the same way.
+//
+// With a Verifier, a delivery whose signature (attribute SignatureAttribute,
+// checked over the envelope, after a claim check is resolved) is missing or
+// not valid is never decoded or executed: a failed result with the reason is
+// recorded under the message ID and the message is acked; its claim-check
+// object, if any, is left to the store's lifecycle rule.
 //
 // A claim-check message (attribute PayloadAttribute) has its envelope
 // fetched from Payloads first. When the object is missing the task is never
@@ -197,6 +218,7 @@ type Worker struct {
 	cancels     ports.CancelChannel
 	completions ports.CompletionBus
 	payloads    ports.PayloadStore
+	verifier    *Verifier
 
 	id              string
 	concurrency     int
@@ -209,6 +231,8 @@ type Worker struct {
 	inlineLimit     int
 	maxResult       int // < 0: no limit
 	log             *slog.Logger
+	obs             WorkerObserver // never nil
+	tracer          Tracer         // nil: no tracing
 
 	started atomic.Bool
 
@@ -297,6 +321,9 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	if opts.ID == "" {
 		opts.ID = defaultWorkerID()
 	}
+	if opts.Observer == nil {
+		opts.Observer = NopWorkerObserver{}
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("dagq: worker options: %w", errors.Join(errs...))
 	}
@@ -307,6 +334,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		cancels:         opts.Cancels,
 		completions:     opts.Completions,
 		payloads:        opts.Payloads,
+		verifier:        opts.Verifier,
 		id:              opts.ID,
 		concurrency:     opts.Concurrency,
 		lease:           opts.Lease,
@@ -318,6 +346,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		inlineLimit:     opts.InlineResultLimit,
 		maxResult:       opts.MaxResultBytes,
 		log:             opts.Logger.With("worker", opts.ID),
+		obs:             opts.Observer,
+		tracer:          opts.Tracer,
 		sem:             make(chan struct{}, opts.Concurrency),
 		leases:          make(map[ports.Receipt]*workerLease),
 		byTask:          make(map[string][]*workerLease),

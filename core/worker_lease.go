@@ -66,6 +66,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 		ls[i] = l
 	}
 	w.mu.Unlock()
+	w.obs.MessagesReceived(len(ds))
 	w.tasks.Go(func() { w.processBatch(ds, ls) })
 }
 
@@ -94,6 +95,7 @@ func (w *Worker) forget(l *workerLease) {
 	if cancel != nil {
 		cancel(nil)
 	}
+	w.obs.MessageDone()
 	<-w.sem
 }
 
@@ -175,12 +177,19 @@ func (w *Worker) extendDue(ctx context.Context) {
 			w.log.Warn("lease extension failed; retrying on the next heartbeat",
 				"receipts", len(receipts), "err", err)
 		}
+		extended, failed := 0, 0
 		w.mu.Lock()
 		for i, l := range chunk {
 			if l.done || l.settled || l.lost || l.released {
 				continue
 			}
-			switch ierr := ports.ItemError(err, i); {
+			ierr := ports.ItemError(err, i)
+			if ierr == nil {
+				extended++
+			} else {
+				failed++
+			}
+			switch {
 			case ierr == nil:
 				l.extensions++
 				l.renewed = start
@@ -193,6 +202,9 @@ func (w *Worker) extendDue(ctx context.Context) {
 			}
 		}
 		w.mu.Unlock()
+		if extended+failed > 0 {
+			w.obs.LeasesExtended(extended, failed)
+		}
 	}
 }
 
@@ -225,6 +237,7 @@ func (w *Worker) cancelLoop(ctx context.Context, sub ports.CancelSubscription) {
 		ids, err := sub.Receive(ctx)
 		if len(ids) > 0 {
 			w.cancelRequested(ids)
+			w.obs.CancelRequested(len(ids))
 		}
 		if err == nil {
 			failures = 0

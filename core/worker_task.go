@@ -29,6 +29,9 @@ type workerJob struct {
 	cancel context.CancelCauseFunc
 	ctx    context.Context
 	stop   context.CancelFunc
+
+	// result is what became of the task, for the observer.
+	result TaskResult
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
@@ -45,6 +48,17 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 				fail()
 			})
 			continue
+		}
+		if w.verifier != nil {
+			if err := w.verifier.Verify(d.Body, d.Attributes[SignatureAttribute]); err != nil {
+				l := ls[i]
+				l.payload = "" // an unauthenticated reference: keep the object
+				w.tasks.Go(func() {
+					defer w.forget(l)
+					w.unverified(d, l, err)
+				})
+				continue
+			}
 		}
 		env, err := DecodeEnvelope(d.Body)
 		if err != nil {
@@ -210,6 +224,9 @@ func (w *Worker) durableCancelCheck(jobs []*workerJob) {
 // runJob takes one decoded task through the checks before its start, its
 // handler and the recording of its outcome.
 func (w *Worker) runJob(j *workerJob) {
+	info := j.taskInfo()
+	w.obs.TaskReceived(info)
+	defer func() { w.obs.TaskFinished(info, j.result) }()
 	env := j.env
 	if w.stopBeforeStart(j) {
 		return
@@ -221,6 +238,7 @@ func (w *Worker) runJob(j *workerJob) {
 		switch {
 		case err == nil:
 			j.log.Info("redelivered task already has a result; not running it again", "state", res.State)
+			j.result.Outcome = OutcomeDuplicate
 			if w.enterFinishing(j.l) {
 				w.publish(j.log, env.ReplyTo, &res)
 				w.ack(j.l, j.log)
@@ -260,18 +278,29 @@ func (w *Worker) runJob(j *workerJob) {
 	if startable {
 		j.l.state = leaseRunning
 	}
+	released := j.l.released
 	w.mu.Unlock()
-	if !startable || w.stopBeforeStart(j) {
+	if !startable {
+		j.result.Outcome = OutcomeLeaseLost
+		if released {
+			j.result.Outcome = OutcomeReleased
+		}
+		return
+	}
+	if w.stopBeforeStart(j) {
 		return
 	}
 
 	if env.Progress {
 		w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRunning, Attempt: j.attempt})
 	}
+	w.obs.TaskStarted(info)
 	started := time.Now()
 	j.log.Debug("task started")
+	endSpan := w.startTaskSpan(j)
 	out, err := w.invoke(j, h)
 	finished := time.Now()
+	j.result.Ran, j.result.Duration = true, finished.Sub(started)
 	if err == nil && len(out) > 0 && !json.Valid(out) {
 		err = fmt.Errorf("handler returned an output that is not valid JSON: %w", ErrSkipRetry)
 		out = nil
@@ -282,6 +311,7 @@ func (w *Worker) runJob(j *workerJob) {
 		out = nil
 	}
 	cause := context.Cause(j.ctx)
+	endSpan(err, cause)
 
 	w.mu.Lock()
 	lost, released := j.l.lost, j.l.released
@@ -302,30 +332,38 @@ func (w *Worker) runJob(j *workerJob) {
 	case err == nil:
 		// Recorded even when the lease is gone: results are write-once.
 		res.State, res.Output = ports.StateSucceeded, out
+		j.result.Outcome = OutcomeSucceeded
 		log.Info("task succeeded")
 		w.record(j.l, log, res, env.ReplyTo)
 	case released || errors.Is(cause, ErrShutdown):
+		j.result.Outcome = OutcomeReleased
 		log.Info("task interrupted by shutdown; released for another worker", "err", err)
 	case lost || errors.Is(cause, ports.ErrLeaseLost):
+		j.result.Outcome = OutcomeLeaseLost
 		log.Warn("task lost its lease; recording nothing (another delivery owns it)", "err", err)
 	case errors.Is(cause, ErrTaskCanceled):
 		res.State, res.Error = ports.StateCancelled, "cancelled by request"
+		j.result.Outcome = OutcomeCancelled
 		log.Info("task cancelled by request", "err", err)
 		w.record(j.l, log, res, env.ReplyTo)
 	case errors.Is(cause, context.DeadlineExceeded):
 		res.State, res.Error = ports.StateFailed, "deadline exceeded: "+err.Error()
+		j.result.Outcome = OutcomeFailed
 		log.Warn("task deadline exceeded while running; failing it", "err", err)
 		w.record(j.l, log, res, env.ReplyTo)
 	case errors.Is(err, ErrSkipRetry):
 		res.State, res.Error = ports.StateFailed, err.Error()
+		j.result.Outcome = OutcomeFailed
 		log.Warn("task failed without retry", "err", err)
 		w.record(j.l, log, res, env.ReplyTo)
 	case j.attempt >= j.policy.MaxAttempts:
 		res.State, res.Error = ports.StateFailed, err.Error()
+		j.result.Outcome = OutcomeFailed
 		log.Warn("task failed; attempts exhausted", "err", err, "max_attempts", j.policy.MaxAttempts)
 		w.record(j.l, log, res, env.ReplyTo)
 	default:
 		delay := min(j.policy.Backoff(j.attempt), ports.MaxLease)
+		j.result.Outcome = OutcomeRetried
 		log.Warn("task failed; retrying", "err", err, "retry_in", delay, "max_attempts", j.policy.MaxAttempts)
 		if env.Progress {
 			w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRetrying,
@@ -348,6 +386,10 @@ func (w *Worker) stopBeforeStart(j *workerJob) bool {
 		return true
 	}
 	// Lease lost or shutdown: another delivery owns the message.
+	j.result.Outcome = OutcomeLeaseLost
+	if errors.Is(cause, ErrShutdown) {
+		j.result.Outcome = OutcomeReleased
+	}
 	j.log.Info("task not started", "reason", cause)
 	return true
 }
@@ -355,7 +397,12 @@ func (w *Worker) stopBeforeStart(j *workerJob) bool {
 // finishUnstarted records the outcome of a task whose handler never ran.
 func (w *Worker) finishUnstarted(j *workerJob, state ports.State, msg string) {
 	if !w.enterFinishing(j.l) {
+		j.result.Outcome = OutcomeReleased
 		return
+	}
+	j.result.Outcome = OutcomeFailed
+	if state == ports.StateCancelled {
+		j.result.Outcome = OutcomeCancelled
 	}
 	w.record(j.l, j.log, ports.Result{
 		TaskID:     j.env.TaskID,
@@ -431,12 +478,21 @@ func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 	w.failDelivery(d, l, log, msg)
 }
 
+// unverified handles a delivery whose signature check failed: it is never
+// executed.
+func (w *Worker) unverified(d ports.Delivery, l *workerLease, err error) {
+	log := w.log.With("message_id", d.ID, "delivery_attempt", d.Attempt)
+	log.Error("message signature check failed; failing it without running it", "err", err)
+	w.failDelivery(d, l, log, "message refused, not run: "+err.Error())
+}
+
 // failDelivery records a failed result with msg for a delivery that is never
 // executed, under its message ID, and acks it.
 func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger, msg string) {
 	if !w.enterFinishing(l) {
 		return
 	}
+	w.obs.MessageRejected()
 	if d.ID == "" {
 		log.Error("message has no ID, so no result can be recorded; deleting it")
 		w.ack(l, log)

@@ -37,6 +37,16 @@ type proc struct {
 
 	mu      sync.Mutex
 	reports []countsReport // periodic and final bench-counts lines
+
+	// termOnce sends SIGTERM once: a second one could reach a worker that
+	// already restored the default signal action (a second Ctrl-C exits at
+	// once) and kill it before its final counts.
+	termOnce sync.Once
+}
+
+// terminate asks the process to shut down (SIGTERM), once.
+func (p *proc) terminate() {
+	p.termOnce.Do(func() { _ = p.cmd.Process.Signal(syscall.SIGTERM) })
 }
 
 type procOptions struct {
@@ -138,7 +148,7 @@ func (p *proc) stop() (app.AWSCounts, error) {
 	select {
 	case <-p.exited:
 	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		p.terminate()
 		select {
 		case <-p.exited:
 		case <-time.After(60 * time.Second):
@@ -163,7 +173,7 @@ func stopAll(ps ...*proc) (app.AWSCounts, error) {
 	var errs []error
 	for _, p := range ps { // signal all first: they shut down in parallel
 		if p != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			p.terminate()
 		}
 	}
 	for _, p := range ps {

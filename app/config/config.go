@@ -23,8 +23,9 @@
 //
 // # Secrets
 //
-// A field tagged `secret:"true"` is redacted by Render (and so by
-// `dagq config show`). No key holds a secret yet; the AWS transport's will.
+// A field tagged `secret:"true"` (signing.keys) is redacted by Render and
+// Values (and so by `dagq config show`), and validation errors never quote
+// it.
 package config
 
 import (
@@ -81,6 +82,7 @@ type Config struct {
 	Payload      PayloadConfig      `yaml:"payload"`
 	SQS          SQSConfig          `yaml:"sqs"`
 	S3           S3Config           `yaml:"s3"`
+	Signing      SigningConfig      `yaml:"signing"`
 }
 
 // PayloadConfig configures the claim check: envelopes above the threshold
@@ -132,6 +134,7 @@ type WorkerConfig struct {
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" doc:"how often leases of running tasks are extended; 0 means lease/3"`
 	MaxExtensions     int           `yaml:"max_extensions" doc:"cap on lease extensions of one task (360 × 10s = 1h with the defaults)"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" doc:"how long a stopping worker waits for running tasks before it cancels and releases them"`
+	MetricsAddr       string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
 }
 
 // RetryConfig is the default retry policy of tasks (core.RetryPolicy); a job
@@ -206,6 +209,7 @@ func Default() Config {
 		Payload: PayloadConfig{Threshold: core.DefaultPayloadThreshold},
 		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},
 		S3:      S3Config{Prefix: "dagq/"},
+		Signing: SigningConfig{Required: true},
 	}
 }
 

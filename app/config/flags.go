@@ -20,6 +20,7 @@ var flagSpecs = []struct{ flag, key string }{
 	{"transport", "transport"},
 	{"queue", "queue"},
 	{"concurrency", "worker.concurrency"},
+	{"metrics-addr", "worker.metrics_addr"},
 	{"cancellation", "cancellation.enabled"},
 	{"fail-fast", "executor.fail_fast"},
 	{"log-level", "log.level"},

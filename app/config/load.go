@@ -311,9 +311,11 @@ func badSections(data []byte, keys []Key) map[string]string {
 		return nil
 	}
 	children := map[string][]string{}
+	secret := map[string]bool{} // sections holding a secret: their value is not quoted
 	for _, k := range keys {
 		if section, _, ok := strings.Cut(k.Path, "."); ok {
 			children[section] = append(children[section], k.Path)
+			secret[section] = secret[section] || k.Secret
 		}
 	}
 	out := map[string]string{}
@@ -324,8 +326,11 @@ func badSections(data []byte, keys []Key) map[string]string {
 			continue
 		}
 		what := strconv.Quote(v.Value)
-		if v.Kind == yaml.SequenceNode {
+		switch {
+		case v.Kind == yaml.SequenceNode:
 			what = "a list"
+		case secret[name]:
+			what = "a value"
 		}
 		out[name] = fmt.Sprintf("line %d: %s is not a mapping; the section holds %s", v.Line, what, strings.Join(children[name], ", "))
 	}

@@ -3,9 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +103,9 @@ func (c Config) ValidateSources(sources map[string]string) error {
 	if w.ShutdownTimeout <= 0 {
 		bad("worker.shutdown_timeout", "%s is out of range; valid: more than 0s", FormatDuration(w.ShutdownTimeout))
 	}
+	if msg := validListenAddr(w.MetricsAddr); msg != "" {
+		bad("worker.metrics_addr", "%q %s; valid: empty (off) or host:port, such as :9090 or 127.0.0.1:9090", w.MetricsAddr, msg)
+	}
 
 	r := c.Retry
 	if r.MaxAttempts < 1 {
@@ -156,6 +161,7 @@ func (c Config) ValidateSources(sources map[string]string) error {
 	}
 
 	c.validateAWS(bad)
+	c.Signing.validate(bad)
 
 	if !slices.Contains(LogLevels, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not a level; valid values: %s", c.Log.Level, strings.Join(LogLevels, ", "))
@@ -176,6 +182,22 @@ func validQueueName(name string) string {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return "may only hold letters, digits, - and _ (and end in .fifo for a FIFO queue)"
 		}
+	}
+	return ""
+}
+
+// validListenAddr checks a listen address (empty: off); it returns what is
+// wrong, or "".
+func validListenAddr(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "is not host:port"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "has no valid port (0 to 65535)"
 	}
 	return ""
 }
