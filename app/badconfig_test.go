@@ -171,3 +171,13 @@ var pkgDir = func() string {
 	}
 	return d
 }()
+
+// sqs.fair_queue "on" with standard queues is valid but has no effect:
+// config validate passes and warns, naming the key and what is valid.
+func TestConfigValidate_FairQueueOnStandardQueueWarns(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("DAGQ_SQS_FAIR_QUEUE", "on")
+	r := dagq(t, "config", "validate", "--transport", "sqs", "--sqs-queue-url", usURL, "--sqs-run-queue-url", usRuns, "--s3-bucket", "my-bucket")
+	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stderr, `dagq: warning: sqs.fair_queue: on, but sqs.queue_url "`+usURL+`" is a standard queue: message groups need a FIFO queue, so the setting is ignored for it; valid: auto (or off) for standard queues, or a .fifo queue`)
+}

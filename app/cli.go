@@ -217,6 +217,9 @@ func (c *cli) loadConfig(cmd *cobra.Command) (config.Config, *config.Loaded, err
 	if err := cfg.ValidateSources(loaded.Sources); err != nil {
 		return cfg, loaded, fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	for _, n := range cfg.Notices() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "dagq: warning: %s\n", n)
+	}
 	return cfg, loaded, nil
 }
 

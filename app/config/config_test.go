@@ -513,3 +513,19 @@ func TestValidate_SQS(t *testing.T) {
 		})
 	}
 }
+
+// sqs.fair_queue "on" with a standard queue is valid but ignored: a notice
+// names the key, the queue and what is valid; FIFO queues get none.
+func TestNotices_FairQueueOnStandardQueue(t *testing.T) {
+	c := sqsConfig()
+	require.Empty(t, c.Notices(), "defaults")
+	c.SQS.FairQueue = "on"
+	require.NoError(t, c.Validate())
+	n := c.Notices()
+	require.Len(t, n, 2, "task and run queue: %q", n)
+	require.Contains(t, n[0], `sqs.fair_queue: on, but sqs.queue_url "https://sqs.eu-west-1.amazonaws.com/123456789012/dagq-tasks" is a standard queue`)
+	require.Contains(t, n[0], "valid: auto (or off) for standard queues, or a .fifo queue")
+	c.SQS.QueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks.fifo"
+	c.SQS.RunQueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/runs.fifo"
+	require.Empty(t, c.Notices(), "FIFO queues use groups")
+}

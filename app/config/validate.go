@@ -32,6 +32,23 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
 }
 
+// Notices returns settings that are valid but have no effect, each naming
+// its key and what to do, for the caller to print as warnings: sqs.fair_queue
+// "on" with standard queues (message groups need FIFO queues; the adapter
+// ignores it and logs the same at start).
+func (c Config) Notices() []string {
+	var out []string
+	if c.Transport == TransportSQS && c.SQS.FairQueue == "on" {
+		for _, k := range []struct{ key, url string }{{"sqs.queue_url", c.SQS.QueueURL}, {"sqs.run_queue_url", c.SQS.RunQueueURL}} {
+			if k.url != "" && !IsFIFO(QueueName(k.url)) {
+				out = append(out, fmt.Sprintf("sqs.fair_queue: on, but %s %q is a standard queue: message groups need a FIFO queue, so the setting is ignored for it; valid: auto (or off) for standard queues, or a .fifo queue",
+					k.key, k.url))
+			}
+		}
+	}
+	return out
+}
+
 // ErrInvalid is matched (errors.Is) by every error of Validate.
 var ErrInvalid = errors.New("invalid configuration")
 
