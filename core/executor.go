@@ -754,12 +754,12 @@ func (r *runState) submitFailed(s *stepRun, err error, batch int) {
 		} else {
 			s.resubmitAt = time.Now().Add(submitBackoff.Backoff(s.tries))
 		}
-		r.log.Warn("submitting a step failed; trying again", "step", s.step.Name, "try", s.tries,
+		r.stepLog(s).Warn("submitting a step failed; trying again", "try", s.tries,
 			"retry_in", time.Until(s.resubmitAt), "err", err)
 		r.resubmit = append(r.resubmit, s)
 		return
 	}
-	r.log.Error("submitting a step failed; failing the step", "step", s.step.Name, "tries", s.tries, "err", err)
+	r.stepLog(s).Error("submitting a step failed; failing the step", "tries", s.tries, "err", err)
 	r.abandon(s, fmt.Sprintf("submit failed after %d tries: %v", s.tries, err), StepFailed)
 }
 
@@ -852,7 +852,7 @@ func (r *runState) settle(s *stepRun, state StepState, why string, output json.R
 		ev.Type = EventStepSkipped
 	}
 	r.emit(ev)
-	r.log.Debug("step finished", "step", s.step.Name, "state", state, "attempts", s.attempts, "err", why)
+	r.stepLog(s).Debug("step finished", "state", state, "attempts", s.attempts, "err", why)
 
 	if state == StepSucceeded {
 		for _, d := range s.down {
@@ -926,12 +926,18 @@ func (r *runState) stop(why string) {
 	}
 }
 
+// stepLog is the run's logger with the attributes of step s's task: its
+// step ID (the step name), task ID, task name and attempts so far.
+func (r *runState) stepLog(s *stepRun) *slog.Logger {
+	return r.log.With("step_id", s.step.Name, "task_id", s.id, "task", s.step.Task, "attempt", s.attempts)
+}
+
 // giveUp marks the steps that did not report within CancelWait cancelled.
 func (r *runState) giveUp() {
 	for _, s := range r.steps {
 		if s.submitted && !s.state.Final() {
-			r.log.Warn("a cancelled step did not report in time; marking it cancelled",
-				"step", s.step.Name, "task_id", s.id, "cancel_wait", r.opts.CancelWait)
+			r.stepLog(s).Warn("a cancelled step did not report in time; marking it cancelled",
+				"cancel_wait", r.opts.CancelWait)
 			r.w.Remove(s.id)
 			r.inflight--
 			r.settle(s, StepCancelled, fmt.Sprintf("cancel requested; no final result within %v", r.opts.CancelWait), nil)
@@ -970,7 +976,7 @@ func (r *runState) finish() (RunResult, error) {
 	var failed, cancelled bool
 	for i, s := range r.steps {
 		if !s.state.Final() { // cannot happen: every step is settled or skipped
-			r.log.Error("step left without a final state; marking it skipped", "step", s.step.Name, "state", s.state)
+			r.stepLog(s).Error("step left without a final state; marking it skipped", "state", s.state)
 			s.state, s.err = StepSkipped, "never became ready"
 		}
 		failed = failed || s.state == StepFailed

@@ -1035,3 +1035,36 @@ func TestExecutor_InterruptWithoutCancellationWaitsForSteps(t *testing.T) {
 		x.requireNoWaiters(t)
 	})
 }
+
+// Executor log lines about a step carry its task's attributes: step_id,
+// task_id, task and attempt (with the run's run_id and job).
+func TestExecutor_StepLogLinesCarryTheTask(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := core.NewRegistry()
+		ok := core.NewTaskType[struct{}, string]("ok")
+		ok.MustRegister(reg, func(ctx context.Context, _ struct{}) (string, error) { return "fine", nil })
+		x := newExWorld(t, reg, exOpts{})
+		var logs bytes.Buffer
+		exec, err := core.NewExecutor(x.client, core.ExecutorOptions{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		require.NoError(t, err)
+		res, err := exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{{Name: "s", Task: "ok"}}}, core.RunOptions{RunID: "r9"})
+		require.NoError(t, err)
+		require.Equal(t, core.RunSucceeded, res.State)
+		var found bool
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &m), line)
+			if m["msg"] != "step finished" {
+				continue
+			}
+			found = true
+			assert.Equal(t, "r9", m["run_id"])
+			assert.Equal(t, "j", m["job"])
+			assert.Equal(t, "s", m["step_id"])
+			assert.Equal(t, "r9.s", m["task_id"])
+			assert.Equal(t, "ok", m["task"])
+			assert.EqualValues(t, 1, m["attempt"])
+		}
+		assert.True(t, found, "a step finished line: %s", logs.String())
+	})
+}

@@ -146,7 +146,8 @@ func (h *runHandler) ProcessTask(ctx context.Context, t *Task) (json.RawMessage,
 	}
 	r := &runExec{
 		h: h, ctx: ctx, args: args, job: job, worker: worker,
-		log: h.log.With("run_id", args.RunID, "job", job.Name, "worker", worker),
+		log: h.log.With("run_id", args.RunID, "job", job.Name, "worker", worker,
+			"task_id", RunTaskID(args.RunID), "task", RunTaskName),
 	}
 	return r.serve()
 }
