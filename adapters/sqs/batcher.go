@@ -34,7 +34,7 @@ type deleteBatchFunc func(ctx context.Context, in *sqs.DeleteMessageBatchInput) 
 // in tests).
 type sendBatchFunc func(ctx context.Context, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error)
 
-// requestFunc makes one batch request of items (at most ports.MaxBatch) to
+// requestFunc makes one batch request of items (at most maxItems) to
 // the queue key. It returns the errors of the failed items by their index in
 // items, or an error failing the whole request.
 type requestFunc[T any] func(ctx context.Context, key string, items []T) (map[int]error, error)
@@ -42,8 +42,8 @@ type requestFunc[T any] func(ctx context.Context, key string, items []T) (map[in
 // coalescer merges the batch calls of concurrent callers into shared batch
 // requests, one pending batch per key (a queue URL). A caller's items join
 // the pending batch of their key as a unit; the batch is sent when it holds
-// ports.MaxBatch items, when the next caller's items would not fit it
-// (ports.MaxBatch items, or maxBytes bytes by size), or window after its
+// maxItems items (ports.MaxBatch unless set), when the next caller's items
+// would not fit it (maxItems items, or maxBytes bytes by size), or window after its
 // first items joined, whichever comes first. Every caller waits for its own
 // batch's request and gets the results of its own items, indexed as in its
 // call. Items that cannot fit one request together are split into chunks
@@ -54,6 +54,7 @@ type coalescer[T any] struct {
 	op       string
 	window   time.Duration // < 0: no coalescing, every call makes its own requests
 	maxBytes int           // 0: no byte limit
+	maxItems int           // items per request: ports.MaxBatch unless withMaxItems
 	size     func(T) int   // bytes an item counts against maxBytes; nil with maxBytes 0
 	request  requestFunc[T]
 
@@ -77,7 +78,15 @@ type batch[T any] struct {
 }
 
 func newCoalescer[T any](op string, window time.Duration, maxBytes int, size func(T) int, request requestFunc[T]) *coalescer[T] {
-	return &coalescer[T]{op: op, window: window, maxBytes: maxBytes, size: size, request: request, pending: make(map[string]*batch[T])}
+	return &coalescer[T]{op: op, window: window, maxBytes: maxBytes, maxItems: ports.MaxBatch, size: size, request: request,
+		pending: make(map[string]*batch[T])}
+}
+
+// withMaxItems lets one request carry up to n items (requests that pack
+// several items into one message, such as completion publishes).
+func (c *coalescer[T]) withMaxItems(n int) *coalescer[T] {
+	c.maxItems = n
+	return c
 }
 
 func (c *coalescer[T]) enabled() bool { return c.window >= 0 }
@@ -130,7 +139,7 @@ func (c *coalescer[T]) do(ctx context.Context, key string, items []T) error {
 
 // split cuts items into the chunks that each fit one request, in order.
 func (c *coalescer[T]) split(items []T) [][]T {
-	if c.maxBytes == 0 && len(items) <= ports.MaxBatch {
+	if c.maxBytes == 0 && len(items) <= c.maxItems {
 		return [][]T{items}
 	}
 	var chunks [][]T
@@ -140,7 +149,7 @@ func (c *coalescer[T]) split(items []T) [][]T {
 		if c.maxBytes > 0 {
 			n = c.size(it)
 		}
-		if i > from && (i-from == ports.MaxBatch || c.maxBytes > 0 && bytes+n > c.maxBytes) {
+		if i > from && (i-from == c.maxItems || c.maxBytes > 0 && bytes+n > c.maxBytes) {
 			chunks = append(chunks, items[from:i])
 			from, bytes = i, 0
 		}
@@ -171,7 +180,7 @@ func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last boo
 		return nil, nil, closedErr(c.op)
 	}
 	bt := c.pending[key]
-	if bt != nil && (len(bt.items)+len(chunk) > ports.MaxBatch || c.maxBytes > 0 && bt.bytes+bytes > c.maxBytes) {
+	if bt != nil && (len(bt.items)+len(chunk) > c.maxItems || c.maxBytes > 0 && bt.bytes+bytes > c.maxBytes) {
 		c.startFlush(bt)
 		bt = nil
 	}
@@ -183,7 +192,7 @@ func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last boo
 	off := len(bt.items)
 	bt.items = append(bt.items, chunk...)
 	bt.bytes += bytes
-	if len(bt.items) == ports.MaxBatch || !last {
+	if len(bt.items) == c.maxItems || !last {
 		c.startFlush(bt)
 	}
 	c.mu.Unlock()

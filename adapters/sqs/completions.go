@@ -1,6 +1,7 @@
 package sqs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,7 +70,7 @@ type CompletionBus struct {
 	log      *slog.Logger
 
 	sendBatch sendBatchFunc
-	publishes *coalescer[types.SendMessageBatchRequestEntry] // keyed by inbox URL
+	publishes *coalescer[[]byte] // completions (JSON) keyed by inbox URL
 
 	mu      sync.Mutex
 	closed  bool
@@ -137,10 +138,13 @@ func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionB
 			return client.SendMessageBatch(ctx, in)
 		},
 	}
-	b.publishes = newCoalescer("publish", o.FlushWindow, maxSQSBatchBytes, entrySize,
-		func(ctx context.Context, url string, es []types.SendMessageBatchRequestEntry) (map[int]error, error) {
-			return sendEntries(ctx, b.sendBatch, "publish", url, es)
-		})
+	// A coalesced batch of completions travels packed: one SQS message (a
+	// JSON array) carries as many as fit, so a busy inbox costs one send,
+	// one receive and one delete per batch, not per completion.
+	b.publishes = newCoalescer("publish", o.FlushWindow, maxPackedBytes, packedSize,
+		func(ctx context.Context, url string, cs [][]byte) (map[int]error, error) {
+			return b.sendPacked(ctx, url, cs)
+		}).withMaxItems(maxPackedCompletions)
 	return b, nil
 }
 
@@ -166,7 +170,7 @@ func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Comp
 	if to == "" {
 		return invalid(op, "empty inbox address")
 	}
-	entries := make([]types.SendMessageBatchRequestEntry, len(cs))
+	items := make([][]byte, len(cs))
 	for i, c := range cs {
 		if c.TaskID == "" {
 			return invalid(op, "completion %d has an empty task ID", i)
@@ -175,13 +179,100 @@ func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Comp
 		if err != nil {
 			return invalid(op, "completion %d: %v", i, err)
 		}
-		e := plainEntry(js)
-		if n := entrySize(e); n > maxSQSMessageBytes {
+		if n := entrySize(plainEntry(js)); n > maxSQSMessageBytes {
 			return invalid(op, "completion %d: message of %d bytes over the SQS limit of %d bytes", i, n, maxSQSMessageBytes)
 		}
-		entries[i] = e
+		items[i] = js
 	}
-	return b.publishes.do(ctx, to, entries)
+	return b.publishes.do(ctx, to, items)
+}
+
+const (
+	// maxPackedBytes bounds the completions (JSON) one publish request
+	// carries: the SQS batch limit less room for the array's brackets and
+	// commas and the encoding attribute.
+	maxPackedBytes = maxSQSBatchBytes - 4<<10
+	// maxPackedCompletions bounds the completions one publish request
+	// carries.
+	maxPackedCompletions = 1000
+)
+
+// packedSize is what a completion counts against maxPackedBytes: its JSON
+// and a comma, at its base64 size when it is not valid SQS text.
+func packedSize(js []byte) int {
+	if validSQSText(js) {
+		return len(js) + 1
+	}
+	return base64Len(len(js)) + 1
+}
+
+func base64Len(n int) int { return (n + 2) / 3 * 4 }
+
+// sendPacked sends cs (each a completion's JSON) to url in one
+// SendMessageBatch request: one message holding them all as a JSON array
+// when it fits an SQS message, else a message per group that fits. A lone
+// completion travels as a plain object, as older inboxes expect.
+func (b *CompletionBus) sendPacked(ctx context.Context, url string, cs [][]byte) (map[int]error, error) {
+	var groups [][]int // item indexes per message
+	var cur []int
+	size := 2
+	for i, js := range cs {
+		if !validSQSText(js) { // travels base64-encoded, alone
+			groups = append(groups, []int{i})
+			continue
+		}
+		n := len(js) + 1
+		if len(cur) > 0 && size+n > maxSQSMessageBytes-1<<10 {
+			groups = append(groups, cur)
+			cur, size = nil, 2
+		}
+		cur = append(cur, i)
+		size += n
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	entries := make([]types.SendMessageBatchRequestEntry, len(groups))
+	for g, idx := range groups {
+		if len(idx) == 1 {
+			entries[g] = plainEntry(cs[idx[0]])
+			continue
+		}
+		var buf bytes.Buffer
+		buf.WriteByte('[')
+		for k, i := range idx {
+			if k > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(cs[i])
+		}
+		buf.WriteByte(']')
+		entries[g] = plainEntry(buf.Bytes())
+	}
+	out := make(map[int]error)
+	var first error
+	for from := 0; from < len(entries); from += ports.MaxBatch {
+		to := min(from+ports.MaxBatch, len(entries))
+		failed, err := sendEntries(ctx, b.sendBatch, "publish", url, entries[from:to])
+		for g := from; g < to; g++ {
+			e := err
+			if e == nil {
+				e = failed[g-from]
+			}
+			if e != nil {
+				for _, i := range groups[g] {
+					out[i] = e
+				}
+			}
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil && len(out) == len(cs) {
+		return nil, first // nothing was sent: the request's error
+	}
+	return out, nil
 }
 
 // Open implements ports.CompletionBus with one CreateQueue request: a
@@ -249,12 +340,12 @@ func (ib *Inbox) Receive(ctx context.Context) ([]ports.Completion, error) {
 	}
 	cs := make([]ports.Completion, 0, len(msgs))
 	for _, m := range msgs {
-		c, err := decodeCompletion(m)
+		got, err := decodeCompletions(m)
 		if err != nil {
 			ib.bus.log.Warn("sqs: dropping undecodable completion", "inbox", ib.url, "message_id", deref(m.MessageId), "err", err)
 			continue
 		}
-		cs = append(cs, c)
+		cs = append(cs, got...)
 	}
 	// Delete even when ctx is done: the completions are returned either way.
 	dout, err := ib.deleteMessages(ctx, msgs)
@@ -270,23 +361,35 @@ func (ib *Inbox) Receive(ctx context.Context) ([]ports.Completion, error) {
 	return cs, nil
 }
 
-func decodeCompletion(m types.Message) (ports.Completion, error) {
+// decodeCompletions decodes a completion message: one completion (a JSON
+// object) or a packed batch (a JSON array of them).
+func decodeCompletions(m types.Message) ([]ports.Completion, error) {
 	var enc string
 	if v, ok := m.MessageAttributes[attrEncoding]; ok {
 		enc = deref(v.StringValue)
 	}
 	js, err := decodeBody(deref(m.Body), enc)
 	if err != nil {
-		return ports.Completion{}, err
+		return nil, err
 	}
-	var c ports.Completion
-	if err := json.Unmarshal(js, &c); err != nil {
-		return ports.Completion{}, fmt.Errorf("decode completion JSON: %w", err)
+	var cs []ports.Completion
+	if t := bytes.TrimLeft(js, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		if err := json.Unmarshal(js, &cs); err != nil {
+			return nil, fmt.Errorf("decode packed completions JSON: %w", err)
+		}
+	} else {
+		var c ports.Completion
+		if err := json.Unmarshal(js, &c); err != nil {
+			return nil, fmt.Errorf("decode completion JSON: %w", err)
+		}
+		cs = []ports.Completion{c}
 	}
-	if c.TaskID == "" {
-		return ports.Completion{}, errors.New("completion without task ID")
+	for _, c := range cs {
+		if c.TaskID == "" {
+			return nil, errors.New("completion without task ID")
+		}
 	}
-	return c, nil
+	return cs, nil
 }
 
 // Close implements ports.Inbox with one DeleteQueue request (bounded by 30

@@ -384,15 +384,23 @@ func TestPublishCoalesces(t *testing.T) {
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
-	require.Equal(t, []int{6, 6}, f.sizes(), "one request per inbox")
+	require.Equal(t, []int{1, 1}, f.sizes(), "one request per inbox, one message packing its six completions")
 	f.mu.Lock()
+	seen := map[string]bool{}
 	for _, r := range f.reqs {
 		for _, e := range r.Entries {
-			require.Contains(t, *e.MessageBody, `"task_id":"t-`, "JSON as text")
-			require.Empty(t, e.MessageAttributes)
+			require.Empty(t, e.MessageAttributes, "JSON as text")
+			cs, err := decodeCompletions(types.Message{Body: e.MessageBody})
+			require.NoError(t, err)
+			require.Len(t, cs, 6)
+			for _, c := range cs {
+				require.False(t, seen[c.TaskID], "completion %s sent twice", c.TaskID)
+				seen[c.TaskID] = true
+			}
 		}
 	}
 	f.mu.Unlock()
+	require.Len(t, seen, n, "every completion packed exactly once")
 
 	_, err = NewCompletionBus(client, &CompletionOptions{FlushWindow: 2 * time.Second})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
@@ -441,4 +449,63 @@ func TestFairQueue(t *testing.T) {
 	require.Empty(t, logs.String(), "no warning but for FairOn on a standard queue")
 	require.True(t, IsFIFOURL("https://sqs.us-east-1.amazonaws.com/123/q.fifo"))
 	require.False(t, IsFIFOURL("https://sqs.us-east-1.amazonaws.com/123/q"))
+}
+
+// TestPublishPacking: completions that are valid SQS text share one packed
+// message; one that is not travels alone (base64); a failed message fails
+// only the Publishes whose completions it carried.
+func TestPublishPacking(t *testing.T) {
+	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
+	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var entries []types.SendMessageBatchRequestEntry
+	bus.sendBatch = func(ctx context.Context, in *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		out := &awssqs.SendMessageBatchOutput{}
+		for _, e := range in.Entries {
+			entries = append(entries, e)
+			if _, b64 := e.MessageAttributes[attrEncoding]; b64 { // the odd one: fail it
+				out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), Message: aws.String("boom")})
+			} else {
+				out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: e.Id})
+			}
+		}
+		return out, nil
+	}
+	defer func() { require.NoError(t, bus.Close()) }()
+
+	cs := []ports.Completion{
+		{TaskID: "ok-1", State: ports.StateSucceeded},
+		{TaskID: "odd", State: ports.StateFailed, Error: "bad \uFFFF char"},
+		{TaskID: "ok-2", State: ports.StateSucceeded},
+	}
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i := range cs {
+		wg.Go(func() { errs[i] = bus.Publish(t.Context(), "http://q/1/inbox", cs[i]) })
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.ErrorIs(t, errs[1], ports.ErrUnavailable, "the odd completion's message failed")
+	require.NoError(t, errs[2])
+
+	require.Len(t, entries, 2, "one packed message and one alone")
+	var got []string
+	for _, e := range entries {
+		dec, err := decodeCompletions(types.Message{Body: e.MessageBody, MessageAttributes: map[string]types.MessageAttributeValue{
+			attrEncoding: {StringValue: func() *string {
+				if v, ok := e.MessageAttributes[attrEncoding]; ok {
+					return v.StringValue
+				}
+				return aws.String("")
+			}()},
+		}})
+		require.NoError(t, err)
+		for _, c := range dec {
+			got = append(got, c.TaskID)
+		}
+	}
+	require.ElementsMatch(t, []string{"ok-1", "ok-2", "odd"}, got)
 }
