@@ -159,7 +159,11 @@ func ProvideS3StateStore(c *awss3.Client, cfg config.Config) (ports.StateStore, 
 // subscribed worker (dagq-cancel-…); the cleanup deletes the channel's open
 // subscription queues. cancellation.enabled false drops it in ProvidePorts.
 func ProvideSQSCancelChannel(c *awssqs.Client, state ports.StateStore, cfg config.Config) (ports.CancelChannel, func(), error) {
-	ch, err := dagqsqs.NewCancelChannel(c, state, &dagqsqs.CancelOptions{WaitTime: cfg.SQS.WaitTime})
+	lag := cfg.SQS.CancelListLag
+	if lag == 0 {
+		lag = -1 // the adapter's "none"; its zero means the default
+	}
+	ch, err := dagqsqs.NewCancelChannel(c, state, &dagqsqs.CancelOptions{WaitTime: cfg.SQS.WaitTime, ListLag: lag})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqs.wait_time: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/adapters/s3"
@@ -210,4 +212,58 @@ func TestErrorsWrapSDKErrors(t *testing.T) {
 	require.NoError(t, err)
 	_, err = rb3.Get(ctx, "t")
 	require.ErrorIs(t, err, ports.ErrUnavailable)
+}
+
+// List returns the keys under a prefix, in order, across pages, and only
+// its own store's.
+func TestStateStoreList(t *testing.T) {
+	c, bucket := newBucket(t)
+	ctx := t.Context()
+	ss, err := s3.NewStateStore(c, bucket, opts)
+	require.NoError(t, err)
+	other, err := s3.NewStateStore(c, bucket, &s3.Options{Prefix: "elsewhere/"})
+	require.NoError(t, err)
+	for _, k := range []string{"cancels/b", "cancels/a", "cancelsx", "runs/r1"} {
+		_, err := ss.Put(ctx, k, []byte("x"), ports.WriteCondition{})
+		require.NoError(t, err)
+	}
+	_, err = other.Put(ctx, "cancels/z", []byte("x"), ports.WriteCondition{})
+	require.NoError(t, err)
+
+	keys, err := ss.List(ctx, "cancels/")
+	require.NoError(t, err)
+	require.Equal(t, []string{"cancels/a", "cancels/b"}, keys)
+	keys, err = ss.List(ctx, "")
+	require.NoError(t, err)
+	require.Equal(t, []string{"cancels/a", "cancels/b", "cancelsx", "runs/r1"}, keys)
+	keys, err = ss.List(ctx, "nothing/")
+	require.NoError(t, err)
+	require.Empty(t, keys)
+
+	// More than one page (ListObjectsV2 returns at most 1000 keys a page).
+	const n = 1005
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := ss.Put(ctx, fmt.Sprintf("many/%04d", i), nil, ports.WriteCondition{})
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	keys, err = ss.List(ctx, "many/")
+	require.NoError(t, err)
+	require.Len(t, keys, n)
+	require.Equal(t, "many/0000", keys[0])
+	require.Equal(t, fmt.Sprintf("many/%04d", n-1), keys[n-1])
+
+	missing, err := s3.NewStateStore(c, "dagq-no-such-bucket", nil)
+	require.NoError(t, err)
+	_, err = missing.List(ctx, "")
+	require.ErrorIs(t, err, ports.ErrNotFound)
+	require.NoError(t, ss.Close())
+	_, err = ss.List(ctx, "")
+	require.ErrorIs(t, err, ports.ErrClosed)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -99,6 +100,40 @@ func (st *StateStore) Delete(ctx context.Context, key string) error {
 		return wrap(opRead, fmt.Sprintf("delete state %q", obj), err)
 	}
 	return nil
+}
+
+// List returns the keys of the records whose key starts with prefix, in
+// lexicographic (UTF-8 byte) order: ListObjectsV2 requests under
+// "<Options.Prefix>state/<prefix>", paginated (one request per 1000 keys).
+// An empty prefix lists every record. It is not part of ports.StateStore:
+// callers find it with a type assertion (adapters/sqs's CancelChannel
+// does, to load cancellation marks at once instead of one GET per ID).
+func (st *StateStore) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := st.s.check("list state"); err != nil {
+		return nil, err
+	}
+	full := st.s.space + prefix
+	if len(full) > maxObjectKey {
+		return nil, fmt.Errorf("s3: list state: %w: prefix %q is %d bytes; S3 allows %d", ports.ErrInvalidArgument, full, len(full), maxObjectKey)
+	}
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(st.s.client, &s3.ListObjectsV2Input{Bucket: &st.s.bucket, Prefix: &full})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			what := fmt.Sprintf("list state %q", full)
+			if isNoSuchBucket(err) {
+				what = fmt.Sprintf("%s (bucket %q)", what, st.s.bucket)
+			}
+			return nil, wrap(opRead, what, err)
+		}
+		for _, o := range page.Contents {
+			if k := aws.ToString(o.Key); strings.HasPrefix(k, st.s.space) {
+				keys = append(keys, k[len(st.s.space):])
+			}
+		}
+	}
+	return keys, nil
 }
 
 // Close makes later calls fail with ErrClosed. It does not close the client.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,25 @@ const (
 	// "cancels/" + task ID.
 	CancelMarkPrefix = "cancels/"
 
+	// DefaultCancelListLag is the default CancelOptions.ListLag: how long
+	// SQS may take to list a just-created queue (ListQueues is eventually
+	// consistent; AWS documents up to 60 seconds).
+	DefaultCancelListLag = 60 * time.Second
+	// DefaultCancelRelist is the default CancelOptions.Relist.
+	DefaultCancelRelist = 10 * time.Minute
+
+	// liveGrace: a settled subscription answers Canceled from memory while a
+	// Receive is in flight or one returned less than liveGrace ago.
+	liveGrace = 2 * time.Second
+	// maxReceiveGap: a subscription not received for longer than this may
+	// have let requests expire (CancelRetention) and never settles again.
+	maxReceiveGap = CancelRetention / 2
+	// unsureAfterError: after a Receive that failed or was aborted (its
+	// messages, if SQS leased any, come back when the inboxVisibility
+	// lease ends), the subscription does not answer from memory for this
+	// long.
+	unsureAfterError = (inboxVisibility + 2) * time.Second
+
 	// cancelFanout bounds the concurrent requests of one Cancel (sends to
 	// subscriber queues) or Canceled (GETs).
 	cancelFanout = 16
@@ -51,26 +71,64 @@ type CancelOptions struct {
 	// its poll bound, rounded up to whole seconds, 0 < WaitTime ≤ 20s. Zero
 	// means DefaultWaitTime.
 	WaitTime time.Duration
+	// ListLag is how long after a subscription queue is created ListQueues
+	// may still omit it, so that a Cancel may not broadcast to it. Zero means
+	// DefaultCancelListLag (60s, real SQS); a negative value means none, for
+	// emulators that list a queue as soon as it exists (fauxqs). A
+	// subscription settles ListLag + ListLag/10 after its queue was created
+	// (see Canceled).
+	ListLag time.Duration
+	// Relist is how often a settled channel lists the marks again, to drop
+	// marks deleted from the StateStore (an S3 lifecycle rule) from memory.
+	// Zero means DefaultCancelRelist (10 minutes); a negative value never
+	// lists again (memory then grows with every request seen).
+	Relist time.Duration
+}
+
+// MarkLister is the optional method of a StateStore that lets a
+// CancelChannel answer Canceled from memory: the keys starting with prefix
+// (adapters/s3's StateStore has it). Without it, Canceled always reads the
+// StateStore.
+type MarkLister interface {
+	List(ctx context.Context, prefix string) ([]string, error)
 }
 
 // CancelChannel is a ports.CancelChannel: durable marks in a StateStore plus
 // a broadcast to one SQS queue per subscription, found by name prefix.
 type CancelChannel struct {
-	client   *sqs.Client
-	marks    ports.StateStore
-	prefix   string
-	waitSecs int32
+	client      *sqs.Client
+	marks       ports.StateStore
+	lister      MarkLister // nil: Canceled always reads marks
+	prefix      string
+	waitSecs    int32
+	settleAfter time.Duration
+	relist      time.Duration // < 0: never
+	epoch       time.Time     // known's times are durations since epoch
 
 	mu     sync.Mutex
 	closed bool
 	subs   map[*CancelSubscription]struct{} // open subscriptions
 	done   chan struct{}                    // closed by Close
+	// known holds the mark keys (without CancelMarkPrefix) of requests seen
+	// while a subscription is open: listed, delivered or made here; the
+	// value is when it was learned. Cleared when the last subscription
+	// closes.
+	known map[string]time.Duration
 }
 
 // CancelSubscription is a ports.CancelSubscription: one standard SQS queue.
 type CancelSubscription struct {
 	ch *CancelChannel
 	privateQueue
+	created    time.Time     // when CreateQueue returned
+	settleDone chan struct{} // closed when its settle goroutine ends; nil if none
+
+	// guarded by ch.mu
+	settled     bool      // its settling LIST completed
+	broken      bool      // it may have lost requests: never settles again
+	receiving   int       // Receive calls in flight
+	lastRecv    time.Time // when the last Receive returned
+	unsureUntil time.Time // no answers from memory before
 }
 
 var (
@@ -105,13 +163,25 @@ func NewCancelChannel(client *sqs.Client, marks ports.StateStore, opts *CancelOp
 	if o.WaitTime < 0 || o.WaitTime > maxWaitTime {
 		return nil, invalid(op, "WaitTime %v not in (0, %v]", o.WaitTime, maxWaitTime)
 	}
+	if o.ListLag == 0 {
+		o.ListLag = DefaultCancelListLag
+	}
+	if o.Relist == 0 {
+		o.Relist = DefaultCancelRelist
+	}
+	lister, _ := marks.(MarkLister)
 	return &CancelChannel{
-		client:   client,
-		marks:    marks,
-		prefix:   o.QueuePrefix,
-		waitSecs: int32(ceilSeconds(o.WaitTime)),
-		subs:     make(map[*CancelSubscription]struct{}),
-		done:     make(chan struct{}),
+		client:      client,
+		marks:       marks,
+		lister:      lister,
+		prefix:      o.QueuePrefix,
+		waitSecs:    int32(ceilSeconds(o.WaitTime)),
+		settleAfter: max(0, o.ListLag+o.ListLag/10),
+		relist:      o.Relist,
+		epoch:       time.Now(),
+		subs:        make(map[*CancelSubscription]struct{}),
+		done:        make(chan struct{}),
+		known:       make(map[string]time.Duration),
 	}, nil
 }
 
@@ -202,6 +272,7 @@ func (c *CancelChannel) Cancel(ctx context.Context, taskIDs ...string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	c.learn(taskIDs)
 
 	urls, err := c.subscribers(ctx)
 	if err != nil {
@@ -257,15 +328,32 @@ func (c *CancelChannel) send(ctx context.Context, url string, entries []types.Se
 	return errors.Join(errs...)
 }
 
-// Canceled implements ports.CancelChannel with one StateStore Get per ID
-// (at most 16 at once): a missing mark (ports.ErrNotFound) means not
-// cancelled. Core calls it once per received batch of tasks, before
-// starting them, so its cost is one GET per received task.
+// Canceled implements ports.CancelChannel. While the channel has a
+// settled subscription (see Settled) it answers from memory, with no
+// request: an ID is cancelled when its mark was listed when the
+// subscription settled (or at the last re-LIST), or its request was
+// delivered to one of the channel's subscriptions, or made by this
+// channel's Cancel. Otherwise it makes one StateStore Get per ID (at most
+// 16 at once): a missing mark (ports.ErrNotFound) means not cancelled.
+// Core calls it once per received batch of tasks, before starting them.
 func (c *CancelChannel) Canceled(ctx context.Context, ids ...string) ([]string, error) {
 	const op = "canceled"
-	if c.isClosed() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return nil, closedErr(op)
 	}
+	if c.settledLocked(time.Now()) {
+		var out []string
+		for _, id := range ids {
+			if _, ok := c.known[knownKey(id)]; ok && id != "" {
+				out = append(out, id)
+			}
+		}
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.mu.Unlock()
 	found := make([]bool, len(ids))
 	errs := fanout(len(ids), func(i int) error {
 		if ids[i] == "" {
@@ -305,7 +393,7 @@ func (c *CancelChannel) Subscribe(ctx context.Context) (ports.CancelSubscription
 	if err != nil {
 		return nil, wrap(op, err, false)
 	}
-	s := &CancelSubscription{ch: c, privateQueue: newPrivateQueue(c.client, url, c.waitSecs, c.done)}
+	s := &CancelSubscription{ch: c, privateQueue: newPrivateQueue(c.client, url, c.waitSecs, c.done), created: time.Now()}
 	c.mu.Lock()
 	if c.closed { // closed while creating: do not leak the queue
 		c.mu.Unlock()
@@ -313,8 +401,127 @@ func (c *CancelChannel) Subscribe(ctx context.Context) (ports.CancelSubscription
 		return nil, closedErr(op)
 	}
 	c.subs[s] = struct{}{}
+	if c.lister != nil {
+		s.settleDone = make(chan struct{})
+		go c.settle(s)
+	}
 	c.mu.Unlock()
 	return s, nil
+}
+
+// Settled reports whether Canceled now answers from memory: some open
+// subscription of the channel has settled (its LIST of the marks, made
+// ListLag + ListLag/10 after its queue was created, completed), is being
+// received (a Receive is in flight or returned within the last 2 seconds)
+// and has lost nothing (no failed or aborted Receive in the last 32
+// seconds, its queue not found missing, no gap of 30 minutes between
+// Receives).
+func (c *CancelChannel) Settled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.settledLocked(time.Now())
+}
+
+func (c *CancelChannel) settledLocked(now time.Time) bool {
+	for s := range c.subs {
+		if s.settled && !s.broken && now.After(s.unsureUntil) &&
+			(s.receiving > 0 || now.Sub(s.lastRecv) < liveGrace) {
+			return true
+		}
+	}
+	return false
+}
+
+// knownKey is the key of id in CancelChannel.known: its mark key without
+// CancelMarkPrefix.
+func knownKey(id string) string { return markKey(id)[len(CancelMarkPrefix):] }
+
+// learn records requests for ids, when some subscription is open.
+func (c *CancelChannel) learn(ids []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.subs) == 0 {
+		return
+	}
+	now := time.Since(c.epoch)
+	for _, id := range ids {
+		c.known[knownKey(id)] = now
+	}
+}
+
+// settle runs for each subscription when the StateStore can list: at
+// s.created + settleAfter it lists the marks, records them in known and
+// marks s settled; then it lists again every relist, keeping from the
+// previous state only what was learned since the new LIST began (anything
+// older is in that LIST unless its mark was deleted). A failed LIST is
+// retried after 1s, doubling up to a minute; a failed re-LIST leaves the
+// state as it was. It ends when s closes, breaks or the channel closes.
+func (c *CancelChannel) settle(s *CancelSubscription) {
+	defer close(s.settleDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closed:
+		case <-c.done:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	timer := time.NewTimer(time.Until(s.created.Add(c.settleAfter)))
+	defer timer.Stop()
+	backoff := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Since(c.epoch)
+		keys, err := c.lister.List(ctx, CancelMarkPrefix)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.mu.Lock()
+			settled := s.settled
+			c.mu.Unlock()
+			if !settled {
+				timer.Reset(backoff)
+				backoff = min(2*backoff, time.Minute)
+				continue
+			}
+		} else {
+			backoff = time.Second
+			c.mu.Lock()
+			if _, open := c.subs[s]; !open || s.broken {
+				c.mu.Unlock()
+				return
+			}
+			listed := make(map[string]struct{}, len(keys))
+			for _, k := range keys {
+				k, ok := strings.CutPrefix(k, CancelMarkPrefix)
+				if !ok {
+					continue
+				}
+				listed[k] = struct{}{}
+				if _, ok := c.known[k]; !ok {
+					c.known[k] = start
+				}
+			}
+			for k, at := range c.known {
+				if _, ok := listed[k]; !ok && at < start {
+					delete(c.known, k)
+				}
+			}
+			s.settled = true
+			c.mu.Unlock()
+		}
+		if c.relist < 0 {
+			return
+		}
+		timer.Reset(c.relist)
+	}
 }
 
 // Close implements ports.CancelChannel: it deletes the queues of its open
@@ -351,11 +558,44 @@ func (s *CancelSubscription) QueueURL() string { return s.url }
 // after 30 seconds (an ID may be delivered more than once).
 func (s *CancelSubscription) Receive(ctx context.Context) ([]string, error) {
 	const op = "cancel subscription: receive"
+	c := s.ch
+	c.mu.Lock()
+	last := s.lastRecv
+	if last.IsZero() {
+		last = s.created
+	}
+	if time.Since(last) > maxReceiveGap {
+		s.broken = true // requests may have expired from the queue meanwhile
+	}
+	s.receiving++
+	c.mu.Unlock()
 	msgs, err := s.receive(ctx, op)
+	var ids []string
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		now := time.Now()
+		s.receiving--
+		s.lastRecv = now
+		switch {
+		case errors.Is(err, ports.ErrNotFound): // queue deleted
+			s.broken = true
+		case err != nil: // leased messages, if any, come back after the lease
+			s.unsureUntil = now.Add(unsureAfterError)
+		}
+		if len(ids) > 0 {
+			if _, open := c.subs[s]; open {
+				at := time.Since(c.epoch)
+				for _, id := range ids {
+					c.known[knownKey(id)] = at
+				}
+			}
+		}
+	}()
 	if len(msgs) == 0 {
 		return nil, err
 	}
-	ids := make([]string, 0, len(msgs))
+	ids = make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		var enc string
 		if v, ok := m.MessageAttributes[attrEncoding]; ok {
@@ -377,9 +617,17 @@ func (s *CancelSubscription) Receive(ctx context.Context) ([]string, error) {
 // (bounded by 30 seconds, as Close has no context); a queue already gone is
 // not an error. Later calls return nil.
 func (s *CancelSubscription) Close() error {
-	return s.drop("cancel subscription: close", func() {
-		s.ch.mu.Lock()
-		delete(s.ch.subs, s)
-		s.ch.mu.Unlock()
+	err := s.drop("cancel subscription: close", func() {
+		c := s.ch
+		c.mu.Lock()
+		delete(c.subs, s)
+		if len(c.subs) == 0 {
+			c.known = make(map[string]time.Duration) // relearned by the next settle
+		}
+		c.mu.Unlock()
 	})
+	if s.settleDone != nil {
+		<-s.settleDone
+	}
+	return err
 }

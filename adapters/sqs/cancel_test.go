@@ -118,7 +118,7 @@ func (h cancelHarness) newChannels(t *testing.T, n int) ([]*sqs.CancelChannel, s
 		marks, err := s3.NewStateStore(h.s3, bucket, &s3.Options{Prefix: "dagq/test/"})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, marks.Close()) })
-		c, err := sqs.NewCancelChannel(h.client, marks, &sqs.CancelOptions{QueuePrefix: prefix, WaitTime: waitTime})
+		c, err := sqs.NewCancelChannel(h.client, marks, &sqs.CancelOptions{QueuePrefix: prefix, WaitTime: waitTime, ListLag: -1}) // fauxqs lists at once
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, c.Close()) })
 		cs[i] = c

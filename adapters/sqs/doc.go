@@ -175,17 +175,23 @@
 //     needs sqs:SendMessage on it, the client sqs:CreateQueue,
 //     sqs:TagQueue, sqs:ReceiveMessage, sqs:DeleteMessage and
 //     sqs:DeleteQueue on the prefix (e.g. arn:aws:sqs:*:*:dagq-reply-*).
-//   - Publish is one SendMessageBatch request, one message per completion:
-//     its JSON encoding as text without attributes, or, when that contains
-//     characters SQS refuses in a body (such as U+FFFE), the base64 of the
-//     JSON with the "dagq-enc" attribute; a completion over the 1 MiB message
-//     limit is refused with ports.ErrInvalidArgument. Concurrent Publishes
-//     to the same inbox URL share requests as Sends do (see Coalescing;
-//     CompletionOptions.FlushWindow, default 5ms, negative disables), and
-//     CompletionBus.Close sends the waiting ones first. A missing queue
-//     (QueueDoesNotExist) is ports.ErrNotFound for every caller sharing the
-//     request.
-//   - Receive is one ReceiveMessage request (up to 10 messages, long polling
+//   - Publish is one SendMessageBatch request. Concurrent Publishes to the
+//     same inbox URL share it (see Coalescing; CompletionOptions.FlushWindow,
+//     default 5ms, negative disables; up to 1,000 completions or about
+//     1 MiB per request), and the completions of a shared request travel
+//     packed: one message whose body is the JSON array of all of them that
+//     are valid SQS text (as many messages as the 1 MiB message limit
+//     needs), so a busy inbox costs one send, one receive and one delete per
+//     batch instead of per completion. A lone completion is its JSON object;
+//     one that contains characters SQS refuses in a body (such as U+FFFE)
+//     travels alone as the base64 of its JSON with the "dagq-enc" attribute.
+//     A completion over the 1 MiB message limit is refused with
+//     ports.ErrInvalidArgument. A failed message fails the Publishes whose
+//     completions it carried. CompletionBus.Close sends the waiting ones
+//     first. A missing queue (QueueDoesNotExist) is ports.ErrNotFound for
+//     every caller sharing the request.
+//   - Receive is one ReceiveMessage request (up to 10 messages, each one
+//     completion or a packed array of them, long polling
 //     for WaitTime, the poll bound) and one DeleteMessageBatch request for
 //     the messages received. Undecodable messages are logged and deleted;
 //     they never fail Receive. If the delete fails, the completions are
@@ -218,17 +224,19 @@
 // # Cancellation
 //
 // [NewCancelChannel] returns a [CancelChannel] (nil-safe *[CancelOptions]:
-// QueuePrefix, WaitTime) over an SQS client and a ports.StateStore (in
-// practice adapters/s3's StateStore, so S3). A request has two halves:
+// QueuePrefix, WaitTime, ListLag, Relist) over an SQS client and a
+// ports.StateStore (in practice adapters/s3's StateStore, so S3). A request
+// has two halves:
 //
 //   - Durable mark: Cancel writes, per task ID, the StateStore record
 //     "cancels/<id>" ([CancelMarkPrefix]; an ID that is not a valid key is
 //     stored as "cancels/sha256-<hex>") holding {"at": <time>},
-//     unconditionally, so repeating a request is harmless. Canceled is one
-//     GET per ID (up to 16 at once); ErrNotFound means not cancelled. Workers
-//     call it once per received batch, before starting the tasks. Marks are
-//     never deleted by the adapter (retention is the StateStore's: forever,
-//     or an S3 lifecycle rule on the prefix).
+//     unconditionally, so repeating a request is harmless. Without a
+//     settled subscription (below), Canceled is one GET per ID (up to 16 at
+//     once); ErrNotFound means not cancelled. Workers call it once per
+//     received batch, before starting the tasks. Marks are never deleted by
+//     the adapter (retention is the StateStore's: forever, or an S3
+//     lifecycle rule on the prefix).
 //   - Broadcast: every Subscribe creates an SQS queue of its own, one per
 //     subscribed worker. Cancel finds them by name prefix (ListQueues with
 //     QueueNamePrefix, paginated) and sends the IDs to each (one
@@ -239,6 +247,49 @@
 //     as the error table says, but the marks already exist: workers still see
 //     the request through Canceled, only the fast interruption of a running
 //     task may be missed.
+//
+// Answering from memory: once one of the channel's subscriptions has
+// settled, Canceled makes no request. Every request made after the settle
+// point reaches the subscription by broadcast, and every request made before
+// it is in the StateStore, loaded by one LIST. Precisely: a subscription
+// queue created at T is listed by every ListQueues after T + ListLag (the
+// ListQueues lag, CancelOptions.ListLag, default 60s; negative: none, for
+// fauxqs), so every Cancel that lists later broadcasts to it, and every
+// Cancel that listed earlier wrote its marks earlier. At T + ListLag +
+// ListLag/10 the channel lists the marks (the StateStore must have the
+// [MarkLister] method, as adapters/s3's has: ListObjectsV2, one request per
+// 1000 marks) and from then on answers from the union of the listed marks,
+// the IDs its subscriptions delivered (recorded as Receive returns them)
+// and those its own Cancel recorded. Every Relist (default 10 minutes) it
+// lists again, keeping of the rest only what it learned since that LIST
+// began, so marks expired by a lifecycle rule leave memory too.
+//
+// It answers from memory only while such a subscription is open, being
+// received (a Receive in flight or returned within 2 seconds) and sound:
+// a Receive failing with ErrNotFound (queue deleted) or a gap of 30 minutes
+// between Receives (requests may have expired) un-settles it for good; any
+// other failed or aborted Receive (SQS may hold back messages it leased for
+// it) for 32 seconds. Otherwise, and on a channel without subscriptions
+// (a client's Status), Canceled reads the StateStore as above. Settled
+// reports which mode is in force. When the last subscription closes the
+// memory is dropped.
+//
+// What this changes: a request made in another process reaches memory
+// when its broadcast is received (about 10 ms after Cancel returns on
+// the emulators), not when Cancel returns; a check in that window misses
+// it. Core's worker loses nothing: it registers a batch's tasks before the
+// check, so the broadcast received after the check cancels the task
+// (before or just after its handler starts). A Cancel that returned an
+// error may have written marks it did not broadcast (a failed mark write
+// stops it before the broadcast; or "requests recorded, broadcast
+// failed"): settled channels see them only at their next re-LIST, so
+// retry such a Cancel (it is idempotent). Too small a ListLag on real SQS has the same effect on
+// the requests made in a subscription's first minute.
+//
+// Cost: one LIST per 1000 marks at settling and per Relist, instead of one
+// GET per task checked. Memory: about 100 bytes per known mark (an ID of 36
+// bytes; 80 for 20 bytes), so 100 MB per million marks the StateStore
+// holds; bound it with a lifecycle rule on the marks (see docs/aws.md).
 //
 // Subscription.Receive is one ReceiveMessage (up to 10, long polling for
 // WaitTime, the poll bound) and one DeleteMessageBatch; an ID may come more
@@ -269,8 +320,9 @@
 // that subscription's queue. That departs from the contract (every request
 // made after Subscribe returned), though not on fauxqs, which lists at once;
 // core must therefore not rely on the broadcast alone: it checks Canceled
-// before starting a task, and a request missed this way only interrupts a
-// running task later or not at all. A deleted queue may likewise still
+// before starting a task (which reads the marks until the subscription has
+// settled, past that delay), and a request missed this way only interrupts
+// a running task later or not at all. A deleted queue may likewise still
 // be listed for up to 60 seconds; sends to it succeed into the void.
 //
 // Orphans: the queue of a worker that crashed is never deleted. Its messages

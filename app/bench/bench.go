@@ -402,6 +402,10 @@ func (b *bencher) sqsConfig(ctx context.Context, tag string, concurrency int) (c
 	cfg.S3.Bucket = name
 	cfg.S3.Endpoint = b.opts.S3Endpoint
 	cfg.S3.PathStyle = true
+	// fauxqs lists a new queue at once: no ListQueues lag to wait out before
+	// cancel checks are answered from memory (real SQS: the default 1m, so
+	// a worker's first minute pays one S3 GET per task).
+	cfg.SQS.CancelListLag = 0
 	cfg.Worker.Concurrency = concurrency
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
 	cfg.Log.Level = "error"

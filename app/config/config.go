@@ -64,6 +64,10 @@ func IsFIFO(queue string) bool { return strings.HasSuffix(queue, ".fifo") }
 // DefaultSQSWaitTime is the default of sqs.wait_time: the SQS maximum.
 const DefaultSQSWaitTime = 20 * time.Second
 
+// DefaultSQSCancelListLag is the default of sqs.cancel_list_lag: the
+// ListQueues lag AWS documents.
+const DefaultSQSCancelListLag = 60 * time.Second
+
 // DefaultRegion is the region used when neither sqs.region nor the AWS
 // chain names one.
 const DefaultRegion = "us-east-1"
@@ -109,13 +113,15 @@ var (
 // credentials otherwise come from the standard AWS chain (environment,
 // shared config files, instance roles).
 type SQSConfig struct {
-	QueueURL     string        `yaml:"queue_url" doc:"URL of the SQS task (steps) queue, https://sqs.<region>.amazonaws.com/<account>/<name>; required for transport sqs"`
-	RunQueueURL  string        `yaml:"run_queue_url" doc:"URL of the SQS run queue (launched runs); required for transport sqs, must differ from sqs.queue_url"`
-	Region       string        `yaml:"region" doc:"AWS region of the queues and bucket; empty: the AWS chain (AWS_REGION, profile), else us-east-1"`
-	Endpoint     string        `yaml:"endpoint" doc:"SQS endpoint override (emulators, VPC endpoints); empty: the AWS default, or AWS_ENDPOINT_URL(_SQS)"`
-	WaitTime     time.Duration `yaml:"wait_time" doc:"SQS long-polling wait of one receive, 1s to 20s"`
-	FairQueue    string        `yaml:"fair_queue" doc:"message-group (fair-queue) mode of the queues: auto (from the queue type: on for .fifo queues), on (a standard queue logs a warning and ignores it) or off (refused for .fifo queues, which need a group on every message)"`
-	MessageGroup string        `yaml:"message_group" doc:"FIFO message group of a step: run (the run ID: a run's steps go one at a time, runs interleave fairly) or task (the task ID: a run's steps run in parallel)"`
+	QueueURL    string        `yaml:"queue_url" doc:"URL of the SQS task (steps) queue, https://sqs.<region>.amazonaws.com/<account>/<name>; required for transport sqs"`
+	RunQueueURL string        `yaml:"run_queue_url" doc:"URL of the SQS run queue (launched runs); required for transport sqs, must differ from sqs.queue_url"`
+	Region      string        `yaml:"region" doc:"AWS region of the queues and bucket; empty: the AWS chain (AWS_REGION, profile), else us-east-1"`
+	Endpoint    string        `yaml:"endpoint" doc:"SQS endpoint override (emulators, VPC endpoints); empty: the AWS default, or AWS_ENDPOINT_URL(_SQS)"`
+	WaitTime    time.Duration `yaml:"wait_time" doc:"SQS long-polling wait of one receive, 1s to 20s"`
+	// CancelListLag: see adapters/sqs CancelOptions.ListLag.
+	CancelListLag time.Duration `yaml:"cancel_list_lag" doc:"how long SQS may take to list a new queue (ListQueues lag); a worker's durable cancel check reads S3 until its cancel subscription is this old, then answers from memory; 0s for emulators that list at once (fauxqs), 0s to 15m"`
+	FairQueue     string        `yaml:"fair_queue" doc:"message-group (fair-queue) mode of the queues: auto (from the queue type: on for .fifo queues), on (a standard queue logs a warning and ignores it) or off (refused for .fifo queues, which need a group on every message)"`
+	MessageGroup  string        `yaml:"message_group" doc:"FIFO message group of a step: run (the run ID: a run's steps go one at a time, runs interleave fairly) or task (the task ID: a run's steps run in parallel)"`
 }
 
 // S3Config configures the bucket of the sqs transport: results, large
@@ -207,7 +213,7 @@ func Default() Config {
 			StaleAfter:        core.DefaultStaleFactor * core.DefaultRunHeartbeat,
 		},
 		Payload: PayloadConfig{Threshold: core.DefaultPayloadThreshold},
-		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},
+		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, CancelListLag: DefaultSQSCancelListLag, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},
 		S3:      S3Config{Prefix: "dagq/"},
 		Signing: SigningConfig{Required: true},
 	}

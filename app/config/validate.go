@@ -223,6 +223,8 @@ func validListenAddr(addr string) string {
 const (
 	MinSQSWaitTime = time.Second
 	MaxSQSWaitTime = 20 * time.Second
+	// MaxSQSCancelListLag bounds sqs.cancel_list_lag.
+	MaxSQSCancelListLag = 15 * time.Minute
 )
 
 // validateAWS checks the sqs.* and s3.* keys: their form whenever they are
@@ -242,6 +244,10 @@ func (c Config) validateAWS(bad func(key, format string, args ...any)) {
 	}
 	if !slices.Contains(MessageGroups, q.MessageGroup) {
 		bad("sqs.message_group", "%q is not a group policy; valid: %s", q.MessageGroup, strings.Join(MessageGroups, ", "))
+	}
+	if q.CancelListLag < 0 || q.CancelListLag > MaxSQSCancelListLag {
+		bad("sqs.cancel_list_lag", "%s is out of range; valid: 0s (queues listed at once, as on fauxqs) to %s", FormatDuration(q.CancelListLag),
+			FormatDuration(MaxSQSCancelListLag))
 	}
 	if q.WaitTime < MinSQSWaitTime || q.WaitTime > MaxSQSWaitTime {
 		bad("sqs.wait_time", "%s is out of range; valid: %s to %s", FormatDuration(q.WaitTime),
