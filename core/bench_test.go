@@ -11,6 +11,7 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/ports"
 )
 
 func BenchmarkEnvelopeEncode(b *testing.B) {
@@ -181,4 +182,79 @@ func BenchmarkExecutorChain1000(b *testing.B) {
 		job.Steps = append(job.Steps, s)
 	}
 	benchExecutor(b, job)
+}
+
+// BenchmarkMemoryThroughput100k mirrors the memory throughput scenario of
+// app/bench: 100,000 no-op tasks submitted in one SubmitBatch and awaited
+// with one WaitAll (completions pushed), one worker of concurrency 64,
+// logging at error level. It reports tasks/s.
+func BenchmarkMemoryThroughput100k(b *testing.B) {
+	const n = 100_000
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	reg := core.NewRegistry()
+	if err := reg.HandleFunc("noop", func(context.Context, *core.Task) (json.RawMessage, error) {
+		return json.RawMessage("null"), nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]core.Request, n)
+	for i := range reqs {
+		reqs[i] = core.Request{Task: "noop"}
+	}
+	b.ReportAllocs()
+	var total, cpu time.Duration
+	var gets int64
+	for b.Loop() {
+		b.StopTimer()
+		tr := memory.NewTransport()
+		if err := tr.CreateQueue("bench", memory.QueueOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		w, err := core.NewWorker(core.WorkerOptions{
+			Broker: tr.Broker("bench"), Results: tr.ResultBackend(), Registry: reg,
+			Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Concurrency: 64, Logger: quiet,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		cr := &countingResults{ResultBackend: tr.ResultBackend()}
+		c, err := core.NewClient(core.ClientOptions{
+			Broker: tr.Broker("bench"), Results: cr,
+			Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quiet,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		cpu0 := cpuTime()
+		start := time.Now()
+		ids, err := c.SubmitBatch(ctx, reqs...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sub := time.Since(start)
+		rs, err := c.WaitAll(ctx, ids...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took, used, reads := time.Since(start), cpuTime()-cpu0, cr.gets.Load()
+		b.StopTimer()
+		total, cpu, gets = total+took, cpu+used, gets+int64(reads)
+		b.Logf("submit %v, total %v, CPU %v, client result reads %d", sub, took, used, reads)
+		for _, r := range rs {
+			if r.State != ports.StateSucceeded {
+				b.Fatalf("task %s: %s", r.TaskID, r.State)
+			}
+		}
+		_ = c.Close()
+		stop()
+		<-done
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "tasks/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n*b.N), "cpu-µs/task")
+	b.ReportMetric(float64(gets)/float64(n*b.N), "client-reads/task")
 }

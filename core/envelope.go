@@ -113,6 +113,14 @@ func (e Envelope) Encode() ([]byte, error) {
 // ErrEnvelopeVersion and say what was wrong. It never panics, whatever the input.
 func DecodeEnvelope(body []byte) (Envelope, error) {
 	var e Envelope
+	// Fast path: a body that is exactly one JSON value (the usual case)
+	// decodes with json.Unmarshal to what the Decoder below reads, without
+	// its buffer copy. Any other body takes the Decoder path, which decides
+	// (and words the error) as it always has.
+	if err := json.Unmarshal(body, &e); err == nil {
+		return e.checked()
+	}
+	e = Envelope{}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&e); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
@@ -120,6 +128,11 @@ func DecodeEnvelope(body []byte) (Envelope, error) {
 	if dec.More() {
 		return Envelope{}, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformedEnvelope)
 	}
+	return e.checked()
+}
+
+// checked applies the decoding defaults to a decoded envelope and validates it.
+func (e Envelope) checked() (Envelope, error) {
 	if e.Attempt == 0 {
 		e.Attempt = 1
 	}

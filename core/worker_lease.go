@@ -56,7 +56,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	for i, d := range ds {
 		l := &workerLease{
 			receipt: d.Receipt,
-			log:     w.log.With("message_id", d.ID),
+			log:     withAttrs(w.log, slog.String("message_id", d.ID)),
 			state:   leasePending,
 			expires: received.Add(w.lease),
 			renewed: received,
@@ -67,7 +67,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	}
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
-	w.tasks.Go(func() { w.processBatch(ds, ls) })
+	w.spawn(func() { w.processBatch(ds, ls) })
 }
 
 // forget drops a delivery from the worker's books and frees its slot.

@@ -43,7 +43,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	for i, d := range ds {
 		if fail := unresolved[i]; fail != nil {
 			l := ls[i]
-			w.tasks.Go(func() {
+			w.spawn(func() {
 				defer w.forget(l)
 				fail()
 			})
@@ -53,7 +53,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 			if err := w.verifier.Verify(d.Body, d.Attributes[SignatureAttribute]); err != nil {
 				l := ls[i]
 				l.payload = "" // an unauthenticated reference: keep the object
-				w.tasks.Go(func() {
+				w.spawn(func() {
 					defer w.forget(l)
 					w.unverified(d, l, err)
 				})
@@ -63,7 +63,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 		env, err := DecodeEnvelope(d.Body)
 		if err != nil {
 			l := ls[i]
-			w.tasks.Go(func() {
+			w.spawn(func() {
 				defer w.forget(l)
 				w.undecodable(d, l, err)
 			})
@@ -73,7 +73,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	}
 	w.durableCancelCheck(jobs)
 	for _, j := range jobs {
-		w.tasks.Go(func() {
+		w.spawn(func() {
 			defer w.forget(j.l)
 			defer j.stop()
 			w.runJob(j)
@@ -146,14 +146,15 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	if env.Retry != nil {
 		j.policy = *env.Retry
 	}
-	attrs := []any{"task_id", env.TaskID, "task", env.Task, "attempt", j.attempt}
+	attrs := make([]slog.Attr, 3, 5)
+	attrs[0], attrs[1], attrs[2] = slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt)
 	if env.RunID != "" {
-		attrs = append(attrs, "run_id", env.RunID)
+		attrs = append(attrs, slog.String("run_id", env.RunID))
 	}
 	if env.StepID != "" {
-		attrs = append(attrs, "step_id", env.StepID)
+		attrs = append(attrs, slog.String("step_id", env.StepID))
 	}
-	j.log = w.log.With(attrs...)
+	j.log = withAttrs(w.log, attrs...)
 	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx)
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
@@ -327,7 +328,7 @@ func (w *Worker) runJob(j *workerJob) {
 		StartedAt:  started,
 		FinishedAt: finished,
 	}
-	log := j.log.With("duration", finished.Sub(started))
+	log := withAttrs(j.log, slog.Duration("duration", finished.Sub(started)))
 	switch {
 	case err == nil:
 		// Recorded even when the lease is gone: results are write-once.

@@ -9,10 +9,38 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-// resultStore is the Transport's write-once result map.
+// resultShards is the number of independently locked parts of a
+// resultStore: workers' Puts and clients' Gets of different tasks rarely
+// wait for each other.
+const resultShards = 64
+
+// resultStore is the Transport's write-once result map, sharded by task ID.
 type resultStore struct {
+	shards [resultShards]resultShard
+}
+
+type resultShard struct {
 	mu      sync.RWMutex
 	results map[string]ports.Result
+	_       [24]byte // keep shards on separate cache lines
+}
+
+func newResultStore() *resultStore {
+	s := &resultStore{}
+	for i := range s.shards {
+		s.shards[i].results = make(map[string]ports.Result)
+	}
+	return s
+}
+
+// shard returns the shard of taskID (FNV-1a).
+func (s *resultStore) shard(taskID string) *resultShard {
+	h := uint32(2166136261)
+	for i := 0; i < len(taskID); i++ {
+		h ^= uint32(taskID[i])
+		h *= 16777619
+	}
+	return &s.shards[h%resultShards]
 }
 
 // resultBackend is one handle on a resultStore.
@@ -38,13 +66,17 @@ func (b *resultBackend) Put(ctx context.Context, r ports.Result) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("memory: put result: %w", err)
 	}
-	s := b.store
+	r = cloneResult(r)
+	s := b.store.shard(r.TaskID)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.results[r.TaskID]; ok {
+	_, exists := s.results[r.TaskID]
+	if !exists {
+		s.results[r.TaskID] = r
+	}
+	s.mu.Unlock()
+	if exists {
 		return fmt.Errorf("memory: put result of task %q: %w", r.TaskID, ports.ErrAlreadyExists)
 	}
-	s.results[r.TaskID] = cloneResult(r)
 	return nil
 }
 
@@ -53,12 +85,12 @@ func (b *resultBackend) Get(ctx context.Context, taskID string) (ports.Result, e
 	if err := b.check(ctx, "get result"); err != nil {
 		return ports.Result{}, err
 	}
-	s := b.store
+	s := b.store.shard(taskID)
 	s.mu.RLock()
 	r, ok := s.results[taskID]
 	s.mu.RUnlock()
 	if !ok {
-		return ports.Result{}, fmt.Errorf("memory: get result of task %q: %w", taskID, ports.ErrNotFound)
+		return ports.Result{}, notFoundError{taskID}
 	}
 	return cloneResult(r), nil
 }
@@ -68,3 +100,15 @@ func (b *resultBackend) Close() error {
 	b.closed.Store(true)
 	return nil
 }
+
+// notFoundError is Get's error for a missing result: the error
+// fmt.Errorf("memory: get result of task %q: %w", taskID, ports.ErrNotFound)
+// would be, formatted only when asked for (waiters poll for results that do
+// not exist yet, and only test the error with errors.Is).
+type notFoundError struct{ taskID string }
+
+func (e notFoundError) Error() string {
+	return fmt.Sprintf("memory: get result of task %q: %v", e.taskID, ports.ErrNotFound)
+}
+
+func (e notFoundError) Unwrap() error { return ports.ErrNotFound }

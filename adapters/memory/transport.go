@@ -56,7 +56,7 @@ func NewTransport(opts ...Option) *Transport {
 	for _, o := range opts {
 		o(t)
 	}
-	t.results = &resultStore{results: make(map[string]ports.Result)}
+	t.results = newResultStore()
 	t.cancels = &cancelHub{
 		pollWait:  t.pollWait,
 		requested: make(map[string]struct{}),
