@@ -58,10 +58,14 @@ type coalescer[T any] struct {
 	size     func(T) int   // bytes an item counts against maxBytes; nil with maxBytes 0
 	request  requestFunc[T]
 
-	mu      sync.Mutex
-	pending map[string]*batch[T]
-	closed  bool
-	flushes sync.WaitGroup // requests in flight
+	adaptive bool // see withAdaptive
+
+	mu       sync.Mutex
+	pending  map[string]*batch[T]
+	inflight map[string]int           // adaptive: requests in flight per key
+	cur      map[string]time.Duration // adaptive: window per key (absent: none)
+	closed   bool
+	flushes  sync.WaitGroup // requests in flight
 }
 
 // batch is one pending or in-flight coalesced request.
@@ -79,7 +83,51 @@ type batch[T any] struct {
 
 func newCoalescer[T any](op string, window time.Duration, maxBytes int, size func(T) int, request requestFunc[T]) *coalescer[T] {
 	return &coalescer[T]{op: op, window: window, maxBytes: maxBytes, maxItems: ports.MaxBatch, size: size, request: request,
-		pending: make(map[string]*batch[T])}
+		pending: make(map[string]*batch[T]), inflight: make(map[string]int), cur: make(map[string]time.Duration)}
+}
+
+// withAdaptive makes the window adapt to the load of each key: a call with
+// nothing to share its request with (no request of its key in flight) is
+// sent at once; while requests of the key are in flight, new items wait the
+// configured window; a batch that holds several items doubles the window
+// (up to maxWindowFactor times the configured one) and a lone item halves
+// it. Low load pays no window; high load gets fuller requests.
+func (c *coalescer[T]) withAdaptive(on bool) *coalescer[T] {
+	c.adaptive = on
+	return c
+}
+
+// maxWindowFactor bounds an adapted window: this many configured windows.
+const maxWindowFactor = 8
+
+// windowFor is how long a new batch of key waits for more items (c.mu held).
+func (c *coalescer[T]) windowFor(key string) time.Duration {
+	if !c.adaptive {
+		return c.window
+	}
+	if w := c.cur[key]; w > 0 {
+		return w
+	}
+	if c.inflight[key] > 0 {
+		return c.window
+	}
+	return 0
+}
+
+// adapt updates key's adaptive window after a batch of n items (c.mu held).
+func (c *coalescer[T]) adapt(key string, n int) {
+	if !c.adaptive {
+		return
+	}
+	if n > 1 {
+		c.cur[key] = min(c.window*maxWindowFactor, max(2*c.cur[key], c.window))
+		return
+	}
+	if w := c.cur[key] / 2; w >= c.window {
+		c.cur[key] = w
+	} else {
+		delete(c.cur, key)
+	}
 }
 
 // withMaxItems lets one request carry up to n items (requests that pack
@@ -184,15 +232,20 @@ func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last boo
 		c.startFlush(bt)
 		bt = nil
 	}
+	now := false // nothing to wait for: send at once (adaptive)
 	if bt == nil {
 		bt = &batch[T]{key: key, ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
 		c.pending[key] = bt
-		bt.timer = time.AfterFunc(c.window, func() { c.flushAfterWindow(bt) })
+		if w := c.windowFor(key); w > 0 {
+			bt.timer = time.AfterFunc(w, func() { c.flushAfterWindow(bt) })
+		} else {
+			now = true
+		}
 	}
 	off := len(bt.items)
 	bt.items = append(bt.items, chunk...)
 	bt.bytes += bytes
-	if len(bt.items) == c.maxItems || !last {
+	if now || len(bt.items) == c.maxItems || !last {
 		c.startFlush(bt)
 	}
 	c.mu.Unlock()
@@ -219,11 +272,20 @@ func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last boo
 // startFlush sends the pending batch bt now. c.mu must be held.
 func (c *coalescer[T]) startFlush(bt *batch[T]) {
 	delete(c.pending, bt.key)
-	bt.timer.Stop()
+	if bt.timer != nil {
+		bt.timer.Stop()
+	}
+	c.adapt(bt.key, len(bt.items))
+	c.inflight[bt.key]++
 	c.flushes.Add(1)
 	go func() {
 		defer c.flushes.Done()
 		c.flush(bt)
+		c.mu.Lock()
+		if c.inflight[bt.key]--; c.inflight[bt.key] <= 0 {
+			delete(c.inflight, bt.key)
+		}
+		c.mu.Unlock()
 	}()
 }
 

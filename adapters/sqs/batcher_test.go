@@ -223,3 +223,97 @@ func TestAckWholeCallFailure(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// recorder is a coalescer request function that records its batches and
+// holds those containing a gated item until gate is closed.
+type recorder struct {
+	gateItem int
+	gate     chan struct{}
+
+	mu      sync.Mutex
+	batches [][]int
+}
+
+func (r *recorder) request(ctx context.Context, _ string, items []int) (map[int]error, error) {
+	r.mu.Lock()
+	r.batches = append(r.batches, slices.Clone(items))
+	r.mu.Unlock()
+	if r.gate != nil && slices.Contains(items, r.gateItem) {
+		<-r.gate
+	}
+	return nil, nil
+}
+
+func (r *recorder) all() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches)
+}
+
+// TestAdaptiveWindow: with an adaptive window a lone call is sent at once;
+// calls arriving while a request is in flight wait the window and share the
+// next request; shared batches keep and double the window (capped), lone
+// items halve it until it is gone.
+func TestAdaptiveWindow(t *testing.T) {
+	const window = 200 * time.Millisecond
+	r := &recorder{gateItem: 100, gate: make(chan struct{})}
+	c := newCoalescer[int]("test", window, 0, nil, r.request).withAdaptive(true)
+	defer c.close()
+	ctx := t.Context()
+	window0 := func() time.Duration {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.cur["k"]
+	}
+
+	start := time.Now()
+	require.NoError(t, c.do(ctx, "k", []int{1}))
+	require.Less(t, time.Since(start), window/2, "a lone call is sent at once")
+
+	// One request in flight (held); five calls meanwhile share the next.
+	held := make(chan error, 1)
+	go func() { held <- c.do(ctx, "k", []int{100}) }()
+	require.Eventually(t, func() bool { return len(r.all()) == 2 }, time.Second, time.Millisecond)
+	errs := make(chan error, 5)
+	for i := range 5 {
+		go func() { errs <- c.do(ctx, "k", []int{10 + i}) }()
+	}
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.pending["k"] != nil && len(c.pending["k"].items) == 5
+	}, time.Second, time.Millisecond, "the five wait in one pending batch")
+	for range 5 {
+		require.NoError(t, <-errs)
+	}
+	close(r.gate)
+	require.NoError(t, <-held)
+	b := r.all()
+	require.Len(t, b, 3)
+	require.ElementsMatch(t, []int{10, 11, 12, 13, 14}, b[2], "one shared request")
+	require.Equal(t, window, window0(), "a shared batch keeps (at least) the configured window")
+
+	// Lone calls wait it, halve it until it is gone, then go at once again.
+	start = time.Now()
+	require.NoError(t, c.do(ctx, "k", []int{2}))
+	require.GreaterOrEqual(t, time.Since(start), window, "waited the adapted window")
+	require.Zero(t, window0(), "halved below the configured window: no window")
+	start = time.Now()
+	require.NoError(t, c.do(ctx, "k", []int{4}))
+	require.Less(t, time.Since(start), window/2, "at once again")
+
+	// Shared batches double it, up to the cap.
+	c.mu.Lock()
+	c.adapt("k", 2)
+	first := c.cur["k"]
+	c.adapt("k", 2)
+	second := c.cur["k"]
+	for range 10 {
+		c.adapt("k", 2)
+	}
+	capped := c.cur["k"]
+	c.mu.Unlock()
+	require.Equal(t, window, first)
+	require.Equal(t, 2*window, second)
+	require.Equal(t, maxWindowFactor*window, capped)
+}

@@ -59,6 +59,9 @@ type CompletionOptions struct {
 	// DefaultFlushWindow; a negative value disables coalescing. At most one
 	// second.
 	FlushWindow time.Duration
+	// AdaptiveFlush adapts the window to the load of each inbox, as
+	// Options.AdaptiveFlush does for Sends.
+	AdaptiveFlush bool
 }
 
 // CompletionBus is a ports.CompletionBus over SQS: each inbox is a standard
@@ -144,7 +147,7 @@ func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionB
 	b.publishes = newCoalescer("publish", o.FlushWindow, maxPackedBytes, packedSize,
 		func(ctx context.Context, url string, cs [][]byte) (map[int]error, error) {
 			return b.sendPacked(ctx, url, cs)
-		}).withMaxItems(maxPackedCompletions)
+		}).withMaxItems(maxPackedCompletions).withAdaptive(o.AdaptiveFlush)
 	return b, nil
 }
 
