@@ -9,7 +9,6 @@ import (
 
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/smithy-go/middleware"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/adapters/s3"
@@ -22,15 +21,7 @@ import (
 func (h cancelHarness) countingS3() (*awss3.Client, *opCounter) {
 	c := &opCounter{n: map[string]int{}}
 	client := awss3.New(h.s3.Options(), func(o *awss3.Options) {
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("dagq-test-count",
-				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-					c.mu.Lock()
-					c.n[middleware.GetOperationName(ctx)]++
-					c.mu.Unlock()
-					return next.HandleInitialize(ctx, in)
-				}), middleware.Before)
-		})
+		o.APIOptions = append(o.APIOptions, c.apiOption)
 	})
 	return client, c
 }

@@ -36,17 +36,11 @@ func newCancelHarness(t *testing.T) cancelHarness {
 	if endpoint == "" {
 		t.Fatal("DAGQ_TEST_S3_ENDPOINT not set: run `make emulators-up` (make test does it) and export `scripts/emulators.sh env`")
 	}
-	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if key == "" {
-		key, secret = "test", "test"
-	}
 	c := awss3.New(awss3.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: true,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: key, SecretAccessKey: secret, Source: "dagq-test"}, nil
-		}),
+		Credentials:  testCredentials(),
 	})
 	return cancelHarness{harness: h, s3: c}
 }

@@ -39,20 +39,23 @@ func (c *opCounter) reset() {
 	c.n = map[string]int{}
 }
 
+// apiOption is the SDK option that counts a client's requests in c.
+func (c *opCounter) apiOption(st *middleware.Stack) error {
+	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("dagq-test-count",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			c.mu.Lock()
+			c.n[middleware.GetOperationName(ctx)]++
+			c.mu.Unlock()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
+
 // countingClient is a copy of the harness's client whose requests are
 // counted by an SDK middleware.
 func (h harness) countingClient() (*awssqs.Client, *opCounter) {
 	c := &opCounter{n: map[string]int{}}
 	client := awssqs.New(h.client.Options(), func(o *awssqs.Options) {
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("dagq-test-count",
-				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-					c.mu.Lock()
-					c.n[middleware.GetOperationName(ctx)]++
-					c.mu.Unlock()
-					return next.HandleInitialize(ctx, in)
-				}), middleware.Before)
-		})
+		o.APIOptions = append(o.APIOptions, c.apiOption)
 	})
 	return client, c
 }

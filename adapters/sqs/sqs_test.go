@@ -59,16 +59,10 @@ func newHarness(t *testing.T) harness {
 	if endpoint == "" {
 		t.Fatal("DAGQ_TEST_SQS_ENDPOINT not set: run `make emulators-up` (make test does it)")
 	}
-	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if key == "" {
-		key, secret = "test", "test"
-	}
 	client := awssqs.New(awssqs.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: key, SecretAccessKey: secret, Source: "dagq-test"}, nil
-		}),
+		Credentials:  testCredentials(),
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -226,4 +220,16 @@ func TestInboxQueue(t *testing.T) {
 	out, err := h.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 0, MaxNumberOfMessages: 10})
 	require.NoError(t, err)
 	require.Empty(t, out.Messages, "messages left in the inbox queue")
+}
+
+// testCredentials are the emulators' static credentials (AWS_ACCESS_KEY_ID
+// and AWS_SECRET_ACCESS_KEY from scripts/emulators.sh env, else "test").
+func testCredentials() aws.CredentialsProvider {
+	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	if key == "" {
+		key, secret = "test", "test"
+	}
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: key, SecretAccessKey: secret, Source: "dagq-test"}, nil
+	})
 }
