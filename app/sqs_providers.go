@@ -111,7 +111,7 @@ func ProvideS3Client(a AWS, cfg config.Config) *awss3.Client {
 }
 
 func sqsOptions(cfg config.Config, log *slog.Logger) *dagqsqs.Options {
-	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, FairQueue: fairModes[cfg.SQS.FairQueue], AdaptiveFlush: true, Logger: log}
+	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, FairQueue: fairModes[cfg.SQS.FairQueue], Logger: log}
 }
 
 // fairModes maps sqs.fair_queue (validated) to the adapter's modes.
@@ -184,7 +184,7 @@ func ProvideS3PayloadStore(c *awss3.Client, cfg config.Config) (ports.PayloadSto
 // opens one reply queue (dagq-reply-…) that workers push completions to, so
 // waiting needs no result reads; the cleanup deletes the open inboxes.
 func ProvideSQSCompletionBus(c *awssqs.Client, cfg config.Config, log *slog.Logger) (ports.CompletionBus, func(), error) {
-	b, err := dagqsqs.NewCompletionBus(c, &dagqsqs.CompletionOptions{WaitTime: cfg.SQS.WaitTime, AdaptiveFlush: true, Logger: log})
+	b, err := dagqsqs.NewCompletionBus(c, &dagqsqs.CompletionOptions{WaitTime: cfg.SQS.WaitTime, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqs.wait_time: %w", err)
 	}

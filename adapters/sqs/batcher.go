@@ -281,11 +281,14 @@ func (c *coalescer[T]) startFlush(bt *batch[T]) {
 	go func() {
 		defer c.flushes.Done()
 		c.flush(bt)
+		// No longer in flight before the callers return: a call they make
+		// next must see the queue idle.
 		c.mu.Lock()
 		if c.inflight[bt.key]--; c.inflight[bt.key] <= 0 {
 			delete(c.inflight, bt.key)
 		}
 		c.mu.Unlock()
+		close(bt.done)
 	}()
 }
 
@@ -312,9 +315,9 @@ func (c *coalescer[T]) close() {
 	c.flushes.Wait()
 }
 
-// flush makes bt's request and publishes its result.
+// flush makes bt's request and records its result in bt (startFlush's
+// goroutine then closes bt.done).
 func (c *coalescer[T]) flush(bt *batch[T]) {
-	defer close(bt.done)
 	ctx, cancel := context.WithTimeout(bt.ctx, flushTimeout)
 	defer cancel()
 	bt.failed, bt.err = c.request(ctx, bt.key, bt.items)

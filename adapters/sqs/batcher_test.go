@@ -67,7 +67,7 @@ func (f *fakeDeleter) requests() []int {
 func fakeBroker(t *testing.T, window time.Duration, f *fakeDeleter) *Broker {
 	t.Helper()
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
-	b, err := New(client, "http://q/1/tasks", &Options{FlushWindow: window})
+	b, err := New(client, "http://q/1/tasks", &Options{FlushWindow: window, FixedWindow: true})
 	require.NoError(t, err)
 	b.deleteBatch = f.deleteBatch
 	return b
@@ -140,7 +140,7 @@ func TestAckDisabled(t *testing.T) {
 	require.Less(t, time.Since(start), 100*time.Millisecond)
 	require.Equal(t, []int{1, 1}, f.requests())
 
-	_, err := New(awssqs.New(awssqs.Options{Region: "us-east-1"}), "http://q", &Options{FlushWindow: 2 * time.Second})
+	_, err := New(awssqs.New(awssqs.Options{Region: "us-east-1"}), "http://q", &Options{FlushWindow: 2 * time.Second, FixedWindow: true})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 }
 
@@ -255,10 +255,13 @@ func (r *recorder) all() [][]int {
 // next request; shared batches keep and double the window (capped), lone
 // items halve it until it is gone.
 func TestAdaptiveWindow(t *testing.T) {
-	const window = 200 * time.Millisecond
+	const window = time.Second // long, so "at once" (< window/2) holds on a loaded machine
 	r := &recorder{gateItem: 100, gate: make(chan struct{})}
 	c := newCoalescer[int]("test", window, 0, nil, r.request).withAdaptive(true)
 	defer c.close()
+	var once sync.Once
+	release := func() { once.Do(func() { close(r.gate) }) }
+	defer release() // before c.close: a failed assertion must not leave a request held
 	ctx := t.Context()
 	window0 := func() time.Duration {
 		c.mu.Lock()
@@ -286,7 +289,7 @@ func TestAdaptiveWindow(t *testing.T) {
 	for range 5 {
 		require.NoError(t, <-errs)
 	}
-	close(r.gate)
+	release()
 	require.NoError(t, <-held)
 	b := r.all()
 	require.Len(t, b, 3)

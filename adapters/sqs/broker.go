@@ -97,13 +97,14 @@ type Options struct {
 	// DefaultFlushWindow; a negative value disables coalescing (every Ack and
 	// Send makes its own requests). At most one second.
 	FlushWindow time.Duration
-	// AdaptiveFlush adapts the window to the load of the queue: an Ack or
-	// Send with nothing to share its request with (no request of the same
-	// kind in flight) is sent at once, and the window grows (doubling, up to
-	// 8 × FlushWindow) while requests keep filling up and shrinks back when
-	// they carry one item. Low load pays no window; high load sends fuller
-	// batches.
-	AdaptiveFlush bool
+	// FixedWindow makes every Ack and Send wait the full FlushWindow for
+	// others. By default the window adapts to the load of the queue: an Ack
+	// or Send with nothing to share its request with (no request of the
+	// same kind in flight) is sent at once, and the window grows (doubling,
+	// up to 8 × FlushWindow) while requests keep filling up and shrinks back
+	// when they carry one item. Low load pays no window; high load sends
+	// fuller batches.
+	FixedWindow bool
 	// FairQueue says whether Send sets MessageGroupId (fair-queue mode).
 	// FairAuto, the zero value, follows the queue type. FIFO queues require
 	// a group on every message, so FairOff on one is an error; FairOn on a
@@ -200,11 +201,11 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	b.acks = newCoalescer("ack", o.FlushWindow, 0, nil,
 		func(ctx context.Context, url string, rs []ports.Receipt) (map[int]error, error) {
 			return deleteReceipts(ctx, b.deleteBatch, url, rs)
-		}).withAdaptive(o.AdaptiveFlush)
+		}).withAdaptive(!o.FixedWindow)
 	b.sends = newCoalescer("send", o.FlushWindow, maxSQSBatchBytes, entrySize,
 		func(ctx context.Context, url string, es []types.SendMessageBatchRequestEntry) (map[int]error, error) {
 			return sendEntries(ctx, b.sendBatch, "send", url, es)
-		}).withAdaptive(o.AdaptiveFlush)
+		}).withAdaptive(!o.FixedWindow)
 	return b, nil
 }
 

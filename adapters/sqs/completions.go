@@ -59,9 +59,10 @@ type CompletionOptions struct {
 	// DefaultFlushWindow; a negative value disables coalescing. At most one
 	// second.
 	FlushWindow time.Duration
-	// AdaptiveFlush adapts the window to the load of each inbox, as
-	// Options.AdaptiveFlush does for Sends.
-	AdaptiveFlush bool
+	// FixedWindow makes every Publish wait the full FlushWindow; by default
+	// the window adapts to the load of each inbox, as for Sends (see
+	// Options.FixedWindow).
+	FixedWindow bool
 }
 
 // CompletionBus is a ports.CompletionBus over SQS: each inbox is a standard
@@ -147,7 +148,7 @@ func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionB
 	b.publishes = newCoalescer("publish", o.FlushWindow, maxPackedBytes, packedSize,
 		func(ctx context.Context, url string, cs [][]byte) (map[int]error, error) {
 			return b.sendPacked(ctx, url, cs)
-		}).withMaxItems(maxPackedCompletions).withAdaptive(o.AdaptiveFlush)
+		}).withMaxItems(maxPackedCompletions).withAdaptive(!o.FixedWindow)
 	return b, nil
 }
 

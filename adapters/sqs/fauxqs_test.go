@@ -137,7 +137,7 @@ func TestSendCoalescing(t *testing.T) {
 
 	measure := func(window time.Duration) (int, time.Duration) {
 		url := h.tempQueue(t, false)
-		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, FlushWindow: window})
+		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, FlushWindow: window, FixedWindow: true})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, b.Close()) }()
 		count.reset()
@@ -159,7 +159,7 @@ func TestSendCoalescing(t *testing.T) {
 	// Latency of a lone Send, with and without the window.
 	lone := func(window time.Duration) time.Duration {
 		url := h.tempQueue(t, false)
-		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, FlushWindow: window})
+		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, FlushWindow: window, FixedWindow: true})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, b.Close()) }()
 		const k = 30
@@ -191,7 +191,7 @@ func TestSendLargeBodies(t *testing.T) {
 	require.Error(t, err, "fauxqs enforces the 1 MiB batch limit")
 	t.Logf("raw 1.2 MiB batch: %v", err)
 
-	b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, MaxBodyBytes: 1 << 20, FlushWindow: 50 * time.Millisecond})
+	b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, MaxBodyBytes: 1 << 20, FlushWindow: 50 * time.Millisecond, FixedWindow: true})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Close()) }()
 	count.reset()

@@ -116,7 +116,7 @@ func fakeSendBroker(t *testing.T, url string, o *Options, f *fakeSender) *Broker
 // every caller gets its own message's result.
 func TestSendCoalesces(t *testing.T) {
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 500 * time.Millisecond}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 500 * time.Millisecond, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 
 	const n = 25
@@ -147,7 +147,7 @@ func TestSendCoalesces(t *testing.T) {
 // *ports.BatchError with their own indexes.
 func TestSendBatchErrorIndexes(t *testing.T) {
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 200 * time.Millisecond}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 200 * time.Millisecond, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 
 	// Caller c sends 3 messages; message c%3 of each is busy.
@@ -180,7 +180,7 @@ func TestSendBatchErrorIndexes(t *testing.T) {
 // they do not fit the pending batch, it is sent and they start the next.
 func TestSendCallerNotSplit(t *testing.T) {
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 300 * time.Millisecond}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 300 * time.Millisecond, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 
 	var wg sync.WaitGroup
@@ -208,7 +208,7 @@ func TestSendCallerNotSplit(t *testing.T) {
 // per-message results.
 func TestSendPacking(t *testing.T) {
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 100 * time.Millisecond, MaxBodyBytes: 1 << 20}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 100 * time.Millisecond, FixedWindow: true, MaxBodyBytes: 1 << 20}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	big := bytes.Repeat([]byte("a"), 300<<10)
 
@@ -282,7 +282,7 @@ func TestSendDisabled(t *testing.T) {
 func TestSendWindow(t *testing.T) {
 	const window = 50 * time.Millisecond
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: window}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: window, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	start := time.Now()
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "a"}))
@@ -304,7 +304,7 @@ func TestSendWindow(t *testing.T) {
 // pending batch at once, waits for it, and later Sends fail with ErrClosed.
 func TestSendContextAndClose(t *testing.T) {
 	f := &fakeSender{gate: make(chan struct{})}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond, FixedWindow: true}, f)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	leaving, staying := make(chan error, 1), make(chan error, 1)
@@ -344,7 +344,7 @@ func TestSendContextAndClose(t *testing.T) {
 // batch with the request's error.
 func TestSendWholeCallFailure(t *testing.T) {
 	boom := errors.New("boom")
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond}, &fakeSender{})
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond, FixedWindow: true}, &fakeSender{})
 	b.sendBatch = func(context.Context, *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
 		return nil, boom
 	}
@@ -366,7 +366,7 @@ func TestSendWholeCallFailure(t *testing.T) {
 func TestPublishCoalesces(t *testing.T) {
 	f := &fakeSender{}
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
-	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond})
+	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond, FixedWindow: true})
 	require.NoError(t, err)
 	bus.sendBatch = f.sendBatch
 	defer func() { require.NoError(t, bus.Close()) }()
@@ -402,7 +402,7 @@ func TestPublishCoalesces(t *testing.T) {
 	f.mu.Unlock()
 	require.Len(t, seen, n, "every completion packed exactly once")
 
-	_, err = NewCompletionBus(client, &CompletionOptions{FlushWindow: 2 * time.Second})
+	_, err = NewCompletionBus(client, &CompletionOptions{FlushWindow: 2 * time.Second, FixedWindow: true})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 }
 
@@ -456,7 +456,7 @@ func TestFairQueue(t *testing.T) {
 // only the Publishes whose completions it carried.
 func TestPublishPacking(t *testing.T) {
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
-	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond})
+	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond, FixedWindow: true})
 	require.NoError(t, err)
 	var mu sync.Mutex
 	var entries []types.SendMessageBatchRequestEntry
