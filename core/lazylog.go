@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 )
 
@@ -25,17 +26,20 @@ func lazyLogger(l *slog.Logger) *slog.Logger {
 	return slog.New(&lazyHandler{base: l.Handler()})
 }
 
-// lazyOp is one recorded WithAttrs (attrs) or WithGroup (group) call.
-type lazyOp struct {
-	attrs []slog.Attr
-	group string
-}
+// lazyInline is how many attributes a derivation stores without a separate
+// allocation (the worker's per-task logger has at most six).
+const lazyInline = 6
 
-// lazyHandler is a handler derived from base by ops, built on first use.
-// It is only used by pointer: every derivation makes a new one.
+// lazyHandler is a handler derived from its parent (or, at the root, from
+// base) by one WithAttrs (attrs) or WithGroup (group) call, built on first
+// use. It is only used by pointer: every derivation makes a new one, which
+// costs one allocation for up to lazyInline attributes.
 type lazyHandler struct {
-	base slog.Handler
-	ops  []lazyOp // never appended to in place: derived handlers copy
+	base   slog.Handler
+	parent *lazyHandler // nil: derived from base directly (or the root)
+	attrs  []slog.Attr  // owned; nil for a group (and at the root)
+	group  string
+	inline [lazyInline]slog.Attr
 
 	once  sync.Once
 	built slog.Handler
@@ -49,47 +53,73 @@ func (h *lazyHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.handler().Handle(ctx, r)
 }
 
-// handler returns base with ops applied, building it once.
+// handler returns the handler h stands for, building it (and its parents)
+// once.
 func (h *lazyHandler) handler() slog.Handler {
 	h.once.Do(func() {
 		b := h.base
-		for _, op := range h.ops {
-			if op.attrs != nil {
-				b = b.WithAttrs(op.attrs)
-			} else {
-				b = b.WithGroup(op.group)
-			}
+		if h.parent != nil {
+			b = h.parent.handler()
+		}
+		switch {
+		case h.attrs != nil:
+			b = b.WithAttrs(h.attrs)
+		case h.group != "":
+			b = b.WithGroup(h.group)
 		}
 		h.built = b
 	})
 	return h.built
 }
 
-func (h *lazyHandler) derive(op lazyOp) *lazyHandler {
-	ops := make([]lazyOp, len(h.ops), len(h.ops)+1)
-	copy(ops, h.ops)
-	return &lazyHandler{base: h.base, ops: append(ops, op)}
+// deriveAttrs returns h with attrs added. It copies attrs: callers may keep
+// using their slice.
+func (h *lazyHandler) deriveAttrs(attrs []slog.Attr) *lazyHandler {
+	d := &lazyHandler{base: h.base, parent: h.link()}
+	if len(attrs) <= lazyInline {
+		d.attrs = d.inline[:len(attrs):len(attrs)]
+	} else {
+		d.attrs = make([]slog.Attr, len(attrs))
+	}
+	copy(d.attrs, attrs)
+	return d
+}
+
+// link is what a derivation of h names as its parent: nil for the root,
+// which adds nothing to base.
+func (h *lazyHandler) link() *lazyHandler {
+	if h.parent == nil && h.attrs == nil && h.group == "" {
+		return nil
+	}
+	return h
 }
 
 func (h *lazyHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	if len(attrs) == 0 {
 		return h
 	}
-	return h.derive(lazyOp{attrs: attrs})
+	return h.deriveAttrs(attrs)
 }
 
 func (h *lazyHandler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
-	return h.derive(lazyOp{group: name})
+	return &lazyHandler{base: h.base, parent: h.link(), group: name}
 }
 
 // withAttrs is l.With for attributes: the same logger, without boxing the
-// values in the key-value arguments of With.
+// values in the key-value arguments of With. On a lazy logger it costs two
+// allocations (the logger and its handler) for up to lazyInline attributes.
 func withAttrs(l *slog.Logger, attrs ...slog.Attr) *slog.Logger {
 	if len(attrs) == 0 {
 		return l
 	}
-	return slog.New(l.Handler().WithAttrs(attrs))
+	if h, ok := l.Handler().(*lazyHandler); ok {
+		return slog.New(h.deriveAttrs(attrs))
+	}
+	// Handlers may keep the slice they are given: hand them a copy, so
+	// that attrs itself does not escape (and is not allocated) on the lazy
+	// path above.
+	return slog.New(l.Handler().WithAttrs(slices.Clone(attrs)))
 }

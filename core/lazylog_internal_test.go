@@ -33,3 +33,25 @@ func TestLazyLoggerWritesTheSame(t *testing.T) {
 	assert.Contains(t, lazy.String(), "g.k=v")
 	assert.NotContains(t, lazy.String(), "not written")
 }
+
+// Deriving a per-task logger from a lazy logger formats nothing and costs
+// two allocations (logger and handler), however many attributes up to
+// lazyInline; more attributes still work.
+func TestLazyLoggerDerivationCost(t *testing.T) {
+	var buf bytes.Buffer
+	base := lazyLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})))
+	allocs := testing.AllocsPerRun(100, func() {
+		l := withAttrs(base, slog.String("task_id", "t1"), slog.String("task", "noop"), slog.Int("attempt", 1),
+			slog.String("run_id", "r"), slog.String("step_id", "s"), slog.String("message_id", "m"))
+		l.Info("not written")
+	})
+	assert.LessOrEqual(t, allocs, 2.0)
+
+	many := make([]slog.Attr, lazyInline+2)
+	for i := range many {
+		many[i] = slog.Int("k"+string(rune('a'+i)), i)
+	}
+	withAttrs(base, many...).Error("many")
+	assert.Contains(t, buf.String(), "ka=0")
+	assert.Contains(t, buf.String(), "kh=7")
+}

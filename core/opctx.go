@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,8 @@ import (
 type deadlineCtx struct {
 	parent   context.Context
 	deadline time.Time
+
+	ended atomic.Bool // err is set
 
 	mu     sync.Mutex
 	done   chan struct{} // made on demand
@@ -47,6 +50,11 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 }
 
 func (c *deadlineCtx) Err() error {
+	// Lock-free while running: the context is shared by concurrent calls
+	// (Worker.opContext), and in-memory adapters ask Err on every call.
+	if !c.ended.Load() && time.Now().Before(c.deadline) {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil && !time.Now().Before(c.deadline) {
@@ -113,6 +121,7 @@ func (c *deadlineCtx) endLocked(err error) {
 		return
 	}
 	c.err = err
+	c.ended.Store(true)
 	if c.done != nil {
 		close(c.done)
 	}

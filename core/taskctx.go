@@ -34,6 +34,28 @@ func WorkerIDFromContext(ctx context.Context) string {
 	return id
 }
 
+// handlerCtx is the context the worker hands a handler: its task context
+// carrying the task and the worker's ID (what ContextWithTask and
+// ContextWithWorkerID add, in one value instead of two context layers and a
+// boxed string). It lives in the worker's job, so it costs no allocation.
+type handlerCtx struct {
+	context.Context
+	task     *Task
+	workerID string
+}
+
+func (c *handlerCtx) Value(key any) any {
+	switch key.(type) {
+	case taskKey:
+		return c.task
+	case workerIDKey:
+		return c.workerID
+	}
+	return c.Context.Value(key)
+}
+
+func (c *handlerCtx) String() string { return "dagq.handlerCtx(" + c.task.ID + ")" }
+
 // ContextWithTask returns a copy of ctx that carries t, as the worker's
 // handler contexts do: for unit tests of handlers that call TaskFromContext
 // or Input.

@@ -235,6 +235,8 @@ type Worker struct {
 	tracer          Tracer         // nil: no tracing
 
 	started atomic.Bool
+	// op is the call context shared by port calls (see opContext).
+	op atomic.Pointer[sharedOp]
 
 	// sem holds one token per in-flight delivery.
 	sem chan struct{}
@@ -244,16 +246,24 @@ type Worker struct {
 	pool runnerPool
 
 	// base carries the values of Run's context but is never cancelled; the
-	// worker's own calls derive from it. abortCtx (cancelled with ErrShutdown
-	// in the abort phase of shutdown) is the parent of every task context.
+	// worker's own calls and every task context derive from it. abortCtx is
+	// cancelled with ErrShutdown in the abort phase of shutdown, which also
+	// cancels every task context (cancelAllTasks; tasks are not children of
+	// abortCtx: registering each with one shared parent costs a lock and
+	// two map operations per task).
 	base     context.Context
 	abortCtx context.Context
 	abort    context.CancelCauseFunc
 
-	mu     sync.Mutex
-	leases map[ports.Receipt]*workerLease // every held delivery
-	byTask map[string][]*workerLease      // decoded deliveries by task ID
-	recent recentSet                      // recently requested cancellations
+	mu      sync.Mutex
+	aborted error                          // set by cancelAllTasks: the cause new tasks start cancelled with
+	leases  map[ports.Receipt]*workerLease // every held delivery
+	// expiryTimer marks leases lost when their end passes; it is armed for
+	// expiryAt (zero: not armed).
+	expiryTimer *time.Timer
+	expiryAt    time.Time
+	byTask      map[string]*workerLease // decoded deliveries by task ID (more of one ID: sameTask)
+	recent      recentSet                 // recently requested cancellations
 }
 
 // NewWorker validates opts, applies the defaults and returns a worker ready
@@ -352,7 +362,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		tracer:          opts.Tracer,
 		sem:             make(chan struct{}, opts.Concurrency),
 		leases:          make(map[ports.Receipt]*workerLease),
-		byTask:          make(map[string][]*workerLease),
+		byTask:          make(map[string]*workerLease),
 		recent:          newRecentSet(recentCancelsSize),
 	}, nil
 }
@@ -410,6 +420,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.drain()
 	stopBg()
 	bg.Wait()
+	w.mu.Lock()
+	if w.expiryTimer != nil {
+		w.expiryTimer.Stop() // every lease is forgotten
+		w.expiryAt = time.Time{}
+	}
+	w.mu.Unlock()
 	if err != nil {
 		w.log.Error("worker stopped", "err", err)
 		return err
@@ -455,13 +471,14 @@ func (w *Worker) abortInFlight() {
 			continue
 		}
 		l.released = true
-		rel = append(rel, release{l.receipt, l.log})
+		rel = append(rel, release{l.receipt, w.leaseLogLocked(l)})
 	}
 	w.mu.Unlock()
 	sort.Slice(rel, func(i, j int) bool { return rel[i].receipt < rel[j].receipt })
 	w.log.Warn("shutdown timeout reached: cancelling and releasing unfinished tasks",
 		"tasks", len(rel), "timeout", w.shutdownTimeout)
 	w.abort(ErrShutdown)
+	w.cancelAllTasks(ErrShutdown)
 	for _, r := range rel {
 		ctx, cancel := w.opContext()
 		if err := w.broker.Nack(ctx, r.receipt, 0); err != nil {
@@ -473,13 +490,50 @@ func (w *Worker) abortInFlight() {
 	}
 }
 
-// opContext bounds one call of the worker to a port: it is not cancelled by
-// shutdown, and lasts at most one lease (a call outliving it is moot).
-func (w *Worker) opContext() (context.Context, context.CancelFunc) {
-	// w.base is never cancelled and has no deadline: the lazy-timer
-	// equivalent of context.WithTimeout applies.
-	return withLazyDeadline(w.base, time.Now().Add(w.lease))
+// cancelAllTasks cancels the context of every decoded task with cause, and
+// of every task decoded from now on.
+func (w *Worker) cancelAllTasks(cause error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.aborted = cause
+	for _, l := range w.leases {
+		if l.cancel != nil {
+			l.cancel(cause)
+		}
+	}
 }
+
+// opContext bounds one call of the worker to a port: it is not cancelled by
+// shutdown, and lasts at most one lease (a call outliving it is moot) and at
+// least seven eighths of one. The returned cancel function is a
+// no-op: the context is shared by every call started within an eighth of a
+// lease (one context per period instead of one per Put, Publish and Ack).
+func (w *Worker) opContext() (context.Context, context.CancelFunc) {
+	now := time.Now()
+	if op := w.op.Load(); op != nil && now.Before(op.fresh) {
+		return op.ctx, noCancel
+	}
+	// w.base is never cancelled and has no deadline: the lazy-timer
+	// equivalent of context.WithTimeout applies. Its cancel function is
+	// never called: the context ends at its deadline, after its last user.
+	ctx, _ := withLazyDeadline(w.base, now.Add(w.lease))
+	op := &sharedOp{ctx: ctx, fresh: now.Add(w.lease / opShareFraction)}
+	w.op.Store(op) // racing refreshes: either context is as good
+	return ctx, noCancel
+}
+
+// opShareFraction: a shared call context is handed out during the first
+// 1/opShareFraction of its lifetime.
+const opShareFraction = 8
+
+// sharedOp is the call context shared by the worker's port calls (see
+// Worker.opContext) and when it stops being handed out.
+type sharedOp struct {
+	ctx   context.Context
+	fresh time.Time
+}
+
+func noCancel() {}
 
 // receiveLoop receives deliveries while slots are free until ctx is done (nil)
 // or the broker is closed (an error).

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,4 +24,32 @@ func TestRecentSet_ForgetsOldestFirst(t *testing.T) {
 	require.False(t, r.has("1"))
 	require.Len(t, r.ids, 3, "bounded")
 	require.Len(t, r.ring, 3)
+}
+
+// Deliveries of one task ID held at once are all reachable by a cancellation
+// request, and each unlinks cleanly whatever its place in the chain.
+func TestWorkerTaskChain(t *testing.T) {
+	w := &Worker{byTask: make(map[string]*workerLease), recent: newRecentSet(10), log: lazyLogger(slog.New(slog.DiscardHandler))}
+	var cancelled []int
+	leases := make([]*workerLease, 4)
+	for i := range leases {
+		leases[i] = &workerLease{taskID: "t", msgID: fmt.Sprint("m", i)}
+		leases[i].cancel = func(cause error) {
+			require.ErrorIs(t, cause, ErrTaskCanceled)
+			cancelled = append(cancelled, i)
+		}
+		w.linkTaskLocked(leases[i])
+	}
+	other := &workerLease{taskID: "u", cancel: func(error) { t.Error("another task was cancelled") }}
+	w.linkTaskLocked(other)
+
+	w.unlinkTaskLocked(leases[1]) // middle
+	w.unlinkTaskLocked(leases[3]) // head (linked last)
+	w.cancelRequested([]string{"t"})
+	require.ElementsMatch(t, []int{0, 2}, cancelled)
+
+	w.unlinkTaskLocked(leases[0]) // tail
+	w.unlinkTaskLocked(leases[2]) // last one
+	require.NotContains(t, w.byTask, "t")
+	require.Same(t, other, w.byTask["u"])
 }

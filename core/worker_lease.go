@@ -26,20 +26,23 @@ const (
 // guarded by Worker.mu.
 type workerLease struct {
 	receipt ports.Receipt
-	taskID  string       // set once decoded
-	payload string       // claim-check key, deleted after the ack; set before the task goroutine starts
-	log     *slog.Logger // the task's logger once decoded
-	cancel  context.CancelCauseFunc
+	msgID   string // the broker's message ID
+	taskID  string // set once decoded
+	// sameTask links the held deliveries of one task ID (Worker.byTask;
+	// more than one only when a message is delivered again while held).
+	sameTask *workerLease
+	payload  string       // claim-check key, deleted after the ack; set before the task goroutine starts
+	log      *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
+	cancel   context.CancelCauseFunc
 
 	// expires is a conservative estimate of the lease's end (measured from
 	// before the Receive or Extend call that set it); renewed is when it was
-	// last set.
+	// last set. The worker's expiry timer marks the lease lost once expires
+	// passes (see Worker.armExpiryLocked).
 	expires    time.Time
 	renewed    time.Time
 	extensions int
 	capped     bool
-	// expiry fires at expires and marks the lease lost.
-	expiry *time.Timer
 
 	state    leaseState
 	lost     bool // the lease ended; another delivery may own the message
@@ -52,19 +55,22 @@ type workerLease struct {
 // shutdown see them at once) and hands them to a goroutine.
 func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	ls := make([]*workerLease, len(ds))
+	block := make([]workerLease, len(ds)) // one allocation for the batch
+	expires := received.Add(w.lease)
 	w.mu.Lock()
 	for i, d := range ds {
-		l := &workerLease{
+		l := &block[i]
+		*l = workerLease{
 			receipt: d.Receipt,
-			log:     withAttrs(w.log, slog.String("message_id", d.ID)),
+			msgID:   d.ID,
 			state:   leasePending,
-			expires: received.Add(w.lease),
+			expires: expires,
 			renewed: received,
 		}
-		l.expiry = time.AfterFunc(time.Until(l.expires), func() { w.leaseExpired(l) })
 		w.leases[d.Receipt] = l
 		ls[i] = l
 	}
+	w.armExpiryLocked(expires)
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
 	w.spawn(func() { w.processBatch(ds, ls) })
@@ -74,21 +80,9 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 func (w *Worker) forget(l *workerLease) {
 	w.mu.Lock()
 	l.done = true
-	l.expiry.Stop()
 	delete(w.leases, l.receipt)
 	if l.taskID != "" {
-		list := w.byTask[l.taskID]
-		for i, x := range list {
-			if x == l {
-				list = append(list[:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(list) == 0 {
-			delete(w.byTask, l.taskID)
-		} else {
-			w.byTask[l.taskID] = list
-		}
+		w.unlinkTaskLocked(l)
 	}
 	cancel := l.cancel
 	w.mu.Unlock()
@@ -99,14 +93,80 @@ func (w *Worker) forget(l *workerLease) {
 	<-w.sem
 }
 
-// leaseExpired runs when a lease's conservative end passes without renewal.
-func (w *Worker) leaseExpired(l *workerLease) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if l.done || l.settled || l.lost || l.released || time.Now().Before(l.expires) {
+// linkTaskLocked makes l (decoded: taskID set) reachable by its task ID.
+func (w *Worker) linkTaskLocked(l *workerLease) {
+	l.sameTask = w.byTask[l.taskID]
+	w.byTask[l.taskID] = l
+}
+
+// unlinkTaskLocked undoes linkTaskLocked.
+func (w *Worker) unlinkTaskLocked(l *workerLease) {
+	switch head := w.byTask[l.taskID]; {
+	case head == l && l.sameTask == nil:
+		delete(w.byTask, l.taskID)
+	case head == l:
+		w.byTask[l.taskID] = l.sameTask
+	default:
+		for p := head; p != nil; p = p.sameTask {
+			if p.sameTask == l {
+				p.sameTask = l.sameTask
+				break
+			}
+		}
+	}
+	l.sameTask = nil
+}
+
+// leaseLogLocked returns l's logger: the task's once decoded, otherwise one
+// naming the message, built on first use (most deliveries never log
+// without their task's logger).
+func (w *Worker) leaseLogLocked(l *workerLease) *slog.Logger {
+	if l.log == nil {
+		l.log = withAttrs(w.log, slog.String("message_id", l.msgID))
+	}
+	return l.log
+}
+
+// armExpiryLocked makes sure the worker's expiry timer fires no later than
+// at (the end of a lease just received or extended). One timer serves every
+// lease: leases number at most Concurrency, and each firing scans them all.
+func (w *Worker) armExpiryLocked(at time.Time) {
+	if w.expiryTimer != nil && !w.expiryAt.IsZero() && !at.Before(w.expiryAt) {
+		return // it fires earlier, and re-arms for the rest then
+	}
+	w.expiryAt = at
+	d := time.Until(at)
+	if w.expiryTimer == nil {
+		w.expiryTimer = time.AfterFunc(d, w.leasesExpired)
 		return
 	}
-	w.loseLocked(l, "lease ran out")
+	w.expiryTimer.Reset(d)
+}
+
+// leasesExpired runs when the earliest lease end may have passed: every
+// lease whose conservative end passed without renewal is lost, and the
+// timer is re-armed for the earliest remaining end.
+func (w *Worker) leasesExpired() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	var next time.Time
+	for _, l := range w.leases {
+		if l.done || l.settled || l.lost || l.released {
+			continue
+		}
+		if !now.Before(l.expires) {
+			w.loseLocked(l, "lease ran out")
+			continue
+		}
+		if next.IsZero() || l.expires.Before(next) {
+			next = l.expires
+		}
+	}
+	w.expiryAt = time.Time{}
+	if !next.IsZero() {
+		w.armExpiryLocked(next)
+	}
 }
 
 // loseLocked marks l lost and cancels its task with ports.ErrLeaseLost.
@@ -116,7 +176,7 @@ func (w *Worker) loseLocked(l *workerLease, why string) {
 		l.cancel(ports.ErrLeaseLost)
 	}
 	if l.state != leaseFinishing {
-		l.log.Warn("lease lost; the task is left to another delivery",
+		w.leaseLogLocked(l).Warn("lease lost; the task is left to another delivery",
 			"reason", why, "extensions", l.extensions)
 	}
 }
@@ -151,7 +211,7 @@ func (w *Worker) extendDue(ctx context.Context) {
 		if l.extensions >= w.maxExtensions {
 			if !l.capped {
 				l.capped = true
-				l.log.Warn("lease extension cap reached; the lease is left to run out",
+				w.leaseLogLocked(l).Warn("lease extension cap reached; the lease is left to run out",
 					"extensions", l.extensions, "expires", l.expires)
 			}
 			continue
@@ -194,11 +254,11 @@ func (w *Worker) extendDue(ctx context.Context) {
 				l.extensions++
 				l.renewed = start
 				l.expires = start.Add(w.lease)
-				l.expiry.Reset(time.Until(l.expires))
+				w.armExpiryLocked(l.expires)
 			case errors.Is(ierr, ports.ErrLeaseLost):
 				w.loseLocked(l, ierr.Error())
 			case be != nil:
-				l.log.Warn("lease extension failed; retrying on the next heartbeat", "err", ierr)
+				w.leaseLogLocked(l).Warn("lease extension failed; retrying on the next heartbeat", "err", ierr)
 			}
 		}
 		w.mu.Unlock()
@@ -262,10 +322,10 @@ func (w *Worker) cancelRequested(ids []string) {
 	defer w.mu.Unlock()
 	for _, id := range ids {
 		w.recent.add(id)
-		for _, l := range w.byTask[id] {
+		for l := w.byTask[id]; l != nil; l = l.sameTask {
 			if l.cancel != nil && l.state != leaseFinishing {
 				l.cancel(ErrTaskCanceled)
-				l.log.Info("cancellation requested; cancelling the task")
+				w.leaseLogLocked(l).Info("cancellation requested; cancelling the task")
 			}
 		}
 	}

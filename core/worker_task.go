@@ -32,11 +32,16 @@ type workerJob struct {
 
 	// result is what became of the task, for the observer.
 	result TaskResult
+
+	// task and hctx are the handler's arguments (see invoke), kept here to
+	// save their allocations.
+	task Task
+	hctx handlerCtx
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
-// cancellation check once for the whole batch, and starts one goroutine per
-// delivery.
+// cancellation check once for the whole batch, and runs each delivery in a
+// goroutine of its own (the last one in the calling goroutine).
 func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	unresolved := w.resolvePayloads(ds, ls)
 	var jobs []*workerJob
@@ -72,13 +77,23 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 		jobs = append(jobs, w.newJob(d, ls[i], env))
 	}
 	w.durableCancelCheck(jobs)
-	for _, j := range jobs {
-		w.spawn(func() {
-			defer w.forget(j.l)
-			defer j.stop()
-			w.runJob(j)
-		})
+	for i, j := range jobs {
+		if i == len(jobs)-1 {
+			// The last one runs here: this goroutine (a runner, counted in
+			// w.tasks) has nothing else to do, and a handoff costs more
+			// than a short task.
+			w.runToEnd(j)
+			break
+		}
+		w.spawn(func() { w.runToEnd(j) })
 	}
+}
+
+// runToEnd runs j and forgets its delivery.
+func (w *Worker) runToEnd(j *workerJob) {
+	defer w.forget(j.l)
+	defer j.stop()
+	w.runJob(j)
 }
 
 // resolvePayloads fetches, concurrently, the envelopes of the claim-check
@@ -146,8 +161,8 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	if env.Retry != nil {
 		j.policy = *env.Retry
 	}
-	attrs := make([]slog.Attr, 3, 5)
-	attrs[0], attrs[1], attrs[2] = slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt)
+	var buf [5]slog.Attr
+	attrs := append(buf[:0], slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt))
 	if env.RunID != "" {
 		attrs = append(attrs, slog.String("run_id", env.RunID))
 	}
@@ -155,7 +170,7 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 		attrs = append(attrs, slog.String("step_id", env.StepID))
 	}
 	j.log = withAttrs(w.log, attrs...)
-	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx)
+	j.cctx, j.cancel = context.WithCancelCause(w.base) // cancelAllTasks cancels it at shutdown
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
 		j.ctx, j.stop = context.WithDeadline(j.cctx, env.Deadline)
@@ -165,8 +180,10 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	l.taskID = env.TaskID
 	l.log = j.log
 	l.cancel = j.cancel
-	w.byTask[env.TaskID] = append(w.byTask[env.TaskID], l)
+	w.linkTaskLocked(l)
 	switch {
+	case w.aborted != nil:
+		j.cancel(w.aborted)
 	case l.lost:
 		j.cancel(ports.ErrLeaseLost)
 	case w.recent.has(env.TaskID):
@@ -328,14 +345,17 @@ func (w *Worker) runJob(j *workerJob) {
 		StartedAt:  started,
 		FinishedAt: finished,
 	}
-	log := withAttrs(j.log, slog.Duration("duration", finished.Sub(started)))
-	switch {
-	case err == nil:
+	duration := slog.Duration("duration", finished.Sub(started))
+	if err == nil {
 		// Recorded even when the lease is gone: results are write-once.
 		res.State, res.Output = ports.StateSucceeded, out
 		j.result.Outcome = OutcomeSucceeded
-		log.Info("task succeeded")
-		w.record(j.l, log, res, env.ReplyTo)
+		j.log.LogAttrs(w.base, slog.LevelInfo, "task succeeded", duration)
+		w.record(j.l, j.log, res, env.ReplyTo)
+		return
+	}
+	log := withAttrs(j.log, duration)
+	switch {
 	case released || errors.Is(cause, ErrShutdown):
 		j.result.Outcome = OutcomeReleased
 		log.Info("task interrupted by shutdown; released for another worker", "err", err)
@@ -440,7 +460,7 @@ func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error
 			}
 		}
 	}()
-	t := &Task{
+	j.task = Task{
 		ID:       j.env.TaskID,
 		Name:     j.env.Task,
 		Attempt:  j.attempt,
@@ -453,7 +473,8 @@ func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error
 		Params:   j.env.Params,
 		Deadline: j.env.Deadline,
 	}
-	return h.ProcessTask(ContextWithWorkerID(ContextWithTask(j.ctx, t), w.id), t)
+	j.hctx = handlerCtx{Context: j.ctx, task: &j.task, workerID: w.id}
+	return h.ProcessTask(&j.hctx, &j.task)
 }
 
 // undecodable handles a delivery whose body is not an envelope this worker
@@ -574,8 +595,7 @@ func (w *Worker) publish(log *slog.Logger, replyTo string, res *ports.Result) {
 	}
 	c := ports.Completion{TaskID: res.TaskID, State: res.State}
 	if w.inlineLimit >= 0 && len(res.Output) <= w.inlineLimit {
-		r := *res
-		c.Result = &r
+		c.Result = res // the caller's to give: adapters copy what they keep
 	}
 	ctx, cancel := w.opContext()
 	err := w.completions.Publish(ctx, replyTo, c)
