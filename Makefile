@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-micro fuzz tidy
+.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-mem bench-micro fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
@@ -66,6 +66,11 @@ install:
 ## a table, then one JSON line (also written to $$BENCH_OUT when set). About 2 minutes; BENCH_QUICK=1: seconds.
 bench: emulators-up
 	eval "$$(scripts/emulators.sh env)" && $(GO) run ./app/cmd/dagq-bench
+
+## bench-mem: only the memory scenarios of the benchmark (no emulators; BENCH_FLAGS adds flags,
+## e.g. BENCH_FLAGS="-cpuprofile cpu.out").
+bench-mem:
+	$(GO) run ./app/cmd/dagq-bench -only mem,dag $(BENCH_FLAGS)
 
 ## bench-micro: Go micro-benchmarks (memory round trip, envelope, registry dispatch).
 bench-micro:

@@ -63,3 +63,29 @@ func TestQuick(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, last, string(file))
 }
+
+// -only runs the named scenarios (the memory ones need no emulators), reports
+// -1 for the others, and refuses an unknown name, listing the valid ones.
+func TestOnly(t *testing.T) {
+	t.Setenv("DAGQ_TEST_SQS_ENDPOINT", "")
+	t.Setenv("DAGQ_TEST_S3_ENDPOINT", "")
+	t.Setenv("BENCH_OUT", "")
+	var stdout, stderr bytes.Buffer
+	code := bench.Main(context.Background(), []string{"-quick", "-only", "mem,dag"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
+	var got map[string]float64
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &got))
+	require.Greater(t, got["mem_tasks_per_sec"], 0.0)
+	require.Greater(t, got["mem_dag_us_per_step_chain"], 0.0)
+	for _, k := range []string{"sqs_tasks_per_sec", "e2e_p50_ms", "cancel_p99_ms", "idle_requests_per_worker_min", "usd_per_million_tasks"} {
+		require.Equal(t, -1.0, got[k], k)
+	}
+	require.Contains(t, stdout.String(), "skipped")
+
+	stdout.Reset()
+	stderr.Reset()
+	code = bench.Main(context.Background(), []string{"-only", "mem,bogus"}, &stdout, &stderr)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr.String(), `unknown scenario "bogus"; valid: mem, dag, sqs, e2e, cancel, idle`)
+}
