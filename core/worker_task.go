@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,10 +34,11 @@ type workerJob struct {
 	// result is what became of the task, for the observer.
 	result TaskResult
 
-	// task and hctx are the handler's arguments (see invoke), kept here to
-	// save their allocations.
+	// task and hctx are the handler's arguments (see invoke), and res the
+	// result of its run, kept here to save their allocations.
 	task Task
 	hctx handlerCtx
+	res  ports.Result
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
@@ -44,9 +46,9 @@ type workerJob struct {
 // goroutine of its own (the last one in the calling goroutine).
 func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	unresolved := w.resolvePayloads(ds, ls)
-	var jobs []*workerJob
+	jobs := make([]*workerJob, 0, len(ds))
 	for i, d := range ds {
-		if fail := unresolved[i]; fail != nil {
+		if fail := at(unresolved, i); fail != nil {
 			l := ls[i]
 			w.spawn(func() {
 				defer w.forget(l)
@@ -96,11 +98,22 @@ func (w *Worker) runToEnd(j *workerJob) {
 	w.runJob(j)
 }
 
+// at returns fs[i], or nil when fs is nil.
+func at(fs []func(), i int) func() {
+	if fs == nil {
+		return nil
+	}
+	return fs[i]
+}
+
 // resolvePayloads fetches, concurrently, the envelopes of the claim-check
 // deliveries of ds and puts them in their Body. For a delivery that cannot be
 // resolved it returns the function that settles it (at its index; nil for
-// the others).
+// the others); nil when ds has no claim-check delivery.
 func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func() {
+	if !slices.ContainsFunc(ds, func(d ports.Delivery) bool { return d.Attributes[PayloadAttribute] != "" }) {
+		return nil // the usual batch: nothing to fetch
+	}
 	var (
 		out = make([]func(), len(ds))
 		mu  sync.Mutex
@@ -258,7 +271,7 @@ func (w *Worker) runJob(j *workerJob) {
 			j.log.Info("redelivered task already has a result; not running it again", "state", res.State)
 			j.result.Outcome = OutcomeDuplicate
 			if w.enterFinishing(j.l) {
-				w.publish(j.log, env.ReplyTo, &res)
+				w.publish(j.l, j.log, env.ReplyTo, &res)
 				w.ack(j.l, j.log)
 			}
 			return
@@ -338,7 +351,8 @@ func (w *Worker) runJob(j *workerJob) {
 	}
 	w.mu.Unlock()
 
-	res := ports.Result{
+	res := &j.res
+	*res = ports.Result{
 		TaskID:     env.TaskID,
 		Attempts:   j.attempt,
 		Worker:     w.id,
@@ -425,7 +439,7 @@ func (w *Worker) finishUnstarted(j *workerJob, state ports.State, msg string) {
 	if state == ports.StateCancelled {
 		j.result.Outcome = OutcomeCancelled
 	}
-	w.record(j.l, j.log, ports.Result{
+	w.record(j.l, j.log, &ports.Result{
 		TaskID:     j.env.TaskID,
 		State:      state,
 		Error:      msg,
@@ -520,7 +534,7 @@ func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger
 		w.ack(l, log)
 		return
 	}
-	w.record(l, log, ports.Result{
+	w.record(l, log, &ports.Result{
 		TaskID:     d.ID,
 		State:      ports.StateFailed,
 		Error:      msg,
@@ -543,7 +557,7 @@ func replyToOf(body []byte) string {
 
 // record stores res, publishes its completion and acks the delivery. When the
 // result cannot be stored the delivery is nacked so that nothing is lost.
-func (w *Worker) record(l *workerLease, log *slog.Logger, res ports.Result, replyTo string) {
+func (w *Worker) record(l *workerLease, log *slog.Logger, res *ports.Result, replyTo string) {
 	stored, ok := w.store(log, res)
 	if !ok {
 		log.Error("result could not be stored; releasing the task for a later redelivery",
@@ -551,20 +565,20 @@ func (w *Worker) record(l *workerLease, log *slog.Logger, res ports.Result, repl
 		w.nack(l, log, putFailedNackDelay)
 		return
 	}
-	w.publish(log, replyTo, stored)
+	w.publish(l, log, replyTo, stored)
 	w.ack(l, log)
 }
 
 // store puts res, retrying briefly. A result stored before wins (write-once);
 // its stored version is returned (nil when it could not be read back).
-func (w *Worker) store(log *slog.Logger, res ports.Result) (*ports.Result, bool) {
+func (w *Worker) store(log *slog.Logger, res *ports.Result) (*ports.Result, bool) {
 	for i := range putAttempts {
 		ctx, cancel := w.opContext()
-		err := w.results.Put(ctx, res)
+		err := w.results.Put(ctx, *res)
 		cancel()
 		switch {
 		case err == nil:
-			return &res, true
+			return res, true
 		case errors.Is(err, ports.ErrAlreadyExists):
 			ctx, cancel := w.opContext()
 			stored, gerr := w.results.Get(ctx, res.TaskID)
@@ -589,7 +603,7 @@ func (w *Worker) store(log *slog.Logger, res ports.Result) (*ports.Result, bool)
 
 // publish sends res's completion to replyTo, inlining small results.
 // Failures are logged only: the result backend stays the source of truth.
-func (w *Worker) publish(log *slog.Logger, replyTo string, res *ports.Result) {
+func (w *Worker) publish(l *workerLease, log *slog.Logger, replyTo string, res *ports.Result) {
 	if w.completions == nil || replyTo == "" || res == nil {
 		return
 	}
@@ -598,7 +612,9 @@ func (w *Worker) publish(log *slog.Logger, replyTo string, res *ports.Result) {
 		c.Result = res // the caller's to give: adapters copy what they keep
 	}
 	ctx, cancel := w.opContext()
-	err := w.completions.Publish(ctx, replyTo, c)
+	l.one.completion[0] = c
+	err := w.completions.Publish(ctx, replyTo, l.one.completion[:]...)
+	l.one.completion[0] = ports.Completion{}
 	cancel()
 	switch {
 	case err == nil:
@@ -635,7 +651,8 @@ func (w *Worker) ack(l *workerLease, log *slog.Logger) {
 	w.settle(l)
 	ctx, cancel := w.opContext()
 	defer cancel()
-	if err := w.broker.Ack(ctx, l.receipt); err != nil {
+	l.one.receipt[0] = l.receipt
+	if err := w.broker.Ack(ctx, l.one.receipt[:]...); err != nil {
 		log.Warn("ack failed; the message will be redelivered and its stored result reused", "err", err)
 		return
 	}
