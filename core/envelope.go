@@ -94,29 +94,31 @@ type Envelope struct {
 	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
-// Encode returns the envelope's wire form. A zero Version is written as
-// EnvelopeVersion and a zero Attempt as 1.
+// Encode returns the envelope's wire form: the bytes json.Marshal writes for
+// it, produced without reflection (see AppendEncode). A zero Version is
+// written as EnvelopeVersion and a zero Attempt as 1.
 func (e Envelope) Encode() ([]byte, error) {
-	if e.Version == 0 {
-		e.Version = EnvelopeVersion
-	}
-	if e.Attempt == 0 {
-		e.Attempt = 1
-	}
-	if err := e.validate(); err != nil {
+	b, err := e.AppendEncode(make([]byte, 0, e.encodedSizeHint()))
+	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(e)
+	return b, nil
 }
 
 // DecodeEnvelope parses a message body. Errors match ErrMalformedEnvelope or
 // ErrEnvelopeVersion and say what was wrong. It never panics, whatever the input.
 func DecodeEnvelope(body []byte) (Envelope, error) {
+	// Fast path: a body of the usual shape is parsed by hand to exactly what
+	// json.Unmarshal produces (decodeEnvelopeFast), its raw values proven
+	// valid JSON on the way.
+	if e, ok := decodeEnvelopeFast(body); ok {
+		return e.checkedWith(false)
+	}
+	// Otherwise, a body that is exactly one JSON value decodes with
+	// json.Unmarshal to what the Decoder below reads, without its buffer
+	// copy. Any other body takes the Decoder path, which decides (and words
+	// the error) as it always has.
 	var e Envelope
-	// Fast path: a body that is exactly one JSON value (the usual case)
-	// decodes with json.Unmarshal to what the Decoder below reads, without
-	// its buffer copy. Any other body takes the Decoder path, which decides
-	// (and words the error) as it always has.
 	if err := json.Unmarshal(body, &e); err == nil {
 		return e.checked()
 	}
@@ -132,17 +134,26 @@ func DecodeEnvelope(body []byte) (Envelope, error) {
 }
 
 // checked applies the decoding defaults to a decoded envelope and validates it.
-func (e Envelope) checked() (Envelope, error) {
+func (e Envelope) checked() (Envelope, error) { return e.checkedWith(true) }
+
+// checkedWith is checked, checking that Args and Inputs are valid JSON only
+// if checkRaw (the fast decoder has proven it already).
+func (e Envelope) checkedWith(checkRaw bool) (Envelope, error) {
 	if e.Attempt == 0 {
 		e.Attempt = 1
 	}
-	if err := e.validate(); err != nil {
+	if err := e.validateWith(checkRaw); err != nil {
 		return Envelope{}, err
 	}
 	return e, nil
 }
 
-func (e Envelope) validate() error {
+// validate reports what makes the envelope unfit to send or run.
+func (e Envelope) validate() error { return e.validateWith(true) }
+
+// validateWith is validate, checking that Args and Inputs are valid JSON only
+// if checkRaw.
+func (e Envelope) validateWith(checkRaw bool) error {
 	switch {
 	case e.Version > EnvelopeVersion:
 		return fmt.Errorf("%w: version %d is newer than the %d this worker understands (upgrade the worker)",
@@ -156,12 +167,14 @@ func (e Envelope) validate() error {
 	case e.Attempt < 1:
 		return fmt.Errorf("%w: task %q has attempt %d; attempts start at 1", ErrMalformedEnvelope, e.TaskID, e.Attempt)
 	}
-	if len(e.Args) > 0 && !json.Valid(e.Args) {
-		return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformedEnvelope, e.TaskID)
-	}
-	for name, in := range e.Inputs {
-		if len(in) > 0 && !json.Valid(in) {
-			return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformedEnvelope, e.TaskID, name)
+	if checkRaw {
+		if len(e.Args) > 0 && !validJSON(e.Args) {
+			return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformedEnvelope, e.TaskID)
+		}
+		for name, in := range e.Inputs {
+			if len(in) > 0 && !validJSON(in) {
+				return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformedEnvelope, e.TaskID, name)
+			}
 		}
 	}
 	if e.Retry != nil {
