@@ -3,8 +3,7 @@ package memory
 import "time"
 
 // The containers a queue keeps its messages in. Each message is in at most
-// one of them at a time (message.where says which), and heaps record its
-// position in message.index so that it can be removed or moved in place.
+// one of them at a time (message.where says which).
 
 // place is the container a message is in.
 type place uint8
@@ -64,15 +63,13 @@ func (d *deque) grow() {
 }
 
 // msgHeap is a binary min-heap of messages, ordered by less. It maintains
-// message.index.
+// message.index. A queue's returned container is one.
 type msgHeap struct {
 	ms   []*message
 	less func(a, b *message) bool
 }
 
 func byPos(a, b *message) bool { return a.pos < b.pos }
-
-func byAvailableAt(a, b *message) bool { return a.availableAt.Before(b.availableAt) }
 
 func (h *msgHeap) len() int { return len(h.ms) }
 
@@ -143,7 +140,120 @@ func (h *msgHeap) down(i int) bool {
 	return i > start
 }
 
-// due reports whether the least message of h is available at now.
-func (h *msgHeap) due(now time.Time) bool {
-	return len(h.ms) > 0 && !now.Before(h.ms[0].availableAt)
+// waitHeap is the waiting container: a binary min-heap of entries by
+// availableAt. Its entries are values, so ordering them never touches the
+// messages. Taking a message out of waiting, or changing its availableAt,
+// only invalidates its entry (message.waitGen moves on); stale entries are
+// dropped when they reach the top, or all at once when they outnumber the
+// live ones, so that removing stays cheap and the heap at most twice the
+// size of the waiting set.
+type waitHeap struct {
+	es    []waitEntry
+	stale int // entries whose message left or re-entered waiting since
+}
+
+type waitEntry struct {
+	at  time.Time // the message's availableAt when the entry was pushed
+	m   *message
+	gen uint32 // the message's waitGen when the entry was pushed
+}
+
+func (e waitEntry) live() bool { return e.m.where == placeWaiting && e.m.waitGen == e.gen }
+
+// push adds m, which must be waiting, under its availableAt.
+func (h *waitHeap) push(m *message) {
+	m.waitGen++
+	h.es = append(h.es, waitEntry{at: m.availableAt, m: m, gen: m.waitGen})
+	h.up(len(h.es) - 1)
+}
+
+// invalidate drops the entry of m, which must be waiting (as m leaves
+// waiting or gets pushed with a new availableAt).
+func (h *waitHeap) invalidate(m *message) {
+	m.waitGen++
+	h.stale++
+	if h.stale > len(h.es)/2 && len(h.es) >= 64 {
+		h.compact()
+	}
+}
+
+// min returns the waiting message of least availableAt, or nil.
+func (h *waitHeap) min() *message {
+	for len(h.es) > 0 {
+		if e := h.es[0]; e.live() {
+			return e.m
+		}
+		h.pop()
+		h.stale--
+	}
+	return nil
+}
+
+// popMin removes the entry of min; the message is then in no container.
+func (h *waitHeap) popMin() {
+	m := h.es[0].m
+	h.pop()
+	m.where = placeNone
+}
+
+// each calls f for every waiting message.
+func (h *waitHeap) each(f func(*message)) {
+	for _, e := range h.es {
+		if e.live() {
+			f(e.m)
+		}
+	}
+}
+
+func (h *waitHeap) pop() {
+	last := len(h.es) - 1
+	h.es[0] = h.es[last]
+	h.es[last] = waitEntry{}
+	h.es = h.es[:last]
+	h.down(0)
+}
+
+// compact drops the stale entries and restores the heap order.
+func (h *waitHeap) compact() {
+	live := h.es[:0]
+	for _, e := range h.es {
+		if e.live() {
+			live = append(live, e)
+		}
+	}
+	clear(h.es[len(live):])
+	h.es, h.stale = live, 0
+	for i := len(h.es)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *waitHeap) less(i, j int) bool { return h.es[i].at.Before(h.es[j].at) }
+
+func (h *waitHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.es[i], h.es[p] = h.es[p], h.es[i]
+		i = p
+	}
+}
+
+func (h *waitHeap) down(i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h.es) {
+			return
+		}
+		if r := c + 1; r < len(h.es) && h.less(r, c) {
+			c = r
+		}
+		if !h.less(c, i) {
+			return
+		}
+		h.es[i], h.es[c] = h.es[c], h.es[i]
+		i = c
+	}
 }

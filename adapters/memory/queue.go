@@ -35,8 +35,8 @@ type queue struct {
 	mu       sync.Mutex
 	lastPos  uint64 // position of the last message sent or redriven
 	queued   deque
-	returned msgHeap              // by pos
-	waiting  msgHeap              // by availableAt
+	returned msgHeap // by pos
+	waiting  waitHeap
 	leases   map[uint64]*message  // latest delivery of each delivered message, by delivery number
 	held     map[string][]uint64  // FIFO: group -> positions of its waiting messages
 	dedup    map[string]time.Time // FIFO: message ID -> first Send
@@ -64,8 +64,9 @@ type message struct {
 	receipt  ports.Receipt
 	delivery uint64
 	receives int
-	where    place // the container holding the message
-	index    int   // position in the heap holding it
+	where    place  // the container holding the message
+	waitGen  uint32 // numbers the message's entries in waiting
+	index    int    // position in returned
 }
 
 func newQueue(name string, opts QueueOptions, seq *atomic.Uint64) *queue {
@@ -81,7 +82,7 @@ func newQueue(name string, opts QueueOptions, seq *atomic.Uint64) *queue {
 func (q *queue) reset() {
 	q.queued = deque{}
 	q.returned = msgHeap{less: byPos}
-	q.waiting = msgHeap{less: byAvailableAt}
+	q.waiting = waitHeap{}
 	q.leases = make(map[uint64]*message)
 	if q.opts.FIFO {
 		q.held = make(map[string][]uint64)
@@ -211,8 +212,13 @@ func (q *queue) hold(m *message) {
 
 // unwait takes m out of waiting.
 func (q *queue) unwait(m *message) {
-	q.waiting.remove(m)
+	q.waiting.invalidate(m)
 	m.where = placeNone
+	q.unhold(m)
+}
+
+// unhold undoes hold, as m leaves waiting.
+func (q *queue) unhold(m *message) {
 	if q.held != nil {
 		g := m.msg.GroupID
 		ps := q.held[g]
@@ -244,9 +250,13 @@ func (q *queue) heldBack(m *message) bool {
 
 // release moves the waiting messages available at now to returned.
 func (q *queue) release(now time.Time) {
-	for q.waiting.due(now) {
+	for {
 		m := q.waiting.min()
-		q.unwait(m)
+		if m == nil || now.Before(m.availableAt) {
+			return
+		}
+		q.waiting.popMin()
+		q.unhold(m)
 		m.where = placeReturned
 		q.returned.push(m)
 	}
@@ -324,8 +334,8 @@ func (q *queue) take(now time.Time, max int, lease time.Duration, redrive bool) 
 		q.queued.pushFront(skipped[i])
 	}
 	if n == 0 {
-		if q.waiting.len() > 0 {
-			next = q.waiting.min().availableAt
+		if m := q.waiting.min(); m != nil {
+			next = m.availableAt
 		}
 		return nil, moved, next, q.changed.wait()
 	}
@@ -467,8 +477,9 @@ func (q *queue) extend(now time.Time, lease time.Duration, receipts []ports.Rece
 			errs[i] = err
 			continue
 		}
+		q.waiting.invalidate(m)
 		m.availableAt = now.Add(lease)
-		q.waiting.fix(m.index)
+		q.waiting.push(m)
 	}
 	return errs
 }
@@ -495,8 +506,6 @@ func (q *queue) stats(now time.Time) QueueStats {
 	for _, m := range q.returned.ms {
 		count(m)
 	}
-	for _, m := range q.waiting.ms {
-		count(m)
-	}
+	q.waiting.each(count)
 	return s
 }

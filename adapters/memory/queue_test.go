@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -121,5 +122,69 @@ func TestFIFONackedBeforeLeased(t *testing.T) {
 		d := receive1(t, b, time.Minute)
 		require.Equal(t, "g1", d.ID)
 		require.Equal(t, 2, d.Attempt)
+	})
+}
+
+// TestManyLeases: with many leases, extended, acked and expiring ones mixed
+// (the queue drops stale bookkeeping as it goes), every message comes back
+// exactly when its own lease ends.
+func TestManyLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		tr := memory.NewTransport()
+		b := newQueue(t, tr, "tasks", memory.QueueOptions{})
+		const n = 300
+		for i := 0; i < n; i += ports.MaxBatch {
+			var batch []ports.Message
+			for j := i; j < i+ports.MaxBatch; j++ {
+				batch = append(batch, ports.Message{ID: fmt.Sprint(j)})
+			}
+			require.NoError(t, b.Send(ctx, batch...))
+		}
+		var ds []ports.Delivery
+		for len(ds) < n {
+			got, err := b.Receive(ctx, ports.MaxBatch, 10*time.Second)
+			require.NoError(t, err)
+			ds = append(ds, got...)
+		}
+		want := map[bool][]string{} // extended -> IDs left in flight
+		for i, d := range ds {
+			switch {
+			case i%3 == 0:
+				require.NoError(t, b.Ack(ctx, d.Receipt))
+			case i%2 == 1:
+				require.NoError(t, b.Extend(ctx, time.Hour, d.Receipt))
+				want[true] = append(want[true], d.ID)
+			default:
+				want[false] = append(want[false], d.ID)
+			}
+		}
+		st, err := tr.Stats("tasks")
+		require.NoError(t, err)
+		require.Equal(t, memory.QueueStats{InFlight: len(want[true]) + len(want[false])}, st)
+
+		time.Sleep(11 * time.Second)
+		var back []string
+		for {
+			got, err := b.Receive(ctx, ports.MaxBatch, 2*time.Hour)
+			require.NoError(t, err)
+			if len(got) == 0 {
+				break
+			}
+			back = append(back, ids(got)...)
+		}
+		require.Equal(t, want[false], back)
+
+		time.Sleep(time.Hour)
+		back = nil
+		for {
+			got, err := b.Receive(ctx, ports.MaxBatch, 2*time.Hour)
+			require.NoError(t, err)
+			if len(got) == 0 {
+				break
+			}
+			back = append(back, ids(got)...)
+		}
+		require.Equal(t, want[true], back)
 	})
 }
