@@ -42,7 +42,7 @@ type queue struct {
 	dedup    map[string]time.Time // FIFO: message ID -> first Send
 	dedupQ   []dedupEntry         // dedup in Send order, for pruning
 	changed  signal               // a message may have become available
-	deleted  bool
+	deleted  atomic.Bool          // set once, by delete
 }
 
 type dedupEntry struct {
@@ -97,7 +97,7 @@ func (m *message) leased(now time.Time) bool {
 func (q *queue) delete() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.deleted = true
+	q.deleted.Store(true)
 	q.reset()
 	q.changed.notify()
 }
@@ -179,7 +179,7 @@ func (q *queue) pruneDedup(now time.Time) {
 func (q *queue) redrive(now time.Time, ms []*message) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.deleted {
+	if q.deleted.Load() {
 		return
 	}
 	for _, m := range ms {
