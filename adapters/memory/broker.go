@@ -15,6 +15,9 @@ type broker struct {
 	tr     *Transport
 	name   string
 	closed atomic.Bool
+	// last is the queue the last lookup found: used until it is deleted,
+	// so that most calls need not lock the Transport.
+	last atomic.Pointer[queue]
 }
 
 var _ ports.Broker = (*broker)(nil)
@@ -28,10 +31,17 @@ func (b *broker) queue(ctx context.Context, op string) (q, dlq *queue, err error
 	if err := checkCtx(ctx, op); err != nil {
 		return nil, nil, err
 	}
+	if q = b.last.Load(); q != nil && !q.deleted.Load() {
+		if q.opts.DeadLetterQueue != "" {
+			dlq = b.tr.deadLetterQueue(q)
+		}
+		return q, dlq, nil
+	}
 	q, dlq, err = b.tr.lookup(b.name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("memory: %s: %w", op, err)
 	}
+	b.last.Store(q)
 	return q, dlq, nil
 }
 

@@ -34,6 +34,7 @@ type inbox struct {
 	addr string
 	// guarded by hub.mu
 	pending []ports.Completion
+	drained int // length of the last batch Receive returned
 	closed  bool
 	changed signal
 }
@@ -71,11 +72,50 @@ func (b *completionBus) Publish(ctx context.Context, to string, cs ...ports.Comp
 	if !ok {
 		return fmt.Errorf("memory: publish: inbox %q: %w", to, ports.ErrNotFound)
 	}
-	for _, c := range cs {
-		ib.pending = append(ib.pending, cloneCompletion(c))
+	if ib.pending == nil {
+		ib.pending = make([]ports.Completion, 0, max(len(cs), min(ib.drained, maxPendingHint)))
 	}
+	ib.pending = appendCompletions(ib.pending, cs)
 	ib.changed.notify()
 	return nil
+}
+
+// maxPendingHint bounds the capacity an inbox gives its next batch of
+// pending completions from the size of the last one it returned.
+const maxPendingHint = 1024
+
+// appendCompletions appends copies of cs to dst. The copied results share
+// one allocation, and so do their outputs (each output's capacity ends where
+// it does).
+func appendCompletions(dst, cs []ports.Completion) []ports.Completion {
+	n, size := 0, 0
+	for _, c := range cs {
+		if c.Result != nil {
+			n++
+			size += len(c.Result.Output)
+		}
+	}
+	var rs []ports.Result
+	var outputs []byte
+	if n > 0 {
+		rs = make([]ports.Result, n)
+		outputs = make([]byte, 0, size)
+	}
+	for _, c := range cs {
+		if c.Result != nil {
+			r := &rs[0]
+			rs = rs[1:]
+			*r = *c.Result
+			if r.Output != nil {
+				start := len(outputs)
+				outputs = append(outputs, r.Output...)
+				r.Output = outputs[start:len(outputs):len(outputs)]
+			}
+			c.Result = r
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // Open creates an inbox with a fresh address.
@@ -126,6 +166,7 @@ func (ib *inbox) Receive(ctx context.Context) ([]ports.Completion, error) {
 		if len(ib.pending) > 0 {
 			cs := ib.pending
 			ib.pending = nil
+			ib.drained = len(cs)
 			h.mu.Unlock()
 			return cs, nil
 		}

@@ -19,16 +19,40 @@ type resultStore struct {
 	shards [resultShards]resultShard
 }
 
+// resultShard holds its results in append-only chunks (results are never
+// deleted) indexed by task ID, so that the map's slots stay small: lookups
+// touch less memory, and neither growing the map nor adding a chunk copies
+// results.
 type resultShard struct {
-	mu      sync.RWMutex
-	results map[string]ports.Result
-	_       [24]byte // keep shards on separate cache lines
+	mu     sync.RWMutex
+	index  map[string]int   // task ID -> position in chunks
+	chunks [][]ports.Result // each of capacity resultChunk; only the last is not full
+	_      [8]byte          // keep shards on separate cache lines
+}
+
+// resultChunk is the number of results in a chunk of a resultShard.
+const resultChunk = 128
+
+// add appends r and returns its position.
+func (s *resultShard) add(r ports.Result) int {
+	n := len(s.chunks)
+	if n == 0 || len(s.chunks[n-1]) == resultChunk {
+		s.chunks = append(s.chunks, make([]ports.Result, 0, resultChunk))
+		n++
+	}
+	s.chunks[n-1] = append(s.chunks[n-1], r)
+	return (n-1)*resultChunk + len(s.chunks[n-1]) - 1
+}
+
+// at returns the result at position i.
+func (s *resultShard) at(i int) ports.Result {
+	return s.chunks[i/resultChunk][i%resultChunk]
 }
 
 func newResultStore() *resultStore {
 	s := &resultStore{}
 	for i := range s.shards {
-		s.shards[i].results = make(map[string]ports.Result)
+		s.shards[i].index = make(map[string]int)
 	}
 	return s
 }
@@ -69,9 +93,9 @@ func (b *resultBackend) Put(ctx context.Context, r ports.Result) error {
 	r = cloneResult(r)
 	s := b.store.shard(r.TaskID)
 	s.mu.Lock()
-	_, exists := s.results[r.TaskID]
+	_, exists := s.index[r.TaskID]
 	if !exists {
-		s.results[r.TaskID] = r
+		s.index[r.TaskID] = s.add(r)
 	}
 	s.mu.Unlock()
 	if exists {
@@ -87,7 +111,11 @@ func (b *resultBackend) Get(ctx context.Context, taskID string) (ports.Result, e
 	}
 	s := b.store.shard(taskID)
 	s.mu.RLock()
-	r, ok := s.results[taskID]
+	i, ok := s.index[taskID]
+	var r ports.Result
+	if ok {
+		r = s.at(i)
+	}
 	s.mu.RUnlock()
 	if !ok {
 		return ports.Result{}, notFoundError{taskID}

@@ -218,6 +218,13 @@ func (t *Transport) lookup(name string) (q, dlq *queue, err error) {
 	return q, dlq, nil
 }
 
+// deadLetterQueue returns the dead-letter queue of q, nil when it is gone.
+func (t *Transport) deadLetterQueue(q *queue) *queue {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.queues[q.opts.DeadLetterQueue]
+}
+
 // Broker returns a new Broker handle bound to the queue name. The queue need
 // not exist yet: operations on a missing queue fail with ErrNotFound.
 func (t *Transport) Broker(name string) ports.Broker {

@@ -79,11 +79,3 @@ func cloneResult(r ports.Result) ports.Result {
 	r.Output = cloneBytes(r.Output)
 	return r
 }
-
-func cloneCompletion(c ports.Completion) ports.Completion {
-	if c.Result != nil {
-		r := cloneResult(*c.Result)
-		c.Result = &r
-	}
-	return c
-}
