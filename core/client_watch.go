@@ -227,8 +227,8 @@ func (w *Watch) addLocked(id string) {
 		return
 	}
 	c := w.c
-	if r := c.memo.result(id); r != nil {
-		w.pushLocked(WatchEvent{TaskID: id, Final: true, Result: *r})
+	if r, ok := c.memo.take(id); ok {
+		w.pushLocked(WatchEvent{TaskID: id, Final: true, Result: r})
 		return
 	}
 	e := c.acquireLocked(id)
