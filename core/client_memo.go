@@ -186,6 +186,14 @@ func (m *memoCache) submitted(id string, viaInbox bool) {
 	}
 }
 
+// unsent forgets id if it is pending: its submission certainly failed.
+func (m *memoCache) unsent(id string) {
+	if it := m.items[id]; it != nil && it.list == onPending {
+		m.pending.remove(it)
+		delete(m.items, id)
+	}
+}
+
 // finished records that id finished; res is its result when known (the
 // cache takes ownership of it). taken says that a waiter got the result, so
 // that it need not be held for one.

@@ -184,3 +184,30 @@ func TestWaitAllDuplicatesAndSharedEntries(t *testing.T) {
 		assert.Equal(t, "A", string(results[0][2].Output))
 	})
 }
+
+func TestWaitUnsentTaskIsNotPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, fixtureOpts{push: true})
+		// "lost" was refused (a BatchError: certainly not queued), "sent" was
+		// queued and "maybe" failed ambiguously (it may be queued).
+		f.broker.EXPECT().Send(gomock.Any(), gomock.Any()).Return(&ports.BatchError{Failed: map[int]error{
+			0: fmt.Errorf("sqs: %w", ports.ErrInvalidArgument),
+		}})
+		f.broker.EXPECT().Send(gomock.Any(), gomock.Any()).Return(fmt.Errorf("sqs: %w", ports.ErrUnavailable))
+		reqs := []core.Request{{Task: "t", ID: "lost"}}
+		for i := range ports.MaxBatch - 1 {
+			reqs = append(reqs, core.Request{Task: "t", ID: fmt.Sprint("sent", i)})
+		}
+		reqs = append(reqs, core.Request{Task: "t", ID: "maybe"})
+		_, err := f.client.SubmitBatch(context.Background(), reqs...)
+		require.Error(t, err)
+
+		// The unsent task is read at once, like a task submitted elsewhere;
+		// the others wait for their pushes.
+		f.results.EXPECT().Get(gomock.Any(), "lost").Return(ports.Result{}, notFound("lost")).Times(1)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err = f.client.WaitAll(ctx, "lost", "sent0", "maybe")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+}

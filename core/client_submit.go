@@ -153,6 +153,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	c.mu.Unlock()
 
 	failed := make(map[int]error)
+	var unsent []string // IDs of tasks certainly not queued
 	fail := func(i int, err error) {
 		failed[i] = fmt.Errorf("task %q (id %s): %w", envs[i].Task, envs[i].TaskID, err)
 	}
@@ -161,6 +162,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			for i := start; i < end; i++ {
 				fail(i, ctxErr)
+				unsent = append(unsent, ids[i])
 			}
 			continue
 		}
@@ -180,6 +182,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 					var err error
 					if m, key, err = c.offload(ctx, envs[i], m); err != nil {
 						fail(i, err)
+						unsent = append(unsent, ids[i])
 						continue
 					}
 				}
@@ -201,12 +204,23 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 					i = idx[k]
 				}
 				fail(i, ie)
-				if keys != nil && keys[k] != "" && definitelyNotSent(err, ie) {
-					orphans = append(orphans, keys[k])
+				if definitelyNotSent(err, ie) {
+					unsent = append(unsent, ids[i])
+					if keys != nil && keys[k] != "" {
+						orphans = append(orphans, keys[k])
+					}
 				}
 			}
 		}
 		c.deletePayloads(ctx, orphans)
+	}
+	if len(unsent) > 0 {
+		// Not pending: waiting for them takes the path of unknown tasks.
+		c.mu.Lock()
+		for _, id := range unsent {
+			c.memo.unsent(id)
+		}
+		c.mu.Unlock()
 	}
 	if len(failed) > 0 {
 		return ids, &SubmitError{Failed: failed}
