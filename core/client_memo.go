@@ -127,8 +127,10 @@ func (m *memoCache) result(id string) *ports.Result {
 
 // take is result for a waiter: a held result is handed over (it moves to the
 // LRU, where later waiters still find it).
-func (m *memoCache) take(id string) (ports.Result, bool) {
-	it := m.items[id]
+func (m *memoCache) take(id string) (ports.Result, bool) { return m.takeItem(m.items[id]) }
+
+// takeItem is take for the item (or nil) of an ID.
+func (m *memoCache) takeItem(it *memoItem) (ports.Result, bool) {
 	if it == nil || it.res == nil {
 		return ports.Result{}, false
 	}

@@ -68,7 +68,8 @@ func (c *Client) WaitAll(ctx context.Context, ids ...string) ([]ports.Result, er
 		return nil, fmt.Errorf("dagq: client: %w", ports.ErrClosed)
 	}
 	for i, id := range ids {
-		if r, ok := c.memo.take(id); ok {
+		it := c.memo.get(id)
+		if r, ok := c.memo.takeItem(it); ok {
 			out[i] = r
 			continue
 		}
@@ -76,7 +77,7 @@ func (c *Client) WaitAll(ctx context.Context, ids ...string) ([]ports.Result, er
 			entries = make([]*waitEntry, len(ids))
 			w = &waiter{done: make(chan struct{})}
 		}
-		e := c.acquireLocked(id)
+		e := c.acquireLocked(id, it)
 		e.addWaiter(w)
 		w.left++
 		entries[i] = e
@@ -212,15 +213,15 @@ func (e *waitEntry) plan(now time.Time, first, step, cap time.Duration) {
 }
 
 // acquireLocked returns the entry of id with one more reference, creating
-// and scheduling it if needed.
-func (c *Client) acquireLocked(id string) *waitEntry {
+// and scheduling it if needed; it is c.memo.get(id).
+func (c *Client) acquireLocked(id string, it *memoItem) *waitEntry {
 	if e := c.entries[id]; e != nil {
 		e.refs++
 		return e
 	}
 	e := &waitEntry{id: id, refs: 1, heapIdx: -1}
 	now := time.Now()
-	switch it := c.memo.get(id); {
+	switch {
 	case it != nil && it.finished:
 		// Finished, result not kept: read it now.
 		e.plan(now, 0, c.pollMin, c.pollMax)
