@@ -18,6 +18,8 @@ const (
 	DefaultPollMaxInterval = 5 * time.Second
 	DefaultReconcile       = 30 * time.Second
 	DefaultCacheSize       = 10000
+	// DefaultPendingLimit is the default ClientOptions.PendingLimit.
+	DefaultPendingLimit = 1_000_000
 	// DefaultPayloadThreshold is the default ClientOptions.PayloadThreshold:
 	// 200 KiB, below the 256 KiB SQS used to accept and the memory broker's
 	// default.
@@ -112,11 +114,24 @@ type ClientOptions struct {
 	// safety net for a lost completion. Later checks double the interval up
 	// to ReconcileMaxInterval.
 	Reconcile time.Duration
-	// CacheSize bounds the number of task IDs the client remembers (IDs it
-	// submitted, completions that arrived before anyone waited, results it
-	// read); default DefaultCacheSize. Forgetting is safe: a forgotten task is
-	// read from Results when waited for.
+	// CacheSize bounds the number of finished tasks the client remembers
+	// once they were waited for (or read, or not submitted here), least
+	// recently used first out; default DefaultCacheSize. Forgetting is safe:
+	// a forgotten task is read from Results when waited for. Tasks this
+	// client submitted are not subject to it until they are waited for (see
+	// PendingLimit).
 	CacheSize int
+	// PendingLimit bounds the number of tasks submitted by this client whose
+	// outcome it has not seen yet (about 100 bytes each); default
+	// DefaultPendingLimit. It tracks them so that waiting for them relies on
+	// their pushed completions, however many are in flight; beyond the
+	// limit the oldest are forgotten (a task that never completes, e.g.
+	// dead-lettered, stays until then) and are read from Results when
+	// waited for, like tasks submitted elsewhere. The results of such tasks
+	// that arrive before anyone waits are held until waited for, within a
+	// fixed memory budget (64 MiB, the oldest first out to the CacheSize
+	// cache).
+	PendingLimit int
 
 	// Logger receives the client's diagnostics (default slog.Default()).
 	Logger *slog.Logger
@@ -136,8 +151,10 @@ type ClientOptions struct {
 // completion arrives; the client reads Results only when the completion does
 // not carry the result, when no completion arrived within Reconcile (then
 // with doubling intervals up to ReconcileMaxInterval), or for a task it does
-// not know (submitted elsewhere, or forgotten after CacheSize newer tasks):
-// such a task is read at once and then polled like below.
+// not know (submitted elsewhere, or forgotten: see PendingLimit and
+// CacheSize): such a task is read at once and then polled like below. A
+// completion that arrives before anyone waits is kept for the waiter (see
+// PendingLimit).
 //
 // Without Completions, waited-for tasks are polled from one shared goroutine:
 // each task is checked after PollInterval, then at doubling intervals up to
@@ -180,7 +197,8 @@ type Client struct {
 	pushLive  bool        // inbox open and its dispatcher running
 	replyTo   string      // inbox address while pushLive
 	entries   map[string]*waitEntry
-	sched     entryHeap // entries waiting for their next Results check
+	fifo      entryFIFO // entries waiting for their next Results check, in order
+	sched     entryHeap // the other ones
 	checkerOn bool
 	memo      *memoCache
 	watches   map[*Watch]struct{} // open watches
@@ -206,6 +224,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return bad("Reconcile is %v; it must be 0 (default %v) or positive", opts.Reconcile, DefaultReconcile)
 	case opts.CacheSize < 0:
 		return bad("CacheSize is %d; it must be 0 (default %d) or positive", opts.CacheSize, DefaultCacheSize)
+	case opts.PendingLimit < 0:
+		return bad("PendingLimit is %d; it must be 0 (default %d) or positive", opts.PendingLimit, DefaultPendingLimit)
 	case opts.GroupBy != "" && !slices.Contains(GroupPolicies, opts.GroupBy):
 		return bad("GroupBy is %q; valid: %q (default) or %q", opts.GroupBy, GroupByRun, GroupByTask)
 	case opts.PayloadThreshold < 0:
@@ -257,7 +277,11 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if size == 0 {
 		size = DefaultCacheSize
 	}
-	c.memo = newMemoCache(size, memoOutputBudget)
+	pending := opts.PendingLimit
+	if pending == 0 {
+		pending = DefaultPendingLimit
+	}
+	c.memo = newMemoCache(size, pending, memoOutputBudget)
 	c.bg, c.stop = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -283,7 +307,7 @@ func (c *Client) Close() error {
 	for w := range c.watches {
 		w.endLocked(errClosed) // after their final events
 	}
-	c.sched = nil
+	c.sched, c.fifo = nil, entryFIFO{}
 	inbox := c.inbox
 	c.pushLive, c.replyTo = false, ""
 	c.mu.Unlock()
@@ -400,7 +424,7 @@ func (c *Client) Status(ctx context.Context, id string) (Status, error) {
 	switch {
 	case err == nil:
 		c.mu.Lock()
-		c.memo.putResult(id, res)
+		c.memo.putResult(id, res, false)
 		c.mu.Unlock()
 		return Status{TaskID: id, State: TaskState(res.State), Result: &res}, nil
 	case !errors.Is(err, ports.ErrNotFound):
@@ -489,7 +513,7 @@ func (c *Client) storedResults(ctx context.Context, ids []string) (map[string]po
 	c.mu.Lock()
 	for _, id := range todo {
 		if r, ok := found[id]; ok {
-			c.memo.putResult(id, r)
+			c.memo.putResult(id, r, false)
 		}
 	}
 	c.mu.Unlock()

@@ -1,18 +1,31 @@
 package core
 
 import (
-	"container/list"
-
 	"github.com/dagq/dagq/ports"
 )
 
-// Limits of what the client remembers about finished tasks.
+// Limits of what the client remembers about tasks.
 const (
 	// memoMaxOutput is the largest result Output kept in memory; a larger
 	// result is only remembered as finished and read again when needed.
 	memoMaxOutput = 64 << 10
-	// memoOutputBudget bounds the Output bytes of all remembered results.
+	// memoOutputBudget bounds the Output bytes of the remembered results of
+	// waited-for (or foreign) tasks, the CacheSize LRU.
 	memoOutputBudget = 16 << 20
+	// memoHeldBudget bounds the memory of the results held for tasks this
+	// client submitted whose completion arrived before anyone waited for
+	// them; each costs heldCost. The oldest ones move to the LRU beyond it.
+	memoHeldBudget = 64 << 20
+	// memoHeldOverhead approximates the memory of one held result besides
+	// its strings and Output (item, result struct, map slot).
+	memoHeldOverhead = 256
+)
+
+// Lists of the memo cache; every item is on exactly one.
+const (
+	onPending uint8 = iota // submitted here, no outcome known yet
+	onHeld                 // submitted here, result kept until waited for
+	onLRU                  // finished (result kept or not)
 )
 
 // memoItem is what the client remembers about one task ID.
@@ -24,21 +37,79 @@ type memoItem struct {
 	known bool
 	// finished: a completion arrived or a result was read.
 	finished bool
+	// list is the list the item is on (onPending, onHeld or onLRU).
+	list uint8
 	// res is the task's result when finished and small enough to keep.
-	res  *ports.Result
-	elem *list.Element
+	res *ports.Result
+
+	prev, next *memoItem // neighbours on the item's list
 }
 
-// memoCache is a bounded LRU of memoItems: at most max items and budget
-// bytes of result Output. Not safe for concurrent use (Client.mu guards it).
+// memoList is an intrusive doubly linked list of memoItems, oldest first.
+type memoList struct {
+	head, tail *memoItem
+	n          int
+}
+
+func (l *memoList) pushBack(it *memoItem) {
+	it.prev, it.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = it
+	} else {
+		l.head = it
+	}
+	l.tail = it
+	l.n++
+}
+
+func (l *memoList) remove(it *memoItem) {
+	if it.prev != nil {
+		it.prev.next = it.next
+	} else {
+		l.head = it.next
+	}
+	if it.next != nil {
+		it.next.prev = it.prev
+	} else {
+		l.tail = it.prev
+	}
+	it.prev, it.next = nil, nil
+	l.n--
+}
+
+// memoCache remembers task IDs on three lists:
+//
+//   - pending: tasks this client submitted whose outcome is unknown, oldest
+//     first, at most maxPending (the oldest are forgotten beyond it: they
+//     then take the path of a task not submitted here). They are kept
+//     whatever CacheSize is, so that their completions are known to be
+//     pushed.
+//   - held: tasks this client submitted whose result arrived before anyone
+//     waited for it, kept until a waiter takes it, within memoHeldBudget
+//     (the oldest move to the LRU beyond it).
+//   - lru: finished tasks (waited for, read, or not submitted here), least
+//     recently used first, at most maxLRU items and budget Output bytes.
+//
+// Not safe for concurrent use (Client.mu guards it).
 type memoCache struct {
-	max, budget, bytes int
+	maxLRU, maxPending int
+	budget, bytes      int // Output bytes of the LRU's results
+	heldBudget, held   int // heldCost of the held results
 	items              map[string]*memoItem
-	order              *list.List // front = least recently used
+	pending, heldL     memoList
+	lru                memoList
 }
 
-func newMemoCache(max, budget int) *memoCache {
-	return &memoCache{max: max, budget: budget, items: make(map[string]*memoItem), order: list.New()}
+func newMemoCache(maxLRU, maxPending, budget int) *memoCache {
+	return &memoCache{
+		maxLRU: maxLRU, maxPending: maxPending, budget: budget, heldBudget: memoHeldBudget,
+		items: make(map[string]*memoItem),
+	}
+}
+
+// heldCost is the memory charged for holding r.
+func heldCost(r *ports.Result) int {
+	return memoHeldOverhead + len(r.TaskID) + len(r.Output) + len(r.Error) + len(r.Worker)
 }
 
 // get returns the item of id or nil, without changing its recency.
@@ -54,58 +125,154 @@ func (m *memoCache) result(id string) *ports.Result {
 	return &r
 }
 
-// touch returns the item of id, created if needed, as most recently used.
-func (m *memoCache) touch(id string) *memoItem {
-	if it := m.items[id]; it != nil {
-		m.order.MoveToBack(it.elem)
-		return it
+// take is result for a waiter: a held result is handed over (it moves to the
+// LRU, where later waiters still find it).
+func (m *memoCache) take(id string) (ports.Result, bool) { return m.takeItem(m.items[id]) }
+
+// takeItem is take for the item (or nil) of an ID.
+func (m *memoCache) takeItem(it *memoItem) (ports.Result, bool) {
+	if it == nil || it.res == nil {
+		return ports.Result{}, false
 	}
-	it := &memoItem{id: id}
-	it.elem = m.order.PushBack(it)
-	m.items[id] = it
-	return it
+	r := cloneResult(*it.res)
+	if it.list == onHeld {
+		m.toLRU(it)
+		m.evictLRU(it)
+	}
+	return r, true
+}
+
+// unlink removes it from its list, adjusting the byte counts.
+func (m *memoCache) unlink(it *memoItem) {
+	switch it.list {
+	case onPending:
+		m.pending.remove(it)
+	case onHeld:
+		m.heldL.remove(it)
+		m.held -= heldCost(it.res)
+	case onLRU:
+		m.lru.remove(it)
+		if it.res != nil {
+			m.bytes -= len(it.res.Output)
+		}
+	}
+}
+
+// toLRU moves it (finished) to the most recent end of the LRU.
+func (m *memoCache) toLRU(it *memoItem) {
+	m.unlink(it)
+	it.list = onLRU
+	m.lru.pushBack(it)
+	if it.res != nil {
+		m.bytes += len(it.res.Output)
+	}
 }
 
 // submitted records that this client submitted id.
 func (m *memoCache) submitted(id string, viaInbox bool) {
-	it := m.touch(id)
-	it.known = true
-	it.viaInbox = it.viaInbox || viaInbox
-	m.evict(it)
-}
-
-// finished records that id finished; res is its result when known.
-func (m *memoCache) finished(id string, res *ports.Result) {
-	it := m.touch(id)
-	it.finished = true
-	if res != nil && it.res == nil && len(res.Output) <= memoMaxOutput {
-		r := cloneResult(*res)
-		it.res = &r
-		m.bytes += len(r.Output)
+	if it := m.items[id]; it != nil {
+		it.known = true
+		it.viaInbox = it.viaInbox || viaInbox
+		if it.list == onLRU { // submitted again: refresh its recency
+			m.toLRU(it)
+		}
+		return
 	}
-	m.evict(it)
+	it := &memoItem{id: id, known: true, viaInbox: viaInbox, list: onPending}
+	m.items[id] = it
+	m.pending.pushBack(it)
+	for m.pending.n > m.maxPending {
+		old := m.pending.head
+		m.pending.remove(old)
+		delete(m.items, old.id)
+	}
 }
 
-// putResult records the result of a finished task.
-func (m *memoCache) putResult(id string, res ports.Result) { m.finished(id, &res) }
+// unsent forgets id if it is pending: its submission certainly failed.
+func (m *memoCache) unsent(id string) {
+	if it := m.items[id]; it != nil && it.list == onPending {
+		m.pending.remove(it)
+		delete(m.items, id)
+	}
+}
 
-// evict drops least recently used items (never keep) until within bounds.
-func (m *memoCache) evict(keep *memoItem) {
-	for len(m.items) > m.max || m.bytes > m.budget {
-		front := m.order.Front()
-		it := front.Value.(*memoItem)
+// finished records that id finished; res is its result when known (the
+// cache takes ownership of it). taken says that a waiter got the result, so
+// that it need not be held for one.
+func (m *memoCache) finished(id string, res *ports.Result, taken bool) {
+	if res != nil && len(res.Output) > memoMaxOutput {
+		res = nil
+	}
+	it := m.items[id]
+	if it == nil {
+		it = &memoItem{id: id, list: onLRU}
+		m.items[id] = it
+		m.lru.pushBack(it)
+	}
+	it.finished = true
+	if it.res != nil || res == nil {
+		res = nil // keep the first result
+	}
+	switch {
+	case it.list == onPending && res != nil && !taken:
+		m.pending.remove(it)
+		it.res, it.list = res, onHeld
+		m.heldL.pushBack(it)
+		m.held += heldCost(res)
+		m.evictHeld()
+		return
+	case it.list == onHeld:
+		if taken {
+			m.toLRU(it)
+		}
+	default:
+		if res != nil {
+			m.unlink(it)
+			it.res = res
+			it.list = onLRU
+			m.lru.pushBack(it)
+			m.bytes += len(res.Output)
+		} else {
+			m.toLRU(it)
+		}
+	}
+	m.evictLRU(it)
+}
+
+// putResult records (a copy of) the result of a finished task; taken as
+// for finished.
+func (m *memoCache) putResult(id string, res ports.Result, taken bool) {
+	r := cloneResult(res)
+	m.finished(id, &r, taken)
+}
+
+// evictHeld moves the oldest held results to the LRU while over budget.
+func (m *memoCache) evictHeld() {
+	moved := false
+	for m.held > m.heldBudget && m.heldL.head != nil {
+		m.toLRU(m.heldL.head)
+		moved = true
+	}
+	if moved {
+		m.evictLRU(nil)
+	}
+}
+
+// evictLRU drops least recently used items (never keep) until the LRU is
+// within bounds.
+func (m *memoCache) evictLRU(keep *memoItem) {
+	for (m.lru.n > m.maxLRU || m.bytes > m.budget) && m.lru.head != nil {
+		it := m.lru.head
 		if it == keep {
-			if m.order.Len() == 1 {
+			if m.lru.n == 1 {
 				return
 			}
-			m.order.MoveToBack(front)
+			m.lru.remove(it)
+			m.lru.pushBack(it)
 			continue
 		}
-		m.order.Remove(front)
+		m.unlink(it)
 		delete(m.items, it.id)
-		if it.res != nil {
-			m.bytes -= len(it.res.Output)
-		}
 	}
 }
 

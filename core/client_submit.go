@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -74,16 +75,13 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	now := time.Now().UTC()
 	envs := make([]Envelope, len(reqs))
 	var invalid []error
-	for i, req := range reqs {
-		env, err := newEnvelope(req, now)
-		if err != nil {
+	for i := range reqs {
+		if err := newEnvelope(&reqs[i], now, &envs[i]); err != nil {
 			if len(reqs) > 1 {
 				err = fmt.Errorf("request %d: %w", i, err)
 			}
 			invalid = append(invalid, err)
-			continue
 		}
-		envs[i] = env
 	}
 	if len(invalid) > 0 {
 		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", errors.Join(invalid...))
@@ -155,6 +153,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	c.mu.Unlock()
 
 	failed := make(map[int]error)
+	var unsent []string // IDs of tasks certainly not queued
 	fail := func(i int, err error) {
 		failed[i] = fmt.Errorf("task %q (id %s): %w", envs[i].Task, envs[i].TaskID, err)
 	}
@@ -163,42 +162,65 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			for i := start; i < end; i++ {
 				fail(i, ctxErr)
+				unsent = append(unsent, ids[i])
 			}
 			continue
 		}
 		// Offload the large envelopes of the chunk; a request whose Put
-		// fails is not sent.
+		// fails is not sent. Without any, the chunk is msgs[start:end].
 		var (
-			chunk []ports.Message
-			idx   []int    // index in reqs of each chunk message
-			keys  []string // its payload key, "" when not offloaded
+			chunk = msgs[start:end]
+			idx   []int    // index in reqs of each chunk message, nil: start+k
+			keys  []string // its payload key, "" when not offloaded; nil: none
 		)
-		for i := start; i < end; i++ {
-			m := msgs[i]
-			key := ""
-			if len(m.Body) > c.threshold {
-				var err error
-				if m, key, err = c.offload(ctx, envs[i], m); err != nil {
-					fail(i, err)
-					continue
+		if slices.ContainsFunc(chunk, func(m ports.Message) bool { return len(m.Body) > c.threshold }) {
+			chunk = nil
+			for i := start; i < end; i++ {
+				m := msgs[i]
+				key := ""
+				if len(m.Body) > c.threshold {
+					var err error
+					if m, key, err = c.offload(ctx, envs[i], m); err != nil {
+						fail(i, err)
+						unsent = append(unsent, ids[i])
+						continue
+					}
 				}
+				chunk, idx, keys = append(chunk, m), append(idx, i), append(keys, key)
 			}
-			chunk, idx, keys = append(chunk, m), append(idx, i), append(keys, key)
 		}
 		if len(chunk) == 0 {
 			continue
 		}
 		err := c.broker.Send(ctx, chunk...)
+		if err == nil {
+			continue
+		}
 		var orphans []string
 		for k := range chunk {
 			if ie := ports.ItemError(err, k); ie != nil {
-				fail(idx[k], ie)
-				if keys[k] != "" && definitelyNotSent(err, ie) {
-					orphans = append(orphans, keys[k])
+				i := start + k
+				if idx != nil {
+					i = idx[k]
+				}
+				fail(i, ie)
+				if definitelyNotSent(err, ie) {
+					unsent = append(unsent, ids[i])
+					if keys != nil && keys[k] != "" {
+						orphans = append(orphans, keys[k])
+					}
 				}
 			}
 		}
 		c.deletePayloads(ctx, orphans)
+	}
+	if len(unsent) > 0 {
+		// Not pending: waiting for them takes the path of unknown tasks.
+		c.mu.Lock()
+		for _, id := range unsent {
+			c.memo.unsent(id)
+		}
+		c.mu.Unlock()
 	}
 	if len(failed) > 0 {
 		return ids, &SubmitError{Failed: failed}
@@ -259,34 +281,35 @@ func (c *Client) deletePayloads(ctx context.Context, keys []string) {
 // payloadDeleteTimeout bounds a best-effort Delete of payload objects.
 const payloadDeleteTimeout = 30 * time.Second
 
-// newEnvelope validates req and builds its envelope (without ReplyTo).
-func newEnvelope(req Request, now time.Time) (Envelope, error) {
+// newEnvelope validates req and builds its envelope (without ReplyTo) in
+// *env, which it leaves alone on error.
+func newEnvelope(req *Request, now time.Time, env *Envelope) error {
 	if req.Task == "" {
-		return Envelope{}, fmt.Errorf("%w: empty task name", ports.ErrInvalidArgument)
+		return fmt.Errorf("%w: empty task name", ports.ErrInvalidArgument)
 	}
 	id := req.ID
 	if id == "" {
 		id = NewTaskID()
 	} else if err := checkTaskID(id); err != nil {
-		return Envelope{}, fmt.Errorf("task %q: %w", req.Task, err)
+		return fmt.Errorf("task %q: %w", req.Task, err)
 	}
 	if req.GroupID != "" {
 		if err := checkTaskID(req.GroupID); err != nil {
-			return Envelope{}, fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
+			return fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
 		}
 	}
 	if req.Delay < 0 || req.Delay > ports.MaxDelay {
-		return Envelope{}, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
+		return fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
 			ports.ErrInvalidArgument, req.Task, id, req.Delay, ports.MaxDelay)
 	}
 	if req.Retry != nil {
 		if err := req.Retry.Validate(); err != nil {
-			return Envelope{}, fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
+			return fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
 		}
 	}
 	for name, in := range req.Inputs {
 		if len(in) > 0 && !json.Valid(in) {
-			return Envelope{}, fmt.Errorf("%w: task %q (id %s): input %q is not valid JSON",
+			return fmt.Errorf("%w: task %q (id %s): input %q is not valid JSON",
 				ports.ErrInvalidArgument, req.Task, id, name)
 		}
 	}
@@ -295,19 +318,19 @@ func newEnvelope(req Request, now time.Time) (Envelope, error) {
 	case nil:
 	case json.RawMessage:
 		if len(a) > 0 && !json.Valid(a) {
-			return Envelope{}, fmt.Errorf("%w: task %q (id %s): args are a json.RawMessage that is not valid JSON",
+			return fmt.Errorf("%w: task %q (id %s): args are a json.RawMessage that is not valid JSON",
 				ports.ErrInvalidArgument, req.Task, id)
 		}
 		args = a
 	default:
 		b, err := json.Marshal(a)
 		if err != nil {
-			return Envelope{}, fmt.Errorf("%w: task %q (id %s): encode args (%T) to JSON: %w",
+			return fmt.Errorf("%w: task %q (id %s): encode args (%T) to JSON: %w",
 				ports.ErrInvalidArgument, req.Task, id, a, err)
 		}
 		args = b
 	}
-	return Envelope{
+	*env = Envelope{
 		Version:  EnvelopeVersion,
 		TaskID:   id,
 		Task:     req.Task,
@@ -323,7 +346,8 @@ func newEnvelope(req Request, now time.Time) (Envelope, error) {
 		Progress: req.Progress,
 		Retry:    req.Retry,
 		SentAt:   now,
-	}, nil
+	}
+	return nil
 }
 
 // replyAddress returns the inbox address for ReplyTo, opening the inbox and

@@ -152,6 +152,7 @@ func TestNewClientValidation(t *testing.T) {
 		{"poll max below poll", core.ClientOptions{Broker: b, Results: r, PollInterval: time.Second, PollMaxInterval: time.Millisecond}, "PollMaxInterval"},
 		{"negative reconcile", core.ClientOptions{Broker: b, Results: r, Reconcile: -time.Second}, "Reconcile"},
 		{"negative cache", core.ClientOptions{Broker: b, Results: r, CacheSize: -1}, "CacheSize"},
+		{"negative pending limit", core.ClientOptions{Broker: b, Results: r, PendingLimit: -1}, "PendingLimit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1133,7 +1134,7 @@ func TestTaskTypeSubmitAndWait(t *testing.T) {
 
 func TestWaitEvictedCompletionIsRead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{CacheSize: 2}})
+		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{CacheSize: 1, PendingLimit: 1}})
 		for _, id := range []string{"a", "b", "c"} {
 			f.submit(t, id)
 		}
@@ -1145,7 +1146,9 @@ func TestWaitEvictedCompletionIsRead(t *testing.T) {
 		f.push <- cs
 		synctest.Wait()
 
-		// b and c are remembered; a was evicted and is read at once.
+		// a and b were forgotten as pending (PendingLimit 1); their
+		// completions went to the LRU (CacheSize 1), which kept b's. c's is
+		// held until waited for. a is read at once.
 		f.results.EXPECT().Get(gomock.Any(), "a").Return(succeeded("a", "a"), nil).Times(1)
 		start := time.Now()
 		got, err := f.client.WaitAll(context.Background(), "a", "b", "c")

@@ -58,76 +58,150 @@ func (c *Client) WaitAll(ctx context.Context, ids ...string) ([]ports.Result, er
 		}
 	}
 	out := make([]ports.Result, len(ids))
-	entries := make([]*waitEntry, len(ids))
+	var (
+		entries []*waitEntry // nil where the result was remembered
+		w       *waiter
+	)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("dagq: client: %w", ports.ErrClosed)
 	}
 	for i, id := range ids {
-		if r := c.memo.result(id); r != nil {
-			out[i] = *r
+		it := c.memo.get(id)
+		if r, ok := c.memo.takeItem(it); ok {
+			out[i] = r
 			continue
 		}
-		entries[i] = c.acquireLocked(id)
+		if w == nil {
+			entries = make([]*waitEntry, len(ids))
+			w = &waiter{done: make(chan struct{})}
+		}
+		e := c.acquireLocked(id, it)
+		e.addWaiter(w)
+		w.left++
+		entries[i] = e
 	}
 	c.mu.Unlock()
+	if w == nil {
+		return out, nil
+	}
 
-	release := func(from int) {
-		c.mu.Lock()
-		for _, e := range entries[from:] {
-			if e != nil {
-				c.releaseLocked(e)
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !w.woken { // ctx is done; when w was woken too, prefer the results
+		id := ""
+		for _, e := range entries {
+			if e != nil && !e.finished {
+				id = e.id
+				break
 			}
 		}
-		c.mu.Unlock()
+		c.dropWaiterLocked(w, entries)
+		return nil, fmt.Errorf("dagq: wait for task %s: %w", id, ctx.Err())
+	}
+	for _, e := range entries {
+		if e != nil && e.finished && e.err != nil {
+			c.dropWaiterLocked(w, entries)
+			return nil, e.err
+		}
 	}
 	for i, e := range entries {
 		if e == nil {
 			continue
 		}
-		select {
-		case <-e.done:
-		case <-ctx.Done():
-			select {
-			case <-e.done: // finished at the same time: prefer the result
-			default:
-				release(i)
-				return nil, fmt.Errorf("dagq: wait for task %s: %w", e.id, ctx.Err())
-			}
+		if e.refs == 1 { // the last reference: nobody else reads e.res
+			out[i], e.res = e.res, ports.Result{}
+		} else {
+			out[i] = cloneResult(e.res)
 		}
-		if e.err != nil {
-			release(i)
-			return nil, e.err
-		}
-		out[i] = cloneResult(e.res)
-		c.mu.Lock()
 		c.releaseLocked(e)
-		c.mu.Unlock()
 	}
 	return out, nil
 }
 
-// waitEntry is the shared state of all waiters of one task ID, and its place
-// in the checker's schedule. Fields other than done, res and err are guarded
-// by Client.mu; res and err are written before done is closed.
-type waitEntry struct {
-	id       string
-	refs     int
-	done     chan struct{}
-	finished bool
-	res      ports.Result
-	err      error
+// waiter is one WaitAll call: it is woken once, when all its entries have
+// finished or one of them failed. Guarded by Client.mu.
+type waiter struct {
+	left  int           // references to entries not finished yet
+	done  chan struct{} // closed when woken
+	woken bool
+}
 
-	push     bool          // on the reconcile schedule, waiting for a push
+// wake closes w.done once.
+func (w *waiter) wake() {
+	if !w.woken {
+		w.woken = true
+		close(w.done)
+	}
+}
+
+// dropWaiterLocked takes w off its entries (unfinished ones) and releases
+// them.
+func (c *Client) dropWaiterLocked(w *waiter, entries []*waitEntry) {
+	for _, e := range entries {
+		if e == nil {
+			continue
+		}
+		e.removeWaiter(w)
+		c.releaseLocked(e)
+	}
+}
+
+// waitEntry is the shared state of all waiters of one task ID, and its place
+// in the checker's schedule. Guarded by Client.mu.
+type waitEntry struct {
+	id   string
+	refs int
+	res  ports.Result
+	err  error
+
+	// w1 and more are the WaitAll calls waiting for the entry (one slot per
+	// reference they hold).
+	w1   *waiter
+	more []*waiter
+
 	next     time.Time     // next Results read
 	interval time.Duration // delay after the next miss
 	max      time.Duration // cap of interval
-	heapIdx  int           // index in Client.sched, -1 when not scheduled
-	checking bool          // a Results read is in flight
-	recheck  bool          // read again right after the in-flight read
+	heapIdx  int           // index in Client.sched, -1 when not in the heap
+	fprev    *waitEntry    // neighbours on Client.fifo
+	fnext    *waitEntry
 
 	watches []*Watch // watches holding a reference (one each)
+
+	finished bool
+	push     bool // on the reconcile schedule, waiting for a push
+	inFIFO   bool // on Client.fifo
+	checking bool // a Results read is in flight
+	recheck  bool // read again right after the in-flight read
+}
+
+// addWaiter records one reference of w.
+func (e *waitEntry) addWaiter(w *waiter) {
+	if e.w1 == nil {
+		e.w1 = w
+		return
+	}
+	e.more = append(e.more, w)
+}
+
+// removeWaiter forgets one reference of w, if e still has it.
+func (e *waitEntry) removeWaiter(w *waiter) {
+	if e.w1 == w {
+		e.w1 = nil
+		return
+	}
+	for i, x := range e.more {
+		if x == w {
+			e.more = append(e.more[:i], e.more[i+1:]...)
+			return
+		}
+	}
 }
 
 // plan sets e's schedule: first read after first, then step doubling up to
@@ -139,15 +213,15 @@ func (e *waitEntry) plan(now time.Time, first, step, cap time.Duration) {
 }
 
 // acquireLocked returns the entry of id with one more reference, creating
-// and scheduling it if needed.
-func (c *Client) acquireLocked(id string) *waitEntry {
+// and scheduling it if needed; it is c.memo.get(id).
+func (c *Client) acquireLocked(id string, it *memoItem) *waitEntry {
 	if e := c.entries[id]; e != nil {
 		e.refs++
 		return e
 	}
-	e := &waitEntry{id: id, refs: 1, done: make(chan struct{}), heapIdx: -1}
+	e := &waitEntry{id: id, refs: 1, heapIdx: -1}
 	now := time.Now()
-	switch it := c.memo.get(id); {
+	switch {
 	case it != nil && it.finished:
 		// Finished, result not kept: read it now.
 		e.plan(now, 0, c.pollMin, c.pollMax)
@@ -175,8 +249,7 @@ func (c *Client) releaseLocked(e *waitEntry) {
 	if c.entries[e.id] == e {
 		delete(c.entries, e.id)
 	}
-	if e.heapIdx >= 0 {
-		heap.Remove(&c.sched, e.heapIdx)
+	if c.unscheduleLocked(e) {
 		c.kickLocked() // the checker may have nothing left to do
 	}
 }
@@ -196,7 +269,6 @@ func (c *Client) finishLocked(e *waitEntry, res ports.Result, err error) {
 	}
 	e.finished = true
 	e.res, e.err = res, err
-	close(e.done)
 	for _, w := range e.watches {
 		delete(w.ids, e.id)
 		ev := WatchEvent{TaskID: e.id, Final: true, Err: err}
@@ -206,29 +278,40 @@ func (c *Client) finishLocked(e *waitEntry, res ports.Result, err error) {
 		w.pushLocked(ev)
 	}
 	e.watches = nil
+	if w := e.w1; w != nil {
+		if w.left--; w.left == 0 || err != nil {
+			w.wake()
+		}
+	}
+	for _, w := range e.more {
+		if w.left--; w.left == 0 || err != nil {
+			w.wake()
+		}
+	}
+	e.w1, e.more = nil, nil
 	if c.entries[e.id] == e {
 		delete(c.entries, e.id)
 	}
-	if e.heapIdx >= 0 {
-		heap.Remove(&c.sched, e.heapIdx)
-		if len(c.sched) == 0 {
-			c.kickLocked() // let the checker exit now rather than at its next read
-		}
+	if c.unscheduleLocked(e) && !c.scheduledLocked() {
+		c.kickLocked() // let the checker exit now rather than at its next read
 	}
 }
 
 // scheduleLocked (re)inserts e in the schedule at e.next, unless a read is
-// in flight, and makes sure the checker runs.
+// in flight, and makes sure the checker runs. An entry due no earlier than
+// the last one of the FIFO is appended to it in O(1) (the push path: every
+// first reconcile is at now + Reconcile); the others go to the heap.
 func (c *Client) scheduleLocked(e *waitEntry) {
 	if e.finished || e.checking || c.closed {
 		return
 	}
-	if e.heapIdx >= 0 {
-		heap.Fix(&c.sched, e.heapIdx)
+	c.unscheduleLocked(e)
+	if t := c.fifo.tail; t == nil || !e.next.Before(t.next) {
+		c.fifo.pushBack(e)
 	} else {
 		heap.Push(&c.sched, e)
 	}
-	if c.sched[0] == e {
+	if c.firstLocked() == e {
 		c.kickLocked()
 	}
 	if !c.checkerOn {
@@ -238,6 +321,32 @@ func (c *Client) scheduleLocked(e *waitEntry) {
 	}
 }
 
+// unscheduleLocked takes e out of the schedule and reports whether it was
+// in it.
+func (c *Client) unscheduleLocked(e *waitEntry) bool {
+	switch {
+	case e.inFIFO:
+		c.fifo.remove(e)
+	case e.heapIdx >= 0:
+		heap.Remove(&c.sched, e.heapIdx)
+	default:
+		return false
+	}
+	return true
+}
+
+// firstLocked returns the scheduled entry due first, or nil.
+func (c *Client) firstLocked() *waitEntry {
+	f := c.fifo.head
+	if len(c.sched) > 0 && (f == nil || c.sched[0].next.Before(f.next)) {
+		return c.sched[0]
+	}
+	return f
+}
+
+// scheduledLocked reports whether some entry is scheduled.
+func (c *Client) scheduledLocked() bool { return c.fifo.head != nil || len(c.sched) > 0 }
+
 // checker reads Results for the entries that are due, in rounds, and sleeps
 // until the next one is due. It exits when nothing is scheduled.
 func (c *Client) checker() {
@@ -246,21 +355,25 @@ func (c *Client) checker() {
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.sched) == 0 {
+		if c.closed || !c.scheduledLocked() {
 			c.checkerOn = false
 			c.mu.Unlock()
 			return
 		}
 		now := time.Now()
 		var due []*waitEntry
-		for len(c.sched) > 0 && len(due) < checkRound && !c.sched[0].next.After(now) {
-			e := heap.Pop(&c.sched).(*waitEntry)
+		for len(due) < checkRound {
+			e := c.firstLocked()
+			if e == nil || e.next.After(now) {
+				break
+			}
+			c.unscheduleLocked(e)
 			e.checking = true
 			due = append(due, e)
 		}
 		var sleep time.Duration
 		if len(due) == 0 {
-			sleep = c.sched[0].next.Sub(now)
+			sleep = c.firstLocked().next.Sub(now)
 		}
 		c.mu.Unlock()
 
@@ -322,7 +435,7 @@ func (c *Client) check(due []*waitEntry) {
 		e.checking = false
 		res, err := outs[i].res, outs[i].err
 		if err == nil {
-			c.memo.putResult(e.id, res)
+			c.memo.putResult(e.id, res, true)
 			c.finishLocked(e, res, nil)
 			if cur := c.entries[e.id]; cur != nil {
 				c.finishLocked(cur, res, nil) // a newer entry of the same task
@@ -416,9 +529,11 @@ func (c *Client) deliver(cs []ports.Completion) {
 		if r := cm.Result; r != nil && r.TaskID == cm.TaskID && r.State.Valid() {
 			res = r
 		}
-		c.memo.finished(cm.TaskID, res)
 		e := c.entries[cm.TaskID]
-		if e == nil || e.finished {
+		waiting := e != nil && !e.finished
+		// The cache takes res (the inbox's, ours to keep); waiters get a copy.
+		c.memo.finished(cm.TaskID, res, waiting)
+		if !waiting {
 			continue
 		}
 		if res != nil {
@@ -456,6 +571,37 @@ func (c *Client) pollNowLocked(e *waitEntry, now time.Time) {
 	}
 	e.plan(now, 0, c.pollMin, c.pollMax)
 	c.scheduleLocked(e)
+}
+
+// entryFIFO is an intrusive list of scheduled entries in order of their
+// next read (Client.scheduleLocked appends only entries due no earlier than
+// the last one).
+type entryFIFO struct {
+	head, tail *waitEntry
+}
+
+func (l *entryFIFO) pushBack(e *waitEntry) {
+	e.inFIFO, e.fprev, e.fnext = true, l.tail, nil
+	if l.tail != nil {
+		l.tail.fnext = e
+	} else {
+		l.head = e
+	}
+	l.tail = e
+}
+
+func (l *entryFIFO) remove(e *waitEntry) {
+	if e.fprev != nil {
+		e.fprev.fnext = e.fnext
+	} else {
+		l.head = e.fnext
+	}
+	if e.fnext != nil {
+		e.fnext.fprev = e.fprev
+	} else {
+		l.tail = e.fprev
+	}
+	e.inFIFO, e.fprev, e.fnext = false, nil, nil
 }
 
 // entryHeap orders scheduled entries by their next read (container/heap).

@@ -227,11 +227,12 @@ func (w *Watch) addLocked(id string) {
 		return
 	}
 	c := w.c
-	if r := c.memo.result(id); r != nil {
-		w.pushLocked(WatchEvent{TaskID: id, Final: true, Result: *r})
+	it := c.memo.get(id)
+	if r, ok := c.memo.takeItem(it); ok {
+		w.pushLocked(WatchEvent{TaskID: id, Final: true, Result: r})
 		return
 	}
-	e := c.acquireLocked(id)
+	e := c.acquireLocked(id, it)
 	e.watches = append(e.watches, w)
 	w.ids[id] = e
 }
