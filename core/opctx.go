@@ -21,6 +21,7 @@ type deadlineCtx struct {
 	deadline time.Time
 
 	ended atomic.Bool // err is set
+	armed atomic.Bool // the timer runs (or ran): it sets err at the deadline
 
 	mu     sync.Mutex
 	done   chan struct{} // made on demand
@@ -52,7 +53,9 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 func (c *deadlineCtx) Err() error {
 	// Lock-free while running: the context is shared by concurrent calls
 	// (Worker.opContext), and in-memory adapters ask Err on every call.
-	if !c.ended.Load() && time.Now().Before(c.deadline) {
+	// Once the timer runs it ends the context (like context.WithDeadline:
+	// Err stays nil until it fires); before that, the clock decides.
+	if !c.ended.Load() && (c.armed.Load() || time.Now().Before(c.deadline)) {
 		return nil
 	}
 	c.mu.Lock()
@@ -101,6 +104,14 @@ func (c *deadlineCtx) armLocked() {
 		return
 	}
 	c.timer = time.AfterFunc(time.Until(c.deadline), c.expire)
+	c.armed.Store(true)
+}
+
+// arm makes the Done channel and starts the timer now.
+func (c *deadlineCtx) arm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armLocked()
 }
 
 func (c *deadlineCtx) expire() {

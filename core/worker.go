@@ -509,15 +509,19 @@ func (w *Worker) cancelAllTasks(cause error) {
 // no-op: the context is shared by every call started within an eighth of a
 // lease (one context per period instead of one per Put, Publish and Ack).
 func (w *Worker) opContext() (context.Context, context.CancelFunc) {
-	now := time.Now()
-	if op := w.op.Load(); op != nil && now.Before(op.fresh) {
+	if op := w.op.Load(); op != nil && !op.stale.Load() {
 		return op.ctx, noCancel
 	}
-	// w.base is never cancelled and has no deadline: the lazy-timer
-	// equivalent of context.WithTimeout applies. Its cancel function is
-	// never called: the context ends at its deadline, after its last user.
+	// w.base is never cancelled and has no deadline, so the lazy-timer
+	// equivalent of context.WithTimeout applies; its timer is armed at once
+	// (one per period), so that Err needs no clock reading. Its cancel
+	// function is never called: it ends at its deadline, after its last
+	// user.
+	now := time.Now()
 	ctx, _ := withLazyDeadline(w.base, now.Add(w.lease))
-	op := &sharedOp{ctx: ctx, fresh: now.Add(w.lease / opShareFraction)}
+	ctx.(*deadlineCtx).arm()
+	op := &sharedOp{ctx: ctx}
+	op.timer = time.AfterFunc(w.lease/opShareFraction, func() { op.stale.Store(true) })
 	w.op.Store(op) // racing refreshes: either context is as good
 	return ctx, noCancel
 }
@@ -527,10 +531,11 @@ func (w *Worker) opContext() (context.Context, context.CancelFunc) {
 const opShareFraction = 8
 
 // sharedOp is the call context shared by the worker's port calls (see
-// Worker.opContext) and when it stops being handed out.
+// Worker.opContext); stale is set (by timer) when it stops being handed out.
 type sharedOp struct {
 	ctx   context.Context
-	fresh time.Time
+	stale atomic.Bool
+	timer *time.Timer
 }
 
 func noCancel() {}
