@@ -263,7 +263,7 @@ type Worker struct {
 	expiryTimer *time.Timer
 	expiryAt    time.Time
 	byTask      map[string]*workerLease // decoded deliveries by task ID (more of one ID: sameTask)
-	recent      recentSet                 // recently requested cancellations
+	recent      recentSet               // recently requested cancellations
 }
 
 // NewWorker validates opts, applies the defaults and returns a worker ready

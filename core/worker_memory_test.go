@@ -499,3 +499,41 @@ func TestWorkerMemory_BrokerClosedEndsRun(t *testing.T) {
 		require.ErrorIs(t, <-done, ports.ErrClosed)
 	})
 }
+
+// Every line a worker logs about a task carries the task's attributes
+// (task_id, task, attempt, and run_id/step_id in a run), and its outcome
+// line the handler's duration.
+func TestWorkerMemory_TaskLogAttributes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("ok", func(context.Context, *core.Task) (json.RawMessage, error) {
+			time.Sleep(50 * time.Millisecond)
+			return json.RawMessage(`1`), nil
+		}))
+		require.NoError(t, reg.HandleFunc("bad", func(context.Context, *core.Task) (json.RawMessage, error) {
+			return nil, fmt.Errorf("boom: %w", core.ErrSkipRetry)
+		}))
+		w := m.startWorker(reg, nil)
+		m.submit(core.Envelope{TaskID: "t-ok", Task: "ok", RunID: "r1", StepID: "s1"}, core.Envelope{TaskID: "t-bad", Task: "bad"})
+		m.result("t-ok")
+		m.result("t-bad")
+
+		ok := w.logs.find("task succeeded")
+		require.Len(t, ok, 1)
+		require.Equal(t, "t-ok", ok[0].attrs["task_id"])
+		require.Equal(t, "ok", ok[0].attrs["task"])
+		require.EqualValues(t, 1, ok[0].attrs["attempt"])
+		require.Equal(t, "r1", ok[0].attrs["run_id"])
+		require.Equal(t, "s1", ok[0].attrs["step_id"])
+		require.Equal(t, 50*time.Millisecond, ok[0].attrs["duration"])
+
+		bad := w.logs.find("task failed without retry")
+		require.Len(t, bad, 1)
+		require.Equal(t, "t-bad", bad[0].attrs["task_id"])
+		require.Equal(t, "bad", bad[0].attrs["task"])
+		require.NotContains(t, bad[0].attrs, "run_id")
+		require.Contains(t, bad[0].attrs, "duration")
+		require.Contains(t, fmt.Sprint(bad[0].attrs["err"]), "boom")
+	})
+}

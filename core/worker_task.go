@@ -174,15 +174,7 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	if env.Retry != nil {
 		j.policy = *env.Retry
 	}
-	var buf [5]slog.Attr
-	attrs := append(buf[:0], slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt))
-	if env.RunID != "" {
-		attrs = append(attrs, slog.String("run_id", env.RunID))
-	}
-	if env.StepID != "" {
-		attrs = append(attrs, slog.String("step_id", env.StepID))
-	}
-	j.log = withAttrs(w.log, attrs...)
+	j.log = slog.New(&jobLogHandler{base: w.log.Handler(), job: j})
 	j.cctx, j.cancel = context.WithCancelCause(w.base) // cancelAllTasks cancels it at shutdown
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
@@ -205,6 +197,49 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	w.mu.Unlock()
 	return j
 }
+
+// jobLogHandler is the handler of a task's logger: the worker's handler
+// with the task's attributes (task_id, task, attempt, run_id, step_id),
+// which are only made and applied when the logger first handles a record
+// or is derived from. Most tasks never log at an enabled level, so this
+// costs one small allocation per task instead of the attributes' storage.
+type jobLogHandler struct {
+	base slog.Handler
+	job  *workerJob // its env and attempt are set before the logger is made
+
+	once  sync.Once
+	built slog.Handler
+}
+
+func (h *jobLogHandler) handler() slog.Handler {
+	h.once.Do(func() {
+		env := h.job.env
+		var buf [5]slog.Attr
+		attrs := append(buf[:0], slog.String("task_id", env.TaskID), slog.String("task", env.Task),
+			slog.Int("attempt", h.job.attempt))
+		if env.RunID != "" {
+			attrs = append(attrs, slog.String("run_id", env.RunID))
+		}
+		if env.StepID != "" {
+			attrs = append(attrs, slog.String("step_id", env.StepID))
+		}
+		h.built = h.base.WithAttrs(slices.Clone(attrs))
+	})
+	return h.built
+}
+
+func (h *jobLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.base.Enabled(ctx, level)
+}
+
+func (h *jobLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.handler().Handle(ctx, r)
+}
+
+func (h *jobLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return h.handler().WithAttrs(attrs)
+}
+func (h *jobLogHandler) WithGroup(name string) slog.Handler { return h.handler().WithGroup(name) }
 
 // durableCancelCheck asks the cancel channel once which of the batch's tasks
 // have a cancellation request, and cancels them. When the channel cannot
