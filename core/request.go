@@ -110,7 +110,9 @@ func WithRetry(p RetryPolicy) RequestOption { return func(r *Request) { r.Retry 
 func NewTaskID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:]) // one allocation
 }
 
 // TaskError is the error of a task that did not succeed.

@@ -235,6 +235,8 @@ type Worker struct {
 	tracer          Tracer         // nil: no tracing
 
 	started atomic.Bool
+	// gatherTimer bounds gatherSlots (receive loop only).
+	gatherTimer *time.Timer
 	// op is the call context shared by port calls (see opContext).
 	op atomic.Pointer[sharedOp]
 
@@ -620,7 +622,12 @@ func (w *Worker) gatherTarget() int {
 // gatherSlots takes up to k more slots as they free up within
 // ReceiveGather and returns how many it took.
 func (w *Worker) gatherSlots(ctx context.Context, k int) int {
-	timer := time.NewTimer(ReceiveGather)
+	if w.gatherTimer == nil {
+		w.gatherTimer = time.NewTimer(ReceiveGather)
+	} else {
+		w.gatherTimer.Reset(ReceiveGather) // stopped (Go ≥ 1.23 timers need no drain)
+	}
+	timer := w.gatherTimer
 	defer timer.Stop()
 	for got := 0; ; {
 		if got == k {

@@ -62,7 +62,8 @@ type workerLease struct {
 // dispatch registers the deliveries of one Receive (so that heartbeats and
 // shutdown see them at once) and hands them to a goroutine.
 func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
-	ls := make([]*workerLease, len(ds))
+	b := &receivedBatch{ds: ds, ls: make([]*workerLease, len(ds))}
+	ls := b.ls
 	block := make([]workerLease, len(ds)) // one allocation for the batch
 	expires := received.Add(w.lease)
 	w.mu.Lock()
@@ -81,7 +82,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	w.armExpiryLocked(expires)
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
-	w.spawn(func() { w.processBatch(ds, ls) })
+	w.start(b)
 }
 
 // forget drops a delivery from the worker's books and frees its slot.

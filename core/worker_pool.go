@@ -7,15 +7,27 @@ import "sync"
 // fresh goroutine grows its stack again for every task (decoding, the
 // handler, recording), which cost more than a no-op task itself.
 type runnerPool struct {
-	idle chan func()    // an idle runner receives its next function here
+	idle chan runnable  // an idle runner receives its next work here
 	stop chan struct{}  // closed when Run ends: idle runners exit
 	wg   sync.WaitGroup // the runners
 }
 
+// runnable is work for a runner: a task (*workerJob), a received batch
+// (*receivedBatch) or any function (runFunc). Handing over a pointer that
+// implements it costs no allocation, unlike a closure per task.
+type runnable interface {
+	run(w *Worker)
+}
+
+// runFunc makes a function runnable.
+type runFunc func()
+
+func (f runFunc) run(*Worker) { f() }
+
 // start makes the pool's channels (in Run, so that they belong to Run's
 // goroutine's synctest bubble, if any).
 func (p *runnerPool) start() {
-	p.idle = make(chan func())
+	p.idle = make(chan runnable)
 	p.stop = make(chan struct{})
 }
 
@@ -28,27 +40,30 @@ func (p *runnerPool) close() {
 
 // spawn runs f in an idle runner, or a new one, counted in w.tasks like
 // w.tasks.Go(f).
-func (w *Worker) spawn(f func()) {
+func (w *Worker) spawn(f func()) { w.start(runFunc(f)) }
+
+// start runs r in an idle runner, or a new one, counted in w.tasks.
+func (w *Worker) start(r runnable) {
 	w.tasks.Add(1)
 	select {
-	case w.pool.idle <- f:
+	case w.pool.idle <- r:
 		return
 	default:
 	}
 	w.pool.wg.Add(1)
-	go w.runner(f)
+	go w.runner(r)
 }
 
-// runner runs f, then the functions handed to it while idle, until the pool
+// runner runs r, then the work handed to it while idle, until the pool
 // stops.
-func (w *Worker) runner(f func()) {
+func (w *Worker) runner(r runnable) {
 	defer w.pool.wg.Done()
 	for {
-		f()
+		r.run(w)
 		w.tasks.Done()
-		f = nil
+		r = nil
 		select {
-		case f = <-w.pool.idle:
+		case r = <-w.pool.idle:
 		case <-w.pool.stop:
 			return
 		}

@@ -39,6 +39,9 @@ type workerJob struct {
 	task Task
 	hctx handlerCtx
 	res  ports.Result
+	// logv (with its handler logh) is the task's logger, log.
+	logv slog.Logger
+	logh jobLogHandler
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
@@ -87,9 +90,12 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 			w.runToEnd(j)
 			break
 		}
-		w.spawn(func() { w.runToEnd(j) })
+		w.start(j)
 	}
 }
+
+// run runs j and forgets its delivery (j is a runnable).
+func (j *workerJob) run(w *Worker) { w.runToEnd(j) }
 
 // runToEnd runs j and forgets its delivery.
 func (w *Worker) runToEnd(j *workerJob) {
@@ -97,6 +103,15 @@ func (w *Worker) runToEnd(j *workerJob) {
 	defer j.stop()
 	w.runJob(j)
 }
+
+// receivedBatch is the deliveries of one Receive, with their leases, on
+// their way to processBatch (a runnable).
+type receivedBatch struct {
+	ds []ports.Delivery
+	ls []*workerLease
+}
+
+func (b *receivedBatch) run(w *Worker) { w.processBatch(b.ds, b.ls) }
 
 // at returns fs[i], or nil when fs is nil.
 func at(fs []func(), i int) func() {
@@ -174,7 +189,9 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	if env.Retry != nil {
 		j.policy = *env.Retry
 	}
-	j.log = slog.New(&jobLogHandler{base: w.log.Handler(), job: j})
+	j.logh = jobLogHandler{base: w.log.Handler(), job: j}
+	j.logv = *slog.New(&j.logh) // a copy: the logger lives in the job too
+	j.log = &j.logv
 	j.cctx, j.cancel = context.WithCancelCause(w.base) // cancelAllTasks cancels it at shutdown
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
@@ -276,12 +293,8 @@ func (w *Worker) durableCancelCheck(jobs []*workerJob) {
 		}
 		return
 	}
-	set := make(map[string]bool, len(canceled))
-	for _, id := range canceled {
-		set[id] = true
-	}
 	for _, j := range jobs {
-		if set[j.env.TaskID] {
+		if slices.Contains(canceled, j.env.TaskID) { // a few IDs at most
 			j.cancel(ErrTaskCanceled)
 		}
 	}
