@@ -258,14 +258,13 @@ type Worker struct {
 	abort    context.CancelCauseFunc
 
 	mu      sync.Mutex
-	aborted error                          // set by cancelAllTasks: the cause new tasks start cancelled with
-	leases  map[ports.Receipt]*workerLease // every held delivery
+	aborted error     // set by cancelAllTasks: the cause new tasks start cancelled with
+	held    leaseList // every held delivery
 	// expiryTimer marks leases lost when their end passes; it is armed for
 	// expiryAt (zero: not armed).
 	expiryTimer *time.Timer
 	expiryAt    time.Time
-	byTask      map[string]*workerLease // decoded deliveries by task ID (more of one ID: sameTask)
-	recent      recentSet               // recently requested cancellations
+	recent      recentSet // recently requested cancellations
 }
 
 // NewWorker validates opts, applies the defaults and returns a worker ready
@@ -363,8 +362,6 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
 		sem:             make(chan struct{}, opts.Concurrency),
-		leases:          make(map[ports.Receipt]*workerLease),
-		byTask:          make(map[string]*workerLease),
 		recent:          newRecentSet(recentCancelsSize),
 	}, nil
 }
@@ -468,7 +465,7 @@ func (w *Worker) abortInFlight() {
 	}
 	var rel []release
 	w.mu.Lock()
-	for _, l := range w.leases {
+	for l := w.held.head; l != nil; l = l.next {
 		if l.state == leaseFinishing || l.lost || l.released {
 			continue
 		}
@@ -498,7 +495,7 @@ func (w *Worker) cancelAllTasks(cause error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.aborted = cause
-	for _, l := range w.leases {
+	for l := w.held.head; l != nil; l = l.next {
 		if l.cancel != nil {
 			l.cancel(cause)
 		}

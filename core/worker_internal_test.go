@@ -26,30 +26,50 @@ func TestRecentSet_ForgetsOldestFirst(t *testing.T) {
 	require.Len(t, r.ring, 3)
 }
 
-// Deliveries of one task ID held at once are all reachable by a cancellation
-// request, and each unlinks cleanly whatever its place in the chain.
-func TestWorkerTaskChain(t *testing.T) {
-	w := &Worker{byTask: make(map[string]*workerLease), recent: newRecentSet(10), log: lazyLogger(slog.New(slog.DiscardHandler))}
-	var cancelled []int
-	leases := make([]*workerLease, 4)
-	for i := range leases {
-		leases[i] = &workerLease{taskID: "t", msgID: fmt.Sprint("m", i)}
-		leases[i].cancel = func(cause error) {
-			require.ErrorIs(t, cause, ErrTaskCanceled)
-			cancelled = append(cancelled, i)
-		}
-		w.linkTaskLocked(leases[i])
+// A cancellation request reaches every held delivery of its task IDs (two
+// deliveries of one ID included), and none of another task or finishing;
+// the held list unlinks from any place.
+func TestWorkerCancelScansHeld(t *testing.T) {
+	for _, extra := range []int{0, 20} { // few IDs: a scan per ID; many: a set
+		t.Run(fmt.Sprint("extra_ids=", extra), func(t *testing.T) {
+			w := &Worker{recent: newRecentSet(100), log: lazyLogger(slog.New(slog.DiscardHandler))}
+			var cancelled []string
+			add := func(msg, task string, state leaseState) *workerLease {
+				l := &workerLease{taskID: task, msgID: msg, state: state}
+				l.cancel = func(cause error) {
+					require.ErrorIs(t, cause, ErrTaskCanceled)
+					cancelled = append(cancelled, msg)
+				}
+				w.held.push(l)
+				return l
+			}
+			a := add("m1", "t", leaseRunning)
+			b := add("m2", "u", leaseRunning)
+			c := add("m3", "t", leasePending)
+			add("m4", "t", leaseFinishing)
+			undecoded := add("m5", "", leasePending)
+			undecoded.cancel = nil
+
+			w.held.remove(b) // middle
+			add("m6", "u", leaseRunning)
+			ids := []string{"t"}
+			for i := range extra {
+				ids = append(ids, fmt.Sprint("x", i))
+			}
+			w.cancelRequested(ids)
+			require.ElementsMatch(t, []string{"m1", "m3"}, cancelled)
+			require.True(t, w.recent.has("t"))
+
+			w.held.remove(a) // head
+			var left []string
+			for l := w.held.head; l != nil; l = l.next {
+				left = append(left, l.msgID)
+			}
+			require.Equal(t, []string{"m3", "m4", "m5", "m6"}, left)
+			require.Equal(t, "m6", w.held.tail.msgID)
+			w.held.remove(w.held.tail) // tail
+			require.Equal(t, "m5", w.held.tail.msgID)
+			require.Same(t, c, w.held.head)
+		})
 	}
-	other := &workerLease{taskID: "u", cancel: func(error) { t.Error("another task was cancelled") }}
-	w.linkTaskLocked(other)
-
-	w.unlinkTaskLocked(leases[1]) // middle
-	w.unlinkTaskLocked(leases[3]) // head (linked last)
-	w.cancelRequested([]string{"t"})
-	require.ElementsMatch(t, []int{0, 2}, cancelled)
-
-	w.unlinkTaskLocked(leases[0]) // tail
-	w.unlinkTaskLocked(leases[2]) // last one
-	require.NotContains(t, w.byTask, "t")
-	require.Same(t, other, w.byTask["u"])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -28,12 +29,11 @@ type workerLease struct {
 	receipt ports.Receipt
 	msgID   string // the broker's message ID
 	taskID  string // set once decoded
-	// sameTask links the held deliveries of one task ID (Worker.byTask;
-	// more than one only when a message is delivered again while held).
-	sameTask *workerLease
-	payload  string       // claim-check key, deleted after the ack; set before the task goroutine starts
-	log      *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
-	cancel   context.CancelCauseFunc
+	// prev and next link the worker's held deliveries (Worker.held).
+	prev, next *workerLease
+	payload    string       // claim-check key, deleted after the ack; set before the task goroutine starts
+	log        *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
+	cancel     context.CancelCauseFunc
 
 	// expires is a conservative estimate of the lease's end (measured from
 	// before the Receive or Extend call that set it); renewed is when it was
@@ -76,7 +76,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 			expires: expires,
 			renewed: received,
 		}
-		w.leases[d.Receipt] = l
+		w.held.push(l)
 		ls[i] = l
 	}
 	w.armExpiryLocked(expires)
@@ -89,10 +89,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 func (w *Worker) forget(l *workerLease) {
 	w.mu.Lock()
 	l.done = true
-	delete(w.leases, l.receipt)
-	if l.taskID != "" {
-		w.unlinkTaskLocked(l)
-	}
+	w.held.remove(l)
 	cancel := l.cancel
 	w.mu.Unlock()
 	if cancel != nil {
@@ -102,28 +99,36 @@ func (w *Worker) forget(l *workerLease) {
 	<-w.sem
 }
 
-// linkTaskLocked makes l (decoded: taskID set) reachable by its task ID.
-func (w *Worker) linkTaskLocked(l *workerLease) {
-	l.sameTask = w.byTask[l.taskID]
-	w.byTask[l.taskID] = l
+// leaseList is an intrusive doubly linked list of held deliveries, in
+// receive order: a delivery is added and removed in O(1), without hashing
+// (a worker holds at most Concurrency of them; nothing looks one up by
+// receipt, and a cancellation request scans them).
+type leaseList struct {
+	head, tail *workerLease
 }
 
-// unlinkTaskLocked undoes linkTaskLocked.
-func (w *Worker) unlinkTaskLocked(l *workerLease) {
-	switch head := w.byTask[l.taskID]; {
-	case head == l && l.sameTask == nil:
-		delete(w.byTask, l.taskID)
-	case head == l:
-		w.byTask[l.taskID] = l.sameTask
-	default:
-		for p := head; p != nil; p = p.sameTask {
-			if p.sameTask == l {
-				p.sameTask = l.sameTask
-				break
-			}
-		}
+func (ll *leaseList) push(l *workerLease) {
+	l.prev, l.next = ll.tail, nil
+	if ll.tail != nil {
+		ll.tail.next = l
+	} else {
+		ll.head = l
 	}
-	l.sameTask = nil
+	ll.tail = l
+}
+
+func (ll *leaseList) remove(l *workerLease) {
+	if l.prev != nil {
+		l.prev.next = l.next
+	} else if ll.head == l {
+		ll.head = l.next
+	}
+	if l.next != nil {
+		l.next.prev = l.prev
+	} else if ll.tail == l {
+		ll.tail = l.prev
+	}
+	l.prev, l.next = nil, nil
 }
 
 // leaseLogLocked returns l's logger: the task's once decoded, otherwise one
@@ -160,7 +165,7 @@ func (w *Worker) leasesExpired() {
 	defer w.mu.Unlock()
 	now := time.Now()
 	var next time.Time
-	for _, l := range w.leases {
+	for l := w.held.head; l != nil; l = l.next {
 		if l.done || l.settled || l.lost || l.released {
 			continue
 		}
@@ -212,7 +217,7 @@ func (w *Worker) extendDue(ctx context.Context) {
 	now := time.Now()
 	var due []*workerLease
 	w.mu.Lock()
-	for _, l := range w.leases {
+	for l := w.held.head; l != nil; l = l.next {
 		if l.lost || l.released || l.settled || now.Sub(l.renewed) < w.heartbeat/2 ||
 			!now.Before(l.expires) { // ran out: its expiry timer marks it lost
 			continue
@@ -331,12 +336,22 @@ func (w *Worker) cancelRequested(ids []string) {
 	defer w.mu.Unlock()
 	for _, id := range ids {
 		w.recent.add(id)
-		for l := w.byTask[id]; l != nil; l = l.sameTask {
-			if l.cancel != nil && l.state != leaseFinishing {
-				l.cancel(ErrTaskCanceled)
-				w.leaseLogLocked(l).Info("cancellation requested; cancelling the task")
-			}
+	}
+	// Scan the held deliveries (at most Concurrency) for the IDs.
+	wanted := func(id string) bool { return slices.Contains(ids, id) }
+	if len(ids) > 8 {
+		set := make(map[string]struct{}, len(ids))
+		for _, id := range ids {
+			set[id] = struct{}{}
 		}
+		wanted = func(id string) bool { _, ok := set[id]; return ok }
+	}
+	for l := w.held.head; l != nil; l = l.next {
+		if l.taskID == "" || l.cancel == nil || l.state == leaseFinishing || !wanted(l.taskID) {
+			continue
+		}
+		l.cancel(ErrTaskCanceled)
+		w.leaseLogLocked(l).Info("cancellation requested; cancelling the task")
 	}
 }
 

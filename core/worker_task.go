@@ -202,7 +202,6 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	l.taskID = env.TaskID
 	l.log = j.log
 	l.cancel = j.cancel
-	w.linkTaskLocked(l)
 	switch {
 	case w.aborted != nil:
 		j.cancel(w.aborted)
