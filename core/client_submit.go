@@ -73,10 +73,14 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		return nil, err
 	}
 	now := time.Now().UTC()
-	envs := make([]Envelope, len(reqs))
+	// Validate every request first (its ID and encoded args are kept; the
+	// envelopes are built and encoded one at a time below).
+	ids := make([]string, len(reqs))
+	args := make([]json.RawMessage, len(reqs))
 	var invalid []error
 	for i := range reqs {
-		if err := newEnvelope(&reqs[i], now, &envs[i]); err != nil {
+		var err error
+		if ids[i], args[i], err = prepareRequest(&reqs[i]); err != nil {
 			if len(reqs) > 1 {
 				err = fmt.Errorf("request %d: %w", i, err)
 			}
@@ -90,24 +94,24 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	if err != nil {
 		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
 	}
-	ids := make([]string, len(envs))
-	msgs := make([]ports.Message, len(envs))
-	for i := range envs {
-		envs[i].ReplyTo = replyTo
-		body, err := envs[i].Encode()
+	msgs := make([]ports.Message, len(reqs))
+	var env Envelope
+	for i := range reqs {
+		fillEnvelope(&env, &reqs[i], ids[i], args[i], now)
+		env.ReplyTo = replyTo
+		body, err := env.Encode()
 		if err != nil {
 			invalid = append(invalid, fmt.Errorf("request %d: %w: %w", i, ports.ErrInvalidArgument, err))
 			continue
 		}
 		group := reqs[i].GroupID
 		if group == "" && c.groupBy != GroupByTask {
-			group = envs[i].RunID
+			group = env.RunID
 		}
 		if group == "" {
-			group = envs[i].TaskID
+			group = env.TaskID
 		}
-		ids[i] = envs[i].TaskID
-		msgs[i] = ports.Message{ID: envs[i].TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
+		msgs[i] = ports.Message{ID: env.TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
 		if c.signer != nil {
 			msgs[i].Attributes = map[string]string{SignatureAttribute: c.signer.Sign(body)}
 		}
@@ -115,7 +119,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the limit of %d bytes "+
 				"(ClientOptions.MaxEnvelopeBytes); make the arguments and inputs smaller, e.g. pass a reference "+
 				"to data kept in a store",
-				ports.ErrInvalidArgument, envs[i].Task, envs[i].TaskID, len(body), c.maxEnvelope)
+				ports.ErrInvalidArgument, env.Task, env.TaskID, len(body), c.maxEnvelope)
 			if len(reqs) > 1 {
 				err = fmt.Errorf("request %d: %w", i, err)
 			}
@@ -126,7 +130,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the payload threshold "+
 				"of %d bytes (ClientOptions.PayloadThreshold); set ClientOptions.Payloads to send large tasks "+
 				"through a payload store, or make the arguments smaller",
-				ports.ErrInvalidArgument, envs[i].Task, envs[i].TaskID, len(body), c.threshold)
+				ports.ErrInvalidArgument, env.Task, env.TaskID, len(body), c.threshold)
 			if len(reqs) > 1 {
 				err = fmt.Errorf("request %d: %w", i, err)
 			}
@@ -155,7 +159,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	failed := make(map[int]error)
 	var unsent []string // IDs of tasks certainly not queued
 	fail := func(i int, err error) {
-		failed[i] = fmt.Errorf("task %q (id %s): %w", envs[i].Task, envs[i].TaskID, err)
+		failed[i] = fmt.Errorf("task %q (id %s): %w", reqs[i].Task, ids[i], err)
 	}
 	for start := 0; start < len(msgs); start += ports.MaxBatch {
 		end := min(start+ports.MaxBatch, len(msgs))
@@ -180,7 +184,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 				key := ""
 				if len(m.Body) > c.threshold {
 					var err error
-					if m, key, err = c.offload(ctx, envs[i], m); err != nil {
+					if m, key, err = c.offload(ctx, claimCheck{TaskID: ids[i], Task: reqs[i].Task, ReplyTo: replyTo}, m); err != nil {
 						fail(i, err)
 						unsent = append(unsent, ids[i])
 						continue
@@ -228,14 +232,16 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	return ids, nil
 }
 
-// offload stores m's body (env's encoded envelope) in the payload store and
-// returns the claim-check message that replaces m, with the object's key.
-func (c *Client) offload(ctx context.Context, env Envelope, m ports.Message) (ports.Message, string, error) {
-	key := env.TaskID + "/" + NewTaskID()
+// offload stores m's body (an encoded envelope) in the payload store and
+// returns the claim-check message that replaces m (the placeholder cc with
+// the object's key) and the key.
+func (c *Client) offload(ctx context.Context, cc claimCheck, m ports.Message) (ports.Message, string, error) {
+	key := cc.TaskID + "/" + NewTaskID()
 	if err := c.payloads.Put(ctx, key, m.Body); err != nil {
 		return m, "", fmt.Errorf("store the %d-byte envelope in the payload store: %w", len(m.Body), err)
 	}
-	stub, err := json.Marshal(claimCheck{TaskID: env.TaskID, Task: env.Task, Payload: key, ReplyTo: env.ReplyTo})
+	cc.Payload = key
+	stub, err := json.Marshal(cc)
 	if err != nil { // cannot happen: strings only
 		return m, "", fmt.Errorf("encode the claim check: %w", err)
 	}
@@ -281,55 +287,60 @@ func (c *Client) deletePayloads(ctx context.Context, keys []string) {
 // payloadDeleteTimeout bounds a best-effort Delete of payload objects.
 const payloadDeleteTimeout = 30 * time.Second
 
-// newEnvelope validates req and builds its envelope (without ReplyTo) in
-// *env, which it leaves alone on error.
-func newEnvelope(req *Request, now time.Time, env *Envelope) error {
+// prepareRequest validates req and returns its task ID (req.ID or a new one)
+// and its encoded args, for fillEnvelope.
+func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 	if req.Task == "" {
-		return fmt.Errorf("%w: empty task name", ports.ErrInvalidArgument)
+		return "", nil, fmt.Errorf("%w: empty task name", ports.ErrInvalidArgument)
 	}
-	id := req.ID
+	id = req.ID
 	if id == "" {
 		id = NewTaskID()
 	} else if err := checkTaskID(id); err != nil {
-		return fmt.Errorf("task %q: %w", req.Task, err)
+		return "", nil, fmt.Errorf("task %q: %w", req.Task, err)
 	}
 	if req.GroupID != "" {
 		if err := checkTaskID(req.GroupID); err != nil {
-			return fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
+			return "", nil, fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
 		}
 	}
 	if req.Delay < 0 || req.Delay > ports.MaxDelay {
-		return fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
+		return "", nil, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
 			ports.ErrInvalidArgument, req.Task, id, req.Delay, ports.MaxDelay)
 	}
 	if req.Retry != nil {
 		if err := req.Retry.Validate(); err != nil {
-			return fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
+			return "", nil, fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
 		}
 	}
 	for name, in := range req.Inputs {
 		if len(in) > 0 && !json.Valid(in) {
-			return fmt.Errorf("%w: task %q (id %s): input %q is not valid JSON",
+			return "", nil, fmt.Errorf("%w: task %q (id %s): input %q is not valid JSON",
 				ports.ErrInvalidArgument, req.Task, id, name)
 		}
 	}
-	var args json.RawMessage
 	switch a := req.Args.(type) {
 	case nil:
 	case json.RawMessage:
 		if len(a) > 0 && !json.Valid(a) {
-			return fmt.Errorf("%w: task %q (id %s): args are a json.RawMessage that is not valid JSON",
+			return "", nil, fmt.Errorf("%w: task %q (id %s): args are a json.RawMessage that is not valid JSON",
 				ports.ErrInvalidArgument, req.Task, id)
 		}
 		args = a
 	default:
-		b, err := json.Marshal(a)
-		if err != nil {
-			return fmt.Errorf("%w: task %q (id %s): encode args (%T) to JSON: %w",
-				ports.ErrInvalidArgument, req.Task, id, a, err)
+		b, merr := json.Marshal(a)
+		if merr != nil {
+			return "", nil, fmt.Errorf("%w: task %q (id %s): encode args (%T) to JSON: %w",
+				ports.ErrInvalidArgument, req.Task, id, a, merr)
 		}
 		args = b
 	}
+	return id, args, nil
+}
+
+// fillEnvelope sets *env to the envelope (without ReplyTo) of req, prepared
+// by prepareRequest.
+func fillEnvelope(env *Envelope, req *Request, id string, args json.RawMessage, now time.Time) {
 	*env = Envelope{
 		Version:  EnvelopeVersion,
 		TaskID:   id,
@@ -347,7 +358,6 @@ func newEnvelope(req *Request, now time.Time, env *Envelope) error {
 		Retry:    req.Retry,
 		SentAt:   now,
 	}
-	return nil
 }
 
 // replyAddress returns the inbox address for ReplyTo, opening the inbox and

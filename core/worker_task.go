@@ -17,12 +17,13 @@ import (
 
 // workerJob is one decoded delivery on its way through the worker.
 type workerJob struct {
-	d       ports.Delivery
-	l       *workerLease
-	env     Envelope
-	attempt int
-	policy  RetryPolicy
-	log     *slog.Logger
+	// deliveries is the delivery's Attempt: the broker's receive count.
+	deliveries int
+	l          *workerLease
+	env        Envelope
+	attempt    int
+	policy     RetryPolicy
+	log        *slog.Logger
 
 	// cctx is cancelled with a cause (request, lease lost, shutdown); ctx adds
 	// the envelope's deadline and is what the handler gets.
@@ -184,7 +185,7 @@ func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func(
 // newJob builds the task's context and makes it reachable by cancellation
 // requests.
 func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJob {
-	j := &workerJob{d: d, l: l, env: env, policy: w.retry}
+	j := &workerJob{deliveries: d.Attempt, l: l, env: env, policy: w.retry}
 	j.attempt = env.Attempt + max(d.Attempt, 1) - 1
 	if env.Retry != nil {
 		j.policy = *env.Retry
@@ -309,7 +310,7 @@ func (w *Worker) runJob(j *workerJob) {
 	if w.stopBeforeStart(j) {
 		return
 	}
-	if j.d.Attempt > 1 { // a redelivery: maybe it finished before
+	if j.deliveries > 1 { // a redelivery: maybe it finished before
 		ctx, cancel := context.WithTimeout(j.cctx, w.lease)
 		res, err := w.results.Get(ctx, env.TaskID)
 		cancel()
