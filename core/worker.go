@@ -240,8 +240,8 @@ type Worker struct {
 	// op is the call context shared by port calls (see opContext).
 	op atomic.Pointer[sharedOp]
 
-	// sem holds one token per in-flight delivery.
-	sem chan struct{}
+	// slots counts the in-flight deliveries.
+	slots *slots
 	// tasks counts the goroutines that handle deliveries.
 	tasks sync.WaitGroup
 	// pool runs the functions counted in tasks.
@@ -361,7 +361,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		log:             lazyLogger(opts.Logger.With("worker", opts.ID)),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
-		sem:             make(chan struct{}, opts.Concurrency),
+		slots:           newSlots(opts.Concurrency),
 		recent:          newRecentSet(recentCancelsSize),
 	}, nil
 }
@@ -441,7 +441,7 @@ func (w *Worker) drain() {
 		w.tasks.Wait()
 		close(done)
 	}()
-	if n := len(w.sem); n > 0 {
+	if n := w.slots.inUse(); n > 0 {
 		w.log.Info("worker shutting down: waiting for in-flight tasks",
 			"in_flight", n, "timeout", w.shutdownTimeout)
 	}
@@ -546,20 +546,9 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 	for {
 		// Wait for one free slot, then take as many more as are free, up to
 		// the batch size.
-		select {
-		case w.sem <- struct{}{}:
-		case <-ctx.Done():
+		n := w.slots.take(ctx, 1, w.batch, nil, 0)
+		if n == 0 { // ctx is done
 			return nil
-		}
-		n := 1
-	more:
-		for n < w.batch {
-			select {
-			case w.sem <- struct{}{}:
-				n++
-			default:
-				break more
-			}
 		}
 		// Busy (some slots still held): give slots that are about to free
 		// up (tasks finishing, acks in flight) a moment to join, so that a
@@ -575,15 +564,11 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 			w.release(ds[n:])
 			ds = ds[:n]
 		}
-		for range n - len(ds) {
-			<-w.sem
-		}
+		w.slots.release(n - len(ds))
 		if ctx.Err() != nil {
 			// Stopping: hand back what came with the cancelled call.
 			w.release(ds)
-			for range ds {
-				<-w.sem
-			}
+			w.slots.release(len(ds))
 			return nil
 		}
 		if len(ds) > 0 {
@@ -620,25 +605,10 @@ func (w *Worker) gatherTarget() int {
 // ReceiveGather and returns how many it took.
 func (w *Worker) gatherSlots(ctx context.Context, k int) int {
 	if w.gatherTimer == nil {
-		w.gatherTimer = time.NewTimer(ReceiveGather)
-	} else {
-		w.gatherTimer.Reset(ReceiveGather) // stopped (Go ≥ 1.23 timers need no drain)
+		w.gatherTimer = time.NewTimer(time.Hour)
+		w.gatherTimer.Stop() // Go ≥ 1.23 timers need no drain
 	}
-	timer := w.gatherTimer
-	defer timer.Stop()
-	for got := 0; ; {
-		if got == k {
-			return got
-		}
-		select {
-		case w.sem <- struct{}{}:
-			got++
-		case <-timer.C:
-			return got
-		case <-ctx.Done():
-			return got
-		}
-	}
+	return w.slots.take(ctx, k, k, w.gatherTimer, ReceiveGather)
 }
 
 // release hands deliveries that were never started back to the queue.

@@ -96,7 +96,7 @@ func (w *Worker) forget(l *workerLease) {
 		cancel(nil)
 	}
 	w.obs.MessageDone()
-	<-w.sem
+	w.slots.release(1)
 }
 
 // leaseList is an intrusive doubly linked list of held deliveries, in
