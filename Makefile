@@ -72,9 +72,11 @@ bench: emulators-up
 bench-mem:
 	$(GO) run ./app/cmd/dagq-bench -only mem,dag $(BENCH_FLAGS)
 
-## bench-micro: Go micro-benchmarks (memory round trip, envelope, registry dispatch).
+## bench-micro: Go micro-benchmarks (memory round trip, envelope, registry dispatch, memory adapter);
+## BENCH_COUNT=10 repeats each for benchstat (docs/performance.md).
+BENCH_COUNT ?= 1
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./core/... ./adapters/memory/...
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./core/... ./adapters/memory/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s per target): the envelope
 ## decoder, the job-file parser and config loading. Their seed corpora (f.Add and
