@@ -78,13 +78,16 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	ids := make([]string, len(reqs))
 	args := make([]json.RawMessage, len(reqs))
 	var invalid []error
+	refuse := func(i int, err error) { // named by index when there are several
+		if len(reqs) > 1 {
+			err = fmt.Errorf("request %d: %w", i, err)
+		}
+		invalid = append(invalid, err)
+	}
 	for i := range reqs {
 		var err error
 		if ids[i], args[i], err = prepareRequest(&reqs[i]); err != nil {
-			if len(reqs) > 1 {
-				err = fmt.Errorf("request %d: %w", i, err)
-			}
-			invalid = append(invalid, err)
+			refuse(i, err)
 		}
 	}
 	if len(invalid) > 0 {
@@ -101,7 +104,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		env.ReplyTo = replyTo
 		body, err := env.Encode()
 		if err != nil {
-			invalid = append(invalid, fmt.Errorf("request %d: %w: %w", i, ports.ErrInvalidArgument, err))
+			refuse(i, fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err))
 			continue
 		}
 		group := reqs[i].GroupID
@@ -120,10 +123,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 				"(ClientOptions.MaxEnvelopeBytes); make the arguments and inputs smaller, e.g. pass a reference "+
 				"to data kept in a store",
 				ports.ErrInvalidArgument, env.Task, env.TaskID, len(body), c.maxEnvelope)
-			if len(reqs) > 1 {
-				err = fmt.Errorf("request %d: %w", i, err)
-			}
-			invalid = append(invalid, err)
+			refuse(i, err)
 			continue
 		}
 		if len(body) > c.threshold && c.payloads == nil {
@@ -131,10 +131,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 				"of %d bytes (ClientOptions.PayloadThreshold); set ClientOptions.Payloads to send large tasks "+
 				"through a payload store, or make the arguments smaller",
 				ports.ErrInvalidArgument, env.Task, env.TaskID, len(body), c.threshold)
-			if len(reqs) > 1 {
-				err = fmt.Errorf("request %d: %w", i, err)
-			}
-			invalid = append(invalid, err)
+			refuse(i, err)
 		}
 	}
 	if len(invalid) > 0 {

@@ -403,6 +403,20 @@ type expander struct {
 	active  map[*yaml.Node]bool // anchors being expanded (cycle check)
 }
 
+// expanding marks the anchored node n as being expanded (an alias to it met
+// meanwhile is a cycle) and returns the function that unmarks it, a no-op
+// when n was marked already.
+func (x *expander) expanding(n *yaml.Node) func() {
+	if x.active == nil {
+		x.active = map[*yaml.Node]bool{}
+	}
+	if x.active[n] {
+		return func() {}
+	}
+	x.active[n] = true
+	return func() { delete(x.active, n) }
+}
+
 // nodeValue converts a YAML node into a value encoding/json can marshal.
 // inAlias is true below an alias: every value there counts against the
 // budget.
@@ -427,22 +441,12 @@ func (x *expander) nodeValue(n *yaml.Node, inAlias bool) (any, error) {
 		if x.active[n.Alias] {
 			return nil, fmt.Errorf("line %d: alias *%s is inside the value of its own anchor &%s (a cycle)", n.Line, n.Value, n.Value)
 		}
-		if x.active == nil {
-			x.active = map[*yaml.Node]bool{}
-		}
-		x.active[n.Alias] = true
-		defer delete(x.active, n.Alias)
+		defer x.expanding(n.Alias)()
 		return x.nodeValue(n.Alias, true)
 	case yaml.SequenceNode:
 		if n.Anchor != "" {
 			// An alias inside the anchor's own value is a cycle.
-			if x.active == nil {
-				x.active = map[*yaml.Node]bool{}
-			}
-			if !x.active[n] {
-				x.active[n] = true
-				defer delete(x.active, n)
-			}
+			defer x.expanding(n)()
 		}
 		out := make([]any, 0, len(n.Content))
 		for _, c := range n.Content {
@@ -455,13 +459,7 @@ func (x *expander) nodeValue(n *yaml.Node, inAlias bool) (any, error) {
 		return out, nil
 	case yaml.MappingNode:
 		if n.Anchor != "" {
-			if x.active == nil {
-				x.active = map[*yaml.Node]bool{}
-			}
-			if !x.active[n] {
-				x.active[n] = true
-				defer delete(x.active, n)
-			}
+			defer x.expanding(n)()
 		}
 		out := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
