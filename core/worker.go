@@ -511,18 +511,14 @@ func (w *Worker) opContext() (context.Context, context.CancelFunc) {
 	if op := w.op.Load(); op != nil && !op.stale.Load() {
 		return op.ctx, noCancel
 	}
-	// w.base is never cancelled and has no deadline, so the lazy-timer
-	// equivalent of context.WithTimeout applies; its timer is armed at once
-	// (one per period), so that Err needs no clock reading. Its cancel
-	// function is never called: it ends at its deadline, after its last
-	// user.
-	now := time.Now()
-	ctx, _ := withLazyDeadline(w.base, now.Add(w.lease))
-	ctx.(*deadlineCtx).arm()
-	op := &sharedOp{ctx: ctx}
+	// One deadline timer per period, and Err is an atomic load. The context
+	// is never cancelled: it ends at its deadline, after its last user
+	// (w.base is never cancelled, so nothing else holds it).
+	op := &sharedOp{}
+	op.ctx, op.end = context.WithDeadline(w.base, time.Now().Add(w.lease))
 	op.timer = time.AfterFunc(w.lease/opShareFraction, func() { op.stale.Store(true) })
 	w.op.Store(op) // racing refreshes: either context is as good
-	return ctx, noCancel
+	return op.ctx, noCancel
 }
 
 // opShareFraction: a shared call context is handed out during the first
@@ -533,6 +529,7 @@ const opShareFraction = 8
 // Worker.opContext); stale is set (by timer) when it stops being handed out.
 type sharedOp struct {
 	ctx   context.Context
+	end   context.CancelFunc // not called: the deadline ends ctx
 	stale atomic.Bool
 	timer *time.Timer
 }
