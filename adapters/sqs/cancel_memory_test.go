@@ -40,15 +40,7 @@ type memEnv struct {
 func (h cancelHarness) memChannels(t *testing.T, o sqs.CancelOptions) memEnv {
 	t.Helper()
 	prefix := "dagq-cancel-m" + randHex(6) + "-"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		left := h.listQueues(ctx, t, prefix)
-		for _, u := range left {
-			_, _ = h.client.DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: &u})
-		}
-		require.Empty(t, left, "subscription queues left after Close")
-	})
+	h.checkNoQueuesLeft(t, prefix)
 	bucket := h.newBucket(t)
 	s3c, count := h.countingS3()
 	open := func(c *awss3.Client) *sqs.CancelChannel {

@@ -94,9 +94,10 @@ func (h cancelHarness) listQueues(ctx context.Context, t *testing.T, prefix stri
 	return out.QueueUrls
 }
 
-func (h cancelHarness) newChannels(t *testing.T, n int) ([]*sqs.CancelChannel, string) {
-	prefix := "dagq-cancel-t" + randHex(6) + "-"
-	// Runs last: closing subscriptions and channels deleted every queue.
+// checkNoQueuesLeft registers a cleanup, run after the test's own (so after
+// its subscriptions and channels are closed), that fails the test if queues
+// named with prefix are left, and deletes them.
+func (h cancelHarness) checkNoQueuesLeft(t *testing.T, prefix string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -106,6 +107,11 @@ func (h cancelHarness) newChannels(t *testing.T, n int) ([]*sqs.CancelChannel, s
 		}
 		require.Empty(t, left, "subscription queues left after Close")
 	})
+}
+
+func (h cancelHarness) newChannels(t *testing.T, n int) ([]*sqs.CancelChannel, string) {
+	prefix := "dagq-cancel-t" + randHex(6) + "-"
+	h.checkNoQueuesLeft(t, prefix)
 	bucket := h.newBucket(t)
 	cs := make([]*sqs.CancelChannel, n)
 	for i := range cs {
