@@ -26,20 +26,14 @@ func lazyLogger(l *slog.Logger) *slog.Logger {
 	return slog.New(&lazyHandler{base: l.Handler()})
 }
 
-// lazyInline is how many attributes a derivation stores without a separate
-// allocation (the worker's per-task logger has at most six).
-const lazyInline = 6
-
 // lazyHandler is a handler derived from its parent (or, at the root, from
 // base) by one WithAttrs (attrs) or WithGroup (group) call, built on first
-// use. It is only used by pointer: every derivation makes a new one, which
-// costs one allocation for up to lazyInline attributes.
+// use. It is only used by pointer: every derivation makes a new one.
 type lazyHandler struct {
 	base   slog.Handler
 	parent *lazyHandler // nil: derived from base directly (or the root)
 	attrs  []slog.Attr  // owned; nil for a group (and at the root)
 	group  string
-	inline [lazyInline]slog.Attr
 
 	once  sync.Once
 	built slog.Handler
@@ -75,14 +69,7 @@ func (h *lazyHandler) handler() slog.Handler {
 // deriveAttrs returns h with attrs added. It copies attrs: callers may keep
 // using their slice.
 func (h *lazyHandler) deriveAttrs(attrs []slog.Attr) *lazyHandler {
-	d := &lazyHandler{base: h.base, parent: h.link()}
-	if len(attrs) <= lazyInline {
-		d.attrs = d.inline[:len(attrs):len(attrs)]
-	} else {
-		d.attrs = make([]slog.Attr, len(attrs))
-	}
-	copy(d.attrs, attrs)
-	return d
+	return &lazyHandler{base: h.base, parent: h.link(), attrs: slices.Clone(attrs)}
 }
 
 // link is what a derivation of h names as its parent: nil for the root,
@@ -109,8 +96,7 @@ func (h *lazyHandler) WithGroup(name string) slog.Handler {
 }
 
 // withAttrs is l.With for attributes: the same logger, without boxing the
-// values in the key-value arguments of With. On a lazy logger it costs two
-// allocations (the logger and its handler) for up to lazyInline attributes.
+// values in the key-value arguments of With.
 func withAttrs(l *slog.Logger, attrs ...slog.Attr) *slog.Logger {
 	if len(attrs) == 0 {
 		return l
@@ -118,8 +104,5 @@ func withAttrs(l *slog.Logger, attrs ...slog.Attr) *slog.Logger {
 	if h, ok := l.Handler().(*lazyHandler); ok {
 		return slog.New(h.deriveAttrs(attrs))
 	}
-	// Handlers may keep the slice they are given: hand them a copy, so
-	// that attrs itself does not escape (and is not allocated) on the lazy
-	// path above.
-	return slog.New(l.Handler().WithAttrs(slices.Clone(attrs)))
+	return slog.New(l.Handler().WithAttrs(slices.Clone(attrs))) // handlers may keep the slice
 }
