@@ -102,7 +102,10 @@ func (w *Worker) forget(l *workerLease) {
 // leaseList is an intrusive doubly linked list of held deliveries, in
 // receive order: a delivery is added and removed in O(1), without hashing
 // (a worker holds at most Concurrency of them; nothing looks one up by
-// receipt, and a cancellation request scans them).
+// receipt, and a cancellation request scans them). The client's memoList
+// and entryFIFO are the same code on their types: a generic list (its link
+// accessor called through the type parameter, not inlined) measured 3–5 %
+// slower in BenchmarkMemoryThroughput100k.
 type leaseList struct {
 	head, tail *workerLease
 }
