@@ -78,6 +78,11 @@ func startWorkerCmd(t *testing.T, ctx context.Context, args []string, opts ...ap
 	errb = &syncBuffer{}
 	ch := make(chan int, 1)
 	reg := builtins(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker stderr:\n%s", errb)
+		}
+	})
 	go func() {
 		ch <- app.Execute(ctx, reg, append([]string{"worker"}, args...), io.Discard, errb, opts...)
 	}()
@@ -149,6 +154,10 @@ func TestWorkerMetrics_Memory(t *testing.T) {
 		return val(m, "dagq_worker_messages_in_flight") == 0 &&
 			val(m, "dagq_worker_tasks_finished_total", "task", "sleep", "outcome", "cancelled") == 1
 	}, 10*time.Second, 20*time.Millisecond)
+	// One scrape reads its collectors concurrently, so the one that saw the
+	// last outcome may have read other series just before it was recorded:
+	// read everything again now that nothing changes any more.
+	m = scrape(t, addr)
 	for _, c := range []struct {
 		name   string
 		labels []string
@@ -246,6 +255,10 @@ func TestWorkerMetrics_SQS(t *testing.T) {
 		m = scrape(t, addr)
 		return m[series("dagq_worker_tasks_finished_total", "queue", steps, "task", "echo", "outcome", "succeeded")] == 1
 	}, 30*time.Second, 50*time.Millisecond)
+	// The outcome is counted after the message's DeleteMessageBatch, but one
+	// scrape reads its collectors concurrently: the AWS counts of the scrape
+	// that saw the outcome may predate the delete. Read them again.
+	m = scrape(t, addr)
 	for _, q := range []string{steps, runs} {
 		for _, state := range []string{"visible", "in_flight", "delayed"} {
 			assert.Contains(t, m, series("dagq_queue_messages", "queue", q, "state", state))
