@@ -246,7 +246,7 @@ func benchThroughput100k(b *testing.B, runWorker func(ctx context.Context, tr *m
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		cpu0 := cpuTime()
+		u0 := usage()
 		start := time.Now()
 		ids, err := c.SubmitBatch(ctx, reqs...)
 		if err != nil {
@@ -257,10 +257,12 @@ func benchThroughput100k(b *testing.B, runWorker func(ctx context.Context, tr *m
 		if err != nil {
 			b.Fatal(err)
 		}
-		took, used, reads := time.Since(start), cpuTime()-cpu0, cr.gets.Load()
+		took, u, reads := time.Since(start), usage(), cr.gets.Load()
 		b.StopTimer()
-		total, cpu, gets = total+took, cpu+used, gets+int64(reads)
-		b.Logf("submit %v, total %v, CPU %v, client result reads %d", sub, took, used, reads)
+		user, sys := u.user-u0.user, u.sys-u0.sys
+		total, cpu, gets = total+took, cpu+user+sys, gets+int64(reads)
+		b.Logf("submit %v, total %v, CPU %v (user %v, system %v), %d page faults, client result reads %d",
+			sub, took, user+sys, user, sys, u.faults-u0.faults, reads)
 		for _, r := range rs {
 			if r.State != ports.StateSucceeded {
 				b.Fatalf("task %s: %s", r.TaskID, r.State)
