@@ -130,7 +130,12 @@ type options struct {
 	logger         *slog.Logger
 	awsAPIOptions  []func(*middleware.Stack) error
 	tracerProvider trace.TracerProvider
+	noticesShown   bool // the caller printed cfg.Notices (the CLI)
 }
+
+// noticesShown tells New that the caller printed the configuration's
+// notices already.
+func noticesShown() Option { return func(o *options) { o.noticesShown = true } }
 
 // WithLogger sets the logger of the client, executor and workers (default:
 // NewLogger(cfg.Log, os.Stderr)).
@@ -172,6 +177,11 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 		var err error
 		if o.logger, err = NewLogger(cfg.Log, os.Stderr); err != nil {
 			return nil, err
+		}
+	}
+	if !o.noticesShown {
+		for _, n := range cfg.Notices() {
+			o.logger.Warn("dagq: configuration notice: " + n)
 		}
 	}
 	var (

@@ -263,7 +263,8 @@ func (c *cli) runtime(logs io.Writer, cfg config.Config, opts ...Option) (sessio
 	if err != nil {
 		return session{}, err
 	}
-	rt, err := New(cfg, c.reg, append([]Option{WithLogger(logger), traced}, opts...)...)
+	// loadConfig printed the notices.
+	rt, err := New(cfg, c.reg, append([]Option{WithLogger(logger), traced, noticesShown()}, opts...)...)
 	if err != nil {
 		stopTracing()
 		return session{}, err

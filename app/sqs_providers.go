@@ -110,8 +110,16 @@ func ProvideS3Client(a AWS, cfg config.Config) *awss3.Client {
 	})
 }
 
-func sqsOptions(cfg config.Config, log *slog.Logger) *dagqsqs.Options {
-	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, FairQueue: fairModes[cfg.SQS.FairQueue], Logger: log}
+// sqsOptions are the adapter options of the queue at url. sqs.fair_queue
+// "on" with a standard queue is passed as auto, which does the same (no
+// message group): config.Notices words that case once, naming the key, and
+// the adapter would warn about it again.
+func sqsOptions(cfg config.Config, url string, log *slog.Logger) *dagqsqs.Options {
+	fair := fairModes[cfg.SQS.FairQueue]
+	if fair == dagqsqs.FairOn && !dagqsqs.IsFIFOURL(url) {
+		fair = dagqsqs.FairAuto
+	}
+	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, FairQueue: fair, Logger: log}
 }
 
 // fairModes maps sqs.fair_queue (validated) to the adapter's modes.
@@ -119,7 +127,7 @@ var fairModes = map[string]dagqsqs.FairMode{"auto": dagqsqs.FairAuto, "on": dagq
 
 // ProvideSQSBroker returns a Broker on the task queue (sqs.queue_url).
 func ProvideSQSBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (ports.Broker, func(), error) {
-	b, err := dagqsqs.New(c, cfg.SQS.QueueURL, sqsOptions(cfg, log))
+	b, err := dagqsqs.New(c, cfg.SQS.QueueURL, sqsOptions(cfg, cfg.SQS.QueueURL, log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqs.queue_url: %w", err)
 	}
@@ -128,7 +136,7 @@ func ProvideSQSBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (po
 
 // ProvideSQSRunBroker returns a Broker on the run queue (sqs.run_queue_url).
 func ProvideSQSRunBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (RunBroker, func(), error) {
-	b, err := dagqsqs.New(c, cfg.SQS.RunQueueURL, sqsOptions(cfg, log))
+	b, err := dagqsqs.New(c, cfg.SQS.RunQueueURL, sqsOptions(cfg, cfg.SQS.RunQueueURL, log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqs.run_queue_url: %w", err)
 	}

@@ -173,7 +173,9 @@ func TestMaxReceiveCount(t *testing.T) {
 }
 
 // sqs.fair_queue reaches the adapter: "on" with standard queues warns once
-// per queue at start and is ignored; every mode of the key maps to one.
+// per queue at start (New logs the configuration's notices; the adapter,
+// given auto for them, says nothing more) and is ignored; every mode of the
+// key maps to one.
 func TestSQS_FairQueueOnStandardQueueWarns(t *testing.T) {
 	cfg, flags := sqsEnv(t)
 	require.Equal(t, app.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
@@ -182,7 +184,11 @@ func TestSQS_FairQueueOnStandardQueueWarns(t *testing.T) {
 	rt, err := app.New(cfg, builtins(t), app.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	defer rt.Close()
-	require.Equal(t, 2, strings.Count(logs.String(), "fair-queue mode needs a FIFO queue"), "task and run queue: %s", logs.String())
+	for _, key := range []string{"sqs.queue_url", "sqs.run_queue_url"} {
+		require.Equal(t, 1, strings.Count(logs.String(), "configuration notice: sqs.fair_queue: on, but "+key+" "), "%s: %s", key, logs.String())
+	}
+	require.Equal(t, 2, strings.Count(logs.String(), "is a standard queue"), logs.String())
+	require.NotContains(t, logs.String(), "fair-queue mode needs a FIFO queue", "said once, by New")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -200,4 +206,31 @@ func TestSQS_FairQueueOnStandardQueueWarns(t *testing.T) {
 		c.SQS.FairQueue = m
 		require.NoError(t, c.Validate(), m)
 	}
+}
+
+// dagq worker prints each configuration notice once: the CLI prints them
+// when it loads the configuration, and neither New nor the adapter repeats
+// them in the log.
+func TestSQS_WorkerFairQueueNoticeOnce(t *testing.T) {
+	_, flags := sqsEnv(t)
+	require.Equal(t, app.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
+	t.Setenv("DAGQ_SQS_FAIR_QUEUE", "on")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	_, errb, done := startWorkerCmd(t, wctx, append([]string{"--metrics-addr", "127.0.0.1:0"}, flags...))
+	stop()
+	select {
+	case code := <-done:
+		require.Equal(t, app.ExitOK, code, errb.String())
+	case <-ctx.Done():
+		t.Fatal("worker did not stop")
+	}
+	out := errb.String()
+	for _, key := range []string{"sqs.queue_url", "sqs.run_queue_url"} {
+		require.Equal(t, 1, strings.Count(out, "dagq: warning: sqs.fair_queue: on, but "+key+" "), "%s: %s", key, out)
+	}
+	require.Equal(t, 2, strings.Count(out, "is a standard queue"), out)
+	require.NotContains(t, out, "fair-queue mode needs a FIFO queue", out)
 }

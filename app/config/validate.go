@@ -34,8 +34,8 @@ func (e *FieldError) Error() string {
 
 // Notices returns settings that are valid but have no effect, each naming
 // its key and what to do, for the caller to print as warnings: sqs.fair_queue
-// "on" with standard queues (message groups need FIFO queues; the adapter
-// ignores it and logs the same at start).
+// "on" with standard queues (message groups need FIFO queues; the setting
+// is ignored for them). app.New logs them, unless its caller printed them.
 func (c Config) Notices() []string {
 	var out []string
 	if c.Transport == TransportSQS && c.SQS.FairQueue == "on" {
