@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -269,6 +271,86 @@ func TestWorkerMemory_ConcurrencyLimit(t *testing.T) {
 		// slots while others are busy.
 		require.False(t, last.Before(t0.Add(5*time.Second)), "5 rounds of 1s")
 		require.False(t, last.After(t0.Add(5*time.Second+5*core.ReceiveGather)), "and the slots are kept full: finished at %v", last.Sub(t0))
+	})
+}
+
+// goroutineID is the ID of the calling goroutine (from its stack header).
+func goroutineID() string {
+	var buf [64]byte
+	line := string(buf[:runtime.Stack(buf[:], false)])
+	line = strings.TrimPrefix(line, "goroutine ")
+	return line[:strings.IndexByte(line, ' ')]
+}
+
+// The tasks of one received batch that do not finish at once all run
+// together, each in a goroutine of its own, within core.HelperDelay of the
+// first: here each one blocks until all ten have started.
+func TestWorkerMemory_BatchLongJobsRunTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		const n = 10
+		for i := range n {
+			m.submit(wkEnv(fmt.Sprintf("t%02d", i), "block"))
+		}
+		var (
+			mu      sync.Mutex
+			started []time.Time
+			gids    = map[string]bool{}
+			all     = make(chan struct{})
+		)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ *core.Task) (json.RawMessage, error) {
+			mu.Lock()
+			started = append(started, time.Now())
+			gids[goroutineID()] = true
+			if len(started) == n {
+				close(all)
+			}
+			mu.Unlock()
+			select {
+			case <-all:
+				return json.RawMessage(`1`), nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}))
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = n }) // one receive takes all ten
+		for i := range n {
+			require.Equal(t, ports.StateSucceeded, m.result(fmt.Sprintf("t%02d", i)).State)
+		}
+		require.NoError(t, w.stop())
+		require.Len(t, gids, n, "each in a goroutine of its own")
+		require.LessOrEqual(t, started[n-1].Sub(started[0]), core.HelperDelay)
+	})
+}
+
+// The short tasks of one received batch run one after the other in the
+// batch's goroutine: no goroutine is woken per task. (On synctest's clock
+// no time passes while they run, so no helper is woken at all.)
+func TestWorkerMemory_BatchShortJobsShareAGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		const n = 10
+		for i := range n {
+			m.submit(wkEnv(fmt.Sprintf("t%02d", i), "quick"))
+		}
+		var (
+			mu   sync.Mutex
+			gids = map[string]int{}
+		)
+		reg := core.NewRegistry()
+		require.NoError(t, reg.HandleFunc("quick", func(context.Context, *core.Task) (json.RawMessage, error) {
+			mu.Lock()
+			gids[goroutineID()]++
+			mu.Unlock()
+			return json.RawMessage(`1`), nil
+		}))
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = n })
+		for i := range n {
+			require.Equal(t, ports.StateSucceeded, m.result(fmt.Sprintf("t%02d", i)).State)
+		}
+		require.NoError(t, w.stop())
+		require.Len(t, gids, 1, "one goroutine ran the batch: %v", gids)
 	})
 }
 

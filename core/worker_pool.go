@@ -12,8 +12,8 @@ type runnerPool struct {
 	wg   sync.WaitGroup // the runners
 }
 
-// runnable is work for a runner: a task (*workerJob), a received batch
-// (*receivedBatch) or any function (runFunc). Handing over a pointer that
+// runnable is work for a runner: a received batch (*receivedBatch), a
+// helper taking the jobs of one (*batchJobs) or any function (runFunc). Handing over a pointer that
 // implements it costs no allocation, unlike a closure per task.
 type runnable interface {
 	run(w *Worker)
