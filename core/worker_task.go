@@ -47,8 +47,8 @@ type workerJob struct {
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
-// cancellation check once for the whole batch, and runs each delivery in a
-// goroutine of its own (the last one in the calling goroutine).
+// cancellation check once for the whole batch, and runs the tasks (see
+// batchJobs).
 func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	unresolved := w.resolvePayloads(ds, ls)
 	jobs := make([]*workerJob, 0, len(ds))
