@@ -282,24 +282,36 @@ func goroutineID() string {
 	return line[:strings.IndexByte(line, ' ')]
 }
 
+// runOneBatch has a worker of concurrency n receive n tasks run by h in one
+// batch (they are queued before it starts), and waits for their success.
+func runOneBatch(t *testing.T, n int, h core.HandlerFunc) {
+	t.Helper()
+	m := newWmWorld(t)
+	for i := range n {
+		m.submit(wkEnv(fmt.Sprintf("t%02d", i), "batch"))
+	}
+	reg := core.NewRegistry()
+	require.NoError(t, reg.Handle("batch", h))
+	w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = n }) // one receive takes them all
+	for i := range n {
+		require.Equal(t, ports.StateSucceeded, m.result(fmt.Sprintf("t%02d", i)).State)
+	}
+	require.NoError(t, w.stop())
+}
+
 // The tasks of one received batch that do not finish at once all run
 // together, each in a goroutine of its own, within core.HelperDelay of the
 // first: here each one blocks until all ten have started.
 func TestWorkerMemory_BatchLongJobsRunTogether(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newWmWorld(t)
 		const n = 10
-		for i := range n {
-			m.submit(wkEnv(fmt.Sprintf("t%02d", i), "block"))
-		}
 		var (
 			mu      sync.Mutex
 			started []time.Time
 			gids    = map[string]bool{}
 			all     = make(chan struct{})
 		)
-		reg := core.NewRegistry()
-		require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ *core.Task) (json.RawMessage, error) {
+		runOneBatch(t, n, func(ctx context.Context, _ *core.Task) (json.RawMessage, error) {
 			mu.Lock()
 			started = append(started, time.Now())
 			gids[goroutineID()] = true
@@ -313,12 +325,7 @@ func TestWorkerMemory_BatchLongJobsRunTogether(t *testing.T) {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-		}))
-		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = n }) // one receive takes all ten
-		for i := range n {
-			require.Equal(t, ports.StateSucceeded, m.result(fmt.Sprintf("t%02d", i)).State)
-		}
-		require.NoError(t, w.stop())
+		})
 		require.Len(t, gids, n, "each in a goroutine of its own")
 		require.LessOrEqual(t, started[n-1].Sub(started[0]), core.HelperDelay)
 	})
@@ -329,27 +336,16 @@ func TestWorkerMemory_BatchLongJobsRunTogether(t *testing.T) {
 // no time passes while they run, so no helper is woken at all.)
 func TestWorkerMemory_BatchShortJobsShareAGoroutine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newWmWorld(t)
-		const n = 10
-		for i := range n {
-			m.submit(wkEnv(fmt.Sprintf("t%02d", i), "quick"))
-		}
 		var (
 			mu   sync.Mutex
 			gids = map[string]int{}
 		)
-		reg := core.NewRegistry()
-		require.NoError(t, reg.HandleFunc("quick", func(context.Context, *core.Task) (json.RawMessage, error) {
+		runOneBatch(t, 10, func(context.Context, *core.Task) (json.RawMessage, error) {
 			mu.Lock()
 			gids[goroutineID()]++
 			mu.Unlock()
 			return json.RawMessage(`1`), nil
-		}))
-		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = n })
-		for i := range n {
-			require.Equal(t, ports.StateSucceeded, m.result(fmt.Sprintf("t%02d", i)).State)
-		}
-		require.NoError(t, w.stop())
+		})
 		require.Len(t, gids, 1, "one goroutine ran the batch: %v", gids)
 	})
 }
