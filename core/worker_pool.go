@@ -13,8 +13,9 @@ type runnerPool struct {
 }
 
 // runnable is work for a runner: a received batch (*receivedBatch), a
-// helper taking the jobs of one (*batchJobs) or any function (runFunc). Handing over a pointer that
-// implements it costs no allocation, unlike a closure per task.
+// helper taking the jobs of one (*batchJobs) or any function (runFunc).
+// Handing over a pointer that implements it costs no allocation, unlike a
+// closure per task.
 type runnable interface {
 	run(w *Worker)
 }
