@@ -72,6 +72,17 @@ func pump(ctx context.Context, s ports.CancelSubscription) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
+// subscribePumped subscribes c and pumps the subscription until the test
+// ends, then closes it.
+func subscribePumped(t *testing.T, c ports.CancelChannel) ports.CancelSubscription {
+	t.Helper()
+	sub, err := c.Subscribe(t.Context())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, sub.Close()) })
+	t.Cleanup(pump(t.Context(), sub)) // stops first
+	return sub
+}
+
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
@@ -154,15 +165,11 @@ func TestCanceledSubscriptionLost(t *testing.T) {
 	ctx := t.Context()
 	e := h.memChannels(t, sqs.CancelOptions{ListLag: -1})
 	c, count, other, _ := e.c, e.count, e.other, e.s3
-	sub, err := c.Subscribe(ctx)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, sub.Close()) }()
-	stop := pump(ctx, sub)
-	defer stop()
+	sub := subscribePumped(t, c)
 	waitFor(t, 5*time.Second, "settled", c.Settled)
 
 	url := sub.(*sqs.CancelSubscription).QueueURL()
-	_, err = h.client.DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: &url})
+	_, err := h.client.DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: &url})
 	require.NoError(t, err)
 	waitFor(t, 2*waitTime+5*time.Second, "unsettled after the queue vanished", func() bool { return !c.Settled() })
 	// A request now reaches no queue of c's, but Canceled reads S3.
@@ -183,11 +190,7 @@ func TestCanceledSettlesAfterListLag(t *testing.T) {
 	c, count, other, _ := e.c, e.count, e.other, e.s3
 	require.NoError(t, other.Cancel(ctx, "early"))
 	start := time.Now()
-	sub, err := c.Subscribe(ctx)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, sub.Close()) }()
-	stop := pump(ctx, sub)
-	defer stop()
+	subscribePumped(t, c)
 
 	count.reset()
 	got, err := c.Canceled(ctx, "early", "x")
@@ -251,11 +254,7 @@ func TestCanceledRequestsPerTask(t *testing.T) {
 		return total
 	}
 	before := run("before-")
-	sub, err := c.Subscribe(ctx)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, sub.Close()) }()
-	stop := pump(ctx, sub)
-	defer stop()
+	subscribePumped(t, c)
 	count.reset()
 	waitFor(t, 5*time.Second, "settled", c.Settled)
 	settle := count.get("ListObjectsV2")
@@ -274,11 +273,7 @@ func TestCanceledRelist(t *testing.T) {
 	e := h.memChannels(t, sqs.CancelOptions{ListLag: -1, Relist: 300 * time.Millisecond})
 	c, count, other, s3c := e.c, e.count, e.other, e.s3
 	require.NoError(t, other.Cancel(ctx, "expiring", "kept"))
-	sub, err := c.Subscribe(ctx)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, sub.Close()) }()
-	stop := pump(ctx, sub)
-	defer stop()
+	subscribePumped(t, c)
 	waitFor(t, 5*time.Second, "settled", c.Settled)
 	got, err := c.Canceled(ctx, "expiring", "kept")
 	require.NoError(t, err)
