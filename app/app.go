@@ -64,23 +64,6 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-// Ports are the adapters a transport provides.
-type Ports struct {
-	// Broker is bound to the task queue (queue): steps, and tasks submitted
-	// with Runtime.Client.
-	Broker ports.Broker
-	// RunBroker is bound to the run queue (launcher.queue): the run tasks of
-	// launched runs.
-	RunBroker   RunBroker
-	Results     ports.ResultBackend
-	Cancels     ports.CancelChannel // nil when cancellation.enabled is false
-	Completions ports.CompletionBus
-	// State holds the run records and heartbeats of launched runs.
-	State ports.StateStore
-	// Payloads holds envelopes above the claim-check threshold.
-	Payloads ports.PayloadStore
-}
-
 // RunBroker is a Broker bound to the run queue (launcher.queue). It is a
 // type of its own so that Wire tells it from the task queue's Broker.
 type RunBroker ports.Broker
@@ -92,7 +75,9 @@ type Runtime struct {
 	Config   config.Config
 	Logger   *slog.Logger
 	Registry *core.Registry
-	Ports    Ports
+	// Ports is the transport, with the config's cancellation switch
+	// (Ports.NoCancel), claim-check threshold and signing applied.
+	Ports core.Ports
 	// Client submits to the task queue (queue); Executor runs jobs through
 	// it from this process (dagq run), and run workers submit the steps of
 	// launched runs through it.

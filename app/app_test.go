@@ -101,7 +101,7 @@ func TestNew_LauncherWiring(t *testing.T) {
 	require.Equal(t, app.RunWorkerMaxExtensions, runs.MaxExtensions, "a run task keeps its lease for the whole run")
 	require.Equal(t, []string{core.RunTaskName}, runs.Registry.Names(), "run workers run only run tasks")
 	require.NotContains(t, steps.Registry.Names(), core.RunTaskName, "step workers run only steps")
-	require.NotEqual(t, steps.Broker, runs.Broker)
+	require.NotEqual(t, steps.Ports.Broker, runs.Ports.Broker)
 	_, err = core.NewWorker(runs)
 	require.NoError(t, err, "run worker options are valid")
 }
@@ -149,7 +149,8 @@ func TestNew_CancellationSwitchOff(t *testing.T) {
 	require.NoError(t, err)
 	defer rt.Close()
 	require.Nil(t, rt.Ports.Cancels, "no cancel channel is wired")
-	require.Nil(t, rt.Workers.Options().Cancels)
+	require.Nil(t, rt.Workers.Options().Ports.Cancels)
+	require.True(t, rt.Workers.Options().Ports.NoCancel, "workers run without cancellation on purpose")
 }
 
 func TestNew_Errors(t *testing.T) {

@@ -23,44 +23,45 @@ var CoreSet = wire.NewSet(
 	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "Workers"),
 )
 
-// ProvidePorts gathers the ports a transport set provides and applies the
-// cancellation switch: with cancellation.enabled false, Ports.Cancels is nil,
-// so no Client sends and no Worker listens for cancellation requests. The
-// switch lives here, not in a transport set, so every transport obeys it.
+// ProvidePorts gathers the ports a transport set provides into the port
+// set every client and worker of the process shares, with the settings of
+// the config that all of them must agree on: the cancellation switch (with
+// cancellation.enabled false, Ports.NoCancel is set and Cancels is nil, so
+// no Client sends and no Worker listens for cancellation requests; the
+// switch lives here, not in a transport set, so every transport obeys it),
+// the claim-check threshold (payload.threshold) and signing (signing.*).
 // The channel's subscriptions are shared (core.ShareSubscriptions); the
 // transport's cleanup closes the channel underneath.
 func ProvidePorts(cfg config.Config, broker ports.Broker, runBroker RunBroker, results ports.ResultBackend,
-	cancels ports.CancelChannel, completions ports.CompletionBus, state ports.StateStore, payloads ports.PayloadStore) Ports {
-	if !cfg.Cancellation.Enabled {
-		cancels = nil
-	} else if cancels != nil {
+	cancels ports.CancelChannel, completions ports.CompletionBus, state ports.StateStore, payloads ports.PayloadStore) (core.Ports, error) {
+	signer, err := cfg.Signing.Signer()
+	if err != nil {
+		return core.Ports{}, err
+	}
+	verifier, err := cfg.Signing.Verifier()
+	if err != nil {
+		return core.Ports{}, err
+	}
+	p := core.Ports{Broker: broker, RunBroker: runBroker, Results: results, Completions: completions,
+		State: state, Payloads: payloads, PayloadThreshold: cfg.Payload.Threshold, Signer: signer, Verifier: verifier}
+	if !cfg.Cancellation.Enabled || cancels == nil {
+		p.NoCancel = true
+	} else {
 		// The process's workers (step and run workers) share one listener
 		// on the transport: on SQS one cancel queue and one long poll per
 		// process instead of one per worker.
-		cancels = core.ShareSubscriptions(cancels)
+		p.Cancels = core.ShareSubscriptions(cancels)
 	}
-	return Ports{Broker: broker, RunBroker: runBroker, Results: results, Cancels: cancels, Completions: completions,
-		State: state, Payloads: payloads}
+	return p, nil
 }
 
-// ProvideClient builds the Client, signing with signing.key_id when signing
-// is on; the cleanup closes it.
-func ProvideClient(cfg config.Config, p Ports, log *slog.Logger, tracer core.Tracer) (*core.Client, func(), error) {
-	signer, err := cfg.Signing.Signer()
-	if err != nil {
-		return nil, nil, err
-	}
+// ProvideClient builds the Client on the task queue; the cleanup closes it.
+func ProvideClient(cfg config.Config, p core.Ports, log *slog.Logger, tracer core.Tracer) (*core.Client, func(), error) {
 	c, err := core.NewClient(core.ClientOptions{
-		Broker:           p.Broker,
-		Results:          p.Results,
-		Cancels:          p.Cancels,
-		Completions:      p.Completions,
-		Payloads:         p.Payloads,
-		PayloadThreshold: cfg.Payload.Threshold,
-		GroupBy:          core.GroupBy(cfg.SQS.MessageGroup),
-		Signer:           signer,
-		Tracer:           tracer,
-		Logger:           log,
+		Ports:   p,
+		GroupBy: core.GroupBy(cfg.SQS.MessageGroup),
+		Tracer:  tracer,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -76,22 +77,10 @@ func ProvideExecutor(c *core.Client, log *slog.Logger) (*core.Executor, error) {
 // ProvideLauncher builds the Launcher over a Client of its own, bound to
 // the run queue (Ports.RunBroker), and the StateStore; the cleanup closes
 // that Client. Run tasks are signed like steps: run workers verify them.
-func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger, tracer core.Tracer) (*core.Launcher, func(), error) {
-	signer, err := cfg.Signing.Signer()
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := core.NewClient(core.ClientOptions{
-		Broker:           p.RunBroker,
-		Results:          p.Results,
-		Cancels:          p.Cancels,
-		Completions:      p.Completions,
-		Payloads:         p.Payloads,
-		PayloadThreshold: cfg.Payload.Threshold,
-		Signer:           signer,
-		Tracer:           tracer,
-		Logger:           log,
-	})
+func ProvideLauncher(cfg config.Config, p core.Ports, log *slog.Logger, tracer core.Tracer) (*core.Launcher, func(), error) {
+	runs := p
+	runs.Broker = p.RunBroker
+	c, err := core.NewClient(core.ClientOptions{Ports: runs, Tracer: tracer, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -114,19 +103,11 @@ func ProvideLauncher(cfg config.Config, p Ports, log *slog.Logger, tracer core.T
 // a registry of their own that holds only the run task, whose steps go
 // through c (the task queue's Client). With signing on, both verify every
 // task they receive (signing.keys, signing.required).
-func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *core.Client, log *slog.Logger,
+func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c *core.Client, log *slog.Logger,
 	tracer core.Tracer) (*WorkerFactory, error) {
-	verifier, err := cfg.Signing.Verifier()
-	if err != nil {
-		return nil, err
-	}
 	w := cfg.Worker
 	steps := core.WorkerOptions{
-		Broker:            p.Broker,
-		Results:           p.Results,
-		Cancels:           p.Cancels,
-		Completions:       p.Completions,
-		Payloads:          p.Payloads,
+		Ports:             p,
 		Registry:          reg,
 		Concurrency:       w.Concurrency,
 		Lease:             w.Lease,
@@ -134,12 +115,11 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *cor
 		MaxExtensions:     w.MaxExtensions,
 		ShutdownTimeout:   w.ShutdownTimeout,
 		Retry:             cfg.Retry.Policy(),
-		Verifier:          verifier,
 		Tracer:            tracer,
 		Logger:            log,
 	}
 	runReg := core.NewRegistry()
-	err = core.RegisterRunTask(runReg, core.RunTaskDeps{
+	err := core.RegisterRunTask(runReg, core.RunTaskDeps{
 		Client:            c,
 		State:             p.State,
 		HeartbeatInterval: cfg.Launcher.HeartbeatInterval,
@@ -150,7 +130,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p Ports, c *cor
 		return nil, err
 	}
 	runs := steps
-	runs.Broker = p.RunBroker
+	runs.Ports.Broker = p.RunBroker
 	runs.Registry = runReg
 	runs.Concurrency = cfg.Launcher.Concurrency
 	runs.MaxExtensions = RunWorkerMaxExtensions

@@ -74,7 +74,17 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer 
 		cleanup()
 		return nil, nil, err
 	}
-	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	ports, err := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	client, cleanup8, err := ProvideClient(cfg, ports, log, tracer)
 	if err != nil {
 		cleanup7()
@@ -215,7 +225,18 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer cor
 		cleanup()
 		return nil, nil, err
 	}
-	ports := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	ports, err := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	coreClient, cleanup9, err := ProvideClient(cfg, ports, log, tracer)
 	if err != nil {
 		cleanup8()

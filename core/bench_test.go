@@ -66,8 +66,15 @@ func BenchmarkRoundTripMemory(b *testing.B) {
 			reg := core.NewRegistry()
 			addTask.MustRegister(reg, func(_ context.Context, a addArgs) (int, error) { return a.A + a.B, nil })
 			w, err := core.NewWorker(core.WorkerOptions{
-				Broker: tr.Broker("bench"), Results: tr.ResultBackend(), Registry: reg,
-				Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Concurrency: conc, Logger: quietLog,
+				Ports: core.Ports{
+					Broker:      tr.Broker("bench"),
+					Results:     tr.ResultBackend(),
+					Cancels:     tr.CancelChannel(),
+					Completions: tr.CompletionBus(),
+				},
+				Registry:    reg,
+				Concurrency: conc,
+				Logger:      quietLog,
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -76,8 +83,13 @@ func BenchmarkRoundTripMemory(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx) }()
 			c, err := core.NewClient(core.ClientOptions{
-				Broker: tr.Broker("bench"), Results: tr.ResultBackend(),
-				Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quietLog,
+				Ports: core.Ports{
+					Broker:      tr.Broker("bench"),
+					Results:     tr.ResultBackend(),
+					Cancels:     tr.CancelChannel(),
+					Completions: tr.CompletionBus(),
+				},
+				Logger: quietLog,
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -123,8 +135,15 @@ func benchExecutor(b *testing.B, job core.Job) {
 		b.Fatal(err)
 	}
 	w, err := core.NewWorker(core.WorkerOptions{
-		Broker: tr.Broker("bench"), Results: tr.ResultBackend(), Registry: reg,
-		Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Concurrency: 64, Logger: quietLog,
+		Ports: core.Ports{
+			Broker:      tr.Broker("bench"),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Registry:    reg,
+		Concurrency: 64,
+		Logger:      quietLog,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -133,8 +152,13 @@ func benchExecutor(b *testing.B, job core.Job) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	c, err := core.NewClient(core.ClientOptions{
-		Broker: tr.Broker("bench"), Results: tr.ResultBackend(),
-		Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quietLog,
+		Ports: core.Ports{
+			Broker:      tr.Broker("bench"),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Logger: quietLog,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -195,8 +219,15 @@ func BenchmarkMemoryThroughput100k(b *testing.B) {
 	}
 	benchThroughput100k(b, func(ctx context.Context, tr *memory.Transport) {
 		w, err := core.NewWorker(core.WorkerOptions{
-			Broker: tr.Broker("bench"), Results: tr.ResultBackend(), Registry: reg,
-			Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Concurrency: 64, Logger: quietLog,
+			Ports: core.Ports{
+				Broker:      tr.Broker("bench"),
+				Results:     tr.ResultBackend(),
+				Cancels:     tr.CancelChannel(),
+				Completions: tr.CompletionBus(),
+			},
+			Registry:    reg,
+			Concurrency: 64,
+			Logger:      quietLog,
 		})
 		if err != nil {
 			b.Error(err)
@@ -239,8 +270,13 @@ func benchThroughput100k(b *testing.B, runWorker func(ctx context.Context, tr *m
 		}()
 		cr := &countingResults{ResultBackend: tr.ResultBackend()}
 		c, err := core.NewClient(core.ClientOptions{
-			Broker: tr.Broker("bench"), Results: cr,
-			Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quietLog,
+			Ports: core.Ports{
+				Broker:      tr.Broker("bench"),
+				Results:     cr,
+				Cancels:     tr.CancelChannel(),
+				Completions: tr.CompletionBus(),
+			},
+			Logger: quietLog,
 		})
 		if err != nil {
 			b.Fatal(err)

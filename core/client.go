@@ -48,36 +48,13 @@ const (
 // GroupPolicies lists the valid GroupBy values.
 var GroupPolicies = []GroupBy{GroupByRun, GroupByTask}
 
-// ClientOptions configures a Client. Only Broker and Results are required;
-// zero durations and sizes take the defaults named on each field.
+// ClientOptions configures a Client. Only Ports is required (see Ports for
+// which of its fields); zero durations and sizes take the defaults named on
+// each field.
 type ClientOptions struct {
-	// Broker is the task queue Submit sends to. Required.
-	Broker ports.Broker
-	// Results is where workers store task results; Wait and Status read it.
-	// Required.
-	Results ports.ResultBackend
-	// Cancels carries cancellation requests. Optional: without it Cancel fails
-	// with an error matching ports.ErrUnsupported and Status never reports
-	// TaskCancelRequested.
-	Cancels ports.CancelChannel
-	// Completions, when set, makes waiting push-based: the client opens one
-	// inbox (on the first Submit), puts its address in every task's ReplyTo,
-	// and wakes waiters when workers publish completions. Without it Wait
-	// polls Results with backoff.
-	Completions ports.CompletionBus
-	// Payloads, when set, holds envelopes larger than PayloadThreshold (the
-	// claim check, see PayloadAttribute): Submit stores the envelope there
-	// and sends a short message naming its key; the worker (which needs the
-	// same store in WorkerOptions.Payloads) fetches it and deletes it once
-	// the task's message is acked. Without it such an envelope is refused at
-	// Submit with an error matching ports.ErrInvalidArgument.
-	Payloads ports.PayloadStore
-	// PayloadThreshold is the largest encoded envelope (in bytes) sent on the
-	// broker as it is; larger ones go through Payloads. Default
-	// DefaultPayloadThreshold (200 KiB); must not be negative. Keep it below
-	// the broker's message size limit (minus a few hundred bytes for the
-	// attributes): a message between the two is refused by the broker.
-	PayloadThreshold int
+	// Ports is the transport (see Ports): Broker and Results are required,
+	// and Cancels unless Ports.NoCancel is set.
+	Ports Ports
 	// MaxEnvelopeBytes is the largest encoded envelope (in bytes; arguments,
 	// inputs, params and labels included) Submit accepts at all, with or
 	// without Payloads: a larger request is refused with an error matching
@@ -93,10 +70,6 @@ type ClientOptions struct {
 	// group, so a run's independent steps run in parallel. Tasks outside a
 	// run are their own group either way. Standard queues ignore groups.
 	GroupBy GroupBy
-	// Signer, when set, signs every task this client sends (see
-	// SignatureAttribute): workers with WorkerOptions.Verifier run only
-	// signed tasks. Optional: without it tasks are sent unsigned.
-	Signer *Signer
 	// Tracer, when set, traces submissions and carries their trace context
 	// to the workers in Envelope.Meta; Executors and Launchers over this
 	// client trace their runs and launches with it (see Tracer). Optional:
@@ -211,11 +184,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	bad := func(format string, args ...any) (*Client, error) {
 		return nil, fmt.Errorf("dagq: client options: %w: "+format, append([]any{ports.ErrInvalidArgument}, args...)...)
 	}
+	if err := portsError("client options", opts.Ports.validate()); err != nil {
+		return nil, err
+	}
 	switch {
-	case opts.Broker == nil:
-		return bad("Broker is required")
-	case opts.Results == nil:
-		return bad("Results is required")
 	case opts.PollInterval < 0:
 		return bad("PollInterval is %v; it must be 0 (default %v) or positive", opts.PollInterval, DefaultPollInterval)
 	case opts.PollMaxInterval < 0:
@@ -228,23 +200,21 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return bad("PendingLimit is %d; it must be 0 (default %d) or positive", opts.PendingLimit, DefaultPendingLimit)
 	case opts.GroupBy != "" && !slices.Contains(GroupPolicies, opts.GroupBy):
 		return bad("GroupBy is %q; valid: %q (default) or %q", opts.GroupBy, GroupByRun, GroupByTask)
-	case opts.PayloadThreshold < 0:
-		return bad("PayloadThreshold is %d; it must be 0 (default %d) or positive", opts.PayloadThreshold, DefaultPayloadThreshold)
 	}
 	maxEnvelope := opts.MaxEnvelopeBytes
 	if maxEnvelope == 0 {
 		maxEnvelope = DefaultMaxEnvelopeBytes
 	}
 	c := &Client{
-		broker:       opts.Broker,
-		results:      opts.Results,
-		cancels:      opts.Cancels,
-		completions:  opts.Completions,
-		payloads:     opts.Payloads,
-		threshold:    opts.PayloadThreshold,
+		broker:       opts.Ports.Broker,
+		results:      opts.Ports.Results,
+		cancels:      opts.Ports.Cancels,
+		completions:  opts.Ports.Completions,
+		payloads:     opts.Ports.Payloads,
+		threshold:    opts.Ports.PayloadThreshold,
 		maxEnvelope:  maxEnvelope,
 		groupBy:      opts.GroupBy,
-		signer:       opts.Signer,
+		signer:       opts.Ports.Signer,
 		tracer:       opts.Tracer,
 		log:          opts.Logger,
 		pollMin:      opts.PollInterval,

@@ -21,8 +21,16 @@ func TestLimits_EnvelopeCapEvenWithPayloadStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newWmWorld(t)
 		store := &keyStore{PayloadStore: m.tr.PayloadStore()}
-		c, err := core.NewClient(core.ClientOptions{Broker: m.producer, Results: m.results,
-			Payloads: store, MaxEnvelopeBytes: 1 << 20, Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   m.producer,
+				Results:  m.results,
+				Payloads: store,
+				NoCancel: true,
+			},
+			MaxEnvelopeBytes: 1 << 20,
+			Logger:           quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		ctx := context.Background()
@@ -51,10 +59,24 @@ func TestLimits_EnvelopeCapEvenWithPayloadStore(t *testing.T) {
 
 func TestLimits_EnvelopeCapOption(t *testing.T) {
 	m := newWmWorld(t)
-	_, err := core.NewClient(core.ClientOptions{Broker: m.producer, Results: m.results, MaxEnvelopeBytes: -1})
+	_, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   m.producer,
+			Results:  m.results,
+			NoCancel: true,
+		},
+		MaxEnvelopeBytes: -1,
+	})
 	require.NoError(t, err, "negative: no limit")
 
-	_, err = core.NewClient(core.ClientOptions{Broker: m.producer, Results: m.results, MaxEnvelopeBytes: 100})
+	_, err = core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   m.producer,
+			Results:  m.results,
+			NoCancel: true,
+		},
+		MaxEnvelopeBytes: 100,
+	})
 	require.NoError(t, err, "a cap below the payload threshold is allowed: the threshold never matters then")
 	require.Equal(t, 64<<20, core.DefaultMaxEnvelopeBytes)
 }
@@ -76,8 +98,15 @@ func TestLimits_OversizedResultFailsWithoutRetry(t *testing.T) {
 			o.MaxResultBytes = 1000
 			o.Retry.MaxAttempts = 5
 		})
-		c, err := core.NewClient(core.ClientOptions{Broker: m.producer, Results: m.results,
-			Completions: m.tr.CompletionBus(), Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:      m.producer,
+				Results:     m.results,
+				Completions: m.tr.CompletionBus(),
+				NoCancel:    true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		ctx := context.Background()

@@ -116,9 +116,9 @@ func newMemEnv(t *testing.T, push bool, opts core.ClientOptions) *memEnv {
 	tr := memory.NewTransport()
 	require.NoError(t, tr.CreateQueue("tasks", memory.QueueOptions{}))
 	e := &memEnv{tr: tr, results: &countingResults{ResultBackend: tr.ResultBackend()}}
-	opts.Broker, opts.Results, opts.Cancels = tr.Broker("tasks"), e.results, tr.CancelChannel()
+	opts.Ports.Broker, opts.Ports.Results, opts.Ports.Cancels, opts.Ports.NoCancel = tr.Broker("tasks"), e.results, tr.CancelChannel(), false
 	if push {
-		opts.Completions = tr.CompletionBus()
+		opts.Ports.Completions = tr.CompletionBus()
 	}
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
@@ -140,7 +140,11 @@ func numberedRequests(task string, n int) []core.Request {
 
 func TestMemoryPushEndToEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: echo, delay: 50 * time.Millisecond}).start(t)
 
 		ids, err := e.client.SubmitBatch(context.Background(), numberedRequests("echo", 25)...)
@@ -162,7 +166,11 @@ func TestMemoryPushEndToEnd(t *testing.T) {
 
 func TestMemoryBareCompletionsReadOncePerTask(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: echo, mode: publishBare}).start(t)
 		ids, err := e.client.SubmitBatch(context.Background(), numberedRequests("echo", 12)...)
 		require.NoError(t, err)
@@ -176,7 +184,12 @@ func TestMemoryBareCompletionsReadOncePerTask(t *testing.T) {
 
 func TestMemoryLostCompletionIsReconciled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{Reconcile: 10 * time.Second})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			Reconcile: 10 * time.Second,
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: echo, mode: publishNone}).start(t)
 		id, err := e.client.Submit(context.Background(), core.Request{Task: "echo", Args: "x"})
 		require.NoError(t, err)
@@ -191,7 +204,11 @@ func TestMemoryLostCompletionIsReconciled(t *testing.T) {
 
 func TestMemoryPollingEndToEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, false, core.ClientOptions{})
+		e := newMemEnv(t, false, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: echo, delay: 2 * time.Second}).start(t)
 		ids, err := e.client.SubmitBatch(context.Background(), numberedRequests("echo", 20)...)
 		require.NoError(t, err)
@@ -208,7 +225,11 @@ func TestMemoryPollingEndToEnd(t *testing.T) {
 
 func TestMemoryCancelAndStatus(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		id, err := e.client.Submit(context.Background(), core.Request{Task: "echo", Args: 1})
 		require.NoError(t, err)
 
@@ -245,7 +266,11 @@ func TestMemoryCancelAndStatus(t *testing.T) {
 
 func TestMemoryFailedTaskStatus(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(core.Envelope) (json.RawMessage, error) {
 			return nil, errors.New("boom")
 		}}).start(t)
@@ -266,7 +291,11 @@ func TestMemoryTypedRoundTrip(t *testing.T) {
 	type args struct{ A, B int }
 	add := core.NewTaskType[args, int]("add")
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(env core.Envelope) (json.RawMessage, error) {
 			var a args
 			if err := json.Unmarshal(env.Args, &a); err != nil {
@@ -284,7 +313,11 @@ func TestMemoryTypedRoundTrip(t *testing.T) {
 
 func TestMemoryCloseFailsWaitsAndDeletesInbox(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		broker := e.tr.Broker("tasks")
 		id, err := e.client.Submit(context.Background(), core.Request{Task: "echo"})
 		require.NoError(t, err)
@@ -315,7 +348,13 @@ func TestMemoryInboxGoneFallsBackToPolling(t *testing.T) {
 		require.NoError(t, tr.CreateQueue("tasks", memory.QueueOptions{}))
 		bus := tr.CompletionBus()
 		c, err := core.NewClient(core.ClientOptions{
-			Broker: tr.Broker("tasks"), Results: tr.ResultBackend(), Completions: bus, Logger: quietLogger(),
+			Ports: core.Ports{
+				Broker:      tr.Broker("tasks"),
+				Results:     tr.ResultBackend(),
+				Completions: bus,
+				NoCancel:    true,
+			},
+			Logger: quietLogger(),
 		})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, c.Close()) }()
@@ -334,7 +373,11 @@ func TestMemoryInboxGoneFallsBackToPolling(t *testing.T) {
 
 func TestMemoryWaitFromAnotherClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: echo}).start(t)
 		id, err := e.client.Submit(context.Background(), core.Request{Task: "echo", Args: "v"})
 		require.NoError(t, err)
@@ -343,7 +386,13 @@ func TestMemoryWaitFromAnotherClient(t *testing.T) {
 
 		// A second client (e.g. after a restart) did not submit the task.
 		other, err := core.NewClient(core.ClientOptions{
-			Broker: e.tr.Broker("tasks"), Results: e.tr.ResultBackend(), Completions: e.tr.CompletionBus(), Logger: quietLogger(),
+			Ports: core.Ports{
+				Broker:      e.tr.Broker("tasks"),
+				Results:     e.tr.ResultBackend(),
+				Completions: e.tr.CompletionBus(),
+				NoCancel:    true,
+			},
+			Logger: quietLogger(),
 		})
 		require.NoError(t, err)
 		defer other.Close()
@@ -358,14 +407,28 @@ func TestMemoryWaitFromAnotherClient(t *testing.T) {
 func TestMemorySendErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := memory.NewTransport()
-		c, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("missing"), Results: tr.ResultBackend(), Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   tr.Broker("missing"),
+				Results:  tr.ResultBackend(),
+				NoCancel: true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		_, err = c.Submit(context.Background(), core.Request{Task: "t"})
 		require.ErrorIs(t, err, ports.ErrNotFound)
 
 		require.NoError(t, tr.CreateQueue("small", memory.QueueOptions{MaxBodyBytes: 1024}))
-		c2, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("small"), Results: tr.ResultBackend(), Logger: quietLogger()})
+		c2, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   tr.Broker("small"),
+				Results:  tr.ResultBackend(),
+				NoCancel: true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c2.Close()
 		_, err = c2.Submit(context.Background(), core.Request{Task: "t", Args: strings.Repeat("x", 2048)})
@@ -378,7 +441,14 @@ func TestMemoryFIFOGroupsAndDelay(t *testing.T) {
 		tr := memory.NewTransport()
 		require.NoError(t, tr.CreateQueue("tasks.fifo", memory.QueueOptions{FIFO: true}))
 		broker := tr.Broker("tasks.fifo")
-		c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   broker,
+				Results:  tr.ResultBackend(),
+				NoCancel: true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 
@@ -409,11 +479,26 @@ func TestMemoryFIFOGroupByTask(t *testing.T) {
 		tr := memory.NewTransport()
 		require.NoError(t, tr.CreateQueue("tasks.fifo", memory.QueueOptions{FIFO: true}))
 		broker := tr.Broker("tasks.fifo")
-		_, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), GroupBy: "step"})
+		_, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   broker,
+				Results:  tr.ResultBackend(),
+				NoCancel: true,
+			},
+			GroupBy: "step",
+		})
 		require.ErrorIs(t, err, ports.ErrInvalidArgument)
 		require.ErrorContains(t, err, `GroupBy is "step"; valid: "run" (default) or "task"`)
 
-		c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), GroupBy: core.GroupByTask, Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   broker,
+				Results:  tr.ResultBackend(),
+				NoCancel: true,
+			},
+			GroupBy: core.GroupByTask,
+			Logger:  quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		_, err = c.SubmitBatch(context.Background(),

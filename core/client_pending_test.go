@@ -22,7 +22,12 @@ import (
 
 func TestWaitSubmittedBeyondCacheSizeCompletedFirstReadsNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{CacheSize: 2}})
+		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			CacheSize: 2,
+		}})
 		f.results.EXPECT().Get(gomock.Any(), gomock.Any()).Times(0)
 		ids := []string{"a", "b", "c", "d", "e"}
 		var cs []ports.Completion
@@ -50,7 +55,12 @@ func TestWaitSubmittedBeyondCacheSizeCompletedFirstReadsNothing(t *testing.T) {
 
 func TestWaitSubmittedBeyondCacheSizeWaitsForPush(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{CacheSize: 2}})
+		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			CacheSize: 2,
+		}})
 		f.results.EXPECT().Get(gomock.Any(), gomock.Any()).Times(0)
 		ids := []string{"a", "b", "c", "d", "e"}
 		for _, id := range ids {
@@ -77,7 +87,12 @@ func TestWaitSubmittedBeyondCacheSizeWaitsForPush(t *testing.T) {
 
 func TestMemoryManyTasksSmallCacheReadNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newMemEnv(t, true, core.ClientOptions{CacheSize: 10})
+		e := newMemEnv(t, true, core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			CacheSize: 10,
+		})
 		(&stubWorker{tr: e.tr, queue: "tasks", fn: echo}).start(t)
 		ids, err := e.client.SubmitBatch(context.Background(), numberedRequests("echo", 200)...)
 		require.NoError(t, err)

@@ -59,13 +59,15 @@ func newFixture(t *testing.T, fo fixtureOpts) *fixture {
 		push:    make(chan []ports.Completion),
 	}
 	opts := fo.opts
-	opts.Broker, opts.Results = f.broker, f.results
+	opts.Ports.Broker, opts.Ports.Results = f.broker, f.results
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
 	if fo.cancels {
 		f.cancels = portsmock.NewMockCancelChannel(ctrl)
-		opts.Cancels = f.cancels
+		opts.Ports.Cancels, opts.Ports.NoCancel = f.cancels, false
+	} else {
+		opts.Ports.NoCancel = true
 	}
 	if fo.push {
 		f.bus = portsmock.NewMockCompletionBus(ctrl)
@@ -81,7 +83,7 @@ func newFixture(t *testing.T, fo fixtureOpts) *fixture {
 			}
 		}).AnyTimes()
 		f.inbox.EXPECT().Close().Return(nil).MaxTimes(1)
-		opts.Completions = f.bus
+		opts.Ports.Completions = f.bus
 	}
 	c, err := core.NewClient(opts)
 	require.NoError(t, err)
@@ -145,14 +147,73 @@ func TestNewClientValidation(t *testing.T) {
 		opts  core.ClientOptions
 		field string
 	}{
-		{"no broker", core.ClientOptions{Results: r}, "Broker"},
-		{"no results", core.ClientOptions{Broker: b}, "Results"},
-		{"negative poll", core.ClientOptions{Broker: b, Results: r, PollInterval: -1}, "PollInterval"},
-		{"negative poll max", core.ClientOptions{Broker: b, Results: r, PollMaxInterval: -1}, "PollMaxInterval"},
-		{"poll max below poll", core.ClientOptions{Broker: b, Results: r, PollInterval: time.Second, PollMaxInterval: time.Millisecond}, "PollMaxInterval"},
-		{"negative reconcile", core.ClientOptions{Broker: b, Results: r, Reconcile: -time.Second}, "Reconcile"},
-		{"negative cache", core.ClientOptions{Broker: b, Results: r, CacheSize: -1}, "CacheSize"},
-		{"negative pending limit", core.ClientOptions{Broker: b, Results: r, PendingLimit: -1}, "PendingLimit"},
+		{"no broker", core.ClientOptions{
+			Ports: core.Ports{
+				Results:  r,
+				NoCancel: true,
+			},
+		}, "Broker"},
+		{"no results", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				NoCancel: true,
+			},
+		}, "Results"},
+		{"no cancels and cancellation not switched off", core.ClientOptions{
+			Ports: core.Ports{Broker: b, Results: r},
+		}, "Ports.Cancels"},
+		{"cancellation switched off with a channel", core.ClientOptions{
+			Ports: core.Ports{Broker: b, Results: r, Cancels: portsmock.NewMockCancelChannel(ctrl), NoCancel: true},
+		}, "NoCancel"},
+		{"negative poll", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				Results:  r,
+				NoCancel: true,
+			},
+			PollInterval: -1,
+		}, "PollInterval"},
+		{"negative poll max", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				Results:  r,
+				NoCancel: true,
+			},
+			PollMaxInterval: -1,
+		}, "PollMaxInterval"},
+		{"poll max below poll", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				Results:  r,
+				NoCancel: true,
+			},
+			PollInterval:    time.Second,
+			PollMaxInterval: time.Millisecond,
+		}, "PollMaxInterval"},
+		{"negative reconcile", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				Results:  r,
+				NoCancel: true,
+			},
+			Reconcile: -time.Second,
+		}, "Reconcile"},
+		{"negative cache", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				Results:  r,
+				NoCancel: true,
+			},
+			CacheSize: -1,
+		}, "CacheSize"},
+		{"negative pending limit", core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   b,
+				Results:  r,
+				NoCancel: true,
+			},
+			PendingLimit: -1,
+		}, "PendingLimit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +224,13 @@ func TestNewClientValidation(t *testing.T) {
 		})
 	}
 
-	c, err := core.NewClient(core.ClientOptions{Broker: b, Results: r})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   b,
+			Results:  r,
+			NoCancel: true,
+		},
+	})
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close(), "Close is idempotent")
@@ -406,7 +473,15 @@ func TestSubmitInboxOpenFailure(t *testing.T) {
 	bus := portsmock.NewMockCompletionBus(ctrl)
 	bus.EXPECT().Open(gomock.Any()).Return(nil, fmt.Errorf("sqs: create queue: %w", ports.ErrUnavailable))
 	broker.EXPECT().Send(gomock.Any(), gomock.Any()).Times(0)
-	c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: results, Completions: bus, Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:      broker,
+			Results:     results,
+			Completions: bus,
+			NoCancel:    true,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	_, err = c.Submit(context.Background(), core.Request{Task: "t"})
@@ -518,7 +593,12 @@ func TestWaitReconcilesWithoutPush(t *testing.T) {
 
 func TestWaitReconcileIntervalIsCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{Reconcile: time.Minute}})
+		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			Reconcile: time.Minute,
+		}})
 		f.submit(t, "a")
 		var reads []time.Time
 		f.results.EXPECT().Get(gomock.Any(), "a").DoAndReturn(func(_ context.Context, id string) (ports.Result, error) {
@@ -601,7 +681,13 @@ func TestWaitPollingBacksOff(t *testing.T) {
 
 func TestWaitPollingSubmittedTaskWaitsFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{opts: core.ClientOptions{PollInterval: time.Second, PollMaxInterval: 4 * time.Second}})
+		f := newFixture(t, fixtureOpts{opts: core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			PollInterval:    time.Second,
+			PollMaxInterval: 4 * time.Second,
+		}})
 		f.submit(t, "a")
 		start := time.Now()
 		var reads []time.Duration
@@ -890,7 +976,15 @@ func TestInboxReceiveErrorsBackOff(t *testing.T) {
 		}).AnyTimes()
 		inbox.EXPECT().Close().Return(nil)
 		broker.EXPECT().Send(gomock.Any(), gomock.Any()).Return(nil)
-		c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: results, Completions: bus, Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:      broker,
+				Results:     results,
+				Completions: bus,
+				NoCancel:    true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		_, err = c.Submit(context.Background(), core.Request{Task: "t"})
@@ -934,7 +1028,15 @@ func TestInboxGoneFallsBackToPolling(t *testing.T) {
 			}
 			return succeeded(id, "1"), nil
 		}).Times(2)
-		c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: results, Completions: bus, Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:      broker,
+				Results:     results,
+				Completions: bus,
+				NoCancel:    true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, c.Close()) }()
 		_, err = c.Submit(context.Background(), core.Request{Task: "t", ID: "a"})
@@ -1134,7 +1236,13 @@ func TestTaskTypeSubmitAndWait(t *testing.T) {
 
 func TestWaitEvictedCompletionIsRead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{CacheSize: 1, PendingLimit: 1}})
+		f := newFixture(t, fixtureOpts{push: true, opts: core.ClientOptions{
+			Ports: core.Ports{
+				NoCancel: true,
+			},
+			CacheSize:    1,
+			PendingLimit: 1,
+		}})
 		for _, id := range []string{"a", "b", "c"} {
 			f.submit(t, id)
 		}

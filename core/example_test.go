@@ -25,15 +25,27 @@ func Example() {
 	Add.MustRegister(reg, func(ctx context.Context, a AddArgs) (int, error) { return a.X + a.Y, nil })
 
 	worker, _ := core.NewWorker(core.WorkerOptions{
-		Broker: tr.Broker("tasks"), Results: tr.ResultBackend(), Registry: reg,
-		Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Concurrency: 8, Logger: quiet,
+		Ports: core.Ports{
+			Broker:      tr.Broker("tasks"),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Registry:    reg,
+		Concurrency: 8,
+		Logger:      quiet,
 	})
 	done := make(chan error, 1)
 	go func() { done <- worker.Run(ctx) }()
 
 	client, _ := core.NewClient(core.ClientOptions{
-		Broker: tr.Broker("tasks"), Results: tr.ResultBackend(),
-		Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quiet,
+		Ports: core.Ports{
+			Broker:      tr.Broker("tasks"),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Logger: quiet,
 	})
 	id, _ := Add.Submit(ctx, client, AddArgs{X: 2, Y: 3})
 	sum, err := Add.Wait(ctx, client, id)

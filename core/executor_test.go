@@ -62,8 +62,13 @@ func newExWorld(t *testing.T, reg *core.Registry, o exOpts) *exWorld {
 		}
 	})
 	copts := core.ClientOptions{
-		Broker: tr.Broker(wmQueue), Results: tr.ResultBackend(),
-		Cancels: tr.CancelChannel(), Completions: tr.CompletionBus(), Logger: quietLogger(),
+		Ports: core.Ports{
+			Broker:      tr.Broker(wmQueue),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Logger: quietLogger(),
 	}
 	if o.client != nil {
 		o.client(&copts)
@@ -594,7 +599,7 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		registerAppend(reg)
 		var cancelCalls func() [][]string
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) {
-			o.Cancels, cancelCalls = recordingCancels(t, o.Cancels)
+			o.Ports.Cancels, cancelCalls = recordingCancels(t, o.Ports.Cancels)
 		}})
 		job := core.Job{Name: "long", Steps: []core.Step{
 			{Name: "first", Task: "append", Args: arg("first")},
@@ -762,7 +767,7 @@ func TestExecutor_PollingClientWithoutCompletions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := core.NewRegistry()
 		registerAppend(reg)
-		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Completions = nil }})
+		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Ports.Completions = nil }})
 		var log eventLog
 		res, err := x.exec.Run(context.Background(), core.Job{Name: "poll", Steps: []core.Step{
 			{Name: "a", Task: "append", Args: arg("a")},
@@ -837,8 +842,8 @@ func TestExecutor_SubmitFailureIsRetried(t *testing.T) {
 		registerAppend(reg)
 		var fb *flakyBroker
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) {
-			fb = &flakyBroker{Broker: o.Broker, fails: 2}
-			o.Broker = fb
+			fb = &flakyBroker{Broker: o.Ports.Broker, fails: 2}
+			o.Ports.Broker = fb
 		}})
 		res, err := x.exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{
 			{Name: "a", Task: "append", Args: arg("a")},
@@ -855,8 +860,8 @@ func TestExecutor_SubmitGivesUp(t *testing.T) {
 		registerAppend(reg)
 		var fb *flakyBroker
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) {
-			fb = &flakyBroker{Broker: o.Broker, fails: 1000}
-			o.Broker = fb
+			fb = &flakyBroker{Broker: o.Ports.Broker, fails: 1000}
+			o.Ports.Broker = fb
 		}})
 		res, err := x.exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{
 			{Name: "a", Task: "append", Args: arg("a")},
@@ -895,8 +900,13 @@ func TestExecutor_ClientClosedMidRun(t *testing.T) {
 func TestExecutor_Validation(t *testing.T) {
 	reg := core.NewRegistry()
 	registerAppend(reg)
-	c, err := core.NewClient(core.ClientOptions{Broker: portsmock.NewMockBroker(gomock.NewController(t)),
-		Results: portsmock.NewMockResultBackend(gomock.NewController(t))})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   portsmock.NewMockBroker(gomock.NewController(t)),
+			Results:  portsmock.NewMockResultBackend(gomock.NewController(t)),
+			NoCancel: true,
+		},
+	})
 	require.NoError(t, err) // mocks with no expectations: nothing may be sent
 	t.Cleanup(func() { _ = c.Close() })
 	_, err = core.NewExecutor(nil, core.ExecutorOptions{})
@@ -933,7 +943,7 @@ func TestExecutor_ReadyStepsAreSubmittedInBatches(t *testing.T) {
 		var mu sync.Mutex
 		var batches [][]string
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) {
-			real := o.Broker
+			real := o.Ports.Broker
 			m := portsmock.NewMockBroker(gomock.NewController(t))
 			m.EXPECT().Send(gomock.Any(), gomock.Any()).DoAndReturn(func(ctx context.Context, msgs ...ports.Message) error {
 				var ids []string
@@ -947,7 +957,7 @@ func TestExecutor_ReadyStepsAreSubmittedInBatches(t *testing.T) {
 				return real.Send(ctx, msgs...)
 			}).Times(4)
 			m.EXPECT().Close().Return(nil).AnyTimes()
-			o.Broker = m
+			o.Ports.Broker = m
 		}})
 		job := core.Job{Name: "batched"}
 		for i := range 25 {
@@ -1015,7 +1025,7 @@ func TestExecutor_InterruptWithoutCancellationWaitsForSteps(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			return "done", nil
 		})
-		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Cancels = nil }})
+		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Ports.Cancels, o.Ports.NoCancel = nil, true }})
 		var logs bytes.Buffer
 		exec, err := core.NewExecutor(x.client, core.ExecutorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		require.NoError(t, err)

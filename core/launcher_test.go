@@ -121,8 +121,13 @@ func newLnWorld(t *testing.T, fifo bool) *lnWorld {
 	}
 	require.NoError(t, tr.CreateQueue(queue, memory.QueueOptions{FIFO: fifo}))
 	c, err := core.NewClient(core.ClientOptions{
-		Broker: tr.Broker(queue), Results: tr.ResultBackend(), Cancels: tr.CancelChannel(),
-		Completions: tr.CompletionBus(), Logger: quietLogger(),
+		Ports: core.Ports{
+			Broker:      tr.Broker(queue),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Logger: quietLogger(),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
@@ -151,8 +156,13 @@ func (x *lnWorld) startWorker(id string, mod func(*core.WorkerOptions)) *lnWorke
 	logger, sink := newWkLogger(t)
 	lw.logs = sink
 	client, err := core.NewClient(core.ClientOptions{
-		Broker: &switchBroker{Broker: x.tr.Broker(x.queue), dead: &lw.dead}, Results: x.tr.ResultBackend(),
-		Cancels: x.tr.CancelChannel(), Completions: x.tr.CompletionBus(), Logger: logger,
+		Ports: core.Ports{
+			Broker:      &switchBroker{Broker: x.tr.Broker(x.queue), dead: &lw.dead},
+			Results:     x.tr.ResultBackend(),
+			Cancels:     x.tr.CancelChannel(),
+			Completions: x.tr.CompletionBus(),
+		},
+		Logger: logger,
 	})
 	require.NoError(t, err)
 	reg := core.NewRegistry()
@@ -161,11 +171,13 @@ func (x *lnWorld) startWorker(id string, mod func(*core.WorkerOptions)) *lnWorke
 		Client: client, State: &switchState{StateStore: x.tr.StateStore(), dead: &lw.dead, recordsDown: &lw.recordsDown}, Logger: logger,
 	}))
 	opts := core.WorkerOptions{
+		Ports: core.Ports{
+			Broker:      &switchBroker{Broker: x.tr.Broker(x.queue), dead: &lw.dead},
+			Results:     x.tr.ResultBackend(),
+			Cancels:     x.tr.CancelChannel(),
+			Completions: x.tr.CompletionBus(),
+		},
 		ID:          id,
-		Broker:      &switchBroker{Broker: x.tr.Broker(x.queue), dead: &lw.dead},
-		Results:     x.tr.ResultBackend(),
-		Cancels:     x.tr.CancelChannel(),
-		Completions: x.tr.CompletionBus(),
 		Registry:    reg,
 		Retry:       wkNoJitter,
 		Concurrency: 8,
@@ -518,7 +530,14 @@ func TestLauncher_HealthUnknownOnlyWhenTheStoreFails(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	state := portsmock.NewMockStateStore(ctrl)
 	tr := memory.NewTransport()
-	c, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("q"), Results: tr.ResultBackend(), Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   tr.Broker("q"),
+			Results:  tr.ResultBackend(),
+			NoCancel: true,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
@@ -757,7 +776,14 @@ func TestLauncher_TerminatedQueuedRunDoesNotRunEvenIfItsTaskStarts(t *testing.T)
 		ctx := context.Background()
 		// A launcher whose client cannot send cancel requests: Terminate
 		// only switches the record.
-		c, err := core.NewClient(core.ClientOptions{Broker: x.tr.Broker(x.queue), Results: x.tr.ResultBackend(), Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:   x.tr.Broker(x.queue),
+				Results:  x.tr.ResultBackend(),
+				NoCancel: true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: x.state, Logger: quietLogger()})
@@ -827,7 +853,14 @@ func TestLauncher_TerminateQueuedUsesCompareAndSwap(t *testing.T) {
 	state := portsmock.NewMockStateStore(ctrl)
 	tr := memory.NewTransport()
 	cancels := tr.CancelChannel()
-	c, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("q"), Results: tr.ResultBackend(), Cancels: cancels, Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:  tr.Broker("q"),
+			Results: tr.ResultBackend(),
+			Cancels: cancels,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
@@ -864,7 +897,14 @@ func TestLauncher_TerminateQueuedThatJustStartedCancelsTheRunningRun(t *testing.
 	state := portsmock.NewMockStateStore(ctrl)
 	tr := memory.NewTransport()
 	cancels := tr.CancelChannel()
-	c, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("q"), Results: tr.ResultBackend(), Cancels: cancels, Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:  tr.Broker("q"),
+			Results: tr.ResultBackend(),
+			Cancels: cancels,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
@@ -928,7 +968,14 @@ func TestClient_GroupID(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	broker := portsmock.NewMockBroker(ctrl)
 	tr := memory.NewTransport()
-	c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   broker,
+			Results:  tr.ResultBackend(),
+			NoCancel: true,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	var groups []string
@@ -953,7 +1000,14 @@ func TestClient_GroupID(t *testing.T) {
 
 func TestLauncher_Validation(t *testing.T) {
 	tr := memory.NewTransport()
-	c, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("q"), Results: tr.ResultBackend(), Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   tr.Broker("q"),
+			Results:  tr.ResultBackend(),
+			NoCancel: true,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	state := tr.StateStore()
@@ -1010,7 +1064,14 @@ func TestLauncher_SubmitFailureMarksTheRunFailed(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	broker := portsmock.NewMockBroker(ctrl)
 	tr := memory.NewTransport()
-	c, err := core.NewClient(core.ClientOptions{Broker: broker, Results: tr.ResultBackend(), Logger: quietLogger()})
+	c, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:   broker,
+			Results:  tr.ResultBackend(),
+			NoCancel: true,
+		},
+		Logger: quietLogger(),
+	})
 	require.NoError(t, err)
 	defer c.Close()
 	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: tr.StateStore(), Logger: quietLogger()})

@@ -73,8 +73,14 @@ func argLen(_ context.Context, task *core.Task) (json.RawMessage, error) {
 func (m *wmWorld) payloadClient(store ports.PayloadStore) *core.Client {
 	m.t.Helper()
 	c, err := core.NewClient(core.ClientOptions{
-		Broker: m.tr.Broker(wmQueue), Results: m.tr.ResultBackend(),
-		Completions: m.tr.CompletionBus(), Payloads: store, Logger: quietLogger(),
+		Ports: core.Ports{
+			Broker:      m.tr.Broker(wmQueue),
+			Results:     m.tr.ResultBackend(),
+			Completions: m.tr.CompletionBus(),
+			Payloads:    store,
+			NoCancel:    true,
+		},
+		Logger: quietLogger(),
 	})
 	require.NoError(m.t, err)
 	m.t.Cleanup(func() { _ = c.Close() })
@@ -87,7 +93,7 @@ func TestPayload_LargeArgsRoundTripAndObjectDeleted(t *testing.T) {
 		store := &keyStore{PayloadStore: m.tr.PayloadStore()}
 		reg := core.NewRegistry()
 		require.NoError(t, reg.HandleFunc("len", argLen))
-		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Payloads = m.tr.PayloadStore() })
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Ports.Payloads = m.tr.PayloadStore() })
 		client := m.payloadClient(store)
 		ctx := context.Background()
 
@@ -108,7 +114,7 @@ func TestPayload_LargeArgsRoundTripAndObjectDeleted(t *testing.T) {
 		require.Zero(t, m.stats())
 
 		// Small tasks are not offloaded.
-		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.Payloads = m.tr.PayloadStore() })
+		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.Ports.Payloads = m.tr.PayloadStore() })
 		id, err = client.Submit(ctx, core.Request{Task: "len", Args: "abc"})
 		require.NoError(t, err)
 		res, err = client.Wait(ctx, id)
@@ -143,7 +149,14 @@ func TestPayload_WithoutStoreRefusedAtSubmit(t *testing.T) {
 
 func TestPayload_ThresholdOption(t *testing.T) {
 	m := newWmWorld(t)
-	_, err := core.NewClient(core.ClientOptions{Broker: m.producer, Results: m.results, PayloadThreshold: -1})
+	_, err := core.NewClient(core.ClientOptions{
+		Ports: core.Ports{
+			Broker:           m.producer,
+			Results:          m.results,
+			PayloadThreshold: -1,
+			NoCancel:         true,
+		},
+	})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 	require.ErrorContains(t, err, "PayloadThreshold")
 
@@ -151,8 +164,16 @@ func TestPayload_ThresholdOption(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newWmWorld(t)
 		store := &keyStore{PayloadStore: m.tr.PayloadStore()}
-		c, err := core.NewClient(core.ClientOptions{Broker: m.producer, Results: m.results,
-			Payloads: store, PayloadThreshold: 10, Logger: quietLogger()})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:           m.producer,
+				Results:          m.results,
+				Payloads:         store,
+				PayloadThreshold: 10,
+				NoCancel:         true,
+			},
+			Logger: quietLogger(),
+		})
 		require.NoError(t, err)
 		defer c.Close()
 		_, err = c.Submit(context.Background(), core.Request{Task: "len", Args: "abc"})
@@ -167,7 +188,7 @@ func TestPayload_MissingObjectFailsAndWorkerKeepsServing(t *testing.T) {
 		reg := core.NewRegistry()
 		require.NoError(t, reg.HandleFunc("len", argLen))
 		require.NoError(t, reg.HandleFunc("a", wkOK(`"ok"`)))
-		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Payloads = m.tr.PayloadStore() })
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Ports.Payloads = m.tr.PayloadStore() })
 		ctx := context.Background()
 		require.NoError(t, m.producer.Send(ctx, ports.Message{ID: "gone", Body: []byte(`{"id":"gone","task":"len"}`),
 			Attributes: map[string]string{core.PayloadAttribute: "gone/nope"}}))
@@ -216,7 +237,7 @@ func TestPayload_RetriedTaskKeepsObjectUntilFinalAck(t *testing.T) {
 			}
 			return json.RawMessage(`"ok"`), nil
 		}))
-		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Payloads = workerStore })
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Ports.Payloads = workerStore })
 		client := m.payloadClient(store)
 		ctx := context.Background()
 		id, err := client.Submit(ctx, core.Request{Task: "flaky", Args: bigArgs(1 << 20),
@@ -251,7 +272,7 @@ func TestPayload_NackedTaskKeepsObject(t *testing.T) {
 			ran <- struct{}{}
 			return nil, errors.New("boom")
 		}))
-		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Payloads = m.tr.PayloadStore() })
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Ports.Payloads = m.tr.PayloadStore() })
 		client := m.payloadClient(store)
 		ctx := context.Background()
 		_, err := client.Submit(ctx, core.Request{Task: "fail", Args: bigArgs(300 << 10)})
@@ -267,7 +288,13 @@ func TestPayload_NackedTaskKeepsObject(t *testing.T) {
 func TestPayload_SendFailureDeletesObject(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	store := portsmock.NewMockPayloadStore(ctrl)
-	f := newFixture(t, fixtureOpts{opts: core.ClientOptions{Payloads: store, PayloadThreshold: 100}})
+	f := newFixture(t, fixtureOpts{opts: core.ClientOptions{
+		Ports: core.Ports{
+			Payloads:         store,
+			PayloadThreshold: 100,
+			NoCancel:         true,
+		},
+	}})
 	args := bigArgs(500)
 	var key string
 	store.EXPECT().Put(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, k string, data []byte) error {
@@ -299,7 +326,13 @@ func TestPayload_SendFailureDeletesObject(t *testing.T) {
 func TestPayload_AmbiguousSendFailureKeepsObject(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	store := portsmock.NewMockPayloadStore(ctrl)
-	f := newFixture(t, fixtureOpts{opts: core.ClientOptions{Payloads: store, PayloadThreshold: 100}})
+	f := newFixture(t, fixtureOpts{opts: core.ClientOptions{
+		Ports: core.Ports{
+			Payloads:         store,
+			PayloadThreshold: 100,
+			NoCancel:         true,
+		},
+	}})
 	store.EXPECT().Put(gomock.Any(), gomock.Any(), gomock.Any()).Return(nil)
 	f.broker.EXPECT().Send(gomock.Any(), gomock.Any()).Return(fmt.Errorf("sqs: send: %w: timeout", ports.ErrUnavailable))
 	_, err := f.client.Submit(context.Background(), core.Request{Task: "t", ID: "t1", Args: bigArgs(500)})
@@ -309,7 +342,13 @@ func TestPayload_AmbiguousSendFailureKeepsObject(t *testing.T) {
 func TestPayload_PutFailureSendsNothing(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	store := portsmock.NewMockPayloadStore(ctrl)
-	f := newFixture(t, fixtureOpts{opts: core.ClientOptions{Payloads: store, PayloadThreshold: 100}})
+	f := newFixture(t, fixtureOpts{opts: core.ClientOptions{
+		Ports: core.Ports{
+			Payloads:         store,
+			PayloadThreshold: 100,
+			NoCancel:         true,
+		},
+	}})
 	store.EXPECT().Put(gomock.Any(), gomock.Any(), gomock.Any()).Return(fmt.Errorf("s3: %w", ports.ErrUnavailable))
 	// One small request is still sent.
 	f.broker.EXPECT().Send(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, ms ...ports.Message) error {

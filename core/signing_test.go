@@ -57,8 +57,8 @@ func newSigWorld(t *testing.T, mod func(*core.WorkerOptions)) *sigWorld {
 		return task.Args, nil
 	}))
 	s.w = s.startWorker(reg, func(o *core.WorkerOptions) {
-		o.Verifier = mustVerifier(t, core.VerifierOptions{Keys: map[string][]byte{"k1": sigKey1, "k2": sigKey2}})
-		o.Payloads = s.tr.PayloadStore()
+		o.Ports.Verifier = mustVerifier(t, core.VerifierOptions{Keys: map[string][]byte{"k1": sigKey1, "k2": sigKey2}})
+		o.Ports.Payloads = s.tr.PayloadStore()
 		if mod != nil {
 			mod(o)
 		}
@@ -69,8 +69,16 @@ func newSigWorld(t *testing.T, mod func(*core.WorkerOptions)) *sigWorld {
 func (s *sigWorld) client(signer *core.Signer) *core.Client {
 	s.t.Helper()
 	c, err := core.NewClient(core.ClientOptions{
-		Broker: s.tr.Broker(wmQueue), Results: s.tr.ResultBackend(), Completions: s.tr.CompletionBus(),
-		Payloads: s.tr.PayloadStore(), PayloadThreshold: 1024, Signer: signer, Logger: quietLogger(),
+		Ports: core.Ports{
+			Broker:           s.tr.Broker(wmQueue),
+			Results:          s.tr.ResultBackend(),
+			Completions:      s.tr.CompletionBus(),
+			Payloads:         s.tr.PayloadStore(),
+			PayloadThreshold: 1024,
+			Signer:           signer,
+			NoCancel:         true,
+		},
+		Logger: quietLogger(),
 	})
 	require.NoError(s.t, err)
 	s.t.Cleanup(func() { _ = c.Close() })
@@ -192,7 +200,7 @@ func TestSigning_RotationWorkerAcceptsEveryKey(t *testing.T) {
 func TestSigning_AcceptUnsignedStillRefusesBadSignatures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newSigWorld(t, func(o *core.WorkerOptions) {
-			o.Verifier = mustVerifier(t, core.VerifierOptions{Keys: map[string][]byte{"k1": sigKey1}, AcceptUnsigned: true})
+			o.Ports.Verifier = mustVerifier(t, core.VerifierOptions{Keys: map[string][]byte{"k1": sigKey1}, AcceptUnsigned: true})
 		})
 		res := s.run(s.client(nil), "unsigned")
 		require.Equal(t, ports.StateSucceeded, res.State, res.Error)
@@ -210,8 +218,16 @@ func TestSigning_ClaimCheck(t *testing.T) {
 		s := newSigWorld(t, nil)
 		store := &keyStore{PayloadStore: s.tr.PayloadStore()}
 		c, err := core.NewClient(core.ClientOptions{
-			Broker: s.tr.Broker(wmQueue), Results: s.tr.ResultBackend(), Completions: s.tr.CompletionBus(),
-			Payloads: store, PayloadThreshold: 1024, Signer: mustSigner(t, "k2", sigKey2), Logger: quietLogger(),
+			Ports: core.Ports{
+				Broker:           s.tr.Broker(wmQueue),
+				Results:          s.tr.ResultBackend(),
+				Completions:      s.tr.CompletionBus(),
+				Payloads:         store,
+				PayloadThreshold: 1024,
+				Signer:           mustSigner(t, "k2", sigKey2),
+				NoCancel:         true,
+			},
+			Logger: quietLogger(),
 		})
 		require.NoError(t, err)
 		defer func() { _ = c.Close() }()
@@ -276,8 +292,18 @@ func TestSigning_KeysValidatedAndNeverPrinted(t *testing.T) {
 	verifier := mustVerifier(t, core.VerifierOptions{Keys: map[string][]byte{"k1": secret}})
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "%v %+v %#v %s %v %+v %#v %s", signer, signer, signer, signer, verifier, verifier, verifier, verifier)
-	fmt.Fprintf(&buf, "%+v", core.ClientOptions{Signer: signer})
-	fmt.Fprintf(&buf, "%+v", core.WorkerOptions{Verifier: verifier})
+	fmt.Fprintf(&buf, "%+v", core.ClientOptions{
+		Ports: core.Ports{
+			Signer:   signer,
+			NoCancel: true,
+		},
+	})
+	fmt.Fprintf(&buf, "%+v", core.WorkerOptions{
+		Ports: core.Ports{
+			Verifier: verifier,
+			NoCancel: true,
+		},
+	})
 	require.NotContains(t, buf.String(), "very-secret")
 	require.Contains(t, buf.String(), "core.Signer{key k1}")
 

@@ -81,15 +81,31 @@ func TestTracerHook(t *testing.T) {
 			handlerSpan, _ = ctx.Value(fakeSpanKey{}).(string)
 			return nil, nil
 		}))
-		w, err := core.NewWorker(core.WorkerOptions{Broker: tr.Broker("q"), Results: tr.ResultBackend(),
-			Completions: tr.CompletionBus(), Registry: reg, Tracer: ft, Logger: slog.New(slog.DiscardHandler)})
+		w, err := core.NewWorker(core.WorkerOptions{
+			Ports: core.Ports{
+				Broker:      tr.Broker("q"),
+				Results:     tr.ResultBackend(),
+				Completions: tr.CompletionBus(),
+				NoCancel:    true,
+			},
+			Registry: reg,
+			Tracer:   ft,
+			Logger:   slog.New(slog.DiscardHandler),
+		})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- w.Run(ctx) }()
 		defer func() { cancel(); <-done }()
-		c, err := core.NewClient(core.ClientOptions{Broker: tr.Broker("q"), Results: tr.ResultBackend(),
-			Completions: tr.CompletionBus(), Tracer: ft})
+		c, err := core.NewClient(core.ClientOptions{
+			Ports: core.Ports{
+				Broker:      tr.Broker("q"),
+				Results:     tr.ResultBackend(),
+				Completions: tr.CompletionBus(),
+				NoCancel:    true,
+			},
+			Tracer: ft,
+		})
 		require.NoError(t, err)
 		defer c.Close()
 

@@ -55,33 +55,18 @@ var loopBackoff = RetryPolicy{
 	Jitter:         0.2,
 }
 
-// WorkerOptions configures a Worker. Broker, Results and Registry are
-// required; every other zero value takes the default named on its field.
+// WorkerOptions configures a Worker. Ports (see Ports for which of its fields)
+// and Registry are required; every other zero value takes the default named
+// on its field.
 type WorkerOptions struct {
-	// Broker is the task queue the worker receives from. Required.
-	Broker ports.Broker
-	// Results is where the worker stores task results. Required.
-	Results ports.ResultBackend
+	// Ports is the transport (see Ports): Broker and Results are required,
+	// and Cancels unless Ports.NoCancel is set. The worker receives from
+	// Broker, stores results in Results, listens on Cancels, publishes
+	// completions on Completions, fetches claim-check envelopes from Payloads
+	// and verifies signatures with Verifier.
+	Ports Ports
 	// Registry holds the handlers the worker runs. Required.
 	Registry *Registry
-	// Cancels delivers cancellation requests. Optional: without it, requests
-	// never reach this worker (NewWorker is fine, Run logs a warning).
-	Cancels ports.CancelChannel
-	// Completions, when set, receives a completion for every finished task
-	// whose envelope names a ReplyTo inbox. Optional.
-	Completions ports.CompletionBus
-	// Payloads is the store of large envelopes sent as claim checks (see
-	// PayloadAttribute and ClientOptions.Payloads): the worker fetches the
-	// envelope of such a message before decoding it, and deletes the object
-	// after the message is acked. Optional: without it a claim-check message
-	// is failed (never run) with an error naming this option, and acked.
-	Payloads ports.PayloadStore
-	// Verifier, when set, checks the signature of every delivery (see
-	// SignatureAttribute) before it is decoded: a delivery without a valid
-	// signature by one of its keys is never executed; a failed result with
-	// the reason (matching ErrSignature) is recorded under the message ID and
-	// the message is acked. Optional: without it signatures are ignored.
-	Verifier *Verifier
 	// ID names the worker in logs and in the results it records. Default:
 	// hostname-pid-random.
 	ID string
@@ -274,12 +259,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if opts.Broker == nil {
-		bad("Broker is required")
-	}
-	if opts.Results == nil {
-		bad("Results is required")
-	}
+	errs = append(errs, opts.Ports.validate()...)
 	if opts.Registry == nil {
 		bad("Registry is required")
 	}
@@ -341,13 +321,13 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		return nil, fmt.Errorf("dagq: worker options: %w", errors.Join(errs...))
 	}
 	return &Worker{
-		broker:          opts.Broker,
-		results:         opts.Results,
+		broker:          opts.Ports.Broker,
+		results:         opts.Ports.Results,
 		registry:        opts.Registry,
-		cancels:         opts.Cancels,
-		completions:     opts.Completions,
-		payloads:        opts.Payloads,
-		verifier:        opts.Verifier,
+		cancels:         opts.Ports.Cancels,
+		completions:     opts.Ports.Completions,
+		payloads:        opts.Ports.Payloads,
+		verifier:        opts.Ports.Verifier,
 		id:              opts.ID,
 		concurrency:     opts.Concurrency,
 		lease:           opts.Lease,
@@ -397,9 +377,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// every task is done, through the shutdown drain.
 	bgCtx, stopBg := context.WithCancel(w.base)
 	var bg sync.WaitGroup
-	if w.cancels == nil {
-		w.log.Warn("worker has no cancel channel: cancellation requests will not reach its tasks")
-	} else {
+	if w.cancels != nil { // nil only with Ports.NoCancel
 		// Subscribe before receiving, so that every request made after a
 		// task's durable check reaches it.
 		// The subscription lives through the shutdown drain: bgCtx, not ctx.

@@ -58,7 +58,7 @@ func TestWorker_ReceiveGathersSlotsWhenBusy(t *testing.T) {
 		start := time.Now()
 		m.submit(wkEnv("h1", "hold"), wkEnv("h2", "hold"), wkEnv("h3", "hold"))
 		w := m.startWorker(reg, func(o *core.WorkerOptions) {
-			o.Broker = spy
+			o.Ports.Broker = spy
 			o.Concurrency = 4 // gather target: 2 slots
 		})
 		t.Cleanup(free) // after the worker's: a failed assertion must not leave handlers blocked

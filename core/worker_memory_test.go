@@ -53,13 +53,15 @@ func (m *wmWorld) startWorker(reg *core.Registry, mod func(*core.WorkerOptions))
 	m.t.Helper()
 	logger, sink := newWkLogger(m.t)
 	opts := core.WorkerOptions{
-		Broker:      m.tr.Broker(wmQueue),
-		Results:     m.tr.ResultBackend(),
-		Cancels:     m.tr.CancelChannel(),
-		Completions: m.tr.CompletionBus(),
-		Registry:    reg,
-		Retry:       wkNoJitter,
-		Logger:      logger,
+		Ports: core.Ports{
+			Broker:      m.tr.Broker(wmQueue),
+			Results:     m.tr.ResultBackend(),
+			Cancels:     m.tr.CancelChannel(),
+			Completions: m.tr.CompletionBus(),
+		},
+		Registry: reg,
+		Retry:    wkNoJitter,
+		Logger:   logger,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -75,10 +77,10 @@ func (m *wmWorld) startWorker(reg *core.Registry, mod func(*core.WorkerOptions))
 		once.Do(func() {
 			cancel()
 			runErr = <-done
-			_ = opts.Broker.Close()
-			_ = opts.Results.Close()
-			_ = opts.Cancels.Close()
-			_ = opts.Completions.Close()
+			_ = opts.Ports.Broker.Close()
+			_ = opts.Ports.Results.Close()
+			_ = opts.Ports.Cancels.Close()
+			_ = opts.Ports.Completions.Close()
 		})
 		return runErr
 	}}
@@ -139,8 +141,13 @@ func TestWorkerMemory_EndToEndWithClient(t *testing.T) {
 		w2 := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w2"; o.Concurrency = 3 })
 
 		client, err := core.NewClient(core.ClientOptions{
-			Broker: m.tr.Broker(wmQueue), Results: m.tr.ResultBackend(),
-			Cancels: m.tr.CancelChannel(), Completions: m.tr.CompletionBus(), Logger: quietLogger(),
+			Ports: core.Ports{
+				Broker:      m.tr.Broker(wmQueue),
+				Results:     m.tr.ResultBackend(),
+				Cancels:     m.tr.CancelChannel(),
+				Completions: m.tr.CompletionBus(),
+			},
+			Logger: quietLogger(),
 		})
 		require.NoError(t, err)
 		ctx := context.Background()
@@ -567,7 +574,13 @@ func TestWorkerMemory_BrokerClosedEndsRun(t *testing.T) {
 		require.NoError(t, reg.HandleFunc("a", wkOK(`1`)))
 		broker := m.tr.Broker(wmQueue)
 		w, err := core.NewWorker(core.WorkerOptions{
-			Broker: broker, Results: m.tr.ResultBackend(), Registry: reg, Logger: quietLogger(),
+			Ports: core.Ports{
+				Broker:   broker,
+				Results:  m.tr.ResultBackend(),
+				NoCancel: true,
+			},
+			Registry: reg,
+			Logger:   quietLogger(),
 		})
 		require.NoError(t, err)
 		done := make(chan error, 1)

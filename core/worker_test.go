@@ -146,13 +146,16 @@ func newWkHarness(t *testing.T) *wkHarness {
 		cancelIDs:  make(chan []string),
 	}
 	h.opts = core.WorkerOptions{
-		Broker:      h.broker,
-		Results:     h.results,
-		Completions: h.bus,
-		Registry:    h.reg,
-		ID:          "w1",
-		Retry:       wkNoJitter,
-		Logger:      logger,
+		Ports: core.Ports{
+			Broker:      h.broker,
+			Results:     h.results,
+			Completions: h.bus,
+			NoCancel:    true,
+		},
+		Registry: h.reg,
+		ID:       "w1",
+		Retry:    wkNoJitter,
+		Logger:   logger,
 	}
 	return h
 }
@@ -188,7 +191,7 @@ func (h *wkHarness) receiveMaxes() []int {
 func (h *wkHarness) withCancels() {
 	h.cancels = portsmock.NewMockCancelChannel(h.ctrl)
 	h.sub = portsmock.NewMockCancelSubscription(h.ctrl)
-	h.opts.Cancels = h.cancels
+	h.opts.Ports.Cancels, h.opts.Ports.NoCancel = h.cancels, false
 	h.cancels.EXPECT().Subscribe(gomock.Any()).Return(h.sub, nil)
 	h.sub.EXPECT().Receive(gomock.Any()).DoAndReturn(func(ctx context.Context) ([]string, error) {
 		select {
@@ -281,8 +284,11 @@ func TestNewWorker_Validation(t *testing.T) {
 	valid := func() core.WorkerOptions {
 		ctrl := gomock.NewController(t)
 		return core.WorkerOptions{
-			Broker:   portsmock.NewMockBroker(ctrl),
-			Results:  portsmock.NewMockResultBackend(ctrl),
+			Ports: core.Ports{
+				Broker:   portsmock.NewMockBroker(ctrl),
+				Results:  portsmock.NewMockResultBackend(ctrl),
+				NoCancel: true,
+			},
 			Registry: core.NewRegistry(),
 		}
 	}
@@ -291,8 +297,8 @@ func TestNewWorker_Validation(t *testing.T) {
 		mod     func(*core.WorkerOptions)
 		mention []string
 	}{
-		{"no broker", func(o *core.WorkerOptions) { o.Broker = nil }, []string{"Broker is required"}},
-		{"no results", func(o *core.WorkerOptions) { o.Results = nil }, []string{"Results is required"}},
+		{"no broker", func(o *core.WorkerOptions) { o.Ports.Broker = nil }, []string{"Broker is required"}},
+		{"no results", func(o *core.WorkerOptions) { o.Ports.Results = nil }, []string{"Results is required"}},
 		{"no registry", func(o *core.WorkerOptions) { o.Registry = nil }, []string{"Registry is required"}},
 		{"negative concurrency", func(o *core.WorkerOptions) { o.Concurrency = -1 }, []string{"Concurrency is -1", "0 (default 10) or more"}},
 		{"negative lease", func(o *core.WorkerOptions) { o.Lease = -time.Second }, []string{"Lease is -1s", "12h0m0s"}},
@@ -306,7 +312,7 @@ func TestNewWorker_Validation(t *testing.T) {
 		{"batch above 10", func(o *core.WorkerOptions) { o.Concurrency = 50; o.ReceiveBatch = 11 }, []string{"ReceiveBatch is 11", "between 1 and 10"}},
 		{"batch above concurrency", func(o *core.WorkerOptions) { o.Concurrency = 2; o.ReceiveBatch = 3 }, []string{"ReceiveBatch is 3", "between 1 and 2"}},
 		{"negative batch", func(o *core.WorkerOptions) { o.ReceiveBatch = -1 }, []string{"ReceiveBatch is -1"}},
-		{"several problems at once", func(o *core.WorkerOptions) { o.Broker = nil; o.Concurrency = -5 },
+		{"several problems at once", func(o *core.WorkerOptions) { o.Ports.Broker = nil; o.Concurrency = -5 },
 			[]string{"Broker is required", "Concurrency is -5"}},
 	}
 	for _, tc := range cases {
@@ -1025,7 +1031,7 @@ func TestWorker_CancelSubscriptionRecovers(t *testing.T) {
 		h := newWkHarness(t)
 		cancels := portsmock.NewMockCancelChannel(h.ctrl)
 		sub := portsmock.NewMockCancelSubscription(h.ctrl)
-		h.opts.Cancels = cancels
+		h.opts.Ports.Cancels, h.opts.Ports.NoCancel = cancels, false
 		var subscribes, receives int
 		cancels.EXPECT().Subscribe(gomock.Any()).DoAndReturn(func(context.Context) (ports.CancelSubscription, error) {
 			subscribes++
@@ -1484,14 +1490,21 @@ func TestWorker_ShutdownBeforeAnything(t *testing.T) {
 	})
 }
 
-func TestWorker_NoCancelChannelWarns(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newWkHarness(t)
-		h.run()
-		synctest.Wait()
-		require.NoError(t, h.stop())
-		require.NotEmpty(t, h.logs.find("no cancel channel"))
-	})
+func TestWorker_NoCancelChannelIsAnError(t *testing.T) {
+	reg := core.NewRegistry()
+	ctrl := gomock.NewController(t)
+	p := core.Ports{Broker: portsmock.NewMockBroker(ctrl), Results: portsmock.NewMockResultBackend(ctrl)}
+	_, err := core.NewWorker(core.WorkerOptions{Ports: p, Registry: reg})
+	require.ErrorIs(t, err, ports.ErrInvalidArgument, "a worker cancellation could never reach is refused at construction")
+	require.ErrorContains(t, err, "Ports.Cancels")
+
+	p.NoCancel = true
+	_, err = core.NewWorker(core.WorkerOptions{Ports: p, Registry: reg})
+	require.NoError(t, err, "cancellation switched off on purpose")
+
+	p.Cancels = portsmock.NewMockCancelChannel(ctrl)
+	_, err = core.NewWorker(core.WorkerOptions{Ports: p, Registry: reg})
+	require.ErrorIs(t, err, ports.ErrInvalidArgument, "NoCancel with a channel is contradictory")
 }
 
 // ---- logging ----

@@ -63,14 +63,24 @@ func newWorld(t *testing.T, traced bool) *world {
 	reg := core.NewRegistry()
 	require.NoError(t, reg.HandleFunc("work", w.work))
 	client, err := core.NewClient(core.ClientOptions{
-		Broker: tr.Broker(taskQueue), Results: tr.ResultBackend(), Cancels: tr.CancelChannel(),
-		Completions: tr.CompletionBus(), Tracer: tracer,
+		Ports: core.Ports{
+			Broker:      tr.Broker(taskQueue),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Tracer: tracer,
 	})
 	require.NoError(t, err)
 	w.client = client
 	runClient, err := core.NewClient(core.ClientOptions{
-		Broker: tr.Broker(runQueue), Results: tr.ResultBackend(), Cancels: tr.CancelChannel(),
-		Completions: tr.CompletionBus(), Tracer: tracer,
+		Ports: core.Ports{
+			Broker:      tr.Broker(runQueue),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Tracer: tracer,
 	})
 	require.NoError(t, err)
 	w.launcher, err = core.NewLauncher(core.LauncherOptions{Client: runClient, State: tr.StateStore()})
@@ -82,10 +92,10 @@ func newWorld(t *testing.T, traced bool) *world {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, o := range []core.WorkerOptions{
-		{Broker: tr.Broker(taskQueue), Registry: reg},
-		{Broker: tr.Broker(runQueue), Registry: runReg},
+		{Ports: core.Ports{Broker: tr.Broker(taskQueue)}, Registry: reg},
+		{Ports: core.Ports{Broker: tr.Broker(runQueue)}, Registry: runReg},
 	} {
-		o.Results, o.Cancels, o.Completions, o.Tracer, o.Retry = tr.ResultBackend(), tr.CancelChannel(), tr.CompletionBus(), tracer, noJitter
+		o.Ports.Results, o.Ports.Cancels, o.Ports.Completions, o.Tracer, o.Retry = tr.ResultBackend(), tr.CancelChannel(), tr.CompletionBus(), tracer, noJitter
 		wk, err := core.NewWorker(o)
 		require.NoError(t, err)
 		wg.Go(func() { _ = wk.Run(ctx) })
@@ -369,13 +379,29 @@ func BenchmarkSubmitWait(b *testing.B) {
 			require.NoError(b, tr.CreateQueue(taskQueue, memory.QueueOptions{}))
 			reg := core.NewRegistry()
 			require.NoError(b, reg.HandleFunc("noop", func(context.Context, *core.Task) (json.RawMessage, error) { return nil, nil }))
-			client, err := core.NewClient(core.ClientOptions{Broker: tr.Broker(taskQueue), Results: tr.ResultBackend(),
-				Completions: tr.CompletionBus(), Tracer: tracer})
+			client, err := core.NewClient(core.ClientOptions{
+				Ports: core.Ports{
+					Broker:      tr.Broker(taskQueue),
+					Results:     tr.ResultBackend(),
+					Completions: tr.CompletionBus(),
+					NoCancel:    true,
+				},
+				Tracer: tracer,
+			})
 			require.NoError(b, err)
 			defer client.Close()
-			wk, err := core.NewWorker(core.WorkerOptions{Broker: tr.Broker(taskQueue), Results: tr.ResultBackend(),
-				Completions: tr.CompletionBus(), Registry: reg, Tracer: tracer, Concurrency: 64,
-				Logger: slog.New(slog.DiscardHandler)})
+			wk, err := core.NewWorker(core.WorkerOptions{
+				Ports: core.Ports{
+					Broker:      tr.Broker(taskQueue),
+					Results:     tr.ResultBackend(),
+					Completions: tr.CompletionBus(),
+					NoCancel:    true,
+				},
+				Registry:    reg,
+				Tracer:      tracer,
+				Concurrency: 64,
+				Logger:      slog.New(slog.DiscardHandler),
+			})
 			require.NoError(b, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})

@@ -69,10 +69,12 @@ func run(ctx context.Context, out io.Writer) error {
 	})
 
 	worker, err := core.NewWorker(core.WorkerOptions{
-		Broker:      tr.Broker("tasks"),
-		Results:     tr.ResultBackend(),
-		Cancels:     tr.CancelChannel(),
-		Completions: tr.CompletionBus(),
+		Ports: core.Ports{
+			Broker:      tr.Broker("tasks"),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
 		Registry:    reg,
 		Concurrency: 4,
 		Logger:      logger,
@@ -89,11 +91,13 @@ func run(ctx context.Context, out io.Writer) error {
 	}()
 
 	client, err := core.NewClient(core.ClientOptions{
-		Broker:      tr.Broker("tasks"),
-		Results:     tr.ResultBackend(),
-		Cancels:     tr.CancelChannel(),
-		Completions: tr.CompletionBus(),
-		Logger:      logger,
+		Ports: core.Ports{
+			Broker:      tr.Broker("tasks"),
+			Results:     tr.ResultBackend(),
+			Cancels:     tr.CancelChannel(),
+			Completions: tr.CompletionBus(),
+		},
+		Logger: logger,
 	})
 	if err != nil {
 		return err
