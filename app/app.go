@@ -25,13 +25,13 @@
 //	rt, err := app.New(cfg, reg)
 //	defer rt.Close()
 //	pool, err := rt.StartWorkers(ctx, 1) // memory transport: workers in process
-//	res, err := rt.Executor.Run(ctx, job, core.RunOptions{})
+//	res, err := rt.Executor.Run(ctx, job, dag.RunOptions{})
 //
 // or launches runs that run workers drive (on a shared transport, in any
 // process that serves the run queue):
 //
 //	runs, err := rt.StartRunWorkers(ctx, 1)  // serve launcher.queue
-//	runID, err := rt.Launcher.Launch(ctx, job, core.LaunchOptions{})
+//	runID, err := rt.Launcher.Launch(ctx, job, dag.LaunchOptions{})
 //	rec, err := rt.Launcher.Wait(ctx, runID)
 //
 // # Transports
@@ -61,6 +61,7 @@ import (
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/telemetry"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -82,12 +83,12 @@ type Runtime struct {
 	// it from this process (dagq run), and run workers submit the steps of
 	// launched runs through it.
 	Client   *core.Client
-	Executor *core.Executor
+	Executor *dag.Executor
 	// Launcher launches runs as run tasks on the run queue
 	// (launcher.queue) and answers for them from Ports.State: dagq launch,
 	// status, health and terminate. Its own Client is bound to the run
 	// queue.
-	Launcher *core.Launcher
+	Launcher *dag.Launcher
 	Workers  *WorkerFactory
 
 	cleanup   func()
@@ -265,7 +266,7 @@ func (f *WorkerFactory) New(id string) (*core.Worker, error) {
 
 // NewRun returns a run worker: it serves the run queue (launcher.queue)
 // with launcher.concurrency slots and a registry holding only the run task
-// (core.RegisterRunTask), which submits the run's steps to the task queue.
+// (dag.RegisterRunTask), which submits the run's steps to the task queue.
 func (f *WorkerFactory) NewRun(id string) (*core.Worker, error) {
 	o := f.runOpts
 	o.ID = id

@@ -16,6 +16,7 @@ import (
 	"github.com/dagq/dagq/app/builtin"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -63,13 +64,13 @@ func TestNew_MemoryRunsAJob(t *testing.T) {
 	require.Len(t, pool.IDs(), 2)
 	defer func() { require.NoError(t, pool.Stop()) }()
 
-	job := core.Job{Name: "j", Steps: []core.Step{
+	job := dag.Job{Name: "j", Steps: []dag.Step{
 		{Name: "a", Task: builtin.Echo, Args: json.RawMessage(`"x"`)},
 		{Name: "b", Task: builtin.Transform, Args: json.RawMessage(`"upper"`), Upstream: []string{"a"}},
 	}}
-	res, err := rt.Executor.Run(ctx, job, core.RunOptions{})
+	res, err := rt.Executor.Run(ctx, job, dag.RunOptions{})
 	require.NoError(t, err)
-	require.Equal(t, core.RunSucceeded, res.State)
+	require.Equal(t, dag.RunSucceeded, res.State)
 	b, _ := res.Step("b")
 	require.JSONEq(t, `"X"`, string(b.Output))
 }
@@ -99,8 +100,8 @@ func TestNew_LauncherWiring(t *testing.T) {
 	require.Equal(t, cfg.Worker.MaxExtensions, steps.MaxExtensions)
 	require.Equal(t, 3, runs.Concurrency, "launcher.concurrency: run slots of their own")
 	require.Equal(t, app.RunWorkerMaxExtensions, runs.MaxExtensions, "a run task keeps its lease for the whole run")
-	require.Equal(t, []string{core.RunTaskName}, runs.Registry.Names(), "run workers run only run tasks")
-	require.NotContains(t, steps.Registry.Names(), core.RunTaskName, "step workers run only steps")
+	require.Equal(t, []string{dag.RunTaskName}, runs.Registry.Names(), "run workers run only run tasks")
+	require.NotContains(t, steps.Registry.Names(), dag.RunTaskName, "step workers run only steps")
 	require.NotEqual(t, steps.Ports.Broker, runs.Ports.Broker)
 	_, err = core.NewWorker(runs)
 	require.NoError(t, err, "run worker options are valid")
@@ -124,21 +125,21 @@ func TestLaunch_OneSlotWorkersDoNotStarve(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, runs.Stop()) }()
 
-	job := core.Job{Name: "j", Steps: []core.Step{
+	job := dag.Job{Name: "j", Steps: []dag.Step{
 		{Name: "a", Task: builtin.Echo, Args: json.RawMessage(`"x"`)},
 		{Name: "b", Task: builtin.Transform, Args: json.RawMessage(`"upper"`), Upstream: []string{"a"}},
 		{Name: "c", Task: builtin.Transform, Args: json.RawMessage(`"reverse"`), Upstream: []string{"a"}},
 	}}
 	var ids []string
 	for range 2 { // the second run waits for the one run slot
-		id, err := rt.Launcher.Launch(ctx, job, core.LaunchOptions{})
+		id, err := rt.Launcher.Launch(ctx, job, dag.LaunchOptions{})
 		require.NoError(t, err)
 		ids = append(ids, id)
 	}
 	for _, id := range ids {
 		rec, err := rt.Launcher.Wait(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, rec.State)
+		require.Equal(t, dag.RunSucceeded, rec.State)
 	}
 }
 

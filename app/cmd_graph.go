@@ -9,7 +9,7 @@ import (
 
 	"github.com/dagq/dagq/app/graph"
 	"github.com/dagq/dagq/app/jobfile"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 func (c *cli) graphCmd() *cobra.Command {
@@ -51,7 +51,7 @@ file that is not the run's, or --run on transport memory.`,
 			if !contains(graph.Formats, format) {
 				return usageErr("--format %q: valid values: %s", format, strings.Join(graph.Formats, ", "))
 			}
-			var job core.Job
+			var job dag.Job
 			if len(args) == 1 {
 				f, err := jobfile.Load(args[0], jobfile.Options{})
 				if err != nil {
@@ -91,31 +91,31 @@ file that is not the run's, or --run on transport memory.`,
 }
 
 // graphRun reads the record of run runID for graph --run.
-func (c *cli) graphRun(cmd *cobra.Command, runID string) (core.RunRecord, error) {
+func (c *cli) graphRun(cmd *cobra.Command, runID string) (dag.RunRecord, error) {
 	rt, err := c.runSession(cmd, "graph --run")
 	if err != nil {
-		return core.RunRecord{}, err
+		return dag.RunRecord{}, err
 	}
 	defer rt.close()
 	rec, err := rt.Launcher.Status(cmd.Context(), runID)
 	if err != nil {
-		return core.RunRecord{}, runErr(rt, runID, err)
+		return dag.RunRecord{}, runErr(rt, runID, err)
 	}
 	return rec, nil
 }
 
 // recordJob is the job of run record rec: its steps, tasks and upstreams.
-func recordJob(rec core.RunRecord) core.Job {
-	job := core.Job{Name: rec.Job, Steps: make([]core.Step, len(rec.Steps))}
+func recordJob(rec dag.RunRecord) dag.Job {
+	job := dag.Job{Name: rec.Job, Steps: make([]dag.Step, len(rec.Steps))}
 	for i, s := range rec.Steps {
-		job.Steps[i] = core.Step{Name: s.Name, Task: s.Task, Upstream: s.Upstream}
+		job.Steps[i] = dag.Step{Name: s.Name, Task: s.Task, Upstream: s.Upstream}
 	}
 	return job
 }
 
 // sameJob fails when the job of file path is not the job of run rec: its
 // name or its steps differ.
-func sameJob(path string, job core.Job, rec core.RunRecord) error {
+func sameJob(path string, job dag.Job, rec dag.RunRecord) error {
 	names := func(steps []string) string { return strings.Join(steps, ", ") }
 	var fileSteps, runSteps []string
 	for _, s := range job.Steps {

@@ -13,6 +13,7 @@ import (
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/jobfile"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // Progress modes of dagq launch --wait: the record is polled, so there is
@@ -111,7 +112,7 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 		defer stopPool(rt.Runtime, runs)
 	}
 
-	runID, err := rt.Launcher.Launch(cmd.Context(), f.Job, core.LaunchOptions{
+	runID, err := rt.Launcher.Launch(cmd.Context(), f.Job, dag.LaunchOptions{
 		RunID:      o.runID,
 		Params:     o.params,
 		FailFast:   cfg.Executor.FailFast,
@@ -122,7 +123,7 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 	}
 	if !o.wait {
 		if o.output == "json" {
-			return writeJSON(stdout, launchedJSON{RunID: runID, Job: f.Job.Name, State: string(core.RunQueued)})
+			return writeJSON(stdout, launchedJSON{RunID: runID, Job: f.Job.Name, State: string(dag.RunQueued)})
 		}
 		fmt.Fprintln(stdout, runID)
 		fmt.Fprintf(stderr, "dagq: launched run %s of job %s; follow it with: dagq status %s\n", runID, f.Job.Name, runID)
@@ -183,9 +184,9 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 		}
 	}
 	switch rec.State {
-	case core.RunSucceeded:
+	case dag.RunSucceeded:
 		return nil
-	case core.RunCancelled:
+	case dag.RunCancelled:
 		return exitErr(ExitCancelled, recordFailure(rec, interrupted))
 	default:
 		return exitErr(ExitFailed, recordFailure(rec, false))
@@ -237,13 +238,13 @@ func pollInterval(cfg config.Config) time.Duration {
 }
 
 // recordFailure is the one-line reason of a run that did not succeed.
-func recordFailure(rec core.RunRecord, interrupted bool) error {
+func recordFailure(rec dag.RunRecord, interrupted bool) error {
 	var failed, cancelled []string
 	for _, s := range rec.Steps {
 		switch s.State {
-		case core.StepFailed:
+		case dag.StepFailed:
 			failed = append(failed, s.Name)
-		case core.StepCancelled:
+		case dag.StepCancelled:
 			cancelled = append(cancelled, s.Name)
 		}
 	}

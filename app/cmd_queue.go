@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dagq/dagq/app/config"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // Settings of the queues "dagq queue init" creates.
@@ -107,7 +107,7 @@ func initSQS(ctx context.Context, cfg config.Config, out io.Writer) error {
 		maxReceives int
 	}{
 		{"sqs.queue_url", cfg.SQS.QueueURL, MaxReceiveCount(cfg.Retry.MaxAttempts)},
-		{"sqs.run_queue_url", cfg.SQS.RunQueueURL, MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts)},
+		{"sqs.run_queue_url", cfg.SQS.RunQueueURL, MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts)},
 	} {
 		name := config.QueueName(k.url)
 		dlqURL, err := ensureQueue(ctx, sq, out, DLQName(name), map[string]string{

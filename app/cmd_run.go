@@ -16,7 +16,7 @@ import (
 
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/jobfile"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // interruptSignals cancel a run (and stop a worker) gracefully.
@@ -178,7 +178,7 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 	ctx, release := interruptContext(cmd.Context(), stderr, "cancelling the run's steps")
 	defer release()
 
-	res, err := rt.Executor.Run(ctx, f.Job, core.RunOptions{
+	res, err := rt.Executor.Run(ctx, f.Job, dag.RunOptions{
 		RunID:      o.runID,
 		FailFast:   cfg.Executor.FailFast,
 		Params:     o.params,
@@ -207,9 +207,9 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 	}
 
 	switch res.State {
-	case core.RunSucceeded:
+	case dag.RunSucceeded:
 		return nil
-	case core.RunCancelled:
+	case dag.RunCancelled:
 		return exitErr(ExitCancelled, runFailure(res, err))
 	default:
 		return exitErr(ExitFailed, runFailure(res, err))
@@ -217,13 +217,13 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 }
 
 // runFailure is the one-line reason of a run that did not succeed.
-func runFailure(res core.RunResult, err error) error {
+func runFailure(res dag.RunResult, err error) error {
 	var failed, cancelled []string
 	for _, s := range res.Steps {
 		switch s.State {
-		case core.StepFailed:
+		case dag.StepFailed:
 			failed = append(failed, s.Name)
-		case core.StepCancelled:
+		case dag.StepCancelled:
 			cancelled = append(cancelled, s.Name)
 		}
 	}

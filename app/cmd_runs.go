@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dagq/dagq/app/config"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -34,7 +34,7 @@ func (c *cli) runSession(cmd *cobra.Command, what string) (session, error) {
 // run ID.
 func runErr(rt session, runID string, err error) error {
 	switch {
-	case errors.Is(err, core.ErrRunNotFound):
+	case errors.Is(err, dag.ErrRunNotFound):
 		return exitErr(ExitNotFound, fmt.Errorf("no run %s: the state store of transport %s has no record of it", runID, rt.Config.Transport))
 	case errors.Is(err, ports.ErrInvalidArgument):
 		return exitErr(ExitUsage, err)
@@ -91,13 +91,13 @@ Exit status: 0 when the run is known (whatever its state), 3 when it is not,
 }
 
 // healthExit maps a health status to the exit code of dagq health.
-func healthExit(s core.HealthStatus) int {
+func healthExit(s dag.HealthStatus) int {
 	switch s {
-	case core.HealthRunning, core.HealthSuccess, core.HealthQueued:
+	case dag.HealthRunning, dag.HealthSuccess, dag.HealthQueued:
 		return ExitOK
-	case core.HealthFailed, core.HealthCancelled:
+	case dag.HealthFailed, dag.HealthCancelled:
 		return ExitFailed
-	case core.HealthNotFound:
+	case dag.HealthNotFound:
 		return ExitNotFound
 	}
 	return ExitUnknown
@@ -218,7 +218,7 @@ unknown, 2 for bad arguments or transport memory.`,
 			case err != nil:
 				return runErr(rt, runID, err)
 			}
-			var rec core.RunRecord
+			var rec dag.RunRecord
 			if ok && wait {
 				rec, err = rt.Launcher.Wait(ctx, runID)
 			} else {

@@ -24,6 +24,7 @@ import (
 	"github.com/dagq/dagq/app/builtin"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -127,15 +128,15 @@ func TestE2E_ThreeWorkerProcesses(t *testing.T) {
 
 // fiftyStepJob is a 50-step DAG of built-in tasks, seven layers deep, and
 // the output every step must have.
-func fiftyStepJob() (core.Job, map[string]string) {
-	job := core.Job{Name: "e2e-fifty"}
+func fiftyStepJob() (dag.Job, map[string]string) {
+	job := dag.Job{Name: "e2e-fifty"}
 	want := map[string]string{} // step → output, as text (builtin.Text)
 	add := func(name, task string, args any, upstream ...string) {
 		raw, err := json.Marshal(args)
 		if err != nil {
 			panic(err)
 		}
-		job.Steps = append(job.Steps, core.Step{Name: name, Task: task, Args: raw, Upstream: upstream})
+		job.Steps = append(job.Steps, dag.Step{Name: name, Task: task, Args: raw, Upstream: upstream})
 	}
 	sha := func(parts ...string) string {
 		h := sha256.Sum256([]byte(strings.Join(parts, "")))
@@ -192,12 +193,12 @@ func e2eFiftySteps(ctx context.Context, t *testing.T, c *e2eCluster) {
 	job, want := fiftyStepJob()
 	require.Len(t, job.Steps, 50)
 	start := time.Now()
-	runID, err := c.rt.Launcher.Launch(ctx, job, core.LaunchOptions{})
+	runID, err := c.rt.Launcher.Launch(ctx, job, dag.LaunchOptions{})
 	require.NoError(t, err)
 	rec, err := c.rt.Launcher.Wait(ctx, runID)
 	require.NoError(t, err)
 	elapsed := time.Since(start)
-	require.Equal(t, core.RunSucceeded, rec.State, "run error: %s", rec.Error)
+	require.Equal(t, dag.RunSucceeded, rec.State, "run error: %s", rec.Error)
 	runWorkers := map[string]bool{}
 	for _, p := range c.procs {
 		runWorkers[p.runWorker] = true
@@ -210,9 +211,9 @@ func e2eFiftySteps(ctx context.Context, t *testing.T, c *e2eCluster) {
 	for _, s := range job.Steps {
 		sr, ok := rec.Step(s.Name)
 		require.True(t, ok, s.Name)
-		assert.Equal(t, core.StepSucceeded, sr.State, s.Name)
+		assert.Equal(t, dag.StepSucceeded, sr.State, s.Name)
 
-		res, err := c.rt.Ports.Results.Get(ctx, core.StepTaskID(runID, s.Name))
+		res, err := c.rt.Ports.Results.Get(ctx, dag.StepTaskID(runID, s.Name))
 		require.NoError(t, err, "the result of step %s is in the ResultBackend", s.Name)
 		assert.Equal(t, ports.StateSucceeded, res.State, s.Name)
 		assert.GreaterOrEqual(t, res.Attempts, 1, s.Name)
@@ -231,18 +232,18 @@ func e2eFiftySteps(ctx context.Context, t *testing.T, c *e2eCluster) {
 // the downstream steps never run.
 func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 	const sleepers = 12 // three processes × four slots
-	job := core.Job{Name: "e2e-long"}
+	job := dag.Job{Name: "e2e-long"}
 	var names []string
 	for i := range sleepers {
 		name := fmt.Sprintf("w%02d", i)
 		names = append(names, name)
-		job.Steps = append(job.Steps, core.Step{Name: name, Task: builtin.Sleep, Args: json.RawMessage(`"60s"`)})
+		job.Steps = append(job.Steps, dag.Step{Name: name, Task: builtin.Sleep, Args: json.RawMessage(`"60s"`)})
 	}
 	job.Steps = append(job.Steps,
-		core.Step{Name: "join", Task: builtin.Concat, Upstream: names},
-		core.Step{Name: "after", Task: builtin.Echo, Args: json.RawMessage(`"never"`), Upstream: []string{"join"}},
+		dag.Step{Name: "join", Task: builtin.Concat, Upstream: names},
+		dag.Step{Name: "after", Task: builtin.Echo, Args: json.RawMessage(`"never"`), Upstream: []string{"join"}},
 	)
-	runID, err := c.rt.Launcher.Launch(ctx, job, core.LaunchOptions{CancelWait: 20 * time.Second})
+	runID, err := c.rt.Launcher.Launch(ctx, job, dag.LaunchOptions{CancelWait: 20 * time.Second})
 	require.NoError(t, err)
 
 	// Wait until every sleeper runs (the record says so) and the workers'
@@ -255,18 +256,18 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 			return false
 		}
 		for _, name := range names {
-			if s, _ := rec.Step(name); s.State != core.StepRunning {
+			if s, _ := rec.Step(name); s.State != dag.StepRunning {
 				return false
 			}
 		}
 		started := c.started()
 		procs := map[string]bool{}
 		for _, name := range names {
-			ws := started[core.StepTaskID(runID, name)]
+			ws := started[dag.StepTaskID(runID, name)]
 			if len(ws) == 0 {
 				return false
 			}
-			holder[core.StepTaskID(runID, name)] = ws[len(ws)-1]
+			holder[dag.StepTaskID(runID, name)] = ws[len(ws)-1]
 			procs[steps[ws[len(ws)-1]]] = true
 		}
 		return len(procs) >= 2
@@ -275,7 +276,7 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 	// The run's worker heartbeats through the S3 state store.
 	h, err := c.rt.Launcher.Health(ctx, runID)
 	require.NoError(t, err)
-	require.Equal(t, core.HealthRunning, h.Status, h.Message)
+	require.Equal(t, dag.HealthRunning, h.Status, h.Message)
 	require.WithinDuration(t, time.Now(), h.LastHeartbeat, 5*time.Second, "a fresh heartbeat: %s", h.Message)
 
 	termStart := time.Now()
@@ -287,7 +288,7 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 	rec, err := c.rt.Launcher.Wait(ctx, runID)
 	require.NoError(t, err)
 	runDone := time.Since(termAck)
-	require.Equal(t, core.RunCancelled, rec.State, "run error: %s", rec.Error)
+	require.Equal(t, dag.RunCancelled, rec.State, "run error: %s", rec.Error)
 	assert.False(t, rec.CancelRequestedAt.IsZero())
 
 	// Cancel latency of every sleeper, from Terminate's return (the request
@@ -296,7 +297,7 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 	var latencies, fromCall []time.Duration
 	cancelledBy := map[string]int{} // process → steps it cancelled
 	for _, name := range names {
-		id := core.StepTaskID(runID, name)
+		id := dag.StepTaskID(runID, name)
 		res, err := c.rt.Ports.Results.Get(ctx, id)
 		require.NoError(t, err, "step %s has a result", name)
 		assert.Equal(t, ports.StateCancelled, res.State, "step %s: %s", name, res.Error)
@@ -312,7 +313,7 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 		latencies = append(latencies, res.FinishedAt.Sub(termAck))
 		fromCall = append(fromCall, res.FinishedAt.Sub(termStart))
 		if s, ok := rec.Step(name); assert.True(t, ok) {
-			assert.Equal(t, core.StepCancelled, s.State, name)
+			assert.Equal(t, dag.StepCancelled, s.State, name)
 		}
 	}
 	assert.GreaterOrEqual(t, len(cancelledBy), 2, "steps cancelled per process: %v", cancelledBy)
@@ -320,19 +321,19 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 	for _, name := range []string{"join", "after"} {
 		s, ok := rec.Step(name)
 		require.True(t, ok)
-		assert.Contains(t, []core.StepState{core.StepSkipped, core.StepCancelled}, s.State, name)
-		res, err := c.rt.Ports.Results.Get(ctx, core.StepTaskID(runID, name))
+		assert.Contains(t, []dag.StepState{dag.StepSkipped, dag.StepCancelled}, s.State, name)
+		res, err := c.rt.Ports.Results.Get(ctx, dag.StepTaskID(runID, name))
 		if err == nil {
 			assert.NotEqual(t, ports.StateSucceeded, res.State, "downstream step %s never ran", name)
 			assert.Zero(t, res.Attempts, "downstream step %s never ran", name)
 		} else {
 			assert.ErrorIs(t, err, ports.ErrNotFound, name)
 		}
-		assert.Empty(t, c.started()[core.StepTaskID(runID, name)], "downstream step %s never started", name)
+		assert.Empty(t, c.started()[dag.StepTaskID(runID, name)], "downstream step %s never started", name)
 	}
 	// Nothing succeeded after the cancellation was acknowledged.
 	for _, s := range job.Steps {
-		res, err := c.rt.Ports.Results.Get(ctx, core.StepTaskID(runID, s.Name))
+		res, err := c.rt.Ports.Results.Get(ctx, dag.StepTaskID(runID, s.Name))
 		if err == nil && res.State == ports.StateSucceeded {
 			assert.False(t, res.FinishedAt.After(termAck), "step %s succeeded at %v, after Terminate returned (%v)", s.Name, res.FinishedAt, termAck)
 		}

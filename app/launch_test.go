@@ -13,7 +13,7 @@ import (
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // sharedRuntime is one memory runtime with its step and run workers
@@ -61,17 +61,17 @@ func inCtx(t *testing.T, ctx context.Context, rt *app.Runtime, args ...string) r
 }
 
 // record runs dagq status --output json.
-func record(t *testing.T, rt *app.Runtime, runID string) core.RunRecord {
+func record(t *testing.T, rt *app.Runtime, runID string) dag.RunRecord {
 	t.Helper()
 	r := in(t, rt, "status", runID, "-o", "json")
 	require.Equal(t, app.ExitOK, r.code, r.stderr)
-	var rec core.RunRecord
+	var rec dag.RunRecord
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rec))
 	return rec
 }
 
-func stepStates(rec core.RunRecord) map[string]core.StepState {
-	m := map[string]core.StepState{}
+func stepStates(rec dag.RunRecord) map[string]dag.StepState {
+	m := map[string]dag.StepState{}
 	for _, s := range rec.Steps {
 		m[s.Name] = s.State
 	}
@@ -104,15 +104,15 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 	t.Run("status shows the running steps", func(t *testing.T) {
 		require.Eventually(t, func() bool {
 			st := stepStates(record(t, rt, "long-1"))
-			return st["b"] == core.StepRunning && st["c"] == core.StepRunning
+			return st["b"] == dag.StepRunning && st["c"] == dag.StepRunning
 		}, 10*time.Second, 50*time.Millisecond)
 		rec := record(t, rt, "long-1")
-		require.Equal(t, core.RunRunning, rec.State)
+		require.Equal(t, dag.RunRunning, rec.State)
 		require.Equal(t, "slow", rec.Job)
 		require.Equal(t, 1, rec.Attempt)
 		require.NotEmpty(t, rec.Worker)
 		require.Equal(t, map[string]string{"day": "mon"}, rec.Params)
-		require.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "running", "c": "running", "d": "pending"}, stepStates(rec))
+		require.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "running", "c": "running", "d": "pending"}, stepStates(rec))
 
 		r := in(t, rt, "status", "long-1")
 		require.Equal(t, app.ExitOK, r.code)
@@ -159,10 +159,10 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		// The run may have ended by the time terminate read its record.
 		require.Regexp(t, `^run long-1 terminated: (cancel requested; it ends cancelled once its steps stopped \(dagq status long-1\)|cancelled)\n$`, r.stdout)
 
-		require.Eventually(t, func() bool { return record(t, rt, "long-1").State == core.RunCancelled }, 10*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool { return record(t, rt, "long-1").State == dag.RunCancelled }, 10*time.Second, 50*time.Millisecond)
 		require.Less(t, time.Since(start), 10*time.Second, "the sleeping steps were cancelled, not waited for")
 		rec := record(t, rt, "long-1")
-		require.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "cancelled", "c": "cancelled", "d": "skipped"}, stepStates(rec))
+		require.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "cancelled", "c": "cancelled", "d": "skipped"}, stepStates(rec))
 		require.False(t, rec.CancelRequestedAt.IsZero())
 
 		r = in(t, rt, "status", "long-1")
@@ -236,9 +236,9 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 	t.Run("launch --wait --output json", func(t *testing.T) {
 		r := in(t, rt, "launch", examples+"diamond.yaml", "-w", "-o", "json", "--run-id", "d-2")
 		require.Equal(t, app.ExitOK, r.code)
-		var rec core.RunRecord
+		var rec dag.RunRecord
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &rec), "stdout holds only the final record")
-		require.Equal(t, core.RunSucceeded, rec.State)
+		require.Equal(t, dag.RunSucceeded, rec.State)
 		require.Len(t, rec.Steps, 4)
 		require.Contains(t, r.stderr, "run d-2 succeeded", "progress goes to stderr")
 	})
@@ -285,7 +285,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		}
 		require.Equal(t, app.ExitCancelled, r.code)
 		require.Contains(t, r.stderr, "dagq: stopped following run long-2; it goes on (dagq status long-2, dagq terminate long-2)")
-		require.Equal(t, core.RunRunning, record(t, rt, "long-2").State, "the run goes on")
+		require.Equal(t, dag.RunRunning, record(t, rt, "long-2").State, "the run goes on")
 
 		r = in(t, rt, "terminate", "long-2", "--wait")
 		require.Equal(t, app.ExitOK, r.code)
@@ -297,7 +297,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		r := in(t, rt, "launch", job, "--run-id", "r-1")
 		require.Equal(t, app.ExitOK, r.code)
 		require.Contains(t, r.stderr, `dagq: warning: `+job+`:3: step "x": task "remote-only" is not registered in this program; the workers must know it`)
-		require.Eventually(t, func() bool { return record(t, rt, "r-1").State == core.RunFailed }, 10*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool { return record(t, rt, "r-1").State == dag.RunFailed }, 10*time.Second, 50*time.Millisecond)
 	})
 }
 
@@ -310,7 +310,7 @@ func TestTerminate_CancellationDisabled(t *testing.T) {
 	})
 	r := in(t, rt, "launch", writeJob(t, slowJob), "--run-id", "nc-1")
 	require.Equal(t, app.ExitOK, r.code)
-	require.Eventually(t, func() bool { return record(t, rt, "nc-1").State == core.RunRunning }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return record(t, rt, "nc-1").State == dag.RunRunning }, 10*time.Second, 20*time.Millisecond)
 	r = in(t, rt, "terminate", "nc-1")
 	require.Equal(t, app.ExitFailed, r.code)
 	require.Contains(t, r.stderr, "dagq: terminate run nc-1: a running run needs the cancel channel, and cancellation.enabled is false")

@@ -18,6 +18,7 @@ import (
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -265,7 +266,7 @@ func TestWorkerMetrics_SQS(t *testing.T) {
 		}
 		assert.Zero(t, m[series("dagq_queue_depth_errors_total", "queue", q)])
 	}
-	assert.Contains(t, m, series("dagq_worker_tasks_received_total", "queue", runs, "task", core.RunTaskName),
+	assert.Contains(t, m, series("dagq_worker_tasks_received_total", "queue", runs, "task", dag.RunTaskName),
 		"the run workers are observed under the run queue")
 	for _, op := range []string{"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes"} {
 		assert.Positive(t, m[series("dagq_aws_requests_total", "service", "SQS", "operation", op)], op)

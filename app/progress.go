@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // Progress modes of dagq run.
@@ -38,7 +38,7 @@ func isTerminal(w io.Writer) bool {
 
 // progress receives a run's events.
 type progress interface {
-	Event(core.Event)
+	Event(dag.Event)
 	// Wrap returns a writer for other output (logs, notices) that keeps
 	// the view intact: a live view clears its frame, lets the text through
 	// and draws the frame again below it.
@@ -47,7 +47,7 @@ type progress interface {
 	Close()
 }
 
-func newProgress(mode string, w io.Writer, job core.Job) progress {
+func newProgress(mode string, w io.Writer, job dag.Job) progress {
 	if mode == ProgressAuto {
 		mode = ProgressPlain
 		if isTerminal(w) {
@@ -65,7 +65,7 @@ func newProgress(mode string, w io.Writer, job core.Job) progress {
 
 type nopProgress struct{}
 
-func (nopProgress) Event(core.Event)           {}
+func (nopProgress) Event(dag.Event)            {}
 func (nopProgress) Wrap(w io.Writer) io.Writer { return w }
 func (nopProgress) Close()                     {}
 
@@ -73,13 +73,13 @@ func (nopProgress) Close()                     {}
 // durations: from its started event, else from its queued event.
 type stepClock map[string]time.Time
 
-func (c stepClock) observe(ev core.Event) time.Duration {
+func (c stepClock) observe(ev dag.Event) time.Duration {
 	switch ev.Type {
-	case core.EventStepQueued:
+	case dag.EventStepQueued:
 		c[ev.Step] = ev.Time
-	case core.EventStepStarted:
+	case dag.EventStepStarted:
 		c[ev.Step] = ev.Time
-	case core.EventStepRetried, core.EventStepSucceeded, core.EventStepFailed, core.EventStepCancelled:
+	case dag.EventStepRetried, dag.EventStepSucceeded, dag.EventStepFailed, dag.EventStepCancelled:
 		if t, ok := c[ev.Step]; ok {
 			return ev.Time.Sub(t)
 		}
@@ -100,7 +100,7 @@ func newPlainProgress(w io.Writer) *plainProgress {
 	return &plainProgress{w: w, clock: stepClock{}}
 }
 
-func (p *plainProgress) Event(ev core.Event) {
+func (p *plainProgress) Event(ev dag.Event) {
 	d := p.clock.observe(ev)
 	if line := eventLine(ev, d, &p.start); line != "" {
 		fmt.Fprintf(p.w, "%s %s\n", ev.Time.Format("15:04:05"), line)
@@ -112,7 +112,7 @@ func (p *plainProgress) Close()                     {}
 
 // eventLine describes one event; d is the attempt's duration when known
 // (negative otherwise); start is set by run_started.
-func eventLine(ev core.Event, d time.Duration, start *time.Time) string {
+func eventLine(ev dag.Event, d time.Duration, start *time.Time) string {
 	suffix := func() string {
 		if ev.Error != "" {
 			return ": " + ev.Error
@@ -126,10 +126,10 @@ func eventLine(ev core.Event, d time.Duration, start *time.Time) string {
 		return fmt.Sprintf("(attempt %d)", ev.Attempt)
 	}
 	switch ev.Type {
-	case core.EventRunStarted:
+	case dag.EventRunStarted:
 		*start = ev.Time
 		return fmt.Sprintf("run %s started", ev.RunID)
-	case core.EventRunFinished:
+	case dag.EventRunFinished:
 		took := ""
 		if !start.IsZero() {
 			took = " in " + formatDuration(ev.Time.Sub(*start))
@@ -138,19 +138,19 @@ func eventLine(ev core.Event, d time.Duration, start *time.Time) string {
 			return fmt.Sprintf("run %s finished%s: %s", ev.RunID, took, runReason(ev))
 		}
 		return fmt.Sprintf("run %s succeeded%s", ev.RunID, took)
-	case core.EventStepQueued:
+	case dag.EventStepQueued:
 		return fmt.Sprintf("step %s queued", ev.Step)
-	case core.EventStepStarted:
+	case dag.EventStepStarted:
 		return fmt.Sprintf("step %s started (attempt %d)", ev.Step, ev.Attempt)
-	case core.EventStepRetried:
+	case dag.EventStepRetried:
 		return fmt.Sprintf("step %s will retry (attempt %d next)%s", ev.Step, ev.Attempt, suffix())
-	case core.EventStepSucceeded:
+	case dag.EventStepSucceeded:
 		return fmt.Sprintf("step %s succeeded %s", ev.Step, attempt())
-	case core.EventStepFailed:
+	case dag.EventStepFailed:
 		return fmt.Sprintf("step %s failed %s%s", ev.Step, attempt(), suffix())
-	case core.EventStepCancelled:
+	case dag.EventStepCancelled:
 		return fmt.Sprintf("step %s cancelled %s%s", ev.Step, attempt(), suffix())
-	case core.EventStepSkipped:
+	case dag.EventStepSkipped:
 		return fmt.Sprintf("step %s skipped%s", ev.Step, suffix())
 	}
 	return fmt.Sprintf("%s %s", ev.Type, ev.Step)
@@ -158,7 +158,7 @@ func eventLine(ev core.Event, d time.Duration, start *time.Time) string {
 
 // runReason shortens a run_finished error that repeats the run and job:
 // "dagq: run X of job "j" failed; step …" becomes "failed; step …".
-func runReason(ev core.Event) string {
+func runReason(ev dag.Event) string {
 	msg := strings.TrimPrefix(ev.Error, "dagq: ")
 	msg = strings.TrimPrefix(msg, "run "+ev.RunID+" ")
 	return jobPrefix.ReplaceAllString(msg, "")
@@ -207,7 +207,7 @@ type liveStep struct {
 	note    string
 }
 
-func newLiveProgress(w io.Writer, job core.Job, tick time.Duration) *liveProgress {
+func newLiveProgress(w io.Writer, job dag.Job, tick time.Duration) *liveProgress {
 	p := &liveProgress{
 		w:       w,
 		tasks:   make(map[string]string, len(job.Steps)),
@@ -245,7 +245,7 @@ func newLiveProgress(w io.Writer, job core.Job, tick time.Duration) *liveProgres
 	return p
 }
 
-func (p *liveProgress) Event(ev core.Event) {
+func (p *liveProgress) Event(ev dag.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -253,9 +253,9 @@ func (p *liveProgress) Event(ev core.Event) {
 	}
 	s := p.state[ev.Step]
 	switch ev.Type {
-	case core.EventRunStarted:
+	case dag.EventRunStarted:
 		p.runID, p.start = ev.RunID, ev.Time
-	case core.EventRunFinished:
+	case dag.EventRunFinished:
 		p.end = ev.Time
 	default:
 		if s == nil {
@@ -263,22 +263,22 @@ func (p *liveProgress) Event(ev core.Event) {
 		}
 		s.note = ev.Error
 		switch ev.Type {
-		case core.EventStepQueued:
+		case dag.EventStepQueued:
 			s.state, s.since = "queued", ev.Time
-		case core.EventStepStarted:
+		case dag.EventStepStarted:
 			s.state, s.since, s.attempt = "running", ev.Time, ev.Attempt
-		case core.EventStepRetried:
+		case dag.EventStepRetried:
 			s.state, s.attempt = "retrying", ev.Attempt
-		case core.EventStepSucceeded, core.EventStepFailed, core.EventStepCancelled:
+		case dag.EventStepSucceeded, dag.EventStepFailed, dag.EventStepCancelled:
 			s.state = strings.TrimPrefix(string(ev.Type), "step_")
 			s.attempt = ev.Attempt
 			if !s.since.IsZero() {
 				s.took = ev.Time.Sub(s.since)
 			}
-			if ev.Type == core.EventStepSucceeded {
+			if ev.Type == dag.EventStepSucceeded {
 				s.note = ""
 			}
-		case core.EventStepSkipped:
+		case dag.EventStepSkipped:
 			s.state = "skipped"
 		}
 	}
@@ -393,10 +393,10 @@ func truncate(s string, n int) string {
 }
 
 // writeTable prints the final per-step table and a summary line.
-func writeTable(w io.Writer, res core.RunResult) error {
+func writeTable(w io.Writer, res dag.RunResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tTASK\tSTATE\tATTEMPTS\tDURATION\tOUTPUT / ERROR")
-	counts := map[core.StepState]int{}
+	counts := map[dag.StepState]int{}
 	for _, s := range res.Steps {
 		counts[s.State]++
 		dur := "-"
@@ -404,7 +404,7 @@ func writeTable(w io.Writer, res core.RunResult) error {
 			dur = formatDuration(d)
 		}
 		detail := s.Error
-		if s.State == core.StepSucceeded {
+		if s.State == dag.StepSucceeded {
 			detail = compactJSON(s.Output)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.Task, s.State, s.Attempts, dur, truncate(detail, 72))
@@ -413,7 +413,7 @@ func writeTable(w io.Writer, res core.RunResult) error {
 		return err
 	}
 	var parts []string
-	for _, st := range []core.StepState{core.StepSucceeded, core.StepFailed, core.StepSkipped, core.StepCancelled, core.StepPending} {
+	for _, st := range []dag.StepState{dag.StepSucceeded, dag.StepFailed, dag.StepSkipped, dag.StepCancelled, dag.StepPending} {
 		if counts[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
 		}
@@ -458,7 +458,7 @@ type stepJSON struct {
 	Output     json.RawMessage `json:"output,omitempty"`
 }
 
-func toJSON(res core.RunResult) runJSON {
+func toJSON(res dag.RunResult) runJSON {
 	out := runJSON{
 		RunID: res.RunID, Job: res.Job, State: string(res.State),
 		StartedAt: res.StartedAt, FinishedAt: res.FinishedAt,

@@ -10,30 +10,30 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
-var testJob = core.Job{Name: "j", Steps: []core.Step{
+var testJob = dag.Job{Name: "j", Steps: []dag.Step{
 	{Name: "a", Task: "echo"},
 	{Name: "load", Task: "fail", Upstream: []string{"a"}},
 	{Name: "z", Task: "hash", Upstream: []string{"load"}},
 }}
 
-func testEvents() []core.Event {
+func testEvents() []dag.Event {
 	t0 := time.Date(2026, 1, 2, 12, 0, 1, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	return []core.Event{
-		{Type: core.EventRunStarted, RunID: "r1", Time: at(0)},
-		{Type: core.EventStepQueued, RunID: "r1", Step: "a", Time: at(0)},
-		{Type: core.EventStepStarted, RunID: "r1", Step: "a", Attempt: 1, Time: at(5)},
-		{Type: core.EventStepSucceeded, RunID: "r1", Step: "a", Attempt: 1, Time: at(25)},
-		{Type: core.EventStepQueued, RunID: "r1", Step: "load", Time: at(26)},
-		{Type: core.EventStepStarted, RunID: "r1", Step: "load", Attempt: 1, Time: at(30)},
-		{Type: core.EventStepRetried, RunID: "r1", Step: "load", Attempt: 2, Error: "boom", Time: at(31)},
-		{Type: core.EventStepStarted, RunID: "r1", Step: "load", Attempt: 2, Time: at(1500)},
-		{Type: core.EventStepFailed, RunID: "r1", Step: "load", Attempt: 2, Error: "boom", Time: at(2750)},
-		{Type: core.EventStepSkipped, RunID: "r1", Step: "z", Error: `upstream "load" failed`, Time: at(2751)},
-		{Type: core.EventRunFinished, RunID: "r1", Error: `dagq: run r1 of job "j" failed; step "load" failed: boom`, Time: at(2752)},
+	return []dag.Event{
+		{Type: dag.EventRunStarted, RunID: "r1", Time: at(0)},
+		{Type: dag.EventStepQueued, RunID: "r1", Step: "a", Time: at(0)},
+		{Type: dag.EventStepStarted, RunID: "r1", Step: "a", Attempt: 1, Time: at(5)},
+		{Type: dag.EventStepSucceeded, RunID: "r1", Step: "a", Attempt: 1, Time: at(25)},
+		{Type: dag.EventStepQueued, RunID: "r1", Step: "load", Time: at(26)},
+		{Type: dag.EventStepStarted, RunID: "r1", Step: "load", Attempt: 1, Time: at(30)},
+		{Type: dag.EventStepRetried, RunID: "r1", Step: "load", Attempt: 2, Error: "boom", Time: at(31)},
+		{Type: dag.EventStepStarted, RunID: "r1", Step: "load", Attempt: 2, Time: at(1500)},
+		{Type: dag.EventStepFailed, RunID: "r1", Step: "load", Attempt: 2, Error: "boom", Time: at(2750)},
+		{Type: dag.EventStepSkipped, RunID: "r1", Step: "z", Error: `upstream "load" failed`, Time: at(2751)},
+		{Type: dag.EventRunFinished, RunID: "r1", Error: `dagq: run r1 of job "j" failed; step "load" failed: boom`, Time: at(2752)},
 	}
 }
 
@@ -95,11 +95,11 @@ func TestLiveProgress(t *testing.T) {
 
 func TestWriteTableAndJSON(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
-	res := core.RunResult{RunID: "r1", Job: "j", State: core.RunFailed, StartedAt: t0, FinishedAt: t0.Add(1500 * time.Millisecond),
-		Steps: []core.StepResult{
-			{Name: "a", Task: "echo", TaskID: "r1.a", State: core.StepSucceeded, Attempts: 1, StartedAt: t0, FinishedAt: t0.Add(20 * time.Millisecond), Output: json.RawMessage(`{ "k": [1, 2] }`)},
-			{Name: "load", Task: "fail", TaskID: "r1.load", State: core.StepFailed, Attempts: 3, StartedAt: t0, FinishedAt: t0.Add(time.Second), Error: "boom\nsecond line"},
-			{Name: "z", Task: "hash", State: core.StepSkipped, Error: strings.Repeat("x", 100)},
+	res := dag.RunResult{RunID: "r1", Job: "j", State: dag.RunFailed, StartedAt: t0, FinishedAt: t0.Add(1500 * time.Millisecond),
+		Steps: []dag.StepResult{
+			{Name: "a", Task: "echo", TaskID: "r1.a", State: dag.StepSucceeded, Attempts: 1, StartedAt: t0, FinishedAt: t0.Add(20 * time.Millisecond), Output: json.RawMessage(`{ "k": [1, 2] }`)},
+			{Name: "load", Task: "fail", TaskID: "r1.load", State: dag.StepFailed, Attempts: 3, StartedAt: t0, FinishedAt: t0.Add(time.Second), Error: "boom\nsecond line"},
+			{Name: "z", Task: "hash", State: dag.StepSkipped, Error: strings.Repeat("x", 100)},
 		}}
 	var b bytes.Buffer
 	require.NoError(t, writeTable(&b, res))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -70,21 +71,21 @@ func ProvideClient(cfg config.Config, p core.Ports, log *slog.Logger, tracer cor
 }
 
 // ProvideExecutor builds the DAG executor over the Client.
-func ProvideExecutor(c *core.Client, log *slog.Logger) (*core.Executor, error) {
-	return core.NewExecutor(c, core.ExecutorOptions{Logger: log})
+func ProvideExecutor(c *core.Client, log *slog.Logger) (*dag.Executor, error) {
+	return dag.NewExecutor(c, dag.ExecutorOptions{Logger: log})
 }
 
 // ProvideLauncher builds the Launcher over a Client of its own, bound to
 // the run queue (Ports.RunBroker), and the StateStore; the cleanup closes
 // that Client. Run tasks are signed like steps: run workers verify them.
-func ProvideLauncher(cfg config.Config, p core.Ports, log *slog.Logger, tracer core.Tracer) (*core.Launcher, func(), error) {
+func ProvideLauncher(cfg config.Config, p core.Ports, log *slog.Logger, tracer core.Tracer) (*dag.Launcher, func(), error) {
 	runs := p
 	runs.Broker = p.RunBroker
 	c, err := core.NewClient(core.ClientOptions{Ports: runs, Tracer: tracer, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := core.NewLauncher(core.LauncherOptions{
+	l, err := dag.NewLauncher(dag.LauncherOptions{
 		Client:            c,
 		State:             p.State,
 		HeartbeatInterval: cfg.Launcher.HeartbeatInterval,
@@ -119,7 +120,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 		Logger:            log,
 	}
 	runReg := core.NewRegistry()
-	err := core.RegisterRunTask(runReg, core.RunTaskDeps{
+	err := dag.RegisterRunTask(runReg, dag.RunTaskDeps{
 		Client:            c,
 		State:             p.State,
 		HeartbeatInterval: cfg.Launcher.HeartbeatInterval,

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -32,13 +32,13 @@ import (
 type follower struct {
 	w     io.Writer // nil: print nothing
 	runID string
-	prev  core.RunRecord
+	prev  dag.RunRecord
 }
 
-func newFollower(w io.Writer, job core.Job, runID string) *follower {
-	prev := core.RunRecord{RunID: runID, Job: job.Name, State: core.RunQueued}
+func newFollower(w io.Writer, job dag.Job, runID string) *follower {
+	prev := dag.RunRecord{RunID: runID, Job: job.Name, State: dag.RunQueued}
 	for _, s := range job.Steps {
-		prev.Steps = append(prev.Steps, core.StepRecord{Name: s.Name, Task: s.Task, State: core.StepPending})
+		prev.Steps = append(prev.Steps, dag.StepRecord{Name: s.Name, Task: s.Task, State: dag.StepPending})
 	}
 	return &follower{w: w, runID: runID, prev: prev}
 }
@@ -52,11 +52,11 @@ func (f *follower) line(now time.Time, format string, args ...any) {
 // follow waits for the run to finish (Launcher.Wait) and meanwhile reads
 // its record every poll to print what changed. It returns the final record,
 // or Wait's error (ctx's when ctx is done). It leaves no goroutine behind.
-func (f *follower) follow(ctx context.Context, l *core.Launcher, poll time.Duration) (core.RunRecord, error) {
+func (f *follower) follow(ctx context.Context, l *dag.Launcher, poll time.Duration) (dag.RunRecord, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type waited struct {
-		rec core.RunRecord
+		rec dag.RunRecord
 		err error
 	}
 	done := make(chan waited, 1)
@@ -83,11 +83,11 @@ func (f *follower) follow(ctx context.Context, l *core.Launcher, poll time.Durat
 }
 
 // observe prints the differences between the last record seen and rec.
-func (f *follower) observe(rec core.RunRecord, now time.Time) {
+func (f *follower) observe(rec dag.RunRecord, now time.Time) {
 	prev := f.prev
 	f.prev = rec
-	if rec.State == core.RunRunning && (prev.State != core.RunRunning || prev.Attempt != rec.Attempt) {
-		if prev.State == core.RunRunning {
+	if rec.State == dag.RunRunning && (prev.State != dag.RunRunning || prev.Attempt != rec.Attempt) {
+		if prev.State == dag.RunRunning {
 			f.line(now, "run %s taken over by worker %s (attempt %d)", rec.RunID, rec.Worker, rec.Attempt)
 		} else {
 			f.line(now, "run %s running on worker %s (attempt %d)", rec.RunID, rec.Worker, rec.Attempt)
@@ -110,7 +110,7 @@ func (f *follower) observe(rec core.RunRecord, now time.Time) {
 		if d := runDuration(rec); d > 0 {
 			took = " in " + formatDuration(d)
 		}
-		if rec.State == core.RunSucceeded {
+		if rec.State == dag.RunSucceeded {
 			f.line(now, "run %s succeeded%s", rec.RunID, took)
 		} else {
 			f.line(now, "run %s %s%s%s", rec.RunID, rec.State, took, errSuffix(rec.Error))
@@ -119,7 +119,7 @@ func (f *follower) observe(rec core.RunRecord, now time.Time) {
 }
 
 // stepLine describes a step's new state.
-func stepLine(s core.StepRecord, now time.Time) string {
+func stepLine(s dag.StepRecord, now time.Time) string {
 	attempt := ""
 	if s.Attempts > 0 {
 		attempt = fmt.Sprintf(" (attempt %d)", s.Attempts)
@@ -128,18 +128,18 @@ func stepLine(s core.StepRecord, now time.Time) string {
 		}
 	}
 	switch s.State {
-	case core.StepPending:
+	case dag.StepPending:
 		return ""
-	case core.StepQueued:
+	case dag.StepQueued:
 		if s.Attempts > 0 {
 			return fmt.Sprintf("step %s queued for a retry%s%s", s.Name, attempt, errSuffix(s.Error))
 		}
 		return fmt.Sprintf("step %s queued", s.Name)
-	case core.StepRunning:
+	case dag.StepRunning:
 		return fmt.Sprintf("step %s running%s", s.Name, attempt)
-	case core.StepSkipped:
+	case dag.StepSkipped:
 		return fmt.Sprintf("step %s skipped%s", s.Name, errSuffix(s.Error))
-	case core.StepSucceeded:
+	case dag.StepSucceeded:
 		return fmt.Sprintf("step %s succeeded%s", s.Name, attempt)
 	}
 	return fmt.Sprintf("step %s %s%s%s", s.Name, s.State, attempt, errSuffix(s.Error))
@@ -154,7 +154,7 @@ func errSuffix(msg string) string {
 
 // stepDuration is how long the step ran: to its finish, or to now while it
 // runs; 0 when it did not start.
-func stepDuration(s core.StepRecord, now time.Time) time.Duration {
+func stepDuration(s dag.StepRecord, now time.Time) time.Duration {
 	switch {
 	case s.StartedAt.IsZero():
 		return 0
@@ -168,7 +168,7 @@ func stepDuration(s core.StepRecord, now time.Time) time.Duration {
 
 // runDuration is from the run's first start (else its launch) to its end;
 // 0 while it runs.
-func runDuration(rec core.RunRecord) time.Duration {
+func runDuration(rec dag.RunRecord) time.Duration {
 	start := rec.StartedAt
 	if start.IsZero() {
 		start = rec.CreatedAt
@@ -183,7 +183,7 @@ func runDuration(rec core.RunRecord) time.Duration {
 // state, attempts, duration (so far, for a running step) and error. With
 // outputs (by step name), the last column is "OUTPUT / ERROR" as in dagq
 // run's table: a succeeded step's output, another's error.
-func writeRecordTable(w io.Writer, rec core.RunRecord, now time.Time, outputs map[string]json.RawMessage) error {
+func writeRecordTable(w io.Writer, rec dag.RunRecord, now time.Time, outputs map[string]json.RawMessage) error {
 	return writeStepTable(w, rec, now, stepTable{outputs: outputs, detailMax: 72})
 }
 
@@ -205,7 +205,7 @@ type stepTable struct {
 const minDetail = 24
 
 // writeStepTable prints the step table of a run record (see stepTable).
-func writeStepTable(w io.Writer, rec core.RunRecord, now time.Time, t stepTable) error {
+func writeStepTable(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) error {
 	head := []string{"STEP", "TASK", "STATE", "ATTEMPTS", "DURATION"}
 	if t.workers != nil {
 		head = append(head, "WORKER")
@@ -229,7 +229,7 @@ func writeStepTable(w io.Writer, rec core.RunRecord, now time.Time, t stepTable)
 			row = append(row, wk)
 		}
 		detail := s.Error
-		if out, ok := t.outputs[s.Name]; ok && s.State == core.StepSucceeded {
+		if out, ok := t.outputs[s.Name]; ok && s.State == dag.StepSucceeded {
 			detail = compactJSON(out)
 		}
 		rows = append(rows, append(row, oneLine(detail)))
@@ -291,20 +291,20 @@ func writeColumns(w io.Writer, rows [][]string, limit, width int) error {
 }
 
 // runOutputs reads the steps' outputs of a finished run from its run task's
-// result (a core.RunResult, whatever the run's outcome); nil when there is
+// result (a dag.RunResult, whatever the run's outcome); nil when there is
 // none to read.
 func runOutputs(ctx context.Context, results ports.ResultBackend, runID string) map[string]json.RawMessage {
-	res, err := results.Get(ctx, core.RunTaskID(runID))
+	res, err := results.Get(ctx, dag.RunTaskID(runID))
 	if err != nil || res.State != ports.StateSucceeded {
 		return nil
 	}
-	var rr core.RunResult
+	var rr dag.RunResult
 	if json.Unmarshal(res.Output, &rr) != nil {
 		return nil
 	}
 	outputs := make(map[string]json.RawMessage, len(rr.Steps))
 	for _, s := range rr.Steps {
-		if s.State == core.StepSucceeded {
+		if s.State == dag.StepSucceeded {
 			outputs[s.Name] = s.Output
 		}
 	}
@@ -314,14 +314,14 @@ func runOutputs(ctx context.Context, results ports.ResultBackend, runID string) 
 // writeRecordSummary prints the line under a finished run's table:
 //
 //	run r1 of job diamond succeeded in 6ms: 4 succeeded
-func writeRecordSummary(w io.Writer, rec core.RunRecord) error {
-	counts := map[core.StepState]int{}
+func writeRecordSummary(w io.Writer, rec dag.RunRecord) error {
+	counts := map[dag.StepState]int{}
 	for _, s := range rec.Steps {
 		counts[s.State]++
 	}
 	var parts []string
-	for _, st := range []core.StepState{core.StepSucceeded, core.StepFailed, core.StepSkipped, core.StepCancelled,
-		core.StepRunning, core.StepQueued, core.StepPending} {
+	for _, st := range []dag.StepState{dag.StepSucceeded, dag.StepFailed, dag.StepSkipped, dag.StepCancelled,
+		dag.StepRunning, dag.StepQueued, dag.StepPending} {
 		if counts[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
 		}
@@ -342,7 +342,7 @@ func writeRecordSummary(w io.Writer, rec core.RunRecord) error {
 //	state     running
 //	worker    host-1-a1b2c3 (attempt 1)
 //	…
-func writeStatus(w io.Writer, rec core.RunRecord, now time.Time, t stepTable) error {
+func writeStatus(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	field := func(name, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
@@ -401,7 +401,7 @@ func writeStatus(w io.Writer, rec core.RunRecord, now time.Time, t stepTable) er
 // stepWorkers reads the results of the steps that ended (a few at a time)
 // and returns the workers that recorded them, by step name. A step whose
 // result cannot be read, or names no worker, is left out.
-func stepWorkers(ctx context.Context, results ports.ResultBackend, rec core.RunRecord) map[string]string {
+func stepWorkers(ctx context.Context, results ports.ResultBackend, rec dag.RunRecord) map[string]string {
 	workers := make(map[string]string, len(rec.Steps))
 	var (
 		mu  sync.Mutex
@@ -431,16 +431,16 @@ func stepWorkers(ctx context.Context, results ports.ResultBackend, rec core.RunR
 // statusJSON is what dagq status --output json prints: the run record,
 // each step with the worker that recorded its result when known.
 type statusJSON struct {
-	core.RunRecord
+	dag.RunRecord
 	Steps []statusStepJSON `json:"steps"`
 }
 
 type statusStepJSON struct {
-	core.StepRecord
+	dag.StepRecord
 	Worker string `json:"worker,omitempty"`
 }
 
-func newStatusJSON(rec core.RunRecord, workers map[string]string) statusJSON {
+func newStatusJSON(rec dag.RunRecord, workers map[string]string) statusJSON {
 	out := statusJSON{RunRecord: rec, Steps: make([]statusStepJSON, len(rec.Steps))}
 	for i, s := range rec.Steps {
 		out.Steps[i] = statusStepJSON{StepRecord: s, Worker: workers[s.Name]}

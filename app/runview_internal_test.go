@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // The status table's ERROR column is whole off a terminal and cut to fit
@@ -17,9 +17,9 @@ import (
 func TestStepTable_ErrorWidth(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
 	long := "dial tcp 10.0.0.1:5432: connect: connection refused\nwhile loading rows " + strings.Repeat("x", 80)
-	rec := core.RunRecord{RunID: "r1", Job: "j", Steps: []core.StepRecord{
-		{Name: "load", Task: "fail", State: core.StepFailed, Attempts: 3, StartedAt: t0, FinishedAt: t0.Add(1500 * time.Millisecond), Error: long},
-		{Name: "report", Task: "concat", State: core.StepSkipped, Error: `upstream "load" failed`},
+	rec := dag.RunRecord{RunID: "r1", Job: "j", Steps: []dag.StepRecord{
+		{Name: "load", Task: "fail", State: dag.StepFailed, Attempts: 3, StartedAt: t0, FinishedAt: t0.Add(1500 * time.Millisecond), Error: long},
+		{Name: "report", Task: "concat", State: dag.StepSkipped, Error: `upstream "load" failed`},
 	}}
 	workers := map[string]string{"load": "host-1-abc"}
 	table := func(width int) []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // sqsEnv returns a configuration of the sqs transport on the local
@@ -120,7 +121,7 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 			return false
 		}
 		for _, s := range rec.Steps {
-			if s.Name == "work" && s.State == core.StepRunning {
+			if s.Name == "work" && s.State == dag.StepRunning {
 				return true
 			}
 		}
@@ -131,14 +132,14 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 	require.Equal(t, app.ExitOK, r.code, r.stderr)
 	rec, err := rt.Launcher.Wait(ctx, longID)
 	require.NoError(t, err)
-	require.Equal(t, core.RunCancelled, rec.State)
+	require.Equal(t, dag.RunCancelled, rec.State)
 	require.Less(t, time.Since(start), 20*time.Second, "cancellation reached the running steps")
 	for _, s := range rec.Steps {
 		if s.Name == "work" || s.Name == "side" {
-			require.Equal(t, core.StepCancelled, s.State, s.Name)
+			require.Equal(t, dag.StepCancelled, s.State, s.Name)
 		}
 		if s.Name == "publish" {
-			require.Equal(t, core.StepSkipped, s.State)
+			require.Equal(t, dag.StepSkipped, s.State)
 		}
 	}
 }
@@ -168,7 +169,7 @@ func TestNew_SQSRegionFromChainMismatch(t *testing.T) {
 func TestMaxReceiveCount(t *testing.T) {
 	require.Equal(t, 10, app.MaxReceiveCount(3), "never below the minimum")
 	require.Equal(t, 12, app.MaxReceiveCount(10))
-	require.Greater(t, app.MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts), core.DefaultRunTaskRetry.MaxAttempts,
+	require.Greater(t, app.MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts), dag.DefaultRunTaskRetry.MaxAttempts,
 		"run tasks keep all their attempts")
 }
 

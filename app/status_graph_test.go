@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // dagq status and dagq graph --run on a failed launched run, in process
@@ -156,7 +156,7 @@ func TestGraph_RunningRun(t *testing.T) {
 	t.Cleanup(func() { in(t, rt, "terminate", "gr-1", "--wait") })
 	require.Eventually(t, func() bool {
 		st := stepStates(record(t, rt, "gr-1"))
-		return st["b"] == core.StepRunning && st["c"] == core.StepRunning
+		return st["b"] == dag.StepRunning && st["c"] == dag.StepRunning
 	}, 10*time.Second, 50*time.Millisecond)
 
 	r = in(t, rt, "graph", slow, "--run", "gr-1")

@@ -378,7 +378,7 @@ type Status struct {
 // when the CancelChannel has a request for it, otherwise TaskPending. It
 // makes at most one Results read and one CancelChannel check.
 func (c *Client) Status(ctx context.Context, id string) (Status, error) {
-	if err := checkTaskID(id); err != nil {
+	if err := ValidateTaskID(id); err != nil {
 		return Status{}, fmt.Errorf("dagq: status: %w", err)
 	}
 	if err := c.errIfClosed(); err != nil {
@@ -414,13 +414,16 @@ func (c *Client) Status(ctx context.Context, id string) (Status, error) {
 	return Status{TaskID: id, State: TaskPending}, nil
 }
 
-// checkTaskID validates an ID given to Wait, Status or Submit.
-func checkTaskID(id string) error {
+// ValidateTaskID reports whether id is a valid task ID (as given to Submit
+// with WithID, Wait or Status): 1 to MaxTaskIDLen bytes of printable ASCII
+// without spaces. A bad ID fails with an error matching
+// ports.ErrInvalidArgument that names the problem.
+func ValidateTaskID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty task ID", ports.ErrInvalidArgument)
 	}
-	if len(id) > maxTaskIDLen {
-		return fmt.Errorf("%w: task ID %.20q… is %d bytes; the limit is %d", ports.ErrInvalidArgument, id, len(id), maxTaskIDLen)
+	if len(id) > MaxTaskIDLen {
+		return fmt.Errorf("%w: task ID %.20q… is %d bytes; the limit is %d", ports.ErrInvalidArgument, id, len(id), MaxTaskIDLen)
 	}
 	for i := 0; i < len(id); i++ {
 		if b := id[i]; b < 0x21 || b > 0x7e {
@@ -430,14 +433,21 @@ func checkTaskID(id string) error {
 	return nil
 }
 
-// maxTaskIDLen is the longest task ID (the SQS deduplication-ID limit).
-const maxTaskIDLen = 128
+// MaxTaskIDLen is the longest task ID in bytes (the SQS deduplication-ID
+// limit).
+const MaxTaskIDLen = 128
 
-// storedResults reads the stored results of ids (remembered ones from
-// memory, the rest from Results, checkParallelism at a time) and returns
-// those found, with the number of reads that failed other than with
-// ports.ErrNotFound.
-func (c *Client) storedResults(ctx context.Context, ids []string) (map[string]ports.Result, int) {
+// Tracer returns the client's tracer (ClientOptions.Tracer; nil: none). It is
+// the hook through which layers built on the Client (package core/dag) trace
+// their runs and launches in the same trace as the submissions.
+func (c *Client) Tracer() Tracer { return c.tracer }
+
+// StoredResults reads the stored results of ids (those the client remembers
+// from memory, the rest from the result backend, a few at a time) and
+// returns those found, with the number of reads that failed other than with
+// ports.ErrNotFound. It waits for nothing: a task without a result is simply
+// absent. The DAG layer uses it to resume a run from what its steps left.
+func (c *Client) StoredResults(ctx context.Context, ids []string) (map[string]ports.Result, int) {
 	found := make(map[string]ports.Result, len(ids))
 	var todo []string
 	c.mu.Lock()

@@ -293,11 +293,11 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 	id = req.ID
 	if id == "" {
 		id = NewTaskID()
-	} else if err := checkTaskID(id); err != nil {
+	} else if err := ValidateTaskID(id); err != nil {
 		return "", nil, fmt.Errorf("task %q: %w", req.Task, err)
 	}
 	if req.GroupID != "" {
-		if err := checkTaskID(req.GroupID); err != nil {
+		if err := ValidateTaskID(req.GroupID); err != nil {
 			return "", nil, fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
 		}
 	}

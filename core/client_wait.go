@@ -53,7 +53,7 @@ func (c *Client) Wait(ctx context.Context, id string) (ports.Result, error) {
 // results and the error, and stops waiting for all of ids.
 func (c *Client) WaitAll(ctx context.Context, ids ...string) ([]ports.Result, error) {
 	for _, id := range ids {
-		if err := checkTaskID(id); err != nil {
+		if err := ValidateTaskID(id); err != nil {
 			return nil, fmt.Errorf("dagq: wait: %w", err)
 		}
 	}

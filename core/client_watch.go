@@ -93,7 +93,7 @@ func (c *Client) Watch(ctx context.Context) (*Watch, error) {
 // (SubmitBatch).
 func (w *Watch) Add(ids ...string) error {
 	for _, id := range ids {
-		if err := checkTaskID(id); err != nil {
+		if err := ValidateTaskID(id); err != nil {
 			return fmt.Errorf("dagq: watch: %w", err)
 		}
 	}

@@ -259,23 +259,6 @@ func TestSigning_ClaimCheck(t *testing.T) {
 	})
 }
 
-// Steps that the executor submits go through the signing client.
-func TestSigning_ExecutorStepsSigned(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := newSigWorld(t, nil)
-		exec, err := core.NewExecutor(s.client(mustSigner(t, "k1", sigKey1)), core.ExecutorOptions{Logger: quietLogger()})
-		require.NoError(t, err)
-		job := core.Job{Name: "j", Steps: []core.Step{
-			{Name: "a", Task: "count", Args: arg("a")},
-			{Name: "b", Task: "count", Args: arg("b"), Upstream: []string{"a"}},
-		}}
-		res, err := exec.Run(context.Background(), job, core.RunOptions{RunID: "r1"})
-		require.NoError(t, err)
-		require.NoError(t, res.Err())
-		require.EqualValues(t, 2, s.runs.Load())
-	})
-}
-
 func TestSigning_KeysValidatedAndNeverPrinted(t *testing.T) {
 	_, err := core.NewSigner("k1", sigKey1[:31])
 	require.ErrorContains(t, err, `signing key "k1" is 31 bytes; it must be at least 32`)

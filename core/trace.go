@@ -146,11 +146,3 @@ func (w *Worker) startTaskSpan(j *workerJob) func(err, cause error) {
 		end(err)
 	}
 }
-
-// runSpanErr is the error a run span ends with.
-func runSpanErr(res RunResult, err error) error {
-	if err != nil || res.RunID == "" {
-		return err
-	}
-	return res.Err()
-}

@@ -39,6 +39,7 @@ import (
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -454,20 +455,20 @@ func (b *bencher) memDAG(ctx context.Context, res *Results) error {
 	defer func() { _ = pool.Stop() }()
 	n := b.sz.dagSteps
 	for _, shape := range []string{"wide", "chain"} {
-		job := core.Job{Name: "bench-" + shape, Steps: make([]core.Step, n)}
+		job := dag.Job{Name: "bench-" + shape, Steps: make([]dag.Step, n)}
 		for i := range job.Steps {
-			job.Steps[i] = core.Step{Name: fmt.Sprintf("s%d", i), Task: TaskNoop}
+			job.Steps[i] = dag.Step{Name: fmt.Sprintf("s%d", i), Task: TaskNoop}
 			if shape == "chain" && i > 0 {
 				job.Steps[i].Upstream = []string{fmt.Sprintf("s%d", i-1)}
 			}
 		}
 		start := time.Now()
-		run, err := rt.Executor.Run(ctx, job, core.RunOptions{})
+		run, err := rt.Executor.Run(ctx, job, dag.RunOptions{})
 		took := time.Since(start)
 		if err != nil {
 			return err
 		}
-		if run.State != core.RunSucceeded {
+		if run.State != dag.RunSucceeded {
 			return fmt.Errorf("%s run: %s: %v", shape, run.State, run.Err())
 		}
 		us := float64(took.Microseconds()) / float64(n)

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // Transports: the values of the transport key.
@@ -168,12 +169,12 @@ type LogConfig struct {
 type ExecutorConfig struct {
 	FailFast bool `yaml:"fail_fast" doc:"on the first failed step, cancel every other step instead of finishing the independent ones"`
 	// CancelWait bounds the wait for cancelled steps to report after an
-	// interrupt or a fail-fast stop (core.RunOptions.CancelWait).
+	// interrupt or a fail-fast stop (dag.RunOptions.CancelWait).
 	CancelWait time.Duration `yaml:"cancel_wait" doc:"after an interrupt or a fail-fast stop, how long a run waits for its cancelled steps to report"`
 }
 
 // LauncherConfig configures launched runs (dagq launch, status, health,
-// terminate; core.Launcher) and the workers that run them. A launched run is
+// terminate; dag.Launcher) and the workers that run them. A launched run is
 // one task that holds a worker slot for the whole run, so run tasks travel on
 // a queue of their own, served by run workers with their own slots; their
 // steps go to the task queue (queue), served by the ordinary workers.
@@ -205,12 +206,12 @@ func Default() Config {
 		},
 		Cancellation: CancellationConfig{Enabled: true},
 		Log:          LogConfig{Level: "warn", Format: LogFormatAuto},
-		Executor:     ExecutorConfig{FailFast: false, CancelWait: core.DefaultCancelWait},
+		Executor:     ExecutorConfig{FailFast: false, CancelWait: dag.DefaultCancelWait},
 		Launcher: LauncherConfig{
 			Queue:             "dagq-runs",
 			Concurrency:       4,
-			HeartbeatInterval: core.DefaultRunHeartbeat,
-			StaleAfter:        core.DefaultStaleFactor * core.DefaultRunHeartbeat,
+			HeartbeatInterval: dag.DefaultRunHeartbeat,
+			StaleAfter:        dag.DefaultStaleFactor * dag.DefaultRunHeartbeat,
 		},
 		Payload: PayloadConfig{Threshold: core.DefaultPayloadThreshold},
 		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, CancelListLag: DefaultSQSCancelListLag, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},

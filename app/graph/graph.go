@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // Formats lists the output formats of Render.
@@ -17,16 +17,16 @@ type Options struct {
 	// Run, when set, colours every step by its state in the run (matched by
 	// step name), adds the state to its label and names the run at the top.
 	// Queued and pending steps keep the default colours.
-	Run *core.RunRecord
+	Run *dag.RunRecord
 }
 
 // Render draws job in format ("mermaid" or "dot").
-func Render(job core.Job, format string) (string, error) {
+func Render(job dag.Job, format string) (string, error) {
 	return RenderWith(job, format, Options{})
 }
 
 // RenderWith draws job in format ("mermaid" or "dot") with o.
-func RenderWith(job core.Job, format string, o Options) (string, error) {
+func RenderWith(job dag.Job, format string, o Options) (string, error) {
 	switch format {
 	case "mermaid", "":
 		return mermaid(job, o), nil
@@ -47,23 +47,23 @@ type Style struct {
 // Styles are the colours of the step states: succeeded green, failed red,
 // skipped grey, cancelled orange, running blue. Queued and pending steps
 // have none (the default colours).
-var Styles = map[core.StepState]Style{
-	core.StepSucceeded: {Class: "succeeded", Fill: "#c8e6c9", Stroke: "#2e7d32", Text: "#1b5e20"},
-	core.StepFailed:    {Class: "failed", Fill: "#ffcdd2", Stroke: "#c62828", Text: "#b71c1c"},
-	core.StepSkipped:   {Class: "skipped", Fill: "#e0e0e0", Stroke: "#9e9e9e", Text: "#616161"},
-	core.StepCancelled: {Class: "cancelled", Fill: "#ffe0b2", Stroke: "#ef6c00", Text: "#e65100"},
-	core.StepRunning:   {Class: "running", Fill: "#bbdefb", Stroke: "#1565c0", Text: "#0d47a1"},
+var Styles = map[dag.StepState]Style{
+	dag.StepSucceeded: {Class: "succeeded", Fill: "#c8e6c9", Stroke: "#2e7d32", Text: "#1b5e20"},
+	dag.StepFailed:    {Class: "failed", Fill: "#ffcdd2", Stroke: "#c62828", Text: "#b71c1c"},
+	dag.StepSkipped:   {Class: "skipped", Fill: "#e0e0e0", Stroke: "#9e9e9e", Text: "#616161"},
+	dag.StepCancelled: {Class: "cancelled", Fill: "#ffe0b2", Stroke: "#ef6c00", Text: "#e65100"},
+	dag.StepRunning:   {Class: "running", Fill: "#bbdefb", Stroke: "#1565c0", Text: "#0d47a1"},
 }
 
 // styleOrder is the order of the classDef and class lines.
-var styleOrder = []core.StepState{core.StepSucceeded, core.StepFailed, core.StepSkipped, core.StepCancelled, core.StepRunning}
+var styleOrder = []dag.StepState{dag.StepSucceeded, dag.StepFailed, dag.StepSkipped, dag.StepCancelled, dag.StepRunning}
 
 // runSteps returns the run's step records by name (nil without a run).
-func runSteps(o Options) map[string]core.StepRecord {
+func runSteps(o Options) map[string]dag.StepRecord {
 	if o.Run == nil {
 		return nil
 	}
-	m := make(map[string]core.StepRecord, len(o.Run.Steps))
+	m := make(map[string]dag.StepRecord, len(o.Run.Steps))
 	for _, s := range o.Run.Steps {
 		m[s.Name] = s
 	}
@@ -71,13 +71,13 @@ func runSteps(o Options) map[string]core.StepRecord {
 }
 
 // runTitle describes the run: "run r1 of job diamond: failed".
-func runTitle(r *core.RunRecord) string {
+func runTitle(r *dag.RunRecord) string {
 	return fmt.Sprintf("run %s of job %s: %s", r.RunID, r.Job, r.State)
 }
 
 // stateText is a step's state for its label: "failed", "failed, 3
 // attempts".
-func stateText(s core.StepRecord) string {
+func stateText(s dag.StepRecord) string {
 	if s.Attempts > 1 {
 		return fmt.Sprintf("%s, %d attempts", s.State, s.Attempts)
 	}
@@ -87,12 +87,12 @@ func stateText(s core.StepRecord) string {
 // Mermaid draws job as a Mermaid flowchart (graph TD): one node per step,
 // labelled with the step and its task, and an edge from every upstream to
 // its downstream step, in declaration order.
-func Mermaid(job core.Job) string { return mermaid(job, Options{}) }
+func Mermaid(job dag.Job) string { return mermaid(job, Options{}) }
 
 // mermaid draws job; with a run, each node's label gets its state, and
 // after the edges come a classDef per state present and class lines that
 // give the steps their state's class.
-func mermaid(job core.Job, o Options) string {
+func mermaid(job dag.Job, o Options) string {
 	ids := mermaidIDs(job)
 	steps := runSteps(o)
 	var b strings.Builder
@@ -118,7 +118,7 @@ func mermaid(job core.Job, o Options) string {
 	if steps == nil {
 		return b.String()
 	}
-	byState := map[core.StepState][]string{}
+	byState := map[dag.StepState][]string{}
 	for i, s := range job.Steps {
 		if rs, ok := steps[s.Name]; ok {
 			byState[rs.State] = append(byState[rs.State], ids[i])
@@ -140,7 +140,7 @@ func mermaid(job core.Job, o Options) string {
 
 // mermaidIDs gives each step a node ID: its name where Mermaid accepts it,
 // otherwise a safe variant, unique in the graph.
-func mermaidIDs(job core.Job) []string {
+func mermaidIDs(job dag.Job) []string {
 	ids := make([]string, len(job.Steps))
 	used := make(map[string]bool, len(job.Steps))
 	for i, s := range job.Steps {
@@ -173,11 +173,11 @@ func mermaidText(s string) string {
 }
 
 // DOT draws job as a Graphviz digraph, top to bottom.
-func DOT(job core.Job) string { return dot(job, Options{}) }
+func DOT(job dag.Job) string { return dot(job, Options{}) }
 
 // dot draws job; with a run, the graph is labelled with it and each node
 // gets its state in its label and its state's colours (style filled).
-func dot(job core.Job, o Options) string {
+func dot(job dag.Job, o Options) string {
 	steps := runSteps(o)
 	var b strings.Builder
 	fmt.Fprintf(&b, "digraph %s {\n", dotQuote(job.Name))
@@ -216,7 +216,7 @@ func dotQuote(s string) string {
 	return `"` + r.Replace(s) + `"`
 }
 
-func indexOf(job core.Job) map[string]int {
+func indexOf(job dag.Job) map[string]int {
 	m := make(map[string]int, len(job.Steps))
 	for i, s := range job.Steps {
 		if _, dup := m[s.Name]; !dup {

@@ -6,10 +6,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app/graph"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
-var diamond = core.Job{Name: "diamond", Steps: []core.Step{
+var diamond = dag.Job{Name: "diamond", Steps: []dag.Step{
 	{Name: "a", Task: "echo"},
 	{Name: "b", Task: "transform", Upstream: []string{"a"}},
 	{Name: "c", Task: "transform", Upstream: []string{"a"}},
@@ -30,7 +30,7 @@ func TestMermaid(t *testing.T) {
 }
 
 func TestMermaid_UnsafeNames(t *testing.T) {
-	job := core.Job{Name: "j", Steps: []core.Step{
+	job := dag.Job{Name: "j", Steps: []dag.Step{
 		{Name: "end", Task: `say "hi"`},
 		{Name: "load-db", Task: "x<y>", Upstream: []string{"end"}},
 		{Name: "load_db", Task: "t", Upstream: []string{"load-db"}},
@@ -62,7 +62,7 @@ func TestDOT(t *testing.T) {
   "c" -> "d";
 }
 `, out)
-	require.Contains(t, graph.DOT(core.Job{Name: `q"x`, Steps: []core.Step{{Name: "a", Task: `t\"`}}}),
+	require.Contains(t, graph.DOT(dag.Job{Name: `q"x`, Steps: []dag.Step{{Name: "a", Task: `t\"`}}}),
 		`digraph "q\"x" {`)
 }
 
@@ -76,11 +76,11 @@ func TestRenderUnknownFormat(t *testing.T) {
 
 // failedRun is a failed run of diamond: b failed after 3 attempts, so d,
 // downstream of it, was skipped; a and c succeeded.
-var failedRun = core.RunRecord{RunID: "r1", Job: "diamond", State: core.RunFailed, Steps: []core.StepRecord{
-	{Name: "a", Task: "echo", State: core.StepSucceeded, Attempts: 1},
-	{Name: "b", Task: "transform", State: core.StepFailed, Attempts: 3, Error: "boom"},
-	{Name: "c", Task: "transform", State: core.StepSucceeded, Attempts: 1},
-	{Name: "d", Task: "concat", State: core.StepSkipped, Error: `upstream "b" failed`},
+var failedRun = dag.RunRecord{RunID: "r1", Job: "diamond", State: dag.RunFailed, Steps: []dag.StepRecord{
+	{Name: "a", Task: "echo", State: dag.StepSucceeded, Attempts: 1},
+	{Name: "b", Task: "transform", State: dag.StepFailed, Attempts: 3, Error: "boom"},
+	{Name: "c", Task: "transform", State: dag.StepSucceeded, Attempts: 1},
+	{Name: "d", Task: "concat", State: dag.StepSkipped, Error: `upstream "b" failed`},
 }}
 
 // A failed run's graph marks the failed step with the failed class and its
@@ -110,14 +110,14 @@ func TestMermaid_FailedRun(t *testing.T) {
 // Running steps are blue, cancelled orange; queued and pending ones, and
 // steps the run does not have, get no class.
 func TestMermaid_RunningRun(t *testing.T) {
-	job := core.Job{Name: "j", Steps: []core.Step{
+	job := dag.Job{Name: "j", Steps: []dag.Step{
 		{Name: "end", Task: "t"}, {Name: "q", Task: "t"}, {Name: "p", Task: "t"}, {Name: "x", Task: "t"}, {Name: "new", Task: "t"},
 	}}
-	run := core.RunRecord{RunID: "r2", Job: "j", State: core.RunRunning, Steps: []core.StepRecord{
-		{Name: "end", State: core.StepRunning, Attempts: 2},
-		{Name: "q", State: core.StepQueued},
-		{Name: "p", State: core.StepPending},
-		{Name: "x", State: core.StepCancelled, Attempts: 1},
+	run := dag.RunRecord{RunID: "r2", Job: "j", State: dag.RunRunning, Steps: []dag.StepRecord{
+		{Name: "end", State: dag.StepRunning, Attempts: 2},
+		{Name: "q", State: dag.StepQueued},
+		{Name: "p", State: dag.StepPending},
+		{Name: "x", State: dag.StepCancelled, Attempts: 1},
 	}}
 	out, err := graph.RenderWith(job, "mermaid", graph.Options{Run: &run})
 	require.NoError(t, err)
@@ -153,7 +153,7 @@ func TestDOT_FailedRun(t *testing.T) {
   "c" -> "d";
 }
 `, out)
-	pending := core.RunRecord{RunID: "r3", Job: "diamond", State: core.RunQueued, Steps: []core.StepRecord{{Name: "a", State: core.StepPending}}}
+	pending := dag.RunRecord{RunID: "r3", Job: "diamond", State: dag.RunQueued, Steps: []dag.StepRecord{{Name: "a", State: dag.StepPending}}}
 	out, err = graph.RenderWith(diamond, "dot", graph.Options{Run: &pending})
 	require.NoError(t, err)
 	require.Contains(t, out, "  \"a\" [label=\"a\\necho\\npending\"];\n", "a pending step keeps the default look")

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dagq/dagq/app/jobfile"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // fuzzSeeds are job files, good and bad, that seed FuzzParse (plain `go test`
@@ -101,8 +101,8 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		checkMessage(t, err)
-		if !errors.Is(err, core.ErrInvalidJob) {
-			t.Fatalf("Validate error does not match core.ErrInvalidJob: %v", err)
+		if !errors.Is(err, dag.ErrInvalidJob) {
+			t.Fatalf("Validate error does not match dag.ErrInvalidJob: %v", err)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-// Package jobfile reads job files: YAML descriptions of a core.Job.
+// Package jobfile reads job files: YAML descriptions of a dag.Job.
 //
 //	name: diamond
 //	params:            # optional run parameters (strings), Task.Params
@@ -36,6 +36,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 // File is a parsed job file.
@@ -43,7 +44,7 @@ type File struct {
 	// Path is the file name used in messages.
 	Path string
 	// Job is the job the file describes.
-	Job core.Job
+	Job dag.Job
 	// Params are the file's run parameters (nil when it has none).
 	Params map[string]string
 	// lines maps step names to the line of their entry.
@@ -166,7 +167,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	f.Job.Name = doc.Name
 	f.Params = doc.Params
 	for i, sd := range doc.Steps {
-		step := core.Step{
+		step := dag.Step{
 			Name:     sd.Name,
 			Task:     sd.Task,
 			Upstream: sd.Upstream,
@@ -226,7 +227,7 @@ func stepLabel(name string, i int) string {
 	return strconv.Quote(name)
 }
 
-// Validate checks the job (core.Job.Validate) and returns every problem,
+// Validate checks the job (dag.Job.Validate) and returns every problem,
 // each prefixed with the file and the line of the step it concerns. known
 // reports whether a task name is registered (nil: task names are not
 // checked).
@@ -237,7 +238,7 @@ func (f *File) Validate(known func(task string) bool) error {
 	}
 	var errs []error
 	for _, e := range unjoin(err) {
-		var je *core.JobError
+		var je *dag.JobError
 		if errors.As(e, &je) && je.Step != "" {
 			if line, ok := f.lines[je.Step]; ok {
 				errs = append(errs, fmt.Errorf("%s:%d: %w", f.Path, line, e))

@@ -14,6 +14,7 @@ import (
 	"github.com/dagq/dagq/app/builtin"
 	"github.com/dagq/dagq/app/jobfile"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
 func parse(t *testing.T, body string) (*jobfile.File, error) {
@@ -196,7 +197,7 @@ steps:
 	require.NoError(t, err, "the shape is fine; the job is not")
 	err = f.Validate(builtins(t))
 	require.Error(t, err)
-	require.True(t, errors.Is(err, core.ErrInvalidJob))
+	require.True(t, errors.Is(err, dag.ErrInvalidJob))
 	msg := err.Error()
 	for _, want := range []string{
 		`job.yaml:5: invalid job "broken": step "b": unknown task "nope"`,

@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -152,7 +153,7 @@ func errorType(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "context_cancelled"
 	}
-	var re *core.RunError
+	var re *dag.RunError
 	if errors.As(err, &re) {
 		return "run_" + string(re.State)
 	}

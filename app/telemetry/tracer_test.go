@@ -22,6 +22,7 @@ import (
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/app/telemetry"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -41,7 +42,7 @@ type world struct {
 	tp       *sdktrace.TracerProvider
 	tr       *memory.Transport
 	client   *core.Client
-	launcher *core.Launcher
+	launcher *dag.Launcher
 
 	mu    sync.Mutex
 	metas []map[string]string // Task.Meta of every handler run
@@ -83,10 +84,10 @@ func newWorld(t *testing.T, traced bool) *world {
 		Tracer: tracer,
 	})
 	require.NoError(t, err)
-	w.launcher, err = core.NewLauncher(core.LauncherOptions{Client: runClient, State: tr.StateStore()})
+	w.launcher, err = dag.NewLauncher(dag.LauncherOptions{Client: runClient, State: tr.StateStore()})
 	require.NoError(t, err)
 	runReg := core.NewRegistry()
-	require.NoError(t, core.RegisterRunTask(runReg, core.RunTaskDeps{Client: client, State: tr.StateStore()}))
+	require.NoError(t, dag.RegisterRunTask(runReg, dag.RunTaskDeps{Client: client, State: tr.StateStore()}))
 
 	noJitter := core.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Second, MaxBackoff: time.Second, Multiplier: 1}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,16 +211,16 @@ func TestSubmittedTaskSpanIsChildOfSubmitSpan(t *testing.T) {
 func TestRunStepsNestUnderRunSpan(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, true)
-		exec, err := core.NewExecutor(w.client, core.ExecutorOptions{})
+		exec, err := dag.NewExecutor(w.client, dag.ExecutorOptions{})
 		require.NoError(t, err)
-		job := core.Job{Name: "three", Steps: []core.Step{
+		job := dag.Job{Name: "three", Steps: []dag.Step{
 			{Name: "a", Task: "work"},
 			{Name: "b", Task: "work", Upstream: []string{"a"}},
 			{Name: "c", Task: "work", Upstream: []string{"a"}},
 		}}
-		res, err := exec.Run(context.Background(), job, core.RunOptions{RunID: "r1"})
+		res, err := exec.Run(context.Background(), job, dag.RunOptions{RunID: "r1"})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 
 		spans := w.spans()
 		run := one(t, spans, "dagq.run three")
@@ -237,7 +238,7 @@ func TestRunStepsNestUnderRunSpan(t *testing.T) {
 			require.Contains(t, submits, step)
 			requireChild(t, submits[step], s)
 			assert.Equal(t, "r1", attrs(s)[telemetry.AttrRunID].AsString())
-			assert.Equal(t, core.StepTaskID("r1", step), attrs(s)[telemetry.AttrTaskID].AsString())
+			assert.Equal(t, dag.StepTaskID("r1", step), attrs(s)[telemetry.AttrTaskID].AsString())
 		}
 	})
 }
@@ -245,21 +246,21 @@ func TestRunStepsNestUnderRunSpan(t *testing.T) {
 func TestLaunchedRunStepsNestUnderRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, true)
-		job := core.Job{Name: "chain", Steps: []core.Step{
+		job := dag.Job{Name: "chain", Steps: []dag.Step{
 			{Name: "a", Task: "work"},
 			{Name: "b", Task: "work", Upstream: []string{"a"}},
 		}}
-		runID, err := w.launcher.Launch(context.Background(), job, core.LaunchOptions{})
+		runID, err := w.launcher.Launch(context.Background(), job, dag.LaunchOptions{})
 		require.NoError(t, err)
 		rec, err := w.launcher.Wait(context.Background(), runID)
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, rec.State)
+		require.Equal(t, dag.RunSucceeded, rec.State)
 
 		spans := w.spans()
 		launch := one(t, spans, "dagq.launch chain")
 		assert.Equal(t, runID, attrs(launch)[telemetry.AttrRunID].AsString())
-		submitRun := one(t, spans, "dagq.submit "+core.RunTaskName)
-		taskRun := one(t, spans, "dagq.task "+core.RunTaskName)
+		submitRun := one(t, spans, "dagq.submit "+dag.RunTaskName)
+		taskRun := one(t, spans, "dagq.task "+dag.RunTaskName)
 		run := one(t, spans, "dagq.run chain")
 		requireChild(t, launch, submitRun)
 		requireChild(t, submitRun, taskRun)
@@ -341,11 +342,11 @@ func TestTracingOff(t *testing.T) {
 		require.NoError(t, err)
 		_, err = w.client.Wait(ctx, id)
 		require.NoError(t, err)
-		exec, err := core.NewExecutor(w.client, core.ExecutorOptions{})
+		exec, err := dag.NewExecutor(w.client, dag.ExecutorOptions{})
 		require.NoError(t, err)
-		res, err := exec.Run(ctx, core.Job{Name: "j", Steps: []core.Step{{Name: "a", Task: "work"}}}, core.RunOptions{})
+		res, err := exec.Run(ctx, dag.Job{Name: "j", Steps: []dag.Step{{Name: "a", Task: "work"}}}, dag.RunOptions{})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 		caller.End()
 
 		require.Len(t, w.metas, 2)

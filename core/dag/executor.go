@@ -1,4 +1,4 @@
-package core
+package dag
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -33,7 +34,7 @@ const (
 )
 
 // submitBackoff paces the re-submission of steps whose Send failed.
-var submitBackoff = RetryPolicy{
+var submitBackoff = core.RetryPolicy{
 	MaxAttempts:    submitAttempts,
 	InitialBackoff: 200 * time.Millisecond,
 	MaxBackoff:     5 * time.Second,
@@ -52,12 +53,12 @@ type ExecutorOptions struct {
 // results. Workers anywhere on the Client's broker run the steps. An
 // Executor is safe for concurrent use; each Run is independent.
 type Executor struct {
-	c   *Client
+	c   *core.Client
 	log *slog.Logger
 }
 
 // NewExecutor returns an Executor submitting through c (required).
-func NewExecutor(c *Client, opts ExecutorOptions) (*Executor, error) {
+func NewExecutor(c *core.Client, opts ExecutorOptions) (*Executor, error) {
 	if c == nil {
 		return nil, fmt.Errorf("dagq: executor: %w: a Client is required", ports.ErrInvalidArgument)
 	}
@@ -300,7 +301,7 @@ func (e *RunError) Error() string {
 
 // Is makes errors.Is(err, ErrTaskCanceled) true for a cancelled run.
 func (e *RunError) Is(target error) bool {
-	return target == ErrTaskCanceled && e.State == RunCancelled
+	return target == core.ErrTaskCanceled && e.State == RunCancelled
 }
 
 // StepTaskID returns the task ID of step in run runID: runID + "." + step.
@@ -336,7 +337,7 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
 	}
 	if opts.RunID == "" {
-		opts.RunID = NewTaskID()
+		opts.RunID = core.NewTaskID()
 	}
 	if err := job.CheckRunID(opts.RunID); err != nil {
 		return RunResult{}, fmt.Errorf("dagq: run: %w", err)
@@ -371,7 +372,7 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 	defer w.Close()
 	// The steps are submitted from the run span's context: their spans
 	// are its children.
-	ctx, end := startSpan(ctx, e.c.tracer, SpanStart{Kind: SpanRun, Name: job.Name, RunID: opts.RunID})
+	ctx, end := startSpan(ctx, e.c.Tracer(), core.SpanStart{Kind: core.SpanRun, Name: job.Name, RunID: opts.RunID})
 	res, err := newRunState(ctx, e, job, opts, w).run()
 	end(runSpanErr(res, err))
 	return res, err
@@ -406,7 +407,7 @@ type runState struct {
 	log    *slog.Logger
 	job    Job
 	opts   RunOptions
-	w      *Watch
+	w      *core.Watch
 	steps  []*stepRun
 	byTask map[string]*stepRun
 
@@ -424,7 +425,7 @@ type runState struct {
 	started time.Time
 }
 
-func newRunState(ctx context.Context, e *Executor, job Job, opts RunOptions, w *Watch) *runState {
+func newRunState(ctx context.Context, e *Executor, job Job, opts RunOptions, w *core.Watch) *runState {
 	r := &runState{
 		e:      e,
 		ctx:    ctx,
@@ -507,7 +508,7 @@ func (r *runState) resume() {
 		ids[i] = s.id
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), submitTimeout)
-	found, failed := r.e.c.storedResults(ctx, ids)
+	found, failed := r.e.c.StoredResults(ctx, ids)
 	cancel()
 	if failed > 0 {
 		r.log.Warn("resume: reading some step results failed; those steps are watched or submitted again", "failed", failed)
@@ -533,7 +534,7 @@ func (r *runState) resume() {
 		r.emit(Event{Type: EventStepQueued, Step: s.step.Name, TaskID: s.id})
 		if ok {
 			reused++
-			r.handle([]WatchEvent{{TaskID: s.id, Final: true, Result: res}})
+			r.handle([]core.WatchEvent{{TaskID: s.id, Final: true, Result: res}})
 			continue
 		}
 		watch = append(watch, s.id)
@@ -670,7 +671,7 @@ func (r *runState) submitReady() {
 // submit sends one chunk of steps through the Watch.
 func (r *runState) submit(chunk []*stepRun) {
 	now := time.Now()
-	reqs := make([]Request, len(chunk))
+	reqs := make([]core.Request, len(chunk))
 	for i, s := range chunk {
 		reqs[i] = r.request(s, now)
 	}
@@ -685,7 +686,7 @@ func (r *runState) submit(chunk []*stepRun) {
 			r.inflight++
 		}
 	}
-	var se *SubmitError
+	var se *core.SubmitError
 	isSubmitErr := errors.As(err, &se)
 	for i, s := range chunk {
 		var ierr error
@@ -709,8 +710,8 @@ func (r *runState) submit(chunk []*stepRun) {
 }
 
 // request builds the submission of s.
-func (r *runState) request(s *stepRun, now time.Time) Request {
-	req := Request{
+func (r *runState) request(s *stepRun, now time.Time) core.Request {
+	req := core.Request{
 		Task:     s.step.Task,
 		ID:       s.id,
 		RunID:    r.opts.RunID,
@@ -775,7 +776,7 @@ func (r *runState) abandon(s *stepRun, why string, state StepState) {
 }
 
 // handle applies watch events.
-func (r *runState) handle(evs []WatchEvent) {
+func (r *runState) handle(evs []core.WatchEvent) {
 	for _, ev := range evs {
 		s := r.byTask[ev.TaskID]
 		if s == nil || s.state.Final() {
@@ -1021,4 +1022,20 @@ func (r *runState) emit(ev Event) {
 	ev.RunID = r.opts.RunID
 	ev.Time = time.Now()
 	r.opts.OnEvent(ev)
+}
+
+// runSpanErr is the error a run span ends with.
+func runSpanErr(res RunResult, err error) error {
+	if err != nil || res.RunID == "" {
+		return err
+	}
+	return res.Err()
+}
+
+// startSpan starts a span with t, or nothing when t is nil.
+func startSpan(ctx context.Context, t core.Tracer, s core.SpanStart) (context.Context, func(error)) {
+	if t == nil {
+		return ctx, func(error) {}
+	}
+	return t.Start(ctx, s)
 }

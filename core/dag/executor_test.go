@@ -1,4 +1,4 @@
-package core_test
+package dag_test
 
 import (
 	"bytes"
@@ -23,6 +23,8 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
+	"github.com/dagq/dagq/internal/testutil"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
 )
@@ -36,7 +38,7 @@ type exWorld struct {
 	*wmWorld
 	worker *wmRunning
 	client *core.Client
-	exec   *core.Executor
+	exec   *dag.Executor
 }
 
 type exOpts struct {
@@ -53,7 +55,7 @@ func newExWorld(t *testing.T, reg *core.Registry, o exOpts) *exWorld {
 		qo = *o.queue
 	}
 	require.NoError(t, tr.CreateQueue(wmQueue, qo))
-	m := &wmWorld{t: t, tr: tr, producer: tr.Broker(wmQueue), results: tr.ResultBackend(), cancels: tr.CancelChannel()}
+	m := &wmWorld{t: t, tr: tr, results: tr.ResultBackend(), cancels: tr.CancelChannel()}
 	x := &exWorld{wmWorld: m}
 	x.worker = m.startWorker(reg, func(wo *core.WorkerOptions) {
 		wo.Concurrency = 16
@@ -68,7 +70,7 @@ func newExWorld(t *testing.T, reg *core.Registry, o exOpts) *exWorld {
 			Cancels:     tr.CancelChannel(),
 			Completions: tr.CompletionBus(),
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	}
 	if o.client != nil {
 		o.client(&copts)
@@ -77,7 +79,7 @@ func newExWorld(t *testing.T, reg *core.Registry, o exOpts) *exWorld {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	x.client = c
-	x.exec, err = core.NewExecutor(c, core.ExecutorOptions{Logger: quietLogger()})
+	x.exec, err = dag.NewExecutor(c, dag.ExecutorOptions{Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 	return x
 }
@@ -85,7 +87,8 @@ func newExWorld(t *testing.T, reg *core.Registry, o exOpts) *exWorld {
 // requireNoWaiters asserts that the client holds no waiter and no Watch.
 func (x *exWorld) requireNoWaiters(t *testing.T) {
 	t.Helper()
-	entries, scheduled, watches := core.ClientWaiters(x.client)
+	st := x.client.Stats()
+	entries, scheduled, watches := st.Tracked, st.ScheduledReads, st.Watches
 	assert.Zero(t, entries, "client wait entries left")
 	assert.Zero(t, scheduled, "scheduled Results reads left")
 	assert.Zero(t, watches, "open watches left")
@@ -94,19 +97,19 @@ func (x *exWorld) requireNoWaiters(t *testing.T) {
 // eventLog records a run's events.
 type eventLog struct {
 	mu  sync.Mutex
-	evs []core.Event
+	evs []dag.Event
 }
 
-func (l *eventLog) add(ev core.Event) {
+func (l *eventLog) add(ev dag.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.evs = append(l.evs, ev)
 }
 
-func (l *eventLog) all() []core.Event {
+func (l *eventLog) all() []dag.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]core.Event(nil), l.evs...)
+	return append([]dag.Event(nil), l.evs...)
 }
 
 // of returns the step's events as "type" or "type/attempt" strings.
@@ -125,11 +128,11 @@ var stepEventOrder = regexp.MustCompile(`^(skipped|failed|queued( started| retri
 // requireEventOrder checks the order rules of events: run_started first,
 // run_finished last, each step's events in lifecycle order with growing
 // attempts, one RunID, times not going backwards.
-func requireEventOrder(t *testing.T, evs []core.Event, job core.Job) {
+func requireEventOrder(t *testing.T, evs []dag.Event, job dag.Job) {
 	t.Helper()
 	require.NotEmpty(t, evs)
-	require.Equal(t, core.EventRunStarted, evs[0].Type)
-	require.Equal(t, core.EventRunFinished, evs[len(evs)-1].Type)
+	require.Equal(t, dag.EventRunStarted, evs[0].Type)
+	require.Equal(t, dag.EventRunFinished, evs[len(evs)-1].Type)
 	seqs := map[string][]string{}
 	lastStart := map[string]int{}
 	for i, ev := range evs {
@@ -144,12 +147,12 @@ func requireEventOrder(t *testing.T, evs []core.Event, job core.Job) {
 			continue
 		}
 		seqs[ev.Step] = append(seqs[ev.Step], strings.TrimPrefix(string(ev.Type), "step_"))
-		if ev.Type == core.EventStepStarted {
+		if ev.Type == dag.EventStepStarted {
 			require.Greater(t, ev.Attempt, lastStart[ev.Step], "step %s started attempts grow", ev.Step)
 			lastStart[ev.Step] = ev.Attempt
 		}
-		if ev.Type != core.EventStepSkipped && ev.Type != core.EventStepFailed {
-			require.Equal(t, core.StepTaskID(ev.RunID, ev.Step), ev.TaskID)
+		if ev.Type != dag.EventStepSkipped && ev.Type != dag.EventStepFailed {
+			require.Equal(t, dag.StepTaskID(ev.RunID, ev.Step), ev.TaskID)
 		}
 	}
 	for _, s := range job.Steps {
@@ -198,22 +201,22 @@ func TestExecutor_SerialChain(t *testing.T) {
 		reg := core.NewRegistry()
 		registerAppend(reg)
 		x := newExWorld(t, reg, exOpts{})
-		job := core.Job{Name: "chain", Steps: []core.Step{
+		job := dag.Job{Name: "chain", Steps: []dag.Step{
 			{Name: "c", Task: "append", Args: arg("c"), Upstream: []string{"b"}},
 			{Name: "a", Task: "append", Args: arg("a")},
 			{Name: "b", Task: "append", Args: arg("b"), Upstream: []string{"a"}},
 		}}
 		var log eventLog
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{RunID: "r1", OnEvent: log.add})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{RunID: "r1", OnEvent: log.add})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 		require.NoError(t, res.Err())
 		assert.Equal(t, "r1", res.RunID)
 		assert.Equal(t, "chain", res.Job)
 		var names []string
 		for _, s := range res.Steps {
 			names = append(names, s.Name)
-			assert.Equal(t, core.StepSucceeded, s.State, s.Name)
+			assert.Equal(t, dag.StepSucceeded, s.State, s.Name)
 			assert.Equal(t, "r1."+s.Name, s.TaskID)
 			assert.Equal(t, 1, s.Attempts)
 			assert.False(t, s.StartedAt.IsZero())
@@ -285,16 +288,16 @@ func TestExecutor_DiamondDataFlows(t *testing.T) {
 			return b + c, err
 		})
 		x := newExWorld(t, reg, exOpts{})
-		job := core.Job{Name: "diamond", Steps: []core.Step{
+		job := dag.Job{Name: "diamond", Steps: []dag.Step{
 			{Name: "a", Task: "num", Args: arg(2)},
 			{Name: "b", Task: "mul", Args: arg(10), Upstream: []string{"a"}},
 			{Name: "c", Task: "add", Args: arg(1), Upstream: []string{"a"}},
 			{Name: "d", Task: "sum", Upstream: []string{"b", "c"}},
 		}}
 		start := time.Now()
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State, "%+v", res)
+		require.Equal(t, dag.RunSucceeded, res.State, "%+v", res)
 		assert.Len(t, res.RunID, 32, "a generated run ID")
 		want := map[string]string{"a": "2", "b": "20", "c": "3", "d": "23"}
 		for _, s := range res.Steps {
@@ -327,21 +330,21 @@ func TestExecutor_WideParallel(t *testing.T) {
 			return total, nil
 		})
 		x := newExWorld(t, reg, exOpts{worker: func(o *core.WorkerOptions) { o.Concurrency = 200 }})
-		job := core.Job{Name: "wide"}
+		job := dag.Job{Name: "wide"}
 		var ups []string
 		want := 0
 		for i := range width {
 			name := fmt.Sprintf("n%03d", i)
-			job.Steps = append(job.Steps, core.Step{Name: name, Task: "num", Args: arg(i)})
+			job.Steps = append(job.Steps, dag.Step{Name: name, Task: "num", Args: arg(i)})
 			ups = append(ups, name)
 			want += i
 		}
-		job.Steps = append(job.Steps, core.Step{Name: "total", Task: "sum", Upstream: ups})
+		job.Steps = append(job.Steps, dag.Step{Name: "total", Task: "sum", Upstream: ups})
 		var log eventLog
 		start := time.Now()
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{OnEvent: log.add})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{OnEvent: log.add})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 		assert.Equal(t, time.Second, time.Since(start).Round(time.Second), "all %d steps ran at once", width)
 		total, _ := res.Step("total")
 		assert.JSONEq(t, fmt.Sprint(want), string(total.Output))
@@ -370,16 +373,16 @@ func TestExecutor_RetriesThenSuccess(t *testing.T) {
 		registerFlaky(reg)
 		registerAppend(reg)
 		x := newExWorld(t, reg, exOpts{})
-		job := core.Job{Name: "retry", Steps: []core.Step{
+		job := dag.Job{Name: "retry", Steps: []dag.Step{
 			{Name: "flaky", Task: "flaky", Args: arg(3),
 				Retry: &core.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second}},
 			{Name: "after", Task: "append", Args: arg("after"), Upstream: []string{"flaky"}},
 		}}
 		var log eventLog
 		start := time.Now()
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{OnEvent: log.add})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{OnEvent: log.add})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 		assert.Equal(t, 2*time.Second, time.Since(start), "two backoffs of one second (the step's policy, not the worker's)")
 		flaky, _ := res.Step("flaky")
 		assert.Equal(t, 3, flaky.Attempts)
@@ -389,9 +392,9 @@ func TestExecutor_RetriesThenSuccess(t *testing.T) {
 
 		requireEventOrder(t, log.all(), job)
 		assert.Equal(t, []string{"queued", "started", "retried", "started", "retried", "started", "succeeded"}, log.of("flaky"))
-		var retried []core.Event
+		var retried []dag.Event
 		for _, ev := range log.all() {
-			if ev.Type == core.EventStepRetried {
+			if ev.Type == dag.EventStepRetried {
 				retried = append(retried, ev)
 			}
 		}
@@ -410,7 +413,7 @@ func TestExecutor_FailureSkipsDownstreamOtherBranchCompletes(t *testing.T) {
 		registerFlaky(reg)
 		registerAppend(reg)
 		x := newExWorld(t, reg, exOpts{})
-		job := core.Job{Name: "partial", Steps: []core.Step{
+		job := dag.Job{Name: "partial", Steps: []dag.Step{
 			{Name: "bad", Task: "flaky", Args: arg(0), Retry: &core.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Second}},
 			{Name: "child", Task: "append", Args: arg("child"), Upstream: []string{"bad"}},
 			{Name: "grandchild", Task: "append", Args: arg("gc"), Upstream: []string{"child"}},
@@ -418,30 +421,30 @@ func TestExecutor_FailureSkipsDownstreamOtherBranchCompletes(t *testing.T) {
 			{Name: "y", Task: "append", Args: arg("y"), Upstream: []string{"x"}},
 		}}
 		var log eventLog
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{RunID: "r2", OnEvent: log.add})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{RunID: "r2", OnEvent: log.add})
 		require.NoError(t, err, "a failed run is not an error of Run")
-		require.Equal(t, core.RunFailed, res.State)
+		require.Equal(t, dag.RunFailed, res.State)
 
 		bad, _ := res.Step("bad")
-		assert.Equal(t, core.StepFailed, bad.State)
+		assert.Equal(t, dag.StepFailed, bad.State)
 		assert.Equal(t, 2, bad.Attempts)
 		assert.Equal(t, "boom on attempt 2", bad.Error)
 		for _, name := range []string{"child", "grandchild"} {
 			s, _ := res.Step(name)
-			assert.Equal(t, core.StepSkipped, s.State, name)
+			assert.Equal(t, dag.StepSkipped, s.State, name)
 			assert.Equal(t, `upstream "bad" failed`, s.Error, name)
 			assert.Empty(t, s.TaskID, "never submitted")
 			assert.Equal(t, []string{"skipped"}, log.of(name))
-			_, err := x.results.Get(context.Background(), core.StepTaskID("r2", name))
+			_, err := x.results.Get(context.Background(), dag.StepTaskID("r2", name))
 			assert.ErrorIs(t, err, ports.ErrNotFound, "no task ran for %s", name)
 		}
 		y, _ := res.Step("y")
-		assert.Equal(t, core.StepSucceeded, y.State)
+		assert.Equal(t, dag.StepSucceeded, y.State)
 		assert.JSONEq(t, `"x,y"`, string(y.Output))
 
 		runErr := res.Err()
 		require.Error(t, runErr)
-		var re *core.RunError
+		var re *dag.RunError
 		require.ErrorAs(t, runErr, &re)
 		require.Len(t, re.Steps, 1)
 		assert.Contains(t, runErr.Error(), `step "bad" failed: boom on attempt 2`)
@@ -509,7 +512,7 @@ func TestExecutor_FailFastCancelsInFlight(t *testing.T) {
 			return "", fmt.Errorf("disk full: %w", core.ErrSkipRetry)
 		})
 		x := newExWorld(t, reg, exOpts{})
-		job := core.Job{Name: "ff", Steps: []core.Step{
+		job := dag.Job{Name: "ff", Steps: []dag.Step{
 			{Name: "slow1", Task: "block"},
 			{Name: "slow2", Task: "block"},
 			{Name: "bad", Task: "fail-when-others-run"},
@@ -517,14 +520,14 @@ func TestExecutor_FailFastCancelsInFlight(t *testing.T) {
 			{Name: "after-bad", Task: "append", Args: arg("z"), Upstream: []string{"bad"}},
 		}}
 		var log eventLog
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{FailFast: true, OnEvent: log.add})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{FailFast: true, OnEvent: log.add})
 		require.NoError(t, err)
-		require.Equal(t, core.RunFailed, res.State)
+		require.Equal(t, dag.RunFailed, res.State)
 		bad, _ := res.Step("bad")
-		assert.Equal(t, core.StepFailed, bad.State)
+		assert.Equal(t, dag.StepFailed, bad.State)
 		for _, name := range []string{"slow1", "slow2"} {
 			s, _ := res.Step(name)
-			assert.Equal(t, core.StepCancelled, s.State, name)
+			assert.Equal(t, dag.StepCancelled, s.State, name)
 			assert.Equal(t, "cancelled by request", s.Error)
 			assert.ErrorIs(t, b.cause(name), core.ErrTaskCanceled, "the handler of %s saw the cancellation", name)
 			assert.Equal(t, []string{"queued", "started", "cancelled"}, log.of(name))
@@ -532,7 +535,7 @@ func TestExecutor_FailFastCancelsInFlight(t *testing.T) {
 		afterBad, _ := res.Step("after-bad")
 		assert.Equal(t, `upstream "bad" failed`, afterBad.Error)
 		afterSlow, _ := res.Step("after-slow")
-		assert.Equal(t, core.StepSkipped, afterSlow.State)
+		assert.Equal(t, dag.StepSkipped, afterSlow.State)
 		assert.Equal(t, `fail-fast: step "bad" failed`, afterSlow.Error)
 		requireEventOrder(t, log.all(), job)
 		x.requireNoWaiters(t)
@@ -545,14 +548,14 @@ func TestExecutor_WithoutFailFastOtherBranchesRunOn(t *testing.T) {
 		b := newBlocker(reg, "slow")
 		registerFlaky(reg)
 		x := newExWorld(t, reg, exOpts{})
-		job := core.Job{Name: "noff", Steps: []core.Step{
+		job := dag.Job{Name: "noff", Steps: []dag.Step{
 			{Name: "slow", Task: "block"},
 			{Name: "bad", Task: "flaky", Args: arg(0), Retry: &core.RetryPolicy{MaxAttempts: 1}},
 		}}
 		var log eventLog
-		done := make(chan core.RunResult)
+		done := make(chan dag.RunResult)
 		go func() {
-			res, err := x.exec.Run(context.Background(), job, core.RunOptions{OnEvent: log.add})
+			res, err := x.exec.Run(context.Background(), job, dag.RunOptions{OnEvent: log.add})
 			assert.NoError(t, err)
 			done <- res
 		}()
@@ -563,9 +566,9 @@ func TestExecutor_WithoutFailFastOtherBranchesRunOn(t *testing.T) {
 		assert.Equal(t, []string{"queued", "started"}, log.of("slow"), "slow still runs")
 		close(b.release)
 		res := <-done
-		assert.Equal(t, core.RunFailed, res.State)
+		assert.Equal(t, dag.RunFailed, res.State)
 		slow, _ := res.Step("slow")
-		assert.Equal(t, core.StepSucceeded, slow.State)
+		assert.Equal(t, dag.StepSucceeded, slow.State)
 	})
 }
 
@@ -601,7 +604,7 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) {
 			o.Ports.Cancels, cancelCalls = recordingCancels(t, o.Ports.Cancels)
 		}})
-		job := core.Job{Name: "long", Steps: []core.Step{
+		job := dag.Job{Name: "long", Steps: []dag.Step{
 			{Name: "first", Task: "append", Args: arg("first")},
 			{Name: "p1", Task: "block", Upstream: []string{"first"}},
 			{Name: "p2", Task: "block", Upstream: []string{"first"}},
@@ -611,12 +614,12 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		}}
 		ctx, interrupt := context.WithCancel(context.Background())
 		var log eventLog
-		var res core.RunResult
+		var res dag.RunResult
 		var runErr error
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			res, runErr = x.exec.Run(ctx, job, core.RunOptions{RunID: "r3", OnEvent: log.add})
+			res, runErr = x.exec.Run(ctx, job, dag.RunOptions{RunID: "r3", OnEvent: log.add})
 		}()
 		b.waitStarted("p1", "p2", "p3")
 		synctest.Wait()
@@ -626,18 +629,18 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		assert.Less(t, time.Since(start), time.Second, "the interrupt is prompt")
 
 		require.ErrorIs(t, runErr, context.Canceled)
-		require.Equal(t, core.RunCancelled, res.State)
+		require.Equal(t, dag.RunCancelled, res.State)
 		assert.ErrorIs(t, res.Err(), core.ErrTaskCanceled)
 		first, _ := res.Step("first")
-		assert.Equal(t, core.StepSucceeded, first.State)
+		assert.Equal(t, dag.StepSucceeded, first.State)
 		for _, name := range []string{"p1", "p2", "p3"} {
 			s, _ := res.Step(name)
-			assert.Equal(t, core.StepCancelled, s.State, name)
+			assert.Equal(t, dag.StepCancelled, s.State, name)
 			assert.ErrorIs(t, b.cause(name), core.ErrTaskCanceled, "the handler of %s stopped on the cancel request", name)
 		}
 		for _, name := range []string{"last", "other"} {
 			s, _ := res.Step(name)
-			assert.Equal(t, core.StepSkipped, s.State, name)
+			assert.Equal(t, dag.StepSkipped, s.State, name)
 			assert.Contains(t, s.Error, "run cancelled", name)
 		}
 		// One batched cancel request for exactly the in-flight steps.
@@ -645,7 +648,7 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		requireEventOrder(t, log.all(), job)
 		x.requireNoWaiters(t)
 		synctest.Wait()
-		if !assert.Equal(t, 1, clientGoroutines(), "only the client's inbox dispatcher is left") {
+		if !assert.Equal(t, 1, testutil.BubbleGoroutines("dagq/core.(*Client)"), "only the client's inbox dispatcher is left") {
 			buf := make([]byte, 1<<20)
 			n := runtime.Stack(buf, true)
 			t.Log(string(buf[:n]))
@@ -658,17 +661,17 @@ func TestExecutor_InterruptRealClockNoLeak(t *testing.T) {
 	reg := core.NewRegistry()
 	b := newBlocker(reg, "a", "b")
 	x := newExWorld(t, reg, exOpts{})
-	job := core.Job{Name: "long", Steps: []core.Step{{Name: "a", Task: "block"}, {Name: "b", Task: "block"}}}
+	job := dag.Job{Name: "long", Steps: []dag.Step{{Name: "a", Task: "block"}, {Name: "b", Task: "block"}}}
 	ctx, interrupt := context.WithCancel(context.Background())
 	go func() {
 		b.waitStarted("a", "b")
 		interrupt()
 	}()
-	res, err := x.exec.Run(ctx, job, core.RunOptions{})
+	res, err := x.exec.Run(ctx, job, dag.RunOptions{})
 	require.ErrorIs(t, err, context.Canceled)
-	assert.Equal(t, core.RunCancelled, res.State)
+	assert.Equal(t, dag.RunCancelled, res.State)
 	for _, s := range res.Steps {
-		assert.Equal(t, core.StepCancelled, s.State, s.Name)
+		assert.Equal(t, dag.StepCancelled, s.State, s.Name)
 	}
 	x.requireNoWaiters(t)
 	require.NoError(t, x.client.Close())
@@ -694,12 +697,12 @@ func TestExecutor_InterruptWaitIsBounded(t *testing.T) {
 			interrupt()
 		}()
 		start := time.Now()
-		res, err := x.exec.Run(ctx, core.Job{Name: "j", Steps: []core.Step{{Name: "s", Task: "stubborn"}}},
-			core.RunOptions{CancelWait: 5 * time.Second})
+		res, err := x.exec.Run(ctx, dag.Job{Name: "j", Steps: []dag.Step{{Name: "s", Task: "stubborn"}}},
+			dag.RunOptions{CancelWait: 5 * time.Second})
 		require.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, 5*time.Second, time.Since(start))
 		s, _ := res.Step("s")
-		assert.Equal(t, core.StepCancelled, s.State)
+		assert.Equal(t, dag.StepCancelled, s.State)
 		assert.Contains(t, s.Error, "no final result within 5s")
 		x.requireNoWaiters(t)
 		close(release)
@@ -713,10 +716,10 @@ func TestExecutor_ContextDoneBeforeRun(t *testing.T) {
 		x := newExWorld(t, reg, exOpts{})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		res, err := x.exec.Run(ctx, core.Job{Name: "j", Steps: []core.Step{{Name: "a", Task: "append"}}}, core.RunOptions{})
+		res, err := x.exec.Run(ctx, dag.Job{Name: "j", Steps: []dag.Step{{Name: "a", Task: "append"}}}, dag.RunOptions{})
 		require.ErrorIs(t, err, context.Canceled)
-		assert.Equal(t, core.RunCancelled, res.State)
-		assert.Equal(t, core.StepSkipped, res.Steps[0].State)
+		assert.Equal(t, dag.RunCancelled, res.State)
+		assert.Equal(t, dag.StepSkipped, res.Steps[0].State)
 		s, err := x.tr.Stats(wmQueue)
 		require.NoError(t, err)
 		assert.Zero(t, s.Visible+s.InFlight+s.Delayed, "nothing was submitted")
@@ -735,9 +738,9 @@ func TestExecutor_ParamsVisibleToEveryStep(t *testing.T) {
 		})
 		x := newExWorld(t, reg, exOpts{})
 		params := map[string]string{"date": "2026-01-02"}
-		res, err := x.exec.Run(context.Background(), core.Job{Name: "p", Steps: []core.Step{
+		res, err := x.exec.Run(context.Background(), dag.Job{Name: "p", Steps: []dag.Step{
 			{Name: "one", Task: "show"}, {Name: "two", Task: "show", Upstream: []string{"one"}},
-		}}, core.RunOptions{RunID: "run-7", Params: params})
+		}}, dag.RunOptions{RunID: "run-7", Params: params})
 		require.NoError(t, err)
 		params["date"] = "mutated after Run" // Run copied them
 		for _, s := range res.Steps {
@@ -752,13 +755,13 @@ func TestExecutor_StepTimeoutBecomesDeadline(t *testing.T) {
 		newBlocker(reg, "slow")
 		x := newExWorld(t, reg, exOpts{})
 		start := time.Now()
-		res, err := x.exec.Run(context.Background(), core.Job{Name: "t", Steps: []core.Step{
+		res, err := x.exec.Run(context.Background(), dag.Job{Name: "t", Steps: []dag.Step{
 			{Name: "slow", Task: "block", Timeout: 3 * time.Second},
-		}}, core.RunOptions{})
+		}}, dag.RunOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, 3*time.Second, time.Since(start))
 		s, _ := res.Step("slow")
-		assert.Equal(t, core.StepFailed, s.State)
+		assert.Equal(t, dag.StepFailed, s.State)
 		assert.Contains(t, s.Error, "deadline exceeded")
 	})
 }
@@ -769,10 +772,10 @@ func TestExecutor_PollingClientWithoutCompletions(t *testing.T) {
 		registerAppend(reg)
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Ports.Completions = nil }})
 		var log eventLog
-		res, err := x.exec.Run(context.Background(), core.Job{Name: "poll", Steps: []core.Step{
+		res, err := x.exec.Run(context.Background(), dag.Job{Name: "poll", Steps: []dag.Step{
 			{Name: "a", Task: "append", Args: arg("a")},
 			{Name: "b", Task: "append", Args: arg("b"), Upstream: []string{"a"}},
-		}}, core.RunOptions{OnEvent: log.add})
+		}}, dag.RunOptions{OnEvent: log.add})
 		require.NoError(t, err)
 		b, _ := res.Step("b")
 		assert.JSONEq(t, `"a,b"`, string(b.Output))
@@ -788,26 +791,26 @@ func TestExecutor_OversizedStepFailsOthersInItsBatchRun(t *testing.T) {
 		echo := core.NewTaskType[string, int]("len")
 		echo.MustRegister(reg, func(_ context.Context, s string) (int, error) { return len(s), nil })
 		x := newExWorld(t, reg, exOpts{queue: &memory.QueueOptions{MaxBodyBytes: 4096}})
-		job := core.Job{Name: "big"}
+		job := dag.Job{Name: "big"}
 		for i := range 8 {
-			job.Steps = append(job.Steps, core.Step{Name: fmt.Sprintf("s%d", i), Task: "len", Args: arg("small")})
+			job.Steps = append(job.Steps, dag.Step{Name: fmt.Sprintf("s%d", i), Task: "len", Args: arg("small")})
 		}
 		job.Steps[3].Args = arg(strings.Repeat("x", 8000))
-		job.Steps = append(job.Steps, core.Step{Name: "down", Task: "len", Upstream: []string{"s3"}})
+		job.Steps = append(job.Steps, dag.Step{Name: "down", Task: "len", Upstream: []string{"s3"}})
 		var log eventLog
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{OnEvent: log.add})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{OnEvent: log.add})
 		require.NoError(t, err)
-		assert.Equal(t, core.RunFailed, res.State)
+		assert.Equal(t, dag.RunFailed, res.State)
 		for _, s := range res.Steps {
 			switch s.Name {
 			case "s3":
-				assert.Equal(t, core.StepFailed, s.State)
+				assert.Equal(t, dag.StepFailed, s.State)
 				assert.Contains(t, s.Error, "submit failed")
 				assert.Contains(t, s.Error, ports.ErrInvalidArgument.Error())
 			case "down":
-				assert.Equal(t, core.StepSkipped, s.State)
+				assert.Equal(t, dag.StepSkipped, s.State)
 			default:
-				assert.Equal(t, core.StepSucceeded, s.State, s.Name)
+				assert.Equal(t, dag.StepSucceeded, s.State, s.Name)
 			}
 		}
 		assert.Equal(t, []string{"failed"}, log.of("s3"))
@@ -845,11 +848,11 @@ func TestExecutor_SubmitFailureIsRetried(t *testing.T) {
 			fb = &flakyBroker{Broker: o.Ports.Broker, fails: 2}
 			o.Ports.Broker = fb
 		}})
-		res, err := x.exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{
+		res, err := x.exec.Run(context.Background(), dag.Job{Name: "j", Steps: []dag.Step{
 			{Name: "a", Task: "append", Args: arg("a")},
-		}}, core.RunOptions{})
+		}}, dag.RunOptions{})
 		require.NoError(t, err)
-		assert.Equal(t, core.RunSucceeded, res.State)
+		assert.Equal(t, dag.RunSucceeded, res.State)
 		assert.Equal(t, 3, fb.sends)
 	})
 }
@@ -863,11 +866,11 @@ func TestExecutor_SubmitGivesUp(t *testing.T) {
 			fb = &flakyBroker{Broker: o.Ports.Broker, fails: 1000}
 			o.Ports.Broker = fb
 		}})
-		res, err := x.exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{
+		res, err := x.exec.Run(context.Background(), dag.Job{Name: "j", Steps: []dag.Step{
 			{Name: "a", Task: "append", Args: arg("a")},
-		}}, core.RunOptions{RunID: "r9"})
+		}}, dag.RunOptions{RunID: "r9"})
 		require.NoError(t, err)
-		assert.Equal(t, core.RunFailed, res.State)
+		assert.Equal(t, dag.RunFailed, res.State)
 		assert.Contains(t, res.Steps[0].Error, "submit failed after 5 tries")
 		assert.Equal(t, 5, fb.sends)
 		got, err := x.cancels.Canceled(context.Background(), "r9.a")
@@ -886,13 +889,13 @@ func TestExecutor_ClientClosedMidRun(t *testing.T) {
 			b.waitStarted("a")
 			_ = x.client.Close()
 		}()
-		res, err := x.exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{
+		res, err := x.exec.Run(context.Background(), dag.Job{Name: "j", Steps: []dag.Step{
 			{Name: "a", Task: "block"}, {Name: "b", Task: "block", Upstream: []string{"a"}},
-		}}, core.RunOptions{})
+		}}, dag.RunOptions{})
 		require.ErrorIs(t, err, ports.ErrClosed)
-		assert.Equal(t, core.RunFailed, res.State)
+		assert.Equal(t, dag.RunFailed, res.State)
 		assert.Contains(t, res.Steps[0].Error, "outcome unknown")
-		assert.Equal(t, core.StepSkipped, res.Steps[1].State)
+		assert.Equal(t, dag.StepSkipped, res.Steps[1].State)
 		close(b.release)
 	})
 }
@@ -909,31 +912,31 @@ func TestExecutor_Validation(t *testing.T) {
 	})
 	require.NoError(t, err) // mocks with no expectations: nothing may be sent
 	t.Cleanup(func() { _ = c.Close() })
-	_, err = core.NewExecutor(nil, core.ExecutorOptions{})
+	_, err = dag.NewExecutor(nil, dag.ExecutorOptions{})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
-	exec, err := core.NewExecutor(c, core.ExecutorOptions{})
+	exec, err := dag.NewExecutor(c, dag.ExecutorOptions{})
 	require.NoError(t, err)
-	ok := core.Job{Name: "j", Steps: []core.Step{{Name: "a", Task: "append"}}}
+	ok := dag.Job{Name: "j", Steps: []dag.Step{{Name: "a", Task: "append"}}}
 
-	_, err = exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{{Name: "a"}}}, core.RunOptions{})
-	require.ErrorIs(t, err, core.ErrInvalidJob)
-	_, err = exec.Run(context.Background(), ok, core.RunOptions{RunID: "has space"})
+	_, err = exec.Run(context.Background(), dag.Job{Name: "j", Steps: []dag.Step{{Name: "a"}}}, dag.RunOptions{})
+	require.ErrorIs(t, err, dag.ErrInvalidJob)
+	_, err = exec.Run(context.Background(), ok, dag.RunOptions{RunID: "has space"})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
-	_, err = exec.Run(context.Background(), ok, core.RunOptions{RunID: strings.Repeat("r", 127)})
+	_, err = exec.Run(context.Background(), ok, dag.RunOptions{RunID: strings.Repeat("r", 127)})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 	assert.Contains(t, err.Error(), "the limit is 126")
-	_, err = exec.Run(context.Background(), ok, core.RunOptions{CancelWait: -time.Second})
+	_, err = exec.Run(context.Background(), ok, dag.RunOptions{CancelWait: -time.Second})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 }
 
 func TestRunResult_ErrOfSucceededRun(t *testing.T) {
-	assert.NoError(t, core.RunResult{State: core.RunSucceeded}.Err())
-	assert.True(t, core.StepSkipped.Final())
-	assert.False(t, core.StepRunning.Final())
-	assert.True(t, core.RunCancelled.Final())
-	assert.False(t, core.RunQueued.Final())
-	assert.Equal(t, 2*time.Second, core.StepResult{StartedAt: time.Unix(1, 0), FinishedAt: time.Unix(3, 0)}.Duration())
-	assert.Zero(t, core.StepResult{FinishedAt: time.Unix(3, 0)}.Duration())
+	assert.NoError(t, dag.RunResult{State: dag.RunSucceeded}.Err())
+	assert.True(t, dag.StepSkipped.Final())
+	assert.False(t, dag.StepRunning.Final())
+	assert.True(t, dag.RunCancelled.Final())
+	assert.False(t, dag.RunQueued.Final())
+	assert.Equal(t, 2*time.Second, dag.StepResult{StartedAt: time.Unix(1, 0), FinishedAt: time.Unix(3, 0)}.Duration())
+	assert.Zero(t, dag.StepResult{FinishedAt: time.Unix(3, 0)}.Duration())
 }
 
 func TestExecutor_ReadyStepsAreSubmittedInBatches(t *testing.T) {
@@ -959,15 +962,15 @@ func TestExecutor_ReadyStepsAreSubmittedInBatches(t *testing.T) {
 			m.EXPECT().Close().Return(nil).AnyTimes()
 			o.Ports.Broker = m
 		}})
-		job := core.Job{Name: "batched"}
+		job := dag.Job{Name: "batched"}
 		for i := range 25 {
 			name := fmt.Sprintf("s%02d", i)
-			job.Steps = append(job.Steps, core.Step{Name: name, Task: "append", Args: arg(name)})
+			job.Steps = append(job.Steps, dag.Step{Name: name, Task: "append", Args: arg(name)})
 		}
-		job.Steps = append(job.Steps, core.Step{Name: "last", Task: "append", Args: arg("last"), Upstream: []string{"s07"}})
-		res, err := x.exec.Run(context.Background(), job, core.RunOptions{RunID: "rb"})
+		job.Steps = append(job.Steps, dag.Step{Name: "last", Task: "append", Args: arg("last"), Upstream: []string{"s07"}})
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{RunID: "rb"})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 		mu.Lock()
 		defer mu.Unlock()
 		require.Len(t, batches, 4, "25 ready steps in 3 Sends (10, 10, 5), then the downstream step")
@@ -986,22 +989,22 @@ func TestExecutor_InterruptReachesStepsOnEveryWorker(t *testing.T) {
 		b := newBlocker(reg, steps...)
 		x := newExWorld(t, reg, exOpts{worker: func(o *core.WorkerOptions) { o.ID, o.Concurrency = "w1", 2 }})
 		x.startWorker(reg, func(o *core.WorkerOptions) { o.ID, o.Concurrency = "w2", 2 })
-		job := core.Job{Name: "spread"}
+		job := dag.Job{Name: "spread"}
 		for _, s := range steps {
-			job.Steps = append(job.Steps, core.Step{Name: s, Task: "block"})
+			job.Steps = append(job.Steps, dag.Step{Name: s, Task: "block"})
 		}
 		ctx, interrupt := context.WithCancel(context.Background())
 		go func() {
 			b.waitStarted(steps...)
 			interrupt()
 		}()
-		res, err := x.exec.Run(ctx, job, core.RunOptions{RunID: "rs"})
+		res, err := x.exec.Run(ctx, job, dag.RunOptions{RunID: "rs"})
 		require.ErrorIs(t, err, context.Canceled)
-		require.Equal(t, core.RunCancelled, res.State)
+		require.Equal(t, dag.RunCancelled, res.State)
 		workers := map[string]bool{}
 		for _, s := range steps {
 			sr, _ := res.Step(s)
-			assert.Equal(t, core.StepCancelled, sr.State, s)
+			assert.Equal(t, dag.StepCancelled, sr.State, s)
 			assert.ErrorIs(t, b.cause(s), core.ErrTaskCanceled, s)
 			stored, err := x.results.Get(context.Background(), sr.TaskID)
 			require.NoError(t, err)
@@ -1027,19 +1030,19 @@ func TestExecutor_InterruptWithoutCancellationWaitsForSteps(t *testing.T) {
 		})
 		x := newExWorld(t, reg, exOpts{client: func(o *core.ClientOptions) { o.Ports.Cancels, o.Ports.NoCancel = nil, true }})
 		var logs bytes.Buffer
-		exec, err := core.NewExecutor(x.client, core.ExecutorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		exec, err := dag.NewExecutor(x.client, dag.ExecutorOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		require.NoError(t, err)
 		ctx, interrupt := context.WithCancel(context.Background())
 		go func() {
 			<-started
 			interrupt()
 		}()
-		res, err := exec.Run(ctx, core.Job{Name: "j", Steps: []core.Step{{Name: "s", Task: "slow"}}},
-			core.RunOptions{CancelWait: 10 * time.Second})
+		res, err := exec.Run(ctx, dag.Job{Name: "j", Steps: []dag.Step{{Name: "s", Task: "slow"}}},
+			dag.RunOptions{CancelWait: 10 * time.Second})
 		require.ErrorIs(t, err, context.Canceled)
-		assert.Equal(t, core.RunCancelled, res.State)
+		assert.Equal(t, dag.RunCancelled, res.State)
 		s, _ := res.Step("s")
-		assert.Equal(t, core.StepSucceeded, s.State, "the step ran to its end")
+		assert.Equal(t, dag.StepSucceeded, s.State, "the step ran to its end")
 		assert.Contains(t, logs.String(), "level=WARN msg=\"cancellation is disabled")
 		assert.NotContains(t, logs.String(), "level=ERROR")
 		x.requireNoWaiters(t)
@@ -1055,11 +1058,11 @@ func TestExecutor_StepLogLinesCarryTheTask(t *testing.T) {
 		ok.MustRegister(reg, func(ctx context.Context, _ struct{}) (string, error) { return "fine", nil })
 		x := newExWorld(t, reg, exOpts{})
 		var logs bytes.Buffer
-		exec, err := core.NewExecutor(x.client, core.ExecutorOptions{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		exec, err := dag.NewExecutor(x.client, dag.ExecutorOptions{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		require.NoError(t, err)
-		res, err := exec.Run(context.Background(), core.Job{Name: "j", Steps: []core.Step{{Name: "s", Task: "ok"}}}, core.RunOptions{RunID: "r9"})
+		res, err := exec.Run(context.Background(), dag.Job{Name: "j", Steps: []dag.Step{{Name: "s", Task: "ok"}}}, dag.RunOptions{RunID: "r9"})
 		require.NoError(t, err)
-		require.Equal(t, core.RunSucceeded, res.State)
+		require.Equal(t, dag.RunSucceeded, res.State)
 		var found bool
 		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 			var m map[string]any
@@ -1076,5 +1079,30 @@ func TestExecutor_StepLogLinesCarryTheTask(t *testing.T) {
 			assert.EqualValues(t, 1, m["attempt"])
 		}
 		assert.True(t, found, "a step finished line: %s", logs.String())
+	})
+}
+
+// Steps that the executor submits go through its client, signing included:
+// a worker that requires signatures runs them.
+func TestExecutor_StepsSignedByTheClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key := []byte("0123456789abcdef0123456789abcdef")
+		signer, err := core.NewSigner("k1", key)
+		require.NoError(t, err)
+		verifier, err := core.NewVerifier(core.VerifierOptions{Keys: map[string][]byte{"k1": key}})
+		require.NoError(t, err)
+		reg := core.NewRegistry()
+		registerAppend(reg)
+		x := newExWorld(t, reg, exOpts{
+			worker: func(o *core.WorkerOptions) { o.Ports.Verifier = verifier },
+			client: func(o *core.ClientOptions) { o.Ports.Signer = signer },
+		})
+		job := dag.Job{Name: "j", Steps: []dag.Step{
+			{Name: "a", Task: "append", Args: arg("a")},
+			{Name: "b", Task: "append", Args: arg("b"), Upstream: []string{"a"}},
+		}}
+		res, err := x.exec.Run(context.Background(), job, dag.RunOptions{RunID: "r1"})
+		require.NoError(t, err)
+		require.NoError(t, res.Err(), "both steps ran on a worker that refuses unsigned tasks")
 	})
 }

@@ -1,4 +1,4 @@
-package core
+package dag
 
 import (
 	"container/heap"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -43,7 +44,7 @@ type Step struct {
 	// Upstream names the steps that must succeed before this one runs.
 	Upstream []string
 	// Retry is the step's retry policy; nil means the worker's default.
-	Retry *RetryPolicy
+	Retry *core.RetryPolicy
 	// Timeout, when positive, bounds the step from its submission: it
 	// becomes the task's deadline (submission time + Timeout), which covers
 	// every attempt and the time spent queued. Zero means none.
@@ -180,14 +181,14 @@ func stepNameByte(b byte) bool {
 // Launch check the same; a caller can check first, before starting workers.
 // The error wraps ports.ErrInvalidArgument.
 func (j Job) CheckRunID(runID string) error {
-	if err := checkTaskID(runID); err != nil {
+	if err := core.ValidateTaskID(runID); err != nil {
 		return fmt.Errorf("RunID: %w", err)
 	}
 	longest := 0
 	for _, s := range j.Steps {
 		longest = max(longest, len(s.Name))
 	}
-	if limit := maxTaskIDLen - 1 - longest; len(runID) > limit {
+	if limit := core.MaxTaskIDLen - 1 - longest; len(runID) > limit {
 		return fmt.Errorf("%w: RunID %q is %d bytes; with the job's longest step name (%d bytes) the limit is %d",
 			ports.ErrInvalidArgument, runID, len(runID), longest, limit)
 	}

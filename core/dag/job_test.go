@@ -1,4 +1,4 @@
-package core_test
+package dag_test
 
 import (
 	"errors"
@@ -10,10 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
 )
 
-func step(name, task string, upstream ...string) core.Step {
-	return core.Step{Name: name, Task: task, Upstream: upstream}
+func step(name, task string, upstream ...string) dag.Step {
+	return dag.Step{Name: name, Task: task, Upstream: upstream}
 }
 
 func knownTasks(names ...string) func(string) bool {
@@ -30,61 +31,61 @@ func knownTasks(names ...string) func(string) bool {
 func TestJobValidate(t *testing.T) {
 	tests := []struct {
 		name  string
-		job   core.Job
+		job   dag.Job
 		known func(string) bool
 		// want lists one substring per expected problem, in order.
 		want []string
 	}{
-		{name: "valid", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("b", "t", "a")}}},
+		{name: "valid", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("b", "t", "a")}}},
 		{name: "valid with known tasks", known: knownTasks("t"),
-			job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("b-2_X", "t", "a")}}},
-		{name: "no name", job: core.Job{Steps: []core.Step{step("a", "t")}},
+			job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("b-2_X", "t", "a")}}},
+		{name: "no name", job: dag.Job{Steps: []dag.Step{step("a", "t")}},
 			want: []string{`invalid job: the job has no name`}},
-		{name: "no steps", job: core.Job{Name: "j"},
+		{name: "no steps", job: dag.Job{Name: "j"},
 			want: []string{`invalid job "j": the job has no steps`}},
-		{name: "empty step name", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("", "t")}},
+		{name: "empty step name", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("", "t")}},
 			want: []string{`invalid job "j": step 2 (of 2) has no name`}},
-		{name: "bad step name", job: core.Job{Name: "j", Steps: []core.Step{step("a.b", "t"), step("a b", "t")}},
+		{name: "bad step name", job: dag.Job{Name: "j", Steps: []dag.Step{step("a.b", "t"), step("a b", "t")}},
 			want: []string{
 				`step "a.b": the name has '.' at byte 1; step names use only A-Z, a-z, 0-9, '_' and '-'`,
 				`step "a b": the name has ' ' at byte 1`,
 			}},
-		{name: "step name too long", job: core.Job{Name: "j", Steps: []core.Step{step(strings.Repeat("s", 64), "t")}},
+		{name: "step name too long", job: dag.Job{Name: "j", Steps: []dag.Step{step(strings.Repeat("s", 64), "t")}},
 			want: []string{`the name is 64 bytes long; the limit is 63`}},
-		{name: "duplicate step", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("b", "t"), step("a", "t")}},
+		{name: "duplicate step", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("b", "t"), step("a", "t")}},
 			want: []string{`invalid job "j": step "a": duplicate step name: steps 1 and 3 are both named "a"`}},
-		{name: "no task", job: core.Job{Name: "j", Steps: []core.Step{step("a", "")}},
+		{name: "no task", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "")}},
 			want: []string{`step "a": no task: set the name of a registered task`}},
-		{name: "unknown task", known: knownTasks("t"), job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("b", "resise")}},
+		{name: "unknown task", known: knownTasks("t"), job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("b", "resise")}},
 			want: []string{`step "b": unknown task "resise": no handler is registered under that name`}},
-		{name: "unknown task unchecked without known", job: core.Job{Name: "j", Steps: []core.Step{step("b", "resise")}}},
-		{name: "unknown upstream", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("b", "t", "a", "nope")}},
+		{name: "unknown task unchecked without known", job: dag.Job{Name: "j", Steps: []dag.Step{step("b", "resise")}}},
+		{name: "unknown upstream", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("b", "t", "a", "nope")}},
 			want: []string{`invalid job "j": step "b": unknown upstream "nope": the job has no step of that name`}},
-		{name: "self dependency", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t", "a")}},
+		{name: "self dependency", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t", "a")}},
 			want: []string{`step "a": the step depends on itself`}},
-		{name: "upstream twice", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t"), step("b", "t", "a", "a")}},
+		{name: "upstream twice", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t"), step("b", "t", "a", "a")}},
 			want: []string{`step "b": upstream "a" is listed twice`}},
-		{name: "two-step cycle", job: core.Job{Name: "j", Steps: []core.Step{step("a", "t", "b"), step("b", "t", "a")}},
+		{name: "two-step cycle", job: dag.Job{Name: "j", Steps: []dag.Step{step("a", "t", "b"), step("b", "t", "a")}},
 			want: []string{`step "a": cycle: a → b → a`}},
-		{name: "three-step cycle in flow order", job: core.Job{Name: "j", Steps: []core.Step{
+		{name: "three-step cycle in flow order", job: dag.Job{Name: "j", Steps: []dag.Step{
 			step("start", "t"),
 			step("a", "t", "start", "c"), step("b", "t", "a"), step("c", "t", "b"),
 			step("after", "t", "c"),
 		}}, want: []string{`invalid job "j": step "a": cycle: a → b → c → a`}},
-		{name: "two separate cycles", job: core.Job{Name: "j", Steps: []core.Step{
+		{name: "two separate cycles", job: dag.Job{Name: "j", Steps: []dag.Step{
 			step("x", "t", "y"), step("y", "t", "x"),
 			step("p", "t", "r"), step("q", "t", "p"), step("r", "t", "q"),
 		}}, want: []string{`cycle: x → y → x`, `cycle: p → q → r → p`}},
-		{name: "shortest cycle of a component", job: core.Job{Name: "j", Steps: []core.Step{
+		{name: "shortest cycle of a component", job: dag.Job{Name: "j", Steps: []dag.Step{
 			step("a", "t", "d", "b"), step("b", "t", "a"), step("c", "t", "b"), step("d", "t", "c"),
 		}}, want: []string{`cycle: a → b → a`}},
-		{name: "invalid args", job: core.Job{Name: "j", Steps: []core.Step{{Name: "a", Task: "t", Args: []byte(`{nope`)}}},
+		{name: "invalid args", job: dag.Job{Name: "j", Steps: []dag.Step{{Name: "a", Task: "t", Args: []byte(`{nope`)}}},
 			want: []string{`step "a": args are not valid JSON`}},
-		{name: "invalid retry", job: core.Job{Name: "j", Steps: []core.Step{{Name: "a", Task: "t", Retry: &core.RetryPolicy{}}}},
+		{name: "invalid retry", job: dag.Job{Name: "j", Steps: []dag.Step{{Name: "a", Task: "t", Retry: &core.RetryPolicy{}}}},
 			want: []string{`step "a": retry max_attempts is 0; it must be at least 1`}},
-		{name: "negative timeout", job: core.Job{Name: "j", Steps: []core.Step{{Name: "a", Task: "t", Timeout: -1}}},
+		{name: "negative timeout", job: dag.Job{Name: "j", Steps: []dag.Step{{Name: "a", Task: "t", Timeout: -1}}},
 			want: []string{`step "a": timeout is -1ns; it must be 0 (none) or positive`}},
-		{name: "all problems reported", known: knownTasks("t"), job: core.Job{Steps: []core.Step{
+		{name: "all problems reported", known: knownTasks("t"), job: dag.Job{Steps: []dag.Step{
 			step("a", "t", "ghost"), step("a", "t"), step("b", "nope", "c"), step("c", "t", "b"), step("bad name", ""),
 		}}, want: []string{
 			`the job has no name`,
@@ -104,14 +105,14 @@ func TestJobValidate(t *testing.T) {
 				return
 			}
 			require.Error(t, err)
-			require.ErrorIs(t, err, core.ErrInvalidJob)
+			require.ErrorIs(t, err, dag.ErrInvalidJob)
 			joined, ok := err.(interface{ Unwrap() []error })
 			require.True(t, ok, "errors.Join")
 			errs := joined.Unwrap()
 			var msgs []string
 			for _, e := range errs {
-				require.ErrorIs(t, e, core.ErrInvalidJob)
-				var je *core.JobError
+				require.ErrorIs(t, e, dag.ErrInvalidJob)
+				var je *dag.JobError
 				require.True(t, errors.As(e, &je))
 				msgs = append(msgs, e.Error())
 			}
@@ -124,8 +125,8 @@ func TestJobValidate(t *testing.T) {
 }
 
 func TestJobErrorFields(t *testing.T) {
-	err := core.Job{Name: "etl", Steps: []core.Step{step("load", "t", "extract")}}.Validate(nil)
-	var je *core.JobError
+	err := dag.Job{Name: "etl", Steps: []dag.Step{step("load", "t", "extract")}}.Validate(nil)
+	var je *dag.JobError
 	require.ErrorAs(t, err, &je)
 	assert.Equal(t, "etl", je.Job)
 	assert.Equal(t, "load", je.Step)
@@ -135,42 +136,42 @@ func TestJobErrorFields(t *testing.T) {
 func TestJobOrder(t *testing.T) {
 	tests := []struct {
 		name  string
-		steps []core.Step
+		steps []dag.Step
 		want  []string
 	}{
-		{"chain declared backwards", []core.Step{step("c", "t", "b"), step("b", "t", "a"), step("a", "t")}, []string{"a", "b", "c"}},
-		{"diamond", []core.Step{step("a", "t"), step("b", "t", "a"), step("c", "t", "a"), step("d", "t", "b", "c")},
+		{"chain declared backwards", []dag.Step{step("c", "t", "b"), step("b", "t", "a"), step("a", "t")}, []string{"a", "b", "c"}},
+		{"diamond", []dag.Step{step("a", "t"), step("b", "t", "a"), step("c", "t", "a"), step("d", "t", "b", "c")},
 			[]string{"a", "b", "c", "d"}},
-		{"ties by declaration order", []core.Step{
+		{"ties by declaration order", []dag.Step{
 			step("z", "t"), step("y", "t", "x"), step("x", "t"), step("w", "t", "z"),
 		}, []string{"z", "x", "y", "w"}},
-		{"independent steps keep their order", []core.Step{step("b", "t"), step("a", "t"), step("c", "t")}, []string{"b", "a", "c"}},
+		{"independent steps keep their order", []dag.Step{step("b", "t"), step("a", "t"), step("c", "t")}, []string{"b", "a", "c"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := core.Job{Name: "j", Steps: tc.steps}.Order()
+			got, err := dag.Job{Name: "j", Steps: tc.steps}.Order()
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
 		})
 	}
 
-	_, err := core.Job{Name: "j", Steps: []core.Step{step("a", "t", "b"), step("b", "t", "a")}}.Order()
-	require.ErrorIs(t, err, core.ErrInvalidJob)
+	_, err := dag.Job{Name: "j", Steps: []dag.Step{step("a", "t", "b"), step("b", "t", "a")}}.Order()
+	require.ErrorIs(t, err, dag.ErrInvalidJob)
 	assert.Contains(t, err.Error(), "cycle: a → b → a")
 }
 
 func TestJobOrderLarge(t *testing.T) {
 	// A long chain declared in reverse, plus fan-out: linear enough.
 	const n = 5000
-	steps := make([]core.Step, 0, n)
+	steps := make([]dag.Step, 0, n)
 	for i := n - 1; i >= 0; i-- {
-		s := core.Step{Name: "s" + strconv.Itoa(i), Task: "t"}
+		s := dag.Step{Name: "s" + strconv.Itoa(i), Task: "t"}
 		if i > 0 {
 			s.Upstream = []string{"s" + strconv.Itoa(i-1)}
 		}
 		steps = append(steps, s)
 	}
-	got, err := core.Job{Name: "j", Steps: steps}.Order()
+	got, err := dag.Job{Name: "j", Steps: steps}.Order()
 	require.NoError(t, err)
 	require.Len(t, got, n)
 	assert.Equal(t, "s0", got[0])

@@ -1,4 +1,4 @@
-package core
+package dag
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -30,7 +31,7 @@ const (
 // DefaultRunTaskRetry is the retry policy of run tasks (LaunchOptions.Retry).
 // Every delivery counts as an attempt, including the redelivery after a
 // worker died and the release at a worker's shutdown, so it allows many.
-var DefaultRunTaskRetry = RetryPolicy{
+var DefaultRunTaskRetry = core.RetryPolicy{
 	MaxAttempts:    20,
 	InitialBackoff: 5 * time.Second,
 	MaxBackoff:     time.Minute,
@@ -48,16 +49,16 @@ var ErrRunNotFound = errors.New("run not found")
 // step names cannot hold one.
 func RunTaskID(runID string) string { return runID + ":run" }
 
-// RunRecordKey returns the StateStore key of run runID's record.
-func RunRecordKey(runID string) string { return "runs/" + runID }
+// runRecordKey returns the StateStore key of run runID's record.
+func runRecordKey(runID string) string { return "runs/" + runID }
 
-// RunHeartbeatKey returns the StateStore key of run runID's heartbeat. It is
+// runHeartbeatKey returns the StateStore key of run runID's heartbeat. It is
 // not below the record's key (runs/<id>/…): file-backed S3 stores refuse a
 // key under another object's key.
-func RunHeartbeatKey(runID string) string { return "heartbeats/" + runID }
+func runHeartbeatKey(runID string) string { return "heartbeats/" + runID }
 
 // RunRecord is what the StateStore holds about a launched run (under
-// RunRecordKey), as Launcher.Status reports it.
+// runRecordKey), as Launcher.Status reports it.
 type RunRecord struct {
 	RunID string `json:"run_id"`
 	// Job is the job's name.
@@ -121,7 +122,7 @@ type StepRecord struct {
 	Error      string    `json:"error,omitempty"`
 }
 
-// runHeartbeat is the record under RunHeartbeatKey.
+// runHeartbeat is the record under runHeartbeatKey.
 type runHeartbeat struct {
 	Worker  string    `json:"worker"`
 	Attempt int       `json:"attempt"`
@@ -144,12 +145,12 @@ type runTaskArgs struct {
 // runTaskStep is a Step with JSON names (a conversion of Step: a field
 // added to Step must be added here too).
 type runTaskStep struct {
-	Name     string          `json:"name"`
-	Task     string          `json:"task"`
-	Args     json.RawMessage `json:"args,omitempty"`
-	Upstream []string        `json:"upstream,omitempty"`
-	Retry    *RetryPolicy    `json:"retry,omitempty"`
-	Timeout  time.Duration   `json:"timeout,omitempty"`
+	Name     string            `json:"name"`
+	Task     string            `json:"task"`
+	Args     json.RawMessage   `json:"args,omitempty"`
+	Upstream []string          `json:"upstream,omitempty"`
+	Retry    *core.RetryPolicy `json:"retry,omitempty"`
+	Timeout  time.Duration     `json:"timeout,omitempty"`
 }
 
 func newRunTaskArgs(runID string, job Job, opts LaunchOptions) runTaskArgs {
@@ -173,7 +174,7 @@ type LauncherOptions struct {
 	// Client submits run tasks, cancels them and reads their results. Its
 	// Broker is the queue the workers with the run task (RegisterRunTask)
 	// serve. Terminate needs its CancelChannel.
-	Client *Client
+	Client *core.Client
 	// State holds run records and heartbeats; the workers' RunTaskDeps.State
 	// must be the same store.
 	State ports.StateStore
@@ -198,7 +199,7 @@ type LauncherOptions struct {
 // answered, or until ctx is done. Errors from the ports are wrapped, so
 // errors.Is(err, ports.ErrX) works.
 type Launcher struct {
-	c     *Client
+	c     *core.Client
 	state ports.StateStore
 	stale time.Duration
 	log   *slog.Logger
@@ -262,7 +263,7 @@ type LaunchOptions struct {
 	// CancelWait: see RunOptions.CancelWait (0: DefaultCancelWait).
 	CancelWait time.Duration
 	// Retry is the run task's retry policy (default DefaultRunTaskRetry).
-	Retry *RetryPolicy
+	Retry *core.RetryPolicy
 }
 
 // Launch validates job and opts, writes the run's record (state queued)
@@ -280,13 +281,13 @@ type LaunchOptions struct {
 // travels in the run task's envelope: the run task's span on its worker,
 // and so the run and its steps, are in its trace.
 func (l *Launcher) Launch(ctx context.Context, job Job, opts LaunchOptions) (string, error) {
-	if l.c.tracer == nil {
+	if l.c.Tracer() == nil {
 		return l.launch(ctx, job, opts)
 	}
 	if opts.RunID == "" {
-		opts.RunID = NewTaskID() // as launch would, but known to the span
+		opts.RunID = core.NewTaskID() // as launch would, but known to the span
 	}
-	ctx, end := l.c.tracer.Start(ctx, SpanStart{Kind: SpanLaunch, Name: job.Name, RunID: opts.RunID})
+	ctx, end := l.c.Tracer().Start(ctx, core.SpanStart{Kind: core.SpanLaunch, Name: job.Name, RunID: opts.RunID})
 	runID, err := l.launch(ctx, job, opts)
 	end(err)
 	return runID, err
@@ -299,12 +300,12 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 	}
 	runID := opts.RunID
 	if runID == "" {
-		runID = NewTaskID()
+		runID = core.NewTaskID()
 	}
 	if err := job.CheckRunID(runID); err != nil {
 		return "", fmt.Errorf("dagq: launch: %w", err)
 	}
-	if limit := maxTaskIDLen - len(RunTaskID("")); len(runID) > limit {
+	if limit := core.MaxTaskIDLen - len(RunTaskID("")); len(runID) > limit {
 		return "", fmt.Errorf("dagq: launch: %w: RunID %q is %d bytes; the run task's ID %q adds %d, the limit is %d",
 			ports.ErrInvalidArgument, runID, len(runID), RunTaskID("RUNID"), len(RunTaskID("")), limit)
 	}
@@ -338,12 +339,12 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 	if err != nil {
 		return "", fmt.Errorf("dagq: launch: encode the run record: %w", err)
 	}
-	ver, err := l.state.Put(ctx, RunRecordKey(runID), data, ports.WriteCondition{MustNotExist: true})
+	ver, err := l.state.Put(ctx, runRecordKey(runID), data, ports.WriteCondition{MustNotExist: true})
 	if err != nil {
 		return "", fmt.Errorf("dagq: launch: write the record of run %s: %w", runID, err)
 	}
 	rec.Version = ver
-	_, err = l.c.Submit(ctx, Request{
+	_, err = l.c.Submit(ctx, core.Request{
 		Task:    RunTaskName,
 		ID:      rec.TaskID,
 		Args:    newRunTaskArgs(runID, job, opts),
@@ -397,7 +398,7 @@ func (l *Launcher) update(ctx context.Context, runID string, change func(*RunRec
 		if err != nil {
 			return RunRecord{}, fmt.Errorf("dagq: encode the record of run %s: %w", runID, err)
 		}
-		ver, err := l.state.Put(ctx, RunRecordKey(runID), data, ports.WriteCondition{MatchVersion: rec.Version})
+		ver, err := l.state.Put(ctx, runRecordKey(runID), data, ports.WriteCondition{MatchVersion: rec.Version})
 		switch {
 		case err == nil:
 			rec.Version = ver
@@ -418,10 +419,10 @@ func (l *Launcher) read(ctx context.Context, runID string) (RunRecord, error) {
 }
 
 func readRunRecord(ctx context.Context, state ports.StateStore, runID string) (RunRecord, error) {
-	if err := checkTaskID(runID); err != nil {
+	if err := core.ValidateTaskID(runID); err != nil {
 		return RunRecord{}, fmt.Errorf("dagq: run ID: %w", err)
 	}
-	r, err := state.Get(ctx, RunRecordKey(runID))
+	r, err := state.Get(ctx, runRecordKey(runID))
 	switch {
 	case errors.Is(err, ports.ErrNotFound):
 		return RunRecord{}, fmt.Errorf("dagq: run %s: %w: %w", runID, ErrRunNotFound, err)
@@ -438,7 +439,7 @@ func readRunRecord(ctx context.Context, state ports.StateStore, runID string) (R
 
 // readHeartbeat returns run runID's heartbeat, nil when there is none.
 func readHeartbeat(ctx context.Context, state ports.StateStore, runID string) (*runHeartbeat, error) {
-	r, err := state.Get(ctx, RunHeartbeatKey(runID))
+	r, err := state.Get(ctx, runHeartbeatKey(runID))
 	switch {
 	case errors.Is(err, ports.ErrNotFound):
 		return nil, nil

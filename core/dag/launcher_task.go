@@ -1,4 +1,4 @@
-package core
+package dag
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -19,6 +20,9 @@ const (
 	// record before it gives up (and fails the attempt, so that the run
 	// task is retried and resumes the run at once).
 	runFinalTries = 5
+	// finalRetryDelay is the delay before the second try of the final
+	// record write (doubling).
+	finalRetryDelay = 100 * time.Millisecond
 	// runWriteTimeout bounds one StateStore call of the run task.
 	runWriteTimeout = 30 * time.Second
 )
@@ -32,7 +36,7 @@ type RunTaskDeps struct {
 	// Client submits the run's steps and follows them (RunOptions of an
 	// Executor). Its Broker is the queue the step workers serve, which may
 	// be another queue than the run tasks'.
-	Client *Client
+	Client *core.Client
 	// State holds run records and heartbeats: the Launcher's store.
 	State ports.StateStore
 	// HeartbeatInterval is how often the handler writes the run's heartbeat
@@ -65,7 +69,7 @@ type RunTaskDeps struct {
 //     every heartbeat interval, until the run finishes (then returns its
 //     outcome) or goes stale (then takes it over). A cancellation request
 //     does not end that wait: the live execution records the end.
-//  2. While the run runs it writes the heartbeat record (RunHeartbeatKey:
+//  2. While the run runs it writes the heartbeat record (runHeartbeatKey:
 //     worker ID, attempt, time) every HeartbeatInterval, and the run record
 //     with the steps' states when they changed — at most once per interval,
 //     with compare-and-swap writes that keep what Terminate wrote. Finding
@@ -90,7 +94,7 @@ type RunTaskDeps struct {
 // one delivery (default: one hour); a longer run is released and resumed by
 // the next delivery, each counting as an attempt of the run task's retry
 // policy.
-func RegisterRunTask(reg *Registry, deps RunTaskDeps) error {
+func RegisterRunTask(reg *core.Registry, deps RunTaskDeps) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("dagq: run task: %w: "+format, append([]any{ports.ErrInvalidArgument}, args...)...)
 	}
@@ -128,21 +132,21 @@ type runHandler struct {
 }
 
 // ProcessTask runs one delivery of a run task.
-func (h *runHandler) ProcessTask(ctx context.Context, t *Task) (json.RawMessage, error) {
+func (h *runHandler) ProcessTask(ctx context.Context, t *core.Task) (json.RawMessage, error) {
 	var args runTaskArgs
 	if err := json.Unmarshal(t.Args, &args); err != nil {
-		return nil, fmt.Errorf("dagq: run task %s: decode its arguments: %v: %w", t.ID, err, ErrSkipRetry)
+		return nil, fmt.Errorf("dagq: run task %s: decode its arguments: %v: %w", t.ID, err, core.ErrSkipRetry)
 	}
 	job := args.job()
 	if err := job.Validate(nil); err != nil {
-		return nil, fmt.Errorf("dagq: run task %s: %w: %w", t.ID, err, ErrSkipRetry)
+		return nil, fmt.Errorf("dagq: run task %s: %w: %w", t.ID, err, core.ErrSkipRetry)
 	}
 	if args.RunID == "" || RunTaskID(args.RunID) != t.ID {
-		return nil, fmt.Errorf("dagq: run task %s: run ID %q does not match the task ID: %w", t.ID, args.RunID, ErrSkipRetry)
+		return nil, fmt.Errorf("dagq: run task %s: run ID %q does not match the task ID: %w", t.ID, args.RunID, core.ErrSkipRetry)
 	}
-	worker := WorkerIDFromContext(ctx)
+	worker := core.WorkerIDFromContext(ctx)
 	if worker == "" {
-		worker = defaultWorkerID()
+		worker = "run-" + core.NewTaskID() // the handler called outside a Worker
 	}
 	r := &runExec{
 		h: h, ctx: ctx, args: args, job: job, worker: worker,
@@ -208,7 +212,7 @@ func (r *runExec) stopErr() error {
 // cancelled run still needs its end recorded: by its live execution, which
 // this one waits for, or by this one.
 func (r *runExec) stopped() bool {
-	return r.ctx.Err() != nil && !errors.Is(context.Cause(r.ctx), ErrTaskCanceled)
+	return r.ctx.Err() != nil && !errors.Is(context.Cause(r.ctx), core.ErrTaskCanceled)
 }
 
 // pause sleeps for d; false when the handler must stop.
@@ -246,7 +250,7 @@ func (r *runExec) acquire() (rec RunRecord, resume *Resume, held bool, err error
 		switch {
 		case errors.Is(err, ErrRunNotFound):
 			return RunRecord{}, nil, false, fmt.Errorf("dagq: run task %s: %w (launch runs with Launcher.Launch): %w",
-				RunTaskID(r.args.RunID), err, ErrSkipRetry)
+				RunTaskID(r.args.RunID), err, core.ErrSkipRetry)
 		case err != nil:
 			return RunRecord{}, nil, false, err
 		}
@@ -278,7 +282,7 @@ func (r *runExec) acquire() (rec RunRecord, resume *Resume, held bool, err error
 			}
 			rec.ResumedAt = now
 		default:
-			return RunRecord{}, nil, false, fmt.Errorf("dagq: run %s: the record has unknown state %q: %w", r.args.RunID, rec.State, ErrSkipRetry)
+			return RunRecord{}, nil, false, fmt.Errorf("dagq: run %s: the record has unknown state %q: %w", r.args.RunID, rec.State, core.ErrSkipRetry)
 		}
 		rec.State, rec.Attempt, rec.Worker = RunRunning, rec.Attempt+1, r.worker
 		ver, err := r.put(rec)
@@ -302,7 +306,7 @@ func (r *runExec) put(rec RunRecord) (string, error) {
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	ver, err := r.h.state.Put(ctx, RunRecordKey(r.args.RunID), data, ports.WriteCondition{MatchVersion: rec.Version})
+	ver, err := r.h.state.Put(ctx, runRecordKey(r.args.RunID), data, ports.WriteCondition{MatchVersion: rec.Version})
 	switch {
 	case err == nil:
 		return ver, nil
@@ -352,7 +356,7 @@ func (r *runExec) execute(rec RunRecord, resume *Resume) (json.RawMessage, error
 	}
 	stopWatch := context.AfterFunc(r.ctx, func() {
 		cause := context.Cause(r.ctx)
-		if errors.Is(cause, ErrShutdown) || errors.Is(cause, ports.ErrLeaseLost) {
+		if errors.Is(cause, core.ErrShutdown) || errors.Is(cause, ports.ErrLeaseLost) {
 			doDetach(cause)
 			return
 		}
@@ -405,7 +409,7 @@ func (r *runExec) execute(rec RunRecord, resume *Resume) (json.RawMessage, error
 
 	final := r.snapshot()
 	applyRunResult(&final, res)
-	if errors.Is(context.Cause(runCtx), ErrTaskCanceled) && final.CancelRequestedAt.IsZero() {
+	if errors.Is(context.Cause(runCtx), core.ErrTaskCanceled) && final.CancelRequestedAt.IsZero() {
 		final.CancelRequestedAt = time.Now().UTC()
 	}
 	if werr := r.writeFinal(final); werr != nil {
@@ -422,7 +426,7 @@ func (r *runExec) execute(rec RunRecord, resume *Resume) (json.RawMessage, error
 	log.Info("run finished", "state", res.State)
 	out, merr := json.Marshal(res)
 	if merr != nil {
-		return nil, fmt.Errorf("dagq: run %s: encode its result: %v: %w", r.args.RunID, merr, ErrSkipRetry)
+		return nil, fmt.Errorf("dagq: run %s: encode its result: %v: %w", r.args.RunID, merr, core.ErrSkipRetry)
 	}
 	return out, nil
 }
@@ -455,7 +459,7 @@ func (r *runExec) heartbeat(attempt int, released bool) string {
 	data, _ := json.Marshal(runHeartbeat{Worker: r.worker, Attempt: attempt, At: time.Now().UTC(), Released: released})
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	v, err := r.h.state.Put(ctx, RunHeartbeatKey(r.args.RunID), data, ports.WriteCondition{})
+	v, err := r.h.state.Put(ctx, runHeartbeatKey(r.args.RunID), data, ports.WriteCondition{})
 	if err != nil {
 		r.log.Warn("writing the run heartbeat failed", "err", err)
 		return ""
@@ -469,7 +473,7 @@ func (r *runExec) writeHeartbeat(attempt int, released bool, version string) {
 	data, _ := json.Marshal(runHeartbeat{Worker: r.worker, Attempt: attempt, At: time.Now().UTC(), Released: released})
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	if _, err := r.h.state.Put(ctx, RunHeartbeatKey(r.args.RunID), data, ports.WriteCondition{MatchVersion: version}); err != nil &&
+	if _, err := r.h.state.Put(ctx, runHeartbeatKey(r.args.RunID), data, ports.WriteCondition{MatchVersion: version}); err != nil &&
 		!errors.Is(err, ports.ErrConflict) && !errors.Is(err, ports.ErrNotFound) {
 		r.log.Warn("marking the run heartbeat released failed", "err", err)
 	}
@@ -553,7 +557,7 @@ func (r *runExec) writeFinal(final RunRecord) error {
 			return err
 		}
 		if i < runFinalTries-1 {
-			sleepCtx(context.WithoutCancel(r.ctx), putRetryDelay<<i)
+			time.Sleep(finalRetryDelay << i) // the run's context may be done: the final write must still be tried
 		}
 	}
 	return err

@@ -1,4 +1,4 @@
-package core_test
+package dag_test
 
 import (
 	"context"
@@ -20,6 +20,8 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/core/dag"
+	"github.com/dagq/dagq/internal/testutil"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
 )
@@ -108,7 +110,7 @@ type lnWorld struct {
 	queue    string
 	state    ports.StateStore
 	client   *core.Client
-	launcher *core.Launcher
+	launcher *dag.Launcher
 	calls    *lnCalls
 }
 
@@ -127,12 +129,12 @@ func newLnWorld(t *testing.T, fifo bool) *lnWorld {
 			Cancels:     tr.CancelChannel(),
 			Completions: tr.CompletionBus(),
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	state := tr.StateStore()
-	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
+	l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: state, Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 	return &lnWorld{t: t, tr: tr, queue: queue, state: state, client: c, launcher: l, calls: newLnCalls()}
 }
@@ -142,7 +144,7 @@ func newLnWorld(t *testing.T, fifo bool) *lnWorld {
 // write heartbeats — a crashed or partitioned process, as seen from outside.
 type lnWorker struct {
 	w    *core.Worker
-	logs *wkLogSink
+	logs *testutil.LogSink
 	dead atomic.Bool
 	// recordsDown fails the run-record writes (not the heartbeats).
 	recordsDown atomic.Bool
@@ -153,7 +155,7 @@ func (x *lnWorld) startWorker(id string, mod func(*core.WorkerOptions)) *lnWorke
 	t := x.t
 	t.Helper()
 	lw := &lnWorker{}
-	logger, sink := newWkLogger(t)
+	logger, sink := testutil.NewLogger(t)
 	lw.logs = sink
 	client, err := core.NewClient(core.ClientOptions{
 		Ports: core.Ports{
@@ -167,7 +169,7 @@ func (x *lnWorld) startWorker(id string, mod func(*core.WorkerOptions)) *lnWorke
 	require.NoError(t, err)
 	reg := core.NewRegistry()
 	x.calls.register(reg)
-	require.NoError(t, core.RegisterRunTask(reg, core.RunTaskDeps{
+	require.NoError(t, dag.RegisterRunTask(reg, dag.RunTaskDeps{
 		Client: client, State: &switchState{StateStore: x.tr.StateStore(), dead: &lw.dead, recordsDown: &lw.recordsDown}, Logger: logger,
 	}))
 	opts := core.WorkerOptions{
@@ -269,21 +271,21 @@ func (s *switchState) Put(ctx context.Context, key string, data []byte, c ports.
 }
 
 // status reads a run's record.
-func (x *lnWorld) status(runID string) core.RunRecord {
+func (x *lnWorld) status(runID string) dag.RunRecord {
 	x.t.Helper()
 	rec, err := x.launcher.Status(context.Background(), runID)
 	require.NoError(x.t, err)
 	return rec
 }
 
-func (x *lnWorld) health(runID string) core.Health {
+func (x *lnWorld) health(runID string) dag.Health {
 	x.t.Helper()
 	h, err := x.launcher.Health(context.Background(), runID)
 	require.NoError(x.t, err)
 	return h
 }
 
-func (x *lnWorld) wait(runID string) core.RunRecord {
+func (x *lnWorld) wait(runID string) dag.RunRecord {
 	x.t.Helper()
 	rec, err := x.launcher.Wait(context.Background(), runID)
 	require.NoError(x.t, err)
@@ -291,30 +293,30 @@ func (x *lnWorld) wait(runID string) core.RunRecord {
 }
 
 // runResult waits for the run task's result and decodes its RunResult.
-func (x *lnWorld) runResult(runID string) (ports.Result, core.RunResult) {
+func (x *lnWorld) runResult(runID string) (ports.Result, dag.RunResult) {
 	x.t.Helper()
-	res, err := x.client.Wait(context.Background(), core.RunTaskID(runID))
+	res, err := x.client.Wait(context.Background(), dag.RunTaskID(runID))
 	require.NoError(x.t, err)
-	var rr core.RunResult
+	var rr dag.RunResult
 	if res.State == ports.StateSucceeded {
 		require.NoError(x.t, json.Unmarshal(res.Output, &rr))
 	}
 	return res, rr
 }
 
-func stepStates(rec core.RunRecord) map[string]core.StepState {
-	m := map[string]core.StepState{}
+func stepStates(rec dag.RunRecord) map[string]dag.StepState {
+	m := map[string]dag.StepState{}
 	for _, s := range rec.Steps {
 		m[s.Name] = s.State
 	}
 	return m
 }
 
-func lnStep(name string, a lnArgs, up ...string) core.Step {
-	return core.Step{Name: name, Task: lnWork.Name, Args: arg(a), Upstream: up}
+func lnStep(name string, a lnArgs, up ...string) dag.Step {
+	return dag.Step{Name: name, Task: lnWork.Name, Args: arg(a), Upstream: up}
 }
 
-var lnChain = core.Job{Name: "chain", Steps: []core.Step{
+var lnChain = dag.Job{Name: "chain", Steps: []dag.Step{
 	lnStep("a", lnArgs{Sleep: 10 * time.Second}),
 	lnStep("b", lnArgs{Sleep: 10 * time.Second}, "a"),
 	lnStep("c", lnArgs{Sleep: 10 * time.Second}, "b"),
@@ -327,18 +329,18 @@ func TestLauncher_LaunchRunsToSuccess(t *testing.T) {
 		x := newLnWorld(t, false)
 		ctx := context.Background()
 		start := time.Now()
-		runID, err := x.launcher.Launch(ctx, lnChain, core.LaunchOptions{RunID: "r1", Params: map[string]string{"day": "mon"}})
+		runID, err := x.launcher.Launch(ctx, lnChain, dag.LaunchOptions{RunID: "r1", Params: map[string]string{"day": "mon"}})
 		require.NoError(t, err)
 		require.Equal(t, "r1", runID)
 
 		// No worker yet: queued.
 		rec := x.status("r1")
-		assert.Equal(t, core.RunQueued, rec.State)
+		assert.Equal(t, dag.RunQueued, rec.State)
 		assert.Equal(t, "chain", rec.Job)
 		assert.Equal(t, "r1:run", rec.TaskID)
 		assert.Equal(t, map[string]string{"day": "mon"}, rec.Params)
-		assert.Equal(t, map[string]core.StepState{"a": "pending", "b": "pending", "c": "pending"}, stepStates(rec))
-		upstreams := func(rec core.RunRecord) map[string][]string {
+		assert.Equal(t, map[string]dag.StepState{"a": "pending", "b": "pending", "c": "pending"}, stepStates(rec))
+		upstreams := func(rec dag.RunRecord) map[string][]string {
 			m := map[string][]string{}
 			for _, s := range rec.Steps {
 				m[s.Name] = s.Upstream
@@ -351,38 +353,38 @@ func TestLauncher_LaunchRunsToSuccess(t *testing.T) {
 		assert.Zero(t, rec.Attempt)
 		assert.NotEmpty(t, rec.Version)
 		h := x.health("r1")
-		assert.Equal(t, core.HealthQueued, h.Status)
+		assert.Equal(t, dag.HealthQueued, h.Status)
 		assert.Contains(t, h.Message, "waiting for a worker")
 
 		x.startWorker("w1", nil)
 		time.Sleep(17 * time.Second) // a done at 10s, b running; records flushed every 5s
 		rec = x.status("r1")
-		assert.Equal(t, core.RunRunning, rec.State)
+		assert.Equal(t, dag.RunRunning, rec.State)
 		assert.Equal(t, "w1", rec.Worker)
 		assert.Equal(t, 1, rec.Attempt)
 		assert.Equal(t, start.UTC(), rec.StartedAt)
-		assert.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "running", "c": "pending"}, stepStates(rec))
+		assert.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "running", "c": "pending"}, stepStates(rec))
 		assert.Equal(t, wantUp, upstreams(rec), "kept by the running writes")
 		b, _ := rec.Step("b")
 		assert.Equal(t, "r1.b", b.TaskID)
 		assert.Equal(t, 1, b.Attempts)
 		h = x.health("r1")
-		assert.Equal(t, core.HealthRunning, h.Status, h.Message)
+		assert.Equal(t, dag.HealthRunning, h.Status, h.Message)
 		assert.Equal(t, "w1", h.Worker)
-		assert.WithinDuration(t, time.Now(), h.LastHeartbeat, core.DefaultRunHeartbeat)
+		assert.WithinDuration(t, time.Now(), h.LastHeartbeat, dag.DefaultRunHeartbeat)
 		assert.Contains(t, h.Message, "worker w1 heartbeat")
 
 		// Fresh heartbeats all along.
 		for range 2 {
 			time.Sleep(5 * time.Second)
-			assert.Equal(t, core.HealthRunning, x.health("r1").Status)
+			assert.Equal(t, dag.HealthRunning, x.health("r1").Status)
 		}
 
 		rec = x.wait("r1")
 		assert.Equal(t, 30*time.Second, time.Since(start), "three steps of 10s")
-		assert.Equal(t, core.RunSucceeded, rec.State)
+		assert.Equal(t, dag.RunSucceeded, rec.State)
 		assert.Empty(t, rec.Error)
-		assert.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "succeeded", "c": "succeeded"}, stepStates(rec))
+		assert.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "succeeded", "c": "succeeded"}, stepStates(rec))
 		assert.Equal(t, wantUp, upstreams(rec), "kept by the final write")
 		for _, s := range rec.Steps {
 			assert.Equal(t, 1, s.Attempts, s.Name)
@@ -391,20 +393,20 @@ func TestLauncher_LaunchRunsToSuccess(t *testing.T) {
 		}
 		assert.Equal(t, time.Now().UTC(), rec.FinishedAt)
 		h = x.health("r1")
-		assert.Equal(t, core.HealthSuccess, h.Status)
+		assert.Equal(t, dag.HealthSuccess, h.Status)
 		assert.Equal(t, "w1", h.Worker)
 
 		// The run task's output is the RunResult, with the steps' outputs.
 		res, rr := x.runResult("r1")
 		require.Equal(t, ports.StateSucceeded, res.State)
-		assert.Equal(t, core.RunSucceeded, rr.State)
+		assert.Equal(t, dag.RunSucceeded, rr.State)
 		c, _ := rr.Step("c")
 		assert.JSONEq(t, `"c(b(a()))"`, string(c.Output))
 
 		ok, err := x.launcher.Terminate(ctx, "r1")
 		require.NoError(t, err)
 		assert.False(t, ok, "a finished run cannot be terminated")
-		assert.Equal(t, core.RunSucceeded, x.status("r1").State)
+		assert.Equal(t, dag.RunSucceeded, x.status("r1").State)
 	})
 }
 
@@ -412,25 +414,25 @@ func TestLauncher_FailedRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
 		x.startWorker("w1", nil)
-		job := core.Job{Name: "failing", Steps: []core.Step{
+		job := dag.Job{Name: "failing", Steps: []dag.Step{
 			lnStep("ok", lnArgs{Sleep: time.Second}),
 			lnStep("bad", lnArgs{Sleep: time.Second, Fail: "disk full"}),
 			lnStep("after", lnArgs{}, "bad"),
 		}}
-		runID, err := x.launcher.Launch(context.Background(), job, core.LaunchOptions{})
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{})
 		require.NoError(t, err)
 		assert.Len(t, runID, 32, "a generated run ID")
 		rec := x.wait(runID)
-		assert.Equal(t, core.RunFailed, rec.State)
-		assert.Equal(t, map[string]core.StepState{"ok": "succeeded", "bad": "failed", "after": "skipped"}, stepStates(rec))
+		assert.Equal(t, dag.RunFailed, rec.State)
+		assert.Equal(t, map[string]dag.StepState{"ok": "succeeded", "bad": "failed", "after": "skipped"}, stepStates(rec))
 		assert.Contains(t, rec.Error, `step "bad" failed: disk full`)
 		h := x.health(runID)
-		assert.Equal(t, core.HealthFailed, h.Status)
+		assert.Equal(t, dag.HealthFailed, h.Status)
 		assert.Contains(t, h.Message, "disk full")
 		assert.Zero(t, x.calls.count("after"))
 
 		_, rr := x.runResult(runID)
-		assert.Equal(t, core.RunFailed, rr.State, "a failed run is the run task's output, not its failure")
+		assert.Equal(t, dag.RunFailed, rr.State, "a failed run is the run task's output, not its failure")
 	})
 }
 
@@ -439,32 +441,32 @@ func TestLauncher_UnknownRun(t *testing.T) {
 		x := newLnWorld(t, false)
 		ctx := context.Background()
 		_, err := x.launcher.Status(ctx, "nope")
-		require.ErrorIs(t, err, core.ErrRunNotFound)
+		require.ErrorIs(t, err, dag.ErrRunNotFound)
 		require.ErrorIs(t, err, ports.ErrNotFound)
 		h, err := x.launcher.Health(ctx, "nope")
 		require.NoError(t, err)
-		assert.Equal(t, core.HealthNotFound, h.Status)
+		assert.Equal(t, dag.HealthNotFound, h.Status)
 		ok, err := x.launcher.Terminate(ctx, "nope")
-		require.ErrorIs(t, err, core.ErrRunNotFound)
+		require.ErrorIs(t, err, dag.ErrRunNotFound)
 		assert.False(t, ok)
 		_, err = x.launcher.Wait(ctx, "nope")
-		require.ErrorIs(t, err, core.ErrRunNotFound)
+		require.ErrorIs(t, err, dag.ErrRunNotFound)
 		_, err = x.launcher.Status(ctx, "bad id")
 		require.ErrorIs(t, err, ports.ErrInvalidArgument)
 	})
 }
 
 // putRecord writes a run record and, when hb is not zero, a heartbeat.
-func (x *lnWorld) putRecord(rec core.RunRecord, hb map[string]any) {
+func (x *lnWorld) putRecord(rec dag.RunRecord, hb map[string]any) {
 	x.t.Helper()
 	data, err := json.Marshal(rec)
 	require.NoError(x.t, err)
-	_, err = x.state.Put(context.Background(), core.RunRecordKey(rec.RunID), data, ports.WriteCondition{})
+	_, err = x.state.Put(context.Background(), dag.RunRecordKey(rec.RunID), data, ports.WriteCondition{})
 	require.NoError(x.t, err)
 	if hb != nil {
 		data, err := json.Marshal(hb)
 		require.NoError(x.t, err)
-		_, err = x.state.Put(context.Background(), core.RunHeartbeatKey(rec.RunID), data, ports.WriteCondition{})
+		_, err = x.state.Put(context.Background(), dag.RunHeartbeatKey(rec.RunID), data, ports.WriteCondition{})
 		require.NoError(x.t, err)
 	}
 }
@@ -473,37 +475,37 @@ func TestLauncher_HealthFromHeartbeats(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false) // StaleAfter 15s (3 × 5s)
 		now := time.Now().UTC()
-		running := func(id string, started time.Time) core.RunRecord {
-			return core.RunRecord{RunID: id, Job: "j", State: core.RunRunning, TaskID: core.RunTaskID(id),
+		running := func(id string, started time.Time) dag.RunRecord {
+			return dag.RunRecord{RunID: id, Job: "j", State: dag.RunRunning, TaskID: dag.RunTaskID(id),
 				Worker: "w9", Attempt: 1, CreatedAt: started, StartedAt: started}
 		}
 		hb := func(at time.Time) map[string]any { return map[string]any{"worker": "w9", "attempt": 1, "at": at} }
 
 		x.putRecord(running("fresh", now.Add(-time.Hour)), hb(now.Add(-15*time.Second)))
 		h := x.health("fresh")
-		assert.Equal(t, core.HealthRunning, h.Status, h.Message)
+		assert.Equal(t, dag.HealthRunning, h.Status, h.Message)
 		assert.Equal(t, "w9", h.Worker)
 		assert.Equal(t, now.Add(-15*time.Second), h.LastHeartbeat)
 
 		stale := now.Add(-16 * time.Second)
 		x.putRecord(running("stale", now.Add(-time.Hour)), hb(stale))
 		h = x.health("stale")
-		assert.Equal(t, core.HealthFailed, h.Status)
+		assert.Equal(t, dag.HealthFailed, h.Status)
 		assert.Equal(t, "w9", h.Worker)
 		assert.Equal(t, stale, h.LastHeartbeat)
 		assert.Equal(t, "worker w9 stopped heartbeating at "+stale.Format(time.RFC3339)+
 			"; the run task will be redelivered to another worker after its lease expires", h.Message)
 		rec := x.status("stale")
-		assert.Equal(t, core.RunRunning, rec.State, "the record stays running: the run is recovered, not failed")
+		assert.Equal(t, dag.RunRunning, rec.State, "the record stays running: the run is recovered, not failed")
 
 		// No heartbeat yet: the start counts.
 		x.putRecord(running("young", now.Add(-10*time.Second)), nil)
 		h = x.health("young")
-		assert.Equal(t, core.HealthRunning, h.Status)
+		assert.Equal(t, dag.HealthRunning, h.Status)
 		assert.Zero(t, h.LastHeartbeat)
 		x.putRecord(running("silent", now.Add(-20*time.Second)), nil)
 		h = x.health("silent")
-		assert.Equal(t, core.HealthFailed, h.Status)
+		assert.Equal(t, dag.HealthFailed, h.Status)
 		assert.Contains(t, h.Message, "worker w9 started the run at "+now.Add(-20*time.Second).Format(time.RFC3339)+" and never heartbeated")
 
 		// A heartbeat of an earlier execution does not count for a resumed one.
@@ -511,18 +513,18 @@ func TestLauncher_HealthFromHeartbeats(t *testing.T) {
 		old.Attempt, old.Worker, old.ResumedAt = 2, "w10", now.Add(-2*time.Second)
 		x.putRecord(old, hb(now.Add(-time.Minute)))
 		h = x.health("resumed")
-		assert.Equal(t, core.HealthRunning, h.Status)
+		assert.Equal(t, dag.HealthRunning, h.Status)
 		assert.Equal(t, "w10", h.Worker)
 
 		// A stale run whose task has a result after all reports that.
 		x.putRecord(running("gone", now.Add(-time.Hour)), hb(stale))
 		require.NoError(t, x.tr.ResultBackend().Put(context.Background(), ports.Result{
-			TaskID: core.RunTaskID("gone"), State: ports.StateFailed, Error: "attempts exhausted before start"}))
+			TaskID: dag.RunTaskID("gone"), State: ports.StateFailed, Error: "attempts exhausted before start"}))
 		h = x.health("gone")
-		assert.Equal(t, core.HealthFailed, h.Status)
+		assert.Equal(t, dag.HealthFailed, h.Status)
 		assert.Equal(t, "the run task failed: attempts exhausted before start", h.Message)
 		rec = x.status("gone")
-		assert.Equal(t, core.RunFailed, rec.State)
+		assert.Equal(t, dag.RunFailed, rec.State)
 	})
 }
 
@@ -536,28 +538,28 @@ func TestLauncher_HealthUnknownOnlyWhenTheStoreFails(t *testing.T) {
 			Results:  tr.ResultBackend(),
 			NoCancel: true,
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	defer c.Close()
-	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
+	l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: state, Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 	ctx := context.Background()
 
 	state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{}, fmt.Errorf("s3: %w", ports.ErrUnavailable))
 	h, err := l.Health(ctx, "r1")
 	require.ErrorIs(t, err, ports.ErrUnavailable)
-	assert.Equal(t, core.HealthUnknown, h.Status)
+	assert.Equal(t, dag.HealthUnknown, h.Status)
 	assert.Contains(t, h.Message, "cannot read the run record")
 
-	rec, _ := json.Marshal(core.RunRecord{RunID: "r1", State: core.RunRunning, TaskID: "r1:run", Worker: "w1", Attempt: 1, StartedAt: time.Now()})
+	rec, _ := json.Marshal(dag.RunRecord{RunID: "r1", State: dag.RunRunning, TaskID: "r1:run", Worker: "w1", Attempt: 1, StartedAt: time.Now()})
 	gomock.InOrder(
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Key: "runs/r1", Data: rec, Version: "v1"}, nil),
 		state.EXPECT().Get(gomock.Any(), "heartbeats/r1").Return(ports.Record{}, fmt.Errorf("s3: %w", ports.ErrUnavailable)),
 	)
 	h, err = l.Health(ctx, "r1")
 	require.ErrorIs(t, err, ports.ErrUnavailable)
-	assert.Equal(t, core.HealthUnknown, h.Status)
+	assert.Equal(t, dag.HealthUnknown, h.Status)
 	assert.Equal(t, "w1", h.Worker)
 }
 
@@ -567,38 +569,38 @@ func TestLauncher_DeadWorkerDetectedAndRunRecovered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
 		w1 := x.startWorker("w1", nil) // lease 30s, extended every 10s
-		job := core.Job{Name: "recover", Steps: []core.Step{
+		job := dag.Job{Name: "recover", Steps: []dag.Step{
 			lnStep("a", lnArgs{Sleep: time.Second}),
 			lnStep("b", lnArgs{Sleep: time.Second, BlockOn: "w1"}, "a"), // hangs on w1
 			lnStep("c", lnArgs{Sleep: time.Second}, "b"),
 		}}
 		start := time.Now()
-		runID, err := x.launcher.Launch(context.Background(), job, core.LaunchOptions{RunID: "dead"})
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "dead"})
 		require.NoError(t, err)
 		require.Equal(t, "b", <-x.calls.started)
 		time.Sleep(6 * time.Second)
 		rec := x.status(runID)
-		assert.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "running", "c": "pending"}, stepStates(rec))
-		assert.Equal(t, core.HealthRunning, x.health(runID).Status)
+		assert.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "running", "c": "pending"}, stepStates(rec))
+		assert.Equal(t, dag.HealthRunning, x.health(runID).Status)
 
 		// w1 dies: no more heartbeats, lease extensions, acks or sends.
 		w1.dead.Store(true)
 		killed := time.Now()
 		time.Sleep(16 * time.Second)
 		h := x.health(runID)
-		require.Equal(t, core.HealthFailed, h.Status, h.Message)
+		require.Equal(t, dag.HealthFailed, h.Status, h.Message)
 		assert.Equal(t, "w1", h.Worker)
-		assert.True(t, !h.LastHeartbeat.After(killed) && h.LastHeartbeat.After(killed.Add(-core.DefaultRunHeartbeat)),
+		assert.True(t, !h.LastHeartbeat.After(killed) && h.LastHeartbeat.After(killed.Add(-dag.DefaultRunHeartbeat)),
 			"last heartbeat %v, killed at %v", h.LastHeartbeat, killed)
 		assert.Equal(t, "worker w1 stopped heartbeating at "+h.LastHeartbeat.Format(time.RFC3339)+
 			"; the run task will be redelivered to another worker after its lease expires", h.Message)
-		assert.Equal(t, core.RunRunning, x.status(runID).State)
+		assert.Equal(t, dag.RunRunning, x.status(runID).State)
 
 		// Another worker gets the run task when its lease expires and
 		// finishes the run without running a again.
 		w2 := x.startWorker("w2", nil)
 		rec = x.wait(runID)
-		assert.Equal(t, core.RunSucceeded, rec.State, rec.Error)
+		assert.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
 		assert.Equal(t, "w2", rec.Worker)
 		assert.Equal(t, 2, rec.Attempt)
 		assert.Equal(t, start.UTC(), rec.StartedAt)
@@ -609,12 +611,12 @@ func TestLauncher_DeadWorkerDetectedAndRunRecovered(t *testing.T) {
 		assert.ErrorIs(t, x.calls.cause("b"), ports.ErrLeaseLost, "w1's b lost its lease; it was not cancelled")
 		a, _ := rec.Step("a")
 		assert.Equal(t, start.Add(time.Second).UTC(), a.FinishedAt.UTC(), "a's result is the first one")
-		assert.Equal(t, core.HealthSuccess, x.health(runID).Status)
+		assert.Equal(t, dag.HealthSuccess, x.health(runID).Status)
 		_, rr := x.runResult(runID)
 		c, _ := rr.Step("c")
 		assert.JSONEq(t, `"c(b(a()))"`, string(c.Output))
-		assert.NotEmpty(t, w2.logs.find("taking over a run whose execution stopped"))
-		assert.NotEmpty(t, w1.logs.find("run released"), "w1's run task saw its lease go")
+		assert.NotEmpty(t, w2.logs.Find("taking over a run whose execution stopped"))
+		assert.NotEmpty(t, w1.logs.Find("run released"), "w1's run task saw its lease go")
 	})
 }
 
@@ -622,11 +624,11 @@ func TestLauncher_ShutdownReleasesTheRunWithoutCancellingIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
 		w1 := x.startWorker("w1", func(o *core.WorkerOptions) { o.ShutdownTimeout = time.Second })
-		job := core.Job{Name: "deploy", Steps: []core.Step{
+		job := dag.Job{Name: "deploy", Steps: []dag.Step{
 			lnStep("a", lnArgs{Sleep: 20 * time.Second}),
 			lnStep("b", lnArgs{Sleep: time.Second}, "a"),
 		}}
-		runID, err := x.launcher.Launch(context.Background(), job, core.LaunchOptions{RunID: "rel"})
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "rel"})
 		require.NoError(t, err)
 		time.Sleep(6 * time.Second)
 		x.startWorker("w2", nil)
@@ -634,9 +636,9 @@ func TestLauncher_ShutdownReleasesTheRunWithoutCancellingIt(t *testing.T) {
 		stopped := time.Now()
 		w1.stop()
 		h := x.health(runID)
-		assert.Equal(t, core.HealthRunning, h.Status, h.Message)
+		assert.Equal(t, dag.HealthRunning, h.Status, h.Message)
 		rec := x.wait(runID)
-		assert.Equal(t, core.RunSucceeded, rec.State, rec.Error)
+		assert.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
 		assert.Equal(t, "w2", rec.Worker)
 		assert.Equal(t, 2, rec.Attempt)
 		assert.Equal(t, 2, x.calls.count("a"), "a was interrupted on w1 and ran again on w2")
@@ -644,7 +646,7 @@ func TestLauncher_ShutdownReleasesTheRunWithoutCancellingIt(t *testing.T) {
 		// The worker releases the run task while its handler marks the
 		// heartbeat released: w2 takes the run over at once, or when it
 		// looks again one heartbeat interval later.
-		assert.LessOrEqual(t, rec.ResumedAt.Sub(stopped), time.Second+core.DefaultRunHeartbeat,
+		assert.LessOrEqual(t, rec.ResumedAt.Sub(stopped), time.Second+dag.DefaultRunHeartbeat,
 			"taken over long before the heartbeat went stale")
 	})
 }
@@ -653,31 +655,31 @@ func TestLauncher_FinalWriteFailureRetriesTheRunTask(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
 		w1 := x.startWorker("w1", nil)
-		job := core.Job{Name: "j", Steps: []core.Step{lnStep("a", lnArgs{Sleep: 10 * time.Second})}}
-		runID, err := x.launcher.Launch(context.Background(), job, core.LaunchOptions{RunID: "fw"})
+		job := dag.Job{Name: "j", Steps: []dag.Step{lnStep("a", lnArgs{Sleep: 10 * time.Second})}}
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "fw"})
 		require.NoError(t, err)
 		time.Sleep(time.Second)
 		w1.recordsDown.Store(true) // the store refuses the record writes for a while
 		time.Sleep(12 * time.Second)
-		assert.Equal(t, core.RunRunning, x.status(runID).State)
+		assert.Equal(t, dag.RunRunning, x.status(runID).State)
 		w1.recordsDown.Store(false)
 		rec := x.wait(runID)
-		assert.Equal(t, core.RunSucceeded, rec.State, rec.Error)
+		assert.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
 		assert.Equal(t, 2, rec.Attempt, "the run task's retry resumed the run at once")
 		assert.Equal(t, 1, x.calls.count("a"), "and did not run a again")
-		assert.NotEmpty(t, w1.logs.find("recording the end of the run failed"))
-		assert.Empty(t, w1.logs.find("held by another delivery"), "the failed attempt released the run")
+		assert.NotEmpty(t, w1.logs.Find("recording the end of the run failed"))
+		assert.Empty(t, w1.logs.Find("held by another delivery"), "the failed attempt released the run")
 	})
 }
 
 func TestLauncher_DuplicateDeliveryWaitsForTheLiveExecution(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
-		job := core.Job{Name: "dup", Steps: []core.Step{
+		job := dag.Job{Name: "dup", Steps: []dag.Step{
 			lnStep("a", lnArgs{Sleep: 20 * time.Second}),
 			lnStep("b", lnArgs{Sleep: time.Second}, "a"),
 		}}
-		runID, err := x.launcher.Launch(context.Background(), job, core.LaunchOptions{RunID: "dup"})
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "dup"})
 		require.NoError(t, err)
 		// A standard queue may deliver a message twice: queue a copy.
 		raw := x.tr.Broker(x.queue)
@@ -689,11 +691,11 @@ func TestLauncher_DuplicateDeliveryWaitsForTheLiveExecution(t *testing.T) {
 
 		w1 := x.startWorker("w1", nil)
 		rec := x.wait(runID)
-		assert.Equal(t, core.RunSucceeded, rec.State, rec.Error)
+		assert.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
 		assert.Equal(t, 1, rec.Attempt, "one execution")
 		assert.Equal(t, 1, x.calls.count("a"))
 		assert.Equal(t, 1, x.calls.count("b"))
-		assert.NotEmpty(t, w1.logs.find("held by another delivery"))
+		assert.NotEmpty(t, w1.logs.Find("held by another delivery"))
 		// The copy ends too, with the run's outcome.
 		require.Eventually(t, func() bool {
 			s, _ := x.tr.Stats(x.queue)
@@ -706,8 +708,8 @@ func TestLauncher_TerminateWithADuplicateDelivery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
 		ctx := context.Background()
-		job := core.Job{Name: "dup", Steps: []core.Step{lnStep("slow", lnArgs{Block: true})}}
-		runID, err := x.launcher.Launch(ctx, job, core.LaunchOptions{RunID: "dupt"})
+		job := dag.Job{Name: "dup", Steps: []dag.Step{lnStep("slow", lnArgs{Block: true})}}
+		runID, err := x.launcher.Launch(ctx, job, dag.LaunchOptions{RunID: "dupt"})
 		require.NoError(t, err)
 		raw := x.tr.Broker(x.queue)
 		ds, err := raw.Receive(ctx, 1, time.Minute)
@@ -717,17 +719,17 @@ func TestLauncher_TerminateWithADuplicateDelivery(t *testing.T) {
 		w1 := x.startWorker("w1", nil)
 		require.Equal(t, "slow", <-x.calls.started)
 		time.Sleep(7 * time.Second)
-		require.NotEmpty(t, w1.logs.find("held by another delivery"))
+		require.NotEmpty(t, w1.logs.Find("held by another delivery"))
 
 		ok, err := x.launcher.Terminate(ctx, runID)
 		require.NoError(t, err)
 		require.True(t, ok)
 		rec := x.wait(runID)
-		assert.Equal(t, core.RunCancelled, rec.State)
+		assert.Equal(t, dag.RunCancelled, rec.State)
 		assert.True(t, strings.HasPrefix(rec.Error, "terminated: "), "recorded by the live execution: %s", rec.Error)
 		assert.Equal(t, 1, rec.Attempt)
 		_, rr := x.runResult(runID)
-		assert.Equal(t, core.RunCancelled, rr.State, "the waiting delivery did not end the run task before the run ended")
+		assert.Equal(t, dag.RunCancelled, rr.State, "the waiting delivery did not end the run task before the run ended")
 		require.Eventually(t, func() bool {
 			s, _ := x.tr.Stats(x.queue)
 			return s == memory.QueueStats{}
@@ -741,16 +743,16 @@ func TestLauncher_TerminateQueuedRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
 		ctx := context.Background()
-		runID, err := x.launcher.Launch(ctx, lnChain, core.LaunchOptions{RunID: "tq"})
+		runID, err := x.launcher.Launch(ctx, lnChain, dag.LaunchOptions{RunID: "tq"})
 		require.NoError(t, err)
 		ok, err := x.launcher.Terminate(ctx, runID)
 		require.NoError(t, err)
 		assert.True(t, ok)
 		rec := x.status(runID)
-		assert.Equal(t, core.RunCancelled, rec.State)
+		assert.Equal(t, dag.RunCancelled, rec.State)
 		assert.Equal(t, "terminated before it started", rec.Error)
 		assert.False(t, rec.CancelRequestedAt.IsZero())
-		assert.Equal(t, core.HealthCancelled, x.health(runID).Status)
+		assert.Equal(t, dag.HealthCancelled, x.health(runID).Status)
 
 		// A worker comes: the run task never starts.
 		x.startWorker("w1", nil)
@@ -759,7 +761,7 @@ func TestLauncher_TerminateQueuedRun(t *testing.T) {
 		assert.Equal(t, 0, res.Attempts, "the run task never started")
 		time.Sleep(time.Minute)
 		rec = x.status(runID)
-		assert.Equal(t, core.RunCancelled, rec.State)
+		assert.Equal(t, dag.RunCancelled, rec.State)
 		assert.Zero(t, rec.Attempt)
 		for _, s := range lnChain.Steps {
 			assert.Zero(t, x.calls.count(s.Name), s.Name)
@@ -782,13 +784,13 @@ func TestLauncher_TerminatedQueuedRunDoesNotRunEvenIfItsTaskStarts(t *testing.T)
 				Results:  x.tr.ResultBackend(),
 				NoCancel: true,
 			},
-			Logger: quietLogger(),
+			Logger: testutil.QuietLogger(),
 		})
 		require.NoError(t, err)
 		defer c.Close()
-		l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: x.state, Logger: quietLogger()})
+		l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: x.state, Logger: testutil.QuietLogger()})
 		require.NoError(t, err)
-		runID, err := l.Launch(ctx, lnChain, core.LaunchOptions{RunID: "tq2"})
+		runID, err := l.Launch(ctx, lnChain, dag.LaunchOptions{RunID: "tq2"})
 		require.NoError(t, err)
 		ok, err := l.Terminate(ctx, runID)
 		require.NoError(t, err)
@@ -797,11 +799,11 @@ func TestLauncher_TerminatedQueuedRunDoesNotRunEvenIfItsTaskStarts(t *testing.T)
 		x.startWorker("w1", nil)
 		res, rr := x.runResult(runID)
 		assert.Equal(t, ports.StateSucceeded, res.State, "the run task ran...")
-		assert.Equal(t, core.RunCancelled, rr.State, "...and found the run cancelled")
+		assert.Equal(t, dag.RunCancelled, rr.State, "...and found the run cancelled")
 		for _, s := range lnChain.Steps {
 			assert.Zero(t, x.calls.count(s.Name), s.Name)
 		}
-		assert.Equal(t, core.RunCancelled, x.status(runID).State)
+		assert.Equal(t, dag.RunCancelled, x.status(runID).State)
 	})
 }
 
@@ -810,17 +812,17 @@ func TestLauncher_TerminateRunningRun(t *testing.T) {
 		x := newLnWorld(t, false)
 		ctx := context.Background()
 		x.startWorker("w1", nil)
-		job := core.Job{Name: "long", Steps: []core.Step{
+		job := dag.Job{Name: "long", Steps: []dag.Step{
 			lnStep("slow1", lnArgs{Block: true}),
 			lnStep("slow2", lnArgs{Block: true}),
 			lnStep("after", lnArgs{}, "slow1", "slow2"),
 		}}
-		runID, err := x.launcher.Launch(ctx, job, core.LaunchOptions{RunID: "tr"})
+		runID, err := x.launcher.Launch(ctx, job, dag.LaunchOptions{RunID: "tr"})
 		require.NoError(t, err)
 		started := []string{<-x.calls.started, <-x.calls.started}
 		assert.ElementsMatch(t, []string{"slow1", "slow2"}, started)
 		time.Sleep(6 * time.Second)
-		assert.Equal(t, core.RunRunning, x.status(runID).State)
+		assert.Equal(t, dag.RunRunning, x.status(runID).State)
 
 		begin := time.Now()
 		ok, err := x.launcher.Terminate(ctx, runID)
@@ -828,15 +830,15 @@ func TestLauncher_TerminateRunningRun(t *testing.T) {
 		assert.True(t, ok)
 		rec := x.wait(runID)
 		assert.Less(t, time.Since(begin), 2*time.Second, "stopped promptly")
-		assert.Equal(t, core.RunCancelled, rec.State)
-		assert.Equal(t, map[string]core.StepState{"slow1": "cancelled", "slow2": "cancelled", "after": "skipped"}, stepStates(rec))
+		assert.Equal(t, dag.RunCancelled, rec.State)
+		assert.Equal(t, map[string]dag.StepState{"slow1": "cancelled", "slow2": "cancelled", "after": "skipped"}, stepStates(rec))
 		assert.False(t, rec.CancelRequestedAt.IsZero(), "Terminate's mark survives the run task's writes")
 		assert.True(t, strings.HasPrefix(rec.Error, "terminated: "), rec.Error)
 		assert.ErrorIs(t, x.calls.cause("slow1"), core.ErrTaskCanceled)
 		assert.ErrorIs(t, x.calls.cause("slow2"), core.ErrTaskCanceled)
 		assert.Zero(t, x.calls.count("after"))
 		h := x.health(runID)
-		assert.Equal(t, core.HealthCancelled, h.Status)
+		assert.Equal(t, dag.HealthCancelled, h.Status)
 		for _, id := range []string{"tr.slow1", "tr.slow2"} {
 			res, err := x.client.Wait(ctx, id)
 			require.NoError(t, err)
@@ -859,17 +861,17 @@ func TestLauncher_TerminateQueuedUsesCompareAndSwap(t *testing.T) {
 			Results: tr.ResultBackend(),
 			Cancels: cancels,
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	defer c.Close()
-	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
+	l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: state, Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 
-	queued := core.RunRecord{RunID: "r1", Job: "j", State: core.RunQueued, TaskID: "r1:run",
-		Steps: []core.StepRecord{{Name: "a", Task: "t", State: core.StepPending}}}
+	queued := dag.RunRecord{RunID: "r1", Job: "j", State: dag.RunQueued, TaskID: "r1:run",
+		Steps: []dag.StepRecord{{Name: "a", Task: "t", State: dag.StepPending}}}
 	data, _ := json.Marshal(queued)
-	var written core.RunRecord
+	var written dag.RunRecord
 	gomock.InOrder(
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Key: "runs/r1", Data: data, Version: "v1"}, nil),
 		// A worker wrote meanwhile (say, a stale copy): conflict.
@@ -885,7 +887,7 @@ func TestLauncher_TerminateQueuedUsesCompareAndSwap(t *testing.T) {
 	ok, err := l.Terminate(context.Background(), "r1")
 	require.NoError(t, err)
 	assert.True(t, ok)
-	assert.Equal(t, core.RunCancelled, written.State)
+	assert.Equal(t, dag.RunCancelled, written.State)
 	assert.Equal(t, "terminated before it started", written.Error)
 	got, err := cancels.Canceled(context.Background(), "r1:run", "r1.a")
 	require.NoError(t, err)
@@ -903,19 +905,19 @@ func TestLauncher_TerminateQueuedThatJustStartedCancelsTheRunningRun(t *testing.
 			Results: tr.ResultBackend(),
 			Cancels: cancels,
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	defer c.Close()
-	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
+	l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: state, Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 
-	rec := core.RunRecord{RunID: "r1", Job: "j", State: core.RunQueued, TaskID: "r1:run",
-		Steps: []core.StepRecord{{Name: "a", Task: "t", State: core.StepSucceeded}, {Name: "b", Task: "t", State: core.StepPending}}}
+	rec := dag.RunRecord{RunID: "r1", Job: "j", State: dag.RunQueued, TaskID: "r1:run",
+		Steps: []dag.StepRecord{{Name: "a", Task: "t", State: dag.StepSucceeded}, {Name: "b", Task: "t", State: dag.StepPending}}}
 	queued, _ := json.Marshal(rec)
-	rec.State, rec.Worker, rec.Attempt = core.RunRunning, "w1", 1
+	rec.State, rec.Worker, rec.Attempt = dag.RunRunning, "w1", 1
 	running, _ := json.Marshal(rec)
-	var marked core.RunRecord
+	var marked dag.RunRecord
 	gomock.InOrder(
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Data: queued, Version: "v1"}, nil),
 		state.EXPECT().Put(gomock.Any(), "runs/r1", gomock.Any(), ports.WriteCondition{MatchVersion: "v1"}).
@@ -932,7 +934,7 @@ func TestLauncher_TerminateQueuedThatJustStartedCancelsTheRunningRun(t *testing.
 	ok, err := l.Terminate(context.Background(), "r1")
 	require.NoError(t, err)
 	assert.True(t, ok)
-	assert.Equal(t, core.RunRunning, marked.State, "the run task records the end")
+	assert.Equal(t, dag.RunRunning, marked.State, "the run task records the end")
 	assert.False(t, marked.CancelRequestedAt.IsZero())
 	got, err := cancels.Canceled(context.Background(), "r1:run", "r1.a", "r1.b")
 	require.NoError(t, err)
@@ -945,19 +947,19 @@ func TestLauncher_FIFOQueueRunCompletes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, true)
 		x.startWorker("w1", nil)
-		job := core.Job{Name: "diamond", Steps: []core.Step{
+		job := dag.Job{Name: "diamond", Steps: []dag.Step{
 			lnStep("a", lnArgs{Sleep: time.Second}),
 			lnStep("b", lnArgs{Sleep: time.Second}, "a"),
 			lnStep("c", lnArgs{Sleep: time.Second}, "a"),
 			lnStep("d", lnArgs{Sleep: time.Second}, "b", "c"),
 		}}
-		runID, err := x.launcher.Launch(context.Background(), job, core.LaunchOptions{RunID: "fifo"})
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "fifo"})
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		rec, err := x.launcher.Wait(ctx, runID)
 		require.NoError(t, err, "the run task must not hold its steps' message group")
-		assert.Equal(t, core.RunSucceeded, rec.State)
+		assert.Equal(t, dag.RunSucceeded, rec.State)
 		_, rr := x.runResult(runID)
 		d, _ := rr.Step("d")
 		assert.JSONEq(t, `"d(b(a()),c(a()))"`, string(d.Output))
@@ -974,7 +976,7 @@ func TestClient_GroupID(t *testing.T) {
 			Results:  tr.ResultBackend(),
 			NoCancel: true,
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	defer c.Close()
@@ -1006,42 +1008,42 @@ func TestLauncher_Validation(t *testing.T) {
 			Results:  tr.ResultBackend(),
 			NoCancel: true,
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	defer c.Close()
 	state := tr.StateStore()
 
-	for name, o := range map[string]core.LauncherOptions{
+	for name, o := range map[string]dag.LauncherOptions{
 		"no client":       {State: state},
 		"no state":        {Client: c},
 		"stale too short": {Client: c, State: state, HeartbeatInterval: time.Second, StaleAfter: time.Second},
 		"negative":        {Client: c, State: state, HeartbeatInterval: -time.Second},
 	} {
-		_, err := core.NewLauncher(o)
+		_, err := dag.NewLauncher(o)
 		require.ErrorIs(t, err, ports.ErrInvalidArgument, name)
 	}
-	_, err = core.NewLauncher(core.LauncherOptions{Client: c, State: state, StaleAfter: 3 * time.Second})
+	_, err = dag.NewLauncher(dag.LauncherOptions{Client: c, State: state, StaleAfter: 3 * time.Second})
 	require.ErrorContains(t, err, "StaleAfter is 3s; it must be longer than HeartbeatInterval (5s)")
 
 	reg := core.NewRegistry()
-	require.ErrorIs(t, core.RegisterRunTask(reg, core.RunTaskDeps{State: state}), ports.ErrInvalidArgument)
-	require.ErrorIs(t, core.RegisterRunTask(reg, core.RunTaskDeps{Client: c}), ports.ErrInvalidArgument)
-	require.NoError(t, core.RegisterRunTask(reg, core.RunTaskDeps{Client: c, State: state}))
-	require.Error(t, core.RegisterRunTask(reg, core.RunTaskDeps{Client: c, State: state}), "registered twice")
-	_, ok := reg.Lookup(core.RunTaskName)
+	require.ErrorIs(t, dag.RegisterRunTask(reg, dag.RunTaskDeps{State: state}), ports.ErrInvalidArgument)
+	require.ErrorIs(t, dag.RegisterRunTask(reg, dag.RunTaskDeps{Client: c}), ports.ErrInvalidArgument)
+	require.NoError(t, dag.RegisterRunTask(reg, dag.RunTaskDeps{Client: c, State: state}))
+	require.Error(t, dag.RegisterRunTask(reg, dag.RunTaskDeps{Client: c, State: state}), "registered twice")
+	_, ok := reg.Lookup(dag.RunTaskName)
 	assert.True(t, ok)
 
-	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: state, Logger: quietLogger()})
+	l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: state, Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = l.Launch(ctx, core.Job{Name: "x"}, core.LaunchOptions{})
-	require.ErrorIs(t, err, core.ErrInvalidJob)
-	_, err = l.Launch(ctx, lnChain, core.LaunchOptions{RunID: strings.Repeat("r", 125)})
+	_, err = l.Launch(ctx, dag.Job{Name: "x"}, dag.LaunchOptions{})
+	require.ErrorIs(t, err, dag.ErrInvalidJob)
+	_, err = l.Launch(ctx, lnChain, dag.LaunchOptions{RunID: strings.Repeat("r", 125)})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
-	_, err = l.Launch(ctx, lnChain, core.LaunchOptions{Retry: &core.RetryPolicy{}})
+	_, err = l.Launch(ctx, lnChain, dag.LaunchOptions{Retry: &core.RetryPolicy{}})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
-	_, err = l.Launch(ctx, lnChain, core.LaunchOptions{CancelWait: -1})
+	_, err = l.Launch(ctx, lnChain, dag.LaunchOptions{CancelWait: -1})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 	_, err = state.Get(ctx, "runs/"+strings.Repeat("r", 125))
 	require.ErrorIs(t, err, ports.ErrNotFound, "nothing written")
@@ -1050,9 +1052,9 @@ func TestLauncher_Validation(t *testing.T) {
 func TestLauncher_DuplicateRunID(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
-		_, err := x.launcher.Launch(context.Background(), lnChain, core.LaunchOptions{RunID: "same"})
+		_, err := x.launcher.Launch(context.Background(), lnChain, dag.LaunchOptions{RunID: "same"})
 		require.NoError(t, err)
-		_, err = x.launcher.Launch(context.Background(), lnChain, core.LaunchOptions{RunID: "same"})
+		_, err = x.launcher.Launch(context.Background(), lnChain, dag.LaunchOptions{RunID: "same"})
 		require.ErrorIs(t, err, ports.ErrAlreadyExists)
 		s, err := x.tr.Stats(x.queue)
 		require.NoError(t, err)
@@ -1070,32 +1072,32 @@ func TestLauncher_SubmitFailureMarksTheRunFailed(t *testing.T) {
 			Results:  tr.ResultBackend(),
 			NoCancel: true,
 		},
-		Logger: quietLogger(),
+		Logger: testutil.QuietLogger(),
 	})
 	require.NoError(t, err)
 	defer c.Close()
-	l, err := core.NewLauncher(core.LauncherOptions{Client: c, State: tr.StateStore(), Logger: quietLogger()})
+	l, err := dag.NewLauncher(dag.LauncherOptions{Client: c, State: tr.StateStore(), Logger: testutil.QuietLogger()})
 	require.NoError(t, err)
 	var sent ports.Message
 	broker.EXPECT().Send(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, msgs ...ports.Message) error {
 		sent = msgs[0]
 		return fmt.Errorf("sqs: %w", ports.ErrUnavailable)
 	})
-	runID, err := l.Launch(context.Background(), lnChain, core.LaunchOptions{RunID: "nosend"})
+	runID, err := l.Launch(context.Background(), lnChain, dag.LaunchOptions{RunID: "nosend"})
 	require.ErrorIs(t, err, ports.ErrUnavailable)
 	assert.Equal(t, "nosend", runID)
 	assert.Equal(t, "nosend:run", sent.ID)
 	assert.Equal(t, "nosend:run", sent.GroupID, "not the steps' group")
 	env, err := core.DecodeEnvelope(sent.Body)
 	require.NoError(t, err)
-	assert.Equal(t, core.RunTaskName, env.Task)
+	assert.Equal(t, dag.RunTaskName, env.Task)
 	assert.Equal(t, "nosend", env.RunID)
 	require.NotNil(t, env.Retry)
-	assert.Equal(t, core.DefaultRunTaskRetry, *env.Retry)
+	assert.Equal(t, dag.DefaultRunTaskRetry, *env.Retry)
 
 	rec, err := l.Status(context.Background(), runID)
 	require.NoError(t, err)
-	assert.Equal(t, core.RunFailed, rec.State)
+	assert.Equal(t, dag.RunFailed, rec.State)
 	assert.Contains(t, rec.Error, "submit the run task")
 }
 
@@ -1104,7 +1106,7 @@ func TestLauncher_RunTaskWithoutRecordFailsWithoutRetry(t *testing.T) {
 		x := newLnWorld(t, false)
 		x.startWorker("w1", nil)
 		_, err := x.client.Submit(context.Background(), core.Request{
-			Task: core.RunTaskName, ID: core.RunTaskID("ghost"),
+			Task: dag.RunTaskName, ID: dag.RunTaskID("ghost"),
 			Args: map[string]any{"run_id": "ghost", "job": "j", "steps": []map[string]any{{"name": "a", "task": "work"}}},
 		})
 		require.NoError(t, err)
@@ -1123,9 +1125,9 @@ func TestExecutor_ResumeReusesResultsAndWatchesSentSteps(t *testing.T) {
 		x := newLnWorld(t, false)
 		x.startWorker("w1", nil)
 		ctx := context.Background()
-		exec, err := core.NewExecutor(x.client, core.ExecutorOptions{Logger: quietLogger()})
+		exec, err := dag.NewExecutor(x.client, dag.ExecutorOptions{Logger: testutil.QuietLogger()})
 		require.NoError(t, err)
-		job := core.Job{Name: "resume", Steps: []core.Step{
+		job := dag.Job{Name: "resume", Steps: []dag.Step{
 			lnStep("a", lnArgs{}),
 			lnStep("b", lnArgs{Sleep: 5 * time.Second}, "a"),
 			lnStep("c", lnArgs{}, "b"),
@@ -1140,18 +1142,18 @@ func TestExecutor_ResumeReusesResultsAndWatchesSentSteps(t *testing.T) {
 			core.WithInputs(map[string]json.RawMessage{"a": json.RawMessage(`"a()"`)})))
 		require.NoError(t, err)
 
-		_, err = exec.Run(ctx, job, core.RunOptions{RunID: "rs", Resume: &core.Resume{Sent: []string{"nope"}}})
+		_, err = exec.Run(ctx, job, dag.RunOptions{RunID: "rs", Resume: &dag.Resume{Sent: []string{"nope"}}})
 		require.ErrorIs(t, err, ports.ErrInvalidArgument)
 
 		var log eventLog
-		res, err := exec.Run(ctx, job, core.RunOptions{RunID: "rs", OnEvent: log.add, Resume: &core.Resume{Sent: []string{"a", "b"}}})
+		res, err := exec.Run(ctx, job, dag.RunOptions{RunID: "rs", OnEvent: log.add, Resume: &dag.Resume{Sent: []string{"a", "b"}}})
 		require.NoError(t, err)
-		assert.Equal(t, core.RunFailed, res.State)
-		states := map[string]core.StepState{}
+		assert.Equal(t, dag.RunFailed, res.State)
+		states := map[string]dag.StepState{}
 		for _, s := range res.Steps {
 			states[s.Name] = s.State
 		}
-		assert.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "succeeded", "c": "succeeded", "x": "failed", "y": "skipped"}, states)
+		assert.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "succeeded", "c": "succeeded", "x": "failed", "y": "skipped"}, states)
 		assert.Zero(t, x.calls.count("a"), "reused")
 		assert.Equal(t, 1, x.calls.count("b"), "watched, not submitted again")
 		assert.Equal(t, 1, x.calls.count("c"))
@@ -1160,7 +1162,8 @@ func TestExecutor_ResumeReusesResultsAndWatchesSentSteps(t *testing.T) {
 		assert.JSONEq(t, `"c(b(a()))"`, string(c.Output))
 		requireEventOrder(t, log.all(), job)
 		assert.Equal(t, []string{"queued", "succeeded"}, log.of("a"))
-		entries, scheduled, watches := core.ClientWaiters(x.client)
+		st := x.client.Stats()
+		entries, scheduled, watches := st.Tracked, st.ScheduledReads, st.Watches
 		assert.Zero(t, entries+scheduled+watches)
 	})
 }
@@ -1168,5 +1171,5 @@ func TestExecutor_ResumeReusesResultsAndWatchesSentSteps(t *testing.T) {
 func TestWorkerIDFromContext(t *testing.T) {
 	assert.Empty(t, core.WorkerIDFromContext(context.Background()))
 	assert.Equal(t, "w7", core.WorkerIDFromContext(core.ContextWithWorkerID(context.Background(), "w7")))
-	assert.True(t, errors.Is(fmt.Errorf("x: %w", core.ErrRunNotFound), core.ErrRunNotFound))
+	assert.True(t, errors.Is(fmt.Errorf("x: %w", dag.ErrRunNotFound), dag.ErrRunNotFound))
 }
