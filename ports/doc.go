@@ -1,8 +1,11 @@
-// Package ports defines the transport contracts dagq's core runs on: a lease-based
-// task queue ([Broker]), write-once results ([ResultBackend]), durable broadcast
-// cancellation ([CancelChannel]), push notification of finished tasks
-// ([CompletionBus]), a claim-check store for large bodies ([PayloadStore])
-// and versioned records with optimistic concurrency ([StateStore]).
+// Package ports defines the transport contracts dagq's core runs on: six ports —
+// a lease-based task queue ([Broker]), write-once results ([ResultBackend]),
+// durable broadcast cancellation ([CancelChannel]), push notification of
+// finished tasks ([CompletionBus]), a claim-check store for large bodies
+// ([PayloadStore]) and versioned records with optimistic concurrency
+// ([StateStore]) — and the two handles two of them return: a cancellation
+// subscription ([CancelSubscription], from CancelChannel.Subscribe) and a
+// client's completion inbox ([Inbox], from CompletionBus.Open).
 //
 // The package imports neither the AWS SDK nor dagq's core: adapters
 // (adapters/memory, adapters/sqs, adapters/s3) implement these interfaces and
