@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/dagq/dagq/app"
 )
 
 // AWSCounterMiddlewareID is the ID of the middleware an AWSCounter adds to
@@ -45,9 +47,9 @@ func NewAWSCounter() *AWSCounter {
 }
 
 // WithAWSCounter counts the AWS API requests of the runtime's SQS and S3
-// clients (transport sqs) in c: WithAWSAPIOptions(c.APIOption). The memory
-// transport makes no AWS request, so nothing is counted there.
-func WithAWSCounter(c *AWSCounter) Option { return WithAWSAPIOptions(c.APIOption) }
+// clients (transport sqs) in c: app.WithAWSAPIOptions(c.APIOption). The
+// memory transport makes no AWS request, so nothing is counted there.
+func WithAWSCounter(c *AWSCounter) app.Option { return app.WithAWSAPIOptions(c.APIOption) }
 
 // APIOption adds the counting middleware to stack: use it as an element of
 // aws.Config.APIOptions (or of an SDK client's Options.APIOptions). Adding it

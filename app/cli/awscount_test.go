@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/core"
 )
 
@@ -28,10 +29,10 @@ import (
 func TestAWSCounter_Runtime(t *testing.T) {
 	cfg, flags := sqsEnv(t)
 	r := dagq(t, append([]string{"queue", "init"}, flags...)...)
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 
-	counter := app.NewAWSCounter()
-	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()), app.WithAWSCounter(counter))
+	counter := cli.NewAWSCounter()
+	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()), cli.WithAWSCounter(counter))
 	require.NoError(t, err)
 	require.Zero(t, counter.Snapshot().Total(), "wiring makes no request")
 
@@ -83,7 +84,7 @@ func TestAWSCounter_CountsEachAttempt(t *testing.T) {
 		return &http.Response{StatusCode: http.StatusInternalServerError, Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
 			Body: io.NopCloser(strings.NewReader(`{"__type":"InternalError","message":"boom"}`)), Request: req}, nil
 	})
-	counter := app.NewAWSCounter()
+	counter := cli.NewAWSCounter()
 	c := awssqs.New(awssqs.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String("http://127.0.0.1:1"),
@@ -99,14 +100,14 @@ func TestAWSCounter_CountsEachAttempt(t *testing.T) {
 	_, err := c.ListQueues(context.Background(), &awssqs.ListQueuesInput{})
 	require.Error(t, err)
 	require.Equal(t, 3, calls)
-	require.Equal(t, app.AWSCounts{{Service: "SQS", Operation: "ListQueues", Requests: 3, Errors: 3}}, counter.Snapshot())
+	require.Equal(t, cli.AWSCounts{{Service: "SQS", Operation: "ListQueues", Requests: 3, Errors: 3}}, counter.Snapshot())
 }
 
 func TestAWSCounts_Arithmetic(t *testing.T) {
-	a := app.AWSCounts{{Service: "S3", Operation: "GetObject", Requests: 2}, {Service: "SQS", Operation: "ReceiveMessage", Requests: 5, Errors: 1}}
-	b := app.AWSCounts{{Service: "SQS", Operation: "ReceiveMessage", Requests: 1}, {Service: "SQS", Operation: "CreateQueue", Requests: 1}}
+	a := cli.AWSCounts{{Service: "S3", Operation: "GetObject", Requests: 2}, {Service: "SQS", Operation: "ReceiveMessage", Requests: 5, Errors: 1}}
+	b := cli.AWSCounts{{Service: "SQS", Operation: "ReceiveMessage", Requests: 1}, {Service: "SQS", Operation: "CreateQueue", Requests: 1}}
 	sum := a.Plus(b)
-	require.Equal(t, app.AWSCounts{
+	require.Equal(t, cli.AWSCounts{
 		{Service: "S3", Operation: "GetObject", Requests: 2},
 		{Service: "SQS", Operation: "CreateQueue", Requests: 1},
 		{Service: "SQS", Operation: "ReceiveMessage", Requests: 6, Errors: 1},
@@ -114,7 +115,7 @@ func TestAWSCounts_Arithmetic(t *testing.T) {
 	require.Equal(t, a, sum.Minus(b))
 	require.Equal(t, int64(9), sum.Total())
 	require.Equal(t, map[string]int64{"S3": 2, "SQS": 7}, sum.ByService())
-	js, err := json.Marshal(app.AWSCounts{{Service: "S3", Operation: "PutObject", Requests: 1}})
+	js, err := json.Marshal(cli.AWSCounts{{Service: "S3", Operation: "PutObject", Requests: 1}})
 	require.NoError(t, err)
 	require.JSONEq(t, `[{"service":"S3","operation":"PutObject","requests":1}]`, string(js))
 }

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 )
 
 // Invalid configurations through the real command line, from each source
@@ -149,7 +149,7 @@ func TestBadConfig_CLI(t *testing.T) {
 				}
 			}
 			r := dagq(t, args...)
-			require.NotEqual(t, app.ExitOK, r.code)
+			require.NotEqual(t, cli.ExitOK, r.code)
 			for _, w := range tc.want {
 				assert.Contains(t, r.stderr, w)
 			}
@@ -178,6 +178,6 @@ func TestConfigValidate_FairQueueOnStandardQueueWarns(t *testing.T) {
 	t.Chdir(t.TempDir())
 	t.Setenv("DAGQ_SQS_FAIR_QUEUE", "on")
 	r := dagq(t, "config", "validate", "--transport", "sqs", "--sqs-queue-url", usURL, "--sqs-run-queue-url", usRuns, "--s3-bucket", "my-bucket")
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stderr, `dagq: warning: sqs.fair_queue: on, but sqs.queue_url "`+usURL+`" is a standard queue: message groups need a FIFO queue, so the setting is ignored for it; valid: auto (or off) for standard queues, or a .fifo queue`)
 }

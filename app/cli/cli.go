@@ -1,4 +1,26 @@
-package app
+// Package cli is the dagq command line: the cobra commands (run, launch,
+// status, health, terminate, worker, queue, graph, config, version), their
+// progress and result output, the Prometheus metrics of dagq worker
+// (package app/cli/metrics) and the OpenTelemetry exporters of
+// OTEL_TRACES_EXPORTER (package app/telemetry). It builds each command's
+// runtime with the composition root, package app (app.New), handing it the
+// tracer and the AWS request counter as options; an embedder that needs
+// only the runtime imports app, not cli.
+//
+// # Embedding the CLI
+//
+// A program that registers its own tasks reuses the whole dagq command:
+//
+//	func main() {
+//		reg := core.NewRegistry()
+//		builtin.MustRegister(reg)           // echo, sleep, fail, hash, concat, transform
+//		MyTask.MustRegister(reg, handleMyTask)
+//		cli.Main(reg)                       // dagq run/launch/status/health/terminate/worker/graph/config/version
+//	}
+//
+// WithRuntime runs the commands against a runtime the program wired itself
+// (app.New).
+package cli
 
 import (
 	"context"
@@ -12,6 +34,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
@@ -31,7 +54,7 @@ const (
 )
 
 // Version is the dagq version; release builds set it with
-// -ldflags "-X github.com/dagq/dagq/app.Version=v1.2.3".
+// -ldflags "-X github.com/dagq/dagq/app/cli.Version=v1.2.3".
 var Version = "dev"
 
 // ExitError carries the exit code of a failed command. With a nil Err the
@@ -88,7 +111,7 @@ type CommandOption func(*cli)
 //   - status, health and terminate work on the memory transport too, since
 //     they share rt's state store;
 //   - the commands never close rt.
-func WithRuntime(rt *Runtime) CommandOption { return func(c *cli) { c.rt = rt } }
+func WithRuntime(rt *app.Runtime) CommandOption { return func(c *cli) { c.rt = rt } }
 
 // Execute runs the dagq command line with args and returns the exit code:
 // ExitOK, ExitFailed, ExitUsage, ExitNotFound, ExitUnknown or
@@ -139,7 +162,7 @@ func isUsage(err error) bool {
 type cli struct {
 	reg *core.Registry
 	// rt, set by WithRuntime, is used instead of a runtime per command.
-	rt *Runtime
+	rt *app.Runtime
 }
 
 // NewCommand returns the dagq root command over the tasks of reg. Execute
@@ -225,7 +248,7 @@ func (c *cli) loadConfig(cmd *cobra.Command) (config.Config, *config.Loaded, err
 
 // session is the runtime one command works with.
 type session struct {
-	*Runtime
+	*app.Runtime
 	// owned: the command wired it from the configuration (and closes it);
 	// false for the runtime of WithRuntime, shared with its owner.
 	owned bool
@@ -251,20 +274,20 @@ func (s session) localWorkers() bool { return s.owned && s.Embedded() }
 // runtime returns the runtime of WithRuntime, or wires the configured
 // transport, logging to logs, traced as the OTEL_* environment says (see
 // setupTracing). Call close on the session when done.
-func (c *cli) runtime(logs io.Writer, cfg config.Config, opts ...Option) (session, error) {
+func (c *cli) runtime(logs io.Writer, cfg config.Config, opts ...app.Option) (session, error) {
 	if c.rt != nil {
 		return session{Runtime: c.rt}, nil
 	}
-	logger, err := NewLogger(cfg.Log, logs)
+	logger, err := app.NewLogger(cfg.Log, logs)
 	if err != nil {
 		return session{}, err
 	}
-	traced, stopTracing, err := setupTracing(logs, logger)
+	traced, stopTracing, err := setupTracing(logs, logger, cfg.Transport)
 	if err != nil {
 		return session{}, err
 	}
 	// loadConfig printed the notices.
-	rt, err := New(cfg, c.reg, append([]Option{WithLogger(logger), traced, noticesShown()}, opts...)...)
+	rt, err := app.New(cfg, c.reg, append([]app.Option{app.WithLogger(logger), traced, app.WithNoticesShown()}, opts...)...)
 	if err != nil {
 		stopTracing()
 		return session{}, err

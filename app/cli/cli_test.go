@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
@@ -53,7 +53,7 @@ func dagq(t *testing.T, args ...string) result {
 func dagqCtx(t *testing.T, ctx context.Context, reg *core.Registry, args ...string) result {
 	t.Helper()
 	var out, errb syncBuffer
-	code := app.Execute(ctx, reg, args, &out, &errb)
+	code := cli.Execute(ctx, reg, args, &out, &errb)
 	r := result{code: code, stdout: out.String(), stderr: errb.String()}
 	t.Logf("dagq %s → %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
 	// Errors are clean lines, never panics or stack traces.
@@ -69,11 +69,11 @@ func writeJob(t *testing.T, body string) string {
 	return p
 }
 
-const examples = "../examples/jobs/"
+const examples = "../../examples/jobs/"
 
 func TestRun_Diamond(t *testing.T) {
 	r := dagq(t, "run", examples+"diamond.yaml")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	// Plain progress lines (stdout is not a terminal).
 	require.Regexp(t, regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d step b succeeded \(attempt 1, [0-9.]+[µmn]?s\)$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d run \w+ succeeded in `), r.stdout)
@@ -87,7 +87,7 @@ func TestRun_Diamond(t *testing.T) {
 
 func TestRun_FailingExitsNonZero(t *testing.T) {
 	r := dagq(t, "run", examples+"failing.yaml", "--progress", "none")
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Regexp(t, regexp.MustCompile(`(?m)^load\s+fail\s+failed\s+3\s+\S+\s+database is read-only \(attempt 3\)$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^report\s+concat\s+skipped\s+0\s+-\s+upstream "load" failed$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^flaky\s+fail\s+succeeded\s+3\s`), r.stdout, "retried, then succeeded")
@@ -98,7 +98,7 @@ func TestRun_FailingExitsNonZero(t *testing.T) {
 
 func TestRun_JSONOutput(t *testing.T) {
 	r := dagq(t, "run", examples+"diamond.yaml", "--output", "json", "--run-id", "run-42", "--param", "who=world")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	var res struct {
 		RunID string `json:"run_id"`
 		Job   string `json:"job"`
@@ -135,7 +135,7 @@ steps:
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	start := time.Now()
-	go func() { done <- app.Execute(ctx, builtins(t), []string{"run", job, "--output", "json"}, &out, &errb) }()
+	go func() { done <- cli.Execute(ctx, builtins(t), []string{"run", job, "--output", "json"}, &out, &errb) }()
 	// Interrupt once both sleeps are submitted (and most likely running).
 	require.Eventually(t, func() bool {
 		return strings.Contains(errb.String(), "step b queued") && strings.Contains(errb.String(), "step c queued")
@@ -149,7 +149,7 @@ steps:
 		t.Fatal("run did not stop after the interrupt")
 	}
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-	require.Equal(t, app.ExitCancelled, code)
+	require.Equal(t, cli.ExitCancelled, code)
 	require.Less(t, time.Since(start), 15*time.Second, "running steps were cancelled, not waited for")
 	var res struct {
 		State string `json:"state"`
@@ -175,7 +175,7 @@ steps:
 `)
 	start := time.Now()
 	r := dagq(t, "run", job, "--fail-fast", "--progress", "none")
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Less(t, time.Since(start), 15*time.Second)
 	require.Regexp(t, regexp.MustCompile(`(?m)^boom\s+fail\s+failed\s`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^slow\s+sleep\s+(cancelled|skipped)\s`), r.stdout)
@@ -190,26 +190,26 @@ func TestRun_Errors(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"no job file", []string{"run"}, app.ExitUsage, []string{"dagq: dagq run takes 1 argument(s) (the job file), got 0"}},
-		{"unknown flag", []string{"run", "x.yaml", "--bogus"}, app.ExitUsage, []string{"dagq: unknown flag: --bogus"}},
-		{"bad output", []string{"run", "x.yaml", "--output", "xml"}, app.ExitUsage, []string{`dagq: --output "xml": valid values: text, json`}},
-		{"bad progress", []string{"run", "x.yaml", "--progress", "fancy"}, app.ExitUsage, []string{`--progress "fancy"`}},
-		{"bad param", []string{"run", "x.yaml", "-p", "novalue"}, app.ExitUsage, []string{`--param "novalue": want NAME=VALUE`}},
-		{"missing file", []string{"run", "nope.yaml"}, app.ExitFailed, []string{"dagq: job file: open nope.yaml: no such file or directory"}},
-		{"invalid job", []string{"run", unknownTask}, app.ExitFailed, []string{
+		{"no job file", []string{"run"}, cli.ExitUsage, []string{"dagq: dagq run takes 1 argument(s) (the job file), got 0"}},
+		{"unknown flag", []string{"run", "x.yaml", "--bogus"}, cli.ExitUsage, []string{"dagq: unknown flag: --bogus"}},
+		{"bad output", []string{"run", "x.yaml", "--output", "xml"}, cli.ExitUsage, []string{`dagq: --output "xml": valid values: text, json`}},
+		{"bad progress", []string{"run", "x.yaml", "--progress", "fancy"}, cli.ExitUsage, []string{`--progress "fancy"`}},
+		{"bad param", []string{"run", "x.yaml", "-p", "novalue"}, cli.ExitUsage, []string{`--param "novalue": want NAME=VALUE`}},
+		{"missing file", []string{"run", "nope.yaml"}, cli.ExitFailed, []string{"dagq: job file: open nope.yaml: no such file or directory"}},
+		{"invalid job", []string{"run", unknownTask}, cli.ExitFailed, []string{
 			"dagq: " + unknownTask + `:3: invalid job "j": step "a": unknown task "nope"`,
 			"  " + unknownTask + `:5: invalid job "j": step "b": unknown upstream "zz"`,
 		}},
-		{"bad field", []string{"run", badField}, app.ExitFailed, []string{"dagq: " + badField + `:5: step "a": "forever" is not a duration`}},
-		{"bad config", []string{"run", examples + "diamond.yaml", "--concurrency", "0", "--transport", "sqs"}, app.ExitFailed, []string{
+		{"bad field", []string{"run", badField}, cli.ExitFailed, []string{"dagq: " + badField + `:5: step "a": "forever" is not a duration`}},
+		{"bad config", []string{"run", examples + "diamond.yaml", "--concurrency", "0", "--transport", "sqs"}, cli.ExitFailed, []string{
 			"dagq: invalid configuration:",
 			`  sqs.queue_url: is required with transport "sqs"`,
 			"  worker.concurrency (flag --concurrency): 0 is out of range; valid: 1 to 10000",
 		}},
-		{"bad run ID", []string{"run", examples + "diamond.yaml", "--run-id", "a b"}, app.ExitFailed, []string{
+		{"bad run ID", []string{"run", examples + "diamond.yaml", "--run-id", "a b"}, cli.ExitFailed, []string{
 			"dagq: run: RunID: invalid argument: task ID \"a b\" has byte 0x20",
 		}},
-		{"unknown command", []string{"lanuch"}, app.ExitUsage, []string{`dagq: unknown command "lanuch" for "dagq"`}},
+		{"unknown command", []string{"lanuch"}, cli.ExitUsage, []string{`dagq: unknown command "lanuch" for "dagq"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,13 +240,13 @@ steps:
   - {name: hi, task: greet, args: hello, upstream: [who]}
 `)
 	r := dagqCtx(t, context.Background(), reg, "run", job, "--progress", "none")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Regexp(t, regexp.MustCompile(`(?m)^hi\s+greet\s+succeeded\s+1\s+\S+\s+"hello, embedder"$`), r.stdout)
 }
 
 func TestGraph(t *testing.T) {
 	r := dagq(t, "graph", examples+"diamond.yaml")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Equal(t, `graph TD
   a["a<br/><i>echo</i>"]
   b["b<br/><i>transform</i>"]
@@ -259,36 +259,36 @@ func TestGraph(t *testing.T) {
 `, r.stdout)
 
 	r = dagq(t, "graph", examples+"diamond.yaml", "--format", "dot")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.True(t, strings.HasPrefix(r.stdout, `digraph "diamond" {`))
 	require.Contains(t, r.stdout, `"b" -> "d";`)
 
 	r = dagq(t, "graph", examples+"diamond.yaml", "--format", "png")
-	require.Equal(t, app.ExitUsage, r.code)
+	require.Equal(t, cli.ExitUsage, r.code)
 	require.Equal(t, "dagq: --format \"png\": valid values: mermaid, dot\n", r.stderr)
 
 	cyclic := writeJob(t, "name: c\nsteps:\n  - {name: a, task: x, upstream: [b]}\n  - {name: b, task: y, upstream: [a]}\n")
 	r = dagq(t, "graph", cyclic)
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Contains(t, r.stderr, `cycle: a → b → a`)
 	require.NotContains(t, r.stderr, "unknown task", "graph does not need the tasks registered")
 }
 
 func TestConfigShow(t *testing.T) {
 	r := dagq(t, "config", "show")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	want, err := config.Render(config.Default())
 	require.NoError(t, err)
 	require.Equal(t, string(want), r.stdout)
 
 	t.Setenv("DAGQ_WORKER_CONCURRENCY", "3")
 	r = dagq(t, "config", "show", "--log-level", "debug")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Contains(t, r.stdout, "  concurrency: 3\n")
 	require.Contains(t, r.stdout, "  level: debug\n")
 
 	r = dagq(t, "config", "show", "-o", "json")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	var m struct {
 		Transport string
 		Worker    map[string]any
@@ -298,26 +298,26 @@ func TestConfigShow(t *testing.T) {
 	require.Equal(t, 3.0, m.Worker["concurrency"])
 	require.Equal(t, "30s", m.Worker["lease"])
 
-	r = dagq(t, "config", "show", "--sources", "--config", "../examples/dagq.yaml")
-	require.Equal(t, app.ExitOK, r.code)
+	r = dagq(t, "config", "show", "--sources", "--config", "../../examples/dagq.yaml")
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Regexp(t, regexp.MustCompile(`(?m)^worker\.concurrency\s+3\s+env DAGQ_WORKER_CONCURRENCY$`), r.stdout)
-	require.Regexp(t, regexp.MustCompile(`(?m)^worker\.lease\s+30s\s+file \.\./examples/dagq\.yaml$`), r.stdout)
+	require.Regexp(t, regexp.MustCompile(`(?m)^worker\.lease\s+30s\s+file \.\./\.\./examples/dagq\.yaml$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^executor\.fail_fast\s+false\s+file`), r.stdout)
 }
 
 func TestConfigValidate(t *testing.T) {
 	r := dagq(t, "config", "validate")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Equal(t, "configuration is valid (defaults, environment and flags only (no config file))\n", r.stdout)
 
-	r = dagq(t, "config", "validate", "--config", "../examples/dagq.yaml")
-	require.Equal(t, app.ExitOK, r.code)
-	require.Equal(t, "configuration is valid (../examples/dagq.yaml)\n", r.stdout)
+	r = dagq(t, "config", "validate", "--config", "../../examples/dagq.yaml")
+	require.Equal(t, cli.ExitOK, r.code)
+	require.Equal(t, "configuration is valid (../../examples/dagq.yaml)\n", r.stdout)
 
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("transport: sqs\nworker:\n  concurency: 4\n  lease: 0s\nlog:\n  level: loud\n"), 0o600))
 	r = dagq(t, "config", "validate", "--config", bad)
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Empty(t, r.stdout)
 	for _, w := range []string{
 		"dagq: warning: " + bad + `:3: unknown key "worker.concurency" is ignored (did you mean "worker.concurrency"?)`,
@@ -330,18 +330,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	r = dagq(t, "config", "validate", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Contains(t, r.stderr, "does not exist")
 
 	t.Setenv("DAGQ_RETRY_MAX_ATTEMPTS", "lots")
 	r = dagq(t, "config", "validate")
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Contains(t, r.stderr, "dagq: configuration:\n  retry.max_attempts (env DAGQ_RETRY_MAX_ATTEMPTS): \"lots\" is not an integer; valid: a whole number such as 4\n")
 }
 
 func TestVersion(t *testing.T) {
 	r := dagq(t, "version")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Regexp(t, `^dagq \S+ \(go1\.\d+`, r.stdout)
 }
 
@@ -349,12 +349,12 @@ func TestWorker_ServesUntilInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- app.Execute(ctx, builtins(t), []string{"worker", "--concurrency", "2"}, &out, &errb) }()
+	go func() { done <- cli.Execute(ctx, builtins(t), []string{"worker", "--concurrency", "2"}, &out, &errb) }()
 	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "serving queue dagq-tasks") }, 5*time.Second, 10*time.Millisecond)
 	cancel()
 	select {
 	case code := <-done:
-		require.Equal(t, app.ExitOK, code)
+		require.Equal(t, cli.ExitOK, code)
 	case <-time.After(10 * time.Second):
 		t.Fatal("worker did not stop")
 	}
@@ -367,19 +367,19 @@ func TestWorker_ServesUntilInterrupted(t *testing.T) {
 
 func TestHelpListsCommands(t *testing.T) {
 	r := dagq(t, "--help")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	for _, c := range []string{"run", "launch", "status", "health", "terminate", "worker", "graph", "config", "version"} {
 		require.Regexp(t, regexp.MustCompile(`(?m)^  `+c+`\s`), r.stdout)
 	}
 	r = dagq(t, "run", "--help")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Contains(t, r.stdout, "--concurrency int")
 	require.Contains(t, r.stdout, "(default 10)")
 	require.Contains(t, r.stdout, "--cancellation")
 	require.Contains(t, r.stdout, "--launcher-queue string")
 
 	r = dagq(t, "launch", "--help")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Contains(t, r.stdout, "--launcher-concurrency int")
 	require.Contains(t, r.stdout, `--launcher-stale-after duration`)
 	require.Contains(t, r.stdout, "(default 15s)")

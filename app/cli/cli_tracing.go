@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/telemetry"
+	"github.com/dagq/dagq/core"
 )
 
 // tracingShutdownTimeout bounds the flush of the spans not exported yet
@@ -17,10 +20,11 @@ const tracingShutdownTimeout = 5 * time.Second
 // setupTracing builds the tracer provider of a command from the OTEL_*
 // environment (telemetry.Setup; off unless OTEL_TRACES_EXPORTER names an
 // exporter), installed as OpenTelemetry's global so that handlers' own
-// spans are recorded too. It returns the Option that hands it to New (a
-// no-op when tracing is off) and the function that flushes and stops it;
-// the console exporter writes to logs (stderr), never to stdout.
-func setupTracing(logs io.Writer, logger *slog.Logger) (Option, func(), error) {
+// spans are recorded too. It returns the Option that hands app.New a
+// tracer over it (messaging.system after transport; no tracer when tracing
+// is off) and the function that flushes and stops it; the console exporter
+// writes to logs (stderr), never to stdout.
+func setupTracing(logs io.Writer, logger *slog.Logger, transport string) (app.Option, func(), error) {
 	tp, shutdown, err := telemetry.Setup(context.Background(), telemetry.SetupOptions{
 		ServiceVersion: Version,
 		Console:        logs,
@@ -37,5 +41,17 @@ func setupTracing(logs io.Writer, logger *slog.Logger) (Option, func(), error) {
 			logger.Warn("tracing: flushing the last spans failed", "err", err)
 		}
 	}
-	return WithTracerProvider(tp), stop, nil
+	var tracer core.Tracer // nil: tracing off
+	if tp != nil {
+		tracer = telemetry.NewTracer(tp, telemetry.WithMessagingSystem(messagingSystem(transport)))
+	}
+	return app.WithTracer(tracer), stop, nil
+}
+
+// messagingSystem is the OpenTelemetry messaging.system of a transport.
+func messagingSystem(transport string) string {
+	if transport == config.TransportSQS {
+		return "aws_sqs" // the OpenTelemetry messaging.system of Amazon SQS
+	}
+	return telemetry.DefaultMessagingSystem
 }

@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/jobfile"
 	"github.com/dagq/dagq/core"
@@ -224,7 +225,7 @@ func checkTasks(f *jobfile.File, reg *core.Registry, local bool, stderr io.Write
 }
 
 // stopPool stops workers after a command, logging their errors.
-func stopPool(rt *Runtime, p *Pool) {
+func stopPool(rt *app.Runtime, p *app.Pool) {
 	if err := p.Stop(); err != nil {
 		rt.Logger.Warn("in-process worker stopped with an error", "err", err)
 	}

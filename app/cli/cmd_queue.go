@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/spf13/cobra"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
@@ -94,13 +95,13 @@ Production setups usually manage these with infrastructure as code instead.`,
 
 // initSQS creates the queues, DLQs and bucket of an sqs configuration.
 func initSQS(ctx context.Context, cfg config.Config, out io.Writer) error {
-	a, closeAWS, err := ProvideAWSConfig(cfg)
+	a, closeAWS, err := app.ProvideAWSConfig(cfg)
 	if err != nil {
 		return err
 	}
 	defer closeAWS()
-	sq := ProvideSQSClient(a, cfg)
-	s3c := ProvideS3Client(a, cfg)
+	sq := app.ProvideSQSClient(a, cfg)
+	s3c := app.ProvideS3Client(a, cfg)
 	lease := int(math.Ceil(cfg.Worker.Lease.Seconds()))
 	for _, k := range []struct {
 		key, url    string

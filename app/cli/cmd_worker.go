@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 )
 
@@ -20,7 +21,7 @@ func (c *cli) workerCmd() *cobra.Command {
 		Short: "Serve tasks and launched runs from the configured queues until interrupted",
 		Long: `worker runs dagq workers until SIGINT or SIGTERM: a step worker that receives
 tasks from the task queue (queue) and runs the registered tasks (the built-ins,
-plus those of a program that embeds dagq with app.Main), and a run worker that
+plus those of a program that embeds dagq with cli.Main), and a run worker that
 receives launched runs ("dagq launch") from the run queue (launcher.queue) and
 drives up to launcher.concurrency of them at once, submitting their steps to the
 task queue. --runs=false serves the task queue only.
@@ -50,7 +51,7 @@ need a shared transport (SQS, coming).`,
 			metricsAddr := cfg.Worker.MetricsAddr
 			var (
 				counter *AWSCounter
-				rtOpts  []Option
+				rtOpts  []app.Option
 			)
 			if metricsAddr != "" {
 				counter = NewAWSCounter()
@@ -87,7 +88,7 @@ need a shared transport (SQS, coming).`,
 			}
 			ctx, release := interruptContext(cmd.Context(), stderr, "stopping the worker gracefully")
 			defer release()
-			var pools []*Pool
+			var pools []*app.Pool
 			// The pools drain at the same time, so a stop takes at most one
 			// worker.shutdown_timeout (plus the handlers' return).
 			stop := func() error {
@@ -99,7 +100,7 @@ need a shared transport (SQS, coming).`,
 				wg.Wait()
 				return errors.Join(errs...)
 			}
-			pool, err := startPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.Options(), wm.stepObserver()))
+			pool, err := app.StartPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.Options(), wm.stepObserver()))
 			if err != nil {
 				return err
 			}
@@ -108,7 +109,7 @@ need a shared transport (SQS, coming).`,
 				strings.Join(pool.IDs(), ", "), taskQueue(cfg), cfg.Transport, cfg.Worker.Concurrency,
 				cfg.Cancellation.Enabled, strings.Join(c.reg.Names(), ", "))
 			if runs {
-				runPool, err := startPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.RunOptions(), wm.runObserver()))
+				runPool, err := app.StartPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.RunOptions(), wm.runObserver()))
 				if err != nil {
 					return errors.Join(err, stop())
 				}

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
@@ -71,7 +72,7 @@ func TestE2E_ThreeWorkerProcesses(t *testing.T) {
 	began := time.Now()
 	cfg, flags := sqsEnv(t)
 	r := dagq(t, append([]string{"queue", "init"}, flags...)...)
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

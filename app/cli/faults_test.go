@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 // Fault tests: "dagq worker" processes on the emulators (the harness is in
 // procs_test.go) killed with SIGKILL, stopped with SIGTERM, cut off from
@@ -28,6 +28,7 @@ import (
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
@@ -64,7 +65,7 @@ func faultEnv(lease, shutdownTimeout time.Duration, extra ...string) []string {
 func newFaultCluster(t *testing.T, cfg config.Config, flags []string, concurrency int, env []string) *faultCluster {
 	t.Helper()
 	r := dagq(t, append([]string{"queue", "init"}, flags...)...)
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	c := &faultCluster{t: t, cfg: cfg, flags: flags, clientLogs: &syncBuffer{}, env: env,
 		args: append([]string{"worker", "--runs=false", "--concurrency", fmt.Sprint(concurrency)}, flags...)}
 	rt, err := app.New(cfg, builtins(t), app.WithLogger(slog.New(slog.NewTextHandler(c.clientLogs, nil))))
@@ -785,7 +786,7 @@ func TestFault_PoisonMessages(t *testing.T) {
 	// dagq queue init made the DLQ and a redrive policy; make it stricter.
 	sq, _ := awsClients(t, cfg)
 	qURL := cfg.SQS.QueueURL
-	dlq, err := sq.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(app.DLQName(config.QueueName(qURL)))})
+	dlq, err := sq.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(cli.DLQName(config.QueueName(qURL)))})
 	require.NoError(t, err)
 	arn, err := sq.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl,
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
 
 // sharedRuntime is one memory runtime with its step and run workers
 // running, as a program that embeds dagq has: the commands given
-// app.WithRuntime see the runs of each other.
+// cli.WithRuntime see the runs of each other.
 func sharedRuntime(t *testing.T, mods ...func(*config.Config)) *app.Runtime {
 	t.Helper()
 	cfg := config.Default()
@@ -53,7 +54,7 @@ func in(t *testing.T, rt *app.Runtime, args ...string) result {
 func inCtx(t *testing.T, ctx context.Context, rt *app.Runtime, args ...string) result {
 	t.Helper()
 	var out, errb syncBuffer
-	code := app.Execute(ctx, nil, args, &out, &errb, app.WithRuntime(rt))
+	code := cli.Execute(ctx, nil, args, &out, &errb, cli.WithRuntime(rt))
 	r := result{code: code, stdout: out.String(), stderr: errb.String()}
 	t.Logf("dagq %s → %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
 	assert.NotContains(t, r.stderr, "panic")
@@ -64,7 +65,7 @@ func inCtx(t *testing.T, ctx context.Context, rt *app.Runtime, args ...string) r
 func record(t *testing.T, rt *app.Runtime, runID string) core.RunRecord {
 	t.Helper()
 	r := in(t, rt, "status", runID, "-o", "json")
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	var rec core.RunRecord
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rec))
 	return rec
@@ -95,7 +96,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 
 	t.Run("launch prints the run ID", func(t *testing.T) {
 		r := in(t, rt, "launch", slow, "--run-id", "long-1", "-p", "day=mon")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Equal(t, "long-1\n", r.stdout, "stdout holds only the run ID")
 		require.Contains(t, r.stderr, "dagq: launched run long-1 of job slow; follow it with: dagq status long-1")
 		require.NotContains(t, r.stderr, "note:", "no in-process workers: the runtime's owner serves it")
@@ -115,7 +116,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		require.Equal(t, map[string]core.StepState{"a": "succeeded", "b": "running", "c": "running", "d": "pending"}, stepStates(rec))
 
 		r := in(t, rt, "status", "long-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		for _, re := range []string{
 			`(?m)^run\s+long-1$`,
 			`(?m)^job\s+slow$`,
@@ -134,11 +135,11 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 
 	t.Run("health RUNNING", func(t *testing.T) {
 		r := in(t, rt, "health", "long-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Regexp(t, regexp.MustCompile(`^RUNNING: worker \S+ heartbeat \S+ ago\n$`), r.stdout)
 
 		r = in(t, rt, "health", "long-1", "--output", "json")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		var h struct {
 			RunID         string    `json:"run_id"`
 			Status        string    `json:"status"`
@@ -155,7 +156,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 	t.Run("terminate a running run", func(t *testing.T) {
 		start := time.Now()
 		r := in(t, rt, "terminate", "long-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		// The run may have ended by the time terminate read its record.
 		require.Regexp(t, `^run long-1 terminated: (cancel requested; it ends cancelled once its steps stopped \(dagq status long-1\)|cancelled)\n$`, r.stdout)
 
@@ -166,7 +167,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		require.False(t, rec.CancelRequestedAt.IsZero())
 
 		r = in(t, rt, "status", "long-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Regexp(t, regexp.MustCompile(`(?m)^state\s+cancelled$`), r.stdout)
 		require.Regexp(t, regexp.MustCompile(`(?m)^b\s+sleep\s+cancelled\s+1\s`), r.stdout)
 		require.Regexp(t, regexp.MustCompile(`(?m)^error\s+\S`), r.stdout)
@@ -174,48 +175,48 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 
 	t.Run("health CANCELLED", func(t *testing.T) {
 		r := in(t, rt, "health", "long-1")
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.True(t, strings.HasPrefix(r.stdout, "CANCELLED: "), r.stdout)
 		require.Empty(t, r.stderr, "the verdict is on stdout; the exit code says the rest")
 	})
 
 	t.Run("terminate a finished run", func(t *testing.T) {
 		r := in(t, rt, "terminate", "long-1")
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.Equal(t, "run long-1 not terminated: it had already finished (cancelled)\n", r.stdout)
 		require.Empty(t, r.stderr)
 
 		r = in(t, rt, "terminate", "long-1", "-o", "json")
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.JSONEq(t, `{"run_id":"long-1","terminated":false,"state":"cancelled"}`, r.stdout)
 	})
 
 	t.Run("unknown run", func(t *testing.T) {
 		r := in(t, rt, "health", "nope")
-		require.Equal(t, app.ExitNotFound, r.code)
+		require.Equal(t, cli.ExitNotFound, r.code)
 		require.Equal(t, "NOT_FOUND: no run nope\n", r.stdout)
 
 		r = in(t, rt, "health", "nope", "-o", "json")
-		require.Equal(t, app.ExitNotFound, r.code)
+		require.Equal(t, cli.ExitNotFound, r.code)
 		require.JSONEq(t, `{"run_id":"nope","status":"NOT_FOUND","message":"no run nope"}`, r.stdout)
 
 		r = in(t, rt, "status", "nope")
-		require.Equal(t, app.ExitNotFound, r.code)
+		require.Equal(t, cli.ExitNotFound, r.code)
 		require.Equal(t, "dagq: no run nope: the state store of transport memory has no record of it\n", r.stderr)
 
 		r = in(t, rt, "terminate", "nope")
-		require.Equal(t, app.ExitNotFound, r.code)
+		require.Equal(t, cli.ExitNotFound, r.code)
 		require.Contains(t, r.stderr, "dagq: no run nope")
 
 		r = in(t, rt, "status", "bad id")
-		require.Equal(t, app.ExitUsage, r.code)
+		require.Equal(t, cli.ExitUsage, r.code)
 		r = in(t, rt, "health", "bad id")
-		require.Equal(t, app.ExitUsage, r.code)
+		require.Equal(t, cli.ExitUsage, r.code)
 	})
 
 	t.Run("launch --wait diamond succeeds", func(t *testing.T) {
 		r := in(t, rt, "launch", examples+"diamond.yaml", "--wait", "--run-id", "d-1", "-p", "who=world")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.True(t, strings.HasPrefix(r.stdout, "d-1\n"), "the run ID comes first")
 		require.Regexp(t, regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d run d-1 launched \(job diamond, 4 steps\)$`), r.stdout)
 		require.Regexp(t, regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d step d succeeded \(attempt 1`), r.stdout)
@@ -225,17 +226,17 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		require.Regexp(t, regexp.MustCompile(`(?m)^run d-1 of job diamond succeeded in \S+: 4 succeeded$`), r.stdout)
 
 		r = in(t, rt, "health", "d-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Equal(t, "SUCCESS: the run succeeded\n", r.stdout)
 
 		r = in(t, rt, "launch", examples+"diamond.yaml", "--run-id", "d-1")
-		require.Equal(t, app.ExitFailed, r.code, "a run ID is launched once")
+		require.Equal(t, cli.ExitFailed, r.code, "a run ID is launched once")
 		require.Contains(t, r.stderr, "already exists")
 	})
 
 	t.Run("launch --wait --output json", func(t *testing.T) {
 		r := in(t, rt, "launch", examples+"diamond.yaml", "-w", "-o", "json", "--run-id", "d-2")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		var rec core.RunRecord
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &rec), "stdout holds only the final record")
 		require.Equal(t, core.RunSucceeded, rec.State)
@@ -245,7 +246,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 
 	t.Run("launch --wait failing exits 1", func(t *testing.T) {
 		r := in(t, rt, "launch", examples+"failing.yaml", "--wait", "--progress", "none", "--run-id", "f-1")
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.Equal(t, "f-1", strings.SplitN(r.stdout, "\n", 2)[0])
 		require.NotContains(t, r.stdout, "launched", "--progress none")
 		require.Regexp(t, regexp.MustCompile(`(?m)^load\s+fail\s+failed\s+3\s+\S+\s+database is read-only \(attempt 3\)$`), r.stdout)
@@ -253,17 +254,17 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		require.Contains(t, r.stderr, "dagq: run f-1 failed; failed steps: load\n")
 
 		r = in(t, rt, "health", "f-1")
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.True(t, strings.HasPrefix(r.stdout, "FAILED: "), r.stdout)
 	})
 
 	t.Run("launch --output json", func(t *testing.T) {
 		r := in(t, rt, "launch", examples+"diamond.yaml", "-o", "json", "--run-id", "d-3")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.JSONEq(t, `{"run_id":"d-3","job":"diamond","state":"queued"}`, r.stdout)
 		r = in(t, rt, "terminate", "d-3", "--wait")
 		// Whichever came first: the run finished, or it was terminated.
-		require.Contains(t, []int{app.ExitOK, app.ExitFailed}, r.code)
+		require.Contains(t, []int{cli.ExitOK, cli.ExitFailed}, r.code)
 		require.Regexp(t, `^run d-3 (not )?terminated`, r.stdout)
 	})
 
@@ -274,7 +275,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		go func() { done <- inCtx(t, ctx, rt, "launch", slow, "--wait", "--run-id", "long-2") }()
 		require.Eventually(t, func() bool {
 			r := in(t, rt, "health", "long-2")
-			return r.code == app.ExitOK && strings.HasPrefix(r.stdout, "RUNNING")
+			return r.code == cli.ExitOK && strings.HasPrefix(r.stdout, "RUNNING")
 		}, 10*time.Second, 50*time.Millisecond)
 		cancel()
 		var r result
@@ -283,19 +284,19 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("launch --wait did not return after the interrupt")
 		}
-		require.Equal(t, app.ExitCancelled, r.code)
+		require.Equal(t, cli.ExitCancelled, r.code)
 		require.Contains(t, r.stderr, "dagq: stopped following run long-2; it goes on (dagq status long-2, dagq terminate long-2)")
 		require.Equal(t, core.RunRunning, record(t, rt, "long-2").State, "the run goes on")
 
 		r = in(t, rt, "terminate", "long-2", "--wait")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Equal(t, "run long-2 terminated: cancelled\n", r.stdout)
 	})
 
 	t.Run("task names unknown here are a warning", func(t *testing.T) {
 		job := writeJob(t, "name: remote\nsteps:\n  - {name: x, task: remote-only}\n")
 		r := in(t, rt, "launch", job, "--run-id", "r-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Contains(t, r.stderr, `dagq: warning: `+job+`:3: step "x": task "remote-only" is not registered in this program; the workers must know it`)
 		require.Eventually(t, func() bool { return record(t, rt, "r-1").State == core.RunFailed }, 10*time.Second, 50*time.Millisecond)
 	})
@@ -309,10 +310,10 @@ func TestTerminate_CancellationDisabled(t *testing.T) {
 		c.Worker.ShutdownTimeout = 100 * time.Millisecond
 	})
 	r := in(t, rt, "launch", writeJob(t, slowJob), "--run-id", "nc-1")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Eventually(t, func() bool { return record(t, rt, "nc-1").State == core.RunRunning }, 10*time.Second, 20*time.Millisecond)
 	r = in(t, rt, "terminate", "nc-1")
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	require.Contains(t, r.stderr, "dagq: terminate run nc-1: a running run needs the cancel channel, and cancellation.enabled is false")
 }
 
@@ -322,7 +323,7 @@ func TestTerminate_CancellationDisabled(t *testing.T) {
 func TestLauncherCommands_Memory(t *testing.T) {
 	t.Run("launch waits for its in-process run", func(t *testing.T) {
 		r := dagq(t, "launch", examples+"diamond.yaml", "--run-id", "m-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		require.Contains(t, r.stderr, `dagq: note: transport "memory" keeps runs in this process only: launch serves this run with in-process workers and waits for it (--wait)`)
 		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line of notice")
 		require.True(t, strings.HasPrefix(r.stdout, "m-1\n"))
@@ -331,14 +332,14 @@ func TestLauncherCommands_Memory(t *testing.T) {
 
 	t.Run("failing job exits 1", func(t *testing.T) {
 		r := dagq(t, "launch", examples+"failing.yaml", "--progress", "none")
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.Regexp(t, regexp.MustCompile(`(?m)^dagq: run \w+ failed; failed steps: load$`), r.stderr)
 	})
 
 	t.Run("unknown task is an error when this process runs the steps", func(t *testing.T) {
 		job := writeJob(t, "name: j\nsteps:\n  - {name: x, task: nope}\n")
 		r := dagq(t, "launch", job)
-		require.Equal(t, app.ExitFailed, r.code)
+		require.Equal(t, cli.ExitFailed, r.code)
 		require.Contains(t, r.stderr, `step "x": unknown task "nope"`)
 	})
 
@@ -349,7 +350,7 @@ func TestLauncherCommands_Memory(t *testing.T) {
 		done := make(chan int, 1)
 		job := writeJob(t, slowJob)
 		go func() {
-			done <- app.Execute(ctx, builtins(t), []string{"launch", job, "--launcher-heartbeat-interval", "50ms", "--launcher-stale-after", "1s"}, &out, &errb)
+			done <- cli.Execute(ctx, builtins(t), []string{"launch", job, "--launcher-heartbeat-interval", "50ms", "--launcher-stale-after", "1s"}, &out, &errb)
 		}()
 		require.Eventually(t, func() bool { return strings.Contains(out.String(), "step b running") }, 10*time.Second, 20*time.Millisecond)
 		cancel()
@@ -360,7 +361,7 @@ func TestLauncherCommands_Memory(t *testing.T) {
 			t.Fatal("launch did not stop after the interrupt")
 		}
 		t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-		require.Equal(t, app.ExitCancelled, code)
+		require.Equal(t, cli.ExitCancelled, code)
 		require.Regexp(t, regexp.MustCompile(`(?m)^b\s+sleep\s+cancelled\s+1\s`), out.String())
 		require.Regexp(t, regexp.MustCompile(`(?m)^d\s+hash\s+skipped\s+0\s`), out.String())
 		require.Contains(t, errb.String(), "cancelled steps: b, c (interrupted)")
@@ -369,7 +370,7 @@ func TestLauncherCommands_Memory(t *testing.T) {
 	for _, cmd := range []string{"status", "health", "terminate"} {
 		t.Run(cmd+" needs a shared transport", func(t *testing.T) {
 			r := dagq(t, cmd, "some-run")
-			require.Equal(t, app.ExitUsage, r.code)
+			require.Equal(t, cli.ExitUsage, r.code)
 			require.Contains(t, r.stderr, "dagq: "+cmd+` needs a shared transport: transport "memory" keeps runs inside the process that launched them`)
 			require.Contains(t, r.stderr, "Set transport (--transport, DAGQ_TRANSPORT) to a shared transport; valid values: memory")
 			require.Empty(t, r.stdout)

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 )
 
@@ -60,7 +61,7 @@ func TestNewLogger_Auto(t *testing.T) {
 func TestRun_TaskLogLinesCarryTheTask(t *testing.T) {
 	r := dagq(t, "run", examples+"failing.yaml", "--run-id", "logs-1", "--progress", "none",
 		"--log-level", "debug", "--log-format", "json")
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	var taskLines, executorLines int
 	for _, line := range strings.Split(r.stderr, "\n") {
 		if !strings.HasPrefix(line, "{") {

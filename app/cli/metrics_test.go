@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
@@ -73,7 +74,7 @@ var metricsAddrRE = regexp.MustCompile(`dagq: metrics on http://(\S+)/metrics`)
 
 // startWorkerCmd runs "dagq worker" with args until ctx is done, and returns
 // the address of its metrics listener, its stderr and its exit code.
-func startWorkerCmd(t *testing.T, ctx context.Context, args []string, opts ...app.CommandOption) (addr string, errb *syncBuffer, done <-chan int) {
+func startWorkerCmd(t *testing.T, ctx context.Context, args []string, opts ...cli.CommandOption) (addr string, errb *syncBuffer, done <-chan int) {
 	t.Helper()
 	errb = &syncBuffer{}
 	ch := make(chan int, 1)
@@ -84,7 +85,7 @@ func startWorkerCmd(t *testing.T, ctx context.Context, args []string, opts ...ap
 		}
 	})
 	go func() {
-		ch <- app.Execute(ctx, reg, append([]string{"worker"}, args...), io.Discard, errb, opts...)
+		ch <- cli.Execute(ctx, reg, append([]string{"worker"}, args...), io.Discard, errb, opts...)
 	}()
 	require.Eventually(t, func() bool { return metricsAddrRE.MatchString(errb.String()) }, 30*time.Second, 10*time.Millisecond,
 		"no metrics listener: %s", errb)
@@ -110,7 +111,7 @@ func TestWorkerMetrics_Memory(t *testing.T) {
 	defer cancel()
 	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
-	addr, errb, done := startWorkerCmd(t, wctx, []string{"--runs=false"}, app.WithRuntime(rt))
+	addr, errb, done := startWorkerCmd(t, wctx, []string{"--runs=false"}, cli.WithRuntime(rt))
 	require.Eventually(t, func() bool { c, _ := get(t, addr, "/readyz"); return c == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
 	code, body := get(t, addr, "/healthz")
 	require.Equal(t, http.StatusOK, code)
@@ -188,7 +189,7 @@ func TestWorkerMetrics_Memory(t *testing.T) {
 	assert.GreaterOrEqual(t, val(m, "dagq_worker_cancel_requests_total"), 1.0)
 	assert.Greater(t, val(m, "dagq_worker_task_duration_seconds_sum", "task", "sleep"), 0.5)
 	assert.Contains(t, m, series("dagq_queue_messages", "queue", q, "state", "visible"))
-	assert.Contains(t, m, series("dagq_build_info", "version", app.Version))
+	assert.Contains(t, m, series("dagq_build_info", "version", cli.Version))
 	assert.Contains(t, m, "go_goroutines")
 	for k := range m {
 		assert.NotContains(t, k, "dagq_aws_", "the memory transport makes no AWS request")
@@ -211,7 +212,7 @@ func TestWorkerMetrics_Memory(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "alive while draining")
 	select {
 	case code := <-done:
-		require.Equal(t, app.ExitOK, code, errb.String())
+		require.Equal(t, cli.ExitOK, code, errb.String())
 	case <-time.After(20 * time.Second):
 		t.Fatal("worker did not stop")
 	}
@@ -225,7 +226,7 @@ func TestWorkerMetrics_Memory(t *testing.T) {
 // --metrics-addr is validated like every key.
 func TestWorkerMetrics_BadAddr(t *testing.T) {
 	r := dagq(t, "worker", "--metrics-addr", "9090")
-	require.NotEqual(t, app.ExitOK, r.code, r.stderr)
+	require.NotEqual(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stderr, `worker.metrics_addr (flag --metrics-addr): "9090" is not host:port`)
 }
 
@@ -233,7 +234,7 @@ func TestWorkerMetrics_BadAddr(t *testing.T) {
 // queues (GetQueueAttributes) and the AWS requests of the process.
 func TestWorkerMetrics_SQS(t *testing.T) {
 	cfg, flags := sqsEnv(t)
-	require.Equal(t, app.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
+	require.Equal(t, cli.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	wctx, stopWorker := context.WithCancel(ctx)
@@ -285,7 +286,7 @@ func TestWorkerMetrics_SQS(t *testing.T) {
 	stopWorker()
 	select {
 	case code := <-done:
-		require.Equal(t, app.ExitOK, code, errb.String())
+		require.Equal(t, cli.ExitOK, code, errb.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("worker did not stop")
 	}

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 // The process harness of the multi-process tests (TestE2E_*, TestFault_*):
 // "dagq worker" OS processes (the test binary re-executed, see TestMain),
@@ -29,8 +29,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
@@ -60,7 +60,7 @@ func e2eWorkerMain(argsJSON string) int {
 	}()
 	reg := core.NewRegistry()
 	builtin.MustRegister(reg)
-	return app.Execute(context.Background(), reg, args, os.Stdout, os.Stderr)
+	return cli.Execute(context.Background(), reg, args, os.Stdout, os.Stderr)
 }
 
 // e2eProc is one "dagq worker" OS process.

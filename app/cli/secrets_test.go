@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 )
 
 // Secrets (signing keys, AWS credentials in the environment) never appear in
@@ -46,20 +46,20 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 	// config show: YAML, JSON and --sources.
 	r := check(dagq(t, "config", "show", "--config", good))
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "signing:\n  key_id: k2\n  keys: <redacted>\n  required: true\n")
 	r = check(dagq(t, "config", "show", "--config", good, "-o", "json"))
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"keys": "<redacted>"`)
 	r = check(dagq(t, "config", "show", "--config", good, "--sources"))
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Regexp(t, `(?m)^signing\.keys\s+<redacted>\s+env DAGQ_SIGNING_KEYS$`, r.stdout)
 
 	// Runs at debug level, signed end to end: steps (dagq run) and a
 	// launched run's task and steps (dagq launch, served in process).
 	for _, cmd := range []string{"run", "launch"} {
 		r = check(dagq(t, cmd, examples+"diamond.yaml", "--config", good, "--log-level", "debug", "--log-format", "json"))
-		require.Equal(t, app.ExitOK, r.code, r.stderr)
+		require.Equal(t, cli.ExitOK, r.code, r.stderr)
 		require.Contains(t, r.stderr, `"level":"DEBUG"`, "debug logs were written")
 		require.NotContains(t, r.stderr, "signature check failed")
 	}
@@ -70,7 +70,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("signing:\n  key_id: "+fileKey+"\n  keys: k1="+fileKey+",k2="+badMarker+"!,k3="+shortKey+","+envKey+"\n"), 0o600))
 	t.Setenv("DAGQ_SIGNING_KEYS", "")
 	r = check(dagq(t, "config", "validate", "--config", bad))
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	for _, w := range []string{
 		`signing.keys (file ` + bad + `): entry 2 (key "k2") is not base64`,
 		`signing.keys (file ` + bad + `): key "k3" is 16 bytes; valid: at least 32 bytes`,
@@ -82,12 +82,12 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	t.Setenv("DAGQ_SIGNING_KEYS", "k1="+envKey+",k2="+badMarker)
 	t.Setenv("DAGQ_SIGNING_KEY_ID", "k1")
 	r = check(dagq(t, "config", "validate", "--config", bad))
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 	assert.Contains(t, r.stderr, `signing.keys (env DAGQ_SIGNING_KEYS): entry 2 (key "k2") is not base64`)
 	r = check(dagq(t, "run", examples+"diamond.yaml", "--config", bad, "--log-level", "debug"))
-	require.Equal(t, app.ExitFailed, r.code, r.stderr)
+	require.Equal(t, cli.ExitFailed, r.code, r.stderr)
 	r = check(dagq(t, "config", "show", "--config", bad))
-	require.NotEqual(t, app.ExitOK, r.code)
+	require.NotEqual(t, cli.ExitOK, r.code)
 
 	for _, r := range outs {
 		for _, s := range secrets {

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
@@ -22,7 +23,7 @@ import (
 func TestSQS_Signing(t *testing.T) {
 	cfg, flags := sqsEnv(t)
 	r := dagq(t, append([]string{"queue", "init"}, flags...)...)
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 
 	k1 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
 	k2 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
@@ -43,7 +44,7 @@ func TestSQS_Signing(t *testing.T) {
 	defer func() { require.NoError(t, runPool.Stop()) }()
 
 	r = inCtx(t, ctx, rt, "launch", examples+"diamond.yaml", "--wait")
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "4 succeeded")
 
 	// A large argument goes through S3; the signature covers it.

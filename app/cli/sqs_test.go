@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
@@ -62,7 +63,7 @@ func sqsEnv(t *testing.T) (config.Config, []string) {
 func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 	cfg, flags := sqsEnv(t)
 	r := dagq(t, append([]string{"queue", "init"}, flags...)...)
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	steps, runs := config.QueueName(cfg.SQS.QueueURL), config.QueueName(cfg.SQS.RunQueueURL)
 	for _, want := range []string{
 		"created queue " + steps + "-dlq ", "created queue " + steps + " ",
@@ -72,7 +73,7 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 		require.Contains(t, r.stdout, want)
 	}
 	r = dagq(t, append([]string{"queue", "init"}, flags...)...)
-	require.Equal(t, app.ExitOK, r.code, "queue init is idempotent")
+	require.Equal(t, cli.ExitOK, r.code, "queue init is idempotent")
 	require.Contains(t, r.stdout, "queue "+steps+" exists")
 	require.Contains(t, r.stdout, "bucket "+cfg.S3.Bucket+" exists\n")
 
@@ -94,26 +95,26 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 	defer func() { require.NoError(t, runPool.Stop()) }()
 
 	r = inCtx(t, ctx, rt, "run", examples+"diamond.yaml")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Regexp(t, regexp.MustCompile(`(?m)^a\s+echo\s+succeeded\s+1\s+\S+\s+"hello, dagq"$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^d\s+concat\s+succeeded\s+1\s+\S+\s+"HELLO, DAGQ \| qgad ,olleh"$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^run \w+ of job diamond succeeded in \S+: 4 succeeded$`), r.stdout)
 
 	runID := "sqs-" + strings.ReplaceAll(config.QueueName(cfg.SQS.QueueURL), "dagq-app-steps-", "")
 	r = inCtx(t, ctx, rt, "launch", examples+"diamond.yaml", "--wait", "--run-id", runID, "-p", "who=world")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Regexp(t, regexp.MustCompile(`(?m)^d\s+concat\s+succeeded\s+1\s+\S+\s+"HELLO, WORLD \| dlrow ,olleh"$`), r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^run `+runID+` of job diamond succeeded in \S+: 4 succeeded$`), r.stdout)
 
 	r = inCtx(t, ctx, rt, "health", runID)
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Equal(t, "SUCCESS: the run succeeded\n", r.stdout)
 
 	// Terminating a running run reaches its steps over SQS: the sleeping
 	// steps are cancelled long before their minute is up.
 	longID := runID + "-long"
 	r = inCtx(t, ctx, rt, "launch", examples+"long.yaml", "--run-id", longID)
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Eventually(t, func() bool {
 		rec, err := rt.Launcher.Status(ctx, longID)
 		if err != nil {
@@ -128,7 +129,7 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "step work never ran")
 	start := time.Now()
 	r = inCtx(t, ctx, rt, "terminate", longID)
-	require.Equal(t, app.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	rec, err := rt.Launcher.Wait(ctx, longID)
 	require.NoError(t, err)
 	require.Equal(t, core.RunCancelled, rec.State)
@@ -145,7 +146,7 @@ func TestSQS_QueueInitRunAndLaunch(t *testing.T) {
 
 func TestQueueInit_Memory(t *testing.T) {
 	r := dagq(t, "queue", "init")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Equal(t, "transport memory: nothing to create (its queues and stores live in the dagq process)\n", r.stdout)
 }
 
@@ -166,9 +167,9 @@ func TestNew_SQSRegionFromChainMismatch(t *testing.T) {
 
 // The DLQ must not cut retries short: every attempt is one receive.
 func TestMaxReceiveCount(t *testing.T) {
-	require.Equal(t, 10, app.MaxReceiveCount(3), "never below the minimum")
-	require.Equal(t, 12, app.MaxReceiveCount(10))
-	require.Greater(t, app.MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts), core.DefaultRunTaskRetry.MaxAttempts,
+	require.Equal(t, 10, cli.MaxReceiveCount(3), "never below the minimum")
+	require.Equal(t, 12, cli.MaxReceiveCount(10))
+	require.Greater(t, cli.MaxReceiveCount(core.DefaultRunTaskRetry.MaxAttempts), core.DefaultRunTaskRetry.MaxAttempts,
 		"run tasks keep all their attempts")
 }
 
@@ -178,7 +179,7 @@ func TestMaxReceiveCount(t *testing.T) {
 // key maps to one.
 func TestSQS_FairQueueOnStandardQueueWarns(t *testing.T) {
 	cfg, flags := sqsEnv(t)
-	require.Equal(t, app.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
+	require.Equal(t, cli.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
 	cfg.SQS.FairQueue = "on"
 	var logs strings.Builder
 	rt, err := app.New(cfg, builtins(t), app.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -213,7 +214,7 @@ func TestSQS_FairQueueOnStandardQueueWarns(t *testing.T) {
 // them in the log.
 func TestSQS_WorkerFairQueueNoticeOnce(t *testing.T) {
 	_, flags := sqsEnv(t)
-	require.Equal(t, app.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
+	require.Equal(t, cli.ExitOK, dagq(t, append([]string{"queue", "init"}, flags...)...).code)
 	t.Setenv("DAGQ_SQS_FAIR_QUEUE", "on")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -223,7 +224,7 @@ func TestSQS_WorkerFairQueueNoticeOnce(t *testing.T) {
 	stop()
 	select {
 	case code := <-done:
-		require.Equal(t, app.ExitOK, code, errb.String())
+		require.Equal(t, cli.ExitOK, code, errb.String())
 	case <-ctx.Done():
 		t.Fatal("worker did not stop")
 	}

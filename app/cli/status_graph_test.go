@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/core"
 )
 
@@ -19,11 +19,11 @@ import (
 func TestStatusAndGraph_FailedRun(t *testing.T) {
 	rt := sharedRuntime(t)
 	r := in(t, rt, "launch", examples+"failing.yaml", "--wait", "--progress", "none", "--run-id", "g-1")
-	require.Equal(t, app.ExitFailed, r.code)
+	require.Equal(t, cli.ExitFailed, r.code)
 
 	t.Run("status table", func(t *testing.T) {
 		r := in(t, rt, "status", "g-1")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		for _, re := range []string{
 			`(?m)^run\s+g-1$`,
 			`(?m)^job\s+failing$`,
@@ -53,7 +53,7 @@ func TestStatusAndGraph_FailedRun(t *testing.T) {
 
 	t.Run("status json", func(t *testing.T) {
 		r := in(t, rt, "status", "g-1", "--output", "json")
-		require.Equal(t, app.ExitOK, r.code)
+		require.Equal(t, cli.ExitOK, r.code)
 		var doc map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &doc))
 		require.ElementsMatch(t, []string{"run_id", "job", "state", "task_id", "steps", "worker", "attempt",
@@ -87,7 +87,7 @@ func TestStatusAndGraph_FailedRun(t *testing.T) {
 
 	t.Run("graph --run marks the failed and skipped steps", func(t *testing.T) {
 		r := in(t, rt, "graph", examples+"failing.yaml", "--run", "g-1")
-		require.Equal(t, app.ExitOK, r.code, r.stderr)
+		require.Equal(t, cli.ExitOK, r.code, r.stderr)
 		require.Equal(t, `graph TD
   %% run g-1 of job failing: failed
   fetch["fetch<br/><i>echo</i><br/>succeeded"]
@@ -110,11 +110,11 @@ func TestStatusAndGraph_FailedRun(t *testing.T) {
 
 		withFile := r.stdout
 		r = in(t, rt, "graph", "--run", "g-1")
-		require.Equal(t, app.ExitOK, r.code, r.stderr)
+		require.Equal(t, cli.ExitOK, r.code, r.stderr)
 		require.Equal(t, withFile, r.stdout, "the run record alone draws the same graph (upstreams are in the record)")
 
 		r = in(t, rt, "graph", examples+"failing.yaml", "--run", "g-1", "--format", "dot")
-		require.Equal(t, app.ExitOK, r.code, r.stderr)
+		require.Equal(t, cli.ExitOK, r.code, r.stderr)
 		require.Contains(t, r.stdout, `  "load" [label="load\nfail\nfailed, 3 attempts", style="rounded,filled", fillcolor="#ffcdd2"`)
 		require.Contains(t, r.stdout, `  "report" [label="report\nconcat\nskipped", style="rounded,filled", fillcolor="#e0e0e0"`)
 		require.Contains(t, r.stdout, `  label="run g-1 of job failing: failed";`)
@@ -122,27 +122,27 @@ func TestStatusAndGraph_FailedRun(t *testing.T) {
 
 	t.Run("graph --run errors", func(t *testing.T) {
 		r := in(t, rt, "graph", examples+"diamond.yaml", "--run", "g-1")
-		require.Equal(t, app.ExitUsage, r.code)
+		require.Equal(t, cli.ExitUsage, r.code)
 		require.Equal(t, "dagq: "+examples+`diamond.yaml is job "diamond", but run g-1 is of job "failing": give graph --run the run's job file`+"\n", r.stderr)
 		require.Empty(t, r.stdout)
 
 		other := writeJob(t, "name: failing\nsteps:\n  - {name: fetch, task: echo}\n")
 		r = in(t, rt, "graph", other, "--run", "g-1")
-		require.Equal(t, app.ExitUsage, r.code)
+		require.Equal(t, cli.ExitUsage, r.code)
 		require.Contains(t, r.stderr, "(job failing) has steps fetch, but run g-1 has steps audit, fetch, flaky, load, report")
 
 		r = in(t, rt, "graph", examples+"failing.yaml", "--run", "nope")
-		require.Equal(t, app.ExitNotFound, r.code)
+		require.Equal(t, cli.ExitNotFound, r.code)
 		require.Equal(t, "dagq: no run nope: the state store of transport memory has no record of it\n", r.stderr)
 
 		r = in(t, rt, "graph", examples+"failing.yaml", "--run", "g-1", "--format", "png")
-		require.Equal(t, app.ExitUsage, r.code)
+		require.Equal(t, cli.ExitUsage, r.code)
 
 		r = in(t, rt, "graph", "a.yaml", "b.yaml", "--run", "g-1")
-		require.Equal(t, app.ExitUsage, r.code)
+		require.Equal(t, cli.ExitUsage, r.code)
 		require.Contains(t, r.stderr, "graph --run takes at most one argument, the run's job file; got 2")
 		r = in(t, rt, "graph")
-		require.Equal(t, app.ExitUsage, r.code, "without --run the job file is required")
+		require.Equal(t, cli.ExitUsage, r.code, "without --run the job file is required")
 	})
 }
 
@@ -152,7 +152,7 @@ func TestGraph_RunningRun(t *testing.T) {
 	rt := sharedRuntime(t)
 	slow := writeJob(t, slowJob)
 	r := in(t, rt, "launch", slow, "--run-id", "gr-1")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	t.Cleanup(func() { in(t, rt, "terminate", "gr-1", "--wait") })
 	require.Eventually(t, func() bool {
 		st := stepStates(record(t, rt, "gr-1"))
@@ -160,7 +160,7 @@ func TestGraph_RunningRun(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 
 	r = in(t, rt, "graph", slow, "--run", "gr-1")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.Contains(t, r.stdout, "  %% run gr-1 of job slow: running\n")
 	require.Contains(t, r.stdout, "  d[\"d<br/><i>hash</i><br/>pending\"]\n")
 	require.True(t, strings.HasSuffix(r.stdout, `  classDef succeeded fill:#c8e6c9,stroke:#2e7d32,color:#1b5e20
@@ -174,12 +174,12 @@ func TestGraph_RunningRun(t *testing.T) {
 // to read: it refuses like status; graph without --run needs no transport.
 func TestGraphRun_Memory(t *testing.T) {
 	r := dagq(t, "graph", examples+"failing.yaml", "--run", "some-run")
-	require.Equal(t, app.ExitUsage, r.code)
+	require.Equal(t, cli.ExitUsage, r.code)
 	require.Contains(t, r.stderr, `dagq: graph --run needs a shared transport: transport "memory" keeps runs inside the process that launched them`)
 	require.Empty(t, r.stdout)
 
 	r = dagq(t, "graph", examples+"failing.yaml")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.NotContains(t, r.stdout, "classDef")
 }
 

@@ -1,4 +1,4 @@
-package app_test
+package cli_test
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 )
 
 // dagq run with OTEL_TRACES_EXPORTER=console: the spans of the run go to
@@ -22,7 +22,7 @@ func TestRun_TracesToConsole(t *testing.T) {
 		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
 	})
 	r := dagq(t, "run", examples+"diamond.yaml", "--output", "json", "--progress", "none", "--run-id", "traced-1")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	var res struct{ State string }
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), "stdout holds only the JSON result")
 	require.Equal(t, "succeeded", res.State)
@@ -51,6 +51,6 @@ func TestRun_TracesToConsole(t *testing.T) {
 func TestRun_NotTracedByDefault(t *testing.T) {
 	t.Setenv("OTEL_TRACES_EXPORTER", "")
 	r := dagq(t, "run", examples+"diamond.yaml", "--progress", "none")
-	require.Equal(t, app.ExitOK, r.code)
+	require.Equal(t, cli.ExitOK, r.code)
 	require.NotContains(t, r.stderr, "dagq.run")
 }

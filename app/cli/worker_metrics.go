@@ -1,76 +1,21 @@
-package app
+package cli
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 
-	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-
-	"github.com/dagq/dagq/adapters/memory"
-	dagqsqs "github.com/dagq/dagq/adapters/sqs"
+	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli/metrics"
 	"github.com/dagq/dagq/app/config"
-	"github.com/dagq/dagq/app/metrics"
 	"github.com/dagq/dagq/core"
-	"github.com/dagq/dagq/ports"
 )
 
-// queueDepther is implemented by the task and run brokers of the app's
-// transports (Ports.Broker, Ports.RunBroker): the depth of their queue, for
-// the metrics of dagq worker.
-type queueDepther interface {
-	queueDepth(ctx context.Context) (metrics.QueueDepth, error)
-}
-
-// memoryQueue is a memory Broker that reads its queue's depth from the
-// Transport (no request).
-type memoryQueue struct {
-	ports.Broker
-	tr   *memory.Transport
-	name string
-}
-
-func (q memoryQueue) queueDepth(context.Context) (metrics.QueueDepth, error) {
-	s, err := q.tr.Stats(q.name)
-	if err != nil {
-		return metrics.QueueDepth{}, err
+// queueDepth reads the depth of a queue for the metrics: d's, in the
+// metrics' type.
+func queueDepth(d app.QueueDepther) func(context.Context) (metrics.QueueDepth, error) {
+	return func(ctx context.Context) (metrics.QueueDepth, error) {
+		q, err := d.QueueDepth(ctx)
+		return metrics.QueueDepth{Visible: q.Visible, InFlight: q.InFlight, Delayed: q.Delayed}, err
 	}
-	return metrics.QueueDepth{Visible: int64(s.Visible), InFlight: int64(s.InFlight), Delayed: int64(s.Delayed)}, nil
-}
-
-// sqsQueue is an SQS Broker that reads its queue's depth with one
-// GetQueueAttributes request.
-type sqsQueue struct {
-	*dagqsqs.Broker
-	client *awssqs.Client
-	url    string
-}
-
-// depthAttributes are the SQS attributes of a queue's depth.
-var depthAttributes = []sqstypes.QueueAttributeName{
-	sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-	sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-	sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-}
-
-func (q sqsQueue) queueDepth(ctx context.Context) (metrics.QueueDepth, error) {
-	out, err := q.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
-		QueueUrl:       &q.url,
-		AttributeNames: depthAttributes,
-	})
-	if err != nil {
-		return metrics.QueueDepth{}, fmt.Errorf("sqs: GetQueueAttributes %s: %w", q.url, err)
-	}
-	n := func(a sqstypes.QueueAttributeName) int64 {
-		v, _ := strconv.ParseInt(out.Attributes[string(a)], 10, 64)
-		return v
-	}
-	return metrics.QueueDepth{
-		Visible:  n(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
-		InFlight: n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
-		Delayed:  n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
-	}, nil
 }
 
 // queueLabel is the queue label of a queue in the metrics: its name (on sqs
@@ -93,7 +38,7 @@ type workerMetrics struct {
 // queues they serve (polled every 30s), the readiness check of the task
 // queue's broker (one depth read, reused for metrics.DefaultReadyTTL) and,
 // when counter is not nil, the AWS request counts.
-func newWorkerMetrics(rt *Runtime, counter *AWSCounter, runs bool) *workerMetrics {
+func newWorkerMetrics(rt *app.Runtime, counter *AWSCounter, runs bool) *workerMetrics {
 	cfg := rt.Config
 	opts := metrics.Options{Version: Version, Logger: rt.Logger}
 	if counter != nil {
@@ -107,17 +52,17 @@ func newWorkerMetrics(rt *Runtime, counter *AWSCounter, runs bool) *workerMetric
 		}
 	}
 	stepQueue, runQueueName := queueLabel(cfg, taskQueue(cfg)), queueLabel(cfg, runQueue(cfg))
-	if d, ok := rt.Ports.Broker.(queueDepther); ok {
-		opts.Queues = append(opts.Queues, metrics.Queue{Name: stepQueue, Depth: d.queueDepth})
+	if d, ok := rt.Ports.Broker.(app.QueueDepther); ok {
+		opts.Queues = append(opts.Queues, metrics.Queue{Name: stepQueue, Depth: queueDepth(d)})
 		if !rt.Embedded() { // the memory transport is reachable while the process runs
 			opts.Ready = func(ctx context.Context) error {
-				_, err := d.queueDepth(ctx)
+				_, err := d.QueueDepth(ctx)
 				return err
 			}
 		}
 	}
-	if d, ok := rt.Ports.RunBroker.(queueDepther); ok && runs {
-		opts.Queues = append(opts.Queues, metrics.Queue{Name: runQueueName, Depth: d.queueDepth})
+	if d, ok := rt.Ports.RunBroker.(app.QueueDepther); ok && runs {
+		opts.Queues = append(opts.Queues, metrics.Queue{Name: runQueueName, Depth: queueDepth(d)})
 	}
 	m := metrics.New(opts)
 	wm := &workerMetrics{m: m}
@@ -129,7 +74,7 @@ func newWorkerMetrics(rt *Runtime, counter *AWSCounter, runs bool) *workerMetric
 	return wm
 }
 
-// observed returns a worker constructor for startPool: the options of base
+// observed returns a worker constructor for app.StartPool: the options of base
 // (WorkerFactory.Options or RunOptions) with obs as their Observer.
 func observed(base core.WorkerOptions, obs core.WorkerObserver) func(id string) (*core.Worker, error) {
 	return func(id string) (*core.Worker, error) {

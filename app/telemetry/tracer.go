@@ -78,7 +78,7 @@ var _ core.Tracer = (*Tracer)(nil)
 
 // NewTracer returns a core.Tracer recording dagq's spans with tp (scope
 // ScopeName). Give it to core.ClientOptions.Tracer and
-// core.WorkerOptions.Tracer, or to app.New with app.WithTracerProvider.
+// core.WorkerOptions.Tracer, or to app.New with app.WithTracer.
 func NewTracer(tp trace.TracerProvider, opts ...Option) *Tracer {
 	t := &Tracer{
 		tracer: tp.Tracer(ScopeName),

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app/metrics"
+	"github.com/dagq/dagq/app/cli/metrics"
 	"github.com/dagq/dagq/core"
 )
 

@@ -12,7 +12,7 @@
 // bench-started / bench-cancel (from the cancel probe task) and
 // bench-counts (their AWS request counts, periodically and at exit).
 //
-// Requests are counted by app.AWSCounter (each HTTP attempt) in the bench
+// Requests are counted by cli.AWSCounter (each HTTP attempt) in the bench
 // process (client) and in every worker process, so per-task numbers include
 // both sides, idle long polls and the queues each process creates and
 // deletes.
@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
@@ -512,7 +513,7 @@ func (b *bencher) sqsConfig(ctx context.Context, tag string, concurrency int) (c
 	}
 	defer rt.Close()
 	var out strings.Builder
-	if code := app.Execute(ctx, b.reg, []string{"queue", "init"}, &out, &out, app.WithRuntime(rt)); code != app.ExitOK {
+	if code := cli.Execute(ctx, b.reg, []string{"queue", "init"}, &out, &out, cli.WithRuntime(rt)); code != cli.ExitOK {
 		return cfg, fmt.Errorf("queue init (exit %d): %s", code, out.String())
 	}
 	return cfg, nil
@@ -528,8 +529,8 @@ func (b *bencher) sqsThroughput(ctx context.Context, res *Results) error {
 	if err != nil {
 		return err
 	}
-	counter := app.NewAWSCounter()
-	rt, err := app.New(cfg, b.reg, app.WithLogger(b.log), app.WithAWSCounter(counter))
+	counter := cli.NewAWSCounter()
+	rt, err := app.New(cfg, b.reg, app.WithLogger(b.log), cli.WithAWSCounter(counter))
 	if err != nil {
 		_, _ = stopAll(w)
 		return err
@@ -578,7 +579,7 @@ func (b *bencher) sqsThroughput(ctx context.Context, res *Results) error {
 
 // s3Classes splits the S3 requests of cs into the PUT/COPY/POST/LIST price
 // class and the rest (GET, HEAD, DELETE, …).
-func s3Classes(cs app.AWSCounts) (write, other int64) {
+func s3Classes(cs cli.AWSCounts) (write, other int64) {
 	for _, c := range cs {
 		if c.Service != "S3" {
 			continue
@@ -603,14 +604,14 @@ func s3WriteClass(op string) bool {
 
 // breakdown formats the requests per operation of the client and the
 // worker processes.
-func breakdown(title string, tasks int, client, workers app.AWSCounts) string {
+func breakdown(title string, tasks int, client, workers cli.AWSCounts) string {
 	var sb strings.Builder
 	sb.WriteString(title + "\n")
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SERVICE\tOPERATION\tCLIENT\tWORKERS\tTOTAL\tPER TASK\tERRORS\t")
 	total := client.Plus(workers)
 	rows := slices.Clone(total)
-	slices.SortStableFunc(rows, func(a, b app.AWSCount) int { return int(b.Requests - a.Requests) })
+	slices.SortStableFunc(rows, func(a, b cli.AWSCount) int { return int(b.Requests - a.Requests) })
 	for _, c := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.3f\t%d\t\n", c.Service, c.Operation,
 			client.Get(c.Service, c.Operation), workers.Get(c.Service, c.Operation), c.Requests,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/app/bench"
+	"github.com/dagq/dagq/app/cmd/dagq-bench/internal/bench"
 )
 
 // TestMain turns the test binary into a worker process when the bench

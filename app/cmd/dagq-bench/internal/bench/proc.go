@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dagq/dagq/app"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 )
 
@@ -144,7 +144,7 @@ func (p *proc) lastReport() (countsReport, bool) {
 
 // stop sends SIGTERM, waits for the process to exit (killing it after
 // 60s) and returns its final counts.
-func (p *proc) stop() (app.AWSCounts, error) {
+func (p *proc) stop() (cli.AWSCounts, error) {
 	select {
 	case <-p.exited:
 	default:
@@ -168,8 +168,8 @@ func (p *proc) stop() (app.AWSCounts, error) {
 }
 
 // stopAll stops ps and returns their counts summed.
-func stopAll(ps ...*proc) (app.AWSCounts, error) {
-	var sum app.AWSCounts
+func stopAll(ps ...*proc) (cli.AWSCounts, error) {
+	var sum cli.AWSCounts
 	var errs []error
 	for _, p := range ps { // signal all first: they shut down in parallel
 		if p != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 )
@@ -58,7 +59,7 @@ const (
 type countsReport struct {
 	At     int64         `json:"at_unix_nano"`
 	Final  bool          `json:"final"`
-	Counts app.AWSCounts `json:"counts"`
+	Counts cli.AWSCounts `json:"counts"`
 }
 
 // lineWriter writes whole lines to w, one at a time.
@@ -148,8 +149,8 @@ func runWorker(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	counter := app.NewAWSCounter()
-	rt, err := app.New(cfg, reg, app.WithLogger(log), app.WithAWSCounter(counter))
+	counter := cli.NewAWSCounter()
+	rt, err := app.New(cfg, reg, app.WithLogger(log), cli.WithAWSCounter(counter))
 	if err != nil {
 		return err
 	}
