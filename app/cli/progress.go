@@ -305,7 +305,7 @@ type liveAbove struct {
 	w io.Writer
 }
 
-// Unwrap returns the writer it prints to (NewLogger's auto format asks
+// Unwrap returns the writer it prints to (app.NewLogger's auto format asks
 // whether it is a terminal).
 func (a liveAbove) Unwrap() io.Writer { return a.w }
 

@@ -62,7 +62,7 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 }
 
 // WithMessagingSystem sets the messaging.system attribute (default
-// DefaultMessagingSystem; the app sets "aws_sqs" on the sqs transport).
+// DefaultMessagingSystem; the dagq command sets "aws_sqs" on the sqs transport).
 func WithMessagingSystem(system string) Option {
 	return func(t *Tracer) { t.system = attribute.String("messaging.system", system) }
 }
