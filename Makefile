@@ -39,11 +39,34 @@ lint: check-deps
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-## check-deps: the hexagon holds — core and ports import no AWS, viper or adapter.
+## check-deps: the hexagon holds — core and ports import no AWS, viper or adapter — and the
+## composition root (app, app/config) holds neither the CLI (app/cli, app/telemetry) nor its
+## dependencies: no cobra, Prometheus, gRPC or OpenTelemetry exporter, and pflag only where viper
+## needs it (viper binds flags; app/config defines the flags). On failure it names each import
+## that crosses the line.
+ROOT_PKGS := ./app ./app/config
+ROOT_FORBIDDEN := (github\.com/dagq/dagq/app/(cli|telemetry)|github\.com/spf13/cobra|github\.com/prometheus/|google\.golang\.org/grpc|github\.com/grpc-ecosystem/|go\.opentelemetry\.io/otel/exporters/|go\.opentelemetry\.io/proto/otlp)
+PFLAG_IMPORTERS := (github\.com/spf13/viper|github\.com/dagq/dagq/app/config)
+IMPORT_EDGES := -f '{{$$p := .ImportPath}}{{range .Imports}}{{$$p}} imports {{.}}{{"\n"}}{{end}}'
 check-deps:
 	@bad=$$($(GO) list -deps ./core/... ./ports/... | grep -E 'aws-sdk-go|spf13/viper|dagq/dagq/adapters|dagq/dagq/app' || true); \
 	if [ -n "$$bad" ]; then echo "core/ports must not depend on:"; echo "$$bad"; exit 1; fi; \
 	echo "check-deps: core and ports depend on no AWS, viper, adapter or app package"
+	@fail=0; for p in $(ROOT_PKGS); do \
+		edges=$$($(GO) list -deps $(IMPORT_EDGES) $$p) || exit 1; \
+		bad=$$(echo "$$edges" | grep -E ' imports $(ROOT_FORBIDDEN)' | grep -vE '^$(ROOT_FORBIDDEN)' | sort -u); \
+		if [ -n "$$bad" ]; then \
+			echo "check-deps: the composition root package $$p must not depend on the CLI (app/cli, app/telemetry), cobra, Prometheus, gRPC or OpenTelemetry exporters; its dependencies:"; \
+			echo "$$bad" | sed 's/^/  /'; fail=1; \
+		fi; \
+		bad=$$(echo "$$edges" | grep -E ' imports github\.com/spf13/pflag$$' | grep -vE '^$(PFLAG_IMPORTERS) ' | sort -u); \
+		if [ -n "$$bad" ]; then \
+			echo "check-deps: the composition root package $$p must not use pflag (command-line flags belong to the CLI, app/cli); its dependencies:"; \
+			echo "$$bad" | sed 's/^/  /'; fail=1; \
+		fi; \
+	done; \
+	if [ $$fail -ne 0 ]; then exit 1; fi; \
+	echo "check-deps: the composition root (app, app/config) depends on no CLI package, cobra, Prometheus, gRPC or OpenTelemetry exporter"
 
 ## run: the dagq CLI runs the diamond job on the embedded default (memory transport, no AWS).
 run:

@@ -1,22 +1,14 @@
-// Package app wires dagq together from configuration: it loads the config
-// (package app/config), builds the transport's adapters and the core Client,
-// Executor, Launcher and workers with Wire (one injector per transport), and
-// runs the dagq command line (Main).
+// Package app is the composition root of dagq: it takes a validated
+// configuration (package app/config), builds the transport's adapters and
+// the core Client, Executor, Launcher and workers with Wire (one injector
+// per transport), and hands them over as a Runtime. It holds no command
+// line, metrics or tracing exporters: the dagq command (package app/cli)
+// builds those and passes them in as options (WithTracer,
+// WithAWSAPIOptions), so an embedder depends on none of them.
 //
 // Steps travel on the task queue (queue); launched runs on the run queue
 // (launcher.queue), served by run workers with slots of their own, since a
 // run task holds its slot for the whole run.
-//
-// # Embedding the CLI
-//
-// A program that registers its own tasks reuses the whole dagq command:
-//
-//	func main() {
-//		reg := core.NewRegistry()
-//		builtin.MustRegister(reg)           // echo, sleep, fail, hash, concat, transform
-//		MyTask.MustRegister(reg, handleMyTask)
-//		app.Main(reg)                       // dagq run/launch/status/health/terminate/worker/graph/config/version
-//	}
 //
 // # Embedding the runtime
 //
@@ -33,6 +25,9 @@
 //	runs, err := rt.StartRunWorkers(ctx, 1)  // serve launcher.queue
 //	runID, err := rt.Launcher.Launch(ctx, job, dag.LaunchOptions{})
 //	rec, err := rt.Launcher.Wait(ctx, runID)
+//
+// A program that wants the whole dagq command line over its own tasks uses
+// package app/cli (cli.Main) instead.
 //
 // # Transports
 //
@@ -55,11 +50,9 @@ import (
 	"sync"
 
 	"github.com/aws/smithy-go/middleware"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/term"
 
 	"github.com/dagq/dagq/app/config"
-	"github.com/dagq/dagq/app/telemetry"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
@@ -113,15 +106,16 @@ func (r *Runtime) Close() {
 type Option func(*options)
 
 type options struct {
-	logger         *slog.Logger
-	awsAPIOptions  []func(*middleware.Stack) error
-	tracerProvider trace.TracerProvider
-	noticesShown   bool // the caller printed cfg.Notices (the CLI)
+	logger        *slog.Logger
+	awsAPIOptions []func(*middleware.Stack) error
+	tracer        core.Tracer
+	noticesShown  bool // the caller printed cfg.Notices (the CLI)
 }
 
-// noticesShown tells New that the caller printed the configuration's
-// notices already.
-func noticesShown() Option { return func(o *options) { o.noticesShown = true } }
+// WithNoticesShown tells New that the caller printed the configuration's
+// notices (config.Config.Notices) already, so New does not log them again:
+// the dagq command prints them as warnings when it loads the configuration.
+func WithNoticesShown() Option { return func(o *options) { o.noticesShown = true } }
 
 // WithLogger sets the logger of the client, executor and workers (default:
 // NewLogger(cfg.Log, os.Stderr)).
@@ -130,21 +124,25 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithAWSAPIOptions appends fns to the API options (aws.Config.APIOptions)
 // of the AWS SDK clients of the sqs transport, so that they apply to every
 // SQS and S3 request the runtime's client, launcher and workers make:
-// middleware that counts requests (WithAWSCounter), traces or adds headers.
+// middleware that counts requests (the dagq command's cli.AWSCounter),
+// traces or adds headers.
 // The memory transport makes no AWS request and ignores them.
 func WithAWSAPIOptions(fns ...func(*middleware.Stack) error) Option {
 	return func(o *options) { o.awsAPIOptions = append(o.awsAPIOptions, fns...) }
 }
 
-// WithTracerProvider traces the runtime's clients, executor, launcher and
-// workers with tp (see app/telemetry and docs/tracing.md): a span per
-// submission, per handler attempt, per run and per launch, the trace
-// context travelling to the workers in the envelope. Without it (or with a
-// nil tp) nothing is traced. New does not shut tp down; its owner does,
-// after closing the runtime. telemetry.Setup builds one from the OTEL_*
-// environment.
-func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(o *options) { o.tracerProvider = tp }
+// WithTracer traces the runtime's clients, executor, launcher and workers
+// with tracer (see docs/tracing.md): a span per submission, per handler
+// attempt, per run and per launch, the trace context travelling to the
+// workers in the envelope. Without it (or with a nil tracer) nothing is
+// traced. Package app/telemetry implements core.Tracer with OpenTelemetry:
+//
+//	app.WithTracer(telemetry.NewTracer(tp, telemetry.WithMessagingSystem("aws_sqs")))
+//
+// New does not shut the tracer's provider down; its owner does, after
+// closing the runtime.
+func WithTracer(tracer core.Tracer) Option {
+	return func(o *options) { o.tracer = tracer }
 }
 
 // New validates cfg and wires the runtime of its transport.
@@ -174,15 +172,8 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 		rt      *Runtime
 		cleanup func()
 		err     error
-		tracer  core.Tracer // nil: no tracing
+		tracer  = o.tracer // nil: no tracing
 	)
-	if o.tracerProvider != nil {
-		system := telemetry.DefaultMessagingSystem
-		if cfg.Transport == config.TransportSQS {
-			system = "aws_sqs" // the OpenTelemetry messaging.system of Amazon SQS
-		}
-		tracer = telemetry.NewTracer(o.tracerProvider, telemetry.WithMessagingSystem(system))
-	}
 	switch cfg.Transport {
 	case config.TransportMemory:
 		rt, cleanup, err = InitMemory(cfg, reg, o.logger, tracer)
@@ -307,7 +298,7 @@ func (p *Pool) Stop() error {
 // StartWorkers starts n step workers that serve the task queue (queue)
 // until ctx is done or Stop is called.
 func (r *Runtime) StartWorkers(ctx context.Context, n int) (*Pool, error) {
-	return startPool(ctx, n, r.Workers.New)
+	return StartPool(ctx, n, r.Workers.New)
 }
 
 // StartRunWorkers starts n run workers that serve the run queue
@@ -315,10 +306,14 @@ func (r *Runtime) StartWorkers(ctx context.Context, n int) (*Pool, error) {
 // until ctx is done or Stop is called. The runs' steps go to the task
 // queue: some process must serve it too (StartWorkers).
 func (r *Runtime) StartRunWorkers(ctx context.Context, n int) (*Pool, error) {
-	return startPool(ctx, n, r.Workers.NewRun)
+	return StartPool(ctx, n, r.Workers.NewRun)
 }
 
-func startPool(ctx context.Context, n int, newWorker func(id string) (*core.Worker, error)) (*Pool, error) {
+// StartPool starts n workers built by newWorker (called with "" for the
+// default ID) that serve until ctx is done or Stop is called: StartWorkers
+// and StartRunWorkers with the factory's workers, or workers with options
+// of the caller's own, such as an Observer over WorkerFactory.Options.
+func StartPool(ctx context.Context, n int, newWorker func(id string) (*core.Worker, error)) (*Pool, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("app: start workers: n is %d; it must be at least 1", n)
 	}

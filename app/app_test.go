@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -21,15 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if args, ok := os.LookupEnv(e2eWorkerEnv); ok {
-		os.Exit(e2eWorkerMain(args)) // a "dagq worker" process of TestE2E_ThreeWorkerProcesses
-	}
-	goleak.VerifyTestMain(m,
-		// os/signal's relay goroutine lives for the process once a command
-		// has listened for Ctrl-C.
-		goleak.IgnoreTopFunction("os/signal.signal_recv"),
-		goleak.IgnoreTopFunction("os/signal.loop"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

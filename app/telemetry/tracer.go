@@ -63,7 +63,7 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 }
 
 // WithMessagingSystem sets the messaging.system attribute (default
-// DefaultMessagingSystem; the app sets "aws_sqs" on the sqs transport).
+// DefaultMessagingSystem; the dagq command sets "aws_sqs" on the sqs transport).
 func WithMessagingSystem(system string) Option {
 	return func(t *Tracer) { t.system = attribute.String("messaging.system", system) }
 }
@@ -79,7 +79,7 @@ var _ core.Tracer = (*Tracer)(nil)
 
 // NewTracer returns a core.Tracer recording dagq's spans with tp (scope
 // ScopeName). Give it to core.ClientOptions.Tracer and
-// core.WorkerOptions.Tracer, or to app.New with app.WithTracerProvider.
+// core.WorkerOptions.Tracer, or to app.New with app.WithTracer.
 func NewTracer(tp trace.TracerProvider, opts ...Option) *Tracer {
 	t := &Tracer{
 		tracer: tp.Tracer(ScopeName),

@@ -3,7 +3,8 @@
 // versitygw, scripts/emulators.sh), SQS throughput, AWS requests per task,
 // end-to-end and cancellation latency, idle requests and request cost. It
 // prints a table, then one JSON object on its last line (also written to
-// $BENCH_OUT when set). See package app/bench.
+// $BENCH_OUT when set). See package
+// app/cmd/dagq-bench/internal/bench.
 //
 //	dagq-bench [-quick] [-idle-window 40s] [-out FILE]
 //
@@ -14,7 +15,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/dagq/dagq/app/bench"
+	"github.com/dagq/dagq/app/cmd/dagq-bench/internal/bench"
 )
 
 func main() {

@@ -3,17 +3,17 @@
 // transform). See docs/cli.md, or run "dagq --help".
 //
 // To add your own tasks, write a main like this one that registers them
-// before calling app.Main.
+// before calling cli.Main.
 package main
 
 import (
-	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
+	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/core"
 )
 
 func main() {
 	reg := core.NewRegistry()
 	builtin.MustRegister(reg)
-	app.Main(reg)
+	cli.Main(reg)
 }

@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/app/jobfile"
+	"github.com/dagq/dagq/core/dag"
+)
+
+// interruptSignals cancel a run (and stop a worker) gracefully.
+var interruptSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
+// interruptContext returns a context cancelled by the first SIGINT or
+// SIGTERM (after telling stderr what happens now); the signal handling then
+// goes back to the default, so a second Ctrl-C ends the process at once.
+// release stops listening.
+func interruptContext(parent context.Context, stderr io.Writer, what string) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, interruptSignals...)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case s := <-sigs:
+			signal.Stop(sigs)
+			fmt.Fprintf(stderr, "dagq: %v: %s (again to exit at once)\n", s, what)
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		<-finished
+		cancel()
+	}
+}
+
+func (c *cli) runCmd() *cobra.Command {
+	var (
+		output   string
+		progress string
+		runID    string
+		params   []string
+	)
+	cmd := &cobra.Command{
+		Use:   "run JOBFILE",
+		Short: "Run a job file and wait for it to finish",
+		Long: `run runs the job described by JOBFILE (YAML, see docs/cli.md) and waits for
+it: it shows each step's progress, then a table of every step's state, attempts,
+duration and output or error.
+
+On the memory transport (the default) run starts a worker inside this process;
+--concurrency sets how many steps it runs at once.
+
+Progress goes to stdout: a live view on a terminal, plain lines otherwise
+(--progress to choose). With --output json, stdout holds only the run result as
+JSON and the progress goes to stderr.
+
+Ctrl-C (SIGINT) or SIGTERM cancels the run: every queued and running step gets
+a cancel request, and run waits for them (up to executor.cancel_wait) before it
+prints the result. A second Ctrl-C exits at once.
+
+Exit status: 0 when every step succeeded, 1 when the run failed (or could not
+start), 2 for bad arguments, 130 when the run was cancelled.`,
+		Args: exactArgs(1, "the job file"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params)
+			if err != nil {
+				return err
+			}
+			if err := f.Validate(c.known); err != nil {
+				return err
+			}
+			if runID != "" {
+				// Checked before any worker starts.
+				if err := f.Job.CheckRunID(runID); err != nil {
+					return fmt.Errorf("run: %w", err)
+				}
+			}
+			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams})
+		},
+	}
+	fs := cmd.Flags()
+	addOutputFlag(fs, &output, "text", "json")
+	fs.StringVar(&progress, "progress", ProgressAuto, "progress display: "+strings.Join(progressModes, ", ")+" (auto: live on a terminal, plain otherwise)")
+	fs.StringVar(&runID, "run-id", "", "run ID (default: random); step task IDs are RUNID.STEP (on a shared transport, re-using an ID re-uses the results stored under it)")
+	fs.StringArrayVarP(&params, "param", "p", nil, "run parameter NAME=VALUE (repeatable), overriding the job file's params")
+	config.AddFlag(fs, "concurrency", "fail-fast")
+	return cmd
+}
+
+func (c *cli) known(task string) bool {
+	_, ok := c.reg.Lookup(task)
+	return ok
+}
+
+// loadJob loads a job file with the configured retry defaults, and its
+// params overridden by extra (the -p flags). It checks the file's syntax,
+// not the job: call Validate.
+func loadJob(path string, cfg config.Config, extra map[string]string) (*jobfile.File, map[string]string, error) {
+	policy := cfg.Retry.Policy()
+	f, err := jobfile.Load(path, jobfile.Options{DefaultRetry: &policy})
+	if err != nil {
+		return nil, nil, err
+	}
+	params := maps.Clone(f.Params)
+	if params == nil && len(extra) > 0 {
+		params = map[string]string{}
+	}
+	maps.Copy(params, extra)
+	return f, params, nil
+}
+
+func parseParams(kvs []string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageErr("--param %q: want NAME=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+type runOpts struct {
+	output, progress, runID string
+	params                  map[string]string
+}
+
+// run executes the job and reports it; its error carries the exit code.
+func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runOpts) error {
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	progressOut := stdout
+	if o.output == "json" {
+		progressOut = stderr
+	}
+	view := newProgress(o.progress, progressOut, f.Job)
+	defer view.Close()
+	// Logs and notices go through the view, so a live view stays whole.
+	stderr = view.Wrap(stderr)
+
+	rt, err := c.runtime(stderr, cfg)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+
+	// Workers get their own context: they shut down after the run, once
+	// the executor has cancelled and collected every step.
+	if rt.localWorkers() {
+		pool, err := rt.StartWorkers(context.WithoutCancel(cmd.Context()), 1)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := pool.Stop(); err != nil {
+				rt.Logger.Warn("embedded worker stopped with an error", "err", err)
+			}
+		}()
+	}
+
+	ctx, release := interruptContext(cmd.Context(), stderr, "cancelling the run's steps")
+	defer release()
+
+	res, err := rt.Executor.Run(ctx, f.Job, dag.RunOptions{
+		RunID:      o.runID,
+		FailFast:   cfg.Executor.FailFast,
+		Params:     o.params,
+		OnEvent:    view.Event,
+		CancelWait: cfg.Executor.CancelWait,
+	})
+	view.Close()
+	if err != nil && res.RunID == "" {
+		return err // nothing ran: invalid job or options
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		rt.Logger.Error("the executor could not follow the run", "err", err)
+	}
+
+	if o.output == "json" {
+		if werr := writeJSON(stdout, toJSON(res)); werr != nil {
+			return werr
+		}
+	} else {
+		if o.progress != ProgressNone {
+			fmt.Fprintln(stdout)
+		}
+		if werr := writeTable(stdout, res); werr != nil {
+			return werr
+		}
+	}
+
+	switch res.State {
+	case dag.RunSucceeded:
+		return nil
+	case dag.RunCancelled:
+		return exitErr(ExitCancelled, runFailure(res, err))
+	default:
+		return exitErr(ExitFailed, runFailure(res, err))
+	}
+}
+
+// runFailure is the one-line reason of a run that did not succeed.
+func runFailure(res dag.RunResult, err error) error {
+	var failed, cancelled []string
+	for _, s := range res.Steps {
+		switch s.State {
+		case dag.StepFailed:
+			failed = append(failed, s.Name)
+		case dag.StepCancelled:
+			cancelled = append(cancelled, s.Name)
+		}
+	}
+	sort.Strings(failed)
+	sort.Strings(cancelled)
+	msg := fmt.Sprintf("run %s %s", res.RunID, res.State)
+	if len(failed) > 0 {
+		msg += fmt.Sprintf("; failed steps: %s", strings.Join(failed, ", "))
+	}
+	if len(cancelled) > 0 {
+		msg += fmt.Sprintf("; cancelled steps: %s", strings.Join(cancelled, ", "))
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		msg += "; " + err.Error()
+	} else if err != nil {
+		msg += " (interrupted)"
+	}
+	return errors.New(msg)
+}
+
+// jobCommandArgs checks the flags shared by run and launch (--output,
+// --progress, -p) and loads the configuration and the job file.
+func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, modes, params []string) (config.Config, *jobfile.File, map[string]string, error) {
+	if err := checkOutput(output, "text", "json"); err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	if !contains(modes, progress) {
+		return config.Config{}, nil, nil, usageErr("--progress %q: valid values: %s", progress, strings.Join(modes, ", "))
+	}
+	extra, err := parseParams(params)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	cfg, _, err := c.loadConfig(cmd)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	f, runParams, err := loadJob(path, cfg, extra)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	return cfg, f, runParams, nil
+}

@@ -1,0 +1,91 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dagq/dagq/app/cmd/dagq-bench/internal/bench"
+)
+
+// TestMain turns the test binary into a worker process when the bench
+// starts it as one.
+func TestMain(m *testing.M) {
+	if os.Getenv(bench.RoleEnv) == "worker" {
+		os.Exit(bench.WorkerMain(context.Background(), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// The harness in quick mode (tiny sizes) runs every scenario, on the
+// emulators for the sqs ones, and ends its output with one JSON object
+// holding exactly the documented keys, also written to -out.
+func TestQuick(t *testing.T) {
+	if os.Getenv("DAGQ_TEST_SQS_ENDPOINT") == "" || os.Getenv("DAGQ_TEST_S3_ENDPOINT") == "" {
+		t.Fatal(`the bench needs the emulators: run "make test", or "make emulators-up" and eval "$(scripts/emulators.sh env)"`)
+	}
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t.Setenv("BENCH_QUICK", "1")
+	t.Setenv("BENCH_OUT", out)
+	start := time.Now()
+	code := bench.Main(ctx, nil, &stdout, &stderr)
+	t.Logf("took %s\nstdout:\n%s\nstderr:\n%s", time.Since(start), stdout.String(), stderr.String())
+	require.Equal(t, 0, code)
+
+	lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
+	last := lines[len(lines)-1]
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(last), &got), "the last line is one JSON object")
+	keys := make([]string, 0, len(got))
+	for k, v := range got {
+		keys = append(keys, k)
+		n, ok := v.(float64)
+		require.True(t, ok, "%s is a number: %v", k, v)
+		require.GreaterOrEqual(t, n, 0.0, k)
+	}
+	require.ElementsMatch(t, bench.Keys, keys)
+	require.Greater(t, got["sqs_requests_per_task"].(float64), 0.0, "the counters saw requests")
+	require.Greater(t, got["mem_tasks_per_sec"].(float64), 0.0)
+	require.True(t, slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "SCENARIO") }), "a table comes first")
+
+	file, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.JSONEq(t, last, string(file))
+}
+
+// -only runs the named scenarios (the memory ones need no emulators), reports
+// -1 for the others, and refuses an unknown name, listing the valid ones.
+func TestOnly(t *testing.T) {
+	t.Setenv("DAGQ_TEST_SQS_ENDPOINT", "")
+	t.Setenv("DAGQ_TEST_S3_ENDPOINT", "")
+	t.Setenv("BENCH_OUT", "")
+	var stdout, stderr bytes.Buffer
+	code := bench.Main(context.Background(), []string{"-quick", "-only", "mem,dag"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
+	var got map[string]float64
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &got))
+	require.Greater(t, got["mem_tasks_per_sec"], 0.0)
+	require.Greater(t, got["mem_dag_us_per_step_chain"], 0.0)
+	for _, k := range []string{"sqs_tasks_per_sec", "e2e_p50_ms", "cancel_p99_ms", "idle_requests_per_worker_min", "usd_per_million_tasks"} {
+		require.Equal(t, -1.0, got[k], k)
+	}
+	require.Contains(t, stdout.String(), "skipped")
+
+	stdout.Reset()
+	stderr.Reset()
+	code = bench.Main(context.Background(), []string{"-only", "mem,bogus"}, &stdout, &stderr)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr.String(), `unknown scenario "bogus"; valid: mem, dag, sqs, e2e, cancel, idle`)
+}

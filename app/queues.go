@@ -1,0 +1,84 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/dagq/dagq/adapters/memory"
+	dagqsqs "github.com/dagq/dagq/adapters/sqs"
+	"github.com/dagq/dagq/ports"
+)
+
+// QueueDepth is the number of messages in a queue, by state (approximate on
+// SQS).
+type QueueDepth struct {
+	Visible, InFlight, Delayed int64
+}
+
+// QueueDepther is implemented by the task and run brokers of the app's
+// transports (Ports.Broker, Ports.RunBroker): the depth of their queue, for
+// the metrics and readiness probe of dagq worker.
+type QueueDepther interface {
+	QueueDepth(ctx context.Context) (QueueDepth, error)
+}
+
+var (
+	_ QueueDepther = memoryQueue{}
+	_ QueueDepther = sqsQueue{}
+)
+
+// memoryQueue is a memory Broker that reads its queue's depth from the
+// Transport (no request).
+type memoryQueue struct {
+	ports.Broker
+	tr   *memory.Transport
+	name string
+}
+
+// QueueDepth implements QueueDepther.
+func (q memoryQueue) QueueDepth(context.Context) (QueueDepth, error) {
+	s, err := q.tr.Stats(q.name)
+	if err != nil {
+		return QueueDepth{}, err
+	}
+	return QueueDepth{Visible: int64(s.Visible), InFlight: int64(s.InFlight), Delayed: int64(s.Delayed)}, nil
+}
+
+// sqsQueue is an SQS Broker that reads its queue's depth with one
+// GetQueueAttributes request.
+type sqsQueue struct {
+	*dagqsqs.Broker
+	client *awssqs.Client
+	url    string
+}
+
+// depthAttributes are the SQS attributes of a queue's depth.
+var depthAttributes = []sqstypes.QueueAttributeName{
+	sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+	sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+	sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+}
+
+// QueueDepth implements QueueDepther.
+func (q sqsQueue) QueueDepth(ctx context.Context) (QueueDepth, error) {
+	out, err := q.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl:       &q.url,
+		AttributeNames: depthAttributes,
+	})
+	if err != nil {
+		return QueueDepth{}, fmt.Errorf("sqs: GetQueueAttributes %s: %w", q.url, err)
+	}
+	n := func(a sqstypes.QueueAttributeName) int64 {
+		v, _ := strconv.ParseInt(out.Attributes[string(a)], 10, 64)
+		return v
+	}
+	return QueueDepth{
+		Visible:  n(sqstypes.QueueAttributeNameApproximateNumberOfMessages),
+		InFlight: n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
+		Delayed:  n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
+	}, nil
+}
