@@ -151,9 +151,9 @@ func configFile(opts LoadOptions) (path, how string, err error) {
 }
 
 // readFile parses the config file once and returns its values for viper
-// (without the sections that are not mappings, which are errors), a warning
-// for every unknown key (with its line and the closest valid key) and an
-// error for every such section.
+// (without the sections that are not mappings), a warning for every unknown
+// key (with its line and the closest valid key) and an error for every such
+// section that is not empty.
 func readFile(file, how string, keys []Key) (values map[string]any, warnings []string, errs []error, err error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
