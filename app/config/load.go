@@ -85,25 +85,18 @@ func Load(opts LoadOptions) (Config, *Loaded, error) {
 	loaded.Warnings = append(loaded.Warnings, warnings...)
 	errs = append(errs, envErrs...)
 
-	flagSet := map[string]string{} // key -> flag name, for flags the user set
-	if opts.Flags != nil {
-		for _, s := range flagSpecs {
-			f := opts.Flags.Lookup(s.flag)
-			if f == nil {
-				continue
-			}
-			if err := v.BindPFlag(s.key, f); err != nil {
-				return Config{}, loaded, fmt.Errorf("bind flag --%s: %w", s.flag, err)
-			}
-			if f.Changed {
-				flagSet[s.key] = s.flag
+	for _, k := range keys {
+		var f *pflag.Flag // the key's flag, when the caller defined it
+		if opts.Flags != nil && k.Flag != "" {
+			if f = opts.Flags.Lookup(k.Flag); f != nil {
+				if err := v.BindPFlag(k.Path, f); err != nil {
+					return Config{}, loaded, fmt.Errorf("bind flag --%s: %w", k.Flag, err)
+				}
 			}
 		}
-	}
-	for _, k := range keys {
 		switch {
-		case flagSet[k.Path] != "":
-			loaded.Sources[k.Path] = "flag --" + flagSet[k.Path]
+		case f != nil && f.Changed:
+			loaded.Sources[k.Path] = "flag --" + k.Flag
 		case os.Getenv(k.Env) != "":
 			loaded.Sources[k.Path] = "env " + k.Env
 		case loaded.File != "" && v.InConfig(k.Path):
