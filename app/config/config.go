@@ -19,7 +19,9 @@
 // Values of the right type but out of range fail Validate, which reports every
 // problem at once with the key and the valid values. Unknown keys in the file
 // and unknown DAGQ_ variables are warnings (with the closest valid key), not
-// errors, so that a newer file still loads in an older dagq.
+// errors, so that a newer file still loads in an older dagq; a non-empty
+// variable named after a section (DAGQ_WORKER) is an error, since viper
+// would read it in place of the section's keys.
 //
 // # Secrets
 //

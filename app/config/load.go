@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"math"
 	"os"
 	"reflect"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
@@ -49,6 +49,11 @@ type Loaded struct {
 // config file is missing or unreadable, or when values have the wrong type
 // (every such key is reported, with where its value came from). It does not
 // range-check values: call Config.Validate.
+//
+// Viper does the precedence, the environment (AutomaticEnv; every key has a
+// default, so Unmarshal sees its variable) and the decoding; decodeHook gives
+// the types and the messages. The file is parsed once, into a YAML tree whose
+// lines the warnings and errors name, and viper gets its decoded values.
 func Load(opts LoadOptions) (Config, *Loaded, error) {
 	keys := Keys()
 	v := viper.New()
@@ -62,71 +67,50 @@ func Load(opts LoadOptions) (Config, *Loaded, error) {
 
 	loaded := &Loaded{Sources: make(map[string]string, len(keys))}
 	var errs []error
-	brokenSections := map[string]bool{} // sections the file sets to a non-mapping
 	file, how, err := configFile(opts)
 	if err != nil {
 		return Config{}, loaded, err
 	}
 	if file != "" {
-		data, err := os.ReadFile(file)
+		values, warnings, sectionErrs, err := readFile(file, how, keys)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return Config{}, loaded, fmt.Errorf("config file %s (from %s) does not exist", file, how)
-			}
+			return Config{}, loaded, err
+		}
+		if err := v.MergeConfigMap(values); err != nil {
 			return Config{}, loaded, fmt.Errorf("config file %s: %w", file, err)
 		}
-		v.SetConfigType("yaml")
-		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
-			return Config{}, loaded, yamlErr(file, data, err)
-		}
-		loaded.File = file
-		loaded.Warnings = append(loaded.Warnings, unknownFileKeys(file, data, keys)...)
-		bad := badSections(data, keys)
-		for _, section := range slices.Sorted(maps.Keys(bad)) {
-			brokenSections[section] = true
-			errs = append(errs, &FieldError{Key: section, Source: "file " + file, Msg: bad[section]})
-		}
+		loaded.File, loaded.Warnings, errs = file, warnings, sectionErrs
 	}
-	loaded.Warnings = append(loaded.Warnings, unknownEnv(os.Environ(), keys)...)
+	warnings, envErrs := checkEnv(os.Environ(), keys)
+	loaded.Warnings = append(loaded.Warnings, warnings...)
+	errs = append(errs, envErrs...)
 
-	flagSet := map[string]string{} // key -> flag name, for flags the user set
-	if opts.Flags != nil {
-		for _, s := range flagSpecs {
-			f := opts.Flags.Lookup(s.flag)
-			if f == nil {
-				continue
+	for _, k := range keys {
+		var f *pflag.Flag // the key's flag, when the caller defined it
+		if opts.Flags != nil && k.Flag != "" {
+			if f = opts.Flags.Lookup(k.Flag); f != nil {
+				if err := v.BindPFlag(k.Path, f); err != nil {
+					return Config{}, loaded, fmt.Errorf("bind flag --%s: %w", k.Flag, err)
+				}
 			}
-			if err := v.BindPFlag(s.key, f); err != nil {
-				return Config{}, loaded, fmt.Errorf("bind flag --%s: %w", s.flag, err)
-			}
-			if f.Changed {
-				flagSet[s.key] = s.flag
-			}
+		}
+		switch {
+		case f != nil && f.Changed:
+			loaded.Sources[k.Path] = "flag --" + k.Flag
+		case os.Getenv(k.Env) != "":
+			loaded.Sources[k.Path] = "env " + k.Env
+		case loaded.File != "" && v.InConfig(k.Path):
+			loaded.Sources[k.Path] = "file " + loaded.File
+		default:
+			loaded.Sources[k.Path] = "default"
 		}
 	}
 
 	var cfg Config
-	out := reflect.ValueOf(&cfg).Elem()
-	for _, k := range keys {
-		if section, _, ok := strings.Cut(k.Path, "."); ok && brokenSections[section] {
-			continue // reported once for the section
-		}
-		src := "default"
-		switch {
-		case flagSet[k.Path] != "":
-			src = "flag --" + flagSet[k.Path]
-		case os.Getenv(k.Env) != "":
-			src = "env " + k.Env
-		case loaded.File != "" && v.InConfig(k.Path):
-			src = "file " + loaded.File
-		}
-		loaded.Sources[k.Path] = src
-		val, err := convert(v.Get(k.Path), k.typ)
-		if err != nil {
-			errs = append(errs, &FieldError{Key: k.Path, Source: src, Msg: err.Error()})
-			continue
-		}
-		out.FieldByIndex(k.index).Set(val)
+	if err := v.Unmarshal(&cfg, func(c *mapstructure.DecoderConfig) {
+		c.TagName, c.DecodeHook, c.WeaklyTypedInput = "yaml", decodeHook, false
+	}); err != nil {
+		errs = append(errs, fieldErrors(err, loaded.Sources)...)
 	}
 	if len(errs) > 0 {
 		return Config{}, loaded, errors.Join(errs...)
@@ -159,16 +143,86 @@ func configFile(opts LoadOptions) (path, how string, err error) {
 	return "", "", nil
 }
 
+// readFile parses the config file once and returns its values for viper
+// (without the sections that are not mappings), a warning for every unknown
+// key (with its line and the closest valid key) and an error for every such
+// section that is not empty.
+func readFile(file, how string, keys []Key) (values map[string]any, warnings []string, errs []error, err error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil, fmt.Errorf("config file %s (from %s) does not exist", file, how)
+	} else if err != nil {
+		return nil, nil, nil, fmt.Errorf("config file %s: %w", file, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, nil, nil, yamlErr(file, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil, nil, nil // an empty file
+	}
+	if err := doc.Decode(&values); err != nil {
+		if msg := shapeProblem(doc.Content[0]); msg != "" {
+			return nil, nil, nil, fmt.Errorf("config file %s: %s", file, msg)
+		}
+		return nil, nil, nil, yamlErr(file, err)
+	}
+
+	known := make(map[string]bool, len(keys))
+	sections := map[string][]string{} // section -> its keys
+	secret := map[string]bool{}       // sections holding a secret: their value is not quoted
+	for _, k := range keys {
+		known[k.Path] = true
+		if section, _, ok := strings.Cut(k.Path, "."); ok {
+			sections[section] = append(sections[section], k.Path)
+			secret[section] = secret[section] || k.Secret
+		}
+	}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+			kn, vn := n.Content[i], n.Content[i+1]
+			path := strings.ToLower(kn.Value)
+			if prefix != "" {
+				path = prefix + "." + path
+			}
+			switch {
+			case known[path]:
+			case sections[path] == nil:
+				msg := fmt.Sprintf("%s:%d: unknown key %q is ignored", file, kn.Line, path)
+				if s := Suggest(path); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				warnings = append(warnings, msg)
+			case vn.Kind == yaml.MappingNode:
+				walk(vn, path)
+			default:
+				// Viper would read a section that is not a mapping in place
+				// of its keys (even an empty one, which means unset).
+				delete(values, kn.Value)
+				if vn.Tag == "!!null" {
+					continue
+				}
+				what := strconv.Quote(vn.Value)
+				switch {
+				case vn.Kind == yaml.SequenceNode:
+					what = "a list"
+				case secret[path]:
+					what = "a value"
+				}
+				errs = append(errs, &FieldError{Key: path, Source: "file " + file,
+					Msg: fmt.Sprintf("line %d: %s is not a mapping; the section holds %s", vn.Line, what, strings.Join(sections[path], ", "))})
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	return values, warnings, errs, nil
+}
+
 // yamlErr explains why the config file could not be read: one line per
 // problem, each "config file <path>: line N: …", in YAML terms (a mapping,
 // a list) rather than the decoder's Go types.
-func yamlErr(file string, data []byte, err error) error {
-	var doc yaml.Node
-	if yerr := yaml.Unmarshal(data, &doc); yerr != nil {
-		err = yerr
-	} else if msg := shapeProblem(&doc); msg != "" {
-		return fmt.Errorf("config file %s: %s", file, msg)
-	}
+func yamlErr(file string, err error) error {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -178,7 +232,6 @@ func yamlErr(file string, data []byte, err error) error {
 	}
 	lines := make([]string, 0, len(msgs))
 	for _, m := range msgs {
-		m = strings.TrimPrefix(m, "While parsing config: ")
 		m = strings.TrimPrefix(m, "yaml: ")
 		switch {
 		case strings.Contains(m, "excessive aliasing"):
@@ -202,27 +255,16 @@ var goTypes = strings.NewReplacer(
 	"[]interface {}", "a list",
 )
 
-// shapeProblem says what keeps the parsed file from being a mapping of
-// configuration keys, or "": a document that is not a mapping, or a key that
+// shapeProblem says what keeps the parsed document root from being a mapping
+// of configuration keys, or "": a root that is not a mapping, or a key that
 // is not a scalar.
-func shapeProblem(doc *yaml.Node) string {
-	if len(doc.Content) == 0 {
+func shapeProblem(root *yaml.Node) string {
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return ""
 	}
-	root := doc.Content[0]
-	switch {
-	case root.Kind == yaml.ScalarNode && root.Tag == "!!null":
-		return ""
-	case root.Kind == yaml.AliasNode:
-		root = root.Alias
-	}
-	if root == nil || root.Kind != yaml.MappingNode {
-		what := "a value"
-		if root != nil {
-			what = yamlKind(root)
-		}
+	if root.Kind != yaml.MappingNode {
 		return fmt.Sprintf("line %d: the file is %s, not a mapping of keys; valid: lines of key: value, e.g. \"transport: memory\"",
-			doc.Content[0].Line, what)
+			root.Line, yamlKind(root))
 	}
 	var bad string
 	var walk func(n *yaml.Node, depth int)
@@ -258,206 +300,129 @@ func yamlKind(n *yaml.Node) string {
 	return "a value"
 }
 
-// unknownFileKeys warns about every key of the YAML file that is not a
-// configuration key, with its line and the closest valid key.
-func unknownFileKeys(file string, data []byte, keys []Key) []string {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-		return nil
-	}
-	known := make(map[string]bool, len(keys))
-	prefixes := make(map[string]bool)
-	for _, k := range keys {
-		known[k.Path] = true
-		parts := strings.Split(k.Path, ".")
-		for i := 1; i < len(parts); i++ {
-			prefixes[strings.Join(parts[:i], ".")] = true
-		}
-	}
-	var warnings []string
-	var walk func(n *yaml.Node, prefix string)
-	walk = func(n *yaml.Node, prefix string) {
-		if n.Kind != yaml.MappingNode {
-			return
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			kn, vn := n.Content[i], n.Content[i+1]
-			path := strings.ToLower(kn.Value)
-			if prefix != "" {
-				path = prefix + "." + path
-			}
-			switch {
-			case known[path]:
-			case prefixes[path]:
-				walk(vn, path)
-			default:
-				msg := fmt.Sprintf("%s:%d: unknown key %q is ignored", file, kn.Line, path)
-				if s := Suggest(path); s != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				warnings = append(warnings, msg)
-			}
-		}
-	}
-	walk(doc.Content[0], "")
-	return warnings
-}
-
-// badSections reports the sections (worker, retry, …) that the file sets to
-// something other than a mapping, with what is wrong and their keys.
-func badSections(data []byte, keys []Key) map[string]string {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil
-	}
-	children := map[string][]string{}
-	secret := map[string]bool{} // sections holding a secret: their value is not quoted
-	for _, k := range keys {
-		if section, _, ok := strings.Cut(k.Path, "."); ok {
-			children[section] = append(children[section], k.Path)
-			secret[section] = secret[section] || k.Secret
-		}
-	}
-	out := map[string]string{}
-	m := doc.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		name, v := strings.ToLower(m.Content[i].Value), m.Content[i+1]
-		if _, ok := children[name]; !ok || v.Kind == yaml.MappingNode || v.Tag == "!!null" {
-			continue
-		}
-		what := strconv.Quote(v.Value)
-		switch {
-		case v.Kind == yaml.SequenceNode:
-			what = "a list"
-		case secret[name]:
-			what = "a value"
-		}
-		out[name] = fmt.Sprintf("line %d: %s is not a mapping; the section holds %s", v.Line, what, strings.Join(children[name], ", "))
-	}
-	return out
-}
-
-// unknownEnv warns about DAGQ_ variables that name no key.
 // EnvTestPrefix starts the variables of dagq's own test setup
 // (DAGQ_TEST_SQS_ENDPOINT, …); they are not settings and draw no warning.
 const EnvTestPrefix = EnvPrefix + "_TEST_"
 
-func unknownEnv(environ []string, keys []Key) []string {
+// checkEnv warns about DAGQ_ variables that name no key, with the closest
+// key's variable. A non-empty variable named after a section (DAGQ_WORKER)
+// is an error: viper would read it in place of every key of the section.
+func checkEnv(environ []string, keys []Key) (warnings []string, errs []error) {
 	known := map[string]bool{EnvConfig: true}
-	byEnv := make(map[string]string, len(keys))
+	forms := make(map[string]string, len(keys)) // worker_concurrency -> worker.concurrency
 	for _, k := range keys {
 		known[k.Env] = true
-		byEnv[k.Env] = k.Path
+		forms[strings.ToLower(strings.TrimPrefix(k.Env, EnvPrefix+"_"))] = k.Path
 	}
-	var warnings []string
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
+		name, val, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] || strings.HasPrefix(name, EnvTestPrefix) {
 			continue
 		}
-		msg := fmt.Sprintf("environment variable %s is not a dagq setting and is ignored", name)
 		guess := strings.ToLower(strings.TrimPrefix(name, EnvPrefix+"_"))
-		if s := suggestAmong(guess, envForms(byEnv)); s != "" {
-			msg += fmt.Sprintf(" (did you mean %s?)", EnvName(s))
+		did := ""
+		if s := suggestAmong(guess, forms); s != "" {
+			did = fmt.Sprintf(" (did you mean %s?)", EnvName(s))
 		}
-		warnings = append(warnings, msg)
+		if val != "" && slices.ContainsFunc(keys, func(k Key) bool { return strings.HasPrefix(k.Path, guess+".") }) {
+			errs = append(errs, fmt.Errorf("environment variable %s is not a dagq setting but names the section %s, which hides every %s.* key from the file and the defaults; unset it and set one variable per key%s",
+				name, guess, guess, did))
+			continue
+		}
+		warnings = append(warnings, fmt.Sprintf("environment variable %s is not a dagq setting and is ignored%s", name, did))
 	}
 	sort.Strings(warnings)
-	return warnings
+	return warnings, errs
 }
 
-// envForms maps the lower-case env suffix of each key (worker_concurrency)
-// to the key, so that a misspelt variable finds its key.
-func envForms(byEnv map[string]string) map[string]string {
-	m := make(map[string]string, len(byEnv))
-	for env, path := range byEnv {
-		m[strings.ToLower(strings.TrimPrefix(env, EnvPrefix+"_"))] = path
-	}
-	return m
-}
-
-// convert turns a raw viper value into a value of type t.
-func convert(raw any, t reflect.Type) (reflect.Value, error) {
-	if t == reflect.TypeFor[time.Duration]() {
-		d, err := toDuration(raw)
-		return reflect.ValueOf(d), err
-	}
-	switch t.Kind() {
-	case reflect.String:
+// decodeHook turns a raw value (from the file, the environment, a flag or a
+// default) into the type of its field, refusing what does not fit with what
+// would be valid, where mapstructure would truncate 1.5 to 1.
+func decodeHook(_, to reflect.Type, raw any) (any, error) {
+	s, isString := raw.(string)
+	s = strings.TrimSpace(s)
+	switch {
+	case to == reflect.TypeFor[time.Duration]():
 		switch x := raw.(type) {
-		case string:
-			return reflect.ValueOf(x), nil
-		case bool, int, int64, uint64, float64:
-			return reflect.ValueOf(fmt.Sprint(x)), nil
-		}
-		return reflect.Value{}, fmt.Errorf("%s is not a string; valid: a single value such as %q", describe(raw), "text")
-	case reflect.Bool:
-		switch x := raw.(type) {
-		case bool:
-			return reflect.ValueOf(x), nil
-		case string:
-			b, err := strconv.ParseBool(strings.TrimSpace(x))
-			if err == nil {
-				return reflect.ValueOf(b), nil
+		case time.Duration:
+			return x, nil
+		case int:
+			if x == 0 {
+				return time.Duration(0), nil
 			}
 		}
-		return reflect.Value{}, fmt.Errorf("%s is not a boolean; valid: true or false", describe(raw))
-	case reflect.Int:
+		if d, err := time.ParseDuration(s); isString && err == nil {
+			return d, nil
+		}
+		return nil, fmt.Errorf("%s is not a duration; write a number with a unit, e.g. 500ms, 30s, 5m, 1h", describe(raw))
+	case to.Kind() == reflect.String:
+		switch raw.(type) {
+		case string, bool, int, int64, uint64, float64:
+			return fmt.Sprint(raw), nil
+		}
+		return nil, fmt.Errorf("%s is not a string; valid: a single value such as %q", describe(raw), "text")
+	case to.Kind() == reflect.Bool:
+		if b, ok := raw.(bool); ok {
+			return b, nil
+		}
+		if b, err := strconv.ParseBool(s); isString && err == nil {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%s is not a boolean; valid: true or false", describe(raw))
+	case to.Kind() == reflect.Int: // counts and sizes in bytes (payload.threshold)
 		switch x := raw.(type) {
 		case int:
-			return reflect.ValueOf(x), nil
+			return x, nil
 		case int64:
-			return reflect.ValueOf(int(x)), nil
+			return int(x), nil
 		case uint64:
 			if x <= math.MaxInt32 {
-				return reflect.ValueOf(int(x)), nil
+				return int(x), nil
 			}
 		case float64:
 			if x == math.Trunc(x) && math.Abs(x) <= math.MaxInt32 {
-				return reflect.ValueOf(int(x)), nil
+				return int(x), nil
 			}
 		case string:
-			n, err := strconv.Atoi(strings.TrimSpace(x))
-			if err == nil {
-				return reflect.ValueOf(n), nil
+			if n, err := strconv.Atoi(s); err == nil {
+				return n, nil
 			}
 		}
-		return reflect.Value{}, fmt.Errorf("%s is not an integer; valid: a whole number such as 4", describe(raw))
-	case reflect.Float64:
+		return nil, fmt.Errorf("%s is not an integer; valid: a whole number such as 4", describe(raw))
+	case to.Kind() == reflect.Float64:
 		switch x := raw.(type) {
 		case float64:
-			return reflect.ValueOf(x), nil
+			return x, nil
 		case int:
-			return reflect.ValueOf(float64(x)), nil
+			return float64(x), nil
 		case int64:
-			return reflect.ValueOf(float64(x)), nil
+			return float64(x), nil
 		case string:
-			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-			if err == nil {
-				return reflect.ValueOf(f), nil
+			if f, err := strconv.ParseFloat(s, 64); err == nil {
+				return f, nil
 			}
 		}
-		return reflect.Value{}, fmt.Errorf("%s is not a number; valid: a number such as 2 or 0.5", describe(raw))
+		return nil, fmt.Errorf("%s is not a number; valid: a number such as 2 or 0.5", describe(raw))
 	}
-	return reflect.Value{}, fmt.Errorf("unsupported type %v", t)
+	return raw, nil // Config and its sections
 }
 
-func toDuration(raw any) (time.Duration, error) {
-	switch x := raw.(type) {
-	case time.Duration:
-		return x, nil
-	case int:
-		if x == 0 {
-			return 0, nil
+// fieldErrors turns the decoding errors of viper's Unmarshal into
+// FieldErrors naming the key and where its value came from.
+func fieldErrors(err error, sources map[string]string) []error {
+	switch e := err.(type) {
+	case *mapstructure.DecodeError:
+		return []error{&FieldError{Key: e.Name(), Source: sources[e.Name()], Msg: e.Unwrap().Error()}}
+	case interface{ Unwrap() []error }:
+		var out []error
+		for _, e := range e.Unwrap() {
+			out = append(out, fieldErrors(e, sources)...)
 		}
-	case string:
-		d, err := time.ParseDuration(strings.TrimSpace(x))
-		if err == nil {
-			return d, nil
-		}
-		return 0, fmt.Errorf("%s is not a duration; write a number with a unit, e.g. 500ms, 30s, 5m, 1h", describe(raw))
+		return out
+	case interface{ Unwrap() error }:
+		return fieldErrors(e.Unwrap(), sources)
 	}
-	return 0, fmt.Errorf("%s is not a duration; write a number with a unit, e.g. 500ms, 30s, 5m, 1h", describe(raw))
+	return []error{err}
 }
 
 func describe(raw any) string {
