@@ -44,6 +44,9 @@ check-deps:
 	@bad=$$($(GO) list -deps ./core/... ./ports/... | grep -E 'aws-sdk-go|spf13/viper|dagq/dagq/adapters|dagq/dagq/app' || true); \
 	if [ -n "$$bad" ]; then echo "core/ports must not depend on:"; echo "$$bad"; exit 1; fi; \
 	echo "check-deps: core and ports depend on no AWS, viper, adapter or app package"
+	@bad=$$($(GO) list -deps ./examples/service ./adapters/awsports | grep -E 'spf13/cobra|spf13/viper|prometheus|google.golang.org/grpc' || true); \
+	if [ -n "$$bad" ]; then echo "examples/service and adapters/awsports (what embedders link) must not depend on:"; echo "$$bad"; exit 1; fi; \
+	echo "check-deps: examples/service and adapters/awsports link no cobra, viper, prometheus or grpc"
 
 ## run: the dagq CLI runs the diamond job on the embedded default (memory transport, no AWS).
 run:
