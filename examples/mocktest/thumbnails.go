@@ -17,7 +17,9 @@
 // and asserts what the function returns, that exactly one task was sent,
 // and that the result it read is that task's. Without a CompletionBus the
 // Client waits by reading the ResultBackend, so a Get that returns a final
-// result at once ends the wait at once: no sleeping, no worker, no AWS.
+// result ends the wait: no worker, no AWS. The Client makes its first read
+// after a short backoff; running the test in a testing/synctest bubble
+// (synctest.Test) makes that instant.
 // Only dagq's public API is used: the message body is dagq's wire format,
 // which the test does not look into.
 package mocktest
