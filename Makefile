@@ -67,6 +67,9 @@ check-deps:
 	done; \
 	if [ $$fail -ne 0 ]; then exit 1; fi; \
 	echo "check-deps: the composition root (app, app/config) depends on no CLI package, cobra, Prometheus, gRPC or OpenTelemetry exporter"
+	@bad=$$($(GO) list -deps ./examples/service ./adapters/awsports | grep -E 'spf13/cobra|spf13/viper|prometheus|google.golang.org/grpc' || true); \
+	if [ -n "$$bad" ]; then echo "examples/service and adapters/awsports (what embedders link) must not depend on:"; echo "$$bad"; exit 1; fi; \
+	echo "check-deps: examples/service and adapters/awsports link no cobra, viper, prometheus or grpc"
 
 ## run: the dagq CLI runs the diamond job on the embedded default (memory transport, no AWS).
 run:

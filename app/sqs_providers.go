@@ -15,28 +15,33 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	"github.com/google/wire"
 
+	"github.com/dagq/dagq/adapters/awsports"
 	dagqs3 "github.com/dagq/dagq/adapters/s3"
 	dagqsqs "github.com/dagq/dagq/adapters/sqs"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/ports"
 )
 
-// SQSSet provides the ports of the sqs transport: a Broker on the task queue
-// (sqs.queue_url) and a RunBroker on the run queue (sqs.run_queue_url), and
-// the ResultBackend, StateStore and claim-check PayloadStore in the bucket
-// (s3.bucket, s3.prefix), the CompletionBus (a reply queue per client) and
-// the CancelChannel (marks in the bucket, broadcast to a queue per worker).
+// SQSSet provides the ports of the sqs transport, built by
+// adapters/awsports (the one wiring of the AWS transport, which embedders use
+// too) from the config: a Broker on the task queue (sqs.queue_url) and a
+// RunBroker on the run queue (sqs.run_queue_url), and the ResultBackend,
+// StateStore and claim-check PayloadStore in the bucket (s3.bucket,
+// s3.prefix), the CompletionBus (a reply queue per client) and the
+// CancelChannel (marks in the bucket, broadcast to a queue per worker).
+// ProvidePorts then applies the settings every transport shares
+// (cancellation switch, claim-check threshold, signing) from the config.
 var SQSSet = wire.NewSet(
 	ProvideAWSConfig,
-	ProvideSQSClient,
-	ProvideS3Client,
+	ProvideAWSTransport,
 	ProvideSQSBroker,
 	ProvideSQSRunBroker,
-	ProvideS3ResultBackend,
-	ProvideS3StateStore,
-	ProvideS3PayloadStore,
-	ProvideSQSCancelChannel,
-	ProvideSQSCompletionBus,
+	wire.FieldsOf(new(*awsports.Transport), "Results", "State", "Payloads", "Cancels", "Completions"),
+	wire.Bind(new(ports.ResultBackend), new(*dagqs3.ResultBackend)),
+	wire.Bind(new(ports.StateStore), new(*dagqs3.StateStore)),
+	wire.Bind(new(ports.PayloadStore), new(*dagqs3.PayloadStore)),
+	wire.Bind(new(ports.CancelChannel), new(*dagqsqs.CancelChannel)),
+	wire.Bind(new(ports.CompletionBus), new(*dagqsqs.CompletionBus)),
 )
 
 // AWS is the AWS SDK configuration of the sqs transport; its HTTP client is
@@ -89,112 +94,71 @@ func ProvideAWSConfig(cfg config.Config, apiOptions ...func(*middleware.Stack) e
 	return AWS{Config: ac}, closeIdle, nil
 }
 
+// awsOptions are the awsports options of the config's transport: queues,
+// bucket, endpoints, long polling, fair-queue mode and the cancel channel's
+// ListQueues lag. The settings every transport shares (cancellation switch,
+// claim-check threshold, signing) are applied by ProvidePorts.
+func awsOptions(cfg config.Config, log *slog.Logger) awsports.Options {
+	q := cfg.SQS
+	return awsports.Options{
+		QueueURL: q.QueueURL, RunQueueURL: q.RunQueueURL,
+		Bucket: cfg.S3.Bucket, Prefix: cfg.S3.Prefix,
+		SQSEndpoint: q.Endpoint, S3Endpoint: cfg.S3.Endpoint, S3PathStyle: cfg.S3.PathStyle,
+		WaitTime:      q.WaitTime,
+		FairQueue:     fairModes[q.FairQueue],
+		CancelListLag: cancelListLag(q.CancelListLag),
+		Logger:        log,
+	}
+}
+
+// fairModes maps sqs.fair_queue (validated) to the adapter's modes. "on"
+// is passed as auto, which does the same on a FIFO queue and, on a standard
+// queue, the same without the adapter's warning: config.Notices words that
+// case once, naming the key.
+var fairModes = map[string]dagqsqs.FairMode{"auto": dagqsqs.FairAuto, "on": dagqsqs.FairAuto, "off": dagqsqs.FairOff}
+
+// cancelListLag maps sqs.cancel_list_lag, where 0s means none (emulators
+// that list a new queue at once), to the adapter's ListLag, where none is
+// dagqsqs.NoCancelListLag and zero means the 60s default.
+func cancelListLag(d time.Duration) time.Duration {
+	if d == 0 {
+		return dagqsqs.NoCancelListLag
+	}
+	return d
+}
+
 // ProvideSQSClient builds the SQS client, with sqs.endpoint as its base
-// endpoint when set.
+// endpoint when set (the client awsports builds).
 func ProvideSQSClient(a AWS, cfg config.Config) *awssqs.Client {
-	return awssqs.NewFromConfig(a.Config, func(o *awssqs.Options) {
-		if cfg.SQS.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.SQS.Endpoint)
-		}
-	})
+	return awsOptions(cfg, nil).SQSClient(a.Config)
 }
 
 // ProvideS3Client builds the S3 client, with s3.endpoint as its base
-// endpoint when set and path-style addressing when s3.path_style is true.
+// endpoint when set and path-style addressing when s3.path_style is true
+// (the client awsports builds).
 func ProvideS3Client(a AWS, cfg config.Config) *awss3.Client {
-	return awss3.NewFromConfig(a.Config, func(o *awss3.Options) {
-		if cfg.S3.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.S3.Endpoint)
-		}
-		o.UsePathStyle = cfg.S3.PathStyle
-	})
+	return awsOptions(cfg, nil).S3Client(a.Config)
 }
 
-// sqsOptions are the adapter options of the queue at url. sqs.fair_queue
-// "on" with a standard queue is passed as auto, which does the same (no
-// message group): config.Notices words that case once, naming the key, and
-// the adapter would warn about it again.
-func sqsOptions(cfg config.Config, url string, log *slog.Logger) *dagqsqs.Options {
-	fair := fairModes[cfg.SQS.FairQueue]
-	if fair == dagqsqs.FairOn && !dagqsqs.IsFIFOURL(url) {
-		fair = dagqsqs.FairAuto
-	}
-	return &dagqsqs.Options{WaitTime: cfg.SQS.WaitTime, FairQueue: fair, Logger: log}
-}
-
-// fairModes maps sqs.fair_queue (validated) to the adapter's modes.
-var fairModes = map[string]dagqsqs.FairMode{"auto": dagqsqs.FairAuto, "on": dagqsqs.FairOn, "off": dagqsqs.FairOff}
-
-// ProvideSQSBroker returns a Broker on the task queue (sqs.queue_url).
-func ProvideSQSBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (ports.Broker, func(), error) {
-	b, err := dagqsqs.New(c, cfg.SQS.QueueURL, sqsOptions(cfg, cfg.SQS.QueueURL, log))
+// ProvideAWSTransport builds the ports of the sqs transport with
+// awsports.Open; the cleanup closes them (deleting the queues of open
+// inboxes and cancel subscriptions).
+func ProvideAWSTransport(a AWS, cfg config.Config, log *slog.Logger) (*awsports.Transport, func(), error) {
+	t, err := awsports.Open(context.Background(), a.Config, awsOptions(cfg, log))
 	if err != nil {
-		return nil, nil, fmt.Errorf("sqs.queue_url: %w", err)
+		return nil, nil, err
 	}
-	return sqsQueue{b, c, cfg.SQS.QueueURL}, func() { _ = b.Close() }, nil
+	return t, func() { _ = t.Close() }, nil
 }
 
-// ProvideSQSRunBroker returns a Broker on the run queue (sqs.run_queue_url).
-func ProvideSQSRunBroker(c *awssqs.Client, cfg config.Config, log *slog.Logger) (RunBroker, func(), error) {
-	b, err := dagqsqs.New(c, cfg.SQS.RunQueueURL, sqsOptions(cfg, cfg.SQS.RunQueueURL, log))
-	if err != nil {
-		return nil, nil, fmt.Errorf("sqs.run_queue_url: %w", err)
-	}
-	return sqsQueue{b, c, cfg.SQS.RunQueueURL}, func() { _ = b.Close() }, nil
+// ProvideSQSBroker returns the Broker on the task queue (sqs.queue_url),
+// which also reads the queue's depth (dagq worker --metrics-addr).
+func ProvideSQSBroker(t *awsports.Transport, cfg config.Config) ports.Broker {
+	return sqsQueue{t.Broker, t.SQS, cfg.SQS.QueueURL}
 }
 
-// ProvideS3ResultBackend returns the ResultBackend in s3.bucket under
-// s3.prefix.
-func ProvideS3ResultBackend(c *awss3.Client, cfg config.Config) (ports.ResultBackend, func(), error) {
-	r, err := dagqs3.NewResultBackend(c, cfg.S3.Bucket, &dagqs3.Options{Prefix: cfg.S3.Prefix})
-	if err != nil {
-		return nil, nil, fmt.Errorf("s3.bucket: %w", err)
-	}
-	return r, func() { _ = r.Close() }, nil
-}
-
-// ProvideS3StateStore returns the StateStore in s3.bucket under s3.prefix.
-func ProvideS3StateStore(c *awss3.Client, cfg config.Config) (ports.StateStore, func(), error) {
-	s, err := dagqs3.NewStateStore(c, cfg.S3.Bucket, &dagqs3.Options{Prefix: cfg.S3.Prefix})
-	if err != nil {
-		return nil, nil, fmt.Errorf("s3.bucket: %w", err)
-	}
-	return s, func() { _ = s.Close() }, nil
-}
-
-// ProvideSQSCancelChannel returns the SQS cancellation transport: durable
-// marks in the StateStore (S3) plus a broadcast to one SQS queue per
-// subscribed worker (dagq-cancel-…); the cleanup deletes the channel's open
-// subscription queues. cancellation.enabled false drops it in ProvidePorts.
-func ProvideSQSCancelChannel(c *awssqs.Client, state ports.StateStore, cfg config.Config) (ports.CancelChannel, func(), error) {
-	lag := cfg.SQS.CancelListLag
-	if lag == 0 {
-		lag = -1 // the adapter's "none"; its zero means the default
-	}
-	ch, err := dagqsqs.NewCancelChannel(c, state, &dagqsqs.CancelOptions{WaitTime: cfg.SQS.WaitTime, ListLag: lag})
-	if err != nil {
-		return nil, nil, fmt.Errorf("sqs.wait_time: %w", err)
-	}
-	return ch, func() { _ = ch.Close() }, nil
-}
-
-// ProvideS3PayloadStore returns the claim-check PayloadStore in s3.bucket
-// under s3.prefix (its own key space, apart from results and state).
-func ProvideS3PayloadStore(c *awss3.Client, cfg config.Config) (ports.PayloadStore, func(), error) {
-	s, err := dagqs3.NewPayloadStore(c, cfg.S3.Bucket, &dagqs3.Options{Prefix: cfg.S3.Prefix})
-	if err != nil {
-		return nil, nil, fmt.Errorf("s3.bucket: %w", err)
-	}
-	return s, func() { _ = s.Close() }, nil
-}
-
-// ProvideSQSCompletionBus returns the SQS CompletionBus: each waiting Client
-// opens one reply queue (dagq-reply-…) that workers push completions to, so
-// waiting needs no result reads; the cleanup deletes the open inboxes.
-func ProvideSQSCompletionBus(c *awssqs.Client, cfg config.Config, log *slog.Logger) (ports.CompletionBus, func(), error) {
-	b, err := dagqsqs.NewCompletionBus(c, &dagqsqs.CompletionOptions{WaitTime: cfg.SQS.WaitTime, Logger: log})
-	if err != nil {
-		return nil, nil, fmt.Errorf("sqs.wait_time: %w", err)
-	}
-	return b, func() { _ = b.Close() }, nil
+// ProvideSQSRunBroker returns the Broker on the run queue
+// (sqs.run_queue_url), which also reads the queue's depth.
+func ProvideSQSRunBroker(t *awsports.Transport, cfg config.Config) RunBroker {
+	return sqsQueue{t.RunBroker, t.SQS, cfg.SQS.RunQueueURL}
 }

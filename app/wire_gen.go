@@ -167,122 +167,46 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer cor
 	if err != nil {
 		return nil, nil, err
 	}
-	client := ProvideSQSClient(aws, cfg)
-	broker, cleanup2, err := ProvideSQSBroker(client, cfg, log)
+	transport, cleanup2, err := ProvideAWSTransport(aws, cfg, log)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	runBroker, cleanup3, err := ProvideSQSRunBroker(client, cfg, log)
-	if err != nil {
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	s3Client := ProvideS3Client(aws, cfg)
-	resultBackend, cleanup4, err := ProvideS3ResultBackend(s3Client, cfg)
-	if err != nil {
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	stateStore, cleanup5, err := ProvideS3StateStore(s3Client, cfg)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	cancelChannel, cleanup6, err := ProvideSQSCancelChannel(client, stateStore, cfg)
-	if err != nil {
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	completionBus, cleanup7, err := ProvideSQSCompletionBus(client, cfg, log)
-	if err != nil {
-		cleanup6()
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	payloadStore, cleanup8, err := ProvideS3PayloadStore(s3Client, cfg)
-	if err != nil {
-		cleanup7()
-		cleanup6()
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
+	broker := ProvideSQSBroker(transport, cfg)
+	runBroker := ProvideSQSRunBroker(transport, cfg)
+	resultBackend := transport.Results
+	cancelChannel := transport.Cancels
+	completionBus := transport.Completions
+	stateStore := transport.State
+	payloadStore := transport.Payloads
 	ports, err := ProvidePorts(cfg, broker, runBroker, resultBackend, cancelChannel, completionBus, stateStore, payloadStore)
 	if err != nil {
-		cleanup8()
-		cleanup7()
-		cleanup6()
-		cleanup5()
-		cleanup4()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	client, cleanup3, err := ProvideClient(cfg, ports, log, tracer)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	executor, err := ProvideExecutor(client, log)
+	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	coreClient, cleanup9, err := ProvideClient(cfg, ports, log, tracer)
+	launcher, cleanup4, err := ProvideLauncher(cfg, ports, log, tracer)
 	if err != nil {
-		cleanup8()
-		cleanup7()
-		cleanup6()
-		cleanup5()
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return nil, nil, err
 	}
-	executor, err := ProvideExecutor(coreClient, log)
+	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, client, log, tracer)
 	if err != nil {
-		cleanup9()
-		cleanup8()
-		cleanup7()
-		cleanup6()
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	launcher, cleanup10, err := ProvideLauncher(cfg, ports, log, tracer)
-	if err != nil {
-		cleanup9()
-		cleanup8()
-		cleanup7()
-		cleanup6()
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return nil, nil, err
-	}
-	workerFactory, err := ProvideWorkerFactory(cfg, reg, ports, coreClient, log, tracer)
-	if err != nil {
-		cleanup10()
-		cleanup9()
-		cleanup8()
-		cleanup7()
-		cleanup6()
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -294,18 +218,12 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer cor
 		Logger:   log,
 		Registry: reg,
 		Ports:    ports,
-		Client:   coreClient,
+		Client:   client,
 		Executor: executor,
 		Launcher: launcher,
 		Workers:  workerFactory,
 	}
 	return runtime, func() {
-		cleanup10()
-		cleanup9()
-		cleanup8()
-		cleanup7()
-		cleanup6()
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()

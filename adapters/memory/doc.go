@@ -109,4 +109,13 @@
 //
 // [Transport.Stats] reports a queue's visible, in-flight and delayed message
 // counts, for tests and metrics.
+//
+// # Wire
+//
+// [Set] is the package's Wire provider set: a *Transport created with the
+// injector's [Queues], and one handle of each port not bound to a queue
+// (ResultBackend, CancelChannel, CompletionBus, PayloadStore, StateStore),
+// each with a cleanup that closes it. Brokers are bound to queue names by
+// the application, which knows what each queue is for (package app binds
+// the task queue and the run queue).
 package memory

@@ -82,4 +82,11 @@
 // S3-compatible servers (versitygw, MinIO) need the client built with
 // UsePathStyle and BaseEndpoint; this package makes no request that needs
 // more than the conditional-write support AWS S3 has had since 2024.
+//
+// # Wire
+//
+// [Set] is the package's Wire provider set: the *ResultBackend, *StateStore
+// and *PayloadStore in the injector's [Bucket], each bound to its port and
+// closed by its cleanup. adapters/awsports builds the complete AWS port set
+// with it and adapters/sqs's Set in one call.
 package s3

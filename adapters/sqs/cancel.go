@@ -38,6 +38,10 @@ const (
 	// SQS may take to list a just-created queue (ListQueues is eventually
 	// consistent; AWS documents up to 60 seconds).
 	DefaultCancelListLag = 60 * time.Second
+	// NoCancelListLag is the CancelOptions.ListLag of an SQS that lists a
+	// queue as soon as it exists (fauxqs): none. Any negative value means
+	// the same; zero means DefaultCancelListLag.
+	NoCancelListLag time.Duration = -1
 	// DefaultCancelRelist is the default CancelOptions.Relist.
 	DefaultCancelRelist = 10 * time.Minute
 
@@ -73,8 +77,10 @@ type CancelOptions struct {
 	WaitTime time.Duration
 	// ListLag is how long after a subscription queue is created ListQueues
 	// may still omit it, so that a Cancel may not broadcast to it. Zero means
-	// DefaultCancelListLag (60s, real SQS); a negative value means none, for
-	// emulators that list a queue as soon as it exists (fauxqs). A
+	// DefaultCancelListLag (60s, right for real SQS); NoCancelListLag (any
+	// negative value) means none, for emulators that list a queue as soon
+	// as it exists (fauxqs). Note that zero is the safe default here, not
+	// "none" (dagq's config key sqs.cancel_list_lag spells none "0s"). A
 	// subscription settles ListLag + ListLag/10 after its queue was created
 	// (see Canceled).
 	ListLag time.Duration

@@ -343,4 +343,12 @@
 // longest a worker lives, and deletes them. Deleting a live worker's queue
 // costs it only fast interruption: its Receive fails with ports.ErrNotFound
 // and it resubscribes; Canceled still answers.
+//
+// # Wire
+//
+// [Set] is the package's Wire provider set: a *Broker on the injector's
+// [QueueURL], a *CancelChannel and a *CompletionBus, each bound to its port
+// and closed by its cleanup ([ProvideBroker], [ProvideCancelChannel],
+// [ProvideCompletionBus]). adapters/awsports builds the complete AWS port set
+// with it and adapters/s3's Set in one call.
 package sqs
