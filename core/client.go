@@ -20,7 +20,7 @@ const (
 	DefaultCacheSize       = 10000
 	// DefaultPendingLimit is the default ClientOptions.PendingLimit.
 	DefaultPendingLimit = 1_000_000
-	// DefaultPayloadThreshold is the default ClientOptions.PayloadThreshold:
+	// DefaultPayloadThreshold is the default Ports.PayloadThreshold:
 	// 200 KiB, below the 256 KiB SQS used to accept and the memory broker's
 	// default.
 	DefaultPayloadThreshold = 200 << 10
@@ -307,7 +307,7 @@ func (c *Client) errIfClosed() error {
 // has its context cancelled, a finished one is unaffected. Waiters of a
 // cancelled task get its result with State ports.StateCancelled once the
 // worker records it. Cancelling a task again, or an unknown ID, is not an
-// error. Without ClientOptions.Cancels it fails with an error matching
+// error. With Ports.NoCancel (cancellation off) it fails with an error matching
 // ports.ErrUnsupported; an empty ID fails the call (nothing is sent) with
 // ports.ErrInvalidArgument. When some calls fail the error wraps a
 // *ports.BatchError whose indexes are positions in ids; IDs not named were

@@ -27,8 +27,8 @@ import (
 // errors.As see it) and the ID is still returned, because a Send that timed
 // out may have queued the task: re-submitting with WithID(id) is safe.
 //
-// An encoded envelope larger than ClientOptions.PayloadThreshold is stored
-// in ClientOptions.Payloads first and sent as a claim check (see
+// An encoded envelope larger than Ports.PayloadThreshold is stored
+// in Ports.Payloads first and sent as a claim check (see
 // PayloadAttribute); a failed Put fails the request (nothing is sent). A
 // Send the broker definitely refused deletes the stored object again (best
 // effort); after an ambiguous failure such as a timeout the message may be

@@ -3,7 +3,7 @@ package core
 import "time"
 
 // WorkerObserver receives the events of a Worker, for metrics
-// (WorkerOptions.Observer; app/metrics implements it for Prometheus).
+// (WorkerOptions.Observer; app/cli/metrics implements it for Prometheus).
 //
 // The worker calls its methods from its own goroutines, never while holding
 // its locks, so an implementation may take locks of its own; it must be safe

@@ -15,7 +15,7 @@
 //		reg := core.NewRegistry()
 //		builtin.MustRegister(reg)           // echo, sleep, fail, hash, concat, transform
 //		MyTask.MustRegister(reg, handleMyTask)
-//		cli.Main(reg)                       // dagq run/launch/status/health/terminate/worker/graph/config/version
+//		cli.Main(reg)                       // dagq run/launch/status/health/terminate/worker/queue/graph/config/version
 //	}
 //
 // WithRuntime runs the commands against a runtime the program wired itself
