@@ -39,7 +39,7 @@ type memEnv struct {
 
 func (h cancelHarness) memChannels(t *testing.T, o sqs.CancelOptions) memEnv {
 	t.Helper()
-	prefix := "dagq-cancel-m" + randHex(6) + "-"
+	prefix := "dagqt-cancel-m" + randHex(6) + "-"
 	h.checkNoQueuesLeft(t, prefix)
 	bucket := h.newBucket(t)
 	s3c, count := h.countingS3()

@@ -110,7 +110,7 @@ func (h cancelHarness) checkNoQueuesLeft(t *testing.T, prefix string) {
 }
 
 func (h cancelHarness) newChannels(t *testing.T, n int) ([]*sqs.CancelChannel, string) {
-	prefix := "dagq-cancel-t" + randHex(6) + "-"
+	prefix := "dagqt-cancel-" + randHex(6) + "-" // not under the default prefix (dagq-cancel-), which other packages' tests broadcast to on the same emulator
 	h.checkNoQueuesLeft(t, prefix)
 	bucket := h.newBucket(t)
 	cs := make([]*sqs.CancelChannel, n)
