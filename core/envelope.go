@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,66 +93,43 @@ type Envelope struct {
 	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
-// Encode returns the envelope's wire form: the bytes json.Marshal writes for
-// it, produced without reflection (see AppendEncode). A zero Version is
-// written as EnvelopeVersion and a zero Attempt as 1.
+// Encode returns the envelope's wire form, as json.Marshal writes it. A zero
+// Version is written as EnvelopeVersion and a zero Attempt as 1; an envelope
+// that could not be run is refused with ErrMalformedEnvelope.
 func (e Envelope) Encode() ([]byte, error) {
-	b, err := e.AppendEncode(make([]byte, 0, e.encodedSizeHint()))
-	if err != nil {
-		return nil, err
+	if e.Version == 0 {
+		e.Version = EnvelopeVersion
 	}
-	return b, nil
-}
-
-// DecodeEnvelope parses a message body. Errors match ErrMalformedEnvelope or
-// ErrEnvelopeVersion and say what was wrong. It never panics, whatever the input.
-func DecodeEnvelope(body []byte) (Envelope, error) {
-	// Fast path: a body of the usual shape is parsed by hand to exactly what
-	// json.Unmarshal produces (decodeEnvelopeFast), its raw values proven
-	// valid JSON on the way.
-	if e, ok := decodeEnvelopeFast(body); ok {
-		return e.checkedWith(false)
-	}
-	// Otherwise, a body that is exactly one JSON value decodes with
-	// json.Unmarshal to what the Decoder below reads, without its buffer
-	// copy. Any other body takes the Decoder path, which decides (and words
-	// the error) as it always has.
-	var e Envelope
-	if err := json.Unmarshal(body, &e); err == nil {
-		return e.checked()
-	}
-	e = Envelope{}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&e); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
-	}
-	if dec.More() {
-		return Envelope{}, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformedEnvelope)
-	}
-	return e.checked()
-}
-
-// checked applies the decoding defaults to a decoded envelope and validates it.
-func (e Envelope) checked() (Envelope, error) { return e.checkedWith(true) }
-
-// checkedWith is checked, checking that Args and Inputs are valid JSON only
-// if checkRaw (the fast decoder has proven it already).
-func (e Envelope) checkedWith(checkRaw bool) (Envelope, error) {
 	if e.Attempt == 0 {
 		e.Attempt = 1
 	}
-	if err := e.validateWith(checkRaw); err != nil {
+	if err := e.validate(true); err != nil {
+		return nil, err
+	}
+	return json.Marshal(e)
+}
+
+// DecodeEnvelope parses a message body: exactly one JSON object (whitespace
+// around it allowed). Errors match ErrMalformedEnvelope or ErrEnvelopeVersion
+// and say what was wrong. It never panics, whatever the input.
+func DecodeEnvelope(body []byte) (Envelope, error) {
+	var e Envelope
+	if err := json.Unmarshal(body, &e); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
+	}
+	if e.Attempt == 0 {
+		e.Attempt = 1
+	}
+	// Args and Inputs are valid JSON: json.Unmarshal checked all of body.
+	if err := e.validate(false); err != nil {
 		return Envelope{}, err
 	}
 	return e, nil
 }
 
-// validate reports what makes the envelope unfit to send or run.
-func (e Envelope) validate() error { return e.validateWith(true) }
-
-// validateWith is validate, checking that Args and Inputs are valid JSON only
-// if checkRaw.
-func (e Envelope) validateWith(checkRaw bool) error {
+// validate reports what makes the envelope unfit to send or run, checking
+// that Args and Inputs are valid JSON only if checkRaw.
+func (e Envelope) validate(checkRaw bool) error {
 	switch {
 	case e.Version > EnvelopeVersion:
 		return fmt.Errorf("%w: version %d is newer than the %d this worker understands (upgrade the worker)",
@@ -168,11 +144,11 @@ func (e Envelope) validateWith(checkRaw bool) error {
 		return fmt.Errorf("%w: task %q has attempt %d; attempts start at 1", ErrMalformedEnvelope, e.TaskID, e.Attempt)
 	}
 	if checkRaw {
-		if len(e.Args) > 0 && !validJSON(e.Args) {
+		if len(e.Args) > 0 && !json.Valid(e.Args) {
 			return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformedEnvelope, e.TaskID)
 		}
 		for name, in := range e.Inputs {
-			if len(in) > 0 && !validJSON(in) {
+			if len(in) > 0 && !json.Valid(in) {
 				return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformedEnvelope, e.TaskID, name)
 			}
 		}
