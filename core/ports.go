@@ -40,8 +40,8 @@ type Ports struct {
 	// Optional: without it a Client waits by polling Results with backoff.
 	Completions ports.CompletionBus
 	// Payloads, when set, holds envelopes larger than PayloadThreshold (the
-	// claim check, see PayloadAttribute): Submit stores the envelope there
-	// and sends a short message naming its key; the worker fetches it and
+	// claim check): Submit stores the envelope there and sends a short
+	// message naming its key (attribute "dagq-payload"); the worker fetches it and
 	// deletes it once the task's message is acked. Optional: without it a
 	// larger envelope is refused at Submit (ports.ErrInvalidArgument) and a
 	// worker fails a claim-check message it receives (never runs it).

@@ -1,49 +1,43 @@
-package core
+// Package wire is dagq's wire format: the envelope a task travels in (its
+// JSON form, version and validation), the claim-check message that stands
+// in for a large envelope, and the message signature. Package core is its
+// user; none of it is API. Operators see the wire format in queues and
+// dead-letter queues: docs/semantics.md describes it.
+//
+// Compatibility: fields are only ever added; a change that older workers
+// must not misread bumps Version. A body that does not decode is never
+// executed.
+package wire
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/dagq/dagq/ports"
 )
 
-// EnvelopeVersion is the version of the envelope this build writes. Workers
-// accept versions 1..EnvelopeVersion and refuse newer ones with
-// ErrEnvelopeVersion (so that during a rolling upgrade an old worker hands a
-// newer message back instead of misreading it).
-const EnvelopeVersion = 1
+// Version is the version of the envelope this build writes. Workers accept
+// versions 1..Version and refuse newer ones with ErrVersion (so that during
+// a rolling upgrade an old worker hands a newer message back instead of
+// misreading it).
+const Version = 1
 
 // Envelope decoding errors.
 var (
-	// ErrMalformedEnvelope: the body is not a dagq envelope (not JSON, wrong
-	// shape, or a required field is missing).
-	ErrMalformedEnvelope = errors.New("malformed envelope")
-	// ErrEnvelopeVersion: the envelope's version is newer than this build
+	// ErrMalformed: the body is not a dagq envelope (not JSON, wrong shape,
+	// or a required field is missing or invalid).
+	ErrMalformed = errors.New("malformed envelope")
+	// ErrVersion: the envelope's version is newer than this build
 	// understands.
-	ErrEnvelopeVersion = errors.New("unsupported envelope version")
+	ErrVersion = errors.New("unsupported envelope version")
 )
-
-// PayloadAttribute is the message attribute of a claim-check message: an
-// envelope larger than ClientOptions.PayloadThreshold is stored in the
-// ports.PayloadStore under the key "<task ID>/<random ID>" and the message
-// carries that key in this attribute, with a short placeholder body (JSON
-// with the task ID, name, key and reply_to, but no "v": a worker that knows
-// nothing of claim checks fails it as undecodable instead of running it
-// without its arguments). A worker with WorkerOptions.Payloads fetches the
-// envelope and deletes the object once the message is acked.
-const PayloadAttribute = "dagq-payload"
-
-// claimCheck is the placeholder body of a claim-check message.
-type claimCheck struct {
-	TaskID  string `json:"id"`
-	Task    string `json:"task"`
-	Payload string `json:"payload"`
-	ReplyTo string `json:"reply_to,omitempty"`
-}
 
 // Envelope is the message body dagq puts on the broker: one task invocation.
 // It is JSON with short, stable field names; fields are only ever added, and a
-// change that older workers must not misread bumps EnvelopeVersion.
+// change that older workers must not misread bumps Version.
 //
 //	{"v":1,"id":"…","task":"resize","attempt":1,"args":{…},
 //	 "labels":{…},"meta":{…},"run":"…","step":"…",
@@ -51,7 +45,8 @@ type claimCheck struct {
 //	 "deadline":"2026-…Z","reply_to":"…","progress":true,
 //	 "retry":{…},"sent_at":"…"}
 type Envelope struct {
-	// Version is the envelope format version (EnvelopeVersion when written).
+	// Version is the envelope format version (the constant Version when
+	// written).
 	Version int `json:"v"`
 	// TaskID identifies the task; it is also the broker message ID, stable
 	// across redeliveries, and the key of the task's result.
@@ -88,17 +83,17 @@ type Envelope struct {
 	// Publish each.
 	Progress bool `json:"progress,omitempty"`
 	// Retry overrides the worker's retry policy for this task (optional).
-	Retry *RetryPolicy `json:"retry,omitempty"`
+	Retry *Retry `json:"retry,omitempty"`
 	// SentAt is when the producer submitted the task.
 	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
 // Encode returns the envelope's wire form, as json.Marshal writes it. A zero
-// Version is written as EnvelopeVersion and a zero Attempt as 1; an envelope
-// that could not be run is refused with ErrMalformedEnvelope.
+// Version is written as the constant Version and a zero Attempt as 1; an
+// envelope that could not be run is refused with ErrMalformed.
 func (e Envelope) Encode() ([]byte, error) {
 	if e.Version == 0 {
-		e.Version = EnvelopeVersion
+		e.Version = Version
 	}
 	if e.Attempt == 0 {
 		e.Attempt = 1
@@ -109,13 +104,13 @@ func (e Envelope) Encode() ([]byte, error) {
 	return json.Marshal(e)
 }
 
-// DecodeEnvelope parses a message body: exactly one JSON object (whitespace
-// around it allowed). Errors match ErrMalformedEnvelope or ErrEnvelopeVersion
-// and say what was wrong. It never panics, whatever the input.
-func DecodeEnvelope(body []byte) (Envelope, error) {
+// Decode parses a message body: exactly one JSON object (whitespace around
+// it allowed). Errors match ErrMalformed or ErrVersion and say what was
+// wrong. It never panics, whatever the input.
+func Decode(body []byte) (Envelope, error) {
 	var e Envelope
 	if err := json.Unmarshal(body, &e); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
+		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if e.Attempt == 0 {
 		e.Attempt = 1
@@ -131,32 +126,62 @@ func DecodeEnvelope(body []byte) (Envelope, error) {
 // that Args and Inputs are valid JSON only if checkRaw.
 func (e Envelope) validate(checkRaw bool) error {
 	switch {
-	case e.Version > EnvelopeVersion:
+	case e.Version > Version:
 		return fmt.Errorf("%w: version %d is newer than the %d this worker understands (upgrade the worker)",
-			ErrEnvelopeVersion, e.Version, EnvelopeVersion)
+			ErrVersion, e.Version, Version)
 	case e.Version < 1:
-		return fmt.Errorf("%w: version %d; valid versions are 1..%d", ErrMalformedEnvelope, e.Version, EnvelopeVersion)
+		return fmt.Errorf("%w: version %d; valid versions are 1..%d", ErrMalformed, e.Version, Version)
 	case e.TaskID == "":
-		return fmt.Errorf("%w: empty task ID (field \"id\")", ErrMalformedEnvelope)
+		return fmt.Errorf("%w: empty task ID (field \"id\")", ErrMalformed)
 	case e.Task == "":
-		return fmt.Errorf("%w: task %q has an empty task name (field \"task\")", ErrMalformedEnvelope, e.TaskID)
+		return fmt.Errorf("%w: task %q has an empty task name (field \"task\")", ErrMalformed, e.TaskID)
 	case e.Attempt < 1:
-		return fmt.Errorf("%w: task %q has attempt %d; attempts start at 1", ErrMalformedEnvelope, e.TaskID, e.Attempt)
+		return fmt.Errorf("%w: task %q has attempt %d; attempts start at 1", ErrMalformed, e.TaskID, e.Attempt)
 	}
 	if checkRaw {
 		if len(e.Args) > 0 && !json.Valid(e.Args) {
-			return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformedEnvelope, e.TaskID)
+			return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformed, e.TaskID)
 		}
 		for name, in := range e.Inputs {
 			if len(in) > 0 && !json.Valid(in) {
-				return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformedEnvelope, e.TaskID, name)
+				return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformed, e.TaskID, name)
 			}
 		}
 	}
 	if e.Retry != nil {
 		if err := e.Retry.Validate(); err != nil {
-			return fmt.Errorf("%w: task %q: %v", ErrMalformedEnvelope, e.TaskID, err)
+			return fmt.Errorf("%w: task %q: %v", ErrMalformed, e.TaskID, err)
 		}
+	}
+	return nil
+}
+
+// Retry is a task's retry policy as it travels (field "retry"): the fields
+// of core.RetryPolicy, which converts to and from it and documents them.
+type Retry struct {
+	MaxAttempts    int           `json:"max_attempts"`
+	InitialBackoff time.Duration `json:"initial_backoff"`
+	MaxBackoff     time.Duration `json:"max_backoff"`
+	Multiplier     float64       `json:"multiplier"`
+	Jitter         float64       `json:"jitter"`
+}
+
+// Validate reports a policy that cannot be used, naming the field and the
+// valid range (core.RetryPolicy.Validate).
+func (p Retry) Validate() error {
+	switch {
+	case p.MaxAttempts < 1:
+		return fmt.Errorf("retry max_attempts is %d; it must be at least 1", p.MaxAttempts)
+	case p.InitialBackoff < 0:
+		return fmt.Errorf("retry initial_backoff is %v; it must be 0 or more", p.InitialBackoff)
+	case p.MaxBackoff < 0 || p.MaxBackoff > ports.MaxLease:
+		return fmt.Errorf("retry max_backoff is %v; it must be between 0 (no cap) and %v", p.MaxBackoff, ports.MaxLease)
+	case p.MaxBackoff != 0 && p.MaxBackoff < p.InitialBackoff:
+		return fmt.Errorf("retry max_backoff %v is below initial_backoff %v", p.MaxBackoff, p.InitialBackoff)
+	case p.Multiplier != 0 && (p.Multiplier < 1 || math.IsInf(p.Multiplier, 0)) || math.IsNaN(p.Multiplier):
+		return fmt.Errorf("retry multiplier is %v; it must be 0 (constant) or a finite number ≥ 1", p.Multiplier)
+	case p.Jitter < 0 || p.Jitter > 1 || math.IsNaN(p.Jitter):
+		return fmt.Errorf("retry jitter is %v; it must be between 0 and 1", p.Jitter)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package core_test
+package wire_test
 
 import (
 	"bytes"
@@ -11,11 +11,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 )
 
 func TestEnvelope_RoundTrip(t *testing.T) {
-	in := core.Envelope{
+	in := wire.Envelope{
 		TaskID:   "t1",
 		Task:     "resize",
 		Args:     json.RawMessage(`{"w":10}`),
@@ -28,16 +28,16 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 		Deadline: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 		ReplyTo:  "inbox-1",
 		Progress: true,
-		Retry:    &core.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2, Jitter: 0.1},
+		Retry:    &wire.Retry{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 2, Jitter: 0.1},
 		SentAt:   time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
 	}
 	b, err := in.Encode()
 	require.NoError(t, err)
-	out, err := core.DecodeEnvelope(b)
+	out, err := wire.Decode(b)
 	require.NoError(t, err)
-	require.Equal(t, core.EnvelopeVersion, out.Version, "zero version is written as the current one")
+	require.Equal(t, wire.Version, out.Version, "zero version is written as the current one")
 	require.Equal(t, 1, out.Attempt, "zero attempt is written as 1")
-	in.Version, in.Attempt = core.EnvelopeVersion, 1
+	in.Version, in.Attempt = wire.Version, 1
 	require.True(t, in.Deadline.Equal(out.Deadline))
 	require.True(t, in.SentAt.Equal(out.SentAt))
 	out.Deadline, out.SentAt, in.Deadline, in.SentAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
@@ -45,7 +45,7 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 }
 
 func TestEnvelope_WireNames(t *testing.T) {
-	b, err := core.Envelope{TaskID: "t1", Task: "x", RunID: "r"}.Encode()
+	b, err := wire.Envelope{TaskID: "t1", Task: "x", RunID: "r"}.Encode()
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b, &m))
@@ -54,40 +54,40 @@ func TestEnvelope_WireNames(t *testing.T) {
 }
 
 func TestEnvelope_DAGWireNames(t *testing.T) {
-	b, err := core.Envelope{TaskID: "r.s", Task: "x", RunID: "r", StepID: "s",
+	b, err := wire.Envelope{TaskID: "r.s", Task: "x", RunID: "r", StepID: "s",
 		Inputs: map[string]json.RawMessage{"up": json.RawMessage(`1`)}, Params: map[string]string{"k": "v"}, Progress: true}.Encode()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"v":1,"id":"r.s","task":"x","attempt":1,"run":"r","step":"s",
 		"inputs":{"up":1},"params":{"k":"v"},"progress":true}`, string(b))
 
-	_, err = core.DecodeEnvelope([]byte(`{"v":1,"id":"a","task":"x","inputs":{"up":"not json`))
-	require.ErrorIs(t, err, core.ErrMalformedEnvelope)
-	_, err = core.Envelope{TaskID: "a", Task: "x", Inputs: map[string]json.RawMessage{"up": json.RawMessage(`{`)}}.Encode()
-	require.ErrorIs(t, err, core.ErrMalformedEnvelope)
+	_, err = wire.Decode([]byte(`{"v":1,"id":"a","task":"x","inputs":{"up":"not json`))
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	_, err = wire.Envelope{TaskID: "a", Task: "x", Inputs: map[string]json.RawMessage{"up": json.RawMessage(`{`)}}.Encode()
+	require.ErrorIs(t, err, wire.ErrMalformed)
 	require.Contains(t, err.Error(), `input "up" that is not valid JSON`)
 }
 
-func TestDecodeEnvelope_Errors(t *testing.T) {
+func TestDecode_Errors(t *testing.T) {
 	cases := []struct {
 		name, body string
 		is         error
 		mention    string
 	}{
-		{"garbage", "\x00\xffnot json", core.ErrMalformedEnvelope, "invalid character"},
-		{"empty", "", core.ErrMalformedEnvelope, "unexpected end of JSON input"},
-		{"array", `[1,2]`, core.ErrMalformedEnvelope, "cannot unmarshal"},
-		{"wrong field type", `{"v":1,"id":7,"task":"x"}`, core.ErrMalformedEnvelope, "cannot unmarshal"},
-		{"missing version", `{"id":"a","task":"x"}`, core.ErrMalformedEnvelope, "version 0"},
-		{"future version", `{"v":99,"id":"a","task":"x"}`, core.ErrEnvelopeVersion, "version 99"},
-		{"missing id", `{"v":1,"task":"x"}`, core.ErrMalformedEnvelope, `"id"`},
-		{"missing task", `{"v":1,"id":"a"}`, core.ErrMalformedEnvelope, `"task"`},
-		{"negative attempt", `{"v":1,"id":"a","task":"x","attempt":-2}`, core.ErrMalformedEnvelope, "attempt -2"},
-		{"trailing data", `{"v":1,"id":"a","task":"x"} {}`, core.ErrMalformedEnvelope, "after top-level value"},
-		{"bad retry", `{"v":1,"id":"a","task":"x","retry":{"max_attempts":0}}`, core.ErrMalformedEnvelope, "max_attempts"},
+		{"garbage", "\x00\xffnot json", wire.ErrMalformed, "invalid character"},
+		{"empty", "", wire.ErrMalformed, "unexpected end of JSON input"},
+		{"array", `[1,2]`, wire.ErrMalformed, "cannot unmarshal"},
+		{"wrong field type", `{"v":1,"id":7,"task":"x"}`, wire.ErrMalformed, "cannot unmarshal"},
+		{"missing version", `{"id":"a","task":"x"}`, wire.ErrMalformed, "version 0"},
+		{"future version", `{"v":99,"id":"a","task":"x"}`, wire.ErrVersion, "version 99"},
+		{"missing id", `{"v":1,"task":"x"}`, wire.ErrMalformed, `"id"`},
+		{"missing task", `{"v":1,"id":"a"}`, wire.ErrMalformed, `"task"`},
+		{"negative attempt", `{"v":1,"id":"a","task":"x","attempt":-2}`, wire.ErrMalformed, "attempt -2"},
+		{"trailing data", `{"v":1,"id":"a","task":"x"} {}`, wire.ErrMalformed, "after top-level value"},
+		{"bad retry", `{"v":1,"id":"a","task":"x","retry":{"max_attempts":0}}`, wire.ErrMalformed, "max_attempts"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := core.DecodeEnvelope([]byte(tc.body))
+			_, err := wire.Decode([]byte(tc.body))
 			require.ErrorIs(t, err, tc.is)
 			require.Contains(t, err.Error(), tc.mention)
 		})
@@ -95,21 +95,21 @@ func TestDecodeEnvelope_Errors(t *testing.T) {
 }
 
 func TestEnvelope_EncodeRefusesInvalid(t *testing.T) {
-	_, err := core.Envelope{Task: "x"}.Encode()
-	require.ErrorIs(t, err, core.ErrMalformedEnvelope)
-	_, err = core.Envelope{TaskID: "a", Task: "x", Args: json.RawMessage("{nope")}.Encode()
-	require.ErrorIs(t, err, core.ErrMalformedEnvelope)
+	_, err := wire.Envelope{Task: "x"}.Encode()
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	_, err = wire.Envelope{TaskID: "a", Task: "x", Args: json.RawMessage("{nope")}.Encode()
+	require.ErrorIs(t, err, wire.ErrMalformed)
 }
 
 // decodeCases are bodies that are hard to decode, and what decoding them
-// gives: nil (a valid envelope), core.ErrMalformedEnvelope or
-// core.ErrEnvelopeVersion. They are also FuzzDecodeEnvelope's seeds.
+// gives: nil (a valid envelope), wire.ErrMalformed or wire.ErrVersion. They
+// are also FuzzDecodeEnvelope's seeds.
 var decodeCases = []struct {
 	name, body string
 	want       error
 }{
 	{"minimal", `{"v":1,"id":"a","task":"b"}`, nil},
-	{"empty object", `{}`, core.ErrMalformedEnvelope},
+	{"empty object", `{}`, wire.ErrMalformed},
 	{"whitespace", " \n{ \"v\" : 1 ,\t\"id\":\"a\" , \"task\" : \"b\" , \"args\" : { \"a\" : [ 1 , -2.5E+3 , true , false , null , \"s\" , { } , [ ] ] } }\r\n", nil},
 	{"any order", `{"task":"b","sent_at":"2026-11-25T09:00:00Z","id":"a","attempt":2,"v":1}`, nil},
 	{"escapes", `{"v":1,"id":"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\u0000","task":"x"}`, nil},
@@ -117,25 +117,25 @@ var decodeCases = []struct {
 	{"lone low surrogate", `{"v":1,"id":"\udc00\ud800x","task":"x"}`, nil},
 	{"surrogate then other escape", `{"v":1,"id":"\ud800\u0041","task":"x"}`, nil},
 	{"surrogate then pair", `{"v":1,"id":"\ud800\ud800\udc00","task":"x"}`, nil},
-	{"surrogate then bad escape", `{"v":1,"id":"\ud800\u00zz","task":"x"}`, core.ErrMalformedEnvelope},
+	{"surrogate then bad escape", `{"v":1,"id":"\ud800\u00zz","task":"x"}`, wire.ErrMalformed},
 	{"uppercase hex", `{"v":1,"id":"\u00E9\uD83D\uDE00","task":"x"}`, nil},
 	{"invalid utf-8", "{\"v\":1,\"id\":\"a\xff\xfeb\",\"task\":\"\xed\xa0\x80\",\"labels\":{\"\xe2\x82\":\"\xc0\xaf\"}}", nil},
 	{"valid utf-8", `{"v":1,"id":"é€😀 ","task":"日本"}`, nil},
 	{"html and line separators", "{\"v\":1,\"id\":\"<a&b>\",\"task\":\"\u2028\u2029\",\"args\":{\"h\":\"<&>\u2028\\u2029\"}}", nil},
 	{"all fields", goldenFull, nil},
 	{"tricky strings", goldenTricky, nil},
-	{"float version", `{"v":1.0,"id":"a","task":"b"}`, core.ErrMalformedEnvelope},
-	{"exponent version", `{"v":1e0,"id":"a","task":"b"}`, core.ErrMalformedEnvelope},
-	{"max int version", `{"v":9223372036854775807,"id":"a","task":"b"}`, core.ErrEnvelopeVersion},
-	{"huge version", `{"v":99999999999999999999,"id":"a","task":"b"}`, core.ErrMalformedEnvelope},
+	{"float version", `{"v":1.0,"id":"a","task":"b"}`, wire.ErrMalformed},
+	{"exponent version", `{"v":1e0,"id":"a","task":"b"}`, wire.ErrMalformed},
+	{"max int version", `{"v":9223372036854775807,"id":"a","task":"b"}`, wire.ErrVersion},
+	{"huge version", `{"v":99999999999999999999,"id":"a","task":"b"}`, wire.ErrMalformed},
 	{"18 digit attempt", `{"v":1,"id":"a","task":"b","attempt":999999999999999999}`, nil},
 	{"negative zero attempt", `{"v":1,"id":"a","task":"b","attempt":-0}`, nil},
-	{"negative attempt", `{"v":1,"id":"a","task":"b","attempt":-7}`, core.ErrMalformedEnvelope},
-	{"leading zero", `{"v":01,"id":"a","task":"b"}`, core.ErrMalformedEnvelope},
-	{"bare minus", `{"v":-,"id":"a","task":"b"}`, core.ErrMalformedEnvelope},
+	{"negative attempt", `{"v":1,"id":"a","task":"b","attempt":-7}`, wire.ErrMalformed},
+	{"leading zero", `{"v":01,"id":"a","task":"b"}`, wire.ErrMalformed},
+	{"bare minus", `{"v":-,"id":"a","task":"b"}`, wire.ErrMalformed},
 	{"null args", `{"v":1,"id":"a","task":"b","args":null}`, nil},
 	{"null input", `{"v":1,"id":"a","task":"b","inputs":{"up":null,"x":[]}}`, nil},
-	{"null id", `{"v":1,"id":null,"task":"b"}`, core.ErrMalformedEnvelope},
+	{"null id", `{"v":1,"id":null,"task":"b"}`, wire.ErrMalformed},
 	{"null labels", `{"v":1,"id":"a","task":"b","labels":null}`, nil},
 	{"null label", `{"v":1,"id":"a","task":"b","labels":{"a":null}}`, nil},
 	{"null retry", `{"v":1,"id":"a","task":"b","retry":null}`, nil},
@@ -145,43 +145,43 @@ var decodeCases = []struct {
 	{"duplicate labels", `{"v":1,"id":"a","task":"b","labels":{"x":"1"},"labels":{"y":"2"}}`, nil},
 	{"duplicate map key", `{"v":1,"id":"a","task":"b","labels":{"x":"1","x":"2"},"inputs":{"a":1,"a":2}}`, nil},
 	{"deep args", `{"v":1,"id":"a","task":"b","args":` + strings.Repeat("[", 300) + strings.Repeat("]", 300) + `}`, nil},
-	{"too deep args", `{"v":1,"id":"a","task":"b","args":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, core.ErrMalformedEnvelope},
+	{"too deep args", `{"v":1,"id":"a","task":"b","args":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, wire.ErrMalformed},
 	{"nested args", `{"v":1,"id":"a","task":"b","args":{"a":{"b":[{"c":"\u00e9\"}"}]}}}`, nil},
 	{"other case", `{"V":1,"ID":"a","Task":"b"}`, nil},
 	{"escaped field name", `{"\u0076":1,"id":"a","task":"b"}`, nil},
 	{"unknown field", `{"v":1,"id":"a","task":"b","x":1}`, nil},
-	{"trailing object", `{"v":1,"id":"a","task":"b"} {}`, core.ErrMalformedEnvelope},
+	{"trailing object", `{"v":1,"id":"a","task":"b"} {}`, wire.ErrMalformed},
 	// (Accepted before encoding/json decoded the envelope by itself.)
-	{"trailing bracket", `{"v":1,"id":"a","task":"b"}]`, core.ErrMalformedEnvelope},
-	{"trailing garbage", `{"v":1,"id":"a","task":"b"}x`, core.ErrMalformedEnvelope},
-	{"trailing comma", `{"v":1,"id":"a","task":"b",}`, core.ErrMalformedEnvelope},
-	{"unterminated", `{"v":1,"id":"a","task":"b"`, core.ErrMalformedEnvelope},
-	{"unterminated string", `{"v":1,"id":"a`, core.ErrMalformedEnvelope},
-	{"null", `null`, core.ErrMalformedEnvelope},
-	{"array", `[]`, core.ErrMalformedEnvelope},
-	{"empty", ``, core.ErrMalformedEnvelope},
+	{"trailing bracket", `{"v":1,"id":"a","task":"b"}]`, wire.ErrMalformed},
+	{"trailing garbage", `{"v":1,"id":"a","task":"b"}x`, wire.ErrMalformed},
+	{"trailing comma", `{"v":1,"id":"a","task":"b",}`, wire.ErrMalformed},
+	{"unterminated", `{"v":1,"id":"a","task":"b"`, wire.ErrMalformed},
+	{"unterminated string", `{"v":1,"id":"a`, wire.ErrMalformed},
+	{"null", `null`, wire.ErrMalformed},
+	{"array", `[]`, wire.ErrMalformed},
+	{"empty", ``, wire.ErrMalformed},
 	{"time with offset and nanoseconds", `{"v":1,"id":"a","task":"b","deadline":"2026-11-25T10:00:00.123456789+05:30"}`, nil},
-	{"bad time", `{"v":1,"id":"a","task":"b","deadline":"2026-13-01T00:00:00Z"}`, core.ErrMalformedEnvelope},
-	{"escaped time", `{"v":1,"id":"a","task":"b","sent_at":"\u0032026-11-25T10:00:00Z"}`, core.ErrMalformedEnvelope},
-	{"empty strings", `{"v":1,"id":"","task":"","run":"","step":"","reply_to":""}`, core.ErrMalformedEnvelope},
+	{"bad time", `{"v":1,"id":"a","task":"b","deadline":"2026-13-01T00:00:00Z"}`, wire.ErrMalformed},
+	{"escaped time", `{"v":1,"id":"a","task":"b","sent_at":"\u0032026-11-25T10:00:00Z"}`, wire.ErrMalformed},
+	{"empty strings", `{"v":1,"id":"","task":"","run":"","step":"","reply_to":""}`, wire.ErrMalformed},
 	{"raw values", `{"v":1,"id":"a","task":"b","args":-1.5E+10,"inputs":{"a":"s","b":0,"c":true,"d":-0.0e-0}}`, nil},
-	{"bad numbers", `{"v":1,"id":"a","task":"b","args":1.}`, core.ErrMalformedEnvelope},
-	{"bad number exponent", `{"v":1,"id":"a","task":"b","args":1e}`, core.ErrMalformedEnvelope},
-	{"bad fraction", `{"v":1,"id":"a","task":"b","args":.5}`, core.ErrMalformedEnvelope},
-	{"bad literal", `{"v":1,"id":"a","task":"b","args":tru}`, core.ErrMalformedEnvelope},
+	{"bad numbers", `{"v":1,"id":"a","task":"b","args":1.}`, wire.ErrMalformed},
+	{"bad number exponent", `{"v":1,"id":"a","task":"b","args":1e}`, wire.ErrMalformed},
+	{"bad fraction", `{"v":1,"id":"a","task":"b","args":.5}`, wire.ErrMalformed},
+	{"bad literal", `{"v":1,"id":"a","task":"b","args":tru}`, wire.ErrMalformed},
 	{"retry", `{"v":1,"id":"a","task":"b","retry":{"max_attempts":2,"multiplier":1.5,"jitter":0.1}}`, nil},
 	{"retry other case", `{"v":1,"id":"a","task":"b","retry":{"Max_Attempts":2}}`, nil},
-	{"bad retry", `{"v":1,"id":"a","task":"b","retry":{"max_attempts":0}}`, core.ErrMalformedEnvelope},
-	{"retry type error", `{"v":1,"id":"a","task":"b","retry":{"max_attempts":"2"}}`, core.ErrMalformedEnvelope},
-	{"control character", "{\"v\":1,\"id\":\"a\x01\",\"task\":\"b\"}", core.ErrMalformedEnvelope},
+	{"bad retry", `{"v":1,"id":"a","task":"b","retry":{"max_attempts":0}}`, wire.ErrMalformed},
+	{"retry type error", `{"v":1,"id":"a","task":"b","retry":{"max_attempts":"2"}}`, wire.ErrMalformed},
+	{"control character", "{\"v\":1,\"id\":\"a\x01\",\"task\":\"b\"}", wire.ErrMalformed},
 	{"delete character", "{\"v\":1,\"id\":\"a\x7f\",\"task\":\"b\"}", nil},
-	{"bad escape", `{"v":1,"id":"a\'","task":"b"}`, core.ErrMalformedEnvelope},
-	{"short unicode escape", `{"v":1,"id":"a\u12","task":"b"}`, core.ErrMalformedEnvelope},
-	{"label not a string", `{"v":1,"id":"a","task":"b","labels":{"a":1}}`, core.ErrMalformedEnvelope},
+	{"bad escape", `{"v":1,"id":"a\'","task":"b"}`, wire.ErrMalformed},
+	{"short unicode escape", `{"v":1,"id":"a\u12","task":"b"}`, wire.ErrMalformed},
+	{"label not a string", `{"v":1,"id":"a","task":"b","labels":{"a":1}}`, wire.ErrMalformed},
 	{"progress", `{"v":1,"id":"a","task":"b","progress":false}`, nil},
-	{"progress string", `{"v":1,"id":"a","task":"b","progress":"true"}`, core.ErrMalformedEnvelope},
-	{"future version", `{"v":2,"id":"a","task":"b"}`, core.ErrEnvelopeVersion},
-	{"bad args string", `{"v":1,"id":"a","task":"b","args":"\x00"}`, core.ErrMalformedEnvelope},
+	{"progress string", `{"v":1,"id":"a","task":"b","progress":"true"}`, wire.ErrMalformed},
+	{"future version", `{"v":2,"id":"a","task":"b"}`, wire.ErrVersion},
+	{"bad args string", `{"v":1,"id":"a","task":"b","args":"\x00"}`, wire.ErrMalformed},
 	{"many entries", `{"v":1,"id":"a","task":"b","labels":{` + manyEntries(20) + `},"inputs":{` + manyEntries(5) + `}}`, nil},
 }
 
@@ -197,18 +197,18 @@ func manyEntries(n int) string {
 	return b.String()
 }
 
-func TestDecodeEnvelope_Cases(t *testing.T) {
+func TestDecode_Cases(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := core.DecodeEnvelope([]byte(tc.body))
+			e, err := wire.Decode([]byte(tc.body))
 			if tc.want != nil {
 				require.ErrorIs(t, err, tc.want)
-				for _, other := range []error{core.ErrMalformedEnvelope, core.ErrEnvelopeVersion} {
+				for _, other := range []error{wire.ErrMalformed, wire.ErrVersion} {
 					if other != tc.want {
 						require.NotErrorIs(t, err, other)
 					}
 				}
-				require.Equal(t, core.Envelope{}, e)
+				require.Equal(t, wire.Envelope{}, e)
 				return
 			}
 			require.NoError(t, err)
@@ -219,13 +219,13 @@ func TestDecodeEnvelope_Cases(t *testing.T) {
 
 // checkReencodes checks that a decoded envelope encodes, decodes to the
 // same envelope and encodes to the same bytes again.
-func checkReencodes(t testing.TB, e core.Envelope) {
+func checkReencodes(t testing.TB, e wire.Envelope) {
 	t.Helper()
 	b, err := e.Encode()
 	if err != nil {
 		t.Fatalf("decoded envelope does not re-encode: %v", err)
 	}
-	e2, err := core.DecodeEnvelope(b)
+	e2, err := wire.Decode(b)
 	if err != nil {
 		t.Fatalf("re-encoded envelope does not decode: %v\n%s", err, b)
 	}
@@ -253,7 +253,7 @@ func TestEnvelope_WireCompat(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, goldenTricky, string(b))
 
-	e, err := core.DecodeEnvelope([]byte(goldenFull))
+	e, err := wire.Decode([]byte(goldenFull))
 	require.NoError(t, err)
 	want := fullEnvelope()
 	require.True(t, want.Deadline.Equal(e.Deadline), e.Deadline)
@@ -264,10 +264,10 @@ func TestEnvelope_WireCompat(t *testing.T) {
 	want.Args = json.RawMessage(`{"w":640,"h":[1,2.5e-3,true,null],"s":"a \u003cb\u003e \u0026 \u2028 \" x"}`) // compacted
 	require.Equal(t, want, e)
 
-	e, err = core.DecodeEnvelope([]byte(goldenTricky))
+	e, err = wire.Decode([]byte(goldenTricky))
 	require.NoError(t, err)
 	valid := trickyString[:len(trickyString)-6] + strings.Repeat("\uFFFD", 6) // each invalid byte
-	require.Equal(t, core.Envelope{
+	require.Equal(t, wire.Envelope{
 		Version: 1, TaskID: valid, Task: valid, Attempt: 1, RunID: valid, StepID: valid, ReplyTo: valid,
 		Args:   json.RawMessage(`{"a\"\u003c":[1,2],"\u2028\\":" \u2029 "}`),
 		Labels: map[string]string{valid: valid, "a": "1", "b": "2"}, Params: map[string]string{"": ""},
@@ -276,8 +276,8 @@ func TestEnvelope_WireCompat(t *testing.T) {
 }
 
 // fullEnvelope has every field set, with values that need escaping.
-func fullEnvelope() core.Envelope {
-	return core.Envelope{
+func fullEnvelope() wire.Envelope {
+	return wire.Envelope{
 		Version: 1, TaskID: "t-1", Task: "resize<img>&co", Attempt: 3,
 		Args:   json.RawMessage(`{ "w": 640, "h": [1, 2.5e-3, true, null], "s": "a <b> & \u2028 \" x" }`),
 		Labels: map[string]string{"team": "img", "zone": "é\u2029", "": "empty key"},
@@ -287,7 +287,7 @@ func fullEnvelope() core.Envelope {
 		Params:   map[string]string{"date": "2026-11-25"},
 		Deadline: time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.FixedZone("", 5*3600+1800)),
 		ReplyTo:  "inbox-1", Progress: true,
-		Retry:  &core.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 1e21, Jitter: 1e-7},
+		Retry:  &wire.Retry{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Minute, Multiplier: 1e21, Jitter: 1e-7},
 		SentAt: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
 	}
 }
@@ -298,9 +298,9 @@ const trickyString = "a\"b\\c\b\f\n\r\t\x00\x1f\x7f<>&\u2028\u2029é😀\xff\xe2
 
 // trickyEnvelope has trickyString in every string field and raw JSON with
 // insignificant whitespace.
-func trickyEnvelope() core.Envelope {
+func trickyEnvelope() wire.Envelope {
 	s := trickyString
-	return core.Envelope{TaskID: s, Task: s, RunID: s, StepID: s, ReplyTo: s,
+	return wire.Envelope{TaskID: s, Task: s, RunID: s, StepID: s, ReplyTo: s,
 		Labels: map[string]string{s: s, "b": "2", "a": "1"}, Params: map[string]string{"": ""},
 		Args:   json.RawMessage(" {\n\t\"a\\\"<\" : [ 1 ,\r\n2 ] , \"\u2028\\\\\" : \" \u2029 \" } "),
 		Inputs: map[string]json.RawMessage{"x": json.RawMessage(" 1 "), "n": nil}}
@@ -314,7 +314,7 @@ const (
 )
 
 func FuzzDecodeEnvelope(f *testing.F) {
-	good, _ := core.Envelope{TaskID: "t", Task: "x", Args: json.RawMessage(`[1]`)}.Encode()
+	good, _ := wire.Envelope{TaskID: "t", Task: "x", Args: json.RawMessage(`[1]`)}.Encode()
 	for _, s := range []string{string(good), "", "{}", "null", `{"v":2,"id":"a","task":"b"}`, `{"v":1,"id":"a","task":"b","retry":{"max_attempts":1,"multiplier":1}}`, strings.Repeat("[", 1000)} {
 		f.Add([]byte(s))
 	}
@@ -322,9 +322,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		f.Add([]byte(tc.body))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		e, err := core.DecodeEnvelope(body)
+		e, err := wire.Decode(body)
 		if err != nil {
-			if !errors.Is(err, core.ErrMalformedEnvelope) && !errors.Is(err, core.ErrEnvelopeVersion) {
+			if !errors.Is(err, wire.ErrMalformed) && !errors.Is(err, wire.ErrVersion) {
 				t.Fatalf("error %v matches neither sentinel", err)
 			}
 			return
@@ -332,4 +332,15 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		// Anything accepted must re-encode and decode to the same envelope.
 		checkReencodes(t, e)
 	})
+}
+
+// A claim-check placeholder has no "v": a worker that does not resolve it
+// fails it instead of running the task without its arguments.
+func TestClaimCheck_DoesNotDecode(t *testing.T) {
+	b, err := json.Marshal(wire.ClaimCheck{TaskID: "t1", Task: "x", Payload: "t1/k", ReplyTo: "inbox"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"id":"t1","task":"x","payload":"t1/k","reply_to":"inbox"}`, string(b))
+	_, err = wire.Decode(b)
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	require.ErrorContains(t, err, "version 0")
 }
