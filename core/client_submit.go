@@ -117,7 +117,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		}
 		msgs[i] = ports.Message{ID: env.TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
 		if c.signer != nil {
-			msgs[i].Attributes = map[string]string{SignatureAttribute: c.signer.Sign(body)}
+			msgs[i].Attributes = map[string]string{wire.SignatureAttribute: c.signer.Sign(body)}
 		}
 		if c.maxEnvelope >= 0 && len(body) > c.maxEnvelope {
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the limit of %d bytes "+

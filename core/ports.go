@@ -52,8 +52,8 @@ type Ports struct {
 	// the broker's message size limit (minus a few hundred bytes for the
 	// attributes): a message between the two is refused by the broker.
 	PayloadThreshold int
-	// Signer, when set, signs every task a Client sends (see
-	// SignatureAttribute). Optional: without it tasks are sent unsigned.
+	// Signer, when set, signs every task a Client sends (message attribute
+	// "dagq-sig"). Optional: without it tasks are sent unsigned.
 	Signer *Signer
 	// Verifier, when set, makes a Worker check the signature of every
 	// delivery before it is decoded: a delivery without a valid signature by

@@ -150,7 +150,7 @@ func (s *sigWorld) sendTampered(env wire.Envelope, signer *core.Signer, change f
 	require.NoError(s.t, err)
 	sig := signer.Sign(body)
 	require.NoError(s.t, s.producer.Send(context.Background(), ports.Message{
-		ID: env.TaskID, Body: change(body), Attributes: map[string]string{core.SignatureAttribute: sig},
+		ID: env.TaskID, Body: change(body), Attributes: map[string]string{wire.SignatureAttribute: sig},
 	}))
 }
 
@@ -178,7 +178,7 @@ func TestSigning_MalformedSignatureRefused(t *testing.T) {
 				body, err := wire.Envelope{TaskID: "t1", Task: "count"}.Encode()
 				require.NoError(t, err)
 				require.NoError(t, s.producer.Send(context.Background(), ports.Message{
-					ID: "t1", Body: body, Attributes: map[string]string{core.SignatureAttribute: sig}}))
+					ID: "t1", Body: body, Attributes: map[string]string{wire.SignatureAttribute: sig}}))
 				s.refused(s.result("t1"), `malformed "dagq-sig" attribute`)
 			})
 		})
@@ -251,7 +251,7 @@ func TestSigning_ClaimCheck(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, store.Put(ctx, "t2/obj", forged))
 		require.NoError(t, s.producer.Send(ctx, ports.Message{ID: "t2", Body: []byte(`{"id":"t2","task":"count","payload":"t2/obj"}`),
-			Attributes: map[string]string{core.SignatureAttribute: sig, wire.PayloadAttribute: "t2/obj"}}))
+			Attributes: map[string]string{wire.SignatureAttribute: sig, wire.PayloadAttribute: "t2/obj"}}))
 		s.runs.Store(0)
 		s.refused(s.result("t2"), `signature does not match (key "k2")`)
 		got, err := store.Get(ctx, "t2/obj")

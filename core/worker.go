@@ -136,7 +136,7 @@ type WorkerOptions struct {
 // handed back (Nack with backoff) for a newer worker, until the message was
 // delivered Retry.MaxAttempts times; then it is failed the same way.
 //
-// With a Verifier, a delivery whose signature (attribute SignatureAttribute,
+// With a Verifier, a delivery whose signature (attribute "dagq-sig",
 // checked over the envelope, after a claim check is resolved) is missing or
 // not valid is never decoded or executed: a failed result with the reason is
 // recorded under the message ID and the message is acked; its claim-check

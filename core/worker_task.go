@@ -63,7 +63,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 			continue
 		}
 		if w.verifier != nil {
-			if err := w.verifier.Verify(d.Body, d.Attributes[SignatureAttribute]); err != nil {
+			if err := w.verifier.Verify(d.Body, d.Attributes[wire.SignatureAttribute]); err != nil {
 				l := ls[i]
 				l.payload = "" // an unauthenticated reference: keep the object
 				w.spawn(func() {
