@@ -29,3 +29,7 @@ func DecodeEnvelope(body []byte) (DecodedEnvelope, error) {
 	e, err := wire.Decode(body)
 	return DecodedEnvelope{Envelope: e, Retry: (*RetryPolicy)(e.Retry)}, err
 }
+
+// ReceiveGather bounds how long a busy worker waits for more free slots
+// before a receive.
+const ReceiveGather = receiveGather

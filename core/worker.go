@@ -565,25 +565,25 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 	}
 }
 
-// ReceiveGather bounds how long a busy worker waits for more free slots
+// receiveGather bounds how long a busy worker waits for more free slots
 // before a receive (see Worker.receiveLoop): at most this much added
 // latency, only while some slots are taken.
-const ReceiveGather = 5 * time.Millisecond
+const receiveGather = 5 * time.Millisecond
 
-// gatherTarget is the batch a busy worker waits (up to ReceiveGather) to
+// gatherTarget is the batch a busy worker waits (up to receiveGather) to
 // fill before receiving: half its slots, at most its receive batch.
 func (w *Worker) gatherTarget() int {
 	return min(w.batch, max(1, w.concurrency/2))
 }
 
 // gatherSlots takes up to k more slots as they free up within
-// ReceiveGather and returns how many it took.
+// receiveGather and returns how many it took.
 func (w *Worker) gatherSlots(ctx context.Context, k int) int {
 	if w.gatherTimer == nil {
 		w.gatherTimer = time.NewTimer(time.Hour)
 		w.gatherTimer.Stop() // Go ≥ 1.23 timers need no drain
 	}
-	return w.slots.take(ctx, k, k, w.gatherTimer, ReceiveGather)
+	return w.slots.take(ctx, k, k, w.gatherTimer, receiveGather)
 }
 
 // release hands deliveries that were never started back to the queue.
