@@ -109,7 +109,7 @@ bench-micro:
 ## testdata/fuzz) run as plain tests in `make test`; a failure found here is written
 ## to the package's testdata/fuzz/<target>/ — fix it and keep the file as a seed.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzDecodeEnvelope:./core/ FuzzParse:./app/jobfile/ FuzzLoad:./app/config/
+FUZZ_TARGETS := FuzzDecodeEnvelope:./internal/wire/ FuzzParse:./app/jobfile/ FuzzLoad:./app/config/
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz: $${t%%:*} in $${t#*:} for $(FUZZTIME)"; \

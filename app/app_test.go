@@ -16,6 +16,7 @@ import (
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -202,6 +203,6 @@ func TestNew_ClientKeys(t *testing.T) {
 		byID[d.ID] = d
 	}
 	require.Equal(t, "r.a", byID["r.a"].GroupID)
-	require.Empty(t, byID["r.a"].Attributes[core.PayloadAttribute], "below the threshold: inline")
-	require.NotEmpty(t, byID["r.b"].Attributes[core.PayloadAttribute], "above payload.threshold: claim check")
+	require.Empty(t, byID["r.a"].Attributes[wire.PayloadAttribute], "below the threshold: inline")
+	require.NotEmpty(t, byID["r.b"].Attributes[wire.PayloadAttribute], "above payload.threshold: claim check")
 }

@@ -14,28 +14,6 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-func BenchmarkEnvelopeEncode(b *testing.B) {
-	e := core.Envelope{TaskID: core.NewTaskID(), Task: "resize", Args: json.RawMessage(`{"w":640,"h":480,"src":"s3://bucket/key.png"}`),
-		Labels: map[string]string{"team": "img"}, RunID: "run-1", StepID: "step-1", ReplyTo: "inbox-1", SentAt: time.Now()}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := e.Encode(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkEnvelopeDecode(b *testing.B) {
-	body, _ := core.Envelope{TaskID: core.NewTaskID(), Task: "resize", Args: json.RawMessage(`{"w":640,"h":480,"src":"s3://bucket/key.png"}`),
-		Labels: map[string]string{"team": "img"}, RunID: "run-1", StepID: "step-1", ReplyTo: "inbox-1", SentAt: time.Now()}.Encode()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := core.DecodeEnvelope(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkRegistryDispatch(b *testing.B) {
 	reg := core.NewRegistry()
 	addTask.MustRegister(reg, func(_ context.Context, a addArgs) (int, error) { return a.A + a.B, nil })

@@ -71,7 +71,7 @@ type ClientOptions struct {
 	// run are their own group either way. Standard queues ignore groups.
 	GroupBy GroupBy
 	// Tracer, when set, traces submissions and carries their trace context
-	// to the workers in Envelope.Meta; Executors and Launchers over this
+	// to the workers in Request.Meta; Executors and Launchers over this
 	// client trace their runs and launches with it (see Tracer). Optional:
 	// nil traces nothing.
 	Tracer Tracer

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/dagq/dagq/adapters/memory"
-	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -26,7 +26,7 @@ func BenchmarkClientSubmitWait100k(b *testing.B) {
 				return
 			}
 			if replyTo == "" && len(ds) > 0 {
-				env, err := core.DecodeEnvelope(ds[0].Body)
+				env, err := wire.Decode(ds[0].Body)
 				if err != nil {
 					b.Error(err)
 					return

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -142,7 +143,7 @@ func TestLimits_DefaultResultCap(t *testing.T) {
 			return json.Marshal(strings.Repeat("x", core.DefaultMaxResultBytes))
 		}))
 		w := m.startWorker(reg, nil)
-		m.submit(core.Envelope{TaskID: "t1", Task: "big"})
+		m.submit(wire.Envelope{TaskID: "t1", Task: "big"})
 		res := m.result("t1")
 		require.Equal(t, ports.StateFailed, res.State)
 		require.Contains(t, res.Error, "exceeds the limit of 4194304 (WorkerOptions.MaxResultBytes)")
@@ -150,7 +151,7 @@ func TestLimits_DefaultResultCap(t *testing.T) {
 
 		// Negative: no limit.
 		w = m.startWorker(reg, func(o *core.WorkerOptions) { o.MaxResultBytes = -1 })
-		m.submit(core.Envelope{TaskID: "t2", Task: "big"})
+		m.submit(wire.Envelope{TaskID: "t2", Task: "big"})
 		res = m.result("t2")
 		require.Equal(t, ports.StateSucceeded, res.State, res.Error)
 		require.NoError(t, w.stop())

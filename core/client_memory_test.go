@@ -16,6 +16,7 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -47,7 +48,7 @@ type stubWorker struct {
 	queue   string
 	mode    publishMode
 	delay   time.Duration // simulated run time
-	fn      func(env core.Envelope) (json.RawMessage, error)
+	fn      func(env wire.Envelope) (json.RawMessage, error)
 	stopped chan struct{}
 }
 
@@ -66,7 +67,7 @@ func (w *stubWorker) start(t *testing.T) {
 				continue
 			}
 			for _, d := range ds {
-				env, err := core.DecodeEnvelope(d.Body)
+				env, err := wire.Decode(d.Body)
 				if !assert.NoError(t, err) {
 					continue
 				}
@@ -103,7 +104,7 @@ func (w *stubWorker) start(t *testing.T) {
 }
 
 // echo returns the task's args as its output.
-func echo(env core.Envelope) (json.RawMessage, error) { return env.Args, nil }
+func echo(env wire.Envelope) (json.RawMessage, error) { return env.Args, nil }
 
 type memEnv struct {
 	tr      *memory.Transport
@@ -246,7 +247,7 @@ func TestMemoryCancelAndStatus(t *testing.T) {
 
 		// The worker starts after the request: the task never runs.
 		ran := false
-		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(env core.Envelope) (json.RawMessage, error) {
+		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(env wire.Envelope) (json.RawMessage, error) {
 			ran = true
 			return nil, nil
 		}}).start(t)
@@ -271,7 +272,7 @@ func TestMemoryFailedTaskStatus(t *testing.T) {
 				NoCancel: true,
 			},
 		})
-		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(core.Envelope) (json.RawMessage, error) {
+		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(wire.Envelope) (json.RawMessage, error) {
 			return nil, errors.New("boom")
 		}}).start(t)
 		sq := core.NewTaskType[int, int]("fail")
@@ -296,7 +297,7 @@ func TestMemoryTypedRoundTrip(t *testing.T) {
 				NoCancel: true,
 			},
 		})
-		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(env core.Envelope) (json.RawMessage, error) {
+		(&stubWorker{tr: e.tr, queue: "tasks", fn: func(env wire.Envelope) (json.RawMessage, error) {
 			var a args
 			if err := json.Unmarshal(env.Args, &a); err != nil {
 				return nil, err
@@ -324,7 +325,7 @@ func TestMemoryCloseFailsWaitsAndDeletesInbox(t *testing.T) {
 		ds, err := broker.Receive(context.Background(), 1, time.Minute)
 		require.NoError(t, err)
 		require.Len(t, ds, 1)
-		env, err := core.DecodeEnvelope(ds[0].Body)
+		env, err := wire.Decode(ds[0].Body)
 		require.NoError(t, err)
 		require.NotEmpty(t, env.ReplyTo)
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -28,8 +29,8 @@ import (
 // out may have queued the task: re-submitting with WithID(id) is safe.
 //
 // An encoded envelope larger than Ports.PayloadThreshold is stored
-// in Ports.Payloads first and sent as a claim check (see
-// PayloadAttribute); a failed Put fails the request (nothing is sent). A
+// in Ports.Payloads first and sent as a claim check (attribute
+// "dagq-payload"); a failed Put fails the request (nothing is sent). A
 // Send the broker definitely refused deletes the stored object again (best
 // effort); after an ambiguous failure such as a timeout the message may be
 // queued, so the object is kept (the store's lifecycle rule is the safety
@@ -98,7 +99,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
 	}
 	msgs := make([]ports.Message, len(reqs))
-	var env Envelope
+	var env wire.Envelope
 	for i := range reqs {
 		fillEnvelope(&env, &reqs[i], ids[i], args[i], now)
 		env.ReplyTo = replyTo
@@ -116,7 +117,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		}
 		msgs[i] = ports.Message{ID: env.TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
 		if c.signer != nil {
-			msgs[i].Attributes = map[string]string{SignatureAttribute: c.signer.Sign(body)}
+			msgs[i].Attributes = map[string]string{wire.SignatureAttribute: c.signer.Sign(body)}
 		}
 		if c.maxEnvelope >= 0 && len(body) > c.maxEnvelope {
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the limit of %d bytes "+
@@ -181,7 +182,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 				key := ""
 				if len(m.Body) > c.threshold {
 					var err error
-					if m, key, err = c.offload(ctx, claimCheck{TaskID: ids[i], Task: reqs[i].Task, ReplyTo: replyTo}, m); err != nil {
+					if m, key, err = c.offload(ctx, wire.ClaimCheck{TaskID: ids[i], Task: reqs[i].Task, ReplyTo: replyTo}, m); err != nil {
 						fail(i, err)
 						unsent = append(unsent, ids[i])
 						continue
@@ -232,7 +233,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 // offload stores m's body (an encoded envelope) in the payload store and
 // returns the claim-check message that replaces m (the placeholder cc with
 // the object's key) and the key.
-func (c *Client) offload(ctx context.Context, cc claimCheck, m ports.Message) (ports.Message, string, error) {
+func (c *Client) offload(ctx context.Context, cc wire.ClaimCheck, m ports.Message) (ports.Message, string, error) {
 	key := cc.TaskID + "/" + NewTaskID()
 	if err := c.payloads.Put(ctx, key, m.Body); err != nil {
 		return m, "", fmt.Errorf("store the %d-byte envelope in the payload store: %w", len(m.Body), err)
@@ -247,7 +248,7 @@ func (c *Client) offload(ctx context.Context, cc claimCheck, m ports.Message) (p
 	if m.Attributes == nil {
 		m.Attributes = make(map[string]string, 1)
 	}
-	m.Attributes[PayloadAttribute] = key
+	m.Attributes[wire.PayloadAttribute] = key
 	return m, key, nil
 }
 
@@ -337,9 +338,9 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 
 // fillEnvelope sets *env to the envelope (without ReplyTo) of req, prepared
 // by prepareRequest.
-func fillEnvelope(env *Envelope, req *Request, id string, args json.RawMessage, now time.Time) {
-	*env = Envelope{
-		Version:  EnvelopeVersion,
+func fillEnvelope(env *wire.Envelope, req *Request, id string, args json.RawMessage, now time.Time) {
+	*env = wire.Envelope{
+		Version:  wire.Version,
 		TaskID:   id,
 		Task:     req.Task,
 		Attempt:  1,
@@ -352,7 +353,7 @@ func fillEnvelope(env *Envelope, req *Request, id string, args json.RawMessage, 
 		Params:   req.Params,
 		Deadline: req.Deadline,
 		Progress: req.Progress,
-		Retry:    req.Retry,
+		Retry:    (*wire.Retry)(req.Retry),
 		SentAt:   now,
 	}
 }

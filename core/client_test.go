@@ -19,6 +19,7 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
 )
@@ -297,9 +298,9 @@ func TestSubmitEnvelope(t *testing.T) {
 			assert.Equal(t, id, m.ID)
 			assert.Equal(t, "run-1", m.GroupID, "group is the run")
 			assert.Equal(t, 3*time.Second, m.Delay)
-			env, err := core.DecodeEnvelope(m.Body)
+			env, err := wire.Decode(m.Body)
 			require.NoError(t, err)
-			assert.Equal(t, core.EnvelopeVersion, env.Version)
+			assert.Equal(t, wire.Version, env.Version)
 			assert.Equal(t, id, env.TaskID)
 			assert.Equal(t, "resize", env.Task)
 			assert.Equal(t, 1, env.Attempt)
@@ -313,7 +314,7 @@ func TestSubmitEnvelope(t *testing.T) {
 			assert.Equal(t, map[string]string{"k": "v"}, env.Params)
 			assert.True(t, env.Progress)
 			require.NotNil(t, env.Retry)
-			assert.Equal(t, retry, *env.Retry)
+			assert.Equal(t, retry, core.RetryPolicy(*env.Retry))
 			assert.False(t, env.SentAt.Before(before.Add(-time.Second)) || env.SentAt.After(time.Now().Add(time.Second)), "SentAt is now: %v", env.SentAt)
 			if push {
 				assert.Equal(t, "inbox-1", env.ReplyTo)
@@ -324,7 +325,7 @@ func TestSubmitEnvelope(t *testing.T) {
 			m2 := sent[1]
 			assert.Equal(t, "my-id", m2.ID)
 			assert.Equal(t, "my-id", m2.GroupID, "without a run the group is the task")
-			env2, err := core.DecodeEnvelope(m2.Body)
+			env2, err := wire.Decode(m2.Body)
 			require.NoError(t, err)
 			assert.JSONEq(t, `[1,2]`, string(env2.Args))
 			assert.Equal(t, env.ReplyTo, env2.ReplyTo, "one inbox for all submits")
@@ -1050,10 +1051,10 @@ func TestInboxGoneFallsBackToPolling(t *testing.T) {
 		// Later submits carry no reply address.
 		_, err = c.Submit(context.Background(), core.Request{Task: "t"})
 		require.NoError(t, err)
-		env, err := core.DecodeEnvelope(sent[1].Body)
+		env, err := wire.Decode(sent[1].Body)
 		require.NoError(t, err)
 		assert.Empty(t, env.ReplyTo)
-		env, err = core.DecodeEnvelope(sent[0].Body)
+		env, err = wire.Decode(sent[0].Body)
 		require.NoError(t, err)
 		assert.Equal(t, "inbox-1", env.ReplyTo)
 	})
@@ -1212,7 +1213,7 @@ func TestTaskTypeSubmitAndWait(t *testing.T) {
 		id, err := sq.Submit(context.Background(), f.client, in{N: 3}, core.WithID("sq-3"))
 		require.NoError(t, err)
 		assert.Equal(t, "sq-3", id)
-		env, err := core.DecodeEnvelope(body)
+		env, err := wire.Decode(body)
 		require.NoError(t, err)
 		assert.Equal(t, "square", env.Task)
 		assert.JSONEq(t, `{"N":3}`, string(env.Args))

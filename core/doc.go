@@ -3,7 +3,9 @@
 // (receive loop, leases and their heartbeat, retries, cancellation, graceful
 // shutdown), over a transport described by Ports.
 //
-// It depends only on package ports. The caller plugs in the adapters: by
+// It depends only on package ports and on its wire format (the envelope,
+// claim checks and signatures, in internal/wire; docs/semantics.md
+// describes it). The caller plugs in the adapters: by
 // hand (adapters/memory for one process, adapters/sqs and adapters/s3 on
 // AWS), with one call on AWS (adapters/awsports), or from configuration
 // (package app). DAGs of steps — jobs, their executor and the launcher of

@@ -12,3 +12,7 @@ func ClientWaiters(c *Client) (entries, scheduled, watches int) {
 // HelperDelay is how long a batch's jobs wait for the batch's goroutine
 // before helpers take them.
 const HelperDelay = helperDelay
+
+// ReceiveGather bounds how long a busy worker waits for more free slots
+// before a receive.
+const ReceiveGather = receiveGather

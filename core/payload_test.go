@@ -15,6 +15,7 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
 )
@@ -191,7 +192,7 @@ func TestPayload_MissingObjectFailsAndWorkerKeepsServing(t *testing.T) {
 		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Ports.Payloads = m.tr.PayloadStore() })
 		ctx := context.Background()
 		require.NoError(t, m.producer.Send(ctx, ports.Message{ID: "gone", Body: []byte(`{"id":"gone","task":"len"}`),
-			Attributes: map[string]string{core.PayloadAttribute: "gone/nope"}}))
+			Attributes: map[string]string{wire.PayloadAttribute: "gone/nope"}}))
 		res := m.result("gone")
 		require.Equal(t, ports.StateFailed, res.State)
 		require.Equal(t, "claim-check object gone/nope is missing", res.Error)
@@ -299,14 +300,14 @@ func TestPayload_SendFailureDeletesObject(t *testing.T) {
 	var key string
 	store.EXPECT().Put(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, k string, data []byte) error {
 		key = k
-		env, err := core.DecodeEnvelope(data)
+		env, err := wire.Decode(data)
 		require.NoError(t, err)
 		require.Equal(t, "t1", env.TaskID)
 		return nil
 	})
 	f.broker.EXPECT().Send(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, ms ...ports.Message) error {
 		require.Len(t, ms, 1)
-		require.Equal(t, key, ms[0].Attributes[core.PayloadAttribute])
+		require.Equal(t, key, ms[0].Attributes[wire.PayloadAttribute])
 		require.Less(t, len(ms[0].Body), 200, "the claim check is short")
 		return &ports.BatchError{Failed: map[int]error{0: &apiError{code: "Throttled"}}}
 	})

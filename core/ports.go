@@ -40,8 +40,8 @@ type Ports struct {
 	// Optional: without it a Client waits by polling Results with backoff.
 	Completions ports.CompletionBus
 	// Payloads, when set, holds envelopes larger than PayloadThreshold (the
-	// claim check, see PayloadAttribute): Submit stores the envelope there
-	// and sends a short message naming its key; the worker fetches it and
+	// claim check): Submit stores the envelope there and sends a short
+	// message naming its key (attribute "dagq-payload"); the worker fetches it and
 	// deletes it once the task's message is acked. Optional: without it a
 	// larger envelope is refused at Submit (ports.ErrInvalidArgument) and a
 	// worker fails a claim-check message it receives (never runs it).
@@ -52,8 +52,8 @@ type Ports struct {
 	// the broker's message size limit (minus a few hundred bytes for the
 	// attributes): a message between the two is refused by the broker.
 	PayloadThreshold int
-	// Signer, when set, signs every task a Client sends (see
-	// SignatureAttribute). Optional: without it tasks are sent unsigned.
+	// Signer, when set, signs every task a Client sends (message attribute
+	// "dagq-sig"). Optional: without it tasks are sent unsigned.
 	Signer *Signer
 	// Verifier, when set, makes a Worker check the signature of every
 	// delivery before it is decoded: a delivery without a valid signature by

@@ -47,8 +47,10 @@ type Request struct {
 	// Executor fills them for DAG steps).
 	Inputs map[string]json.RawMessage
 	Params map[string]string
-	// Progress asks workers to publish progress notifications (running,
-	// retrying) to the client's completion inbox; see Envelope.Progress.
+	// Progress asks workers to publish progress notifications to the
+	// client's completion inbox: ports.StateRunning when an attempt's
+	// handler starts, ports.StateRetrying when a failed attempt is retried
+	// (best-effort; see WatchEvent.Progress).
 	Progress bool
 	// Deadline, when non-zero, is when the task stops being worth running.
 	Deadline time.Time

@@ -2,11 +2,11 @@ package core
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
 
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -45,21 +45,9 @@ var DefaultRetryPolicy = RetryPolicy{
 // Validate reports a policy that cannot be used, naming the field and the
 // valid range.
 func (p RetryPolicy) Validate() error {
-	switch {
-	case p.MaxAttempts < 1:
-		return fmt.Errorf("retry max_attempts is %d; it must be at least 1", p.MaxAttempts)
-	case p.InitialBackoff < 0:
-		return fmt.Errorf("retry initial_backoff is %v; it must be 0 or more", p.InitialBackoff)
-	case p.MaxBackoff < 0 || p.MaxBackoff > ports.MaxLease:
-		return fmt.Errorf("retry max_backoff is %v; it must be between 0 (no cap) and %v", p.MaxBackoff, ports.MaxLease)
-	case p.MaxBackoff != 0 && p.MaxBackoff < p.InitialBackoff:
-		return fmt.Errorf("retry max_backoff %v is below initial_backoff %v", p.MaxBackoff, p.InitialBackoff)
-	case p.Multiplier != 0 && (p.Multiplier < 1 || math.IsInf(p.Multiplier, 0)) || math.IsNaN(p.Multiplier):
-		return fmt.Errorf("retry multiplier is %v; it must be 0 (constant) or a finite number ≥ 1", p.Multiplier)
-	case p.Jitter < 0 || p.Jitter > 1 || math.IsNaN(p.Jitter):
-		return fmt.Errorf("retry jitter is %v; it must be between 0 and 1", p.Jitter)
-	}
-	return nil
+	// The rules travel with the envelope: a worker refuses a task whose
+	// policy breaks them as malformed.
+	return wire.Retry(p).Validate()
 }
 
 // Backoff returns the delay after failed attempt n (n ≥ 1).

@@ -1,24 +1,20 @@
 package core
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strings"
+
+	"github.com/dagq/dagq/internal/wire"
 )
 
 // Message signing.
 //
 // A Client with ClientOptions.Signer signs the encoded envelope of every task
 // it sends with HMAC-SHA256 and puts the signature in the message attribute
-// SignatureAttribute as "<key ID>:<MAC>", the MAC in unpadded base64url
-// (RFC 4648 §5). The MAC covers the full envelope bytes: for a claim-check
-// message (see PayloadAttribute) it is the stored envelope, not the short
+// "dagq-sig" as "<key ID>:<MAC>", the MAC in unpadded base64url (RFC 4648
+// §5). The MAC covers the full envelope bytes: for a claim-check message
+// (attribute "dagq-payload") it is the stored envelope, not the short
 // placeholder body, so the worker verifies after fetching it.
 //
 // A Worker with WorkerOptions.Verifier checks the signature of every delivery
@@ -34,88 +30,53 @@ import (
 // the clients to the new key ID, (3) once no message signed with the old key
 // can still be queued, remove it from the workers.
 
-// SignatureAttribute is the message attribute that carries a task's
-// signature: "<key ID>:<unpadded base64url HMAC-SHA256 of the envelope>".
-const SignatureAttribute = "dagq-sig"
-
 // MinSigningKeyBytes is the shortest signing key NewSigner and NewVerifier
 // accept: 32 bytes, the output size of SHA-256.
-const MinSigningKeyBytes = 32
+const MinSigningKeyBytes = wire.MinKeyBytes
 
-// MaxSigningKeyIDLen is the longest key ID.
-const MaxSigningKeyIDLen = 32
+// MaxSigningKeyIDLen is the longest key ID: 32 bytes.
+const MaxSigningKeyIDLen = wire.MaxKeyIDLen
 
 // ErrSignature is matched (errors.Is) by every error of Verifier.Verify: the
 // signature is missing, malformed, by an unknown key, or does not match.
-var ErrSignature = errors.New("message signature check failed")
+var ErrSignature = wire.ErrSignature
 
 // ValidSigningKeyID reports whether id can name a signing key: 1 to
 // MaxSigningKeyIDLen characters of [A-Za-z0-9_.-].
-func ValidSigningKeyID(id string) bool {
-	if id == "" || len(id) > MaxSigningKeyIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// checkSigningKey validates one key; its errors name the key ID, never the
-// key.
-func checkSigningKey(id string, key []byte) error {
-	if !ValidSigningKeyID(id) {
-		// Not quoted: a key passed as its ID must not end up in a log.
-		return fmt.Errorf("a signing key ID (%d bytes) is not valid: use 1 to %d of [A-Za-z0-9_.-]", len(id), MaxSigningKeyIDLen)
-	}
-	if len(key) < MinSigningKeyBytes {
-		return fmt.Errorf("signing key %q is %d bytes; it must be at least %d", id, len(key), MinSigningKeyBytes)
-	}
-	return nil
-}
+func ValidSigningKeyID(id string) bool { return wire.ValidKeyID(id) }
 
 // Signer signs envelopes with one key (see ClientOptions.Signer). It never
 // prints its key: String, GoString and LogValue show the key ID only.
 type Signer struct {
-	id  string
-	key []byte
+	s wire.Signer
 }
 
 // NewSigner returns a Signer for key, named id (1 to MaxSigningKeyIDLen of
 // [A-Za-z0-9_.-]; it travels in clear in every message). The key must be at
 // least MinSigningKeyBytes long; it is copied.
 func NewSigner(id string, key []byte) (*Signer, error) {
-	if err := checkSigningKey(id, key); err != nil {
+	s, err := wire.NewSigner(id, key)
+	if err != nil {
 		return nil, fmt.Errorf("dagq: signer: %w", err)
 	}
-	return &Signer{id: id, key: slices.Clone(key)}, nil
+	return &Signer{s: s}, nil
 }
 
 // KeyID returns the ID of the signing key.
-func (s *Signer) KeyID() string { return s.id }
+func (s *Signer) KeyID() string { return s.s.KeyID() }
 
-// Sign returns the SignatureAttribute value of an encoded envelope.
-func (s *Signer) Sign(envelope []byte) string {
-	return s.id + ":" + base64.RawURLEncoding.EncodeToString(mac(s.key, envelope))
-}
+// Sign returns the signature (the "dagq-sig" attribute's value) of an
+// encoded envelope.
+func (s *Signer) Sign(envelope []byte) string { return s.s.Sign(envelope) }
 
 // String shows the key ID only.
-func (s *Signer) String() string { return "core.Signer{key " + s.id + "}" }
+func (s *Signer) String() string { return "core.Signer{key " + s.s.KeyID() + "}" }
 
 // GoString shows the key ID only.
 func (s *Signer) GoString() string { return s.String() }
 
 // LogValue shows the key ID only.
 func (s *Signer) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-func mac(key, body []byte) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write(body)
-	return h.Sum(nil)
-}
 
 // VerifierOptions configures a Verifier.
 type VerifierOptions struct {
@@ -132,73 +93,31 @@ type VerifierOptions struct {
 // Verifier checks the signatures of deliveries (see WorkerOptions.Verifier)
 // against a set of keys. It never prints its keys.
 type Verifier struct {
-	keys           map[string][]byte
-	ids            string // known key IDs, sorted, for messages
-	acceptUnsigned bool
+	v wire.Verifier
 }
 
 // NewVerifier validates opts and returns a Verifier. Errors name the key ID,
 // never the key.
 func NewVerifier(opts VerifierOptions) (*Verifier, error) {
-	if len(opts.Keys) == 0 {
-		return nil, errors.New("dagq: verifier: no keys")
+	v, err := wire.NewVerifier(opts.Keys, opts.AcceptUnsigned)
+	if err != nil {
+		return nil, fmt.Errorf("dagq: verifier: %w", err)
 	}
-	keys := make(map[string][]byte, len(opts.Keys))
-	var errs []error
-	for _, id := range slices.Sorted(maps.Keys(opts.Keys)) {
-		if err := checkSigningKey(id, opts.Keys[id]); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		keys[id] = slices.Clone(opts.Keys[id])
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("dagq: verifier: %w", errors.Join(errs...))
-	}
-	return &Verifier{
-		keys:           keys,
-		ids:            strings.Join(slices.Sorted(maps.Keys(keys)), ", "),
-		acceptUnsigned: opts.AcceptUnsigned,
-	}, nil
+	return &Verifier{v: v}, nil
 }
 
 // KeyIDs returns the IDs of the accepted keys, sorted.
-func (v *Verifier) KeyIDs() []string { return slices.Sorted(maps.Keys(v.keys)) }
+func (v *Verifier) KeyIDs() []string { return v.v.KeyIDs() }
 
-// Verify checks sig (the SignatureAttribute value, "" when absent) against
-// the encoded envelope. The MAC comparison is constant-time. Errors match
-// ErrSignature and say what is wrong without echoing the attribute.
-func (v *Verifier) Verify(envelope []byte, sig string) error {
-	if sig == "" {
-		if v.acceptUnsigned {
-			return nil
-		}
-		return fmt.Errorf("%w: signature missing (no %q attribute); this worker only runs messages signed "+
-			"with one of its keys (%s)", ErrSignature, SignatureAttribute, v.ids)
-	}
-	id, enc, ok := strings.Cut(sig, ":")
-	if !ok || !ValidSigningKeyID(id) {
-		return fmt.Errorf("%w: malformed %q attribute; want \"<key ID>:<base64url HMAC-SHA256>\"",
-			ErrSignature, SignatureAttribute)
-	}
-	key, known := v.keys[id]
-	if !known {
-		return fmt.Errorf("%w: unknown signing key %q; known: %s", ErrSignature, id, v.ids)
-	}
-	got, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil || len(got) != sha256.Size {
-		return fmt.Errorf("%w: malformed %q attribute (key %q): the MAC is not %d bytes of unpadded base64url",
-			ErrSignature, SignatureAttribute, id, sha256.Size)
-	}
-	if !hmac.Equal(got, mac(key, envelope)) {
-		return fmt.Errorf("%w: signature does not match (key %q): the message was altered, "+
-			"or signed with another key under that ID", ErrSignature, id)
-	}
-	return nil
-}
+// Verify checks sig (the "dagq-sig" attribute's value, "" when absent)
+// against the encoded envelope. The MAC comparison is constant-time. Errors
+// match ErrSignature and say what is wrong without echoing the attribute.
+func (v *Verifier) Verify(envelope []byte, sig string) error { return v.v.Verify(envelope, sig) }
 
 // String shows the key IDs only.
-func (v *Verifier) String() string { return "core.Verifier{keys " + v.ids + "}" }
+func (v *Verifier) String() string {
+	return "core.Verifier{keys " + strings.Join(v.v.KeyIDs(), ", ") + "}"
+}
 
 // GoString shows the key IDs only.
 func (v *Verifier) GoString() string { return v.String() }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -143,20 +144,20 @@ func TestSigning_WrongKeyUnderKnownIDRefused(t *testing.T) {
 }
 
 // tamper sends env signed by signer, with its body changed after signing.
-func (s *sigWorld) sendTampered(env core.Envelope, signer *core.Signer, change func([]byte) []byte) {
+func (s *sigWorld) sendTampered(env wire.Envelope, signer *core.Signer, change func([]byte) []byte) {
 	s.t.Helper()
 	body, err := env.Encode()
 	require.NoError(s.t, err)
 	sig := signer.Sign(body)
 	require.NoError(s.t, s.producer.Send(context.Background(), ports.Message{
-		ID: env.TaskID, Body: change(body), Attributes: map[string]string{core.SignatureAttribute: sig},
+		ID: env.TaskID, Body: change(body), Attributes: map[string]string{wire.SignatureAttribute: sig},
 	}))
 }
 
 func TestSigning_TamperedBodyRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newSigWorld(t, nil)
-		env := core.Envelope{TaskID: "t1", Task: "count", Args: json.RawMessage(`"rm -rf /tmp/x"`)}
+		env := wire.Envelope{TaskID: "t1", Task: "count", Args: json.RawMessage(`"rm -rf /tmp/x"`)}
 		s.sendTampered(env, mustSigner(t, "k1", sigKey1), func(b []byte) []byte {
 			return bytes.Replace(b, []byte("/tmp/x"), []byte("/     "), 1)
 		})
@@ -174,10 +175,10 @@ func TestSigning_MalformedSignatureRefused(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := newSigWorld(t, nil)
-				body, err := core.Envelope{TaskID: "t1", Task: "count"}.Encode()
+				body, err := wire.Envelope{TaskID: "t1", Task: "count"}.Encode()
 				require.NoError(t, err)
 				require.NoError(t, s.producer.Send(context.Background(), ports.Message{
-					ID: "t1", Body: body, Attributes: map[string]string{core.SignatureAttribute: sig}}))
+					ID: "t1", Body: body, Attributes: map[string]string{wire.SignatureAttribute: sig}}))
 				s.refused(s.result("t1"), `malformed "dagq-sig" attribute`)
 			})
 		})
@@ -242,15 +243,15 @@ func TestSigning_ClaimCheck(t *testing.T) {
 
 		// A claim-check message whose stored envelope was replaced after
 		// signing is refused, and the object it names is kept.
-		env := core.Envelope{TaskID: "t2", Task: "count", Args: json.RawMessage(fmt.Sprintf("%q", big))}
+		env := wire.Envelope{TaskID: "t2", Task: "count", Args: json.RawMessage(fmt.Sprintf("%q", big))}
 		body, err := env.Encode()
 		require.NoError(t, err)
 		sig := mustSigner(t, "k2", sigKey2).Sign(body)
-		forged, err := core.Envelope{TaskID: "t2", Task: "count", Args: json.RawMessage(`"evil"`)}.Encode()
+		forged, err := wire.Envelope{TaskID: "t2", Task: "count", Args: json.RawMessage(`"evil"`)}.Encode()
 		require.NoError(t, err)
 		require.NoError(t, store.Put(ctx, "t2/obj", forged))
 		require.NoError(t, s.producer.Send(ctx, ports.Message{ID: "t2", Body: []byte(`{"id":"t2","task":"count","payload":"t2/obj"}`),
-			Attributes: map[string]string{core.SignatureAttribute: sig, core.PayloadAttribute: "t2/obj"}}))
+			Attributes: map[string]string{wire.SignatureAttribute: sig, wire.PayloadAttribute: "t2/obj"}}))
 		s.runs.Store(0)
 		s.refused(s.result("t2"), `signature does not match (key "k2")`)
 		got, err := store.Get(ctx, "t2/obj")

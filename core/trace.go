@@ -11,7 +11,7 @@ import (
 // (WorkerOptions.Tracer); the Executor and the Launcher use their Client's.
 // core implements no tracing itself and depends on no tracing library:
 // app/telemetry implements Tracer with OpenTelemetry. A nil Tracer, the
-// default, costs nothing, records nothing and adds nothing to Envelope.Meta.
+// default, costs nothing, records nothing and adds nothing to Request.Meta.
 //
 // dagq calls it at these points:
 //
@@ -19,8 +19,8 @@ import (
 //     one SpanSubmit per request, started from the caller's ctx before the
 //     request is validated and ended once its Send returned; Inject then
 //     writes the span's context into a copy of the request's Meta, which
-//     travels to the worker in Envelope.Meta.
-//   - A Worker running a handler: Extract reads Envelope.Meta into the
+//     travels to the worker in the envelope (Task.Meta).
+//   - A Worker running a handler: Extract reads Task.Meta into the
 //     task's context, then one SpanTask per attempt wraps the handler, which
 //     gets the returned context (so the handler's own spans are children of
 //     it). It ends with the handler's error, joined with the context's cause

@@ -119,7 +119,7 @@ type WorkerOptions struct {
 	// observes nothing.
 	Observer WorkerObserver
 	// Tracer, when set, wraps every attempt of a handler in a span that
-	// continues the trace of the task's submission (Envelope.Meta), and
+	// continues the trace of the task's submission (Task.Meta), and
 	// hands the handler a context carrying it (see Tracer). Optional: nil
 	// traces nothing.
 	Tracer Tracer
@@ -130,19 +130,19 @@ type WorkerOptions struct {
 // # Delivery
 //
 // At most Concurrency tasks are in flight; the worker asks the broker for
-// more only when a slot is free. A delivery is decoded with DecodeEnvelope; a
-// body that is not an envelope is never executed: a failed result is recorded
+// more only when a slot is free. A delivery's body is decoded as an envelope;
+// a body that is not one is never executed: a failed result is recorded
 // under the message ID and the message is acked. A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
 // delivered Retry.MaxAttempts times; then it is failed the same way.
 //
-// With a Verifier, a delivery whose signature (attribute SignatureAttribute,
+// With a Verifier, a delivery whose signature (attribute "dagq-sig",
 // checked over the envelope, after a claim check is resolved) is missing or
 // not valid is never decoded or executed: a failed result with the reason is
 // recorded under the message ID and the message is acked; its claim-check
 // object, if any, is left to the store's lifecycle rule.
 //
-// A claim-check message (attribute PayloadAttribute) has its envelope
+// A claim-check message (attribute "dagq-payload") has its envelope
 // fetched from Payloads first. When the object is missing the task is never
 // executed: a failed result "claim-check object <key> is missing" is recorded
 // under the message ID and the message is acked; any other fetch error hands
@@ -193,7 +193,7 @@ type WorkerOptions struct {
 // one Ack; a redelivery adds one Get. Heartbeats cost one Extend per ten
 // leases per HeartbeatInterval, and only for tasks running longer than about
 // half an interval. A task that asks for progress notifications
-// (Envelope.Progress) adds one Publish per attempt started and one per retry.
+// (Request.Progress) adds one Publish per attempt started and one per retry.
 // A claim-check message adds one payload Get per delivery and one Delete after
 // its ack.
 type Worker struct {
@@ -565,25 +565,25 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 	}
 }
 
-// ReceiveGather bounds how long a busy worker waits for more free slots
+// receiveGather bounds how long a busy worker waits for more free slots
 // before a receive (see Worker.receiveLoop): at most this much added
 // latency, only while some slots are taken.
-const ReceiveGather = 5 * time.Millisecond
+const receiveGather = 5 * time.Millisecond
 
-// gatherTarget is the batch a busy worker waits (up to ReceiveGather) to
+// gatherTarget is the batch a busy worker waits (up to receiveGather) to
 // fill before receiving: half its slots, at most its receive batch.
 func (w *Worker) gatherTarget() int {
 	return min(w.batch, max(1, w.concurrency/2))
 }
 
 // gatherSlots takes up to k more slots as they free up within
-// ReceiveGather and returns how many it took.
+// receiveGather and returns how many it took.
 func (w *Worker) gatherSlots(ctx context.Context, k int) int {
 	if w.gatherTimer == nil {
 		w.gatherTimer = time.NewTimer(time.Hour)
 		w.gatherTimer.Stop() // Go ≥ 1.23 timers need no drain
 	}
-	return w.slots.take(ctx, k, k, w.gatherTimer, ReceiveGather)
+	return w.slots.take(ctx, k, k, w.gatherTimer, receiveGather)
 }
 
 // release hands deliveries that were never started back to the queue.

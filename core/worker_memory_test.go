@@ -16,6 +16,7 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -88,7 +89,7 @@ func (m *wmWorld) startWorker(reg *core.Registry, mod func(*core.WorkerOptions))
 	return r
 }
 
-func (m *wmWorld) submit(envs ...core.Envelope) {
+func (m *wmWorld) submit(envs ...wire.Envelope) {
 	m.t.Helper()
 	for _, env := range envs {
 		body, err := env.Encode()
@@ -606,7 +607,7 @@ func TestWorkerMemory_TaskLogAttributes(t *testing.T) {
 			return nil, fmt.Errorf("boom: %w", core.ErrSkipRetry)
 		}))
 		w := m.startWorker(reg, nil)
-		m.submit(core.Envelope{TaskID: "t-ok", Task: "ok", RunID: "r1", StepID: "s1"}, core.Envelope{TaskID: "t-bad", Task: "bad"})
+		m.submit(wire.Envelope{TaskID: "t-ok", Task: "ok", RunID: "r1", StepID: "s1"}, wire.Envelope{TaskID: "t-bad", Task: "bad"})
 		m.result("t-ok")
 		m.result("t-bad")
 

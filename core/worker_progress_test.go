@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -49,7 +50,7 @@ func TestWorkerMemory_ProgressNotifications(t *testing.T) {
 
 		env := wkEnv("t1", "flaky")
 		env.ReplyTo, env.Progress = inbox.Address(), true
-		env.Retry = &core.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second}
+		env.Retry = &wire.Retry{MaxAttempts: 3, InitialBackoff: time.Second}
 		m.submit(env)
 		got := receiveUntilFinal(t, inbox)
 		require.Len(t, got, 6)
@@ -69,7 +70,7 @@ func TestWorkerMemory_ProgressNotifications(t *testing.T) {
 		// Without Progress: the final completion only.
 		env = wkEnv("t2", "flaky")
 		env.ReplyTo = inbox.Address()
-		env.Retry = &core.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second}
+		env.Retry = &wire.Retry{MaxAttempts: 3, InitialBackoff: time.Second}
 		m.submit(env)
 		got = receiveUntilFinal(t, inbox)
 		require.Len(t, got, 1)

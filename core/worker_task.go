@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -21,7 +22,7 @@ type workerJob struct {
 	// deliveries is the delivery's Attempt: the broker's receive count.
 	deliveries int
 	l          *workerLease
-	env        Envelope
+	env        wire.Envelope
 	attempt    int
 	policy     RetryPolicy
 	log        *slog.Logger
@@ -62,7 +63,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 			continue
 		}
 		if w.verifier != nil {
-			if err := w.verifier.Verify(d.Body, d.Attributes[SignatureAttribute]); err != nil {
+			if err := w.verifier.Verify(d.Body, d.Attributes[wire.SignatureAttribute]); err != nil {
 				l := ls[i]
 				l.payload = "" // an unauthenticated reference: keep the object
 				w.spawn(func() {
@@ -72,7 +73,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 				continue
 			}
 		}
-		env, err := DecodeEnvelope(d.Body)
+		env, err := wire.Decode(d.Body)
 		if err != nil {
 			l := ls[i]
 			w.spawn(func() {
@@ -190,7 +191,7 @@ func at(fs []func(), i int) func() {
 // resolved it returns the function that settles it (at its index; nil for
 // the others); nil when ds has no claim-check delivery.
 func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func() {
-	if !slices.ContainsFunc(ds, func(d ports.Delivery) bool { return d.Attributes[PayloadAttribute] != "" }) {
+	if !slices.ContainsFunc(ds, func(d ports.Delivery) bool { return d.Attributes[wire.PayloadAttribute] != "" }) {
 		return nil // the usual batch: nothing to fetch
 	}
 	var (
@@ -204,7 +205,7 @@ func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func(
 		out[i] = f
 	}
 	for i := range ds {
-		key := ds[i].Attributes[PayloadAttribute]
+		key := ds[i].Attributes[wire.PayloadAttribute]
 		if key == "" {
 			continue
 		}
@@ -247,11 +248,11 @@ func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func(
 
 // newJob builds the task's context and makes it reachable by cancellation
 // requests.
-func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJob {
+func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *workerJob {
 	j := &workerJob{deliveries: d.Attempt, l: l, env: env, policy: w.retry}
 	j.attempt = env.Attempt + max(d.Attempt, 1) - 1
 	if env.Retry != nil {
-		j.policy = *env.Retry
+		j.policy = RetryPolicy(*env.Retry)
 	}
 	j.logh = jobLogHandler{base: w.log.Handler(), job: j}
 	j.logv = *slog.New(&j.logh) // a copy: the logger lives in the job too
@@ -607,7 +608,7 @@ func (w *Worker) invoke(j *workerJob, h Handler) (out json.RawMessage, err error
 func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 	log := w.log.With("message_id", d.ID, "delivery_attempt", d.Attempt)
 	var msg string
-	if errors.Is(err, ErrEnvelopeVersion) {
+	if errors.Is(err, wire.ErrVersion) {
 		if d.Attempt < w.retry.MaxAttempts {
 			delay := min(w.retry.Backoff(d.Attempt), ports.MaxLease)
 			log.Warn("message has a newer envelope version; handing it back for a newer worker",

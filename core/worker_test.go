@@ -17,6 +17,7 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
 )
@@ -238,11 +239,11 @@ func (h *wkHarness) send(ds ...ports.Delivery) { h.deliveries <- ds }
 // cancel delivers cancellation requests over the subscription.
 func (h *wkHarness) cancel(ids ...string) { h.cancelIDs <- ids }
 
-func wkEnv(id, task string) core.Envelope {
-	return core.Envelope{TaskID: id, Task: task}
+func wkEnv(id, task string) wire.Envelope {
+	return wire.Envelope{TaskID: id, Task: task}
 }
 
-func wkDelivery(t *testing.T, env core.Envelope, attempt int, receipt string) ports.Delivery {
+func wkDelivery(t *testing.T, env wire.Envelope, attempt int, receipt string) ports.Delivery {
 	t.Helper()
 	body, err := env.Encode()
 	require.NoError(t, err)
@@ -381,7 +382,7 @@ func TestWorker_Success_PutPublishAck(t *testing.T) {
 		h.run()
 
 		deadline := time.Now().Add(time.Hour)
-		env := core.Envelope{
+		env := wire.Envelope{
 			TaskID: "t1", Task: "echo", Args: json.RawMessage(`{"n":1}`),
 			Labels: map[string]string{"team": "x"}, Meta: map[string]string{"k": "v"},
 			RunID: "run-1", StepID: "step-1", ReplyTo: "inbox-1", Deadline: deadline,
@@ -504,7 +505,7 @@ func TestWorker_EnvelopeRetryOverridesWorkerPolicy(t *testing.T) {
 		h.broker.EXPECT().Nack(gomock.Any(), ports.Receipt("r1"), 7*time.Second)
 		h.run()
 		env := wkEnv("t1", "a")
-		env.Retry = &core.RetryPolicy{MaxAttempts: 9, InitialBackoff: 7 * time.Second, MaxBackoff: time.Hour, Multiplier: 3}
+		env.Retry = &wire.Retry{MaxAttempts: 9, InitialBackoff: 7 * time.Second, MaxBackoff: time.Hour, Multiplier: 3}
 		h.send(wkDelivery(t, env, 1, "r1"))
 		synctest.Wait()
 		require.NoError(t, h.stop())

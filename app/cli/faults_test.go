@@ -31,6 +31,7 @@ import (
 	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -860,7 +861,7 @@ func TestFault_PoisonMessages(t *testing.T) {
 	id = "poison-claim-" + sfx
 	key := id + "/no-such-object"
 	poisons = append(poisons, poison{"claim check of a missing object",
-		send(fmt.Sprintf(`{"id":%q,"task":"echo","payload":%q}`, id, key), id, "text", map[string]string{core.PayloadAttribute: key}),
+		send(fmt.Sprintf(`{"id":%q,"task":"echo","payload":%q}`, id, key), id, "text", map[string]string{wire.PayloadAttribute: key}),
 		"claim-check object " + key + " is missing"})
 	sendGood()
 	// Not even a result can be written for this one (no object key of

@@ -22,6 +22,7 @@ import (
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/internal/testutil"
+	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
 )
@@ -1117,12 +1118,12 @@ func TestLauncher_SubmitFailureMarksTheRunFailed(t *testing.T) {
 	assert.Equal(t, "nosend", runID)
 	assert.Equal(t, "nosend:run", sent.ID)
 	assert.Equal(t, "nosend:run", sent.GroupID, "not the steps' group")
-	env, err := core.DecodeEnvelope(sent.Body)
+	env, err := wire.Decode(sent.Body)
 	require.NoError(t, err)
 	assert.Equal(t, dag.RunTaskName, env.Task)
 	assert.Equal(t, "nosend", env.RunID)
 	require.NotNil(t, env.Retry)
-	assert.Equal(t, dag.DefaultRunTaskRetry, *env.Retry)
+	assert.Equal(t, dag.DefaultRunTaskRetry, core.RetryPolicy(*env.Retry))
 
 	rec, err := l.Status(context.Background(), runID)
 	require.NoError(t, err)
