@@ -314,7 +314,7 @@ func (c *Client) errIfClosed() error {
 // requested.
 func (c *Client) Cancel(ctx context.Context, ids ...string) error {
 	if c.cancels == nil {
-		return fmt.Errorf("dagq: cancel: %w: the client has no CancelChannel (ClientOptions.Cancels)", ports.ErrUnsupported)
+		return fmt.Errorf("dagq: cancel: %w: cancellation is switched off (Ports.NoCancel)", ports.ErrUnsupported)
 	}
 	for i, id := range ids {
 		if id == "" {

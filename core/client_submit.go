@@ -129,7 +129,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		}
 		if len(body) > c.threshold && c.payloads == nil {
 			err := fmt.Errorf("%w: task %q (id %s): the envelope is %d bytes, above the payload threshold "+
-				"of %d bytes (ClientOptions.PayloadThreshold); set ClientOptions.Payloads to send large tasks "+
+				"of %d bytes (Ports.PayloadThreshold); set Ports.Payloads to send large tasks "+
 				"through a payload store, or make the arguments smaller",
 				ports.ErrInvalidArgument, env.Task, env.TaskID, len(body), c.threshold)
 			refuse(i, err)

@@ -1109,7 +1109,7 @@ func TestCancelErrors(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	err := f.client.Cancel(context.Background(), "a")
 	require.ErrorIs(t, err, ports.ErrUnsupported)
-	assert.Contains(t, err.Error(), "Cancels")
+	assert.Contains(t, err.Error(), "Ports.NoCancel", "names the switch")
 
 	f = newFixture(t, fixtureOpts{cancels: true})
 	f.cancels.EXPECT().Cancel(gomock.Any(), gomock.Any()).Times(0)

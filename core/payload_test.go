@@ -134,7 +134,7 @@ func TestPayload_WithoutStoreRefusedAtSubmit(t *testing.T) {
 		_, err := client.Submit(ctx, core.Request{Task: "len", Args: bigArgs(5 << 20)})
 		require.ErrorIs(t, err, ports.ErrInvalidArgument)
 		for _, want := range []string{"nothing sent", "above the payload threshold of 204800 bytes",
-			"ClientOptions.PayloadThreshold", "ClientOptions.Payloads", "the envelope is 52430"} {
+			"Ports.PayloadThreshold", "Ports.Payloads", "the envelope is 52430"} {
 			require.ErrorContains(t, err, want)
 		}
 		// A batch with one large request sends nothing at all.
@@ -218,7 +218,7 @@ func TestPayload_WorkerWithoutStoreFailsClearly(t *testing.T) {
 		res, err := client.Wait(ctx, id) // the completion reaches the client
 		require.NoError(t, err)
 		require.Equal(t, ports.StateFailed, res.State)
-		require.Contains(t, res.Error, "WorkerOptions.Payloads")
+		require.Contains(t, res.Error, "Ports.Payloads")
 		require.NoError(t, w.stop())
 		require.Zero(t, m.stats(), "the message was acked")
 	})

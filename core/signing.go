@@ -10,14 +10,14 @@ import (
 
 // Message signing.
 //
-// A Client with ClientOptions.Signer signs the encoded envelope of every task
+// A Client with Ports.Signer signs the encoded envelope of every task
 // it sends with HMAC-SHA256 and puts the signature in the message attribute
 // "dagq-sig" as "<key ID>:<MAC>", the MAC in unpadded base64url (RFC 4648
 // §5). The MAC covers the full envelope bytes: for a claim-check message
 // (attribute "dagq-payload") it is the stored envelope, not the short
 // placeholder body, so the worker verifies after fetching it.
 //
-// A Worker with WorkerOptions.Verifier checks the signature of every delivery
+// A Worker with Ports.Verifier checks the signature of every delivery
 // before decoding it. A delivery without a valid signature by a key the
 // Verifier knows is never decoded or executed: it is recorded as a failed
 // result under its message ID, with the reason (an error matching
@@ -45,7 +45,7 @@ var ErrSignature = wire.ErrSignature
 // MaxSigningKeyIDLen characters of [A-Za-z0-9_.-].
 func ValidSigningKeyID(id string) bool { return wire.ValidKeyID(id) }
 
-// Signer signs envelopes with one key (see ClientOptions.Signer). It never
+// Signer signs envelopes with one key (see Ports.Signer). It never
 // prints its key: String, GoString and LogValue show the key ID only.
 type Signer struct {
 	s wire.Signer
@@ -90,7 +90,7 @@ type VerifierOptions struct {
 	AcceptUnsigned bool
 }
 
-// Verifier checks the signatures of deliveries (see WorkerOptions.Verifier)
+// Verifier checks the signatures of deliveries (see Ports.Verifier)
 // against a set of keys. It never prints its keys.
 type Verifier struct {
 	v wire.Verifier

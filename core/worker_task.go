@@ -214,7 +214,7 @@ func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func(
 		if w.payloads == nil {
 			settle(i, func() {
 				w.failDelivery(d, l, log, fmt.Sprintf("claim-check message (payload %s) but this worker has no "+
-					"payload store: set WorkerOptions.Payloads to the store the client offloads to", key))
+					"payload store: set Ports.Payloads to the store the client offloads to", key))
 			})
 			continue
 		}
