@@ -243,8 +243,8 @@ type Worker struct {
 	abort    context.CancelCauseFunc
 
 	mu      sync.Mutex
-	aborted error     // set by cancelAllTasks: the cause new tasks start cancelled with
-	held    leaseList // every held delivery
+	aborted error                     // set by cancelAllTasks: the cause new tasks start cancelled with
+	held    map[*workerLease]struct{} // every held delivery
 	// expiryTimer marks leases lost when their end passes; it is armed for
 	// expiryAt (zero: not armed).
 	expiryTimer *time.Timer
@@ -342,6 +342,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
 		slots:           newSlots(opts.Concurrency),
+		held:            make(map[*workerLease]struct{}),
 		recent:          newRecentSet(recentCancelsSize),
 	}, nil
 }
@@ -443,7 +444,7 @@ func (w *Worker) abortInFlight() {
 	}
 	var rel []release
 	w.mu.Lock()
-	for l := w.held.head; l != nil; l = l.next {
+	for l := range w.held {
 		if l.state == leaseFinishing || l.lost || l.released {
 			continue
 		}
@@ -473,7 +474,7 @@ func (w *Worker) cancelAllTasks(cause error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.aborted = cause
-	for l := w.held.head; l != nil; l = l.next {
+	for l := range w.held {
 		if l.cancel != nil {
 			l.cancel(cause)
 		}
