@@ -338,7 +338,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		batch:           opts.ReceiveBatch,
 		inlineLimit:     opts.InlineResultLimit,
 		maxResult:       opts.MaxResultBytes,
-		log:             lazyLogger(opts.Logger.With("worker", opts.ID)),
+		log:             opts.Logger.With("worker", opts.ID),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
 		slots:           newSlots(opts.Concurrency),

@@ -98,11 +98,10 @@ func (w *Worker) forget(l *workerLease) {
 }
 
 // leaseLogLocked returns l's logger: the task's once decoded, otherwise one
-// naming the message, built on first use (most deliveries never log
-// without their task's logger).
+// naming the message.
 func (w *Worker) leaseLogLocked(l *workerLease) *slog.Logger {
 	if l.log == nil {
-		l.log = withAttrs(w.log, slog.String("message_id", l.msgID))
+		l.log = w.log.With("message_id", l.msgID)
 	}
 	return l.log
 }

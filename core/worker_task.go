@@ -41,9 +41,6 @@ type workerJob struct {
 	task Task
 	hctx handlerCtx
 	res  ports.Result
-	// logv (with its handler logh) is the task's logger, log.
-	logv slog.Logger
-	logh jobLogHandler
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
@@ -253,9 +250,14 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	if env.Retry != nil {
 		j.policy = *env.Retry
 	}
-	j.logh = jobLogHandler{base: w.log.Handler(), job: j}
-	j.logv = *slog.New(&j.logh) // a copy: the logger lives in the job too
-	j.log = &j.logv
+	attrs := []any{"task_id", env.TaskID, "task", env.Task, "attempt", j.attempt}
+	if env.RunID != "" {
+		attrs = append(attrs, "run_id", env.RunID)
+	}
+	if env.StepID != "" {
+		attrs = append(attrs, "step_id", env.StepID)
+	}
+	j.log = w.log.With(attrs...)
 	j.cctx, j.cancel = context.WithCancelCause(w.base) // cancelAllTasks cancels it at shutdown
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
@@ -277,49 +279,6 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	w.mu.Unlock()
 	return j
 }
-
-// jobLogHandler is the handler of a task's logger: the worker's handler
-// with the task's attributes (task_id, task, attempt, run_id, step_id),
-// which are only made and applied when the logger first handles a record
-// or is derived from. Most tasks never log at an enabled level, so this
-// costs one small allocation per task instead of the attributes' storage.
-type jobLogHandler struct {
-	base slog.Handler
-	job  *workerJob // its env and attempt are set before the logger is made
-
-	once  sync.Once
-	built slog.Handler
-}
-
-func (h *jobLogHandler) handler() slog.Handler {
-	h.once.Do(func() {
-		env := h.job.env
-		var buf [5]slog.Attr
-		attrs := append(buf[:0], slog.String("task_id", env.TaskID), slog.String("task", env.Task),
-			slog.Int("attempt", h.job.attempt))
-		if env.RunID != "" {
-			attrs = append(attrs, slog.String("run_id", env.RunID))
-		}
-		if env.StepID != "" {
-			attrs = append(attrs, slog.String("step_id", env.StepID))
-		}
-		h.built = h.base.WithAttrs(slices.Clone(attrs))
-	})
-	return h.built
-}
-
-func (h *jobLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
-	return h.base.Enabled(ctx, level)
-}
-
-func (h *jobLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	return h.handler().Handle(ctx, r)
-}
-
-func (h *jobLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return h.handler().WithAttrs(attrs)
-}
-func (h *jobLogHandler) WithGroup(name string) slog.Handler { return h.handler().WithGroup(name) }
 
 // durableCancelCheck asks the cancel channel once which of the batch's tasks
 // have a cancellation request, and cancels them. When the channel cannot
@@ -479,7 +438,7 @@ func (w *Worker) runJob(j *workerJob) {
 		w.record(j.l, j.log, res, env.ReplyTo)
 		return
 	}
-	log := withAttrs(j.log, duration)
+	log := j.log.With(duration)
 	switch {
 	case released || errors.Is(cause, ErrShutdown):
 		j.result.Outcome = OutcomeReleased
