@@ -8,7 +8,3 @@ func ClientWaiters(c *Client) (entries, scheduled, watches int) {
 	defer c.mu.Unlock()
 	return len(c.entries), len(c.sched), len(c.watches)
 }
-
-// HelperDelay is how long a batch's jobs wait for the batch's goroutine
-// before helpers take them.
-const HelperDelay = helperDelay

@@ -60,8 +60,7 @@ type workerLease struct {
 // dispatch registers the deliveries of one Receive (so that heartbeats and
 // shutdown see them at once) and hands them to a goroutine.
 func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
-	b := &receivedBatch{ds: ds, ls: make([]*workerLease, len(ds))}
-	ls := b.ls
+	ls := make([]*workerLease, len(ds))
 	block := make([]workerLease, len(ds)) // one allocation for the batch
 	expires := received.Add(w.lease)
 	w.mu.Lock()
@@ -80,7 +79,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	w.armExpiryLocked(expires)
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
-	w.start(b)
+	w.spawn(func() { w.processBatch(ds, ls) })
 }
 
 // forget drops a delivery from the worker's books and frees its slot.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dagq/dagq/ports"
@@ -44,8 +43,8 @@ type workerJob struct {
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
-// cancellation check once for the whole batch, and runs the tasks (see
-// batchJobs).
+// cancellation check once for the whole batch, and runs each task in a
+// runner of its own.
 func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	unresolved := w.resolvePayloads(ds, ls)
 	jobs := make([]*workerJob, 0, len(ds))
@@ -81,80 +80,8 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 		jobs = append(jobs, w.newJob(d, ls[i], env))
 	}
 	w.durableCancelCheck(jobs)
-	switch len(jobs) {
-	case 0:
-	case 1:
-		w.runToEnd(jobs[0])
-	default:
-		w.runBatchJobs(jobs)
-	}
-}
-
-// batchJobs are the jobs of one received batch, taken one at a time by the
-// batch's goroutine and, when that takes long, by helpers it wakes (a
-// runnable: a helper).
-//
-// Handing every job to a runner of its own costs a goroutine wake-up per
-// task, more than a short task itself; running them all in one goroutine
-// would serialise long ones. So the batch's goroutine runs its jobs one
-// after the other, and if some are still waiting helperDelay after the
-// batch began, helpers are woken one at a time: each one that arrives takes
-// the next job and, if more are left, makes sure another is on its way. A
-// batch of short jobs costs no wake-up; the jobs of a batch of long ones
-// start within helperDelay plus one wake-up each, each in its own goroutine.
-type batchJobs struct {
-	jobs    []*workerJob
-	next    atomic.Int32 // index of the next job to take
-	cascade atomic.Bool  // helperDelay has passed: takers wake helpers
-	waking  atomic.Bool  // a helper is on its way and has not taken a job yet
-}
-
-// helperDelay is how long a batch's jobs may wait for the batch's goroutine
-// before helpers are woken to take them. Short tasks (a few µs each) finish
-// a batch of 10 well within it.
-const helperDelay = 200 * time.Microsecond
-
-// runBatchJobs runs the jobs (two or more) of one batch.
-func (w *Worker) runBatchJobs(jobs []*workerJob) {
-	b := &batchJobs{jobs: jobs}
-	// The timer's callback counts as a task until it has run or is
-	// stopped, so that a helper it starts never comes after Run's wait.
-	w.tasks.Add(1)
-	t := time.AfterFunc(helperDelay, func() {
-		defer w.tasks.Done()
-		b.cascade.Store(true)
-		b.wake(w)
-	})
-	w.runJobs(b)
-	if t.Stop() {
-		w.tasks.Done()
-	}
-}
-
-// wake starts a helper if a job is left and no helper is on its way.
-func (b *batchJobs) wake(w *Worker) {
-	if int(b.next.Load()) < len(b.jobs) && !b.waking.Load() && b.waking.CompareAndSwap(false, true) {
-		w.start(b)
-	}
-}
-
-// run is a helper's entry.
-func (b *batchJobs) run(w *Worker) {
-	b.waking.Store(false) // arrived: the next taker may wake another
-	w.runJobs(b)
-}
-
-// runJobs takes and runs b's jobs until none is left.
-func (w *Worker) runJobs(b *batchJobs) {
-	for {
-		i := int(b.next.Add(1)) - 1
-		if i >= len(b.jobs) {
-			return
-		}
-		if b.cascade.Load() {
-			b.wake(w) // someone takes the next job while this one runs
-		}
-		w.runToEnd(b.jobs[i])
+	for _, j := range jobs {
+		w.spawn(func() { w.runToEnd(j) })
 	}
 }
 
@@ -164,15 +91,6 @@ func (w *Worker) runToEnd(j *workerJob) {
 	defer j.stop()
 	w.runJob(j)
 }
-
-// receivedBatch is the deliveries of one Receive, with their leases, on
-// their way to processBatch (a runnable).
-type receivedBatch struct {
-	ds []ports.Delivery
-	ls []*workerLease
-}
-
-func (b *receivedBatch) run(w *Worker) { w.processBatch(b.ds, b.ls) }
 
 // at returns fs[i], or nil when fs is nil.
 func at(fs []func(), i int) func() {
