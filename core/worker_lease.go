@@ -42,14 +42,6 @@ type workerLease struct {
 	extensions int
 	capped     bool
 
-	// one holds the single-item argument of the delivery's Ack and
-	// Publish calls (a variadic argument passed to an interface method is
-	// allocated otherwise). Only the goroutine recording the outcome uses it.
-	one struct {
-		receipt    [1]ports.Receipt
-		completion [1]ports.Completion
-	}
-
 	state    leaseState
 	lost     bool // the lease ended; another delivery may own the message
 	released bool // handed back at shutdown

@@ -600,9 +600,7 @@ func (w *Worker) publish(l *workerLease, log *slog.Logger, replyTo string, res *
 		c.Result = res // the caller's to give: adapters copy what they keep
 	}
 	ctx, cancel := w.opContext()
-	l.one.completion[0] = c
-	err := w.completions.Publish(ctx, replyTo, l.one.completion[:]...)
-	l.one.completion[0] = ports.Completion{}
+	err := w.completions.Publish(ctx, replyTo, c)
 	cancel()
 	switch {
 	case err == nil:
@@ -639,8 +637,7 @@ func (w *Worker) ack(l *workerLease, log *slog.Logger) {
 	w.settle(l)
 	ctx, cancel := w.opContext()
 	defer cancel()
-	l.one.receipt[0] = l.receipt
-	if err := w.broker.Ack(ctx, l.one.receipt[:]...); err != nil {
+	if err := w.broker.Ack(ctx, l.receipt); err != nil {
 		log.Warn("ack failed; the message will be redelivered and its stored result reused", "err", err)
 		return
 	}
