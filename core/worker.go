@@ -231,18 +231,14 @@ type Worker struct {
 	pool runnerPool
 
 	// base carries the values of Run's context but is never cancelled; the
-	// worker's own calls and every task context derive from it. abortCtx is
-	// cancelled with ErrShutdown in the abort phase of shutdown, which also
-	// cancels every task context (cancelAllTasks; tasks are not children of
-	// abortCtx: registering each with one shared parent costs a lock and
-	// two map operations per task).
+	// worker's own calls derive from it. abortCtx, the parent of every task
+	// context, is cancelled with ErrShutdown in the abort phase of shutdown.
 	base     context.Context
 	abortCtx context.Context
 	abort    context.CancelCauseFunc
 
-	mu      sync.Mutex
-	aborted error                     // set by cancelAllTasks: the cause new tasks start cancelled with
-	held    map[*workerLease]struct{} // every held delivery
+	mu   sync.Mutex
+	held map[*workerLease]struct{} // every held delivery
 	// expiryTimer marks leases lost when their end passes; it is armed for
 	// expiryAt (zero: not armed).
 	expiryTimer *time.Timer
@@ -453,8 +449,7 @@ func (w *Worker) abortInFlight() {
 	sort.Slice(rel, func(i, j int) bool { return rel[i].receipt < rel[j].receipt })
 	w.log.Warn("shutdown timeout reached: cancelling and releasing unfinished tasks",
 		"tasks", len(rel), "timeout", w.shutdownTimeout)
-	w.abort(ErrShutdown)
-	w.cancelAllTasks(ErrShutdown)
+	w.abort(ErrShutdown) // cancels every task context
 	for _, r := range rel {
 		ctx, cancel := w.opContext()
 		if err := w.broker.Nack(ctx, r.receipt, 0); err != nil {
@@ -463,19 +458,6 @@ func (w *Worker) abortInFlight() {
 			r.log.Info("task released at shutdown")
 		}
 		cancel()
-	}
-}
-
-// cancelAllTasks cancels the context of every decoded task with cause, and
-// of every task decoded from now on.
-func (w *Worker) cancelAllTasks(cause error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.aborted = cause
-	for l := range w.held {
-		if l.cancel != nil {
-			l.cancel(cause)
-		}
 	}
 }
 

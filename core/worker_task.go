@@ -176,7 +176,7 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 		attrs = append(attrs, "step_id", env.StepID)
 	}
 	j.log = w.log.With(attrs...)
-	j.cctx, j.cancel = context.WithCancelCause(w.base) // cancelAllTasks cancels it at shutdown
+	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx) // cancelled at shutdown's abort
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
 		j.ctx, j.stop = context.WithDeadline(j.cctx, env.Deadline)
@@ -187,8 +187,6 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	l.log = j.log
 	l.cancel = j.cancel
 	switch {
-	case w.aborted != nil:
-		j.cancel(w.aborted)
 	case l.lost:
 		j.cancel(ports.ErrLeaseLost)
 	case w.recent.has(env.TaskID):
