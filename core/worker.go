@@ -222,6 +222,8 @@ type Worker struct {
 	started atomic.Bool
 	// gatherTimer bounds gatherSlots (receive loop only).
 	gatherTimer *time.Timer
+	// op is the call context shared by port calls (see opContext).
+	op atomic.Pointer[sharedOp]
 
 	// slots counts the in-flight deliveries.
 	slots *slots
@@ -462,10 +464,38 @@ func (w *Worker) abortInFlight() {
 }
 
 // opContext bounds one call of the worker to a port: it is not cancelled by
-// shutdown, and lasts at most one lease (a call outliving it is moot).
+// shutdown, and lasts at most one lease (a call outliving it is moot) and at
+// least seven eighths of one. The returned cancel function is a
+// no-op: the context is shared by every call started within an eighth of a
+// lease (one context per period instead of one per Put, Publish and Ack).
 func (w *Worker) opContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(w.base, w.lease)
+	if op := w.op.Load(); op != nil && !op.stale.Load() {
+		return op.ctx, noCancel
+	}
+	// One deadline timer per period, and Err is an atomic load. The context
+	// is never cancelled: it ends at its deadline, after its last user
+	// (w.base is never cancelled, so nothing else holds it).
+	op := &sharedOp{}
+	op.ctx, op.end = context.WithDeadline(w.base, time.Now().Add(w.lease))
+	op.timer = time.AfterFunc(w.lease/opShareFraction, func() { op.stale.Store(true) })
+	w.op.Store(op) // racing refreshes: either context is as good
+	return op.ctx, noCancel
 }
+
+// opShareFraction: a shared call context is handed out during the first
+// 1/opShareFraction of its lifetime.
+const opShareFraction = 8
+
+// sharedOp is the call context shared by the worker's port calls (see
+// Worker.opContext); stale is set (by timer) when it stops being handed out.
+type sharedOp struct {
+	ctx   context.Context
+	end   context.CancelFunc // not called: the deadline ends ctx
+	stale atomic.Bool
+	timer *time.Timer
+}
+
+func noCancel() {}
 
 // receiveLoop receives deliveries while slots are free until ctx is done (nil)
 // or the broker is closed (an error).
