@@ -168,14 +168,14 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env Envelope) *workerJ
 	if env.Retry != nil {
 		j.policy = *env.Retry
 	}
-	attrs := []any{"task_id", env.TaskID, "task", env.Task, "attempt", j.attempt}
+	attrs := []slog.Attr{slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt)}
 	if env.RunID != "" {
-		attrs = append(attrs, "run_id", env.RunID)
+		attrs = append(attrs, slog.String("run_id", env.RunID))
 	}
 	if env.StepID != "" {
-		attrs = append(attrs, "step_id", env.StepID)
+		attrs = append(attrs, slog.String("step_id", env.StepID))
 	}
-	j.log = w.log.With(attrs...)
+	j.log = slog.New(w.log.Handler().WithAttrs(attrs))
 	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx) // cancelled at shutdown's abort
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
