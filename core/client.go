@@ -170,8 +170,7 @@ type Client struct {
 	pushLive  bool        // inbox open and its dispatcher running
 	replyTo   string      // inbox address while pushLive
 	entries   map[string]*waitEntry
-	fifo      entryFIFO // entries waiting for their next Results check, in order
-	sched     entryHeap // the other ones
+	sched     entryHeap // entries waiting for their next Results read
 	checkerOn bool
 	memo      *memoCache
 	watches   map[*Watch]struct{} // open watches
@@ -277,7 +276,7 @@ func (c *Client) Close() error {
 	for w := range c.watches {
 		w.endLocked(errClosed) // after their final events
 	}
-	c.sched, c.fifo = nil, entryFIFO{}
+	c.sched = nil
 	inbox := c.inbox
 	c.pushLive, c.replyTo = false, ""
 	c.mu.Unlock()

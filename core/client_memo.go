@@ -1,6 +1,8 @@
 package core
 
 import (
+	"container/list"
+
 	"github.com/dagq/dagq/ports"
 )
 
@@ -21,7 +23,8 @@ const (
 	memoHeldOverhead = 256
 )
 
-// Lists of the memo cache; every item is on exactly one.
+// Lists of the memo cache (indexes of memoCache.lists); every item is on
+// exactly one.
 const (
 	onPending uint8 = iota // submitted here, no outcome known yet
 	onHeld                 // submitted here, result kept until waited for
@@ -37,44 +40,12 @@ type memoItem struct {
 	known bool
 	// finished: a completion arrived or a result was read.
 	finished bool
-	// list is the list the item is on (onPending, onHeld or onLRU).
+	// list is the list the item is on (onPending, onHeld or onLRU), and
+	// elem its element there.
 	list uint8
+	elem *list.Element
 	// res is the task's result when finished and small enough to keep.
 	res *ports.Result
-
-	prev, next *memoItem // neighbours on the item's list
-}
-
-// memoList is an intrusive doubly linked list of memoItems, oldest first.
-type memoList struct {
-	head, tail *memoItem
-	n          int
-}
-
-func (l *memoList) pushBack(it *memoItem) {
-	it.prev, it.next = l.tail, nil
-	if l.tail != nil {
-		l.tail.next = it
-	} else {
-		l.head = it
-	}
-	l.tail = it
-	l.n++
-}
-
-func (l *memoList) remove(it *memoItem) {
-	if it.prev != nil {
-		it.prev.next = it.next
-	} else {
-		l.head = it.next
-	}
-	if it.next != nil {
-		it.next.prev = it.prev
-	} else {
-		l.tail = it.prev
-	}
-	it.prev, it.next = nil, nil
-	l.n--
 }
 
 // memoCache remembers task IDs on three lists:
@@ -96,8 +67,7 @@ type memoCache struct {
 	budget, bytes      int // Output bytes of the LRU's results
 	heldBudget, held   int // heldCost of the held results
 	items              map[string]*memoItem
-	pending, heldL     memoList
-	lru                memoList
+	lists              [3]list.List // of *memoItem, oldest first
 }
 
 func newMemoCache(maxLRU, maxPending, budget int) *memoCache {
@@ -105,6 +75,20 @@ func newMemoCache(maxLRU, maxPending, budget int) *memoCache {
 		maxLRU: maxLRU, maxPending: maxPending, budget: budget, heldBudget: memoHeldBudget,
 		items: make(map[string]*memoItem),
 	}
+}
+
+// oldest returns the oldest item of list k, or nil.
+func (m *memoCache) oldest(k uint8) *memoItem {
+	if e := m.lists[k].Front(); e != nil {
+		return e.Value.(*memoItem)
+	}
+	return nil
+}
+
+// pushBack puts it (on no list) at the recent end of list k.
+func (m *memoCache) pushBack(it *memoItem, k uint8) {
+	it.list = k
+	it.elem = m.lists[k].PushBack(it)
 }
 
 // heldCost is the memory charged for holding r.
@@ -144,25 +128,20 @@ func (m *memoCache) takeItem(it *memoItem) (ports.Result, bool) {
 
 // unlink removes it from its list, adjusting the byte counts.
 func (m *memoCache) unlink(it *memoItem) {
-	switch it.list {
-	case onPending:
-		m.pending.remove(it)
-	case onHeld:
-		m.heldL.remove(it)
+	m.lists[it.list].Remove(it.elem)
+	it.elem = nil
+	switch {
+	case it.list == onHeld:
 		m.held -= heldCost(it.res)
-	case onLRU:
-		m.lru.remove(it)
-		if it.res != nil {
-			m.bytes -= len(it.res.Output)
-		}
+	case it.list == onLRU && it.res != nil:
+		m.bytes -= len(it.res.Output)
 	}
 }
 
 // toLRU moves it (finished) to the most recent end of the LRU.
 func (m *memoCache) toLRU(it *memoItem) {
 	m.unlink(it)
-	it.list = onLRU
-	m.lru.pushBack(it)
+	m.pushBack(it, onLRU)
 	if it.res != nil {
 		m.bytes += len(it.res.Output)
 	}
@@ -178,12 +157,12 @@ func (m *memoCache) submitted(id string, viaInbox bool) {
 		}
 		return
 	}
-	it := &memoItem{id: id, known: true, viaInbox: viaInbox, list: onPending}
+	it := &memoItem{id: id, known: true, viaInbox: viaInbox}
 	m.items[id] = it
-	m.pending.pushBack(it)
-	for m.pending.n > m.maxPending {
-		old := m.pending.head
-		m.pending.remove(old)
+	m.pushBack(it, onPending)
+	for m.lists[onPending].Len() > m.maxPending {
+		old := m.oldest(onPending)
+		m.unlink(old)
 		delete(m.items, old.id)
 	}
 }
@@ -191,7 +170,7 @@ func (m *memoCache) submitted(id string, viaInbox bool) {
 // unsent forgets id if it is pending: its submission certainly failed.
 func (m *memoCache) unsent(id string) {
 	if it := m.items[id]; it != nil && it.list == onPending {
-		m.pending.remove(it)
+		m.unlink(it)
 		delete(m.items, id)
 	}
 }
@@ -205,9 +184,9 @@ func (m *memoCache) finished(id string, res *ports.Result, taken bool) {
 	}
 	it := m.items[id]
 	if it == nil {
-		it = &memoItem{id: id, list: onLRU}
+		it = &memoItem{id: id}
 		m.items[id] = it
-		m.lru.pushBack(it)
+		m.pushBack(it, onLRU)
 	}
 	it.finished = true
 	if it.res != nil || res == nil {
@@ -215,9 +194,9 @@ func (m *memoCache) finished(id string, res *ports.Result, taken bool) {
 	}
 	switch {
 	case it.list == onPending && res != nil && !taken:
-		m.pending.remove(it)
-		it.res, it.list = res, onHeld
-		m.heldL.pushBack(it)
+		m.unlink(it)
+		it.res = res
+		m.pushBack(it, onHeld)
 		m.held += heldCost(res)
 		m.evictHeld()
 		return
@@ -226,14 +205,10 @@ func (m *memoCache) finished(id string, res *ports.Result, taken bool) {
 			m.toLRU(it)
 		}
 	default:
-		if res != nil {
-			m.unlink(it)
+		m.toLRU(it)
+		if res != nil { // it had none
 			it.res = res
-			it.list = onLRU
-			m.lru.pushBack(it)
 			m.bytes += len(res.Output)
-		} else {
-			m.toLRU(it)
 		}
 	}
 	m.evictLRU(it)
@@ -249,8 +224,8 @@ func (m *memoCache) putResult(id string, res ports.Result, taken bool) {
 // evictHeld moves the oldest held results to the LRU while over budget.
 func (m *memoCache) evictHeld() {
 	moved := false
-	for m.held > m.heldBudget && m.heldL.head != nil {
-		m.toLRU(m.heldL.head)
+	for m.held > m.heldBudget && m.lists[onHeld].Len() > 0 {
+		m.toLRU(m.oldest(onHeld))
 		moved = true
 	}
 	if moved {
@@ -261,14 +236,14 @@ func (m *memoCache) evictHeld() {
 // evictLRU drops least recently used items (never keep) until the LRU is
 // within bounds.
 func (m *memoCache) evictLRU(keep *memoItem) {
-	for (m.lru.n > m.maxLRU || m.bytes > m.budget) && m.lru.head != nil {
-		it := m.lru.head
+	lru := &m.lists[onLRU]
+	for (lru.Len() > m.maxLRU || m.bytes > m.budget) && lru.Len() > 0 {
+		it := m.oldest(onLRU)
 		if it == keep {
-			if m.lru.n == 1 {
+			if lru.Len() == 1 {
 				return
 			}
-			m.lru.remove(it)
-			m.lru.pushBack(it)
+			lru.MoveToBack(it.elem)
 			continue
 		}
 		m.unlink(it)

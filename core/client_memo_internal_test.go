@@ -41,7 +41,7 @@ func TestMemoCacheBounds(t *testing.T) {
 			assert.True(t, it.viaInbox)
 			assert.False(t, it.finished)
 		}
-		assert.Equal(t, 2, m.lru.n)
+		assert.Equal(t, 2, m.lists[onLRU].Len())
 	})
 	t.Run("pending: the oldest are forgotten beyond the limit", func(t *testing.T) {
 		m := newMemoCache(100, 3, 1<<20)
@@ -49,7 +49,7 @@ func TestMemoCacheBounds(t *testing.T) {
 			m.submitted(id, true)
 		}
 		assert.Nil(t, m.get("a"))
-		assert.Equal(t, 3, m.pending.n)
+		assert.Equal(t, 3, m.lists[onPending].Len())
 		// A completion of a forgotten task is remembered as a foreign one.
 		m.finished("a", resultOf("a"), false)
 		require.NotNil(t, m.result("a"))
@@ -61,8 +61,8 @@ func TestMemoCacheBounds(t *testing.T) {
 			m.submitted(id, true)
 			m.finished(id, resultOf(id), false)
 		}
-		assert.Equal(t, 3, m.heldL.n)
-		assert.Zero(t, m.pending.n)
+		assert.Equal(t, 3, m.lists[onHeld].Len())
+		assert.Zero(t, m.lists[onPending].Len())
 		r, ok := m.take("a")
 		require.True(t, ok)
 		assert.Equal(t, "a", string(r.Output))
@@ -81,7 +81,7 @@ func TestMemoCacheBounds(t *testing.T) {
 		m.submitted("a", true)
 		m.finished("a", resultOf("a"), true)
 		assert.Equal(t, onLRU, m.get("a").list)
-		assert.Zero(t, m.heldL.n)
+		assert.Zero(t, m.lists[onHeld].Len())
 		assert.Equal(t, 1, m.bytes)
 	})
 	t.Run("a completion without result is not held", func(t *testing.T) {
@@ -100,7 +100,7 @@ func TestMemoCacheBounds(t *testing.T) {
 			m.submitted(id, true)
 			m.finished(id, resultOf(id), false)
 		}
-		assert.Equal(t, 2, m.heldL.n)
+		assert.Equal(t, 2, m.lists[onHeld].Len())
 		assert.Equal(t, onLRU, m.get("a").list, "moved to the LRU")
 		m.submitted("d", true)
 		m.finished("d", resultOf("d"), false)

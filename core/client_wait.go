@@ -168,15 +168,12 @@ type waitEntry struct {
 	next     time.Time     // next Results read
 	interval time.Duration // delay after the next miss
 	max      time.Duration // cap of interval
-	heapIdx  int           // index in Client.sched, -1 when not in the heap
-	fprev    *waitEntry    // neighbours on Client.fifo
-	fnext    *waitEntry
+	heapIdx  int           // index in Client.sched, -1 when not in it
 
 	watches []*Watch // watches holding a reference (one each)
 
 	finished bool
 	push     bool // on the reconcile schedule, waiting for a push
-	inFIFO   bool // on Client.fifo
 	checking bool // a Results read is in flight
 	recheck  bool // read again right after the in-flight read
 }
@@ -298,19 +295,13 @@ func (c *Client) finishLocked(e *waitEntry, res ports.Result, err error) {
 }
 
 // scheduleLocked (re)inserts e in the schedule at e.next, unless a read is
-// in flight, and makes sure the checker runs. An entry due no earlier than
-// the last one of the FIFO is appended to it in O(1) (the push path: every
-// first reconcile is at now + Reconcile); the others go to the heap.
+// in flight, and makes sure the checker runs.
 func (c *Client) scheduleLocked(e *waitEntry) {
 	if e.finished || e.checking || c.closed {
 		return
 	}
 	c.unscheduleLocked(e)
-	if t := c.fifo.tail; t == nil || !e.next.Before(t.next) {
-		c.fifo.pushBack(e)
-	} else {
-		heap.Push(&c.sched, e)
-	}
+	heap.Push(&c.sched, e)
 	if c.firstLocked() == e {
 		c.kickLocked()
 	}
@@ -324,28 +315,23 @@ func (c *Client) scheduleLocked(e *waitEntry) {
 // unscheduleLocked takes e out of the schedule and reports whether it was
 // in it.
 func (c *Client) unscheduleLocked(e *waitEntry) bool {
-	switch {
-	case e.inFIFO:
-		c.fifo.remove(e)
-	case e.heapIdx >= 0:
-		heap.Remove(&c.sched, e.heapIdx)
-	default:
+	if e.heapIdx < 0 {
 		return false
 	}
+	heap.Remove(&c.sched, e.heapIdx)
 	return true
 }
 
 // firstLocked returns the scheduled entry due first, or nil.
 func (c *Client) firstLocked() *waitEntry {
-	f := c.fifo.head
-	if len(c.sched) > 0 && (f == nil || c.sched[0].next.Before(f.next)) {
-		return c.sched[0]
+	if len(c.sched) == 0 {
+		return nil
 	}
-	return f
+	return c.sched[0]
 }
 
 // scheduledLocked reports whether some entry is scheduled.
-func (c *Client) scheduledLocked() bool { return c.fifo.head != nil || len(c.sched) > 0 }
+func (c *Client) scheduledLocked() bool { return len(c.sched) > 0 }
 
 // checker reads Results for the entries that are due, in rounds, and sleeps
 // until the next one is due. It exits when nothing is scheduled.
@@ -571,37 +557,6 @@ func (c *Client) pollNowLocked(e *waitEntry, now time.Time) {
 	}
 	e.plan(now, 0, c.pollMin, c.pollMax)
 	c.scheduleLocked(e)
-}
-
-// entryFIFO is an intrusive list of scheduled entries in order of their
-// next read (Client.scheduleLocked appends only entries due no earlier than
-// the last one).
-type entryFIFO struct {
-	head, tail *waitEntry
-}
-
-func (l *entryFIFO) pushBack(e *waitEntry) {
-	e.inFIFO, e.fprev, e.fnext = true, l.tail, nil
-	if l.tail != nil {
-		l.tail.fnext = e
-	} else {
-		l.head = e
-	}
-	l.tail = e
-}
-
-func (l *entryFIFO) remove(e *waitEntry) {
-	if e.fprev != nil {
-		e.fprev.fnext = e.fnext
-	} else {
-		l.head = e.fnext
-	}
-	if e.fnext != nil {
-		e.fnext.fprev = e.fprev
-	} else {
-		l.tail = e.fprev
-	}
-	e.inFIFO, e.fprev, e.fnext = false, nil, nil
 }
 
 // entryHeap orders scheduled entries by their next read (container/heap).

@@ -20,7 +20,8 @@ import (
 // Watches open.
 func requireClientIdle(t *testing.T, c *core.Client, openWatches int) {
 	t.Helper()
-	entries, scheduled, watches := core.ClientWaiters(c)
+	st := c.Stats()
+	entries, scheduled, watches := st.Tracked, st.ScheduledReads, st.Watches
 	assert.Zero(t, entries, "wait entries")
 	assert.Zero(t, scheduled, "scheduled reads")
 	assert.Equal(t, openWatches, watches, "open watches")

@@ -233,18 +233,14 @@ type Worker struct {
 	pool runnerPool
 
 	// base carries the values of Run's context but is never cancelled; the
-	// worker's own calls and every task context derive from it. abortCtx is
-	// cancelled with ErrShutdown in the abort phase of shutdown, which also
-	// cancels every task context (cancelAllTasks; tasks are not children of
-	// abortCtx: registering each with one shared parent costs a lock and
-	// two map operations per task).
+	// worker's own calls derive from it. abortCtx, the parent of every task
+	// context, is cancelled with ErrShutdown in the abort phase of shutdown.
 	base     context.Context
 	abortCtx context.Context
 	abort    context.CancelCauseFunc
 
-	mu      sync.Mutex
-	aborted error     // set by cancelAllTasks: the cause new tasks start cancelled with
-	held    leaseList // every held delivery
+	mu   sync.Mutex
+	held map[*workerLease]struct{} // every held delivery
 	// expiryTimer marks leases lost when their end passes; it is armed for
 	// expiryAt (zero: not armed).
 	expiryTimer *time.Timer
@@ -338,10 +334,11 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		batch:           opts.ReceiveBatch,
 		inlineLimit:     opts.InlineResultLimit,
 		maxResult:       opts.MaxResultBytes,
-		log:             lazyLogger(opts.Logger.With("worker", opts.ID)),
+		log:             opts.Logger.With("worker", opts.ID),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
 		slots:           newSlots(opts.Concurrency),
+		held:            make(map[*workerLease]struct{}),
 		recent:          newRecentSet(recentCancelsSize),
 	}, nil
 }
@@ -443,7 +440,7 @@ func (w *Worker) abortInFlight() {
 	}
 	var rel []release
 	w.mu.Lock()
-	for l := w.held.head; l != nil; l = l.next {
+	for l := range w.held {
 		if l.state == leaseFinishing || l.lost || l.released {
 			continue
 		}
@@ -454,8 +451,7 @@ func (w *Worker) abortInFlight() {
 	sort.Slice(rel, func(i, j int) bool { return rel[i].receipt < rel[j].receipt })
 	w.log.Warn("shutdown timeout reached: cancelling and releasing unfinished tasks",
 		"tasks", len(rel), "timeout", w.shutdownTimeout)
-	w.abort(ErrShutdown)
-	w.cancelAllTasks(ErrShutdown)
+	w.abort(ErrShutdown) // cancels every task context
 	for _, r := range rel {
 		ctx, cancel := w.opContext()
 		if err := w.broker.Nack(ctx, r.receipt, 0); err != nil {
@@ -464,19 +460,6 @@ func (w *Worker) abortInFlight() {
 			r.log.Info("task released at shutdown")
 		}
 		cancel()
-	}
-}
-
-// cancelAllTasks cancels the context of every decoded task with cause, and
-// of every task decoded from now on.
-func (w *Worker) cancelAllTasks(cause error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.aborted = cause
-	for l := w.held.head; l != nil; l = l.next {
-		if l.cancel != nil {
-			l.cancel(cause)
-		}
 	}
 }
 

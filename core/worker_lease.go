@@ -27,13 +27,11 @@ const (
 // guarded by Worker.mu.
 type workerLease struct {
 	receipt ports.Receipt
-	msgID   string // the broker's message ID
-	taskID  string // set once decoded
-	// prev and next link the worker's held deliveries (Worker.held).
-	prev, next *workerLease
-	payload    string       // claim-check key, deleted after the ack; set before the task goroutine starts
-	log        *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
-	cancel     context.CancelCauseFunc
+	msgID   string       // the broker's message ID
+	taskID  string       // set once decoded
+	payload string       // claim-check key, deleted after the ack; set before the task goroutine starts
+	log     *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
+	cancel  context.CancelCauseFunc
 
 	// expires is a conservative estimate of the lease's end (measured from
 	// before the Receive or Extend call that set it); renewed is when it was
@@ -43,14 +41,6 @@ type workerLease struct {
 	renewed    time.Time
 	extensions int
 	capped     bool
-
-	// one holds the single-item argument of the delivery's Ack and
-	// Publish calls (a variadic argument passed to an interface method is
-	// allocated otherwise). Only the goroutine recording the outcome uses it.
-	one struct {
-		receipt    [1]ports.Receipt
-		completion [1]ports.Completion
-	}
 
 	state    leaseState
 	lost     bool // the lease ended; another delivery may own the message
@@ -62,8 +52,7 @@ type workerLease struct {
 // dispatch registers the deliveries of one Receive (so that heartbeats and
 // shutdown see them at once) and hands them to a goroutine.
 func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
-	b := &receivedBatch{ds: ds, ls: make([]*workerLease, len(ds))}
-	ls := b.ls
+	ls := make([]*workerLease, len(ds))
 	block := make([]workerLease, len(ds)) // one allocation for the batch
 	expires := received.Add(w.lease)
 	w.mu.Lock()
@@ -76,20 +65,20 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 			expires: expires,
 			renewed: received,
 		}
-		w.held.push(l)
+		w.held[l] = struct{}{}
 		ls[i] = l
 	}
 	w.armExpiryLocked(expires)
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
-	w.start(b)
+	w.spawn(func() { w.processBatch(ds, ls) })
 }
 
 // forget drops a delivery from the worker's books and frees its slot.
 func (w *Worker) forget(l *workerLease) {
 	w.mu.Lock()
 	l.done = true
-	w.held.remove(l)
+	delete(w.held, l)
 	cancel := l.cancel
 	w.mu.Unlock()
 	if cancel != nil {
@@ -99,47 +88,11 @@ func (w *Worker) forget(l *workerLease) {
 	w.slots.release(1)
 }
 
-// leaseList is an intrusive doubly linked list of held deliveries, in
-// receive order: a delivery is added and removed in O(1), without hashing
-// (a worker holds at most Concurrency of them; nothing looks one up by
-// receipt, and a cancellation request scans them). The client's memoList
-// and entryFIFO are the same code on their types: a generic list (its link
-// accessor called through the type parameter, not inlined) measured 3–5 %
-// slower in BenchmarkMemoryThroughput100k.
-type leaseList struct {
-	head, tail *workerLease
-}
-
-func (ll *leaseList) push(l *workerLease) {
-	l.prev, l.next = ll.tail, nil
-	if ll.tail != nil {
-		ll.tail.next = l
-	} else {
-		ll.head = l
-	}
-	ll.tail = l
-}
-
-func (ll *leaseList) remove(l *workerLease) {
-	if l.prev != nil {
-		l.prev.next = l.next
-	} else if ll.head == l {
-		ll.head = l.next
-	}
-	if l.next != nil {
-		l.next.prev = l.prev
-	} else if ll.tail == l {
-		ll.tail = l.prev
-	}
-	l.prev, l.next = nil, nil
-}
-
 // leaseLogLocked returns l's logger: the task's once decoded, otherwise one
-// naming the message, built on first use (most deliveries never log
-// without their task's logger).
+// naming the message.
 func (w *Worker) leaseLogLocked(l *workerLease) *slog.Logger {
 	if l.log == nil {
-		l.log = withAttrs(w.log, slog.String("message_id", l.msgID))
+		l.log = w.log.With("message_id", l.msgID)
 	}
 	return l.log
 }
@@ -168,7 +121,7 @@ func (w *Worker) leasesExpired() {
 	defer w.mu.Unlock()
 	now := time.Now()
 	var next time.Time
-	for l := w.held.head; l != nil; l = l.next {
+	for l := range w.held {
 		if l.done || l.settled || l.lost || l.released {
 			continue
 		}
@@ -220,7 +173,7 @@ func (w *Worker) extendDue(ctx context.Context) {
 	now := time.Now()
 	var due []*workerLease
 	w.mu.Lock()
-	for l := w.held.head; l != nil; l = l.next {
+	for l := range w.held {
 		if l.lost || l.released || l.settled || now.Sub(l.renewed) < w.heartbeat/2 ||
 			!now.Before(l.expires) { // ran out: its expiry timer marks it lost
 			continue
@@ -349,7 +302,7 @@ func (w *Worker) cancelRequested(ids []string) {
 		}
 		wanted = func(id string) bool { _, ok := set[id]; return ok }
 	}
-	for l := w.held.head; l != nil; l = l.next {
+	for l := range w.held {
 		if l.taskID == "" || l.cancel == nil || l.state == leaseFinishing || !wanted(l.taskID) {
 			continue
 		}

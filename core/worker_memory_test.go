@@ -307,9 +307,8 @@ func runOneBatch(t *testing.T, n int, h core.HandlerFunc) {
 	require.NoError(t, w.stop())
 }
 
-// The tasks of one received batch that do not finish at once all run
-// together, each in a goroutine of its own, within core.HelperDelay of the
-// first: here each one blocks until all ten have started.
+// The tasks of one received batch run together, each in a goroutine of its
+// own, and start at once: here each one blocks until all ten have started.
 func TestWorkerMemory_BatchLongJobsRunTogether(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 10
@@ -335,26 +334,7 @@ func TestWorkerMemory_BatchLongJobsRunTogether(t *testing.T) {
 			}
 		})
 		require.Len(t, gids, n, "each in a goroutine of its own")
-		require.LessOrEqual(t, started[n-1].Sub(started[0]), core.HelperDelay)
-	})
-}
-
-// The short tasks of one received batch run one after the other in the
-// batch's goroutine: no goroutine is woken per task. (On synctest's clock
-// no time passes while they run, so no helper is woken at all.)
-func TestWorkerMemory_BatchShortJobsShareAGoroutine(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var (
-			mu   sync.Mutex
-			gids = map[string]int{}
-		)
-		runOneBatch(t, 10, func(context.Context, *core.Task) (json.RawMessage, error) {
-			mu.Lock()
-			gids[goroutineID()]++
-			mu.Unlock()
-			return json.RawMessage(`1`), nil
-		})
-		require.Len(t, gids, 1, "one goroutine ran the batch: %v", gids)
+		require.Equal(t, started[0], started[n-1], "no delay between them")
 	})
 }
 

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dagq/dagq/internal/wire"
@@ -42,14 +41,11 @@ type workerJob struct {
 	task Task
 	hctx handlerCtx
 	res  ports.Result
-	// logv (with its handler logh) is the task's logger, log.
-	logv slog.Logger
-	logh jobLogHandler
 }
 
 // processBatch decodes the deliveries of one Receive, runs the durable
-// cancellation check once for the whole batch, and runs the tasks (see
-// batchJobs).
+// cancellation check once for the whole batch, and runs each task in a
+// runner of its own.
 func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	unresolved := w.resolvePayloads(ds, ls)
 	jobs := make([]*workerJob, 0, len(ds))
@@ -85,80 +81,8 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 		jobs = append(jobs, w.newJob(d, ls[i], env))
 	}
 	w.durableCancelCheck(jobs)
-	switch len(jobs) {
-	case 0:
-	case 1:
-		w.runToEnd(jobs[0])
-	default:
-		w.runBatchJobs(jobs)
-	}
-}
-
-// batchJobs are the jobs of one received batch, taken one at a time by the
-// batch's goroutine and, when that takes long, by helpers it wakes (a
-// runnable: a helper).
-//
-// Handing every job to a runner of its own costs a goroutine wake-up per
-// task, more than a short task itself; running them all in one goroutine
-// would serialise long ones. So the batch's goroutine runs its jobs one
-// after the other, and if some are still waiting helperDelay after the
-// batch began, helpers are woken one at a time: each one that arrives takes
-// the next job and, if more are left, makes sure another is on its way. A
-// batch of short jobs costs no wake-up; the jobs of a batch of long ones
-// start within helperDelay plus one wake-up each, each in its own goroutine.
-type batchJobs struct {
-	jobs    []*workerJob
-	next    atomic.Int32 // index of the next job to take
-	cascade atomic.Bool  // helperDelay has passed: takers wake helpers
-	waking  atomic.Bool  // a helper is on its way and has not taken a job yet
-}
-
-// helperDelay is how long a batch's jobs may wait for the batch's goroutine
-// before helpers are woken to take them. Short tasks (a few µs each) finish
-// a batch of 10 well within it.
-const helperDelay = 200 * time.Microsecond
-
-// runBatchJobs runs the jobs (two or more) of one batch.
-func (w *Worker) runBatchJobs(jobs []*workerJob) {
-	b := &batchJobs{jobs: jobs}
-	// The timer's callback counts as a task until it has run or is
-	// stopped, so that a helper it starts never comes after Run's wait.
-	w.tasks.Add(1)
-	t := time.AfterFunc(helperDelay, func() {
-		defer w.tasks.Done()
-		b.cascade.Store(true)
-		b.wake(w)
-	})
-	w.runJobs(b)
-	if t.Stop() {
-		w.tasks.Done()
-	}
-}
-
-// wake starts a helper if a job is left and no helper is on its way.
-func (b *batchJobs) wake(w *Worker) {
-	if int(b.next.Load()) < len(b.jobs) && !b.waking.Load() && b.waking.CompareAndSwap(false, true) {
-		w.start(b)
-	}
-}
-
-// run is a helper's entry.
-func (b *batchJobs) run(w *Worker) {
-	b.waking.Store(false) // arrived: the next taker may wake another
-	w.runJobs(b)
-}
-
-// runJobs takes and runs b's jobs until none is left.
-func (w *Worker) runJobs(b *batchJobs) {
-	for {
-		i := int(b.next.Add(1)) - 1
-		if i >= len(b.jobs) {
-			return
-		}
-		if b.cascade.Load() {
-			b.wake(w) // someone takes the next job while this one runs
-		}
-		w.runToEnd(b.jobs[i])
+	for _, j := range jobs {
+		w.spawn(func() { w.runToEnd(j) })
 	}
 }
 
@@ -168,15 +92,6 @@ func (w *Worker) runToEnd(j *workerJob) {
 	defer j.stop()
 	w.runJob(j)
 }
-
-// receivedBatch is the deliveries of one Receive, with their leases, on
-// their way to processBatch (a runnable).
-type receivedBatch struct {
-	ds []ports.Delivery
-	ls []*workerLease
-}
-
-func (b *receivedBatch) run(w *Worker) { w.processBatch(b.ds, b.ls) }
 
 // at returns fs[i], or nil when fs is nil.
 func at(fs []func(), i int) func() {
@@ -254,10 +169,15 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *wo
 	if env.Retry != nil {
 		j.policy = RetryPolicy(*env.Retry)
 	}
-	j.logh = jobLogHandler{base: w.log.Handler(), job: j}
-	j.logv = *slog.New(&j.logh) // a copy: the logger lives in the job too
-	j.log = &j.logv
-	j.cctx, j.cancel = context.WithCancelCause(w.base) // cancelAllTasks cancels it at shutdown
+	attrs := []slog.Attr{slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt)}
+	if env.RunID != "" {
+		attrs = append(attrs, slog.String("run_id", env.RunID))
+	}
+	if env.StepID != "" {
+		attrs = append(attrs, slog.String("step_id", env.StepID))
+	}
+	j.log = slog.New(w.log.Handler().WithAttrs(attrs))
+	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx) // cancelled at shutdown's abort
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
 		j.ctx, j.stop = context.WithDeadline(j.cctx, env.Deadline)
@@ -268,8 +188,6 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *wo
 	l.log = j.log
 	l.cancel = j.cancel
 	switch {
-	case w.aborted != nil:
-		j.cancel(w.aborted)
 	case l.lost:
 		j.cancel(ports.ErrLeaseLost)
 	case w.recent.has(env.TaskID):
@@ -278,49 +196,6 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *wo
 	w.mu.Unlock()
 	return j
 }
-
-// jobLogHandler is the handler of a task's logger: the worker's handler
-// with the task's attributes (task_id, task, attempt, run_id, step_id),
-// which are only made and applied when the logger first handles a record
-// or is derived from. Most tasks never log at an enabled level, so this
-// costs one small allocation per task instead of the attributes' storage.
-type jobLogHandler struct {
-	base slog.Handler
-	job  *workerJob // its env and attempt are set before the logger is made
-
-	once  sync.Once
-	built slog.Handler
-}
-
-func (h *jobLogHandler) handler() slog.Handler {
-	h.once.Do(func() {
-		env := h.job.env
-		var buf [5]slog.Attr
-		attrs := append(buf[:0], slog.String("task_id", env.TaskID), slog.String("task", env.Task),
-			slog.Int("attempt", h.job.attempt))
-		if env.RunID != "" {
-			attrs = append(attrs, slog.String("run_id", env.RunID))
-		}
-		if env.StepID != "" {
-			attrs = append(attrs, slog.String("step_id", env.StepID))
-		}
-		h.built = h.base.WithAttrs(slices.Clone(attrs))
-	})
-	return h.built
-}
-
-func (h *jobLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
-	return h.base.Enabled(ctx, level)
-}
-
-func (h *jobLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	return h.handler().Handle(ctx, r)
-}
-
-func (h *jobLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return h.handler().WithAttrs(attrs)
-}
-func (h *jobLogHandler) WithGroup(name string) slog.Handler { return h.handler().WithGroup(name) }
 
 // durableCancelCheck asks the cancel channel once which of the batch's tasks
 // have a cancellation request, and cancels them. When the channel cannot
@@ -480,7 +355,7 @@ func (w *Worker) runJob(j *workerJob) {
 		w.record(j.l, j.log, res, env.ReplyTo)
 		return
 	}
-	log := withAttrs(j.log, duration)
+	log := j.log.With(duration)
 	switch {
 	case released || errors.Is(cause, ErrShutdown):
 		j.result.Outcome = OutcomeReleased
@@ -724,9 +599,7 @@ func (w *Worker) publish(l *workerLease, log *slog.Logger, replyTo string, res *
 		c.Result = res // the caller's to give: adapters copy what they keep
 	}
 	ctx, cancel := w.opContext()
-	l.one.completion[0] = c
-	err := w.completions.Publish(ctx, replyTo, l.one.completion[:]...)
-	l.one.completion[0] = ports.Completion{}
+	err := w.completions.Publish(ctx, replyTo, c)
 	cancel()
 	switch {
 	case err == nil:
@@ -763,8 +636,7 @@ func (w *Worker) ack(l *workerLease, log *slog.Logger) {
 	w.settle(l)
 	ctx, cancel := w.opContext()
 	defer cancel()
-	l.one.receipt[0] = l.receipt
-	if err := w.broker.Ack(ctx, l.one.receipt[:]...); err != nil {
+	if err := w.broker.Ack(ctx, l.receipt); err != nil {
 		log.Warn("ack failed; the message will be redelivered and its stored result reused", "err", err)
 		return
 	}
