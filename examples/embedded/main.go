@@ -16,6 +16,7 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/ports"
 )
 
 // Greet is a quick task: a name in, a greeting out.
@@ -107,9 +108,18 @@ func run(ctx context.Context, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 
-	// A long task we will cancel while it runs.
-	longID, err := Crunch.Submit(ctx, client, CrunchArgs{Slices: 1000})
+	// A long task we will cancel while it runs. WithProgress asks the worker
+	// to push a notification when the task starts; the Watch delivers it.
+	watch, err := client.Watch(ctx)
 	if err != nil {
+		return err
+	}
+	defer watch.Close()
+	longID, err := Crunch.Submit(ctx, client, CrunchArgs{Slices: 1000}, core.WithProgress())
+	if err != nil {
+		return err
+	}
+	if err := watch.Add(longID); err != nil {
 		return err
 	}
 	// Quick tasks, submitted as one batch.
@@ -130,8 +140,10 @@ func run(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "task %s completed: %q\n", id[:8], greeting)
 	}
 
-	// Give the long task time to start on the worker, then cancel it.
-	time.Sleep(200 * time.Millisecond)
+	// Once the long task runs on the worker, cancel it.
+	if err := waitRunning(ctx, watch, longID); err != nil {
+		return err
+	}
 	if err := client.Cancel(ctx, longID); err != nil {
 		return err
 	}
@@ -140,14 +152,30 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	_, err = Crunch.Decode(res)
-	if !errors.Is(err, core.ErrTaskCanceled) {
-		return fmt.Errorf("long task %s: expected it to be cancelled, got state %s (%v)", longID, res.State, err)
-	}
-	if res.Attempts == 0 {
-		fmt.Fprintf(out, "task %s cancelled before it started: %s\n", longID[:8], res.Error)
-		return nil
+	if !errors.Is(err, core.ErrTaskCanceled) || res.Attempts == 0 {
+		return fmt.Errorf("long task %s: expected it to be cancelled while running, got state %s after %d attempts (%v)",
+			longID, res.State, res.Attempts, err)
 	}
 	fmt.Fprintf(out, "task %s cancelled while running, after %s: %s\n",
-		longID[:8], res.FinishedAt.Sub(res.StartedAt).Round(10*time.Millisecond), res.Error)
+		longID[:8], res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond), res.Error)
 	return nil
+}
+
+// waitRunning reads w until the worker reports task id running.
+func waitRunning(ctx context.Context, w *core.Watch, id string) error {
+	for {
+		evs, err := w.Next(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			switch {
+			case ev.TaskID != id:
+			case ev.Final:
+				return fmt.Errorf("task %s finished before it could be cancelled: %s", id, ev.Result.State)
+			case ev.Progress.State == ports.StateRunning:
+				return nil
+			}
+		}
+	}
 }
