@@ -23,9 +23,17 @@ emulators-up:
 emulators-down:
 	scripts/emulators.sh down
 
-## generate: regenerate mocks and Wire injectors (mockgen and wire pinned by tool directives in go.mod).
+## The generators and the linter are pinned by tool directives in tools/go.mod, a module of its
+## own, so a service that requires dagq does not inherit them (or golang.org/x/tools) in its
+## version resolution. Run one by hand with `go tool -modfile=tools/go.mod NAME`.
+TOOLS := $(GO) tool -modfile=tools/go.mod
+
+## generate: regenerate mocks and Wire injectors (the //go:generate directives run mockgen and wire
+## from tools/go.mod). The directive Wire writes into every wire_gen.go ("go run -mod=mod
+## github.com/google/wire/cmd/wire") is skipped: it would resolve Wire through go.mod and add
+## Wire's dependencies there.
 generate:
-	$(GO) generate $(PKGS)
+	$(GO) generate -skip '^//go:generate go run -mod=mod github.com/google/wire/cmd/wire' $(PKGS)
 
 ## check-generate: fail when generated files are not current.
 check-generate: generate
@@ -34,10 +42,10 @@ check-generate: generate
 		git status --porcelain -- .; git --no-pager diff --stat; exit 1; \
 	fi
 
-## lint: go vet + staticcheck (pinned by the tool directive in go.mod).
+## lint: go vet + staticcheck (pinned by the tool directive in tools/go.mod).
 lint: check-deps
 	$(GO) vet $(PKGS)
-	$(GO) tool staticcheck $(PKGS)
+	$(TOOLS) staticcheck $(PKGS)
 
 ## check-deps: the hexagon holds — core and ports import no AWS, viper or adapter — and the
 ## composition root (app, app/config) holds neither the CLI (app/cli, app/telemetry) nor its
@@ -118,3 +126,4 @@ fuzz:
 
 tidy:
 	$(GO) mod tidy
+	cd tools && $(GO) mod tidy

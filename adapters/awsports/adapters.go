@@ -17,4 +17,4 @@ type adapters struct {
 	Completions *dagqsqs.CompletionBus
 }
 
-//go:generate go tool wire
+//go:generate go tool -modfile=../../tools/go.mod wire

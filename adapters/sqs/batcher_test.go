@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -64,6 +65,16 @@ func (f *fakeDeleter) requests() []int {
 	return slices.Clone(f.sizes)
 }
 
+// pendingItems is the number of items in key's pending batch of c.
+func pendingItems[T any](c *coalescer[T], key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if bt := c.pending[key]; bt != nil {
+		return len(bt.items)
+	}
+	return 0
+}
+
 func fakeBroker(t *testing.T, window time.Duration, f *fakeDeleter) *Broker {
 	t.Helper()
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
@@ -73,9 +84,16 @@ func fakeBroker(t *testing.T, window time.Duration, f *fakeDeleter) *Broker {
 	return b
 }
 
+// The tests of the coalescer run on the synctest clock: the window is a fake
+// timer, so which calls share a request does not depend on how fast the
+// machine starts goroutines, "at once" is "no fake time passed" and "after
+// the window" is exactly the window.
+
 // TestAckCoalesces: 25 concurrent single Acks make 3 requests (10+10+5) and
 // every caller gets its own entry's result.
-func TestAckCoalesces(t *testing.T) {
+func TestAckCoalesces(t *testing.T) { synctest.Test(t, testAckCoalesces) }
+
+func testAckCoalesces(t *testing.T) {
 	f := &fakeDeleter{}
 	b := fakeBroker(t, 500*time.Millisecond, f)
 	defer func() { require.NoError(t, b.Close()) }()
@@ -113,8 +131,10 @@ func TestAckCoalesces(t *testing.T) {
 	}
 }
 
-// TestAckWindow: a lone Ack is sent after the window, not later.
-func TestAckWindow(t *testing.T) {
+// TestAckWindow: a lone Ack is sent when the window ends, not before or later.
+func TestAckWindow(t *testing.T) { synctest.Test(t, testAckWindow) }
+
+func testAckWindow(t *testing.T) {
 	const window = 50 * time.Millisecond
 	f := &fakeDeleter{}
 	b := fakeBroker(t, window, f)
@@ -122,14 +142,14 @@ func TestAckWindow(t *testing.T) {
 
 	start := time.Now()
 	require.NoError(t, b.Ack(t.Context(), "ok"))
-	took := time.Since(start)
-	require.GreaterOrEqual(t, took, window)
-	require.Less(t, took, window+250*time.Millisecond)
+	require.Equal(t, window, time.Since(start))
 	require.Equal(t, []int{1}, f.requests())
 }
 
 // TestAckDisabled: a negative FlushWindow sends every Ack at once, alone.
-func TestAckDisabled(t *testing.T) {
+func TestAckDisabled(t *testing.T) { synctest.Test(t, testAckDisabled) }
+
+func testAckDisabled(t *testing.T) {
 	f := &fakeDeleter{}
 	b := fakeBroker(t, -1, f)
 	defer func() { require.NoError(t, b.Close()) }()
@@ -137,19 +157,24 @@ func TestAckDisabled(t *testing.T) {
 	start := time.Now()
 	require.NoError(t, b.Ack(t.Context(), "ok"))
 	require.ErrorIs(t, b.Ack(t.Context(), "busy"), ports.ErrUnavailable)
-	require.Less(t, time.Since(start), 100*time.Millisecond)
+	require.Zero(t, time.Since(start), "no window waited")
 	require.Equal(t, []int{1, 1}, f.requests())
 
 	_, err := New(awssqs.New(awssqs.Options{Region: "us-east-1"}), "http://q", &Options{FlushWindow: 2 * time.Second, FixedWindow: true})
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 }
 
-// TestAckMultiReceipt: an Ack of several receipts is its own request.
-func TestAckMultiReceipt(t *testing.T) {
+// TestAckMultiReceipt: an Ack of several receipts is its own request, sent
+// at once.
+func TestAckMultiReceipt(t *testing.T) { synctest.Test(t, testAckMultiReceipt) }
+
+func testAckMultiReceipt(t *testing.T) {
 	f := &fakeDeleter{}
 	b := fakeBroker(t, time.Second, f)
 	defer func() { require.NoError(t, b.Close()) }()
+	start := time.Now()
 	err := b.Ack(t.Context(), "ok", "busy", "stale")
+	require.Zero(t, time.Since(start), "no window waited")
 	var be *ports.BatchError
 	require.ErrorAs(t, err, &be)
 	require.Len(t, be.Failed, 1)
@@ -159,9 +184,12 @@ func TestAckMultiReceipt(t *testing.T) {
 
 // TestAckContext: a caller whose ctx ends stops waiting with ctx's error;
 // the others of its batch still get their result.
-func TestAckContext(t *testing.T) {
+func TestAckContext(t *testing.T) { synctest.Test(t, testAckContext) }
+
+func testAckContext(t *testing.T) {
+	const window = 10 * time.Millisecond
 	f := &fakeDeleter{gate: make(chan struct{})}
-	b := fakeBroker(t, 10*time.Millisecond, f)
+	b := fakeBroker(t, window, f)
 	defer func() { require.NoError(t, b.Close()) }()
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -169,7 +197,11 @@ func TestAckContext(t *testing.T) {
 	staying := make(chan error, 1)
 	go func() { leaving <- b.Ack(ctx, "ok-1") }()
 	go func() { staying <- b.Ack(t.Context(), "ok-2") }()
-	require.Eventually(t, func() bool { return len(f.requests()) == 1 }, time.Second, time.Millisecond)
+	synctest.Wait()
+	require.Empty(t, f.requests(), "both wait in the pending batch")
+	time.Sleep(window)
+	synctest.Wait()
+	require.Equal(t, []int{2}, f.requests(), "their request is in flight (held by the gate)")
 	cancel()
 	err := <-leaving
 	require.ErrorIs(t, err, context.Canceled)
@@ -183,7 +215,9 @@ func TestAckContext(t *testing.T) {
 
 // TestAckClose: Close sends the pending batch at once and waits for it;
 // later Acks fail with ErrClosed.
-func TestAckClose(t *testing.T) {
+func TestAckClose(t *testing.T) { synctest.Test(t, testAckClose) }
+
+func testAckClose(t *testing.T) {
 	f := &fakeDeleter{}
 	b := fakeBroker(t, time.Second, f)
 
@@ -191,15 +225,12 @@ func TestAckClose(t *testing.T) {
 	for i := range 3 {
 		go func() { errs <- b.Ack(t.Context(), ports.Receipt(fmt.Sprint("ok-", i))) }()
 	}
-	require.Eventually(t, func() bool {
-		b.acks.mu.Lock()
-		defer b.acks.mu.Unlock()
-		bt := b.acks.pending[b.url]
-		return bt != nil && len(bt.items) == 3
-	}, time.Second, time.Millisecond)
+	synctest.Wait()
+	require.Equal(t, 3, pendingItems(b.acks, b.url), "the three wait in one pending batch")
+	require.Empty(t, f.requests())
 	start := time.Now()
 	require.NoError(t, b.Close())
-	require.Less(t, time.Since(start), time.Second)
+	require.Zero(t, time.Since(start), "Close does not wait for the window")
 	require.Equal(t, []int{3}, f.requests(), "flushed by Close, before it returned")
 	for range 3 {
 		require.NoError(t, <-errs)
@@ -210,7 +241,9 @@ func TestAckClose(t *testing.T) {
 }
 
 // TestAckWholeCallFailure: a failed request fails every caller of its batch.
-func TestAckWholeCallFailure(t *testing.T) {
+func TestAckWholeCallFailure(t *testing.T) { synctest.Test(t, testAckWholeCallFailure) }
+
+func testAckWholeCallFailure(t *testing.T) {
 	boom := errors.New("boom")
 	b := fakeBroker(t, 10*time.Millisecond, &fakeDeleter{})
 	b.deleteBatch = func(context.Context, *awssqs.DeleteMessageBatchInput) (*awssqs.DeleteMessageBatchOutput, error) {
@@ -254,8 +287,10 @@ func (r *recorder) all() [][]int {
 // calls arriving while a request is in flight wait the window and share the
 // next request; shared batches keep and double the window (capped), lone
 // items halve it until it is gone.
-func TestAdaptiveWindow(t *testing.T) {
-	const window = time.Second // long, so "at once" (< window/2) holds on a loaded machine
+func TestAdaptiveWindow(t *testing.T) { synctest.Test(t, testAdaptiveWindow) }
+
+func testAdaptiveWindow(t *testing.T) {
+	const window = 100 * time.Millisecond
 	r := &recorder{gateItem: 100, gate: make(chan struct{})}
 	c := newCoalescer[int]("test", window, 0, nil, r.request).withAdaptive(true)
 	defer c.close()
@@ -271,24 +306,24 @@ func TestAdaptiveWindow(t *testing.T) {
 
 	start := time.Now()
 	require.NoError(t, c.do(ctx, "k", []int{1}))
-	require.Less(t, time.Since(start), window/2, "a lone call is sent at once")
+	require.Zero(t, time.Since(start), "a lone call is sent at once")
 
 	// One request in flight (held); five calls meanwhile share the next.
 	held := make(chan error, 1)
 	go func() { held <- c.do(ctx, "k", []int{100}) }()
-	require.Eventually(t, func() bool { return len(r.all()) == 2 }, time.Second, time.Millisecond)
+	synctest.Wait()
+	require.Len(t, r.all(), 2, "the held call was sent at once")
 	errs := make(chan error, 5)
+	start = time.Now()
 	for i := range 5 {
 		go func() { errs <- c.do(ctx, "k", []int{10 + i}) }()
 	}
-	require.Eventually(t, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.pending["k"] != nil && len(c.pending["k"].items) == 5
-	}, time.Second, time.Millisecond, "the five wait in one pending batch")
+	synctest.Wait()
+	require.Equal(t, 5, pendingItems(c, "k"), "the five wait in one pending batch")
 	for range 5 {
 		require.NoError(t, <-errs)
 	}
+	require.Equal(t, window, time.Since(start), "the five waited the configured window")
 	release()
 	require.NoError(t, <-held)
 	b := r.all()
@@ -299,11 +334,11 @@ func TestAdaptiveWindow(t *testing.T) {
 	// Lone calls wait it, halve it until it is gone, then go at once again.
 	start = time.Now()
 	require.NoError(t, c.do(ctx, "k", []int{2}))
-	require.GreaterOrEqual(t, time.Since(start), window, "waited the adapted window")
+	require.Equal(t, window, time.Since(start), "waited the adapted window")
 	require.Zero(t, window0(), "halved below the configured window: no window")
 	start = time.Now()
 	require.NoError(t, c.do(ctx, "k", []int{4}))
-	require.Less(t, time.Since(start), window/2, "at once again")
+	require.Zero(t, time.Since(start), "at once again")
 
 	// Shared batches double it, up to the cap.
 	c.mu.Lock()

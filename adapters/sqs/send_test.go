@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -112,9 +113,13 @@ func fakeSendBroker(t *testing.T, url string, o *Options, f *fakeSender) *Broker
 	return b
 }
 
+// The tests with a flush window run on the synctest clock (see batcher_test.go).
+
 // TestSendCoalesces: 25 concurrent single Sends make 3 requests (10+10+5);
 // every caller gets its own message's result.
-func TestSendCoalesces(t *testing.T) {
+func TestSendCoalesces(t *testing.T) { synctest.Test(t, testSendCoalesces) }
+
+func testSendCoalesces(t *testing.T) {
 	f := &fakeSender{}
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 500 * time.Millisecond, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
@@ -145,7 +150,9 @@ func TestSendCoalesces(t *testing.T) {
 
 // TestSendBatchErrorIndexes: callers sharing a request each get a
 // *ports.BatchError with their own indexes.
-func TestSendBatchErrorIndexes(t *testing.T) {
+func TestSendBatchErrorIndexes(t *testing.T) { synctest.Test(t, testSendBatchErrorIndexes) }
+
+func testSendBatchErrorIndexes(t *testing.T) {
 	f := &fakeSender{}
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 200 * time.Millisecond, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
@@ -178,7 +185,9 @@ func TestSendBatchErrorIndexes(t *testing.T) {
 
 // TestSendCallerNotSplit: a caller's messages join a batch as a unit: when
 // they do not fit the pending batch, it is sent and they start the next.
-func TestSendCallerNotSplit(t *testing.T) {
+func TestSendCallerNotSplit(t *testing.T) { synctest.Test(t, testSendCallerNotSplit) }
+
+func testSendCallerNotSplit(t *testing.T) {
 	f := &fakeSender{}
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 300 * time.Millisecond, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
@@ -187,12 +196,8 @@ func TestSendCallerNotSplit(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() { require.NoError(t, b.Send(t.Context(), ports.Message{ID: fmt.Sprint("single-", i)})) })
 	}
-	require.Eventually(t, func() bool {
-		b.sends.mu.Lock()
-		defer b.sends.mu.Unlock()
-		bt := b.sends.pending[b.url]
-		return bt != nil && len(bt.items) == 8
-	}, time.Second, time.Millisecond)
+	synctest.Wait()
+	require.Equal(t, 8, pendingItems(b.sends, b.url), "the eight wait in one pending batch")
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "three-0"}, ports.Message{ID: "three-1"}, ports.Message{ID: "three-2"}))
 	wg.Wait()
 	require.Equal(t, []int{3, 8}, f.sizes())
@@ -206,7 +211,9 @@ func TestSendCallerNotSplit(t *testing.T) {
 // TestSendPacking: requests never exceed the 1 MiB batch limit; a caller
 // whose messages cannot fit one request is split in order and keeps
 // per-message results.
-func TestSendPacking(t *testing.T) {
+func TestSendPacking(t *testing.T) { synctest.Test(t, testSendPacking) }
+
+func testSendPacking(t *testing.T) {
 	f := &fakeSender{}
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 100 * time.Millisecond, FixedWindow: true, MaxBodyBytes: 1 << 20}, f)
 	defer func() { require.NoError(t, b.Close()) }()
@@ -267,28 +274,31 @@ func TestSendEncodedSize(t *testing.T) {
 
 // TestSendDisabled: a negative FlushWindow sends every Send at once, alone
 // (still split when it does not fit one request).
-func TestSendDisabled(t *testing.T) {
+func TestSendDisabled(t *testing.T) { synctest.Test(t, testSendDisabled) }
+
+func testSendDisabled(t *testing.T) {
 	f := &fakeSender{}
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: -1}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	start := time.Now()
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "a"}))
 	require.ErrorIs(t, b.Send(t.Context(), ports.Message{ID: "busy"}), ports.ErrUnavailable)
-	require.Less(t, time.Since(start), 100*time.Millisecond)
+	require.Zero(t, time.Since(start), "no window waited")
 	require.Equal(t, []int{1, 1}, f.sizes())
 }
 
-// TestSendWindow: a lone Send is sent after the window, not later.
-func TestSendWindow(t *testing.T) {
+// TestSendWindow: a lone Send is sent when the window ends, not before or
+// later; a full one at once.
+func TestSendWindow(t *testing.T) { synctest.Test(t, testSendWindow) }
+
+func testSendWindow(t *testing.T) {
 	const window = 50 * time.Millisecond
 	f := &fakeSender{}
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: window, FixedWindow: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	start := time.Now()
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "a"}))
-	took := time.Since(start)
-	require.GreaterOrEqual(t, took, window)
-	require.Less(t, took, window+250*time.Millisecond)
+	require.Equal(t, window, time.Since(start))
 	// A full Send is not delayed.
 	start = time.Now()
 	msgs := make([]ports.Message, 10)
@@ -296,21 +306,29 @@ func TestSendWindow(t *testing.T) {
 		msgs[i] = ports.Message{ID: fmt.Sprint(i)}
 	}
 	require.NoError(t, b.Send(t.Context(), msgs...))
-	require.Less(t, time.Since(start), window)
+	require.Zero(t, time.Since(start))
+	require.Equal(t, []int{1, 10}, f.sizes())
 }
 
 // TestSendContextAndClose: a caller whose ctx ends stops waiting with ctx's
 // error while the others of its batch get their result; Close sends the
 // pending batch at once, waits for it, and later Sends fail with ErrClosed.
-func TestSendContextAndClose(t *testing.T) {
+func TestSendContextAndClose(t *testing.T) { synctest.Test(t, testSendContextAndClose) }
+
+func testSendContextAndClose(t *testing.T) {
+	const window = 10 * time.Millisecond
 	f := &fakeSender{gate: make(chan struct{})}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond, FixedWindow: true}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: window, FixedWindow: true}, f)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	leaving, staying := make(chan error, 1), make(chan error, 1)
 	go func() { leaving <- b.Send(ctx, ports.Message{ID: "a"}) }()
 	go func() { staying <- b.Send(t.Context(), ports.Message{ID: "b"}) }()
-	require.Eventually(t, func() bool { return len(f.sizes()) == 1 }, time.Second, time.Millisecond)
+	synctest.Wait()
+	require.Empty(t, f.sizes(), "both wait in the pending batch")
+	time.Sleep(window)
+	synctest.Wait()
+	require.Equal(t, []int{2}, f.sizes(), "their request is in flight (held by the gate)")
 	cancel()
 	require.ErrorIs(t, <-leaving, context.Canceled)
 	close(f.gate)
@@ -324,15 +342,12 @@ func TestSendContextAndClose(t *testing.T) {
 	for i := range 3 {
 		go func() { errs <- b.Send(t.Context(), ports.Message{ID: fmt.Sprint("c-", i)}) }()
 	}
-	require.Eventually(t, func() bool {
-		b.sends.mu.Lock()
-		defer b.sends.mu.Unlock()
-		bt := b.sends.pending[b.url]
-		return bt != nil && len(bt.items) == 3
-	}, time.Second, time.Millisecond)
+	synctest.Wait()
+	require.Equal(t, 3, pendingItems(b.sends, b.url), "the three wait in one pending batch")
+	require.Empty(t, f2.sizes())
 	start := time.Now()
 	require.NoError(t, b.Close())
-	require.Less(t, time.Since(start), time.Second)
+	require.Zero(t, time.Since(start), "Close does not wait for the window")
 	require.Equal(t, []int{3}, f2.sizes(), "flushed by Close, before it returned")
 	for range 3 {
 		require.NoError(t, <-errs)
@@ -342,7 +357,9 @@ func TestSendContextAndClose(t *testing.T) {
 
 // TestSendWholeCallFailure: a failed request fails every caller of its
 // batch with the request's error.
-func TestSendWholeCallFailure(t *testing.T) {
+func TestSendWholeCallFailure(t *testing.T) { synctest.Test(t, testSendWholeCallFailure) }
+
+func testSendWholeCallFailure(t *testing.T) {
 	boom := errors.New("boom")
 	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond, FixedWindow: true}, &fakeSender{})
 	b.sendBatch = func(context.Context, *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
@@ -363,7 +380,9 @@ func TestSendWholeCallFailure(t *testing.T) {
 
 // TestPublishCoalesces: concurrent Publishes share requests per inbox URL
 // and each caller gets its own result.
-func TestPublishCoalesces(t *testing.T) {
+func TestPublishCoalesces(t *testing.T) { synctest.Test(t, testPublishCoalesces) }
+
+func testPublishCoalesces(t *testing.T) {
 	f := &fakeSender{}
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
 	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond, FixedWindow: true})
@@ -454,7 +473,9 @@ func TestFairQueue(t *testing.T) {
 // TestPublishPacking: completions that are valid SQS text share one packed
 // message; one that is not travels alone (base64); a failed message fails
 // only the Publishes whose completions it carried.
-func TestPublishPacking(t *testing.T) {
+func TestPublishPacking(t *testing.T) { synctest.Test(t, testPublishPacking) }
+
+func testPublishPacking(t *testing.T) {
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
 	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond, FixedWindow: true})
 	require.NoError(t, err)

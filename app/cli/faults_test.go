@@ -3,6 +3,14 @@ package cli_test
 // Fault tests: "dagq worker" processes on the emulators (the harness is in
 // procs_test.go) killed with SIGKILL, stopped with SIGTERM, cut off from
 // their broker, and fed poison messages. Each test logs what it measured.
+//
+// What happened is read from behaviour, not from log wording: the stored
+// results (state, attempts, the worker that wrote it, when its execution
+// started) and each worker process's Prometheus metrics (tasks running,
+// outcomes, executions, lease extensions). Logs are asserted on only where
+// logging is the behaviour under test (bounded error logging during an
+// outage) or the only trace there is: a result that could not be stored,
+// and the executions of a worker killed with SIGKILL (the crash test).
 
 import (
 	"context"
@@ -48,13 +56,15 @@ type faultCluster struct {
 }
 
 // faultEnv is the environment of the fault tests' worker processes: JSON
-// logs at debug level ("task started" names the task and the worker).
+// logs at debug level (printed when a test fails) and a metrics listener on
+// a free port (e2eProc.metrics).
 func faultEnv(lease, shutdownTimeout time.Duration, extra ...string) []string {
 	return append([]string{
 		"DAGQ_S3_PATH_STYLE=true",
 		"DAGQ_SQS_WAIT_TIME=1s",
 		"DAGQ_WORKER_LEASE=" + lease.String(),
 		"DAGQ_WORKER_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
+		"DAGQ_WORKER_METRICS_ADDR=127.0.0.1:0",
 		"DAGQ_LOG_LEVEL=debug",
 		"DAGQ_LOG_FORMAT=json",
 	}, extra...)
@@ -87,6 +97,131 @@ func (c *faultCluster) start(name string) *e2eProc {
 	p := startReadyWorker(c.t, name, c.args, c.env)
 	c.procs = append(c.procs, p)
 	return p
+}
+
+// metrics scrapes the /metrics of worker process p (faultEnv turns the
+// listener on; its address is on the process's "dagq: metrics on" line).
+func (p *e2eProc) metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	m := metricsAddrRE.FindStringSubmatch(p.logs())
+	require.NotNil(t, m, "%s has no metrics listener", p.name)
+	return scrape(t, m[1])
+}
+
+// sum adds the values of the series of metric name whose labels include
+// labels (name, value pairs), as scrape keys them.
+func sum(m map[string]float64, name string, labels ...string) float64 {
+	var n float64
+	for k, v := range m {
+		base, rest, _ := strings.Cut(k, "{")
+		if base != name {
+			continue
+		}
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			pair := fmt.Sprintf("%s=%q", labels[i], labels[i+1])
+			if !strings.HasPrefix(rest, pair) && !strings.Contains(rest, ","+pair) {
+				match = false
+				break
+			}
+		}
+		if match {
+			n += v
+		}
+	}
+	return n
+}
+
+// live returns the worker processes of c that were not killed and have
+// not exited.
+func (c *faultCluster) live() []*e2eProc {
+	var out []*e2eProc
+	for _, p := range c.procs {
+		if !p.killed && !p.exited() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// settled scrapes every process of procs once none holds a message and
+// the series of metric name with labels add up to at least want over them
+// (outcomes are counted once their message is settled). It then scrapes
+// them all once more, as one scrape reads its collectors concurrently.
+func (c *faultCluster) settled(procs []*e2eProc, within time.Duration, want int, name string, labels ...string) map[*e2eProc]map[string]float64 {
+	c.t.Helper()
+	got := 0.0
+	require.Eventually(c.t, func() bool {
+		got = 0
+		for _, p := range procs {
+			m := p.metrics(c.t)
+			if sum(m, "dagq_worker_messages_in_flight") != 0 {
+				return false
+			}
+			got += sum(m, name, labels...)
+		}
+		return got >= float64(want)
+	}, within, 50*time.Millisecond, "the workers never settled: %s%v at %v, want %d", name, labels, got, want)
+	out := map[*e2eProc]map[string]float64{}
+	for _, p := range procs {
+		out[p] = p.metrics(c.t)
+	}
+	return out
+}
+
+// waitRunning waits until one of procs (but not those of except) runs a
+// task (dagq_worker_tasks_running), and returns it; nil after timeout.
+func waitRunning(t *testing.T, procs []*e2eProc, timeout time.Duration, except ...*e2eProc) *e2eProc {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, p := range procs {
+			if !slices.Contains(except, p) && !p.exited() && sum(p.metrics(t), "dagq_worker_tasks_running") > 0 {
+				return p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// waitAllRunning waits until procs together run n tasks.
+func waitAllRunning(t *testing.T, procs []*e2eProc, n int, timeout time.Duration) {
+	t.Helper()
+	got := 0.0
+	require.Eventually(t, func() bool {
+		got = 0
+		for _, p := range procs {
+			got += sum(p.metrics(t), "dagq_worker_tasks_running")
+		}
+		return got == float64(n)
+	}, timeout, 20*time.Millisecond, "%d tasks never ran at once (last %v running)", n, got)
+}
+
+// waitInHandler waits up to timeout until p's log shows a handler running
+// (a task started, not yet succeeded). Only the log marks the handler's
+// return: dagq_worker_tasks_running also counts a task while its result is
+// stored and its message deleted, which with 50ms tasks on a loaded machine
+// can be what every busy slot is doing, and a kill then interrupts no
+// execution (seen under make test). It only picks the moment of a kill;
+// what the kill did is read from the results and the metrics.
+func waitInHandler(p *e2eProc, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		running := map[string]bool{}
+		for _, l := range p.logLines() {
+			switch l.Msg {
+			case "task started":
+				running[l.TaskID] = true
+			case "task succeeded":
+				delete(running, l.TaskID)
+			}
+		}
+		if len(running) > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // byWorker maps step worker IDs to their processes.
@@ -168,6 +303,11 @@ func getAll(ctx context.Context, t *testing.T, results ports.ResultBackend, ids 
 // only tasks that ran twice are those the killed workers were running (at
 // least once: they are redelivered when their lease runs out), and each of
 // them has one result, written by the worker that ran it again.
+//
+// It counts executions from the workers' logs ("task started"): the killed
+// workers' executions are recorded nowhere else (their metrics die with
+// them, and a result's Attempts counts deliveries, so a receive lost at the
+// kill adds one without an execution).
 func TestFault_WorkerCrash(t *testing.T) {
 	const (
 		tasks       = 1000
@@ -223,9 +363,9 @@ func TestFault_WorkerCrash(t *testing.T) {
 				}
 			}
 			require.NotNil(t, k.proc)
-			// Kill it while its log shows a task running (started, not
-			// finished), so that the kill interrupts work.
-			waitRunning(k.proc, 2*time.Second)
+			// Kill it while a handler runs there, so that the kill
+			// interrupts work.
+			waitInHandler(k.proc, 2*time.Second)
 			k.proc.kill9(t)
 			k.at = time.Now()
 			t.Logf("SIGKILL %s (pid %d) after %d results, %v into the run", k.victim, k.proc.cmd.Process.Pid,
@@ -308,45 +448,12 @@ func TestFault_WorkerCrash(t *testing.T) {
 		roundMap(recovery), alreadyDone, keptFirst)
 }
 
-// waitRunning waits up to timeout until p's log shows a task started and
-// not finished.
-func waitRunning(p *e2eProc, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		running := map[string]bool{}
-		for _, l := range p.logLines() {
-			switch l.Msg {
-			case "task started":
-				running[l.TaskID] = true
-			case "task succeeded":
-				delete(running, l.TaskID)
-			}
-		}
-		if len(running) > 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func roundMap(m map[string]time.Duration) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for k, v := range m {
 		out[k] = v.Round(time.Millisecond)
 	}
 	return out
-}
-
-// waitStarted waits until task id has n "task started" lines and returns
-// them.
-func (c *faultCluster) waitStarted(id string, n int, timeout time.Duration) []taskStart {
-	c.t.Helper()
-	var s []taskStart
-	require.Eventually(c.t, func() bool {
-		s = c.starts()[id]
-		return len(s) >= n
-	}, timeout, 20*time.Millisecond, "task %s never started %d time(s)", id, n)
-	return s
 }
 
 // Fault 2: a task that runs three times the lease (visibility timeout) runs
@@ -369,44 +476,60 @@ func TestFault_LongTask(t *testing.T) {
 	// A: on a worker that lives.
 	idA, err := c.rt.Client.Submit(ctx, core.Request{Task: builtin.Sleep, Args: task.String()})
 	require.NoError(t, err)
-	a := c.waitStarted(idA, 1, 10*time.Second)[0]
+	pa := waitRunning(t, c.procs, 10*time.Second)
+	require.NotNil(t, pa, "task A never ran")
 	// B: on another worker (one slot each), killed in the middle of it.
 	idB, err := c.rt.Client.Submit(ctx, core.Request{Task: builtin.Sleep, Args: task.String()})
 	require.NoError(t, err)
-	b := c.waitStarted(idB, 1, 10*time.Second)[0]
-	require.NotEqual(t, a.proc, b.proc)
-	time.Sleep(time.Until(b.at.Add(lease + lease/2))) // past the first lease: extended at least once
-	b.proc.kill9(t)
+	pb := waitRunning(t, c.procs, 10*time.Second, pa)
+	require.NotNil(t, pb, "task B never ran on another worker")
+	bAt := time.Now()                                // B runs since this at the latest
+	time.Sleep(time.Until(bAt.Add(lease + lease/2))) // past the first lease: extended at least once
+	require.Positive(t, sum(pb.metrics(t), "dagq_worker_lease_extensions_total"), "B's lease was extended")
+	pb.kill9(t)
 	killed := time.Now()
 
 	resA, err := c.rt.Client.Wait(ctx, idA)
 	require.NoError(t, err)
 	assert.Equal(t, ports.StateSucceeded, resA.State, resA.Error)
-	assert.Equal(t, 1, resA.Attempts)
-	assert.Equal(t, a.proc.stepWorker, resA.Worker)
+	assert.Equal(t, 1, resA.Attempts, "executed exactly once")
+	assert.Equal(t, pa.stepWorker, resA.Worker)
 	ranA := resA.FinishedAt.Sub(resA.StartedAt)
 	assert.GreaterOrEqual(t, ranA, task)
-	assert.Len(t, c.starts()[idA], 1, "executed exactly once")
-	for _, l := range a.proc.logLines() {
-		assert.NotContains(t, l.Msg, "lease lost", "the heartbeat kept the lease")
-	}
 
 	resB, err := c.rt.Client.Wait(ctx, idB)
 	require.NoError(t, err)
 	assert.Equal(t, ports.StateSucceeded, resB.State, resB.Error)
-	assert.Equal(t, 2, resB.Attempts)
-	sB := c.starts()[idB]
-	require.Len(t, sB, 2, "run again once, after the kill")
-	assert.Equal(t, b.proc, sB[0].proc)
-	assert.NotEqual(t, b.proc, sB[1].proc)
-	assert.Equal(t, sB[1].proc.stepWorker, resB.Worker)
-	recovery := sB[1].at.Sub(killed)
+	assert.Equal(t, 2, resB.Attempts, "run again once, after the kill")
+	assert.NotEqual(t, pb.stepWorker, resB.Worker)
+	recovery := resB.StartedAt.Sub(killed)
 	assert.Less(t, recovery, lease+2*time.Second, "redelivered within about a lease of the kill")
-	t.Logf("long task: lease %v (heartbeat every %v), task %v: ran once on %s for %v, attempts %d, no lease lost",
-		lease, lease/3, task, a.proc.name, ranA.Round(time.Millisecond), resA.Attempts)
+
+	// The live workers ran A once and B once more, kept every lease, and
+	// extended A's, which outlived three leases.
+	live := c.live()
+	metrics := c.settled(live, 30*time.Second, 2, "dagq_worker_task_duration_seconds_count")
+	var executions, succeeded float64
+	rerun := "?"
+	for _, p := range live {
+		m := metrics[p]
+		executions += sum(m, "dagq_worker_task_duration_seconds_count")
+		succeeded += sum(m, "dagq_worker_tasks_finished_total", "outcome", "succeeded")
+		assert.Zero(t, sum(m, "dagq_worker_tasks_finished_total", "outcome", "lease_lost"), "%s lost no lease", p.name)
+		assert.Zero(t, sum(m, "dagq_worker_lease_extension_failures_total"), "%s: every extension worked", p.name)
+		if p.stepWorker == resB.Worker {
+			rerun = p.name
+		}
+	}
+	assert.Equal(t, 2.0, executions, "A ran once, B once more after the kill")
+	assert.Equal(t, 2.0, succeeded)
+	extA := sum(metrics[pa], "dagq_worker_lease_extensions_total")
+	assert.GreaterOrEqual(t, extA, 2.0, "the heartbeat extended A's lease past its first two")
+	t.Logf("long task: lease %v (heartbeat every %v), task %v: ran once on %s for %v, attempts %d, %v lease extensions there, no lease lost",
+		lease, lease/3, task, pa.name, ranA.Round(time.Millisecond), resA.Attempts, extA)
 	t.Logf("long task: %s killed %v into its run of task B; %s started it again %v after the kill; "+
 		"result succeeded, attempts %d, %v after the kill",
-		b.proc.name, killed.Sub(b.at).Round(time.Millisecond), sB[1].proc.name, recovery.Round(time.Millisecond),
+		pb.name, killed.Sub(bAt).Round(time.Millisecond), rerun, recovery.Round(time.Millisecond),
 		resB.Attempts, resB.FinishedAt.Sub(killed).Round(time.Millisecond))
 }
 
@@ -442,9 +565,7 @@ func TestFault_GracefulShutdown(t *testing.T) {
 			longs = append(longs, id)
 		}
 	}
-	for _, id := range ids {
-		c.waitStarted(id, 1, 10*time.Second)
-	}
+	waitAllRunning(t, []*e2eProc{pa}, len(ids), 10*time.Second)
 	// B starts now; A's four slots are full, and A stops before B is ready.
 	pb := startE2EWorker(t, "workerB", c.args, c.env)
 	c.procs = append(c.procs, pb)
@@ -479,25 +600,16 @@ func TestFault_GracefulShutdown(t *testing.T) {
 		assert.True(t, byID[id].FinishedAt.After(termed), "short task %s was still running at SIGTERM", id)
 		assert.Equal(t, 1, byID[id].Attempts)
 	}
+	// The long tasks: held by A until the shutdown timeout, then released
+	// and started again on B at once (their result's start is B's).
 	var pickups []time.Duration
-	released := map[string]time.Time{}
-	for _, l := range pa.logLines() {
-		if l.Msg == "task released at shutdown" {
-			released[l.TaskID] = l.Time
-		}
-	}
 	for _, id := range longs {
 		assert.Equal(t, pb.stepWorker, byID[id].Worker, "long task %s finished on B", id)
-		assert.Equal(t, 2, byID[id].Attempts, "long task %s: the release counts as a delivery", id)
-		rel, ok := released[id]
-		if assert.True(t, ok, "A released long task %s", id) {
-			s := c.starts()[id]
-			require.Len(t, s, 2, id)
-			pickup := s[1].at.Sub(rel)
-			pickups = append(pickups, pickup)
-			assert.Less(t, pickup, 3*time.Second, "released task %s was taken at once, not after its %v lease", id, lease)
-			assert.GreaterOrEqual(t, rel.Sub(termed), shutdown-500*time.Millisecond, "released after the shutdown timeout")
-		}
+		assert.Equal(t, 2, byID[id].Attempts, "long task %s: run on A, interrupted, run again on B", id)
+		pickup := byID[id].StartedAt.Sub(termed.Add(shutdown))
+		pickups = append(pickups, pickup)
+		assert.GreaterOrEqual(t, pickup, -500*time.Millisecond, "long task %s: released after the shutdown timeout", id)
+		assert.Less(t, pickup, 3*time.Second, "long task %s was taken at once after the shutdown timeout, not after its %v lease", id, lease)
 	}
 	for _, id := range after {
 		assert.Equal(t, pb.stepWorker, byID[id].Worker, "task %s submitted after SIGTERM ran on B", id)
@@ -506,7 +618,7 @@ func TestFault_GracefulShutdown(t *testing.T) {
 	assert.Less(t, exited, shutdown+3*time.Second, "A exits soon after the shutdown timeout")
 	t.Logf("graceful: SIGTERM to A with 4 running tasks (2 × %v, 2 × %v), shutdown_timeout %v, lease %v: "+
 		"A exited 0 after %v; the %v tasks finished on A during the drain; the %v tasks were released and B started "+
-		"them %v after the release (attempts 2); 3 tasks submitted after SIGTERM ran on B; %d/%d results",
+		"them %v after the shutdown timeout (attempts 2); 3 tasks submitted after SIGTERM ran on B; %d/%d results",
 		short, long, shutdown, lease, exited.Round(time.Millisecond), short, long, roundAll(pickups), len(res), len(all))
 }
 
@@ -677,9 +789,7 @@ func TestFault_BrokerOutage(t *testing.T) {
 	running, err := c.rt.Client.SubmitBatch(ctx, core.Request{Task: builtin.Sleep, Args: "2s"},
 		core.Request{Task: builtin.Sleep, Args: "2s"}, core.Request{Task: builtin.Sleep, Args: "2s"})
 	require.NoError(t, err)
-	for _, id := range running {
-		c.waitStarted(id, 1, 10*time.Second)
-	}
+	waitAllRunning(t, c.procs, len(running), 10*time.Second)
 
 	fq.stop()
 	stopped := time.Now()
@@ -761,13 +871,16 @@ func TestFault_BrokerOutage(t *testing.T) {
 	for _, p := range c.procs {
 		require.False(t, p.exited(), p.name)
 	}
-	redelivered := countMsg("redelivered task already has a result; not running it again", c.procs...)
+	redelivered := 0.0
+	for _, p := range c.procs {
+		redelivered += sum(p.metrics(t), "dagq_worker_tasks_finished_total", "outcome", "duplicate")
+	}
 	t.Logf("outage: %d submits during it all failed with ErrUnavailable naming %s, each within %v; e.g. %q",
 		len(submits), host, tookMax.Round(time.Millisecond), submits[0].err)
 	t.Logf("outage: WARN/ERROR lines while the broker was down (%.1fs): per worker process %v (limit %.0f/s), client %d; by message %v",
 		secs, perProc, maxRate, clientLines, perMsg)
 	t.Logf("outage: 20 tasks submitted after the restart done %v after it; %d failed submits sent again, done; "+
-		"%d tasks running at the stop have their results (redeliveries found already done: %d)",
+		"%d tasks running at the stop have their results (redeliveries found already done: %v)",
 		resumed.Round(time.Millisecond), len(again), len(running), redelivered)
 }
 
@@ -890,7 +1003,6 @@ func TestFault_PoisonMessages(t *testing.T) {
 		assert.Equal(t, ports.StateFailed, r.State, p.kind)
 		assert.Contains(t, r.Error, p.want, p.kind)
 		assert.True(t, r.StartedAt.IsZero(), "%s: never executed", p.kind)
-		assert.Empty(t, started(c.procs...)[p.id], "%s: never started", p.kind)
 		outcome[p.kind] = fmt.Sprintf("failed result after %v: %q", r.FinishedAt.Sub(began).Round(time.Millisecond), r.Error)
 	}
 	assert.Contains(t, outcome["envelope version from the future"], "gave up after 2 deliveries")
@@ -911,6 +1023,8 @@ func TestFault_PoisonMessages(t *testing.T) {
 		return slices.Contains(inDLQ, unstorable)
 	}, 60*time.Second, 10*time.Millisecond, "the message no result can be stored for reaches the DLQ")
 	assert.Equal(t, []string{unstorable}, inDLQ, "only the unstorable message is in the DLQ")
+	// Only the worker's log tells that it handed the message back (no result
+	// could be stored, so no result or outcome records it).
 	handedBack := countMsg("result could not be stored; releasing the task for a later redelivery", c.procs...)
 	assert.Equal(t, maxReceives, handedBack, "received maxReceiveCount times, then moved by the redrive policy")
 
@@ -925,6 +1039,14 @@ func TestFault_PoisonMessages(t *testing.T) {
 	for _, p := range c.procs {
 		require.False(t, p.exited(), p.name)
 	}
+	// Every execution on the workers was a good task's: no poison ran.
+	metrics := c.settled(c.procs, 10*time.Second, len(good), "dagq_worker_task_duration_seconds_count")
+	executions := 0.0
+	for _, m := range metrics {
+		executions += sum(m, "dagq_worker_task_duration_seconds_count")
+		assert.Equal(t, sum(m, "dagq_worker_task_duration_seconds_count"), sum(m, "dagq_worker_task_duration_seconds_count", "task", builtin.Echo))
+	}
+	assert.Equal(t, float64(len(good)), executions, "the good tasks ran once each, and nothing else ran")
 	t.Logf("poison: %d good tasks interleaved with %d poison messages all succeeded in %v", len(good), len(poisons)+1,
 		goodDone.Round(time.Millisecond))
 	for _, p := range poisons {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -31,12 +32,17 @@ func probe(t *testing.T, h http.Handler, path string) (int, string) {
 
 // /readyz: 503 while starting, then the broker check (its answer reused
 // for the TTL, its error on one line), 503 for good once shutting down.
-func TestReadyz(t *testing.T) {
+// On the synctest clock (the probes call the handler, no network): the TTL
+// is exact, not a sleep raced against a machine.
+func TestReadyz(t *testing.T) { synctest.Test(t, testReadyz) }
+
+func testReadyz(t *testing.T) {
+	const ttl = 200 * time.Millisecond
 	var calls atomic.Int32
 	var fail atomic.Bool
 	m := metrics.New(metrics.Options{
 		Logger:   quiet(),
-		ReadyTTL: 200 * time.Millisecond,
+		ReadyTTL: ttl,
 		Ready: func(ctx context.Context) error {
 			calls.Add(1)
 			if fail.Load() {
@@ -66,15 +72,20 @@ dagq_ready 1
 `), "dagq_ready"))
 
 	fail.Store(true)
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(ttl - time.Nanosecond)
 	code, body = probe(t, h, "/readyz")
-	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, http.StatusOK, code, "the answer is reused until the TTL ends")
+	require.Equal(t, "ready\n", body)
+	require.EqualValues(t, 1, calls.Load())
+	time.Sleep(time.Nanosecond)
+	code, body = probe(t, h, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "checked again once the TTL ended")
 	require.Equal(t, "not ready: broker unreachable: dial tcp: connection refused\n", body)
 	require.EqualValues(t, 2, calls.Load())
 
 	fail.Store(false)
 	m.MarkShuttingDown()
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(ttl)
 	code, body = probe(t, h, "/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "not ready: shutting down: draining in-flight tasks\n", body)
