@@ -79,17 +79,6 @@ type SpanStart struct {
 	WorkerID string
 }
 
-// noEnd is the end function when nothing is traced.
-func noEnd(error) {}
-
-// startSpan starts a span with t, or does nothing when t is nil.
-func startSpan(ctx context.Context, t Tracer, s SpanStart) (context.Context, func(error)) {
-	if t == nil {
-		return ctx, noEnd
-	}
-	return t.Start(ctx, s)
-}
-
 // submitBatch is submitBatchUntraced with one SpanSubmit per request, whose
 // context travels in the request's Meta.
 func (c *Client) submitBatch(ctx context.Context, w *Watch, reqs []Request) ([]string, error) {
