@@ -57,9 +57,9 @@ ROOT_FORBIDDEN := (github\.com/dagq/dagq/app/(cli|telemetry)|github\.com/spf13/c
 PFLAG_IMPORTERS := (github\.com/spf13/viper|github\.com/dagq/dagq/app/config)
 IMPORT_EDGES := -f '{{$$p := .ImportPath}}{{range .Imports}}{{$$p}} imports {{.}}{{"\n"}}{{end}}'
 check-deps:
-	@bad=$$($(GO) list -deps ./core/... ./ports/... | grep -E 'aws-sdk-go|spf13/viper|dagq/dagq/adapters|dagq/dagq/app' || true); \
+	@bad=$$($(GO) list -deps ./core/... ./ports/... ./internal/... | grep -E 'aws-sdk-go|spf13/viper|dagq/dagq/adapters|dagq/dagq/app' || true); \
 	if [ -n "$$bad" ]; then echo "core/ports must not depend on:"; echo "$$bad"; exit 1; fi; \
-	echo "check-deps: core and ports depend on no AWS, viper, adapter or app package"
+	echo "check-deps: core, core/dag, internal and ports depend on no AWS, viper, adapter or app package"
 	@fail=0; for p in $(ROOT_PKGS); do \
 		edges=$$($(GO) list -deps $(IMPORT_EDGES) $$p) || exit 1; \
 		bad=$$(echo "$$edges" | grep -E ' imports $(ROOT_FORBIDDEN)' | grep -vE '^$(ROOT_FORBIDDEN)' | sort -u); \
@@ -110,7 +110,7 @@ bench-mem:
 ## BENCH_COUNT=10 repeats each for benchstat (docs/performance.md).
 BENCH_COUNT ?= 1
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./core/... ./adapters/memory/...
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./core/... ./internal/... ./adapters/memory/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s per target): the envelope
 ## decoder, the job-file parser and config loading. Their seed corpora (f.Add and
