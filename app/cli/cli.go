@@ -302,16 +302,7 @@ func (c *cli) needSharedTransport(what string, cfg config.Config) error {
 	if c.rt != nil || !config.Embedded(cfg.Transport) {
 		return nil
 	}
-	var shared []string
-	for _, t := range config.SupportedTransports {
-		if !config.Embedded(t) {
-			shared = append(shared, t)
-		}
-	}
 	valid := "valid values: " + strings.Join(config.SupportedTransports, ", ")
-	if len(shared) == 0 {
-		valid += " (a shared one, " + strings.Join(config.PlannedTransports, ", ") + ", is not yet supported by this build)"
-	}
 	return usageErr("%s needs a shared transport: transport %q keeps runs inside the process that launched them "+
 		"(there \"dagq launch\" waits for its run), so no other dagq process can see them. "+
 		"Set transport (--transport, %s) to a shared transport; %s",

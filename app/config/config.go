@@ -53,9 +53,6 @@ const (
 // SupportedTransports lists the transports this build can run.
 var SupportedTransports = []string{TransportMemory, TransportSQS}
 
-// PlannedTransports are known names that a later release supports.
-var PlannedTransports = []string{}
-
 // Embedded reports whether transport keeps its queues and stores inside
 // one process (memory): then only that process's workers serve its tasks,
 // and only that process can see its runs.

@@ -90,8 +90,6 @@ func (c Config) ValidateSources(sources map[string]string) error {
 
 	switch {
 	case slices.Contains(SupportedTransports, c.Transport):
-	case slices.Contains(PlannedTransports, c.Transport):
-		bad("transport", "%q is not yet supported by this build; valid values: %s", c.Transport, strings.Join(SupportedTransports, ", "))
 	default:
 		bad("transport", "%q is not a transport; valid values: %s", c.Transport, strings.Join(SupportedTransports, ", "))
 	}
