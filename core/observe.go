@@ -39,6 +39,19 @@ type WorkerObserver interface {
 	// CancelRequested reports n task IDs received from the cancel
 	// subscription (requests seen, whether or not their tasks run here).
 	CancelRequested(n int)
+
+	// ReceiveFailed reports a Receive call that failed (other than by the
+	// broker closing or the worker stopping); the worker backs off and
+	// tries again.
+	ReceiveFailed()
+	// ResultStoreFailed reports a result that could not be stored, after
+	// the worker's retries; its delivery is handed back so that the task is
+	// redelivered, and its outcome stays the handler's.
+	ResultStoreFailed()
+	// CompletionPublishFailed reports a completion that could not be pushed
+	// to its ReplyTo inbox (an inbox that is gone is not a failure); the
+	// result is stored, and a waiter finds it in the result backend.
+	CompletionPublishFailed()
 }
 
 // TaskInfo names the task of an observed event.
@@ -109,6 +122,9 @@ func (NopWorkerObserver) TaskStarted(TaskInfo)              {}
 func (NopWorkerObserver) TaskFinished(TaskInfo, TaskResult) {}
 func (NopWorkerObserver) LeasesExtended(int, int)           {}
 func (NopWorkerObserver) CancelRequested(int)               {}
+func (NopWorkerObserver) ReceiveFailed()                    {}
+func (NopWorkerObserver) ResultStoreFailed()                {}
+func (NopWorkerObserver) CompletionPublishFailed()          {}
 
 // taskInfo returns the observed identity of j's task.
 func (j *workerJob) taskInfo() TaskInfo {

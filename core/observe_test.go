@@ -3,6 +3,8 @@ package core_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -14,23 +16,46 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-// obsRecorder records the events of a WorkerObserver.
+// obsRecorder records the events of a WorkerObserver. Read it through its
+// methods (they lock).
 type obsRecorder struct {
 	core.NopWorkerObserver
-	mu                       sync.Mutex
-	received, done, rejected int
-	extended, extendFailed   int
-	started                  []string
-	finished                 map[string]core.TaskResult
-	taskReceived             map[string]int
+	mu       sync.Mutex
+	n        obsCounts
+	started  []string
+	finishes []obsFinish // in order
 }
 
-func (r *obsRecorder) MessagesReceived(n int) { r.mu.Lock(); r.received += n; r.mu.Unlock() }
-func (r *obsRecorder) MessageDone()           { r.mu.Lock(); r.done++; r.mu.Unlock() }
-func (r *obsRecorder) MessageRejected()       { r.mu.Lock(); r.rejected++; r.mu.Unlock() }
+// obsCounts counts the events of an obsRecorder.
+type obsCounts struct {
+	received, done, rejected                  int
+	extended, extendFailed                    int
+	receiveFailed, storeFailed, publishFailed int
+	taskReceived                              map[string]int // by task name
+}
+
+type obsFinish struct {
+	info core.TaskInfo
+	res  core.TaskResult
+}
+
+func newObsRecorder() *obsRecorder {
+	return &obsRecorder{n: obsCounts{taskReceived: map[string]int{}}}
+}
+
+func (r *obsRecorder) MessagesReceived(n int) { r.mu.Lock(); r.n.received += n; r.mu.Unlock() }
+func (r *obsRecorder) MessageDone()           { r.mu.Lock(); r.n.done++; r.mu.Unlock() }
+func (r *obsRecorder) MessageRejected()       { r.mu.Lock(); r.n.rejected++; r.mu.Unlock() }
+func (r *obsRecorder) ReceiveFailed()         { r.mu.Lock(); r.n.receiveFailed++; r.mu.Unlock() }
+func (r *obsRecorder) ResultStoreFailed()     { r.mu.Lock(); r.n.storeFailed++; r.mu.Unlock() }
+func (r *obsRecorder) CompletionPublishFailed() {
+	r.mu.Lock()
+	r.n.publishFailed++
+	r.mu.Unlock()
+}
 func (r *obsRecorder) TaskReceived(t core.TaskInfo) {
 	r.mu.Lock()
-	r.taskReceived[t.Name]++
+	r.n.taskReceived[t.Name]++
 	r.mu.Unlock()
 }
 func (r *obsRecorder) TaskStarted(t core.TaskInfo) {
@@ -40,14 +65,61 @@ func (r *obsRecorder) TaskStarted(t core.TaskInfo) {
 }
 func (r *obsRecorder) TaskFinished(t core.TaskInfo, res core.TaskResult) {
 	r.mu.Lock()
-	r.finished[t.ID] = res
+	r.finishes = append(r.finishes, obsFinish{t, res})
 	r.mu.Unlock()
 }
 func (r *obsRecorder) LeasesExtended(ok, failed int) {
 	r.mu.Lock()
-	r.extended += ok
-	r.extendFailed += failed
+	r.n.extended += ok
+	r.n.extendFailed += failed
 	r.mu.Unlock()
+}
+
+// counts returns the event counts so far.
+func (r *obsRecorder) counts() obsCounts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.n
+	c.taskReceived = maps.Clone(r.n.taskReceived)
+	return c
+}
+
+// startedIDs returns the IDs of the started tasks, in order.
+func (r *obsRecorder) startedIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.started)
+}
+
+// results returns what became of each delivery of task id, in order.
+func (r *obsRecorder) results(id string) []core.TaskResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []core.TaskResult
+	for _, f := range r.finishes {
+		if f.info.ID == id {
+			out = append(out, f.res)
+		}
+	}
+	return out
+}
+
+// outcomes returns the outcomes of the deliveries of task id, in order.
+func (r *obsRecorder) outcomes(id string) []core.TaskOutcome {
+	var out []core.TaskOutcome
+	for _, res := range r.results(id) {
+		out = append(out, res.Outcome)
+	}
+	return out
+}
+
+// last returns what became of the last delivery of task id.
+func (r *obsRecorder) last(id string) core.TaskResult {
+	rs := r.results(id)
+	if len(rs) == 0 {
+		return core.TaskResult{}
+	}
+	return rs[len(rs)-1]
 }
 
 // The observer sees every delivery, the outcome of every task (released at
@@ -61,7 +133,7 @@ func TestWorkerObserver(t *testing.T) {
 			<-ctx.Done()
 			return nil, context.Cause(ctx)
 		}))
-		rec := &obsRecorder{finished: map[string]core.TaskResult{}, taskReceived: map[string]int{}}
+		rec := newObsRecorder()
 		w := m.startWorker(reg, func(o *core.WorkerOptions) {
 			o.Observer = rec
 			o.Lease = 3 * time.Second
@@ -75,21 +147,21 @@ func TestWorkerObserver(t *testing.T) {
 		time.Sleep(5 * time.Second) // t2 runs: its lease is extended every second
 		require.NoError(t, w.stop())
 
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		require.Equal(t, 4, rec.received)
-		require.Equal(t, 4, rec.done)
-		require.Equal(t, 1, rec.rejected)
-		require.Equal(t, map[string]int{"ok": 1, "block": 1, "nope": 1}, rec.taskReceived)
-		require.ElementsMatch(t, []string{"t1", "t2"}, rec.started)
-		require.Equal(t, core.OutcomeSucceeded, rec.finished["t1"].Outcome)
-		require.True(t, rec.finished["t1"].Ran)
-		require.Equal(t, core.TaskResult{Outcome: core.OutcomeFailed}, rec.finished["t3"], "unknown task: failed, never ran")
-		require.Equal(t, core.OutcomeReleased, rec.finished["t2"].Outcome)
-		require.True(t, rec.finished["t2"].Ran)
-		require.GreaterOrEqual(t, rec.finished["t2"].Duration, 5*time.Second)
-		require.GreaterOrEqual(t, rec.extended, 4)
-		require.Zero(t, rec.extendFailed)
+		c := rec.counts()
+		require.Equal(t, 4, c.received)
+		require.Equal(t, 4, c.done)
+		require.Equal(t, 1, c.rejected)
+		require.Equal(t, map[string]int{"ok": 1, "block": 1, "nope": 1}, c.taskReceived)
+		require.ElementsMatch(t, []string{"t1", "t2"}, rec.startedIDs())
+		require.Equal(t, core.OutcomeSucceeded, rec.last("t1").Outcome)
+		require.True(t, rec.last("t1").Ran)
+		require.Equal(t, []core.TaskResult{{Outcome: core.OutcomeFailed}}, rec.results("t3"), "unknown task: failed, never ran")
+		require.Equal(t, core.OutcomeReleased, rec.last("t2").Outcome)
+		require.True(t, rec.last("t2").Ran)
+		require.GreaterOrEqual(t, rec.last("t2").Duration, 5*time.Second)
+		require.GreaterOrEqual(t, c.extended, 4)
+		require.Zero(t, c.extendFailed)
+		require.Zero(t, c.receiveFailed+c.storeFailed+c.publishFailed, "no port failed")
 		require.Equal(t, "released", core.OutcomeReleased.String())
 		require.Equal(t, "unknown", core.TaskOutcome(0).String())
 	})

@@ -542,6 +542,7 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 		failures++
 		delay := loopBackoff.Backoff(failures)
 		w.log.Error("receive failed; backing off", "err", err, "failures", failures, "backoff", delay)
+		w.obs.ReceiveFailed()
 		if !sleepCtx(ctx, delay) {
 			return nil
 		}

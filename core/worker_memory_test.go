@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -591,21 +592,35 @@ func TestWorkerMemory_TaskLogAttributes(t *testing.T) {
 		m.result("t-ok")
 		m.result("t-bad")
 
-		ok := w.logs.find("task succeeded")
-		require.Len(t, ok, 1)
-		require.Equal(t, "t-ok", ok[0].attrs["task_id"])
-		require.Equal(t, "ok", ok[0].attrs["task"])
-		require.EqualValues(t, 1, ok[0].attrs["attempt"])
-		require.Equal(t, "r1", ok[0].attrs["run_id"])
-		require.Equal(t, "s1", ok[0].attrs["step_id"])
-		require.Equal(t, 50*time.Millisecond, ok[0].attrs["duration"])
+		for _, r := range w.logs.where(func(r wkLogRec) bool { return r.attrs["task_id"] == "t-ok" }) {
+			require.Equal(t, "r1", r.attrs["run_id"], r.msg)
+			require.Equal(t, "s1", r.attrs["step_id"], r.msg)
+		}
+		// The outcome line is the task's record with the handler's duration.
+		outcome := func(id string) wkLogRec {
+			t.Helper()
+			recs := w.logs.where(func(r wkLogRec) bool {
+				_, ok := r.attrs["duration"]
+				return ok && r.attrs["task_id"] == id
+			})
+			require.Len(t, recs, 1, "one outcome line for %s", id)
+			return recs[0]
+		}
+		ok := outcome("t-ok")
+		require.Equal(t, slog.LevelInfo, ok.level)
+		require.Equal(t, "ok", ok.attrs["task"])
+		require.EqualValues(t, 1, ok.attrs["attempt"])
+		require.Equal(t, "r1", ok.attrs["run_id"])
+		require.Equal(t, "s1", ok.attrs["step_id"])
+		require.Equal(t, 50*time.Millisecond, ok.attrs["duration"])
+		require.NotContains(t, ok.attrs, "err")
 
-		bad := w.logs.find("task failed without retry")
-		require.Len(t, bad, 1)
-		require.Equal(t, "t-bad", bad[0].attrs["task_id"])
-		require.Equal(t, "bad", bad[0].attrs["task"])
-		require.NotContains(t, bad[0].attrs, "run_id")
-		require.Contains(t, bad[0].attrs, "duration")
-		require.Contains(t, fmt.Sprint(bad[0].attrs["err"]), "boom")
+		bad := outcome("t-bad")
+		require.Equal(t, slog.LevelWarn, bad.level)
+		require.Equal(t, "bad", bad.attrs["task"])
+		require.NotContains(t, bad.attrs, "run_id")
+		err, _ := bad.attrs["err"].(error)
+		require.ErrorIs(t, err, core.ErrSkipRetry)
+		require.ErrorContains(t, err, "boom")
 	})
 }

@@ -547,6 +547,7 @@ func replyToOf(body []byte) string {
 func (w *Worker) record(l *workerLease, log *slog.Logger, res *ports.Result, replyTo string) {
 	stored, ok := w.store(log, res)
 	if !ok {
+		w.obs.ResultStoreFailed()
 		log.Error("result could not be stored; releasing the task for a later redelivery",
 			"retry_in", putFailedNackDelay)
 		w.nack(l, log, putFailedNackDelay)
@@ -607,6 +608,7 @@ func (w *Worker) publish(l *workerLease, log *slog.Logger, replyTo string, res *
 		log.Debug("completion inbox is gone; the waiter reads the result backend", "reply_to", replyTo)
 	default:
 		log.Warn("publishing the completion failed", "reply_to", replyTo, "err", err)
+		w.obs.CompletionPublishFailed()
 	}
 }
 

@@ -54,15 +54,32 @@ func (s *wkLogSink) records() []wkLogRec {
 	return slices.Clone(s.recs)
 }
 
-// find returns the records whose message contains substr.
-func (s *wkLogSink) find(substr string) []wkLogRec {
+// where returns the records that match. Tests select records by level and
+// attributes, never by message wording.
+func (s *wkLogSink) where(match func(wkLogRec) bool) []wkLogRec {
 	var out []wkLogRec
 	for _, r := range s.records() {
-		if strings.Contains(r.msg, substr) {
+		if match(r) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// withAttr returns the records that carry the attribute key.
+func (s *wkLogSink) withAttr(key string) []wkLogRec {
+	return s.where(func(r wkLogRec) bool {
+		_, ok := r.attrs[key]
+		return ok
+	})
+}
+
+// withErr returns the records whose "err" attribute wraps target.
+func (s *wkLogSink) withErr(target error) []wkLogRec {
+	return s.where(func(r wkLogRec) bool {
+		err, _ := r.attrs["err"].(error)
+		return errors.Is(err, target)
+	})
 }
 
 type wkLogHandler struct {
@@ -118,6 +135,7 @@ type wkHarness struct {
 	sub     *portsmock.MockCancelSubscription
 	reg     *core.Registry
 	logs    *wkLogSink
+	obs     *obsRecorder // the worker's Observer
 	opts    core.WorkerOptions
 
 	// deliveries feeds the mocked Receive; cancelIDs feeds the mocked
@@ -143,6 +161,7 @@ func newWkHarness(t *testing.T) *wkHarness {
 		bus:        portsmock.NewMockCompletionBus(ctrl),
 		reg:        core.NewRegistry(),
 		logs:       sink,
+		obs:        newObsRecorder(),
 		deliveries: make(chan []ports.Delivery),
 		cancelIDs:  make(chan []string),
 	}
@@ -157,6 +176,7 @@ func newWkHarness(t *testing.T) *wkHarness {
 		ID:       "w1",
 		Retry:    wkNoJitter,
 		Logger:   logger,
+		Observer: h.obs,
 	}
 	return h
 }
@@ -492,7 +512,8 @@ func TestWorker_RetryNackWithBackoff(t *testing.T) {
 		require.Equal(t, []int{1, 2, 3}, attempts)
 		require.Equal(t, ports.StateSucceeded, put.State)
 		require.Equal(t, 3, put.Attempts)
-		require.NotEmpty(t, h.logs.find("task failed; retrying"), "a retry is logged")
+		require.Equal(t, []core.TaskOutcome{core.OutcomeRetried, core.OutcomeRetried, core.OutcomeSucceeded}, h.obs.outcomes("t1"),
+			"the failed attempts are handed back for another")
 	})
 }
 
@@ -623,9 +644,14 @@ func TestWorker_PanicRecovered(t *testing.T) {
 		require.Equal(t, ports.StateFailed, failed.State)
 		require.Equal(t, "panic: kaboom", failed.Error)
 		require.Equal(t, ports.StateSucceeded, ok.State, "the worker keeps serving after a panic")
-		recs := h.logs.find("handler panicked")
+		require.Equal(t, []core.TaskOutcome{core.OutcomeFailed}, h.obs.outcomes("t1"))
+		require.True(t, h.obs.last("t1").Ran)
+		// The operator gets the panic's stack: one ERROR record.
+		recs := h.logs.withAttr("stack")
 		require.Len(t, recs, 1)
-		require.Contains(t, recs[0].attrs["stack"], "worker_test.go", "the stack is logged")
+		require.Equal(t, slog.LevelError, recs[0].level)
+		require.Contains(t, recs[0].attrs["stack"], "worker_test.go", "the stack names the panicking handler")
+		require.Equal(t, "kaboom", recs[0].attrs["panic"])
 		require.Equal(t, "t1", recs[0].attrs["task_id"])
 	})
 }
@@ -664,10 +690,14 @@ func TestWorker_UnknownTask(t *testing.T) {
 		require.Equal(t, ports.StateFailed, put.State)
 		require.Equal(t, `unknown task "x"; this worker handles: a, b`, put.Error)
 		require.Equal(t, 0, put.Attempts)
-		recs := h.logs.find("no handler")
+		require.Equal(t, []core.TaskResult{{Outcome: core.OutcomeFailed}}, h.obs.results("t1"), "failed, never ran")
+		require.Empty(t, h.obs.startedIDs())
+		// The operator sees why: a misrouted task (or a worker missing a
+		// handler) is an ERROR naming ErrUnknownTask.
+		recs := h.logs.withErr(core.ErrUnknownTask)
 		require.Len(t, recs, 1)
-		logged, _ := recs[0].attrs["err"].(error)
-		require.ErrorIs(t, logged, core.ErrUnknownTask)
+		require.Equal(t, slog.LevelError, recs[0].level)
+		require.Equal(t, "t1", recs[0].attrs["task_id"])
 	})
 }
 
@@ -702,6 +732,9 @@ func TestWorker_UndecodableNeverExecuted(t *testing.T) {
 				require.True(t, strings.HasPrefix(put.Error, "undecodable message: "), put.Error)
 				require.Contains(t, put.Error, "malformed envelope")
 				require.Equal(t, 0, put.Attempts)
+				c := h.obs.counts()
+				require.Equal(t, 1, c.rejected, "rejected, never a task")
+				require.Empty(t, c.taskReceived)
 			})
 		})
 	}
@@ -714,7 +747,10 @@ func TestWorker_UndecodableNeverExecuted(t *testing.T) {
 			h.send(wkRaw("", "garbage", "r1", 1))
 			synctest.Wait()
 			require.NoError(t, h.stop())
-			require.NotEmpty(t, h.logs.find("no ID"))
+			// No Put (the strict mock fails the test on one): deleted only.
+			c := h.obs.counts()
+			require.Equal(t, 1, c.rejected, "rejected, never a task")
+			require.Empty(t, c.taskReceived)
 		})
 	})
 }
@@ -823,7 +859,13 @@ func TestWorker_CancelQueuedNeverStarts(t *testing.T) {
 			h.send(wkDelivery(t, wkEnv("t1", "a"), 1, "r1"))
 			synctest.Wait()
 			require.NoError(t, h.stop())
-			require.NotEmpty(t, h.logs.find("durable cancellation check failed"))
+			require.Equal(t, []string{"t1"}, h.obs.startedIDs())
+			require.Equal(t, []core.TaskOutcome{core.OutcomeSucceeded}, h.obs.outcomes("t1"))
+			// Only the log tells that the tasks started unchecked, and why.
+			recs := h.logs.withErr(ports.ErrUnavailable)
+			require.Len(t, recs, 1)
+			require.Equal(t, slog.LevelWarn, recs[0].level)
+			require.Equal(t, []string{"t1"}, recs[0].attrs["tasks"])
 		})
 	})
 }
@@ -966,7 +1008,8 @@ func TestWorker_PutFailingReleasesTask(t *testing.T) {
 		synctest.Wait()
 		require.NoError(t, h.stop())
 		require.Equal(t, []time.Time{start, start.Add(100 * time.Millisecond), start.Add(300 * time.Millisecond), start.Add(700 * time.Millisecond)}, putAt)
-		require.NotEmpty(t, h.logs.find("result could not be stored"))
+		require.Equal(t, 1, h.obs.counts().storeFailed, "one result given up on")
+		require.Equal(t, []core.TaskOutcome{core.OutcomeSucceeded}, h.obs.outcomes("t1"), "the outcome stays the handler's")
 	})
 }
 
@@ -974,8 +1017,9 @@ func TestWorker_PublishFailureDoesNotFailTask(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newWkHarness(t)
 		require.NoError(t, h.reg.HandleFunc("a", wkOK(`1`)))
+		var put ports.Result
 		gomock.InOrder(
-			h.results.EXPECT().Put(gomock.Any(), gomock.Any()),
+			capturePut(h, &put),
 			h.bus.EXPECT().Publish(gomock.Any(), "in", gomock.Any()).Return(errors.New("bus down")),
 			h.broker.EXPECT().Ack(gomock.Any(), ports.Receipt("r1")),
 		)
@@ -985,7 +1029,9 @@ func TestWorker_PublishFailureDoesNotFailTask(t *testing.T) {
 		h.send(wkDelivery(t, env, 1, "r1"))
 		synctest.Wait()
 		require.NoError(t, h.stop())
-		require.NotEmpty(t, h.logs.find("publishing the completion failed"))
+		require.Equal(t, ports.StateSucceeded, put.State)
+		require.Equal(t, []core.TaskOutcome{core.OutcomeSucceeded}, h.obs.outcomes("t1"))
+		require.Equal(t, 1, h.obs.counts().publishFailed)
 	})
 }
 
@@ -1163,12 +1209,22 @@ func TestWorker_HeartbeatExtendsUntilCap(t *testing.T) {
 		synctest.Wait()
 		require.ErrorIs(t, <-causes, ports.ErrLeaseLost, "cancelled when the capped lease runs out")
 		require.Equal(t, []time.Time{t0.Add(10 * time.Second), t0.Add(20 * time.Second), t0.Add(30 * time.Second)}, extendedAt)
-		recs := h.logs.find("extension cap reached")
-		require.Len(t, recs, 1)
-		require.Equal(t, "t1", recs[0].attrs["task_id"], "lease logs carry the task's attributes")
-		require.Equal(t, "a", recs[0].attrs["task"])
-		require.Equal(t, int64(1), recs[0].attrs["attempt"])
 		require.NoError(t, h.stop())
+		c := h.obs.counts()
+		require.Equal(t, 3, c.extended, "extended up to the cap, no further")
+		require.Zero(t, c.extendFailed)
+		require.Equal(t, []core.TaskOutcome{core.OutcomeLeaseLost}, h.obs.outcomes("t1"))
+		// The lease's log records (they count its extensions) carry the
+		// task's attributes.
+		recs := h.logs.withAttr("extensions")
+		require.NotEmpty(t, recs)
+		for _, r := range recs {
+			require.Equal(t, slog.LevelWarn, r.level)
+			require.Equal(t, int64(3), r.attrs["extensions"])
+			require.Equal(t, "t1", r.attrs["task_id"], "lease logs carry the task's attributes")
+			require.Equal(t, "a", r.attrs["task"])
+			require.Equal(t, int64(1), r.attrs["attempt"])
+		}
 	})
 }
 
@@ -1240,7 +1296,10 @@ func TestWorker_ExtendLeaseLostCancelsHandler(t *testing.T) {
 			require.ErrorIs(t, <-causes, ports.ErrLeaseLost)
 			require.Equal(t, t0.Add(10*time.Second), time.Now())
 			require.NoError(t, h.stop())
-			require.NotEmpty(t, h.logs.find("lease lost"))
+			c := h.obs.counts()
+			require.Equal(t, 1, c.extendFailed)
+			require.Zero(t, c.extended)
+			require.Equal(t, []core.TaskOutcome{core.OutcomeLeaseLost}, h.obs.outcomes("t1"))
 		})
 	})
 
@@ -1289,16 +1348,15 @@ func TestWorker_ExtendLeaseLostCancelsHandler(t *testing.T) {
 			h.broker.EXPECT().Extend(gomock.Any(), 30*time.Second, ports.Receipt("r1")).
 				Return(fmt.Errorf("mock: %w", ports.ErrUnavailable)).Times(2) // at 10s and 20s
 			h.run()
-			t0 := time.Now()
 			h.send(wkDelivery(t, wkEnv("t1", "a"), 1, "r1"))
 			time.Sleep(time.Minute)
 			synctest.Wait()
 			require.ErrorIs(t, <-causes, ports.ErrLeaseLost)
 			require.NoError(t, h.stop())
-			recs := h.logs.find("lease lost")
-			require.Len(t, recs, 1)
-			require.Equal(t, "lease ran out", recs[0].attrs["reason"])
-			_ = t0
+			c := h.obs.counts()
+			require.Equal(t, 2, c.extendFailed)
+			require.Zero(t, c.extended)
+			require.Equal(t, []core.TaskOutcome{core.OutcomeLeaseLost}, h.obs.outcomes("t1"))
 		})
 	})
 
@@ -1349,7 +1407,13 @@ func TestWorker_ReceiveErrorBackoff(t *testing.T) {
 			require.LessOrEqual(t, gap, 30*time.Second, "capped")
 		}
 		require.Equal(t, t0, calls[0])
-		require.NotEmpty(t, h.logs.find("receive failed"))
+		require.Equal(t, len(calls), h.obs.counts().receiveFailed, "every failed receive is counted")
+		// The log gives the operator the cause.
+		recs := h.logs.withErr(ports.ErrUnavailable)
+		require.Len(t, recs, len(calls))
+		for _, r := range recs {
+			require.Equal(t, slog.LevelError, r.level)
+		}
 	})
 }
 

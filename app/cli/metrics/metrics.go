@@ -108,6 +108,9 @@ type Metrics struct {
 	leaseExt      *prometheus.CounterVec
 	leaseExtFail  *prometheus.CounterVec
 	cancels       *prometheus.CounterVec
+	recvFail      *prometheus.CounterVec
+	storeFail     *prometheus.CounterVec
+	publishFail   *prometheus.CounterVec
 	depth         *prometheus.GaugeVec
 	depthErrors   *prometheus.CounterVec
 	ready         prometheus.Gauge
@@ -180,6 +183,12 @@ func New(opts Options) *Metrics {
 		"Lease extensions that failed (the call or its item failed, or the lease was lost).", "queue")
 	m.cancels = counter("dagq_worker_cancel_requests_total",
 		"Cancellation requests received from the cancel subscription (task IDs, whether or not they run here).", "queue")
+	m.recvFail = counter("dagq_worker_receive_failures_total",
+		"Receive calls of the worker that failed (it backs off and tries again): the worker gets no work meanwhile.", "queue")
+	m.storeFail = counter("dagq_worker_result_store_failures_total",
+		"Results the worker could not store in the result backend after its retries; the task is handed back for redelivery.", "queue")
+	m.publishFail = counter("dagq_worker_completion_publish_failures_total",
+		"Completions that could not be pushed to their reply inbox (the result is stored; waiters read it from the result backend).", "queue")
 	m.depth = gauge("dagq_queue_messages",
 		"Messages in the queue by state, polled: visible (ApproximateNumberOfMessages), in_flight (ApproximateNumberOfMessagesNotVisible), delayed (ApproximateNumberOfMessagesDelayed).", "queue", "state")
 	m.depthErrors = counter("dagq_queue_depth_errors_total",
@@ -228,6 +237,9 @@ func (m *Metrics) Observer(info WorkerInfo) core.WorkerObserver {
 		leaseExt:     m.leaseExt.WithLabelValues(q),
 		leaseExtFail: m.leaseExtFail.WithLabelValues(q),
 		cancels:      m.cancels.WithLabelValues(q),
+		recvFail:     m.recvFail.WithLabelValues(q),
+		storeFail:    m.storeFail.WithLabelValues(q),
+		publishFail:  m.publishFail.WithLabelValues(q),
 	}
 	m.concurrency.WithLabelValues(q).Add(float64(info.Concurrency))
 	for _, t := range info.Tasks {
@@ -246,6 +258,7 @@ type observer struct {
 	queue string
 
 	msgsReceived, msgsRejected, leaseExt, leaseExtFail, cancels prometheus.Counter
+	recvFail, storeFail, publishFail                            prometheus.Counter
 	inFlight                                                    prometheus.Gauge
 }
 
@@ -281,6 +294,10 @@ func (o *observer) LeasesExtended(extended, failed int) {
 }
 
 func (o *observer) CancelRequested(n int) { o.cancels.Add(float64(n)) }
+
+func (o *observer) ReceiveFailed()           { o.recvFail.Inc() }
+func (o *observer) ResultStoreFailed()       { o.storeFail.Inc() }
+func (o *observer) CompletionPublishFailed() { o.publishFail.Inc() }
 
 // awsCollector exposes the AWS request counts read at each scrape.
 type awsCollector struct{ read func() []AWSRequests }

@@ -120,6 +120,12 @@ func TestObserverDepthAndAWS(t *testing.T) {
 	o.MessageRejected()
 	o.LeasesExtended(3, 1)
 	o.CancelRequested(5)
+	o.ReceiveFailed()
+	o.ReceiveFailed()
+	o.ResultStoreFailed()
+	o.CompletionPublishFailed()
+	o.CompletionPublishFailed()
+	o.CompletionPublishFailed()
 	m.PollDepth(context.Background())
 	aws.Store(7)
 
@@ -171,9 +177,19 @@ dagq_worker_cancel_requests_total{queue="q"} 5
 # HELP dagq_worker_messages_rejected_total Messages never executed: not a valid envelope, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted.
 # TYPE dagq_worker_messages_rejected_total counter
 dagq_worker_messages_rejected_total{queue="q"} 1
+# HELP dagq_worker_receive_failures_total Receive calls of the worker that failed (it backs off and tries again): the worker gets no work meanwhile.
+# TYPE dagq_worker_receive_failures_total counter
+dagq_worker_receive_failures_total{queue="q"} 2
+# HELP dagq_worker_result_store_failures_total Results the worker could not store in the result backend after its retries; the task is handed back for redelivery.
+# TYPE dagq_worker_result_store_failures_total counter
+dagq_worker_result_store_failures_total{queue="q"} 1
+# HELP dagq_worker_completion_publish_failures_total Completions that could not be pushed to their reply inbox (the result is stored; waiters read it from the result backend).
+# TYPE dagq_worker_completion_publish_failures_total counter
+dagq_worker_completion_publish_failures_total{queue="q"} 3
 `), "dagq_queue_messages", "dagq_queue_depth_errors_total", "dagq_aws_requests_total", "dagq_worker_messages_in_flight",
 		"dagq_worker_concurrency", "dagq_worker_lease_extensions_total", "dagq_worker_lease_extension_failures_total",
-		"dagq_worker_cancel_requests_total", "dagq_worker_messages_rejected_total"))
+		"dagq_worker_cancel_requests_total", "dagq_worker_messages_rejected_total", "dagq_worker_receive_failures_total",
+		"dagq_worker_result_store_failures_total", "dagq_worker_completion_publish_failures_total"))
 
 	n, err := testutil.GatherAndCount(m.Registry(), "dagq_worker_task_duration_seconds")
 	require.NoError(t, err)
