@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +17,7 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/testutil"
 	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
@@ -48,7 +47,7 @@ type fixtureOpts struct {
 	opts    core.ClientOptions
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return testutil.QuietLogger() }
 
 func newFixture(t *testing.T, fo fixtureOpts) *fixture {
 	t.Helper()
@@ -107,34 +106,8 @@ func succeeded(id string, out string) ports.Result {
 }
 
 // clientGoroutines counts the goroutines of the caller's synctest bubble
-// that run Client code (runtime.NumGoroutine would count other tests' too).
-func clientGoroutines() int {
-	buf := make([]byte, 64<<10)
-	self := string(buf[:runtime.Stack(buf, false)])
-	header, _, _ := strings.Cut(self, "\n")
-	_, bubble, ok := strings.Cut(header, "synctest bubble ")
-	if !ok {
-		panic("clientGoroutines: not in a synctest bubble")
-	}
-	bubble = strings.TrimSuffix(bubble, "]:")
-	var all []byte
-	for n := 1 << 20; ; n *= 2 {
-		all = make([]byte, n)
-		if m := runtime.Stack(all, true); m < n {
-			all = all[:m]
-			break
-		}
-	}
-	count := 0
-	for _, g := range strings.Split(string(all), "\n\n") {
-		h, _, _ := strings.Cut(g, "\n")
-		inBubble := strings.HasSuffix(h, "synctest bubble "+bubble+"]:") || strings.Contains(h, "synctest bubble "+bubble+",")
-		if inBubble && strings.Contains(g, "dagq/core.(*Client)") {
-			count++
-		}
-	}
-	return count
-}
+// that run Client code.
+func clientGoroutines() int { return testutil.BubbleGoroutines("dagq/core.(*Client)") }
 
 func notFound(id string) error { return fmt.Errorf("mock: get %s: %w", id, ports.ErrNotFound) }
 

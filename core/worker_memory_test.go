@@ -17,6 +17,7 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/testutil"
 	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 )
@@ -45,7 +46,7 @@ func newWmWorld(t *testing.T) *wmWorld {
 // wmRunning is a worker running in the background.
 type wmRunning struct {
 	w    *core.Worker
-	logs *wkLogSink
+	logs *testutil.LogSink
 	stop func() error
 }
 
@@ -53,7 +54,7 @@ type wmRunning struct {
 // would have). mod adjusts the options.
 func (m *wmWorld) startWorker(reg *core.Registry, mod func(*core.WorkerOptions)) *wmRunning {
 	m.t.Helper()
-	logger, sink := newWkLogger(m.t)
+	logger, sink := testutil.NewLogger(m.t)
 	opts := core.WorkerOptions{
 		Ports: core.Ports{
 			Broker:      m.tr.Broker(wmQueue),
@@ -592,34 +593,34 @@ func TestWorkerMemory_TaskLogAttributes(t *testing.T) {
 		m.result("t-ok")
 		m.result("t-bad")
 
-		for _, r := range w.logs.where(func(r wkLogRec) bool { return r.attrs["task_id"] == "t-ok" }) {
-			require.Equal(t, "r1", r.attrs["run_id"], r.msg)
-			require.Equal(t, "s1", r.attrs["step_id"], r.msg)
+		for _, r := range w.logs.Where(func(r testutil.LogRecord) bool { return r.Attrs["task_id"] == "t-ok" }) {
+			require.Equal(t, "r1", r.Attrs["run_id"], r.Msg)
+			require.Equal(t, "s1", r.Attrs["step_id"], r.Msg)
 		}
 		// The outcome line is the task's record with the handler's duration.
-		outcome := func(id string) wkLogRec {
+		outcome := func(id string) testutil.LogRecord {
 			t.Helper()
-			recs := w.logs.where(func(r wkLogRec) bool {
-				_, ok := r.attrs["duration"]
-				return ok && r.attrs["task_id"] == id
+			recs := w.logs.Where(func(r testutil.LogRecord) bool {
+				_, ok := r.Attrs["duration"]
+				return ok && r.Attrs["task_id"] == id
 			})
 			require.Len(t, recs, 1, "one outcome line for %s", id)
 			return recs[0]
 		}
 		ok := outcome("t-ok")
-		require.Equal(t, slog.LevelInfo, ok.level)
-		require.Equal(t, "ok", ok.attrs["task"])
-		require.EqualValues(t, 1, ok.attrs["attempt"])
-		require.Equal(t, "r1", ok.attrs["run_id"])
-		require.Equal(t, "s1", ok.attrs["step_id"])
-		require.Equal(t, 50*time.Millisecond, ok.attrs["duration"])
-		require.NotContains(t, ok.attrs, "err")
+		require.Equal(t, slog.LevelInfo, ok.Level)
+		require.Equal(t, "ok", ok.Attrs["task"])
+		require.EqualValues(t, 1, ok.Attrs["attempt"])
+		require.Equal(t, "r1", ok.Attrs["run_id"])
+		require.Equal(t, "s1", ok.Attrs["step_id"])
+		require.Equal(t, 50*time.Millisecond, ok.Attrs["duration"])
+		require.NotContains(t, ok.Attrs, "err")
 
 		bad := outcome("t-bad")
-		require.Equal(t, slog.LevelWarn, bad.level)
-		require.Equal(t, "bad", bad.attrs["task"])
-		require.NotContains(t, bad.attrs, "run_id")
-		err, _ := bad.attrs["err"].(error)
+		require.Equal(t, slog.LevelWarn, bad.Level)
+		require.Equal(t, "bad", bad.Attrs["task"])
+		require.NotContains(t, bad.Attrs, "run_id")
+		err, _ := bad.Attrs["err"].(error)
 		require.ErrorIs(t, err, core.ErrSkipRetry)
 		require.ErrorContains(t, err, "boom")
 	})

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/dagq/dagq/core"
+	"github.com/dagq/dagq/internal/testutil"
 	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
 	"github.com/dagq/dagq/ports/portsmock"
@@ -35,93 +36,6 @@ func (r wkReporter) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-// wkLogSink records log records with their attributes (including those added
-// by Logger.With).
-type wkLogSink struct {
-	mu   sync.Mutex
-	recs []wkLogRec
-}
-
-type wkLogRec struct {
-	level slog.Level
-	msg   string
-	attrs map[string]any
-}
-
-func (s *wkLogSink) records() []wkLogRec {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.recs)
-}
-
-// where returns the records that match. Tests select records by level and
-// attributes, never by message wording.
-func (s *wkLogSink) where(match func(wkLogRec) bool) []wkLogRec {
-	var out []wkLogRec
-	for _, r := range s.records() {
-		if match(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// withAttr returns the records that carry the attribute key.
-func (s *wkLogSink) withAttr(key string) []wkLogRec {
-	return s.where(func(r wkLogRec) bool {
-		_, ok := r.attrs[key]
-		return ok
-	})
-}
-
-// withErr returns the records whose "err" attribute wraps target.
-func (s *wkLogSink) withErr(target error) []wkLogRec {
-	return s.where(func(r wkLogRec) bool {
-		err, _ := r.attrs["err"].(error)
-		return errors.Is(err, target)
-	})
-}
-
-type wkLogHandler struct {
-	sink  *wkLogSink
-	attrs []slog.Attr
-}
-
-func (h *wkLogHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *wkLogHandler) Handle(_ context.Context, r slog.Record) error {
-	m := make(map[string]any, len(h.attrs)+r.NumAttrs())
-	for _, a := range h.attrs {
-		m[a.Key] = a.Value.Any()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		m[a.Key] = a.Value.Any()
-		return true
-	})
-	h.sink.mu.Lock()
-	h.sink.recs = append(h.sink.recs, wkLogRec{level: r.Level, msg: r.Message, attrs: m})
-	h.sink.mu.Unlock()
-	return nil
-}
-
-func (h *wkLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &wkLogHandler{sink: h.sink, attrs: append(slices.Clip(h.attrs), as...)}
-}
-
-func (h *wkLogHandler) WithGroup(string) slog.Handler { return h }
-
-func newWkLogger(t *testing.T) (*slog.Logger, *wkLogSink) {
-	sink := &wkLogSink{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, r := range sink.records() {
-				t.Logf("%v %s %v", r.level, r.msg, r.attrs)
-			}
-		}
-	})
-	return slog.New(&wkLogHandler{sink: sink}), sink
-}
-
 // wkNoJitter is the retry policy of most tests: 3 attempts, 2s then 4s.
 var wkNoJitter = core.RetryPolicy{MaxAttempts: 3, InitialBackoff: 2 * time.Second, MaxBackoff: time.Minute, Multiplier: 2}
 
@@ -134,7 +48,7 @@ type wkHarness struct {
 	cancels *portsmock.MockCancelChannel
 	sub     *portsmock.MockCancelSubscription
 	reg     *core.Registry
-	logs    *wkLogSink
+	logs    *testutil.LogSink
 	obs     *obsRecorder // the worker's Observer
 	opts    core.WorkerOptions
 
@@ -152,7 +66,7 @@ type wkHarness struct {
 
 func newWkHarness(t *testing.T) *wkHarness {
 	ctrl := gomock.NewController(wkReporter{t})
-	logger, sink := newWkLogger(t)
+	logger, sink := testutil.NewLogger(t)
 	h := &wkHarness{
 		t:          t,
 		ctrl:       ctrl,
@@ -647,12 +561,12 @@ func TestWorker_PanicRecovered(t *testing.T) {
 		require.Equal(t, []core.TaskOutcome{core.OutcomeFailed}, h.obs.outcomes("t1"))
 		require.True(t, h.obs.last("t1").Ran)
 		// The operator gets the panic's stack: one ERROR record.
-		recs := h.logs.withAttr("stack")
+		recs := h.logs.WithAttr("stack")
 		require.Len(t, recs, 1)
-		require.Equal(t, slog.LevelError, recs[0].level)
-		require.Contains(t, recs[0].attrs["stack"], "worker_test.go", "the stack names the panicking handler")
-		require.Equal(t, "kaboom", recs[0].attrs["panic"])
-		require.Equal(t, "t1", recs[0].attrs["task_id"])
+		require.Equal(t, slog.LevelError, recs[0].Level)
+		require.Contains(t, recs[0].Attrs["stack"], "worker_test.go", "the stack names the panicking handler")
+		require.Equal(t, "kaboom", recs[0].Attrs["panic"])
+		require.Equal(t, "t1", recs[0].Attrs["task_id"])
 	})
 }
 
@@ -694,10 +608,10 @@ func TestWorker_UnknownTask(t *testing.T) {
 		require.Empty(t, h.obs.startedIDs())
 		// The operator sees why: a misrouted task (or a worker missing a
 		// handler) is an ERROR naming ErrUnknownTask.
-		recs := h.logs.withErr(core.ErrUnknownTask)
+		recs := h.logs.WithErr(core.ErrUnknownTask)
 		require.Len(t, recs, 1)
-		require.Equal(t, slog.LevelError, recs[0].level)
-		require.Equal(t, "t1", recs[0].attrs["task_id"])
+		require.Equal(t, slog.LevelError, recs[0].Level)
+		require.Equal(t, "t1", recs[0].Attrs["task_id"])
 	})
 }
 
@@ -862,10 +776,10 @@ func TestWorker_CancelQueuedNeverStarts(t *testing.T) {
 			require.Equal(t, []string{"t1"}, h.obs.startedIDs())
 			require.Equal(t, []core.TaskOutcome{core.OutcomeSucceeded}, h.obs.outcomes("t1"))
 			// Only the log tells that the tasks started unchecked, and why.
-			recs := h.logs.withErr(ports.ErrUnavailable)
+			recs := h.logs.WithErr(ports.ErrUnavailable)
 			require.Len(t, recs, 1)
-			require.Equal(t, slog.LevelWarn, recs[0].level)
-			require.Equal(t, []string{"t1"}, recs[0].attrs["tasks"])
+			require.Equal(t, slog.LevelWarn, recs[0].Level)
+			require.Equal(t, []string{"t1"}, recs[0].Attrs["tasks"])
 		})
 	})
 }
@@ -1216,14 +1130,14 @@ func TestWorker_HeartbeatExtendsUntilCap(t *testing.T) {
 		require.Equal(t, []core.TaskOutcome{core.OutcomeLeaseLost}, h.obs.outcomes("t1"))
 		// The lease's log records (they count its extensions) carry the
 		// task's attributes.
-		recs := h.logs.withAttr("extensions")
+		recs := h.logs.WithAttr("extensions")
 		require.NotEmpty(t, recs)
 		for _, r := range recs {
-			require.Equal(t, slog.LevelWarn, r.level)
-			require.Equal(t, int64(3), r.attrs["extensions"])
-			require.Equal(t, "t1", r.attrs["task_id"], "lease logs carry the task's attributes")
-			require.Equal(t, "a", r.attrs["task"])
-			require.Equal(t, int64(1), r.attrs["attempt"])
+			require.Equal(t, slog.LevelWarn, r.Level)
+			require.Equal(t, int64(3), r.Attrs["extensions"])
+			require.Equal(t, "t1", r.Attrs["task_id"], "lease logs carry the task's attributes")
+			require.Equal(t, "a", r.Attrs["task"])
+			require.Equal(t, int64(1), r.Attrs["attempt"])
 		}
 	})
 }
@@ -1409,10 +1323,10 @@ func TestWorker_ReceiveErrorBackoff(t *testing.T) {
 		require.Equal(t, t0, calls[0])
 		require.Equal(t, len(calls), h.obs.counts().receiveFailed, "every failed receive is counted")
 		// The log gives the operator the cause.
-		recs := h.logs.withErr(ports.ErrUnavailable)
+		recs := h.logs.WithErr(ports.ErrUnavailable)
 		require.Len(t, recs, len(calls))
 		for _, r := range recs {
-			require.Equal(t, slog.LevelError, r.level)
+			require.Equal(t, slog.LevelError, r.Level)
 		}
 	})
 }
@@ -1597,17 +1511,17 @@ func TestWorker_LogsCarryTaskAttributes(t *testing.T) {
 		require.NoError(t, h.stop())
 
 		var taskLines int
-		for _, r := range h.logs.records() {
-			if _, ok := r.attrs["task_id"]; !ok {
+		for _, r := range h.logs.Records() {
+			if _, ok := r.Attrs["task_id"]; !ok {
 				continue
 			}
 			taskLines++
-			require.Equal(t, "t1", r.attrs["task_id"], r.msg)
-			require.Equal(t, "a", r.attrs["task"], r.msg)
-			require.Contains(t, []any{int64(1), int64(2)}, r.attrs["attempt"], r.msg)
-			require.Equal(t, "run-9", r.attrs["run_id"], r.msg)
-			require.Equal(t, "step-3", r.attrs["step_id"], r.msg)
-			require.Equal(t, "w1", r.attrs["worker"], r.msg)
+			require.Equal(t, "t1", r.Attrs["task_id"], r.Msg)
+			require.Equal(t, "a", r.Attrs["task"], r.Msg)
+			require.Contains(t, []any{int64(1), int64(2)}, r.Attrs["attempt"], r.Msg)
+			require.Equal(t, "run-9", r.Attrs["run_id"], r.Msg)
+			require.Equal(t, "step-3", r.Attrs["step_id"], r.Msg)
+			require.Equal(t, "w1", r.Attrs["worker"], r.Msg)
 		}
 		require.GreaterOrEqual(t, taskLines, 2)
 	})

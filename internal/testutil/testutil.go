@@ -6,6 +6,7 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"runtime"
@@ -36,15 +37,32 @@ func (s *LogSink) Records() []LogRecord {
 	return slices.Clone(s.recs)
 }
 
-// Find returns the records whose message contains substr.
-func (s *LogSink) Find(substr string) []LogRecord {
+// Where returns the records match accepts. Tests select records by level
+// and attributes, not by message wording.
+func (s *LogSink) Where(match func(LogRecord) bool) []LogRecord {
 	var out []LogRecord
 	for _, r := range s.Records() {
-		if strings.Contains(r.Msg, substr) {
+		if match(r) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// WithAttr returns the records that carry the attribute key.
+func (s *LogSink) WithAttr(key string) []LogRecord {
+	return s.Where(func(r LogRecord) bool {
+		_, ok := r.Attrs[key]
+		return ok
+	})
+}
+
+// WithErr returns the records whose "err" attribute wraps target.
+func (s *LogSink) WithErr(target error) []LogRecord {
+	return s.Where(func(r LogRecord) bool {
+		err, _ := r.Attrs["err"].(error)
+		return errors.Is(err, target)
+	})
 }
 
 type logHandler struct {
