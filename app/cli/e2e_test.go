@@ -46,9 +46,9 @@ func (c *e2eCluster) stepWorkers() map[string]string {
 	return m
 }
 
-// started returns, per task ID, the workers whose "task started" debug line
-// names it, from every process's log.
-func (c *e2eCluster) started() map[string][]string { return started(c.procs...) }
+// started returns, per task ID, the workers whose handler journal has a
+// start of it, from every process's journal.
+func (c *e2eCluster) started(t *testing.T) map[string][]string { return started(t, c.procs...) }
 
 // payloadKeys lists the claim-check objects in the bucket.
 func (c *e2eCluster) payloadKeys(ctx context.Context) ([]string, error) {
@@ -103,7 +103,10 @@ func TestE2E_ThreeWorkerProcesses(t *testing.T) {
 		"DAGQ_SQS_WAIT_TIME=1s",
 		"DAGQ_WORKER_LEASE=10s",
 		"DAGQ_WORKER_SHUTDOWN_TIMEOUT=1s",
-		"DAGQ_LOG_LEVEL=debug", // "task started" names the worker that runs a task
+		// The handler journals tell which worker ran what; the logs (JSON:
+		// waitReady reads "worker started") are for the readiness and for
+		// reading when a test fails.
+		"DAGQ_LOG_LEVEL=info",
 		"DAGQ_LOG_FORMAT=json",
 	}
 	c := &e2eCluster{cfg: cfg, rt: rt, s3: s3c}
@@ -247,10 +250,26 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 	runID, err := c.rt.Launcher.Launch(ctx, job, dag.LaunchOptions{CancelWait: 20 * time.Second})
 	require.NoError(t, err)
 
-	// Wait until every sleeper runs (the record says so) and the workers'
-	// logs show them on at least two processes.
+	// Wait until the workers' handler journals show every sleeper started,
+	// on at least two processes, and the record says that they all run.
 	steps := c.stepWorkers()
 	holder := map[string]string{} // task ID → the worker that started it
+	waitJournal(t, c.procs, 40*time.Second, func([]journalEntry) error {
+		started := c.started(t)
+		procs := map[string]bool{}
+		for _, name := range names {
+			ws := started[dag.StepTaskID(runID, name)]
+			if len(ws) == 0 {
+				return fmt.Errorf("sleeper %s has not started (of %d)", name, sleepers)
+			}
+			holder[dag.StepTaskID(runID, name)] = ws[len(ws)-1]
+			procs[steps[ws[len(ws)-1]]] = true
+		}
+		if len(procs) < 2 {
+			return fmt.Errorf("the %d sleepers started on %v, not on at least two worker processes", sleepers, procs)
+		}
+		return nil
+	})
 	require.Eventually(t, func() bool {
 		rec, err := c.rt.Launcher.Status(ctx, runID)
 		if err != nil {
@@ -261,18 +280,8 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 				return false
 			}
 		}
-		started := c.started()
-		procs := map[string]bool{}
-		for _, name := range names {
-			ws := started[dag.StepTaskID(runID, name)]
-			if len(ws) == 0 {
-				return false
-			}
-			holder[dag.StepTaskID(runID, name)] = ws[len(ws)-1]
-			procs[steps[ws[len(ws)-1]]] = true
-		}
-		return len(procs) >= 2
-	}, 30*time.Second, 100*time.Millisecond, "the %d sleepers never all ran on at least two workers", sleepers)
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "the run record never showed the %d sleepers running", sleepers)
 
 	// The run's worker heartbeats through the S3 state store.
 	h, err := c.rt.Launcher.Health(ctx, runID)
@@ -330,7 +339,7 @@ func e2eTerminate(ctx context.Context, t *testing.T, c *e2eCluster) {
 		} else {
 			assert.ErrorIs(t, err, ports.ErrNotFound, name)
 		}
-		assert.Empty(t, c.started()[dag.StepTaskID(runID, name)], "downstream step %s never started", name)
+		assert.Empty(t, c.started(t)[dag.StepTaskID(runID, name)], "downstream step %s never started", name)
 	}
 	// Nothing succeeded after the cancellation was acknowledged.
 	for _, s := range job.Steps {
@@ -390,7 +399,7 @@ func e2eCancelQueued(ctx context.Context, t *testing.T, c *e2eCluster) {
 
 	// Until after it would have finished, it never starts anywhere.
 	time.Sleep(time.Until(submitted.Add(delay + sleep + 500*time.Millisecond)))
-	assert.Empty(t, c.started()[id], "no worker started the task")
+	assert.Empty(t, c.started(t)[id], "no worker started the task")
 	again, err := c.rt.Ports.Results.Get(ctx, id)
 	require.NoError(t, err)
 	assert.Equal(t, ports.StateCancelled, again.State)
@@ -443,6 +452,12 @@ func e2ePayload(ctx context.Context, t *testing.T, c *e2eCluster) {
 	assert.Equal(t, hex.EncodeToString(sum[:]), builtin.Text(res.Output), "hash of the 5 MiB input")
 	_, isStep := c.stepWorkers()[res.Worker]
 	assert.True(t, isStep, res.Worker)
+	// The handler journal of the worker that wrote the result has the
+	// run (it is written before the result is stored), and the later
+	// scenarios' "never started" read the same journals.
+	if runs := journalStarts(t, c.procs...)[hashID]; assert.NotEmpty(t, runs, "the handler journals record the hash task's run") {
+		assert.Equal(t, res.Worker, runs[len(runs)-1].Worker, "the hash task's last run in the journals is the result's")
+	}
 	hashRes := res
 
 	res, err = c.rt.Client.Wait(ctx, echoID)

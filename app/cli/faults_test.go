@@ -6,11 +6,13 @@ package cli_test
 //
 // What happened is read from behaviour, not from log wording: the stored
 // results (state, attempts, the worker that wrote it, when its execution
-// started) and each worker process's Prometheus metrics (tasks running,
-// outcomes, executions, lease extensions). Logs are asserted on only where
-// logging is the behaviour under test (bounded error logging during an
-// outage) or the only trace there is: a result that could not be stored,
-// and the executions of a worker killed with SIGKILL (the crash test).
+// started), each worker process's Prometheus metrics (tasks running,
+// outcomes, executions, lease extensions) and its handler journal (every
+// handler start and end, written by the handlers: the executions of a
+// worker killed with SIGKILL, whose metrics die with it). Logs are asserted
+// on only where logging is the behaviour under test (bounded error logging
+// during an outage) or the only trace there is: a result that could not be
+// stored.
 
 import (
 	"context"
@@ -56,8 +58,9 @@ type faultCluster struct {
 }
 
 // faultEnv is the environment of the fault tests' worker processes: JSON
-// logs at debug level (printed when a test fails) and a metrics listener on
-// a free port (e2eProc.metrics).
+// logs (printed when a test fails; read for readiness, error logging and a
+// result that could not be stored) and a metrics listener on a free port
+// (e2eProc.metrics).
 func faultEnv(lease, shutdownTimeout time.Duration, extra ...string) []string {
 	return append([]string{
 		"DAGQ_S3_PATH_STYLE=true",
@@ -65,7 +68,7 @@ func faultEnv(lease, shutdownTimeout time.Duration, extra ...string) []string {
 		"DAGQ_WORKER_LEASE=" + lease.String(),
 		"DAGQ_WORKER_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
 		"DAGQ_WORKER_METRICS_ADDR=127.0.0.1:0",
-		"DAGQ_LOG_LEVEL=debug",
+		"DAGQ_LOG_LEVEL=info",
 		"DAGQ_LOG_FORMAT=json",
 	}, extra...)
 }
@@ -198,30 +201,22 @@ func waitAllRunning(t *testing.T, procs []*e2eProc, n int, timeout time.Duration
 	}, timeout, 20*time.Millisecond, "%d tasks never ran at once (last %v running)", n, got)
 }
 
-// waitInHandler waits up to timeout until p's log shows a handler running
-// (a task started, not yet succeeded). Only the log marks the handler's
-// return: dagq_worker_tasks_running also counts a task while its result is
-// stored and its message deleted, which with 50ms tasks on a loaded machine
-// can be what every busy slot is doing, and a kill then interrupts no
-// execution (seen under make test). It only picks the moment of a kill;
-// what the kill did is read from the results and the metrics.
-func waitInHandler(p *e2eProc, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		running := map[string]bool{}
-		for _, l := range p.logLines() {
-			switch l.Msg {
-			case "task started":
-				running[l.TaskID] = true
-			case "task succeeded":
-				delete(running, l.TaskID)
-			}
+// waitInHandler waits until p's handler journal shows a handler running (a
+// start without its end), and fails the test when none runs within timeout.
+// Only the handler marks its return: dagq_worker_tasks_running also counts
+// a task while its result is stored and its message deleted, which with
+// 50ms tasks on a loaded machine can be what every busy slot is doing, and
+// a kill then interrupts no execution (seen under make test). It only picks
+// the moment of a kill; what the kill did is read from the results and the
+// journals.
+func waitInHandler(t *testing.T, p *e2eProc, timeout time.Duration) {
+	t.Helper()
+	waitJournal(t, []*e2eProc{p}, timeout, func([]journalEntry) error {
+		if len(inHandler(t, p)) == 0 {
+			return fmt.Errorf("no handler runs on %s", p.name)
 		}
-		if len(running) > 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // byWorker maps step worker IDs to their processes.
@@ -233,27 +228,9 @@ func (c *faultCluster) byWorker() map[string]*e2eProc {
 	return m
 }
 
-// taskStart is one "task started" log line.
-type taskStart struct {
-	proc *e2eProc
-	at   time.Time
-}
-
-// starts returns every "task started" line per task ID, in time order.
-func (c *faultCluster) starts() map[string][]taskStart {
-	m := map[string][]taskStart{}
-	for _, p := range c.procs {
-		for _, l := range p.logLines() {
-			if l.Msg == "task started" && l.TaskID != "" {
-				m[l.TaskID] = append(m[l.TaskID], taskStart{p, l.Time})
-			}
-		}
-	}
-	for _, s := range m {
-		slices.SortFunc(s, func(a, b taskStart) int { return a.at.Compare(b.at) })
-	}
-	return m
-}
+// starts returns every handler start in the journals of c's processes per
+// task ID, in time order.
+func (c *faultCluster) starts() map[string][]journalEntry { return journalStarts(c.t, c.procs...) }
 
 // countMsg counts the log lines of procs whose message is msg.
 func countMsg(msg string, procs ...*e2eProc) int {
@@ -304,10 +281,11 @@ func getAll(ctx context.Context, t *testing.T, results ports.ResultBackend, ids 
 // least once: they are redelivered when their lease runs out), and each of
 // them has one result, written by the worker that ran it again.
 //
-// It counts executions from the workers' logs ("task started"): the killed
-// workers' executions are recorded nowhere else (their metrics die with
-// them, and a result's Attempts counts deliveries, so a receive lost at the
-// kill adds one without an execution).
+// It counts executions from the workers' handler journals (a start line per
+// execution, written before the handler runs, so it survives the SIGKILL):
+// the killed workers' executions are recorded nowhere else (their metrics
+// die with them, and a result's Attempts counts deliveries, so a receive
+// lost at the kill adds one without an execution).
 func TestFault_WorkerCrash(t *testing.T) {
 	const (
 		tasks       = 1000
@@ -365,7 +343,7 @@ func TestFault_WorkerCrash(t *testing.T) {
 			require.NotNil(t, k.proc)
 			// Kill it while a handler runs there, so that the kill
 			// interrupts work.
-			waitInHandler(k.proc, 2*time.Second)
+			waitInHandler(t, k.proc, 30*time.Second)
 			k.proc.kill9(t)
 			k.at = time.Now()
 			t.Logf("SIGKILL %s (pid %d) after %d results, %v into the run", k.victim, k.proc.cmd.Process.Pid,
@@ -411,9 +389,9 @@ func TestFault_WorkerCrash(t *testing.T) {
 		for _, e := range s[:len(s)-1] {
 			k := killedBy[e.proc]
 			if assert.NotNil(t, k, "task %s ran again although %s, which ran it, was not killed", id, e.proc.name) {
-				assert.True(t, e.at.Before(k.at), "task %s", id)
+				assert.True(t, e.At.Before(k.at), "task %s", id)
 				lost[k.victim]++
-				recovery[k.victim] = max(recovery[k.victim], last.at.Sub(k.at))
+				recovery[k.victim] = max(recovery[k.victim], last.At.Sub(k.at))
 			}
 		}
 		assert.Nil(t, killedBy[last.proc], "task %s: its result comes from a live worker", id)

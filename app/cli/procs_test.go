@@ -2,7 +2,8 @@ package cli_test
 
 // The process harness of the multi-process tests (TestE2E_*, TestFault_*):
 // "dagq worker" OS processes (the test binary re-executed, see TestMain),
-// their JSON logs, and stopping or killing them.
+// their handler journals (journal_test.go), their logs, and stopping or
+// killing them.
 
 import (
 	"bufio"
@@ -42,14 +43,26 @@ import (
 const e2eWorkerEnv = "DAGQ_TEST_E2E_WORKER_ARGS"
 
 // e2eWorkerMain runs the dagq command line with the built-in tasks, as
-// cmd/dagq does, on the arguments in argsJSON and returns its exit code. It
-// stops the process when its standard input (a pipe from the test process)
-// reaches EOF: the test process is gone, and no worker outlives it.
+// cmd/dagq does, on the arguments in argsJSON and returns its exit code.
+// When e2eJournalEnv names a file, every handler run is recorded there
+// (journalMiddleware). It stops the process when its standard input (a pipe
+// from the test process) reaches EOF: the test process is gone, and no
+// worker outlives it.
 func e2eWorkerMain(argsJSON string) int {
 	var args []string
 	if err := json.Unmarshal([]byte(argsJSON), &args); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", e2eWorkerEnv, err)
 		return 2
+	}
+	reg := core.NewRegistry()
+	if path := os.Getenv(e2eJournalEnv); path != "" {
+		f, err := openJournal(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", e2eJournalEnv, err)
+			return 2
+		}
+		defer f.Close()
+		reg.Use(journalMiddleware(f))
 	}
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -58,20 +71,20 @@ func e2eWorkerMain(argsJSON string) int {
 		time.Sleep(15 * time.Second)
 		os.Exit(3)
 	}()
-	reg := core.NewRegistry()
 	builtin.MustRegister(reg)
 	return cli.Execute(context.Background(), reg, args, os.Stdout, os.Stderr)
 }
 
 // e2eProc is one "dagq worker" OS process.
 type e2eProc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	runs    bool          // it serves the run queue too (no --runs=false)
-	done    chan struct{} // closed once the process exited
-	waitErr error
-	killed  bool // SIGKILLed on purpose: its exit status is not checked
+	name        string
+	cmd         *exec.Cmd
+	logPath     string
+	journalPath string        // its handler journal (e2eJournalEnv)
+	runs        bool          // it serves the run queue too (no --runs=false)
+	done        chan struct{} // closed once the process exited
+	waitErr     error
+	killed      bool // SIGKILLed on purpose: its exit status is not checked
 	// stepWorker and runWorker are the IDs of its step worker and run
 	// worker, from its startup lines.
 	stepWorker, runWorker string
@@ -92,7 +105,10 @@ func (p *e2eProc) exited() bool {
 	}
 }
 
-// e2eLogLine is one JSON log line of a worker process.
+// e2eLogLine is one JSON log line of a worker process. The tests read the
+// logs for what only logs show (readiness, bounded error logging, what a
+// worker decided about a message no handler ran for); what the handlers did
+// is in the handler journal.
 type e2eLogLine struct {
 	Time   time.Time `json:"time"`
 	Level  string    `json:"level"`
@@ -127,16 +143,23 @@ var (
 // startE2EWorker starts "dagq worker" in a new process (the test binary,
 // see TestMain) with env added to the environment, and stops it in
 // t.Cleanup: SIGTERM, then SIGKILL after 15s. Its stdout and stderr go to a
-// file that is printed when the test fails.
+// file that is printed when the test fails; its handlers record their runs
+// in a journal file of their own (e2eProc.journal).
 func startE2EWorker(t *testing.T, name string, args, env []string) *e2eProc {
 	t.Helper()
 	argsJSON, err := json.Marshal(args)
 	require.NoError(t, err)
-	p := &e2eProc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{}),
-		runs: !slices.Contains(args, "--runs=false")}
+	dir := t.TempDir()
+	p := &e2eProc{name: name, logPath: filepath.Join(dir, name+".log"), journalPath: filepath.Join(dir, name+".journal"),
+		done: make(chan struct{}), runs: !slices.Contains(args, "--runs=false")}
 	logFile, err := os.Create(p.logPath)
 	require.NoError(t, err)
 	defer logFile.Close() // the child has its own descriptor
+	// Created here, so that an empty journal reads as one (the child
+	// appends to it).
+	journalFile, err := os.Create(p.journalPath)
+	require.NoError(t, err)
+	require.NoError(t, journalFile.Close())
 
 	// -test.run=^$: should TestMain not turn the binary into a worker, it
 	// runs no test (and starts no worker processes of its own) and exits.
@@ -149,7 +172,7 @@ func startE2EWorker(t *testing.T, name string, args, env []string) *e2eProc {
 		}
 	}
 	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Env = append(p.cmd.Env, e2eWorkerEnv+"="+string(argsJSON))
+	p.cmd.Env = append(p.cmd.Env, e2eWorkerEnv+"="+string(argsJSON), e2eJournalEnv+"="+p.journalPath)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	// The worker exits when this pipe closes, that is when this process
 	// dies, however it dies (e2eWorkerMain).
@@ -250,20 +273,6 @@ func (p *e2eProc) kill9(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s (pid %d) still running 10s after SIGKILL", p.name, p.cmd.Process.Pid)
 	}
-}
-
-// started returns, per task ID, the workers whose "task started" debug line
-// names it, from the logs of procs (in process order, then log order).
-func started(procs ...*e2eProc) map[string][]string {
-	m := map[string][]string{}
-	for _, p := range procs {
-		for _, l := range p.logLines() {
-			if l.Msg == "task started" && l.TaskID != "" {
-				m[l.TaskID] = append(m[l.TaskID], l.Worker)
-			}
-		}
-	}
-	return m
 }
 
 // withoutDebug drops the DEBUG lines of a worker log.
