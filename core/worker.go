@@ -516,8 +516,11 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 			n += w.gatherSlots(ctx, want-n)
 		}
 
-		start := time.Now()
 		ds, err := w.broker.Receive(ctx, n, w.lease)
+		// The lease runs from when the broker hands the messages over, not
+		// from when the call began: a long poll may wait longer than a
+		// lease before a message arrives (see ports.Broker.Receive).
+		received := time.Now()
 		if len(ds) > n { // a broker breaking its contract; hand the extra back
 			w.release(ds[n:])
 			ds = ds[:n]
@@ -530,7 +533,7 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 			return nil
 		}
 		if len(ds) > 0 {
-			w.dispatch(ds, start)
+			w.dispatch(ds, received)
 		}
 		if err == nil {
 			failures = 0

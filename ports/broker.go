@@ -79,6 +79,10 @@ type Broker interface {
 	// Receive leases up to max messages (1 ≤ max ≤ MaxBatch) for lease
 	// (0 < lease ≤ MaxLease). It returns as soon as at least one message is
 	// available, or with none and a nil error after the adapter's poll bound.
+	// A lease starts when the message is handed over (as SQS starts the
+	// visibility timeout when it returns the message), not when the call
+	// began: a caller counts it from when Receive returns, however long the
+	// poll waited before.
 	// Two concurrent receivers never hold a lease on the same message at once.
 	// When ctx is done it returns what it has (possibly nothing) and ctx's error;
 	// messages it leased but does not return are released.
