@@ -87,3 +87,62 @@ func TestWorker_LeaseCountsFromHandOver(t *testing.T) {
 		})
 	}
 }
+
+// A receive in flight when the worker is told to stop is let end, and what
+// it returns is released at once (Nack 0), not run. Cutting it short
+// strands the message: a broker such as SQS may still hand it to the
+// abandoned poll, where it stays leased, invisible, for a whole lease (a
+// deploy delayed the first task after it by 30s).
+func TestWorker_ShutdownLetsReceiveInFlightEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newWkHarness(t)
+		require.NoError(t, h.reg.HandleFunc("a", wkNever(t)))
+		const arrives = 3 * time.Second // into the poll; the worker stops at 1s
+		begin := time.Now()
+		stranded := false
+		h.broker.EXPECT().Receive(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(
+			func(ctx context.Context, max int, lease time.Duration) ([]ports.Delivery, error) {
+				select {
+				case <-time.After(time.Until(begin.Add(arrives))):
+					return []ports.Delivery{wkDelivery(t, wkEnv("t1", "a"), 1, "r1")}, nil
+				case <-ctx.Done():
+					// The caller hung up, but the service still hands the
+					// message to this poll: it stays leased, unseen.
+					stranded = true
+					return nil, ctx.Err()
+				}
+			}) // one call: the worker stops before another
+		var nackedAt time.Time
+		h.broker.EXPECT().Nack(gomock.Any(), ports.Receipt("r1"), time.Duration(0)).DoAndReturn(
+			func(context.Context, ports.Receipt, time.Duration) error {
+				nackedAt = time.Now()
+				return nil
+			})
+		h.start()
+
+		time.Sleep(time.Second)
+		require.NoError(t, h.stop())
+		require.False(t, stranded, "the receive in flight at shutdown was cut short")
+		require.Equal(t, begin.Add(arrives), nackedAt, "released the moment it arrived")
+		require.Empty(t, h.obs.startedIDs(), "nothing runs after the stop")
+	})
+}
+
+// A receive in flight is cut short when it outlasts the shutdown timeout
+// (as a broker's poll bound would end it sooner).
+func TestWorker_ShutdownBoundsReceiveInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newWkHarness(t)
+		h.opts.ShutdownTimeout = 5 * time.Second
+		h.broker.EXPECT().Receive(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(
+			func(ctx context.Context, max int, lease time.Duration) ([]ports.Delivery, error) {
+				<-ctx.Done() // a poll with no end
+				return nil, ctx.Err()
+			})
+		h.start()
+		time.Sleep(time.Second)
+		begin := time.Now()
+		require.NoError(t, h.stop())
+		require.Equal(t, 5*time.Second, time.Since(begin), "Run returns at the shutdown timeout")
+	})
+}

@@ -85,7 +85,11 @@ type Broker interface {
 	// poll waited before.
 	// Two concurrent receivers never hold a lease on the same message at once.
 	// When ctx is done it returns what it has (possibly nothing) and ctx's error;
-	// messages it leased but does not return are released.
+	// messages it leased but does not return are released, as far as the
+	// adapter can tell: an SQS long poll cut short may still be handed a
+	// message by the service, which then stays leased until its lease ends.
+	// A caller that must not strand messages (a worker shutting down) lets
+	// the call end instead of cancelling it, and releases what it returns.
 	Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
 
 	// Ack deletes the messages whose leases the receipts hold (1 ≤ len ≤

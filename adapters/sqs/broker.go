@@ -297,7 +297,10 @@ func (b *Broker) entry(m ports.Message) (types.SendMessageBatchRequestEntry, err
 }
 
 // Receive implements ports.Broker with one ReceiveMessage request that long
-// polls for WaitTime, or less when ctx's deadline is nearer.
+// polls for WaitTime, or less when ctx's deadline is nearer. A request cut
+// short by ctx may still be handed messages by SQS, which stay leased, unseen,
+// until their lease ends: let a Receive end rather than cancel it when that
+// matters (core's worker does at shutdown).
 func (b *Broker) Receive(ctx context.Context, n int, lease time.Duration) ([]ports.Delivery, error) {
 	const op = "receive"
 	if b.isClosed() {
