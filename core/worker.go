@@ -134,7 +134,9 @@ type WorkerOptions struct {
 // a body that is not one is never executed: a failed result is recorded
 // under the message ID and the message is acked. A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
-// delivered Retry.MaxAttempts times; then it is failed the same way.
+// delivered Retry.MaxAttempts times (when the broker reports no delivery
+// count, Delivery.Attempt 0, estimated from the message's age and the
+// backoff); then it is failed the same way.
 //
 // With a Verifier, a delivery whose signature (attribute "dagq-sig",
 // checked over the envelope, after a claim check is resolved) is missing or
@@ -153,8 +155,9 @@ type WorkerOptions struct {
 // # Before a task starts
 //
 // The worker fails or skips a task without running its handler when a
-// cancellation was requested (result cancelled), when a redelivered task
-// already has a result (its completion is published again), when its
+// cancellation was requested (result cancelled), when a redelivered task,
+// or one whose delivery count the broker could not tell (Delivery.Attempt
+// 0), already has a result (its completion is published again), when its
 // deadline has passed, when no handler is registered for its name, or when
 // it was delivered more often than its retry policy's MaxAttempts (a task
 // whose runs keep losing their lease, e.g. because they crash the worker).
@@ -194,7 +197,8 @@ type WorkerOptions struct {
 //
 // A first delivery that succeeds costs its share of one Receive and of one
 // Canceled check (both per batch), one Put, one Publish (with a ReplyTo) and
-// one Ack; a redelivery adds one Get. Heartbeats cost one Extend per ten
+// one Ack; a redelivery adds one Get (so does every delivery from a broker
+// that reports no delivery count). Heartbeats cost one Extend per ten
 // leases per HeartbeatInterval, and only for tasks running longer than about
 // half an interval. A task that asks for progress notifications
 // (Request.Progress) adds one Publish per attempt started and one per retry.

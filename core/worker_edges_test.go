@@ -146,3 +146,82 @@ func TestWorker_ShutdownBoundsReceiveInFlight(t *testing.T) {
 		require.Equal(t, 5*time.Second, time.Since(begin), "Run returns at the shutdown timeout")
 	})
 }
+
+// A delivery whose receive count the broker could not tell (Attempt 0, as
+// from an SQS-compatible server that reports none) may be a redelivery: the
+// worker checks for a result before running it. (Attempt 0 used to pass as
+// a first delivery: a finished task ran again.)
+func TestWorker_UnknownAttemptChecksResult(t *testing.T) {
+	t.Run("finished before: not run again", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := newWkHarness(t)
+			require.NoError(t, h.reg.HandleFunc("a", wkNever(t)))
+			stored := ports.Result{TaskID: "t1", State: ports.StateSucceeded, Output: []byte(`42`), Attempts: 1, Worker: "w0"}
+			gomock.InOrder(
+				h.results.EXPECT().Get(gomock.Any(), "t1").Return(stored, nil),
+				h.bus.EXPECT().Publish(gomock.Any(), "in", gomock.Any()),
+				h.broker.EXPECT().Ack(gomock.Any(), ports.Receipt("r1")),
+			)
+			h.run()
+			env := wkEnv("t1", "a")
+			env.ReplyTo = "in"
+			h.send(wkDelivery(t, env, 0, "r1"))
+			synctest.Wait()
+			require.NoError(t, h.stop())
+			require.Equal(t, []core.TaskOutcome{core.OutcomeDuplicate}, h.obs.outcomes("t1"))
+		})
+	})
+	t.Run("no result: runs as attempt 1", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := newWkHarness(t)
+			var attempt int
+			require.NoError(t, h.reg.HandleFunc("a", func(_ context.Context, task *core.Task) (json.RawMessage, error) {
+				attempt = task.Attempt
+				return json.RawMessage(`1`), nil
+			}))
+			var put ports.Result
+			gomock.InOrder(
+				h.results.EXPECT().Get(gomock.Any(), "t1").Return(ports.Result{}, notFoundErr("t1")),
+				capturePut(h, &put),
+				h.broker.EXPECT().Ack(gomock.Any(), ports.Receipt("r1")),
+			)
+			h.run()
+			h.send(wkDelivery(t, wkEnv("t1", "a"), 0, "r1"))
+			synctest.Wait()
+			require.NoError(t, h.stop())
+			require.Equal(t, 1, attempt)
+			require.Equal(t, ports.StateSucceeded, put.State)
+		})
+	})
+}
+
+// A newer envelope version whose delivery count is unknown is handed back
+// until its age says it was handed back Retry.MaxAttempts times, then
+// failed with a result: not handed back until the DLQ takes it without one.
+func TestWorker_UnknownAttemptFutureEnvelope(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newWkHarness(t) // 3 attempts, 2s then 4s
+		require.NoError(t, h.reg.HandleFunc("a", wkNever(t)))
+		var put ports.Result
+		gomock.InOrder(
+			h.broker.EXPECT().Nack(gomock.Any(), ports.Receipt("r1"), 2*time.Second),
+			h.broker.EXPECT().Nack(gomock.Any(), ports.Receipt("r2"), 4*time.Second),
+			capturePut(h, &put),
+			h.broker.EXPECT().Ack(gomock.Any(), ports.Receipt("r3")),
+		)
+		h.run()
+		sent := time.Now()
+		body := `{"v":2,"id":"t1","task":"a","hologram":true}`
+		for i, r := range []string{"r1", "r2", "r3"} {
+			d := wkRaw("t1", body, r, 0)
+			d.SentAt = sent
+			h.send(d)
+			synctest.Wait()
+			time.Sleep([]time.Duration{2 * time.Second, 4 * time.Second, 0}[i])
+		}
+		require.NoError(t, h.stop())
+		require.Equal(t, ports.StateFailed, put.State)
+		require.Contains(t, put.Error, "version 2 is newer")
+		require.Contains(t, put.Error, "gave up after handing it back for 6s")
+	})
+}

@@ -53,6 +53,9 @@ type Delivery struct {
 	Receipt Receipt
 	// Attempt is 1 on the first delivery and grows by one on every delivery
 	// (after a Nack or a lease expiry): the SQS ApproximateReceiveCount.
+	// 0 means unknown: the broker could not tell (an SQS-compatible server
+	// that reports no receive count). A consumer treats an unknown attempt
+	// as a possible redelivery, never as a first delivery.
 	Attempt int
 	// SentAt is when the message was first accepted by the queue.
 	SentAt time.Time
