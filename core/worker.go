@@ -89,9 +89,9 @@ type WorkerOptions struct {
 	// zero value means DefaultRetryPolicy. It also bounds how often a
 	// message with a newer envelope version is handed back.
 	Retry RetryPolicy
-	// ShutdownTimeout is how long Run waits for in-flight tasks after its
-	// context is done before it cancels them (cause ErrShutdown) and releases
-	// their messages. Default DefaultShutdownTimeout (30s); must not be
+	// ShutdownTimeout is how long Run waits for in-flight tasks, and for the
+	// Receive in flight, after its context is done before it cancels them
+	// (cause ErrShutdown) and releases their messages. Default DefaultShutdownTimeout (30s); must not be
 	// negative.
 	ShutdownTimeout time.Duration
 	// ReceiveBatch is the most messages one Receive asks for,
@@ -134,7 +134,9 @@ type WorkerOptions struct {
 // a body that is not one is never executed: a failed result is recorded
 // under the message ID and the message is acked. A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
-// delivered Retry.MaxAttempts times; then it is failed the same way.
+// delivered Retry.MaxAttempts times (when the broker reports no delivery
+// count, Delivery.Attempt 0, estimated from the message's age and the
+// backoff); then it is failed the same way.
 //
 // With a Verifier, a delivery whose signature (attribute "dagq-sig",
 // checked over the envelope, after a claim check is resolved) is missing or
@@ -153,8 +155,9 @@ type WorkerOptions struct {
 // # Before a task starts
 //
 // The worker fails or skips a task without running its handler when a
-// cancellation was requested (result cancelled), when a redelivered task
-// already has a result (its completion is published again), when its
+// cancellation was requested (result cancelled), when a redelivered task,
+// or one whose delivery count the broker could not tell (Delivery.Attempt
+// 0), already has a result (its completion is published again), when its
 // deadline has passed, when no handler is registered for its name, or when
 // it was delivered more often than its retry policy's MaxAttempts (a task
 // whose runs keep losing their lease, e.g. because they crash the worker).
@@ -184,13 +187,18 @@ type WorkerOptions struct {
 // ShutdownTimeout for in-flight tasks (heartbeats continue), then cancels
 // the rest with cause ErrShutdown, releases their messages at once (Nack 0)
 // and waits for their handlers to return. Handlers must therefore honour
-// their context.
+// their context. A Receive in flight is not cut short (a long poll
+// abandoned by its caller may still be handed a message, which would stay
+// leased for a whole lease): it is let end, within the same ShutdownTimeout,
+// and what it returns is released at once. An idle worker over SQS so takes
+// up to the long-poll wait to stop.
 //
 // # Requests per task
 //
 // A first delivery that succeeds costs its share of one Receive and of one
 // Canceled check (both per batch), one Put, one Publish (with a ReplyTo) and
-// one Ack; a redelivery adds one Get. Heartbeats cost one Extend per ten
+// one Ack; a redelivery adds one Get (so does every delivery from a broker
+// that reports no delivery count). Heartbeats cost one Extend per ten
 // leases per HeartbeatInterval, and only for tasks running longer than about
 // half an interval. A task that asks for progress notifications
 // (Request.Progress) adds one Publish per attempt started and one per retry.
@@ -220,6 +228,8 @@ type Worker struct {
 	tracer          Tracer         // nil: no tracing
 
 	started atomic.Bool
+	// receiving is set while the receive loop waits in Receive.
+	receiving atomic.Bool
 	// gatherTimer bounds gatherSlots (receive loop only).
 	gatherTimer *time.Timer
 	// op is the call context shared by port calls (see opContext).
@@ -389,9 +399,17 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.log.Info("worker started", "concurrency", w.concurrency, "lease", w.lease,
 		"tasks", w.registry.Names())
-	err := w.receiveLoop(ctx)
+	// The receive in flight when ctx ends is let finish, up to the shutdown
+	// timeout: a long poll cut short may still be handed a message by the
+	// broker (SQS does), which would then stay leased, stranded, for a whole
+	// lease. What it returns is released at once.
+	recvCtx, stopRecv := context.WithCancel(w.base)
+	defer stopRecv()
+	clock := w.shutdownClock(ctx, stopRecv)
+	defer clock.stop()
+	err := w.receiveLoop(ctx, recvCtx)
 
-	w.drain()
+	w.drain(clock.deadline())
 	stopBg()
 	bg.Wait()
 	w.mu.Lock()
@@ -408,9 +426,64 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// drain waits for in-flight tasks up to the shutdown timeout, then aborts the
-// rest and waits for their goroutines.
-func (w *Worker) drain() {
+// shutdownClock measures the shutdown timeout from when Run's context ends,
+// and then cuts the receive in flight short (stopRecv) when the timeout ends.
+type shutdownClock struct {
+	timeout time.Duration
+	unwatch func() bool   // stops watching the context; false once it ended
+	ended   bool          // the context ended (known once unwatched)
+	checked bool          // unwatch was called
+	armed   chan struct{} // closed once at and timer are set
+	at      time.Time     // when the context ended
+	timer   *time.Timer   // calls stopRecv at at+timeout
+}
+
+func (w *Worker) shutdownClock(ctx context.Context, stopRecv context.CancelFunc) *shutdownClock {
+	c := &shutdownClock{timeout: w.shutdownTimeout, armed: make(chan struct{})}
+	c.unwatch = context.AfterFunc(ctx, func() {
+		c.at = time.Now()
+		c.timer = time.AfterFunc(c.timeout, stopRecv)
+		if w.receiving.Load() {
+			w.log.Info("worker shutting down: letting the receive in flight end; what it returns is released at once",
+				"timeout", c.timeout)
+		}
+		close(c.armed)
+	})
+	return c
+}
+
+// deadline returns when the drain must end: the shutdown timeout after Run's
+// context ended, or from now when it has not (the broker was closed).
+func (c *shutdownClock) deadline() time.Time {
+	if !c.check() {
+		return time.Now().Add(c.timeout)
+	}
+	return c.at.Add(c.timeout)
+}
+
+// check stops watching the context (once) and reports whether it ended;
+// then the clock is armed.
+func (c *shutdownClock) check() bool {
+	if !c.checked {
+		c.checked = true
+		c.ended = !c.unwatch()
+		if c.ended {
+			<-c.armed
+		}
+	}
+	return c.ended
+}
+
+// stop releases the clock's timer.
+func (c *shutdownClock) stop() {
+	if c.check() {
+		c.timer.Stop()
+	}
+}
+
+// drain waits for in-flight tasks until deadline, then aborts the rest and
+// waits for their goroutines.
+func (w *Worker) drain(deadline time.Time) {
 	done := make(chan struct{})
 	go func() {
 		w.tasks.Wait()
@@ -420,12 +493,17 @@ func (w *Worker) drain() {
 		w.log.Info("worker shutting down: waiting for in-flight tasks",
 			"in_flight", n, "timeout", w.shutdownTimeout)
 	}
-	timer := time.NewTimer(w.shutdownTimeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-done:
 		return
 	case <-timer.C:
+		select {
+		case <-done: // finished while the receive in flight ended
+			return
+		default:
+		}
 	}
 	w.abortInFlight()
 	<-done
@@ -499,7 +577,10 @@ func noCancel() {}
 
 // receiveLoop receives deliveries while slots are free until ctx is done (nil)
 // or the broker is closed (an error).
-func (w *Worker) receiveLoop(ctx context.Context) error {
+//
+// Receive is called with recvCtx, which outlives ctx (see Run): a receive in
+// flight when ctx ends is let finish, and what it returns is released.
+func (w *Worker) receiveLoop(ctx, recvCtx context.Context) error {
 	failures := 0
 	for {
 		// Wait for one free slot, then take as many more as are free, up to
@@ -516,21 +597,29 @@ func (w *Worker) receiveLoop(ctx context.Context) error {
 			n += w.gatherSlots(ctx, want-n)
 		}
 
-		start := time.Now()
-		ds, err := w.broker.Receive(ctx, n, w.lease)
+		w.receiving.Store(true)
+		ds, err := w.broker.Receive(recvCtx, n, w.lease)
+		w.receiving.Store(false)
+		// The lease runs from when the broker hands the messages over, not
+		// from when the call began: a long poll may wait longer than a
+		// lease before a message arrives (see ports.Broker.Receive).
+		received := time.Now()
 		if len(ds) > n { // a broker breaking its contract; hand the extra back
 			w.release(ds[n:])
 			ds = ds[:n]
 		}
 		w.slots.release(n - len(ds))
 		if ctx.Err() != nil {
-			// Stopping: hand back what came with the cancelled call.
+			// Stopping: hand back at once what the last receive returned.
+			if len(ds) > 0 {
+				w.log.Info("releasing messages received while shutting down", "messages", len(ds))
+			}
 			w.release(ds)
 			w.slots.release(len(ds))
 			return nil
 		}
 		if len(ds) > 0 {
-			w.dispatch(ds, start)
+			w.dispatch(ds, received)
 		}
 		if err == nil {
 			failures = 0

@@ -33,10 +33,12 @@ type workerLease struct {
 	log     *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
 	cancel  context.CancelCauseFunc
 
-	// expires is a conservative estimate of the lease's end (measured from
-	// before the Receive or Extend call that set it); renewed is when it was
-	// last set. The worker's expiry timer marks the lease lost once expires
-	// passes (see Worker.armExpiryLocked).
+	// expires is the worker's estimate of the lease's end: measured from
+	// when the Receive returned (the broker starts a lease when it hands the
+	// message over, however long the poll waited before), or from before the
+	// Extend call that last set it. renewed is when it was last set. The
+	// worker's expiry timer marks the lease lost once expires passes (see
+	// Worker.armExpiryLocked).
 	expires    time.Time
 	renewed    time.Time
 	extensions int

@@ -18,7 +18,8 @@ import (
 
 // workerJob is one decoded delivery on its way through the worker.
 type workerJob struct {
-	// deliveries is the delivery's Attempt: the broker's receive count.
+	// deliveries is the delivery's Attempt: the broker's receive count, 0
+	// when unknown.
 	deliveries int
 	l          *workerLease
 	env        wire.Envelope
@@ -249,7 +250,9 @@ func (w *Worker) runJob(j *workerJob) {
 	if w.stopBeforeStart(j) {
 		return
 	}
-	if j.deliveries > 1 { // a redelivery: maybe it finished before
+	// A redelivery, or a delivery whose count the broker could not tell
+	// (0): maybe it finished before.
+	if j.deliveries != 1 {
 		ctx, cancel := context.WithTimeout(j.cctx, w.lease)
 		res, err := w.results.Get(ctx, env.TaskID)
 		cancel()
@@ -484,8 +487,12 @@ func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 	log := w.log.With("message_id", d.ID, "delivery_attempt", d.Attempt)
 	var msg string
 	if errors.Is(err, wire.ErrVersion) {
-		if d.Attempt < w.retry.MaxAttempts {
-			delay := min(w.retry.Backoff(d.Attempt), ports.MaxLease)
+		deliveries := d.Attempt
+		if deliveries == 0 { // unknown: estimated from the message's age
+			deliveries = w.estimateDeliveries(d.SentAt)
+		}
+		if deliveries < w.retry.MaxAttempts {
+			delay := min(w.retry.Backoff(deliveries), ports.MaxLease)
 			log.Warn("message has a newer envelope version; handing it back for a newer worker",
 				"err", err, "retry_in", delay)
 			if w.enterFinishing(l) {
@@ -493,12 +500,34 @@ func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 			}
 			return
 		}
-		msg = fmt.Sprintf("%v (gave up after %d deliveries)", err, d.Attempt)
+		msg = fmt.Sprintf("%v (gave up after %d deliveries)", err, deliveries)
+		if d.Attempt == 0 && !d.SentAt.IsZero() {
+			msg = fmt.Sprintf("%v (gave up after handing it back for %v; the broker reports no delivery count)",
+				err, time.Since(d.SentAt).Round(time.Second))
+		}
 	} else {
 		msg = "undecodable message: " + err.Error()
 	}
 	log.Error("message cannot be executed; failing it", "err", err)
 	w.failDelivery(d, l, log, msg)
+}
+
+// estimateDeliveries estimates how often a message sent at sentAt was
+// handed back with the retry backoff (for a broker that reports no delivery
+// count): 1 plus the number of backoffs, without jitter, that fit in its age.
+// Without a send time it is 1: the queue's redrive policy is the backstop.
+func (w *Worker) estimateDeliveries(sentAt time.Time) int {
+	if sentAt.IsZero() {
+		return 1
+	}
+	p := w.retry
+	p.Jitter = 0
+	age, n := time.Since(sentAt), 1
+	for n < p.MaxAttempts && age >= p.Backoff(n) {
+		age -= p.Backoff(n)
+		n++
+	}
+	return n
 }
 
 // unverified handles a delivery whose signature check failed: it is never

@@ -62,6 +62,10 @@ type wkHarness struct {
 
 	// stop cancels Run's context and returns Run's error (set by start).
 	stop func() error
+	// stopping is closed by stop after it cancelled Run's context: the
+	// Receive in flight then returns empty, as a long poll would at its end
+	// (the worker lets it end rather than cancel it).
+	stopping chan struct{}
 }
 
 func newWkHarness(t *testing.T) *wkHarness {
@@ -78,6 +82,7 @@ func newWkHarness(t *testing.T) *wkHarness {
 		obs:        newObsRecorder(),
 		deliveries: make(chan []ports.Delivery),
 		cancelIDs:  make(chan []string),
+		stopping:   make(chan struct{}),
 	}
 	h.opts = core.WorkerOptions{
 		Ports: core.Ports{
@@ -109,6 +114,8 @@ func (h *wkHarness) serveReceive() {
 					h.t.Errorf("Receive asked for %d messages but the test sends %d", max, len(ds))
 				}
 				return ds, nil
+			case <-h.stopping: // as a long poll ending empty
+				return nil, nil
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -152,6 +159,7 @@ func (h *wkHarness) start() *core.Worker {
 	h.stop = func() error {
 		once.Do(func() {
 			cancel()
+			close(h.stopping)
 			runErr = <-done
 		})
 		return runErr

@@ -53,6 +53,9 @@ type Delivery struct {
 	Receipt Receipt
 	// Attempt is 1 on the first delivery and grows by one on every delivery
 	// (after a Nack or a lease expiry): the SQS ApproximateReceiveCount.
+	// 0 means unknown: the broker could not tell (an SQS-compatible server
+	// that reports no receive count). A consumer treats an unknown attempt
+	// as a possible redelivery, never as a first delivery.
 	Attempt int
 	// SentAt is when the message was first accepted by the queue.
 	SentAt time.Time
@@ -79,9 +82,17 @@ type Broker interface {
 	// Receive leases up to max messages (1 ≤ max ≤ MaxBatch) for lease
 	// (0 < lease ≤ MaxLease). It returns as soon as at least one message is
 	// available, or with none and a nil error after the adapter's poll bound.
+	// A lease starts when the message is handed over (as SQS starts the
+	// visibility timeout when it returns the message), not when the call
+	// began: a caller counts it from when Receive returns, however long the
+	// poll waited before.
 	// Two concurrent receivers never hold a lease on the same message at once.
 	// When ctx is done it returns what it has (possibly nothing) and ctx's error;
-	// messages it leased but does not return are released.
+	// messages it leased but does not return are released, as far as the
+	// adapter can tell: an SQS long poll cut short may still be handed a
+	// message by the service, which then stays leased until its lease ends.
+	// A caller that must not strand messages (a worker shutting down) lets
+	// the call end instead of cancelling it, and releases what it returns.
 	Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
 
 	// Ack deletes the messages whose leases the receipts hold (1 ≤ len ≤

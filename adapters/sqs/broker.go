@@ -128,6 +128,7 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	noCount   sync.Once // warns once of a missing receive count
 }
 
 var _ ports.Broker = (*Broker)(nil)
@@ -297,7 +298,10 @@ func (b *Broker) entry(m ports.Message) (types.SendMessageBatchRequestEntry, err
 }
 
 // Receive implements ports.Broker with one ReceiveMessage request that long
-// polls for WaitTime, or less when ctx's deadline is nearer.
+// polls for WaitTime, or less when ctx's deadline is nearer. A request cut
+// short by ctx may still be handed messages by SQS, which stay leased, unseen,
+// until their lease ends: let a Receive end rather than cancel it when that
+// matters (core's worker does at shutdown).
 func (b *Broker) Receive(ctx context.Context, n int, lease time.Duration) ([]ports.Delivery, error) {
 	const op = "receive"
 	if b.isClosed() {
@@ -327,15 +331,16 @@ func (b *Broker) Receive(ctx context.Context, n int, lease time.Duration) ([]por
 		}
 	}()
 	out, err := b.client.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
-		QueueUrl:            &b.url,
-		MaxNumberOfMessages: int32(n),
-		VisibilityTimeout:   int32(ceilSeconds(lease)),
-		WaitTimeSeconds:     wait,
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
-			types.MessageSystemAttributeNameApproximateReceiveCount,
-			types.MessageSystemAttributeNameSentTimestamp,
-			types.MessageSystemAttributeNameMessageGroupId,
-		},
+		QueueUrl:                    &b.url,
+		MaxNumberOfMessages:         int32(n),
+		VisibilityTimeout:           int32(ceilSeconds(lease)),
+		WaitTimeSeconds:             wait,
+		MessageSystemAttributeNames: systemAttributes,
+		// The same names in the older parameter, which AWS still reads and
+		// SQS-compatible servers (ElasticMQ, LocalStack, local-aws-sqs) read
+		// alone: without it they report no receive count.
+		//lint:ignore SA1019 sent on purpose, next to MessageSystemAttributeNames
+		AttributeNames:        legacySystemAttributes,
 		MessageAttributeNames: []string{"All"},
 	})
 	if err != nil {
@@ -354,6 +359,25 @@ func (b *Broker) Receive(ctx context.Context, n int, lease time.Duration) ([]por
 	return ds, nil
 }
 
+// systemAttributes are the message system attributes Receive asks for, and
+// legacySystemAttributes the same in the older AttributeNames parameter.
+var (
+	systemAttributes = []types.MessageSystemAttributeName{
+		types.MessageSystemAttributeNameApproximateReceiveCount,
+		types.MessageSystemAttributeNameSentTimestamp,
+		types.MessageSystemAttributeNameMessageGroupId,
+	}
+	legacySystemAttributes = func() []types.QueueAttributeName {
+		names := make([]types.QueueAttributeName, len(systemAttributes))
+		for i, a := range systemAttributes {
+			names[i] = types.QueueAttributeName(a)
+		}
+		return names
+	}()
+)
+
+// delivery converts a received message. A receive count the server did not
+// report (or not as a positive number) leaves Attempt 0: unknown.
 func (b *Broker) delivery(m types.Message) ports.Delivery {
 	d := ports.Delivery{Receipt: ports.Receipt(deref(m.ReceiptHandle))}
 	var enc string
@@ -379,8 +403,14 @@ func (b *Broker) delivery(m types.Message) ports.Delivery {
 		body = []byte(deref(m.Body))
 	}
 	d.Body = body
-	if n, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
+	if n, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil && n > 0 {
 		d.Attempt = n
+	} else {
+		b.noCount.Do(func() {
+			b.log.Warn("sqs: the queue reported no ApproximateReceiveCount; deliveries have an unknown attempt (0), "+
+				"so the worker checks each for a result before running it and leaves redelivery limits to the queue's redrive policy",
+				"queue", b.url)
+		})
 	}
 	if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		d.SentAt = time.UnixMilli(ms)
