@@ -201,8 +201,8 @@ type bencher struct {
 	log    *slog.Logger
 	reg    *core.Registry
 	rows   []row
-	extra  []string // sections printed after the table
-	prefix string   // of queue and bucket names
+	extra  []string                  // sections printed after the table
+	prefix string                    // of queue and bucket names
 	runs   func(keys ...string) bool // whether any of these scenarios runs
 }
 

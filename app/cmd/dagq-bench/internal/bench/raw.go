@@ -192,7 +192,9 @@ func (b *bencher) rawRound(ctx context.Context, c, n int) (rawResult, error) {
 		return res, fmt.Errorf("create the raw queue: %w", err)
 	}
 	url := aws.ToString(q.QueueUrl)
-	defer func() { _, _ = admin.DeleteQueue(context.WithoutCancel(ctx), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl}) }()
+	defer func() {
+		_, _ = admin.DeleteQueue(context.WithoutCancel(ctx), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
+	}()
 
 	p, err := b.startProc(fmt.Sprintf("raw-c%d", c), "raw", []string{
 		RawQueueEnv + "=" + url,
