@@ -169,6 +169,7 @@ type sizes struct {
 	dagSteps                 int
 	sqsTasks                 int
 	sqsConcurrencies         []int // rounds of the SQS throughput and raw scenarios
+	rawRounds                int   // raw rounds per concurrency; the median is reported
 	e2eTasks, e2eWarmup      int
 	cancels, cancelConc      int // cancelConc per worker process; rounds of 3×cancelConc probes
 	idleWarmup, idleWindow   time.Duration
@@ -178,14 +179,14 @@ type sizes struct {
 var (
 	fullSizes = sizes{
 		memTasks: 100_000, memConcurrency: 64, memRounds: 3, dagSteps: 1000,
-		sqsTasks: 2000, sqsConcurrencies: []int{1, 10, 32},
+		sqsTasks: 2000, sqsConcurrencies: []int{1, 10, 32}, rawRounds: 3,
 		e2eTasks: 200, e2eWarmup: 5,
 		cancels: 50, cancelConc: 4,
 		idleWarmup: 5 * time.Second, idleWindow: 40 * time.Second, idleReport: 5 * time.Second,
 	}
 	quickSizes = sizes{
 		memTasks: 500, memConcurrency: 64, memRounds: 1, dagSteps: 50,
-		sqsTasks: 20, sqsConcurrencies: []int{1, 10, 32},
+		sqsTasks: 20, sqsConcurrencies: []int{1, 10, 32}, rawRounds: 1,
 		e2eTasks: 5, e2eWarmup: 1,
 		cancels: 3, cancelConc: 4,
 		idleWarmup: 300 * time.Millisecond, idleWindow: time.Second, idleReport: 100 * time.Millisecond,
@@ -684,12 +685,12 @@ func (b *bencher) sqsThroughput(ctx context.Context, res *Results) error {
 		var dq *sqsRound
 		if b.runs("raw") {
 			fmt.Fprintf(b.opts.Stderr, "dagq-bench: raw baseline, concurrency %d…\n", c)
-			r, err := b.rawRound(ctx, c, n)
+			r, all, err := b.rawMedian(ctx, c, n)
 			if err != nil {
 				return fmt.Errorf("raw baseline, concurrency %d: %w", c, err)
 			}
 			raw = &r
-			b.addRaw(r)
+			b.addRaw(r, all)
 		}
 		if b.runs("sqs") {
 			fmt.Fprintf(b.opts.Stderr, "dagq-bench: sqs throughput, concurrency %d…\n", c)
@@ -750,12 +751,17 @@ func (b *bencher) sqsThroughput(ctx context.Context, res *Results) error {
 	return nil
 }
 
-// addRaw adds the rows of a raw baseline round.
-func (b *bencher) addRaw(r rawResult) {
-	notes := fmt.Sprintf("%d no-op messages: producer (this process) SendMessageBatch of 10, one after another; 1 consumer process, "+
+// addRaw adds the rows of a raw baseline round, the median of rounds
+// whose throughputs were rates.
+func (b *bencher) addRaw(r rawResult, rates []float64) {
+	var rs []string
+	for _, x := range rates {
+		rs = append(rs, fmt.Sprintf("%.0f", x))
+	}
+	notes := fmt.Sprintf("median of %d rounds (%s tasks/s); the median round: %d no-op messages: producer (this process) SendMessageBatch of 10, one after another; 1 consumer process, "+
 		"%d goroutines each ReceiveMessage 10 (wait %s) → no-op → DeleteMessageBatch; no results; first send → last delete %s; "+
 		"CPU %.3f ms/task (producer %s, consumer %s%s); %.3f SQS requests/task",
-		r.tasks, r.concurrency, config.FormatDuration(config.Default().SQS.WaitTime), r.took.Round(time.Millisecond),
+		len(rates), strings.Join(rs, ", "), r.tasks, r.concurrency, config.FormatDuration(config.Default().SQS.WaitTime), r.took.Round(time.Millisecond),
 		r.cpuMsPerTask(), r.producerCPU.Round(time.Millisecond), r.consumerCPU.Round(time.Millisecond),
 		map[bool]string{true: ", whole lifetime", false: ""}[r.consumerFromStart], r.sqsRequestsPerTask())
 	if extra := r.received - int64(r.tasks); extra > 0 {

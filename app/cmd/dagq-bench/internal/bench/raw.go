@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -179,15 +181,35 @@ func (r rawResult) sqsRequestsPerTask() float64 {
 	return float64(r.producer.Plus(r.consumer).Service("SQS")) / float64(r.tasks)
 }
 
+// rawMedian runs rawRounds raw rounds of concurrency c and returns the
+// one of median throughput, and every round's throughput in the order run.
+// A raw round takes a fraction of a second, so one round's number moves
+// with whatever else the machine does at that moment.
+func (b *bencher) rawMedian(ctx context.Context, c, n int) (rawResult, []float64, error) {
+	var rounds []rawResult
+	var rates []float64
+	for i := range max(1, b.sz.rawRounds) {
+		r, err := b.rawRound(ctx, c, n, i)
+		if err != nil {
+			return r, nil, err
+		}
+		rounds = append(rounds, r)
+		rates = append(rates, r.tasksPerSec())
+	}
+	sorted := slices.Clone(rounds)
+	slices.SortFunc(sorted, func(x, y rawResult) int { return cmp.Compare(x.tasksPerSec(), y.tasksPerSec()) })
+	return sorted[len(sorted)/2], rates, nil
+}
+
 // rawRound runs the raw baseline once: n no-op messages on a fresh queue,
 // consumed by a fresh consumer process of concurrency c.
-func (b *bencher) rawRound(ctx context.Context, c, n int) (rawResult, error) {
+func (b *bencher) rawRound(ctx context.Context, c, n, round int) (rawResult, error) {
 	res := rawResult{tasks: n, concurrency: c}
 	admin, err := rawSQSClient(ctx, b.opts.SQSEndpoint, nil)
 	if err != nil {
 		return res, err
 	}
-	q, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("%s-raw-c%d", b.prefix, c))})
+	q, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("%s-raw-c%d-%d", b.prefix, c, round))})
 	if err != nil {
 		return res, fmt.Errorf("create the raw queue: %w", err)
 	}
@@ -196,7 +218,7 @@ func (b *bencher) rawRound(ctx context.Context, c, n int) (rawResult, error) {
 		_, _ = admin.DeleteQueue(context.WithoutCancel(ctx), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
 	}()
 
-	p, err := b.startProc(fmt.Sprintf("raw-c%d", c), "raw", []string{
+	p, err := b.startProc(fmt.Sprintf("raw-c%d-%d", c, round), "raw", []string{
 		RawQueueEnv + "=" + url,
 		RawEndpointEnv + "=" + b.opts.SQSEndpoint,
 		RawConcurrencyEnv + "=" + strconv.Itoa(c),
