@@ -205,6 +205,17 @@ type bencher struct {
 	extra  []string                  // sections printed after the table
 	prefix string                    // of queue and bucket names
 	runs   func(keys ...string) bool // whether any of these scenarios runs
+	load0  string                    // the load average at the start
+}
+
+// loadAvg returns the 1-minute load average ("?" where /proc/loadavg is
+// not there): how busy the machine was, for the header.
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // Main is the dagq-bench command: "dagq-bench [-quick] [-idle-window D]
@@ -370,6 +381,7 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 
 	res := skipped()
 	start := time.Now()
+	b.load0 = loadAvg()
 	for _, s := range steps {
 		if !runs(s.keys...) {
 			b.add(s.name, "", "skipped", "", "not in -only")
@@ -394,9 +406,9 @@ func (b *bencher) print(res Results, took time.Duration) {
 	if b.opts.Quick {
 		mode = "quick (numbers mean nothing)"
 	}
-	fmt.Fprintf(w, "dagq benchmark, %s mode: %s %s/%s, %d CPUs; SQS %s (fauxqs), S3 %s (versitygw); %s\n\n",
+	fmt.Fprintf(w, "dagq benchmark, %s mode: %s %s/%s, %d CPUs; SQS %s (fauxqs), S3 %s (versitygw); %s; load average %s at the start, %s at the end\n\n",
 		mode, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), b.opts.SQSEndpoint, b.opts.S3Endpoint,
-		took.Round(time.Second))
+		took.Round(time.Second), b.load0, loadAvg())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tMETRIC\tVALUE\tTARGET\tNOTES")
 	for _, r := range b.rows {
