@@ -1,16 +1,19 @@
 // Package bench is the dagq benchmark harness behind "make bench"
 // (command dagq-bench): throughput and DAG overhead on the memory
-// transport, and throughput, requests per task, latency, cancellation
-// latency, idle cost and AWS request cost on the sqs transport against the
-// local emulators (fauxqs and versitygw; scripts/emulators.sh).
+// transport, and throughput (at worker concurrency 1, 10 and 32, each next
+// to a raw aws-sdk-go-v2 baseline), requests and CPU per task, latency,
+// cancellation latency, idle cost and AWS request cost on the sqs transport
+// against the local emulators (fauxqs and versitygw; scripts/emulators.sh).
 //
 // Run prints a human table, then one JSON object (Results) on the last line
 // of its output. The SQS scenarios run their workers in separate OS
 // processes: the bench re-executes its own program (Options.Executable)
-// with RoleEnv=worker, and such a process runs WorkerMain instead. Worker
-// processes talk to the bench in lines on their stdout: bench-ready,
-// bench-started / bench-cancel (from the cancel probe task) and
-// bench-counts (their AWS request counts, periodically and at exit).
+// with RoleEnv=worker, and such a process runs WorkerMain instead; the raw
+// baseline's consumer likewise with RoleEnv=raw (RawMain). These processes
+// talk to the bench in lines on their stdout: bench-ready, bench-started /
+// bench-cancel (from the cancel probe task), bench-raw-done (the raw
+// consumer's last delete) and bench-counts (their AWS request counts,
+// periodically and at exit).
 //
 // Requests are counted by cli.AWSCounter (each HTTP attempt) in the bench
 // process (client) and in every worker process, so per-task numbers include
@@ -219,10 +222,11 @@ func loadAvg() string {
 }
 
 // Main is the dagq-bench command: "dagq-bench [-quick] [-idle-window D]
-// [-out FILE] [-only mem,dag,…] [-cpuprofile F] [-memprofile F]" runs the
-// benchmark (BENCH_QUICK=1 is -quick, BENCH_OUT is -out); "dagq-bench
-// worker" (or RoleEnv=worker) runs a worker process. It returns the exit
-// code.
+// [-out FILE] [-only mem,dag,…] [-sqs-tasks N] [-sqs-concurrency 1,10,32]
+// [-cpuprofile F] [-memprofile F]" runs the benchmark (BENCH_QUICK=1 is
+// -quick, BENCH_OUT is -out); "dagq-bench worker" (or RoleEnv=worker) runs
+// a worker process, RoleEnv=raw a raw baseline consumer. It returns the
+// exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if os.Getenv(RoleEnv) == "worker" || (len(args) > 0 && args[0] == "worker") {
 		return WorkerMain(ctx, stdout, stderr)
