@@ -96,7 +96,8 @@ install:
 	$(GO) install ./app/cmd/dagq
 
 ## bench: the dagq benchmark (app/cmd/dagq-bench): memory throughput and DAG overhead, and on the
-## emulators SQS throughput, requests per task, latency, cancel latency, idle requests and cost. Prints
+## emulators SQS throughput at worker concurrency 1, 10 and 32 next to a raw aws-sdk-go-v2 baseline
+## (dagq ÷ raw), requests and CPU per task, latency, cancel latency, idle requests and cost. Prints
 ## a table, then one JSON line (also written to $$BENCH_OUT when set). About 2 minutes; BENCH_QUICK=1: seconds.
 bench: emulators-up
 	eval "$$(scripts/emulators.sh env)" && $(GO) run ./app/cmd/dagq-bench

@@ -1,14 +1,16 @@
 // Command dagq-bench is the dagq benchmark ("make bench"): memory-transport
 // throughput and DAG overhead, and, against the local emulators (fauxqs and
-// versitygw, scripts/emulators.sh), SQS throughput, AWS requests per task,
-// end-to-end and cancellation latency, idle requests and request cost. It
-// prints a table, then one JSON object on its last line (also written to
-// $BENCH_OUT when set). See package
+// versitygw, scripts/emulators.sh), SQS throughput at worker concurrency 1,
+// 10 and 32 next to a raw aws-sdk-go-v2 baseline (dagq ÷ raw), AWS
+// requests and CPU per task, end-to-end and cancellation latency, idle
+// requests and request cost. It prints a table, then one JSON object on its
+// last line (also written to $BENCH_OUT when set). See package
 // app/cmd/dagq-bench/internal/bench.
 //
-//	dagq-bench [-quick] [-idle-window 40s] [-out FILE]
+//	dagq-bench [-quick] [-idle-window 40s] [-out FILE] [-only raw,sqs,…] [-sqs-tasks N] [-sqs-concurrency 1,10,32]
 //
-// "dagq-bench worker" is the worker process the benchmark starts itself.
+// "dagq-bench worker" is the worker process the benchmark starts itself
+// (and BENCH_ROLE=raw the raw baseline's consumer process).
 package main
 
 import (

@@ -19,15 +19,19 @@ import (
 // TestMain turns the test binary into a worker process when the bench
 // starts it as one.
 func TestMain(m *testing.M) {
-	if os.Getenv(bench.RoleEnv) == "worker" {
+	switch os.Getenv(bench.RoleEnv) {
+	case "worker":
 		os.Exit(bench.WorkerMain(context.Background(), os.Stdout, os.Stderr))
+	case "raw":
+		os.Exit(bench.RawMain(context.Background(), os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
 
 // The harness in quick mode (tiny sizes) runs every scenario, on the
-// emulators for the sqs ones, and ends its output with one JSON object
-// holding exactly the documented keys, also written to -out.
+// emulators for the sqs and raw ones, and ends its output with one JSON
+// object holding exactly the documented keys, also written to -out: every
+// one measured (not negative) except those of variants not built yet (-1).
 func TestQuick(t *testing.T) {
 	if os.Getenv("DAGQ_TEST_SQS_ENDPOINT") == "" || os.Getenv("DAGQ_TEST_S3_ENDPOINT") == "" {
 		t.Fatal(`the bench needs the emulators: run "make test", or "make emulators-up" and eval "$(scripts/emulators.sh env)"`)
@@ -52,11 +56,21 @@ func TestQuick(t *testing.T) {
 		keys = append(keys, k)
 		n, ok := v.(float64)
 		require.True(t, ok, "%s is a number: %v", k, v)
+		if slices.Contains(bench.NotBuilt, k) {
+			require.Equal(t, -1.0, n, "%s: not built yet", k)
+			continue
+		}
 		require.GreaterOrEqual(t, n, 0.0, k)
 	}
 	require.ElementsMatch(t, bench.Keys, keys)
 	require.Greater(t, got["sqs_requests_per_task"].(float64), 0.0, "the counters saw requests")
+	require.Greater(t, got["sqs_requests_per_task_c1"].(float64), 0.0, "the counters saw requests at c=1")
 	require.Greater(t, got["mem_tasks_per_sec"].(float64), 0.0)
+	for _, k := range []string{"sqs_vs_raw_c1", "sqs_vs_raw_c10", "sqs_vs_raw_c32", "sqs_durable_vs_raw_c32",
+		"raw_tasks_per_sec_c1", "raw_tasks_per_sec_c10", "raw_tasks_per_sec_c32", "e2e_p50_ms_c1"} {
+		require.Greater(t, got[k].(float64), 0.0, "%s is measured", k)
+	}
+	require.Equal(t, got["sqs_vs_raw_c32"], got["sqs_durable_vs_raw_c32"], "durable is today's behaviour")
 	require.True(t, slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "SCENARIO") }), "a table comes first")
 
 	file, err := os.ReadFile(out)
@@ -78,7 +92,8 @@ func TestOnly(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &got))
 	require.Greater(t, got["mem_tasks_per_sec"], 0.0)
 	require.Greater(t, got["mem_dag_us_per_step_chain"], 0.0)
-	for _, k := range []string{"sqs_tasks_per_sec", "e2e_p50_ms", "cancel_p99_ms", "idle_requests_per_worker_min", "usd_per_million_tasks"} {
+	for _, k := range []string{"sqs_tasks_per_sec", "e2e_p50_ms", "cancel_p99_ms", "idle_requests_per_worker_min", "usd_per_million_tasks",
+		"sqs_vs_raw_c1", "raw_tasks_per_sec_c32", "cpu_ms_per_task_c32", "e2e_p50_ms_c1", "sqs_none_vs_raw_c10"} {
 		require.Equal(t, -1.0, got[k], k)
 	}
 	require.Contains(t, stdout.String(), "skipped")
@@ -87,5 +102,5 @@ func TestOnly(t *testing.T) {
 	stderr.Reset()
 	code = bench.Main(context.Background(), []string{"-only", "mem,bogus"}, &stdout, &stderr)
 	require.Equal(t, 1, code)
-	require.Contains(t, stderr.String(), `unknown scenario "bogus"; valid: mem, dag, sqs, e2e, cancel, idle`)
+	require.Contains(t, stderr.String(), `unknown scenario "bogus"; valid: mem, dag, sqs, raw, e2e, cancel, idle`)
 }

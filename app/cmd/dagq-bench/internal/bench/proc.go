@@ -27,13 +27,16 @@ type event struct {
 	cause  string
 }
 
-// proc is a worker process the bench started.
+// proc is a worker (or raw consumer) process the bench started.
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
 	ready  chan struct{} // closed on bench-ready
+	doneCh chan struct{} // closed on bench-raw-done (raw consumers)
+	done   rawDone       // its payload, once doneCh is closed
 	exited chan struct{} // closed once stdout is drained and the process exited
 	err    error         // the process's exit error, after exited
+	cpu    time.Duration // its user+system CPU time (rusage at exit), after exited
 
 	mu      sync.Mutex
 	reports []countsReport // periodic and final bench-counts lines
@@ -61,48 +64,72 @@ func (b *bencher) startWorker(name string, cfg config.Config, po procOptions, ev
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(b.opts.Executable, "worker")
-	cmd.Env = append(os.Environ(),
-		RoleEnv+"=worker",
-		ConfigEnv+"="+string(raw),
-		RunsEnv+"="+strconv.FormatBool(po.runs),
-		ReportEnv+"="+po.report.String(),
-	)
+	return b.startProc(name, "worker", []string{
+		ConfigEnv + "=" + string(raw),
+		RunsEnv + "=" + strconv.FormatBool(po.runs),
+		ReportEnv + "=" + po.report.String(),
+	}, events)
+}
+
+// startProc starts the bench's program as a process of role (RoleEnv:
+// worker or raw) with env added to its environment, and waits until it
+// prints bench-ready.
+func (b *bencher) startProc(name, role string, env []string, events chan<- event) (*proc, error) {
+	cmd := exec.Command(b.opts.Executable, role)
+	cmd.Env = append(append(os.Environ(), RoleEnv+"="+role), env...)
 	cmd.Stderr = prefixWriter(b.opts.Stderr, "["+name+"] ")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, cmd: cmd, ready: make(chan struct{}), exited: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, ready: make(chan struct{}), doneCh: make(chan struct{}), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start worker process %s: %w", name, err)
+		return nil, fmt.Errorf("start %s process %s: %w", role, name, err)
 	}
 	go func() {
 		p.read(stdout, events)
 		p.err = cmd.Wait()
+		if st := cmd.ProcessState; st != nil {
+			p.cpu = st.UserTime() + st.SystemTime()
+		}
 		close(p.exited)
 	}()
 	select {
 	case <-p.ready:
 		return p, nil
 	case <-p.exited:
-		return nil, fmt.Errorf("worker process %s exited before it was ready: %v", name, p.err)
+		return nil, fmt.Errorf("process %s exited before it was ready: %v", name, p.err)
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		<-p.exited
-		return nil, fmt.Errorf("worker process %s: not ready after 60s", name)
+		return nil, fmt.Errorf("process %s: not ready after 60s", name)
 	}
 }
 
 func (p *proc) read(r io.Reader, events chan<- event) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	readyOnce := sync.Once{}
+	readyOnce, doneOnce := sync.Once{}, sync.Once{}
 	for sc.Scan() {
 		kind, rest, _ := strings.Cut(sc.Text(), " ")
 		switch kind {
 		case lineReady:
 			readyOnce.Do(func() { close(p.ready) })
+		case lineRawDone:
+			f := strings.Fields(rest)
+			if len(f) < 3 {
+				continue
+			}
+			ns, err1 := strconv.ParseInt(f[0], 10, 64)
+			rec, err2 := strconv.ParseInt(f[1], 10, 64)
+			del, err3 := strconv.ParseInt(f[2], 10, 64)
+			if err1 != nil || err2 != nil || err3 != nil {
+				continue
+			}
+			doneOnce.Do(func() {
+				p.done = rawDone{at: time.Unix(0, ns), received: rec, deleted: del}
+				close(p.doneCh)
+			})
 		case lineCounts:
 			var rep countsReport
 			if json.Unmarshal([]byte(rest), &rep) == nil {
@@ -154,15 +181,15 @@ func (p *proc) stop() (cli.AWSCounts, error) {
 		case <-time.After(60 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.exited
-			return nil, fmt.Errorf("worker process %s did not stop within 60s of SIGTERM", p.name)
+			return nil, fmt.Errorf("process %s did not stop within 60s of SIGTERM", p.name)
 		}
 	}
 	rep, ok := p.lastReport()
 	switch {
 	case p.err != nil:
-		return nil, fmt.Errorf("worker process %s: %w", p.name, p.err)
+		return nil, fmt.Errorf("process %s: %w", p.name, p.err)
 	case !ok || !rep.Final:
-		return nil, fmt.Errorf("worker process %s exited without its final counts", p.name)
+		return nil, fmt.Errorf("process %s exited without its final counts", p.name)
 	}
 	return rep.Counts, nil
 }
