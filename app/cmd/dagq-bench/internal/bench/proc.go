@@ -60,6 +60,13 @@ type procOptions struct {
 // startWorker starts a worker process on cfg and waits until it serves its
 // queues. Probe events go to events.
 func (b *bencher) startWorker(name string, cfg config.Config, po procOptions, events chan<- event) (*proc, error) {
+	if b.opts.Quick {
+		// A stopping worker lets its long poll end (a message handed to an
+		// abandoned poll would be stranded for a lease): with the default
+		// 20s wait, every stop of an idle worker takes up to 20s. Quick mode
+		// (make test) checks shapes, not numbers: poll 1s.
+		cfg.SQS.WaitTime = time.Second
+	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
