@@ -641,6 +641,7 @@ func TestLauncher_DeadWorkerDetectedAndRunRecovered(t *testing.T) {
 		_, rr := x.runResult(runID)
 		c, _ := rr.Step("c")
 		assert.JSONEq(t, `"c(b(a()))"`, string(c.Output))
+		synctest.Wait() // the run task reports its outcome after the final record write
 		assert.Equal(t, []core.TaskOutcome{core.OutcomeSucceeded}, w2.obs.outcomes(dag.RunTaskName), "w2 took the run over and finished it")
 		assert.Equal(t, []core.TaskOutcome{core.OutcomeLeaseLost}, w1.obs.outcomes(dag.RunTaskName), "w1's run task saw its lease go")
 	})
@@ -693,6 +694,7 @@ func TestLauncher_FinalWriteFailureRetriesTheRunTask(t *testing.T) {
 		assert.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
 		assert.Equal(t, 2, rec.Attempt, "the run task's retry resumed the run at once")
 		assert.Equal(t, 1, x.calls.count("a"), "and did not run a again")
+		synctest.Wait() // the run task reports its outcome after the final record write
 		assert.Equal(t, []core.TaskOutcome{core.OutcomeRetried, core.OutcomeSucceeded}, w1.obs.outcomes(dag.RunTaskName),
 			"the attempt whose final write failed was retried; the retry resumed the run (it was not held by the failed attempt)")
 	})
