@@ -83,6 +83,15 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 	}
 	w.durableCancelCheck(jobs)
 	for _, j := range jobs {
+		// With prefetch, a task waits here, in order, for a free slot.
+		if !w.acquireRun(j) {
+			w.spawn(func() {
+				defer w.forget(j.l)
+				defer j.stop()
+				w.releasePrefetched(j)
+			})
+			continue
+		}
 		w.spawn(func() { w.runToEnd(j) })
 	}
 }
@@ -261,6 +270,7 @@ func (w *Worker) runJob(j *workerJob) {
 			j.log.Info("redelivered task already has a result; not running it again", "state", res.State)
 			j.result.Outcome = OutcomeDuplicate
 			if w.enterFinishing(j.l) {
+				w.beginSettle(j.l)
 				w.publish(j.l, j.log, env.ReplyTo, &res)
 				w.ack(j.l, j.log)
 			}
@@ -340,6 +350,9 @@ func (w *Worker) runJob(j *workerJob) {
 		j.l.state = leaseFinishing
 	}
 	w.mu.Unlock()
+	// The handler returned: its slot goes to the next task while the
+	// outcome is recorded.
+	w.beginSettle(j.l)
 
 	res := &j.res
 	*res = ports.Result{
@@ -425,6 +438,7 @@ func (w *Worker) finishUnstarted(j *workerJob, state ports.State, msg string) {
 		j.result.Outcome = OutcomeReleased
 		return
 	}
+	w.beginSettle(j.l)
 	j.result.Outcome = OutcomeFailed
 	if state == ports.StateCancelled {
 		j.result.Outcome = OutcomeCancelled
