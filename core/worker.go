@@ -155,8 +155,13 @@ type WorkerOptions struct {
 //
 // # Delivery
 //
-// At most Concurrency tasks are in flight; the worker asks the broker for
-// more only when a slot is free. A delivery's body is decoded as an envelope;
+// At most Concurrency handlers run at once, and at most Prefetch more
+// received messages wait, not started, for a slot, in the order received
+// (their leases extended). A slot is freed when the handler returns: the
+// task's result write, completion and delete go on in the settlement
+// pipeline (at most SettleDepth tasks; their leases are extended until the
+// delete). Without prefetch the worker asks the broker for more only when a
+// slot is free; with it, when a batch of up to Prefetch fits. A delivery's body is decoded as an envelope;
 // a body that is not one is never executed: a failed result is recorded
 // under the message ID and the message is acked. A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
@@ -209,8 +214,9 @@ type WorkerOptions struct {
 //
 // # Shutdown
 //
-// When Run's context is done the worker stops receiving, waits up to
-// ShutdownTimeout for in-flight tasks (heartbeats continue), then cancels
+// When Run's context is done the worker stops receiving, releases its
+// prefetched messages that have not started at once (Nack 0), waits up to
+// ShutdownTimeout for running and settling tasks (heartbeats continue), then cancels
 // the rest with cause ErrShutdown, releases their messages at once (Nack 0)
 // and waits for their handlers to return. Handlers must therefore honour
 // their context. A Receive in flight is not cut short (a long poll
