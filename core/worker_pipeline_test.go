@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/mock/gomock"
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/core"
@@ -289,5 +290,124 @@ func TestWorkerPrefetch_ConcurrencyOneReceivesOnceForTen(t *testing.T) {
 		require.Equal(t, []int{10}, spy.received(), "one receive brought all ten")
 		require.Equal(t, ids, rec.all(), "run one at a time, in the order received")
 		require.Equal(t, memory.QueueStats{}, m.stats())
+	})
+}
+
+// With the port mocks: a worker of concurrency 1 asks for the next message
+// while the previous task's Put is blocked (its slot freed when the handler
+// returned), and the settling task's lease is extended until its Ack.
+func TestWorker_SlotFreesWhilePutBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newWkHarness(t)
+		h.opts.Concurrency = 1
+		h.opts.Lease = 30 * time.Second
+		require.NoError(t, h.reg.HandleFunc("a", wkOK(`1`)))
+		gate := make(chan struct{})
+		var gateOnce sync.Once
+		open := func() { gateOnce.Do(func() { close(gate) }) }
+		h.results.EXPECT().Put(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, r ports.Result) error {
+			if r.TaskID == "t1" {
+				<-gate
+			}
+			return nil
+		}).Times(2)
+		var mu sync.Mutex
+		var extended []ports.Receipt
+		h.broker.EXPECT().Extend(gomock.Any(), 30*time.Second, gomock.Any()).DoAndReturn(
+			func(_ context.Context, _ time.Duration, rs ...ports.Receipt) error {
+				mu.Lock()
+				extended = append(extended, rs...)
+				mu.Unlock()
+				return nil
+			}).AnyTimes()
+		acked := make(chan ports.Receipt, 2)
+		h.broker.EXPECT().Ack(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, rs ...ports.Receipt) error {
+			for _, r := range rs {
+				acked <- r
+			}
+			return nil
+		}).Times(2)
+		h.run()
+		t.Cleanup(open) // before the harness's stop: a failed assertion must not leave the drain blocked
+
+		h.send(wkDelivery(t, wkEnv("t1", "a"), 1, "r1"))
+		synctest.Wait()
+		require.Equal(t, []int{1, 1}, h.receiveMaxes(), "the slot is free again while t1's Put is blocked")
+		h.send(wkDelivery(t, wkEnv("t2", "a"), 1, "r2"))
+		synctest.Wait()
+		require.Equal(t, ports.Receipt("r2"), <-acked, "t2 ran and settled past t1")
+
+		time.Sleep(45 * time.Second) // past t1's first lease
+		synctest.Wait()
+		mu.Lock()
+		require.Contains(t, extended, ports.Receipt("r1"), "the settling lease is extended")
+		require.NotContains(t, extended, ports.Receipt("r2"), "a settled one is not")
+		mu.Unlock()
+		open()
+		synctest.Wait()
+		require.Equal(t, ports.Receipt("r1"), <-acked)
+		require.NoError(t, h.stop())
+	})
+}
+
+// With the port mocks: prefetched messages' leases are extended while they
+// wait, and they are released at once (Nack 0) when shutdown begins, while
+// the running task drains.
+func TestWorker_PrefetchReleasedAtOnceOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newWkHarness(t)
+		h.opts.Concurrency = 1
+		h.opts.Prefetch = 2
+		h.opts.Lease = 30 * time.Second
+		gate := make(chan struct{})
+		var gateOnce sync.Once
+		free := func() { gateOnce.Do(func() { close(gate) }) }
+		var ran atomic.Int32
+		require.NoError(t, h.reg.HandleFunc("a", func(context.Context, *core.Task) (json.RawMessage, error) {
+			ran.Add(1)
+			<-gate
+			return json.RawMessage(`1`), nil
+		}))
+		var mu sync.Mutex
+		extended := map[ports.Receipt]int{}
+		h.broker.EXPECT().Extend(gomock.Any(), 30*time.Second, gomock.Any()).DoAndReturn(
+			func(_ context.Context, _ time.Duration, rs ...ports.Receipt) error {
+				mu.Lock()
+				for _, r := range rs {
+					extended[r]++
+				}
+				mu.Unlock()
+				return nil
+			}).AnyTimes()
+		h.broker.EXPECT().Nack(gomock.Any(), ports.Receipt("r2"), time.Duration(0)).Return(nil)
+		h.broker.EXPECT().Nack(gomock.Any(), ports.Receipt("r3"), time.Duration(0)).Return(nil)
+		h.results.EXPECT().Put(gomock.Any(), gomock.Any()).Return(nil)
+		h.broker.EXPECT().Ack(gomock.Any(), ports.Receipt("r1")).Return(nil)
+		h.run()
+		t.Cleanup(free) // before the harness's stop
+
+		h.send(wkDelivery(t, wkEnv("t1", "a"), 1, "r1"), wkDelivery(t, wkEnv("t2", "a"), 1, "r2"),
+			wkDelivery(t, wkEnv("t3", "a"), 1, "r3"))
+		synctest.Wait()
+		require.Equal(t, []int{3}, h.receiveMaxes(), "one receive for concurrency+prefetch; no room for another batch")
+		require.Equal(t, int32(1), ran.Load())
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		mu.Lock()
+		require.Positive(t, extended["r2"], "a prefetched lease is extended")
+		require.Positive(t, extended["r3"])
+		mu.Unlock()
+
+		stopped := make(chan error, 1)
+		go func() { stopped <- h.stop() }()
+		synctest.Wait() // r2 and r3 nacked here (gomock fails on anything else)
+		select {
+		case err := <-stopped:
+			t.Fatalf("Run returned (%v) while t1 still runs", err)
+		default:
+		}
+		free()
+		require.NoError(t, <-stopped)
+		require.Equal(t, int32(1), ran.Load(), "the prefetched tasks never started")
 	})
 }
