@@ -279,6 +279,9 @@ type Worker struct {
 	// synctest bubble, if any).
 	runSem    chan struct{}
 	settleSem chan struct{}
+	// startTurn is closed once the last dispatched batch has taken its run
+	// tokens (receive loop only; with prefetch).
+	startTurn chan struct{}
 	// stopping is Run's context's Done: shutdown has begun.
 	stopping <-chan struct{}
 	// tasks counts the goroutines that handle deliveries.

@@ -80,7 +80,14 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	w.armExpiryLocked(expires)
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
-	w.spawn(func() { w.processBatch(ds, ls) })
+	// With prefetch, batches take their run tokens in the order received:
+	// each waits for the one before it (see processBatch).
+	var prev, turn chan struct{}
+	if w.runSem != nil {
+		prev, turn = w.startTurn, make(chan struct{})
+		w.startTurn = turn
+	}
+	w.spawn(func() { w.processBatch(ds, ls, prev, turn) })
 }
 
 // forget drops a delivery from the worker's books and frees its slot.
@@ -128,8 +135,8 @@ func (w *Worker) beginSettle(l *workerLease) {
 
 // acquireRun waits, with prefetch, for a run token for j: its checks and
 // its handler then run at once. Prefetched tasks wait in the order they were
-// received. It returns false when shutdown began first: the caller releases
-// the task (releasePrefetched).
+// received. It returns false when shutdown began first (or its drain was
+// aborted): the caller releases the task (releasePrefetched).
 func (w *Worker) acquireRun(j *workerJob) bool {
 	if w.runSem == nil {
 		return true
@@ -144,6 +151,8 @@ func (w *Worker) acquireRun(j *workerJob) bool {
 		j.l.run = true
 		return true
 	case <-w.stopping:
+		return false
+	case <-w.abortCtx.Done(): // the drain after a closed broker timed out
 		return false
 	}
 }

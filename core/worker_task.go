@@ -47,7 +47,14 @@ type workerJob struct {
 // processBatch decodes the deliveries of one Receive, runs the durable
 // cancellation check once for the whole batch, and runs each task in a
 // runner of its own.
-func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
+//
+// With prefetch, prev (nil for the first batch) is closed once the batch
+// received before this one has taken its run tokens, and turn is closed
+// once this one has: tasks start in the order received, across batches.
+func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease, prev, turn chan struct{}) {
+	if turn != nil {
+		defer close(turn)
+	}
 	unresolved := w.resolvePayloads(ds, ls)
 	jobs := make([]*workerJob, 0, len(ds))
 	for i, d := range ds {
@@ -82,6 +89,13 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 		jobs = append(jobs, w.newJob(d, ls[i], env))
 	}
 	w.durableCancelCheck(jobs)
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-w.stopping: // releasing: the order no longer matters
+		case <-w.abortCtx.Done():
+		}
+	}
 	for _, j := range jobs {
 		// With prefetch, a task waits here, in order, for a free slot.
 		if !w.acquireRun(j) {
