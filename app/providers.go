@@ -115,6 +115,8 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 		HeartbeatInterval: w.HeartbeatInterval,
 		MaxExtensions:     w.MaxExtensions,
 		ShutdownTimeout:   w.ShutdownTimeout,
+		SettleDepth:       w.SettleDepth,
+		Prefetch:          prefetchOption(w.Prefetch),
 		Retry:             cfg.Retry.Policy(),
 		Tracer:            tracer,
 		Logger:            log,
@@ -135,5 +137,17 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 	runs.Registry = runReg
 	runs.Concurrency = cfg.Launcher.Concurrency
 	runs.MaxExtensions = RunWorkerMaxExtensions
+	// A launched run holds its slot for the whole run: a prefetched run
+	// would wait behind it while another run worker is idle.
+	runs.Prefetch = -1
 	return &WorkerFactory{opts: steps, runOpts: runs}, nil
+}
+
+// prefetchOption maps worker.prefetch (0: none) to WorkerOptions.Prefetch
+// (0: the default, negative: none).
+func prefetchOption(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -26,6 +26,13 @@ const (
 	// DefaultMaxResultBytes is the default WorkerOptions.MaxResultBytes:
 	// 4 MiB of JSON output per task.
 	DefaultMaxResultBytes = 4 << 20
+	// DefaultSettleDepth is the default WorkerOptions.SettleDepth: how many
+	// finished tasks may be settling (result write, completion, delete) at
+	// once after their slots were freed.
+	DefaultSettleDepth = 64
+	// DefaultPrefetch is the default WorkerOptions.Prefetch: received
+	// messages a worker may hold, not started, beyond its Concurrency.
+	DefaultPrefetch = 10
 )
 
 // Tuning of the worker's internal loops.
@@ -70,10 +77,29 @@ type WorkerOptions struct {
 	// ID names the worker in logs and in the results it records. Default:
 	// hostname-pid-random.
 	ID string
-	// Concurrency is the most tasks in flight at once (received and not yet
-	// acked or released). Default DefaultWorkerConcurrency (10); must not be
-	// negative.
+	// Concurrency is the most handlers running at once. A slot is taken when
+	// a task is received (or, with Prefetch, when it starts) and freed when
+	// its handler returns; the task's settlement (result write, completion,
+	// delete) then goes on in the settlement pipeline (SettleDepth). Default
+	// DefaultWorkerConcurrency (10); must not be negative.
 	Concurrency int
+	// SettleDepth is the most finished tasks settling at once: their result
+	// written, their completion published and their message deleted after
+	// their slot was freed. Their leases are extended like running ones
+	// until the delete. When the pipeline is full, a finishing task keeps its
+	// slot until there is room (back-pressure). Concurrent settlements are
+	// what the SQS adapter's group commit batches together. Default
+	// DefaultSettleDepth (64); must not be negative.
+	SettleDepth int
+	// Prefetch is the most received messages the worker holds not yet
+	// started, beyond Concurrency, so that one Receive of up to ten serves a
+	// worker of any concurrency. A prefetched message's lease is extended
+	// like a running one's; it is not an attempt until its handler starts,
+	// and it is released at once (Nack 0) when shutdown begins. Prefetched
+	// messages wait for this worker's slots, in the order received, even
+	// while another worker is idle: with long tasks and few of them, turn it
+	// off. Default DefaultPrefetch (10); negative means none.
+	Prefetch int
 	// Lease is the lease (visibility timeout) of every Receive and Extend,
 	// 0 < Lease ≤ ports.MaxLease. Default DefaultLease (30s).
 	Lease time.Duration
@@ -95,8 +121,8 @@ type WorkerOptions struct {
 	// negative.
 	ShutdownTimeout time.Duration
 	// ReceiveBatch is the most messages one Receive asks for,
-	// 1 ≤ ReceiveBatch ≤ min(ports.MaxBatch, Concurrency). Default
-	// min(ports.MaxBatch, Concurrency).
+	// 1 ≤ ReceiveBatch ≤ min(ports.MaxBatch, Concurrency+Prefetch). Default
+	// min(ports.MaxBatch, Concurrency+Prefetch).
 	ReceiveBatch int
 	// InlineResultLimit is the largest Output (in bytes) of a result inlined
 	// in its completion; larger results are fetched by the client from
@@ -129,8 +155,13 @@ type WorkerOptions struct {
 //
 // # Delivery
 //
-// At most Concurrency tasks are in flight; the worker asks the broker for
-// more only when a slot is free. A delivery's body is decoded as an envelope;
+// At most Concurrency handlers run at once, and at most Prefetch more
+// received messages wait, not started, for a slot, in the order received
+// (their leases extended). A slot is freed when the handler returns: the
+// task's result write, completion and delete go on in the settlement
+// pipeline (at most SettleDepth tasks; their leases are extended until the
+// delete). Without prefetch the worker asks the broker for more only when a
+// slot is free; with it, when a batch of up to Prefetch fits. A delivery's body is decoded as an envelope;
 // a body that is not one is never executed: a failed result is recorded
 // under the message ID and the message is acked. A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
@@ -183,8 +214,9 @@ type WorkerOptions struct {
 //
 // # Shutdown
 //
-// When Run's context is done the worker stops receiving, waits up to
-// ShutdownTimeout for in-flight tasks (heartbeats continue), then cancels
+// When Run's context is done the worker stops receiving, releases its
+// prefetched messages that have not started at once (Nack 0), waits up to
+// ShutdownTimeout for running and settling tasks (heartbeats continue), then cancels
 // the rest with cause ErrShutdown, releases their messages at once (Nack 0)
 // and waits for their handlers to return. Handlers must therefore honour
 // their context. A Receive in flight is not cut short (a long poll
@@ -215,6 +247,8 @@ type Worker struct {
 
 	id              string
 	concurrency     int
+	settleDepth     int
+	prefetch        int // 0: none
 	lease           time.Duration
 	heartbeat       time.Duration
 	maxExtensions   int
@@ -235,8 +269,21 @@ type Worker struct {
 	// op is the call context shared by port calls (see opContext).
 	op atomic.Pointer[sharedOp]
 
-	// slots counts the in-flight deliveries.
+	// slots counts the deliveries received and not yet settling (pending,
+	// prefetched or running) against Concurrency+Prefetch: the receive
+	// loop's budget.
 	slots *slots
+	// runSem holds a token per running handler (only with prefetch: without
+	// it, slots bounds the running handlers). settleSem holds a token per
+	// settling task. Both are made in Run (so that they belong to Run's
+	// synctest bubble, if any).
+	runSem    chan struct{}
+	settleSem chan struct{}
+	// startTurn is closed once the last dispatched batch has taken its run
+	// tokens (receive loop only; with prefetch).
+	startTurn chan struct{}
+	// stopping is Run's context's Done: shutdown has begun.
+	stopping <-chan struct{}
 	// tasks counts the goroutines that handle deliveries.
 	tasks sync.WaitGroup
 	// pool runs the functions counted in tasks.
@@ -301,9 +348,19 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	} else if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	maxBatch := min(ports.MaxBatch, max(opts.Concurrency, 1))
+	if opts.SettleDepth < 0 {
+		bad("SettleDepth is %d; it must be 0 (default %d) or more", opts.SettleDepth, DefaultSettleDepth)
+	} else if opts.SettleDepth == 0 {
+		opts.SettleDepth = DefaultSettleDepth
+	}
+	if opts.Prefetch == 0 {
+		opts.Prefetch = DefaultPrefetch
+	} else if opts.Prefetch < 0 {
+		opts.Prefetch = 0
+	}
+	maxBatch := min(ports.MaxBatch, max(opts.Concurrency+opts.Prefetch, 1))
 	if opts.ReceiveBatch < 0 || opts.ReceiveBatch > maxBatch {
-		bad("ReceiveBatch is %d; it must be 0 (default %d) or between 1 and %d (min of %d and Concurrency)",
+		bad("ReceiveBatch is %d; it must be 0 (default %d) or between 1 and %d (min of %d and Concurrency+Prefetch)",
 			opts.ReceiveBatch, maxBatch, maxBatch, ports.MaxBatch)
 	} else if opts.ReceiveBatch == 0 {
 		opts.ReceiveBatch = maxBatch
@@ -336,6 +393,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		verifier:        opts.Ports.Verifier,
 		id:              opts.ID,
 		concurrency:     opts.Concurrency,
+		settleDepth:     opts.SettleDepth,
+		prefetch:        opts.Prefetch,
 		lease:           opts.Lease,
 		heartbeat:       opts.HeartbeatInterval,
 		maxExtensions:   opts.MaxExtensions,
@@ -347,7 +406,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		log:             opts.Logger.With("worker", opts.ID),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
-		slots:           newSlots(opts.Concurrency),
+		slots:           newSlots(opts.Concurrency + opts.Prefetch),
 		held:            make(map[*workerLease]struct{}),
 		recent:          newRecentSet(recentCancelsSize),
 	}, nil
@@ -379,6 +438,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.abort(nil)
 	w.pool.start()
 	defer w.pool.close() // after the drain: every task is done
+	w.settleSem = make(chan struct{}, w.settleDepth)
+	if w.prefetch > 0 {
+		w.runSem = make(chan struct{}, w.concurrency)
+	}
+	w.stopping = ctx.Done()
 
 	// Background loops: heartbeat and cancel subscription. They run until
 	// every task is done, through the shutdown drain.
@@ -397,8 +461,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	bg.Go(func() { w.heartbeatLoop(bgCtx) })
 
-	w.log.Info("worker started", "concurrency", w.concurrency, "lease", w.lease,
-		"tasks", w.registry.Names())
+	w.log.Info("worker started", "concurrency", w.concurrency, "prefetch", w.prefetch,
+		"settle_depth", w.settleDepth, "lease", w.lease, "tasks", w.registry.Names())
 	// The receive in flight when ctx ends is let finish, up to the shutdown
 	// timeout: a long poll cut short may still be handed a message by the
 	// broker (SQS does), which would then stay leased, stranded, for a whole
@@ -583,17 +647,18 @@ func noCancel() {}
 func (w *Worker) receiveLoop(ctx, recvCtx context.Context) error {
 	failures := 0
 	for {
-		// Wait for one free slot, then take as many more as are free, up to
-		// the batch size.
-		n := w.slots.take(ctx, 1, w.batch, nil, 0)
+		// Wait for one free slot (with prefetch: room for a batch), then
+		// take as many more as are free, up to the batch size.
+		n := w.slots.take(ctx, w.receiveNeed(), w.batch, nil, 0)
 		if n == 0 { // ctx is done
 			return nil
 		}
 		// Busy (some slots still held): give slots that are about to free
-		// up (tasks finishing, acks in flight) a moment to join, so that a
-		// receive fetches a fuller batch: fewer requests per task under load,
-		// no delay when idle (every slot is free at once).
-		if want := w.gatherTarget(); n < want {
+		// up (handlers returning) a moment to join, so that a receive
+		// fetches a fuller batch: fewer requests per task under load, no
+		// delay when idle (every slot is free at once). With prefetch the
+		// wait for room above does that, without a timer.
+		if want := w.gatherTarget(); w.prefetch == 0 && n < want {
 			n += w.gatherSlots(ctx, want-n)
 		}
 
@@ -642,6 +707,19 @@ func (w *Worker) receiveLoop(ctx, recvCtx context.Context) error {
 // before a receive (see Worker.receiveLoop): at most this much added
 // latency, only while some slots are taken.
 const receiveGather = 5 * time.Millisecond
+
+// receiveNeed is how many free slots the receive loop waits for before a
+// receive. Without prefetch: one. With prefetch: room for a batch of up to
+// Prefetch messages; a worker whose prefetched messages have all started
+// always has that room (Concurrency+Prefetch slots, at most Concurrency
+// running), so receiving is never starved, and a busy worker receives full
+// batches as its buffer drains.
+func (w *Worker) receiveNeed() int {
+	if w.prefetch == 0 {
+		return 1
+	}
+	return min(w.batch, w.prefetch)
+}
 
 // gatherTarget is the batch a busy worker waits (up to receiveGather) to
 // fill before receiving: half its slots, at most its receive batch.

@@ -60,6 +60,7 @@ func TestWorker_ReceiveGathersSlotsWhenBusy(t *testing.T) {
 		w := m.startWorker(reg, func(o *core.WorkerOptions) {
 			o.Ports.Broker = spy
 			o.Concurrency = 4 // gather target: 2 slots
+			o.Prefetch = -1   // the gather is the no-prefetch receive policy
 		})
 		t.Cleanup(free) // after the worker's: a failed assertion must not leave handlers blocked
 		synctest.Wait() // h1..h3 run; one slot is free; the loop gathers

@@ -44,6 +44,12 @@ type workerLease struct {
 	extensions int
 	capped     bool
 
+	// What l holds, touched only by the goroutine that handles it: a slot
+	// (from dispatch until it settles or is forgotten), a run token (while
+	// its handler may run, with prefetch) and a settle token (from when it
+	// starts settling until it is forgotten).
+	slot, run, settling bool
+
 	state    leaseState
 	lost     bool // the lease ended; another delivery may own the message
 	released bool // handed back at shutdown
@@ -66,6 +72,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 			state:   leasePending,
 			expires: expires,
 			renewed: received,
+			slot:    true,
 		}
 		w.held[l] = struct{}{}
 		ls[i] = l
@@ -73,7 +80,14 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 	w.armExpiryLocked(expires)
 	w.mu.Unlock()
 	w.obs.MessagesReceived(len(ds))
-	w.spawn(func() { w.processBatch(ds, ls) })
+	// With prefetch, batches take their run tokens in the order received:
+	// each waits for the one before it (see processBatch).
+	var prev, turn chan struct{}
+	if w.runSem != nil {
+		prev, turn = w.startTurn, make(chan struct{})
+		w.startTurn = turn
+	}
+	w.spawn(func() { w.processBatch(ds, ls, prev, turn) })
 }
 
 // forget drops a delivery from the worker's books and frees its slot.
@@ -87,7 +101,80 @@ func (w *Worker) forget(l *workerLease) {
 		cancel(nil)
 	}
 	w.obs.MessageDone()
-	w.slots.release(1)
+	w.freeSlot(l)
+	if l.settling {
+		l.settling = false
+		<-w.settleSem
+	}
+}
+
+// freeSlot gives back l's slot and run token, if it holds them.
+func (w *Worker) freeSlot(l *workerLease) {
+	if l.run {
+		l.run = false
+		<-w.runSem
+	}
+	if l.slot {
+		l.slot = false
+		w.slots.release(1)
+	}
+}
+
+// beginSettle moves l from its slot to the settlement pipeline: once there
+// is room in the pipeline (until then l keeps its slot: back-pressure), its
+// slot is freed for the next task while its outcome is recorded. Its lease
+// is still extended until it is acked or nacked, and shutdown waits for it.
+func (w *Worker) beginSettle(l *workerLease) {
+	if l.settling {
+		return
+	}
+	l.settling = true
+	w.settleSem <- struct{}{}
+	w.freeSlot(l)
+}
+
+// acquireRun waits, with prefetch, for a run token for j: its checks and
+// its handler then run at once. Prefetched tasks wait in the order they were
+// received. It returns false when shutdown began first (or its drain was
+// aborted): the caller releases the task (releasePrefetched).
+func (w *Worker) acquireRun(j *workerJob) bool {
+	if w.runSem == nil {
+		return true
+	}
+	select {
+	case <-w.stopping:
+		return false
+	default:
+	}
+	select {
+	case w.runSem <- struct{}{}:
+		j.l.run = true
+		return true
+	case <-w.stopping:
+		return false
+	case <-w.abortCtx.Done(): // the drain after a closed broker timed out
+		return false
+	}
+}
+
+// releasePrefetched hands a prefetched task that never started back to the
+// queue at once (Nack 0): shutdown began before it got a slot. It was not an
+// attempt.
+func (w *Worker) releasePrefetched(j *workerJob) {
+	info := j.taskInfo()
+	w.obs.TaskReceived(info)
+	j.result.Outcome = OutcomeReleased
+	defer func() { w.obs.TaskFinished(info, j.result) }()
+	w.mu.Lock()
+	release := !j.l.released && !j.l.lost && j.l.state != leaseFinishing
+	if release {
+		j.l.released = true
+	}
+	w.mu.Unlock()
+	if release {
+		j.log.Info("prefetched task not started: released at shutdown")
+		w.nack(j.l, j.log, 0)
+	}
 }
 
 // leaseLogLocked returns l's logger: the task's once decoded, otherwise one

@@ -47,7 +47,14 @@ type workerJob struct {
 // processBatch decodes the deliveries of one Receive, runs the durable
 // cancellation check once for the whole batch, and runs each task in a
 // runner of its own.
-func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
+//
+// With prefetch, prev (nil for the first batch) is closed once the batch
+// received before this one has taken its run tokens, and turn is closed
+// once this one has: tasks start in the order received, across batches.
+func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease, prev, turn chan struct{}) {
+	if turn != nil {
+		defer close(turn)
+	}
 	unresolved := w.resolvePayloads(ds, ls)
 	jobs := make([]*workerJob, 0, len(ds))
 	for i, d := range ds {
@@ -82,7 +89,23 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease) {
 		jobs = append(jobs, w.newJob(d, ls[i], env))
 	}
 	w.durableCancelCheck(jobs)
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-w.stopping: // releasing: the order no longer matters
+		case <-w.abortCtx.Done():
+		}
+	}
 	for _, j := range jobs {
+		// With prefetch, a task waits here, in order, for a free slot.
+		if !w.acquireRun(j) {
+			w.spawn(func() {
+				defer w.forget(j.l)
+				defer j.stop()
+				w.releasePrefetched(j)
+			})
+			continue
+		}
 		w.spawn(func() { w.runToEnd(j) })
 	}
 }
@@ -261,6 +284,7 @@ func (w *Worker) runJob(j *workerJob) {
 			j.log.Info("redelivered task already has a result; not running it again", "state", res.State)
 			j.result.Outcome = OutcomeDuplicate
 			if w.enterFinishing(j.l) {
+				w.beginSettle(j.l)
 				w.publish(j.l, j.log, env.ReplyTo, &res)
 				w.ack(j.l, j.log)
 			}
@@ -340,6 +364,9 @@ func (w *Worker) runJob(j *workerJob) {
 		j.l.state = leaseFinishing
 	}
 	w.mu.Unlock()
+	// The handler returned: its slot goes to the next task while the
+	// outcome is recorded.
+	w.beginSettle(j.l)
 
 	res := &j.res
 	*res = ports.Result{
@@ -425,6 +452,7 @@ func (w *Worker) finishUnstarted(j *workerJob, state ports.State, msg string) {
 		j.result.Outcome = OutcomeReleased
 		return
 	}
+	w.beginSettle(j.l)
 	j.result.Outcome = OutcomeFailed
 	if state == ports.StateCancelled {
 		j.result.Outcome = OutcomeCancelled

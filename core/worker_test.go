@@ -96,6 +96,9 @@ func newWkHarness(t *testing.T) *wkHarness {
 		Retry:    wkNoJitter,
 		Logger:   logger,
 		Observer: h.obs,
+		// The harness scripts every Receive: no prefetch unless a test
+		// asks for it.
+		Prefetch: -1,
 	}
 	return h
 }
@@ -253,7 +256,9 @@ func TestNewWorker_Validation(t *testing.T) {
 		{"invalid retry", func(o *core.WorkerOptions) { o.Retry = core.RetryPolicy{MaxAttempts: 0, Multiplier: 2} }, []string{"Retry:", "max_attempts"}},
 		{"negative shutdown timeout", func(o *core.WorkerOptions) { o.ShutdownTimeout = -1 }, []string{"ShutdownTimeout is -1ns"}},
 		{"batch above 10", func(o *core.WorkerOptions) { o.Concurrency = 50; o.ReceiveBatch = 11 }, []string{"ReceiveBatch is 11", "between 1 and 10"}},
-		{"batch above concurrency", func(o *core.WorkerOptions) { o.Concurrency = 2; o.ReceiveBatch = 3 }, []string{"ReceiveBatch is 3", "between 1 and 2"}},
+		{"batch above concurrency", func(o *core.WorkerOptions) { o.Concurrency = 2; o.Prefetch = -1; o.ReceiveBatch = 3 }, []string{"ReceiveBatch is 3", "between 1 and 2"}},
+		{"batch above concurrency+prefetch", func(o *core.WorkerOptions) { o.Concurrency = 2; o.Prefetch = 3; o.ReceiveBatch = 6 }, []string{"ReceiveBatch is 6", "between 1 and 5"}},
+		{"negative settle depth", func(o *core.WorkerOptions) { o.SettleDepth = -1 }, []string{"SettleDepth is -1"}},
 		{"negative batch", func(o *core.WorkerOptions) { o.ReceiveBatch = -1 }, []string{"ReceiveBatch is -1"}},
 		{"several problems at once", func(o *core.WorkerOptions) { o.Ports.Broker = nil; o.Concurrency = -5 },
 			[]string{"Broker is required", "Concurrency is -5"}},

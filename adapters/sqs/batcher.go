@@ -14,17 +14,10 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-const (
-	// DefaultFlushWindow is how long a single-receipt Ack, a Send or a
-	// Publish waits for concurrent calls to join its batch request.
-	DefaultFlushWindow = 5 * time.Millisecond
-	// maxFlushWindow bounds Options.FlushWindow.
-	maxFlushWindow = time.Second
-	// flushTimeout bounds one coalesced request, which runs on no caller's
-	// context (a caller leaving must not fail the others), and so also
-	// bounds Close.
-	flushTimeout = 30 * time.Second
-)
+// flushTimeout bounds one coalesced request, which runs on no caller's
+// context (a caller leaving must not fail the others), and so also bounds
+// Close.
+const flushTimeout = 30 * time.Second
 
 // deleteBatchFunc is the DeleteMessageBatch request (the SDK client's, or a
 // fake in tests).
@@ -40,94 +33,65 @@ type sendBatchFunc func(ctx context.Context, in *sqs.SendMessageBatchInput) (*sq
 type requestFunc[T any] func(ctx context.Context, key string, items []T) (map[int]error, error)
 
 // coalescer merges the batch calls of concurrent callers into shared batch
-// requests, one pending batch per key (a queue URL). A caller's items join
-// the pending batch of their key as a unit; the batch is sent when it holds
-// maxItems items (ports.MaxBatch unless set), when the next caller's items
-// would not fit it (maxItems items, or maxBytes bytes by size), or window after its
-// first items joined, whichever comes first. Every caller waits for its own
+// requests by group commit, per key (a queue URL; one coalescer per kind of
+// request). A batch leaves at once when no request of its key is in flight;
+// items arriving while one is in flight join the next batch, which leaves
+// when the in-flight request returns. A batch also closes to new items when
+// it holds maxItems items (ports.MaxBatch unless set) or when the next
+// caller's items would not fit it (maxItems items, or maxBytes bytes by
+// size); later items start another batch behind it. There is no timer:
+// an idle key adds no latency, a busy one sends full batches.
+//
+// A caller's items join a batch as a unit. Every caller waits for its own
 // batch's request and gets the results of its own items, indexed as in its
 // call. Items that cannot fit one request together are split into chunks
 // that can, sent one after the other (so their order is kept).
 //
-// Deletes (Ack) and sends (Send, Publish) share it.
+// Deletes (Ack) and sends (Send, Publish) use it.
 type coalescer[T any] struct {
 	op       string
-	window   time.Duration // < 0: no coalescing, every call makes its own requests
-	maxBytes int           // 0: no byte limit
-	maxItems int           // items per request: ports.MaxBatch unless withMaxItems
-	size     func(T) int   // bytes an item counts against maxBytes; nil with maxBytes 0
+	off      bool        // no coalescing: every call makes its own requests
+	maxBytes int         // 0: no byte limit
+	maxItems int         // items per request: ports.MaxBatch unless withMaxItems
+	size     func(T) int // bytes an item counts against maxBytes; nil with maxBytes 0
 	request  requestFunc[T]
+	// maxInFlight is how many requests of one key may be in flight at once:
+	// a closed (full) batch leaves while fewer are; an open one only when
+	// none is. 1 (the default) is plain group commit.
+	maxInFlight int
 
-	adaptive bool // see withAdaptive
-
-	mu       sync.Mutex
-	pending  map[string]*batch[T]
-	inflight map[string]int           // adaptive: requests in flight per key
-	cur      map[string]time.Duration // adaptive: window per key (absent: none)
-	closed   bool
-	flushes  sync.WaitGroup // requests in flight
+	mu      sync.Mutex
+	lanes   map[string]*lane[T] // keys with a request in flight or a batch waiting
+	closed  bool
+	flushes sync.WaitGroup // requests in flight
 }
 
-// batch is one pending or in-flight coalesced request.
+// lane is the state of one key: its requests in flight and the batches
+// waiting to leave, oldest first. Only the last may still take items.
+type lane[T any] struct {
+	inflight int
+	waiting  []*batch[T]
+}
+
+// batch is one waiting or in-flight coalesced request.
 type batch[T any] struct {
-	key   string
-	ctx   context.Context // the first caller's values, no cancellation
-	items []T
-	bytes int
-	timer *time.Timer
+	key    string
+	ctx    context.Context // the first caller's values, no cancellation
+	items  []T
+	bytes  int
+	closed bool // takes no more items: full, or a caller's items did not fit
 
 	done   chan struct{} // closed when failed and err are set
 	failed map[int]error
 	err    error
 }
 
-func newCoalescer[T any](op string, window time.Duration, maxBytes int, size func(T) int, request requestFunc[T]) *coalescer[T] {
-	return &coalescer[T]{op: op, window: window, maxBytes: maxBytes, maxItems: ports.MaxBatch, size: size, request: request,
-		pending: make(map[string]*batch[T]), inflight: make(map[string]int), cur: make(map[string]time.Duration)}
-}
-
-// withAdaptive makes the window adapt to the load of each key: a call with
-// nothing to share its request with (no request of its key in flight) is
-// sent at once; while requests of the key are in flight, new items wait the
-// configured window; a batch that holds several items doubles the window
-// (up to maxWindowFactor times the configured one) and a lone item halves
-// it. Low load pays no window; high load gets fuller requests.
-func (c *coalescer[T]) withAdaptive(on bool) *coalescer[T] {
-	c.adaptive = on
-	return c
-}
-
-// maxWindowFactor bounds an adapted window: this many configured windows.
-const maxWindowFactor = 8
-
-// windowFor is how long a new batch of key waits for more items (c.mu held).
-func (c *coalescer[T]) windowFor(key string) time.Duration {
-	if !c.adaptive {
-		return c.window
-	}
-	if w := c.cur[key]; w > 0 {
-		return w
-	}
-	if c.inflight[key] > 0 {
-		return c.window
-	}
-	return 0
-}
-
-// adapt updates key's adaptive window after a batch of n items (c.mu held).
-func (c *coalescer[T]) adapt(key string, n int) {
-	if !c.adaptive {
-		return
-	}
-	if n > 1 {
-		c.cur[key] = min(c.window*maxWindowFactor, max(2*c.cur[key], c.window))
-		return
-	}
-	if w := c.cur[key] / 2; w >= c.window {
-		c.cur[key] = w
-	} else {
-		delete(c.cur, key)
-	}
+// newCoalescer returns a coalescer making requests with request; off
+// disables coalescing (every call makes its own requests on its own
+// context).
+func newCoalescer[T any](op string, off bool, maxBytes int, size func(T) int, request requestFunc[T]) *coalescer[T] {
+	return &coalescer[T]{op: op, off: off, maxBytes: maxBytes, maxItems: ports.MaxBatch, size: size, request: request,
+		maxInFlight: 1, lanes: make(map[string]*lane[T])}
 }
 
 // withMaxItems lets one request carry up to n items (requests that pack
@@ -137,7 +101,7 @@ func (c *coalescer[T]) withMaxItems(n int) *coalescer[T] {
 	return c
 }
 
-func (c *coalescer[T]) enabled() bool { return c.window >= 0 }
+func (c *coalescer[T]) enabled() bool { return !c.off }
 
 // do sends items (1 to ports.MaxBatch, each fitting maxBytes alone) to key,
 // sharing requests with concurrent callers, and returns their result: nil,
@@ -206,10 +170,11 @@ func (c *coalescer[T]) split(items []T) [][]T {
 	return append(chunks, items[from:])
 }
 
-// join adds chunk to the pending batch of key (first sending that batch if
-// chunk does not fit it) and waits for the batch's request. last is false
-// when the caller has more chunks, which cannot fit this batch: it is then
-// sent at once. It returns the chunk's failed items by their index in chunk
+// join adds chunk to the open batch of key (closing that batch and starting
+// another if chunk does not fit it), lets every batch that may leave now
+// leave, and waits for the request of chunk's batch. last is false when the
+// caller has more chunks, which cannot fit this batch: it is then closed to
+// other items. It returns the chunk's failed items by their index in chunk
 // and the request's error, or leave, the error the caller returns at once
 // (closed, or ctx ended while waiting).
 func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last bool) (failed map[int]error, err, leave error) {
@@ -227,27 +192,30 @@ func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last boo
 		c.mu.Unlock()
 		return nil, nil, closedErr(c.op)
 	}
-	bt := c.pending[key]
-	if bt != nil && (len(bt.items)+len(chunk) > c.maxItems || c.maxBytes > 0 && bt.bytes+bytes > c.maxBytes) {
-		c.startFlush(bt)
-		bt = nil
+	l := c.lanes[key]
+	if l == nil {
+		l = &lane[T]{}
+		c.lanes[key] = l
 	}
-	now := false // nothing to wait for: send at once (adaptive)
+	var bt *batch[T]
+	if n := len(l.waiting); n > 0 && !l.waiting[n-1].closed {
+		bt = l.waiting[n-1]
+		if len(bt.items)+len(chunk) > c.maxItems || c.maxBytes > 0 && bt.bytes+bytes > c.maxBytes {
+			bt.closed = true
+			bt = nil
+		}
+	}
 	if bt == nil {
 		bt = &batch[T]{key: key, ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
-		c.pending[key] = bt
-		if w := c.windowFor(key); w > 0 {
-			bt.timer = time.AfterFunc(w, func() { c.flushAfterWindow(bt) })
-		} else {
-			now = true
-		}
+		l.waiting = append(l.waiting, bt)
 	}
 	off := len(bt.items)
 	bt.items = append(bt.items, chunk...)
 	bt.bytes += bytes
-	if now || len(bt.items) == c.maxItems || !last {
-		c.startFlush(bt)
+	if len(bt.items) == c.maxItems || !last {
+		bt.closed = true
 	}
+	c.dispatch(l)
 	c.mu.Unlock()
 
 	select {
@@ -269,54 +237,57 @@ func (c *coalescer[T]) join(ctx context.Context, key string, chunk []T, last boo
 	return failed, nil, nil
 }
 
-// startFlush sends the pending batch bt now. c.mu must be held.
-func (c *coalescer[T]) startFlush(bt *batch[T]) {
-	delete(c.pending, bt.key)
-	if bt.timer != nil {
-		bt.timer.Stop()
+// dispatch sends the waiting batches of l that may leave now, oldest first:
+// any batch when nothing of l is in flight, a closed one while fewer than
+// maxInFlight are (and every one once close has begun). c.mu must be held.
+func (c *coalescer[T]) dispatch(l *lane[T]) {
+	for len(l.waiting) > 0 {
+		bt := l.waiting[0]
+		if !c.closed && l.inflight > 0 && (!bt.closed || l.inflight >= c.maxInFlight) {
+			return
+		}
+		l.waiting[0] = nil
+		l.waiting = l.waiting[1:]
+		c.start(l, bt)
 	}
-	c.adapt(bt.key, len(bt.items))
-	c.inflight[bt.key]++
+}
+
+// start sends bt. c.mu must be held.
+func (c *coalescer[T]) start(l *lane[T], bt *batch[T]) {
+	l.inflight++
 	c.flushes.Add(1)
 	go func() {
 		defer c.flushes.Done()
 		c.flush(bt)
-		// No longer in flight before the callers return: a call they make
-		// next must see the queue idle.
+		// The next batch leaves, and the lane is idle if none waits, before
+		// the callers return: a call they make next must see the key idle.
 		c.mu.Lock()
-		if c.inflight[bt.key]--; c.inflight[bt.key] <= 0 {
-			delete(c.inflight, bt.key)
+		l.inflight--
+		c.dispatch(l)
+		if l.inflight == 0 && len(l.waiting) == 0 && c.lanes[bt.key] == l {
+			delete(c.lanes, bt.key)
 		}
 		c.mu.Unlock()
 		close(bt.done)
 	}()
 }
 
-// flushAfterWindow sends bt unless it was sent already (full, or by close).
-func (c *coalescer[T]) flushAfterWindow(bt *batch[T]) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pending[bt.key] == bt {
-		c.startFlush(bt)
-	}
-}
-
-// close refuses later calls, sends the pending batches at once and waits
+// close refuses later calls, sends the waiting batches at once and waits
 // for every request in flight.
 func (c *coalescer[T]) close() {
 	c.mu.Lock()
 	if !c.closed {
 		c.closed = true
-		for _, bt := range c.pending {
-			c.startFlush(bt)
+		for _, l := range c.lanes {
+			c.dispatch(l)
 		}
 	}
 	c.mu.Unlock()
 	c.flushes.Wait()
 }
 
-// flush makes bt's request and records its result in bt (startFlush's
-// goroutine then closes bt.done).
+// flush makes bt's request and records its result in bt (start's goroutine
+// then closes bt.done).
 func (c *coalescer[T]) flush(bt *batch[T]) {
 	ctx, cancel := context.WithTimeout(bt.ctx, flushTimeout)
 	defer cancel()

@@ -89,22 +89,14 @@ type Options struct {
 	MaxBodyBytes int
 	// Logger receives warnings (undecodable foreign messages). Nil discards.
 	Logger *slog.Logger
-	// FlushWindow is how long a single-receipt Ack waits for concurrent
-	// single-receipt Acks to share its DeleteMessageBatch request, and a
-	// Send for concurrent Sends to share its SendMessageBatch request (a
-	// batch is sent when it is full, when the next call's messages would not
-	// fit it, or when the window ends, whichever is first). Zero means
-	// DefaultFlushWindow; a negative value disables coalescing (every Ack and
-	// Send makes its own requests). At most one second.
-	FlushWindow time.Duration
-	// FixedWindow makes every Ack and Send wait the full FlushWindow for
-	// others. By default the window adapts to the load of the queue: an Ack
-	// or Send with nothing to share its request with (no request of the
-	// same kind in flight) is sent at once, and the window grows (doubling,
-	// up to 8 × FlushWindow) while requests keep filling up and shrinks back
-	// when they carry one item. Low load pays no window; high load sends
-	// fuller batches.
-	FixedWindow bool
+	// NoCoalescing makes every single-receipt Ack and every Send make its
+	// own requests on its own context. By default concurrent ones share
+	// DeleteMessageBatch and SendMessageBatch requests by group commit: a
+	// request leaves at once when none of its kind is in flight to the
+	// queue, and calls arriving meanwhile share the next one, which leaves
+	// when the first returns (see the package doc, Coalescing). No call
+	// waits for a timer.
+	NoCoalescing bool
 	// FairQueue says whether Send sets MessageGroupId (fair-queue mode).
 	// FairAuto, the zero value, follows the queue type. FIFO queues require
 	// a group on every message, so FairOff on one is an error; FairOn on a
@@ -162,12 +154,6 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.FlushWindow == 0 {
-		o.FlushWindow = DefaultFlushWindow
-	}
-	if o.FlushWindow > maxFlushWindow {
-		return nil, invalid("new", "FlushWindow %v over %v", o.FlushWindow, maxFlushWindow)
-	}
 	fifo := IsFIFOURL(queueURL)
 	switch o.FairQueue {
 	case FairAuto:
@@ -199,14 +185,14 @@ func New(client *sqs.Client, queueURL string, opts *Options) (*Broker, error) {
 	}
 	// The request functions read b.deleteBatch and b.sendBatch at call time
 	// (tests replace them).
-	b.acks = newCoalescer("ack", o.FlushWindow, 0, nil,
+	b.acks = newCoalescer("ack", o.NoCoalescing, 0, nil,
 		func(ctx context.Context, url string, rs []ports.Receipt) (map[int]error, error) {
 			return deleteReceipts(ctx, b.deleteBatch, url, rs)
-		}).withAdaptive(!o.FixedWindow)
-	b.sends = newCoalescer("send", o.FlushWindow, maxSQSBatchBytes, entrySize,
+		})
+	b.sends = newCoalescer("send", o.NoCoalescing, maxSQSBatchBytes, entrySize,
 		func(ctx context.Context, url string, es []types.SendMessageBatchRequestEntry) (map[int]error, error) {
 			return sendEntries(ctx, b.sendBatch, "send", url, es)
-		}).withAdaptive(!o.FixedWindow)
+		})
 	return b, nil
 }
 
@@ -225,7 +211,7 @@ func (b *Broker) isClosed() bool {
 func closedErr(op string) error { return fmt.Errorf("sqs: %s: %w", op, ports.ErrClosed) }
 
 // Send implements ports.Broker with one SendMessageBatch request, which it
-// shares with concurrent Sends (see Options.FlushWindow); messages that do
+// shares with concurrent Sends (see Options.NoCoalescing); messages that do
 // not fit one request together (over the 1 MiB batch limit) are sent in as
 // many requests as needed, in order. A caller whose ctx ends while waiting
 // gets ctx's error, but its messages may still be sent.
@@ -423,7 +409,7 @@ func (b *Broker) delivery(m types.Message) ports.Delivery {
 }
 
 // Ack implements ports.Broker with one DeleteMessageBatch request, which a
-// single-receipt Ack shares with concurrent ones (see Options.FlushWindow).
+// single-receipt Ack shares with concurrent ones (see Options.NoCoalescing).
 // Entries failing because the receipt is stale or invalid are not errors.
 func (b *Broker) Ack(ctx context.Context, receipts ...ports.Receipt) error {
 	const op = "ack"

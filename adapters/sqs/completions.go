@@ -52,17 +52,10 @@ type CompletionOptions struct {
 	WaitTime time.Duration
 	// Logger receives warnings (undecodable messages). Nil discards.
 	Logger *slog.Logger
-	// FlushWindow is how long a Publish waits for concurrent Publishes to
-	// the same inbox to share its SendMessageBatch request (as
-	// Options.FlushWindow: sent when full, when the next call's completions
-	// would not fit, or when the window ends). Zero means
-	// DefaultFlushWindow; a negative value disables coalescing. At most one
-	// second.
-	FlushWindow time.Duration
-	// FixedWindow makes every Publish wait the full FlushWindow; by default
-	// the window adapts to the load of each inbox, as for Sends (see
-	// Options.FixedWindow).
-	FixedWindow bool
+	// NoCoalescing makes every Publish make its own request. By default
+	// concurrent Publishes to the same inbox share SendMessageBatch requests
+	// by group commit, as Sends do (see Options.NoCoalescing).
+	NoCoalescing bool
 }
 
 // CompletionBus is a ports.CompletionBus over SQS: each inbox is a standard
@@ -125,12 +118,6 @@ func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionB
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.FlushWindow == 0 {
-		o.FlushWindow = DefaultFlushWindow
-	}
-	if o.FlushWindow > maxFlushWindow {
-		return nil, invalid(op, "FlushWindow %v over %v", o.FlushWindow, maxFlushWindow)
-	}
 	b := &CompletionBus{
 		client:   client,
 		prefix:   o.QueuePrefix,
@@ -145,10 +132,10 @@ func NewCompletionBus(client *sqs.Client, opts *CompletionOptions) (*CompletionB
 	// A coalesced batch of completions travels packed: one SQS message (a
 	// JSON array) carries as many as fit, so a busy inbox costs one send,
 	// one receive and one delete per batch, not per completion.
-	b.publishes = newCoalescer("publish", o.FlushWindow, maxPackedBytes, packedSize,
+	b.publishes = newCoalescer("publish", o.NoCoalescing, maxPackedBytes, packedSize,
 		func(ctx context.Context, url string, cs [][]byte) (map[int]error, error) {
 			return b.sendPacked(ctx, url, cs)
-		}).withMaxItems(maxPackedCompletions).withAdaptive(!o.FixedWindow)
+		}).withMaxItems(maxPackedCompletions)
 	return b, nil
 }
 
@@ -161,7 +148,7 @@ func (b *CompletionBus) isClosed() bool {
 // Publish implements ports.CompletionBus with one SendMessageBatch request
 // to the queue URL to, one message (JSON) per completion, which it shares
 // with concurrent Publishes to the same queue (see
-// CompletionOptions.FlushWindow). A caller whose ctx ends while waiting gets
+// CompletionOptions.NoCoalescing). A caller whose ctx ends while waiting gets
 // ctx's error, but its completions may still be sent.
 func (b *CompletionBus) Publish(ctx context.Context, to string, cs ...ports.Completion) error {
 	const op = "publish"

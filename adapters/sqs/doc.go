@@ -78,50 +78,50 @@
 // One mechanism shares batch requests among concurrent calls: single-receipt
 // Acks (DeleteMessageBatch), Sends of any size on one Broker
 // (SendMessageBatch), and Publishes to one inbox queue URL (SendMessageBatch,
-// see Completion inboxes). A call's items join the pending batch of their
-// queue as a unit, and the batch is sent when it holds 10 entries, when the
-// next call's items would not fit it (over 10 entries, or over the SQS batch
-// payload limit of 1 MiB, counted as for one message: bodies as sent plus
-// attribute names, types and values), or Options.FlushWindow (default 5 ms,
-// [DefaultFlushWindow], at most 1s) after its first items joined. A call's
-// items are never split across requests unless they alone cannot fit one
-// (say ten 300 KiB bodies): they are then cut into chunks that fit, sent one
-// after the other in order, each chunk but the last at once. Entry Ids are
-// the position in the request and are mapped back, so every caller gets
+// see Completion inboxes). It is group commit, per queue URL and kind of
+// request, with no timer:
+//
+//   - A call finding no request of its kind in flight to its queue is sent
+//     at once, alone or with what waits: an idle queue adds no latency.
+//   - Calls arriving while one is in flight join the next batch, which
+//     leaves as soon as the request in flight returns: a busy queue sends
+//     full batches, one request in flight at a time.
+//   - A batch stops taking items when it holds 10 entries or when the next
+//     call's items would not fit it (over 10 entries, or over the SQS batch
+//     payload limit of 1 MiB, counted as for one message: bodies as sent
+//     plus attribute names, types and values); later calls start another
+//     batch behind it, which leaves after it. A full batch waits for the
+//     request in flight like any other.
+//
+// A call's items join a batch as a unit and are never split across requests
+// unless they alone cannot fit one (say ten 300 KiB bodies): they are then
+// cut into chunks that fit, sent one after the other in order. Entry Ids
+// are the position in the request and are mapped back, so every caller gets
 // only its own results, indexed as in its call: nil, the request's error
 // when the whole request failed, the item's error for a one-item call, or a
 // *ports.BatchError with its own indexes on a partial failure (entries
 // failing only because a receipt is stale are dropped from Ack's results, as
 // always). The request runs on no caller's context (the first caller's
 // values, bounded by 30 seconds), so a caller leaving does not fail the
-// others.
-//
-// The window follows the load of each queue (unless Options.FixedWindow /
-// CompletionOptions.FixedWindow): a call with nothing to share its request
-// with — no request of the same kind to that queue in flight — is sent at
-// once; calls arriving while one is in flight wait FlushWindow and share the
-// next request; a request carrying several items doubles the window (up to
-// 8 × FlushWindow), one carrying a single item halves it until it is gone.
-// A lone task so pays no window at all, and a busy queue gets full requests
-// (measured with the dagq benchmark on fauxqs: 0.45 SQS requests per task and
-// a 6–7 ms end-to-end p50, against 0.83 and 18 ms with the fixed 5 ms window).
+// others. The SDK's retryer retries a request as it would an uncoalesced
+// one; the batch behind it waits meanwhile.
 //
 // A caller whose ctx ends while waiting gets ctx's error, but its items stay
 // in their batch and may still be sent: a Send that returned ctx's error may
 // have enqueued its messages (at-least-once, as after any lost response;
 // on FIFO queues the task ID is the MessageDeduplicationId, so a retried Send
 // within 5 minutes is dropped), and an Ack may still delete (the weak
-// contract). A call whose ctx is already done joins nothing.
+// contract). The other callers of its batch are not affected. A call whose
+// ctx is already done joins nothing.
 //
-// Cost and benefit: a lone call (nothing else pending) completes one window
-// later than without coalescing, since it waits for company; a full call (10
-// entries) is sent at once. With many concurrent calls a batch fills before
-// the window ends: about one request per 10 messages or acks instead of one
-// each (200 concurrent single Sends from 32 goroutines: 20 to 24 requests
-// instead of 200 on fauxqs, 3 times faster in wall time; a lone Send about 7
-// ms slower at the default window). A negative FlushWindow disables
-// coalescing for Acks and Sends alike (CompletionOptions.FlushWindow for
-// Publishes): every call makes its own request(s) on its own context.
+// Cost and benefit: a lone call costs what it would without coalescing (one
+// request, at once). Concurrent calls share requests: about one per 10
+// messages or acks instead of one each (200 single Sends from 32 goroutines
+// on fauxqs: about 21 requests instead of 200, 7 times faster in wall
+// time). A call arriving while a request is in flight waits for the rest of
+// that request's round trip before its own batch leaves. Options.NoCoalescing
+// (CompletionOptions.NoCoalescing for Publishes) turns coalescing off: every
+// call makes its own request(s) on its own context.
 //
 // # Errors
 //
@@ -158,12 +158,9 @@
 //     above its threshold.
 //   - Logger: an *slog.Logger for warnings (undecodable foreign messages,
 //     FairOn on a standard queue); nil discards.
-//   - FlushWindow: how long a single-receipt Ack or a Send waits for others
-//     to share its request, default 5ms ([DefaultFlushWindow]), at most 1s;
-//     a negative value disables coalescing (see Coalescing). Cost: a lone
-//     call completes one window later; with concurrent tasks, about one
-//     request per 10 acks or sends instead of one each; at worst (calls more
-//     than a window apart) one per call.
+//   - NoCoalescing: every single-receipt Ack and Send makes its own
+//     requests (see Coalescing). Off by default: coalescing adds no latency
+//     to a lone call, so there is little reason to turn it off.
 //   - FairQueue: fair-queue (message-group) mode, [FairAuto], [FairOn] or
 //     [FairOff] (see above).
 //
@@ -173,7 +170,7 @@
 // # Completion inboxes
 //
 // [NewCompletionBus] returns a [CompletionBus] (nil-safe
-// *[CompletionOptions]: QueuePrefix, WaitTime, Logger, FlushWindow). Every
+// *[CompletionOptions]: QueuePrefix, WaitTime, Logger, NoCoalescing). Every
 // inbox is a standard SQS queue of its own:
 //
 //   - Naming: Open creates the queue QueuePrefix + 32 random hex characters
@@ -186,8 +183,8 @@
 //     sqs:TagQueue, sqs:ReceiveMessage, sqs:DeleteMessage and
 //     sqs:DeleteQueue on the prefix (e.g. arn:aws:sqs:*:*:dagq-reply-*).
 //   - Publish is one SendMessageBatch request. Concurrent Publishes to the
-//     same inbox URL share it (see Coalescing; CompletionOptions.FlushWindow,
-//     default 5ms, negative disables; up to 1,000 completions or about
+//     same inbox URL share it (see Coalescing; CompletionOptions.NoCoalescing
+//     turns it off; up to 1,000 completions or about
 //     1 MiB per request), and the completions of a shared request travel
 //     packed: one message whose body is the JSON array of all of them that
 //     are valid SQS text (as many messages as the 1 MiB message limit

@@ -128,16 +128,16 @@ func concurrentSends(t *testing.T, b ports.Broker, n, g int, prefix string) time
 // TestSendCoalescing: 200 single Sends from 32 goroutines share
 // SendMessageBatch requests (at most 30, against 200 without coalescing),
 // and every message arrives exactly once with its body. It logs the
-// requests and wall times with and without coalescing, and the latency a
-// lone Send pays for the flush window.
+// requests and wall times with and without coalescing, and the latency of
+// a lone Send with and without it (group commit adds none).
 func TestSendCoalescing(t *testing.T) {
 	h := newHarness(t)
 	client, count := h.countingClient()
 	const n, g = 200, 32
 
-	measure := func(window time.Duration) (int, time.Duration) {
+	measure := func(off bool) (int, time.Duration) {
 		url := h.tempQueue(t, false)
-		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, FlushWindow: window, FixedWindow: true})
+		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, NoCoalescing: off})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, b.Close()) }()
 		count.reset()
@@ -150,16 +150,16 @@ func TestSendCoalescing(t *testing.T) {
 		}
 		return reqs, took
 	}
-	reqs, took := measure(0)
+	reqs, took := measure(false)
 	require.LessOrEqual(t, reqs, 30, "coalesced SendMessageBatch requests")
-	reqsOff, tookOff := measure(-1)
+	reqsOff, tookOff := measure(true)
 	require.Equal(t, n, reqsOff, "one request per Send without coalescing")
 	t.Logf("%d Sends from %d goroutines: coalesced %d requests in %v; uncoalesced %d requests in %v", n, g, reqs, took, reqsOff, tookOff)
 
-	// Latency of a lone Send, with and without the window.
-	lone := func(window time.Duration) time.Duration {
+	// Latency of a lone Send, with and without coalescing.
+	lone := func(off bool) time.Duration {
 		url := h.tempQueue(t, false)
-		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, FlushWindow: window, FixedWindow: true})
+		b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, NoCoalescing: off})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, b.Close()) }()
 		const k = 30
@@ -169,8 +169,8 @@ func TestSendCoalescing(t *testing.T) {
 		}
 		return time.Since(start) / k
 	}
-	on, off := lone(0), lone(-1)
-	t.Logf("lone Send: %v with the default %v window, %v without (added %v)", on, sqs.DefaultFlushWindow, off, on-off)
+	on, off := lone(false), lone(true)
+	t.Logf("lone Send: %v coalesced, %v without (difference %v)", on, off, on-off)
 }
 
 // TestSendLargeBodies: concurrent Sends of 300 KiB bodies are packed into
@@ -191,7 +191,7 @@ func TestSendLargeBodies(t *testing.T) {
 	require.Error(t, err, "fauxqs enforces the 1 MiB batch limit")
 	t.Logf("raw 1.2 MiB batch: %v", err)
 
-	b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, MaxBodyBytes: 1 << 20, FlushWindow: 50 * time.Millisecond, FixedWindow: true})
+	b, err := sqs.New(client, url, &sqs.Options{WaitTime: waitTime, MaxBodyBytes: 1 << 20})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Close()) }()
 	count.reset()

@@ -113,18 +113,32 @@ func fakeSendBroker(t *testing.T, url string, o *Options, f *fakeSender) *Broker
 	return b
 }
 
-// The tests with a flush window run on the synctest clock (see batcher_test.go).
+// The tests of coalescing run on the synctest clock with gates (see
+// batcher_test.go).
 
-// TestSendCoalesces: 25 concurrent single Sends make 3 requests (10+10+5);
-// every caller gets its own message's result.
+// holdFirst makes one call (the "warm-up") whose request the gate holds in
+// flight, so the calls the test makes next arrive while a request is in
+// flight; it returns the warm-up's result channel.
+func holdFirst(t *testing.T, call func() error) chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	synctest.Wait()
+	return done
+}
+
+// TestSendCoalesces: a burst of 25 single Sends makes ⌈25/10⌉+1 requests
+// (the first alone at once, the others behind it, 10+10+4) with no fake
+// time passing; every caller gets its own message's result.
 func TestSendCoalesces(t *testing.T) { synctest.Test(t, testSendCoalesces) }
 
 func testSendCoalesces(t *testing.T) {
-	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 500 * time.Millisecond, FixedWindow: true}, f)
+	f := &fakeSender{gate: make(chan struct{})}
+	b := fakeSendBroker(t, "http://q/1/tasks", nil, f)
 	defer func() { require.NoError(t, b.Close()) }()
 
 	const n = 25
+	start := time.Now()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -134,8 +148,13 @@ func testSendCoalesces(t *testing.T) {
 		}
 		wg.Go(func() { errs[i] = b.Send(t.Context(), ports.Message{ID: id, Body: []byte(id)}) })
 	}
+	synctest.Wait()
+	require.Equal(t, []int{1}, f.sizes(), "the first left alone at once; the others wait for it")
+	close(f.gate)
 	wg.Wait()
-	require.Equal(t, []int{5, 10, 10}, f.sizes())
+	require.Zero(t, time.Since(start), "no call waited for a timer")
+	require.Equal(t, []int{1, 4, 10, 10}, f.sizes())
+	require.LessOrEqual(t, len(f.sizes()), (n+9)/10+1)
 	for i, err := range errs {
 		if i%4 == 1 {
 			require.ErrorIs(t, err, ports.ErrUnavailable)
@@ -153,9 +172,10 @@ func testSendCoalesces(t *testing.T) {
 func TestSendBatchErrorIndexes(t *testing.T) { synctest.Test(t, testSendBatchErrorIndexes) }
 
 func testSendBatchErrorIndexes(t *testing.T) {
-	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 200 * time.Millisecond, FixedWindow: true}, f)
+	f := &fakeSender{gate: make(chan struct{})}
+	b := fakeSendBroker(t, "http://q/1/tasks", nil, f)
 	defer func() { require.NoError(t, b.Close()) }()
+	first := holdFirst(t, func() error { return b.Send(t.Context(), ports.Message{ID: "first"}) })
 
 	// Caller c sends 3 messages; message c%3 of each is busy.
 	const callers = 3
@@ -172,8 +192,11 @@ func testSendBatchErrorIndexes(t *testing.T) {
 		}
 		wg.Go(func() { errs[c] = b.Send(t.Context(), msgs...) })
 	}
+	synctest.Wait()
+	close(f.gate)
 	wg.Wait()
-	require.Equal(t, []int{9}, f.sizes(), "one shared request")
+	require.NoError(t, <-first)
+	require.Equal(t, []int{1, 9}, f.sizes(), "the three callers share one request")
 	for c, err := range errs {
 		var be *ports.BatchError
 		require.ErrorAs(t, err, &be, "caller %d", c)
@@ -184,28 +207,32 @@ func testSendBatchErrorIndexes(t *testing.T) {
 }
 
 // TestSendCallerNotSplit: a caller's messages join a batch as a unit: when
-// they do not fit the pending batch, it is sent and they start the next.
+// they do not fit the waiting batch, it is closed and they start the next.
 func TestSendCallerNotSplit(t *testing.T) { synctest.Test(t, testSendCallerNotSplit) }
 
 func testSendCallerNotSplit(t *testing.T) {
-	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 300 * time.Millisecond, FixedWindow: true}, f)
+	f := &fakeSender{gate: make(chan struct{})}
+	b := fakeSendBroker(t, "http://q/1/tasks", nil, f)
 	defer func() { require.NoError(t, b.Close()) }()
+	first := holdFirst(t, func() error { return b.Send(t.Context(), ports.Message{ID: "first"}) })
 
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() { require.NoError(t, b.Send(t.Context(), ports.Message{ID: fmt.Sprint("single-", i)})) })
 	}
 	synctest.Wait()
-	require.Equal(t, 8, pendingItems(b.sends, b.url), "the eight wait in one pending batch")
-	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "three-0"}, ports.Message{ID: "three-1"}, ports.Message{ID: "three-2"}))
+	require.Equal(t, 8, pendingItems(b.sends, b.url), "the eight wait in one batch")
+	wg.Go(func() {
+		require.NoError(t, b.Send(t.Context(), ports.Message{ID: "three-0"}, ports.Message{ID: "three-1"}, ports.Message{ID: "three-2"}))
+	})
+	synctest.Wait()
+	close(f.gate)
 	wg.Wait()
-	require.Equal(t, []int{3, 8}, f.sizes())
-	for _, names := range f.names() {
-		if len(names) == 3 {
-			require.Equal(t, []string{"three-0", "three-1", "three-2"}, names)
-		}
-	}
+	require.NoError(t, <-first)
+	require.Equal(t, []int{1, 3, 8}, f.sizes())
+	names := f.names()
+	require.Len(t, names[1], 8, "the eight left first")
+	require.Equal(t, []string{"three-0", "three-1", "three-2"}, names[2])
 }
 
 // TestSendPacking: requests never exceed the 1 MiB batch limit; a caller
@@ -214,17 +241,21 @@ func testSendCallerNotSplit(t *testing.T) {
 func TestSendPacking(t *testing.T) { synctest.Test(t, testSendPacking) }
 
 func testSendPacking(t *testing.T) {
-	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 100 * time.Millisecond, FixedWindow: true, MaxBodyBytes: 1 << 20}, f)
+	f := &fakeSender{gate: make(chan struct{})}
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{MaxBodyBytes: 1 << 20}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	big := bytes.Repeat([]byte("a"), 300<<10)
+	first := holdFirst(t, func() error { return b.Send(t.Context(), ports.Message{ID: "first"}) })
 
 	var wg sync.WaitGroup
 	for i := range 5 {
 		wg.Go(func() { require.NoError(t, b.Send(t.Context(), ports.Message{ID: fmt.Sprint("big-", i), Body: big})) })
 	}
+	synctest.Wait()
+	close(f.gate)
 	wg.Wait()
-	require.Equal(t, []int{2, 3}, f.sizes(), "3 × 300 KiB fit 1 MiB, 4 do not")
+	require.NoError(t, <-first)
+	require.Equal(t, []int{1, 2, 3}, f.sizes(), "3 × 300 KiB fit 1 MiB, 4 do not")
 
 	f.reqs = nil
 	msgs := make([]ports.Message, 10)
@@ -263,7 +294,7 @@ func mustEntrySize(t *testing.T, b *Broker, m ports.Message) int {
 // body of 800 KiB fits, a binary one (base64, 4/3) does not.
 func TestSendEncodedSize(t *testing.T) {
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: -1, MaxBodyBytes: 1 << 20}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{NoCoalescing: true, MaxBodyBytes: 1 << 20}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "text", Body: bytes.Repeat([]byte("a"), 800<<10)}))
 	err := b.Send(t.Context(), ports.Message{ID: "bin", Body: bytes.Repeat([]byte{0}, 800<<10)})
@@ -272,13 +303,13 @@ func TestSendEncodedSize(t *testing.T) {
 	require.Equal(t, []int{1}, f.sizes())
 }
 
-// TestSendDisabled: a negative FlushWindow sends every Send at once, alone
+// TestSendDisabled: NoCoalescing sends every Send at once, alone
 // (still split when it does not fit one request).
 func TestSendDisabled(t *testing.T) { synctest.Test(t, testSendDisabled) }
 
 func testSendDisabled(t *testing.T) {
 	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: -1}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", &Options{NoCoalescing: true}, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	start := time.Now()
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "a"}))
@@ -287,69 +318,77 @@ func testSendDisabled(t *testing.T) {
 	require.Equal(t, []int{1, 1}, f.sizes())
 }
 
-// TestSendWindow: a lone Send is sent when the window ends, not before or
-// later; a full one at once.
-func TestSendWindow(t *testing.T) { synctest.Test(t, testSendWindow) }
+// TestSendAtOnce: a lone Send leaves at once, also right after a shared
+// batch; so does a full one.
+func TestSendAtOnce(t *testing.T) { synctest.Test(t, testSendAtOnce) }
 
-func testSendWindow(t *testing.T) {
-	const window = 50 * time.Millisecond
-	f := &fakeSender{}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: window, FixedWindow: true}, f)
+func testSendAtOnce(t *testing.T) {
+	f := &fakeSender{gate: make(chan struct{})}
+	b := fakeSendBroker(t, "http://q/1/tasks", nil, f)
 	defer func() { require.NoError(t, b.Close()) }()
 	start := time.Now()
+	first := holdFirst(t, func() error { return b.Send(t.Context(), ports.Message{ID: "first"}) })
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { require.NoError(t, b.Send(t.Context(), ports.Message{ID: fmt.Sprint("s-", i)})) })
+	}
+	synctest.Wait()
+	close(f.gate)
+	wg.Wait()
+	require.NoError(t, <-first)
+	require.Equal(t, []int{1, 3}, f.sizes())
+
 	require.NoError(t, b.Send(t.Context(), ports.Message{ID: "a"}))
-	require.Equal(t, window, time.Since(start))
-	// A full Send is not delayed.
-	start = time.Now()
 	msgs := make([]ports.Message, 10)
 	for i := range msgs {
 		msgs[i] = ports.Message{ID: fmt.Sprint(i)}
 	}
 	require.NoError(t, b.Send(t.Context(), msgs...))
-	require.Zero(t, time.Since(start))
-	require.Equal(t, []int{1, 10}, f.sizes())
+	require.Zero(t, time.Since(start), "nothing waited for a timer")
+	require.Equal(t, []int{1, 1, 3, 10}, f.sizes())
 }
 
-// TestSendContextAndClose: a caller whose ctx ends stops waiting with ctx's
-// error while the others of its batch get their result; Close sends the
-// pending batch at once, waits for it, and later Sends fail with ErrClosed.
+// TestSendContextAndClose: a caller whose ctx ends while waiting stops with
+// ctx's error while the others of its batch get their result; Close sends
+// the waiting batch at once, waits for it, and later Sends fail with
+// ErrClosed.
 func TestSendContextAndClose(t *testing.T) { synctest.Test(t, testSendContextAndClose) }
 
 func testSendContextAndClose(t *testing.T) {
-	const window = 10 * time.Millisecond
 	f := &fakeSender{gate: make(chan struct{})}
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: window, FixedWindow: true}, f)
+	b := fakeSendBroker(t, "http://q/1/tasks", nil, f)
+	first := holdFirst(t, func() error { return b.Send(t.Context(), ports.Message{ID: "first"}) })
 
 	ctx, cancel := context.WithCancel(t.Context())
 	leaving, staying := make(chan error, 1), make(chan error, 1)
 	go func() { leaving <- b.Send(ctx, ports.Message{ID: "a"}) }()
 	go func() { staying <- b.Send(t.Context(), ports.Message{ID: "b"}) }()
 	synctest.Wait()
-	require.Empty(t, f.sizes(), "both wait in the pending batch")
-	time.Sleep(window)
-	synctest.Wait()
-	require.Equal(t, []int{2}, f.sizes(), "their request is in flight (held by the gate)")
+	require.Equal(t, 2, pendingItems(b.sends, b.url), "both wait in the next batch")
+	start := time.Now()
 	cancel()
 	require.ErrorIs(t, <-leaving, context.Canceled)
 	close(f.gate)
+	require.NoError(t, <-first)
 	require.NoError(t, <-staying)
-	require.Equal(t, []int{2}, f.sizes(), "the leaving caller's message was still sent")
+	require.Zero(t, time.Since(start))
+	require.Equal(t, []int{1, 2}, f.sizes(), "the leaving caller's message was still sent, once")
 
-	f2 := &fakeSender{}
+	f2 := &fakeSender{gate: make(chan struct{})}
 	b.sendBatch = f2.sendBatch
-	b.sends.window = time.Hour
-	errs := make(chan error, 3)
-	for i := range 3 {
+	errs := make(chan error, 4)
+	for i := range 4 {
 		go func() { errs <- b.Send(t.Context(), ports.Message{ID: fmt.Sprint("c-", i)}) }()
 	}
 	synctest.Wait()
-	require.Equal(t, 3, pendingItems(b.sends, b.url), "the three wait in one pending batch")
-	require.Empty(t, f2.sizes())
-	start := time.Now()
-	require.NoError(t, b.Close())
-	require.Zero(t, time.Since(start), "Close does not wait for the window")
-	require.Equal(t, []int{3}, f2.sizes(), "flushed by Close, before it returned")
-	for range 3 {
+	require.Equal(t, 3, pendingItems(b.sends, b.url), "three wait behind the one in flight")
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	synctest.Wait()
+	require.Equal(t, []int{1, 3}, f2.sizes(), "Close sent the waiting batch at once")
+	close(f2.gate)
+	require.NoError(t, <-closed)
+	for range 4 {
 		require.NoError(t, <-errs)
 	}
 	require.ErrorIs(t, b.Send(t.Context(), ports.Message{ID: "late"}), ports.ErrClosed)
@@ -361,7 +400,7 @@ func TestSendWholeCallFailure(t *testing.T) { synctest.Test(t, testSendWholeCall
 
 func testSendWholeCallFailure(t *testing.T) {
 	boom := errors.New("boom")
-	b := fakeSendBroker(t, "http://q/1/tasks", &Options{FlushWindow: 10 * time.Millisecond, FixedWindow: true}, &fakeSender{})
+	b := fakeSendBroker(t, "http://q/1/tasks", nil, &fakeSender{})
 	b.sendBatch = func(context.Context, *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
 		return nil, boom
 	}
@@ -383,15 +422,16 @@ func testSendWholeCallFailure(t *testing.T) {
 func TestPublishCoalesces(t *testing.T) { synctest.Test(t, testPublishCoalesces) }
 
 func testPublishCoalesces(t *testing.T) {
-	f := &fakeSender{}
+	f := &fakeSender{gate: make(chan struct{})}
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
-	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond, FixedWindow: true})
+	bus, err := NewCompletionBus(client, nil)
 	require.NoError(t, err)
 	bus.sendBatch = f.sendBatch
 	defer func() { require.NoError(t, bus.Close()) }()
 
 	urls := []string{"http://q/1/inbox-a", "http://q/1/inbox-b"}
 	const n = 12
+	start := time.Now()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -399,19 +439,24 @@ func testPublishCoalesces(t *testing.T) {
 			errs[i] = bus.Publish(t.Context(), urls[i%2], ports.Completion{TaskID: fmt.Sprint("t-", i), State: ports.StateSucceeded})
 		})
 	}
+	synctest.Wait()
+	require.Equal(t, []int{1, 1}, f.sizes(), "per inbox, the first left alone at once")
+	close(f.gate)
 	wg.Wait()
+	require.Zero(t, time.Since(start), "no call waited for a timer")
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
-	require.Equal(t, []int{1, 1}, f.sizes(), "one request per inbox, one message packing its six completions")
+	require.Equal(t, []int{1, 1, 1, 1}, f.sizes(), "two requests per inbox, each one message")
 	f.mu.Lock()
 	seen := map[string]bool{}
+	perInbox := map[string][]int{}
 	for _, r := range f.reqs {
 		for _, e := range r.Entries {
 			require.Empty(t, e.MessageAttributes, "JSON as text")
 			cs, err := decodeCompletions(types.Message{Body: e.MessageBody})
 			require.NoError(t, err)
-			require.Len(t, cs, 6)
+			perInbox[*r.QueueUrl] = append(perInbox[*r.QueueUrl], len(cs))
 			for _, c := range cs {
 				require.False(t, seen[c.TaskID], "completion %s sent twice", c.TaskID)
 				seen[c.TaskID] = true
@@ -419,10 +464,10 @@ func testPublishCoalesces(t *testing.T) {
 		}
 	}
 	f.mu.Unlock()
-	require.Len(t, seen, n, "every completion packed exactly once")
-
-	_, err = NewCompletionBus(client, &CompletionOptions{FlushWindow: 2 * time.Second, FixedWindow: true})
-	require.ErrorIs(t, err, ports.ErrInvalidArgument)
+	require.Len(t, seen, n, "every completion sent exactly once")
+	for _, u := range urls {
+		require.Equal(t, []int{1, 5}, perInbox[u], "the first alone, the five after it packed in one message")
+	}
 }
 
 // TestFairQueue: FairOn on a standard queue is logged and ignored (no
@@ -432,7 +477,7 @@ func TestFairQueue(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	f := &fakeSender{}
-	std := fakeSendBroker(t, "http://q/1/tasks", &Options{FairQueue: FairOn, Logger: log, FlushWindow: -1}, f)
+	std := fakeSendBroker(t, "http://q/1/tasks", &Options{FairQueue: FairOn, Logger: log, NoCoalescing: true}, f)
 	defer func() { require.NoError(t, std.Close()) }()
 	require.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
 	require.Contains(t, logs.String(), "fair-queue mode needs a FIFO queue")
@@ -451,7 +496,7 @@ func TestFairQueue(t *testing.T) {
 	logs.Reset()
 	for _, mode := range []FairMode{FairAuto, FairOn} {
 		f := &fakeSender{}
-		fifo := fakeSendBroker(t, "http://q/1/tasks.fifo", &Options{FairQueue: mode, Logger: log, FlushWindow: -1}, f)
+		fifo := fakeSendBroker(t, "http://q/1/tasks.fifo", &Options{FairQueue: mode, Logger: log, NoCoalescing: true}, f)
 		require.NoError(t, fifo.Send(t.Context(), ports.Message{ID: "m"}, ports.Message{ID: "n", GroupID: "tenant-1"}))
 		require.Equal(t, "m", *f.reqs[0].Entries[0].MessageGroupId, mode)
 		require.Equal(t, "tenant-1", *f.reqs[0].Entries[1].MessageGroupId, mode)
@@ -460,7 +505,7 @@ func TestFairQueue(t *testing.T) {
 	}
 	for _, mode := range []FairMode{FairAuto, FairOff} {
 		f := &fakeSender{}
-		b := fakeSendBroker(t, "http://q/1/tasks", &Options{FairQueue: mode, Logger: log, FlushWindow: -1}, f)
+		b := fakeSendBroker(t, "http://q/1/tasks", &Options{FairQueue: mode, Logger: log, NoCoalescing: true}, f)
 		require.NoError(t, b.Send(t.Context(), ports.Message{ID: "m", GroupID: "g"}))
 		require.Nil(t, f.reqs[0].Entries[0].MessageGroupId, mode)
 		require.NoError(t, b.Close())
@@ -477,11 +522,13 @@ func TestPublishPacking(t *testing.T) { synctest.Test(t, testPublishPacking) }
 
 func testPublishPacking(t *testing.T) {
 	client := awssqs.New(awssqs.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"), RetryMaxAttempts: 1})
-	bus, err := NewCompletionBus(client, &CompletionOptions{FlushWindow: 300 * time.Millisecond, FixedWindow: true})
+	bus, err := NewCompletionBus(client, nil)
 	require.NoError(t, err)
 	var mu sync.Mutex
 	var entries []types.SendMessageBatchRequestEntry
+	gate := make(chan struct{})
 	bus.sendBatch = func(ctx context.Context, in *awssqs.SendMessageBatchInput) (*awssqs.SendMessageBatchOutput, error) {
+		<-gate
 		mu.Lock()
 		defer mu.Unlock()
 		out := &awssqs.SendMessageBatchOutput{}
@@ -502,17 +549,23 @@ func testPublishPacking(t *testing.T) {
 		{TaskID: "odd", State: ports.StateFailed, Error: "bad \uFFFF char"},
 		{TaskID: "ok-2", State: ports.StateSucceeded},
 	}
+	first := holdFirst(t, func() error {
+		return bus.Publish(t.Context(), "http://q/1/inbox", ports.Completion{TaskID: "first", State: ports.StateSucceeded})
+	})
 	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
 	for i := range cs {
 		wg.Go(func() { errs[i] = bus.Publish(t.Context(), "http://q/1/inbox", cs[i]) })
 	}
+	synctest.Wait()
+	close(gate)
 	wg.Wait()
+	require.NoError(t, <-first)
 	require.NoError(t, errs[0])
 	require.ErrorIs(t, errs[1], ports.ErrUnavailable, "the odd completion's message failed")
 	require.NoError(t, errs[2])
 
-	require.Len(t, entries, 2, "one packed message and one alone")
+	require.Len(t, entries, 3, "the first alone, then one packed message and one alone")
 	var got []string
 	for _, e := range entries {
 		dec, err := decodeCompletions(types.Message{Body: e.MessageBody, MessageAttributes: map[string]types.MessageAttributeValue{
@@ -528,5 +581,5 @@ func testPublishPacking(t *testing.T) {
 			got = append(got, c.TaskID)
 		}
 	}
-	require.ElementsMatch(t, []string{"ok-1", "ok-2", "odd"}, got)
+	require.ElementsMatch(t, []string{"first", "ok-1", "ok-2", "odd"}, got)
 }

@@ -103,6 +103,9 @@ func TestE2E_ThreeWorkerProcesses(t *testing.T) {
 		"DAGQ_SQS_WAIT_TIME=1s",
 		"DAGQ_WORKER_LEASE=10s",
 		"DAGQ_WORKER_SHUTDOWN_TIMEOUT=1s",
+		// No prefetch: a worker holds at most its four slots' steps, so
+		// that the slot counts of the scenarios hold.
+		"DAGQ_WORKER_PREFETCH=0",
 		// The handler journals tell which worker ran what; the logs (JSON:
 		// waitReady reads "worker started") are for the readiness and for
 		// reading when a test fails.

@@ -59,14 +59,18 @@ type faultCluster struct {
 
 // faultEnv is the environment of the fault tests' worker processes: JSON
 // logs (printed when a test fails; read for readiness, error logging and a
-// result that could not be stored) and a metrics listener on a free port
-// (e2eProc.metrics).
+// result that could not be stored), a metrics listener on a free port
+// (e2eProc.metrics), and no prefetch (the tests place tasks on workers by
+// their free slots).
 func faultEnv(lease, shutdownTimeout time.Duration, extra ...string) []string {
 	return append([]string{
 		"DAGQ_S3_PATH_STYLE=true",
 		"DAGQ_SQS_WAIT_TIME=1s",
 		"DAGQ_WORKER_LEASE=" + lease.String(),
 		"DAGQ_WORKER_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
+		// No prefetch: a task waits for whichever worker has a free slot,
+		// never behind a busy worker's running task.
+		"DAGQ_WORKER_PREFETCH=0",
 		"DAGQ_WORKER_METRICS_ADDR=127.0.0.1:0",
 		"DAGQ_LOG_LEVEL=info",
 		"DAGQ_LOG_FORMAT=json",

@@ -140,6 +140,8 @@ type WorkerConfig struct {
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" doc:"how often leases of running tasks are extended; 0 means lease/3"`
 	MaxExtensions     int           `yaml:"max_extensions" doc:"cap on lease extensions of one task (360 × 10s = 1h with the defaults)"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" doc:"how long a stopping worker waits for running tasks before it cancels and releases them"`
+	SettleDepth       int           `yaml:"settle_depth" doc:"most finished tasks whose result write, completion and delete go on at once after their slot was freed"`
+	Prefetch          int           `yaml:"prefetch" doc:"most received messages a worker holds not yet started, beyond concurrency; 0: none"`
 	MetricsAddr       string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
 }
 
@@ -195,6 +197,8 @@ func Default() Config {
 			HeartbeatInterval: 0,
 			MaxExtensions:     core.DefaultMaxExtensions,
 			ShutdownTimeout:   core.DefaultShutdownTimeout,
+			SettleDepth:       core.DefaultSettleDepth,
+			Prefetch:          core.DefaultPrefetch,
 		},
 		Retry: RetryConfig{
 			MaxAttempts:    core.DefaultRetryPolicy.MaxAttempts,

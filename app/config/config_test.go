@@ -282,6 +282,8 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		{"heartbeat", func(c *config.Config) { c.Worker.HeartbeatInterval = 20 * time.Second }, `worker.heartbeat_interval: 20s is more than half of worker.lease (30s); valid: 0 (lease/3) or up to 15s`},
 		{"heartbeat negative", func(c *config.Config) { c.Worker.HeartbeatInterval = -time.Second }, `worker.heartbeat_interval: -1s is negative`},
 		{"extensions", func(c *config.Config) { c.Worker.MaxExtensions = 0 }, `worker.max_extensions: 0 is out of range; valid: 1 or more`},
+		{"settle depth", func(c *config.Config) { c.Worker.SettleDepth = 0 }, `worker.settle_depth: 0 is out of range; valid: 1 to 10000`},
+		{"prefetch too many", func(c *config.Config) { c.Worker.Prefetch = 10001 }, `worker.prefetch: 10001 is out of range; valid: 0 (none) to 10000`},
 		{"shutdown", func(c *config.Config) { c.Worker.ShutdownTimeout = 0 }, `worker.shutdown_timeout: 0s is out of range; valid: more than 0s`},
 		{"attempts", func(c *config.Config) { c.Retry.MaxAttempts = 0 }, `retry.max_attempts: 0 is out of range; valid: 1 (no retry) or more`},
 		{"initial", func(c *config.Config) { c.Retry.InitialBackoff = -time.Second }, `retry.initial_backoff: -1s is out of range; valid: 0s to 12h`},

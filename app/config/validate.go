@@ -72,6 +72,10 @@ var (
 // Limits of the numeric keys.
 const (
 	MaxConcurrency = 10000
+	// MaxSettleDepth bounds worker.settle_depth.
+	MaxSettleDepth = 10000
+	// MaxPrefetch bounds worker.prefetch.
+	MaxPrefetch = 10000
 )
 
 // Validate checks every key and returns all problems joined (nil when the
@@ -117,6 +121,12 @@ func (c Config) ValidateSources(sources map[string]string) error {
 	}
 	if w.ShutdownTimeout <= 0 {
 		bad("worker.shutdown_timeout", "%s is out of range; valid: more than 0s", FormatDuration(w.ShutdownTimeout))
+	}
+	if w.SettleDepth < 1 || w.SettleDepth > MaxSettleDepth {
+		bad("worker.settle_depth", "%d is out of range; valid: 1 to %d", w.SettleDepth, MaxSettleDepth)
+	}
+	if w.Prefetch < 0 || w.Prefetch > MaxPrefetch {
+		bad("worker.prefetch", "%d is out of range; valid: 0 (none) to %d", w.Prefetch, MaxPrefetch)
 	}
 	if msg := validListenAddr(w.MetricsAddr); msg != "" {
 		bad("worker.metrics_addr", "%q %s; valid: empty (off) or host:port, such as :9090 or 127.0.0.1:9090", w.MetricsAddr, msg)

@@ -987,8 +987,10 @@ func TestExecutor_InterruptReachesStepsOnEveryWorker(t *testing.T) {
 		reg := core.NewRegistry()
 		steps := []string{"p1", "p2", "p3", "p4"}
 		b := newBlocker(reg, steps...)
-		x := newExWorld(t, reg, exOpts{worker: func(o *core.WorkerOptions) { o.ID, o.Concurrency = "w1", 2 }})
-		x.startWorker(reg, func(o *core.WorkerOptions) { o.ID, o.Concurrency = "w2", 2 })
+		// No prefetch: the first worker would hold the steps the second
+		// should run.
+		x := newExWorld(t, reg, exOpts{worker: func(o *core.WorkerOptions) { o.ID, o.Concurrency, o.Prefetch = "w1", 2, -1 }})
+		x.startWorker(reg, func(o *core.WorkerOptions) { o.ID, o.Concurrency, o.Prefetch = "w2", 2, -1 })
 		job := dag.Job{Name: "spread"}
 		for _, s := range steps {
 			job.Steps = append(job.Steps, dag.Step{Name: s, Task: "block"})
