@@ -955,6 +955,11 @@ func (b *bencher) cancelLatency(ctx context.Context, res *Results) error {
 	if err != nil {
 		return err
 	}
+	// The probes block until cancelled, and each round fills exactly the
+	// three workers' slots: a worker that prefetched a probe would hold it
+	// behind its blocked ones while another worker's slot stays empty. Long
+	// tasks are what worker.prefetch 0 is for (docs/configuration.md).
+	cfg.Worker.Prefetch = 0
 	events := make(chan event, 1024)
 	var ws []*proc
 	stop := func() error { _, err := stopAll(ws...); return err }
