@@ -94,8 +94,9 @@ type WorkerOptions struct {
 	// Prefetch is the most received messages the worker holds not yet
 	// started, beyond Concurrency, so that one Receive of up to ten serves a
 	// worker of any concurrency. A prefetched message's lease is extended
-	// like a running one's; it is not an attempt until its handler starts,
-	// and it is released at once (Nack 0) when shutdown begins. Prefetched
+	// like a running one's, and it is released at once (Nack 0) when
+	// shutdown begins; its next delivery's Attempt (the broker's receive
+	// count on SQS) is one higher all the same. Prefetched
 	// messages wait for this worker's slots, in the order received, even
 	// while another worker is idle: with long tasks and few of them, turn it
 	// off. Default DefaultPrefetch (10); negative means none.
