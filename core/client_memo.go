@@ -38,6 +38,9 @@ type memoItem struct {
 	viaInbox bool
 	// known: this client submitted the task (with or without inbox).
 	known bool
+	// none: this client submitted the task with ResultNone (the item is on
+	// the LRU, not finished: there is nothing to wait for).
+	none bool
 	// finished: a completion arrived or a result was read.
 	finished bool
 	// list is the list the item is on (onPending, onHeld or onLRU), and
@@ -150,7 +153,7 @@ func (m *memoCache) toLRU(it *memoItem) {
 // submitted records that this client submitted id.
 func (m *memoCache) submitted(id string, viaInbox bool) {
 	if it := m.items[id]; it != nil {
-		it.known = true
+		it.known, it.none = true, false
 		it.viaInbox = it.viaInbox || viaInbox
 		if it.list == onLRU { // submitted again: refresh its recency
 			m.toLRU(it)
@@ -165,6 +168,22 @@ func (m *memoCache) submitted(id string, viaInbox bool) {
 		m.unlink(old)
 		delete(m.items, old.id)
 	}
+}
+
+// noResult records that this client submitted id with ResultNone: it goes
+// to the LRU at once (nothing will arrive for it), where a Wait finds it
+// and fails with ErrNoResult.
+func (m *memoCache) noResult(id string) {
+	it := m.items[id]
+	if it == nil {
+		it = &memoItem{id: id}
+		m.items[id] = it
+		m.pushBack(it, onLRU)
+	} else if it.list == onLRU {
+		m.toLRU(it)
+	}
+	it.known, it.none = true, true
+	m.evictLRU(it)
 }
 
 // unsent forgets id if it is pending: its submission certainly failed.

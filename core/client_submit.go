@@ -89,20 +89,31 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		var err error
 		if ids[i], args[i], err = prepareRequest(&reqs[i]); err != nil {
 			refuse(i, err)
+			continue
+		}
+		if w != nil && reqs[i].Result == ResultNone {
+			refuse(i, fmt.Errorf("%w: task %q (id %s): result policy %q records no outcome a Watch could report; "+
+				"submit it with Client.Submit, or choose %q or %q",
+				ports.ErrInvalidArgument, reqs[i].Task, ids[i], ResultNone, ResultReply, ResultDurable))
 		}
 	}
 	if len(invalid) > 0 {
 		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", errors.Join(invalid...))
 	}
-	replyTo, err := c.replyAddress(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
+	var replyTo string
+	if slices.ContainsFunc(reqs, func(r Request) bool { return r.Result != ResultNone }) {
+		var err error
+		if replyTo, err = c.replyAddress(ctx); err != nil {
+			return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
+		}
 	}
 	msgs := make([]ports.Message, len(reqs))
 	var env wire.Envelope
 	for i := range reqs {
 		fillEnvelope(&env, &reqs[i], ids[i], args[i], now)
-		env.ReplyTo = replyTo
+		if reqs[i].Result != ResultNone {
+			env.ReplyTo = replyTo
+		}
 		body, err := env.Encode()
 		if err != nil {
 			refuse(i, fmt.Errorf("%w: %w", ports.ErrInvalidArgument, err))
@@ -146,7 +157,11 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 			return nil, fmt.Errorf("dagq: submit: nothing sent: %w", err)
 		}
 	}
-	for _, id := range ids {
+	for i, id := range ids {
+		if reqs[i].Result == ResultNone {
+			c.memo.noResult(id)
+			continue
+		}
 		c.memo.submitted(id, replyTo != "")
 		if w != nil {
 			w.addLocked(id)
@@ -306,6 +321,10 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 		return "", nil, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
 			ports.ErrInvalidArgument, req.Task, id, req.Delay, ports.MaxDelay)
 	}
+	if !req.Result.Valid() {
+		return "", nil, fmt.Errorf("%w: task %q (id %s): result policy %q; valid: %q (default), %q, %q",
+			ports.ErrInvalidArgument, req.Task, id, req.Result, ResultDurable, ResultReply, ResultNone)
+	}
 	if req.Retry != nil {
 		if err := req.Retry.Validate(); err != nil {
 			return "", nil, fmt.Errorf("%w: task %q (id %s): %v", ports.ErrInvalidArgument, req.Task, id, err)
@@ -355,6 +374,9 @@ func fillEnvelope(env *wire.Envelope, req *Request, id string, args json.RawMess
 		Progress: req.Progress,
 		Retry:    (*wire.Retry)(req.Retry),
 		SentAt:   now,
+	}
+	if req.Result != ResultDurable {
+		env.Result = string(req.Result)
 	}
 }
 

@@ -35,7 +35,9 @@ const (
 // behind), when the client is closed (ports.ErrClosed), for an invalid ID
 // (ports.ErrInvalidArgument) or when Results fails permanently
 // (ports.ErrClosed or ports.ErrInvalidArgument from the backend; transient
-// Results errors are logged and retried with backoff).
+// Results errors are logged and retried with backoff). A task this client
+// submitted with ResultNone fails at once with ErrNoResult while the client
+// remembers it; once forgotten, Wait for it blocks until ctx is done.
 //
 // Any number of goroutines may wait for the same ID; they share one
 // schedule of Results reads. See Client for how results are found.
@@ -69,6 +71,10 @@ func (c *Client) WaitAll(ctx context.Context, ids ...string) ([]ports.Result, er
 	}
 	for i, id := range ids {
 		it := c.memo.get(id)
+		if it != nil && it.none && it.res == nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("dagq: wait for task %s: %w", id, ErrNoResult)
+		}
 		if r, ok := c.memo.takeItem(it); ok {
 			out[i] = r
 			continue

@@ -134,11 +134,22 @@ func (r *Registry) Names() []string {
 //	out, err := Resize.Wait(ctx, client, id)
 type TaskType[A, R any] struct {
 	Name string
+	// Result is the result policy of the type's requests (Request fills it
+	// in unless an option sets one); empty means ResultDurable.
+	Result ResultPolicy
 }
 
 // NewTaskType defines a task type.
 func NewTaskType[A, R any](name string) TaskType[A, R] {
 	return TaskType[A, R]{Name: name}
+}
+
+// WithResult returns the task type with result policy p (see ResultPolicy):
+//
+//	var Ping = core.NewTaskType[PingArgs, PingResult]("ping").WithResult(core.ResultReply)
+func (tt TaskType[A, R]) WithResult(p ResultPolicy) TaskType[A, R] {
+	tt.Result = p
+	return tt
 }
 
 // Register registers fn as the handler of the task type: args are decoded
@@ -173,7 +184,7 @@ func (tt TaskType[A, R]) MustRegister(r *Registry, fn func(ctx context.Context, 
 
 // Request builds a submission of this task type with args.
 func (tt TaskType[A, R]) Request(args A, opts ...RequestOption) Request {
-	req := Request{Task: tt.Name, Args: args}
+	req := Request{Task: tt.Name, Args: args, Result: tt.Result}
 	for _, o := range opts {
 		o(&req)
 	}

@@ -58,8 +58,64 @@ type Request struct {
 	Delay time.Duration
 	// Retry overrides the worker's retry policy for this task.
 	Retry *RetryPolicy
+	// Result is the task's result policy: what the worker keeps of its
+	// outcome (see ResultPolicy). Empty means ResultDurable; a TaskType's
+	// Request fills in the type's policy.
+	Result ResultPolicy
 	// Meta is framework metadata carried in the envelope (e.g. trace context).
 	Meta map[string]string
+}
+
+// ResultPolicy says what a worker keeps of a task's outcome, and so what
+// the outcome survives and what it costs (see docs/semantics.md).
+type ResultPolicy string
+
+// Result policies.
+const (
+	// ResultDurable (the default, and that of DAG steps and launched runs):
+	// the result is written to the result backend (write-once), then its
+	// completion is published to the submitting client's inbox. Survives a
+	// client crash (any client reads it later by task ID) and a worker
+	// crash (the task is redelivered and the stored result reused). Costs a
+	// result write per task (an S3 PUT on AWS).
+	ResultDurable ResultPolicy = "durable"
+	// ResultReply: the completion, with the result inline, is published to
+	// the submitting client's inbox only; nothing is written to the result
+	// backend. Survives a worker crash (the task is redelivered and runs
+	// again: at-least-once), not the client's: once its inbox is gone the
+	// result is dropped. A result that cannot travel that way is written
+	// to the result backend after all (durable): one larger than the
+	// completion inline limit, one of a task submitted by a client without
+	// a completion inbox, and one whose completion could not be published.
+	ResultReply ResultPolicy = "reply"
+	// ResultNone (fire-and-forget): no result is written and no completion
+	// published. Wait has nothing to wait for: it fails with ErrNoResult
+	// while the client remembers the task (see ClientOptions.CacheSize).
+	// A worker crash still redelivers the task (at-least-once).
+	ResultNone ResultPolicy = "none"
+)
+
+// ErrNoResult: the task was submitted with ResultNone; no result will
+// ever be recorded for it.
+var ErrNoResult = errors.New("the task was submitted with result policy none: it records no result to wait for")
+
+// Valid reports whether p is a result policy ("" means ResultDurable).
+func (p ResultPolicy) Valid() bool {
+	switch p {
+	case "", ResultDurable, ResultReply, ResultNone:
+		return true
+	}
+	return false
+}
+
+// resultPolicyOf is the policy a worker applies to an envelope's Result:
+// an empty or unknown value is durable (it loses nothing).
+func resultPolicyOf(s string) ResultPolicy {
+	switch p := ResultPolicy(s); p {
+	case ResultReply, ResultNone:
+		return p
+	}
+	return ResultDurable
 }
 
 // RequestOption sets an optional field of a Request.
@@ -104,6 +160,9 @@ func WithDeadline(t time.Time) RequestOption { return func(r *Request) { r.Deadl
 
 // WithDelay postpones the first delivery.
 func WithDelay(d time.Duration) RequestOption { return func(r *Request) { r.Delay = d } }
+
+// WithResult sets the task's result policy (see ResultPolicy).
+func WithResult(p ResultPolicy) RequestOption { return func(r *Request) { r.Result = p } }
 
 // WithRetry overrides the retry policy.
 func WithRetry(p RetryPolicy) RequestOption { return func(r *Request) { r.Retry = &p } }

@@ -382,7 +382,7 @@ func (w *Worker) runJob(j *workerJob) {
 		res.State, res.Output = ports.StateSucceeded, out
 		j.result.Outcome = OutcomeSucceeded
 		j.log.LogAttrs(w.base, slog.LevelInfo, "task succeeded", duration)
-		w.record(j.l, j.log, res, env.ReplyTo)
+		w.record(j.l, j.log, res, env.ReplyTo, env.Result)
 		return
 	}
 	log := j.log.With(duration)
@@ -397,22 +397,22 @@ func (w *Worker) runJob(j *workerJob) {
 		res.State, res.Error = ports.StateCancelled, "cancelled by request"
 		j.result.Outcome = OutcomeCancelled
 		log.Info("task cancelled by request", "err", err)
-		w.record(j.l, log, res, env.ReplyTo)
+		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	case errors.Is(cause, context.DeadlineExceeded):
 		res.State, res.Error = ports.StateFailed, "deadline exceeded: "+err.Error()
 		j.result.Outcome = OutcomeFailed
 		log.Warn("task deadline exceeded while running; failing it", "err", err)
-		w.record(j.l, log, res, env.ReplyTo)
+		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	case errors.Is(err, ErrSkipRetry):
 		res.State, res.Error = ports.StateFailed, err.Error()
 		j.result.Outcome = OutcomeFailed
 		log.Warn("task failed without retry", "err", err)
-		w.record(j.l, log, res, env.ReplyTo)
+		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	case j.attempt >= j.policy.MaxAttempts:
 		res.State, res.Error = ports.StateFailed, err.Error()
 		j.result.Outcome = OutcomeFailed
 		log.Warn("task failed; attempts exhausted", "err", err, "max_attempts", j.policy.MaxAttempts)
-		w.record(j.l, log, res, env.ReplyTo)
+		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	default:
 		delay := min(j.policy.Backoff(j.attempt), ports.MaxLease)
 		j.result.Outcome = OutcomeRetried
@@ -464,7 +464,7 @@ func (w *Worker) finishUnstarted(j *workerJob, state ports.State, msg string) {
 		Attempts:   j.attempt - 1,
 		Worker:     w.id,
 		FinishedAt: time.Now(),
-	}, j.env.ReplyTo)
+	}, j.env.ReplyTo, j.env.Result)
 }
 
 // enterFinishing moves l to the finishing state, where shutdown no longer
@@ -584,7 +584,7 @@ func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger
 		Error:      msg,
 		Worker:     w.id,
 		FinishedAt: time.Now(),
-	}, replyToOf(d.Body))
+	}, replyToOf(d.Body), "") // a rejected message's outcome is always stored
 }
 
 // replyToOf digs the reply-to address out of a body that is not a valid
@@ -599,9 +599,24 @@ func replyToOf(body []byte) string {
 	return v.ReplyTo
 }
 
-// record stores res, publishes its completion and acks the delivery. When the
-// result cannot be stored the delivery is nacked so that nothing is lost.
-func (w *Worker) record(l *workerLease, log *slog.Logger, res *ports.Result, replyTo string) {
+// record settles a finished task by its result policy (the envelope's
+// Result): durable stores res, publishes its completion and acks the
+// delivery; reply publishes the completion with res inline and acks, and
+// falls back to durable when that cannot be done; none only acks. When a
+// result that must be stored cannot be, the delivery is nacked so that
+// nothing is lost.
+func (w *Worker) record(l *workerLease, log *slog.Logger, res *ports.Result, replyTo, policy string) {
+	switch resultPolicyOf(policy) {
+	case ResultNone:
+		w.ack(l, log)
+		return
+	case ResultReply:
+		if w.reply(log, replyTo, res) {
+			w.ack(l, log)
+			return
+		}
+		replyTo = "" // the completion failed once; the stored result is read instead
+	}
 	stored, ok := w.store(log, res)
 	if !ok {
 		w.obs.ResultStoreFailed()
@@ -612,6 +627,31 @@ func (w *Worker) record(l *workerLease, log *slog.Logger, res *ports.Result, rep
 	}
 	w.publish(l, log, replyTo, stored)
 	w.ack(l, log)
+}
+
+// reply publishes res inline in its completion to replyTo, for policy
+// reply. It reports whether the task is settled so: true once published,
+// or when the inbox is gone (its client is, and nobody else waits for a
+// reply); false when the result must be stored instead (no inbox address,
+// a result above the inline limit, or a failed publish).
+func (w *Worker) reply(log *slog.Logger, replyTo string, res *ports.Result) bool {
+	if w.completions == nil || replyTo == "" || w.inlineLimit < 0 || len(res.Output) > w.inlineLimit {
+		return false
+	}
+	ctx, cancel := w.opContext()
+	err := w.completions.Publish(ctx, replyTo, ports.Completion{TaskID: res.TaskID, State: res.State, Result: res})
+	cancel()
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ports.ErrNotFound):
+		log.Info("completion inbox is gone; dropping the result of a task with result policy reply", "reply_to", replyTo)
+		return true
+	default:
+		log.Warn("publishing the completion failed; storing the result instead (result policy reply)", "reply_to", replyTo, "err", err)
+		w.obs.CompletionPublishFailed()
+		return false
+	}
 }
 
 // store puts res, retrying briefly. A result stored before wins (write-once);

@@ -43,7 +43,7 @@ var (
 //	 "labels":{…},"meta":{…},"run":"…","step":"…",
 //	 "inputs":{"fetch":{…}},"params":{"date":"…"},
 //	 "deadline":"2026-…Z","reply_to":"…","progress":true,
-//	 "retry":{…},"sent_at":"…"}
+//	 "retry":{…},"result":"reply","sent_at":"…"}
 type Envelope struct {
 	// Version is the envelope format version (the constant Version when
 	// written).
@@ -84,6 +84,13 @@ type Envelope struct {
 	Progress bool `json:"progress,omitempty"`
 	// Retry overrides the worker's retry policy for this task (optional).
 	Retry *Retry `json:"retry,omitempty"`
+	// Result is the task's result policy: "" or "durable" (the result is
+	// written to the result backend and its completion published to
+	// ReplyTo), "reply" (the completion only, result inline; written to
+	// the backend only when it cannot be delivered so) or "none" (neither).
+	// A worker that does not know the value treats it as durable: the
+	// policy that loses nothing.
+	Result string `json:"result,omitempty"`
 	// SentAt is when the producer submitted the task.
 	SentAt time.Time `json:"sent_at,omitzero"`
 }
