@@ -40,6 +40,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
@@ -106,10 +110,6 @@ var Keys = []string{
 	"sqs_tasks_per_sec_c1", "sqs_tasks_per_sec_c10",
 	"raw_tasks_per_sec_c1", "raw_tasks_per_sec_c10", "raw_tasks_per_sec_c32", "raw_cpu_ms_per_task_c32",
 }
-
-// NotBuilt are the keys that are always -1 today: variants dagq does not
-// have yet (result policy none).
-var NotBuilt = []string{"sqs_none_vs_raw_c10"}
 
 // fields returns pointers to every field of r, in the order of Keys.
 func (r *Results) fields() []*float64 {
@@ -480,10 +480,10 @@ func (b *bencher) memRuntime(ctx context.Context) (*app.Runtime, *app.Pool, erro
 	return rt, pool, nil
 }
 
-func noops(n int) []core.Request {
+func noops(n int, policy core.ResultPolicy) []core.Request {
 	reqs := make([]core.Request, n)
 	for i := range reqs {
-		reqs[i] = core.Request{Task: TaskNoop}
+		reqs[i] = core.Request{Task: TaskNoop, Result: policy}
 	}
 	return reqs
 }
@@ -502,7 +502,7 @@ func checkSucceeded(rs []ports.Result) error {
 // fresh runtime, and reports the median.
 func (b *bencher) memThroughput(ctx context.Context, res *Results) error {
 	n := b.sz.memTasks
-	reqs := noops(n)
+	reqs := noops(n, "")
 	var rates []float64
 	var took []string
 	for range b.sz.memRounds {
@@ -627,7 +627,8 @@ func (b *bencher) sqsConfig(ctx context.Context, tag string, concurrency int) (c
 // sqsRound is one round of the SQS throughput scenario.
 type sqsRound struct {
 	tasks, concurrency int
-	took               time.Duration // first submit → WaitAll returned
+	policy             core.ResultPolicy
+	took               time.Duration // first submit → WaitAll returned (none: → the queue was empty)
 	client, workers    cli.AWSCounts
 	clientCPU          time.Duration // this process's user+system CPU, first submit → client closed
 	workerCPU          time.Duration // the worker process's, first submit → its exit
@@ -644,17 +645,31 @@ func (r sqsRound) sqsRequestsPerTask() float64 {
 	return float64(r.total().Service("SQS")) / float64(r.tasks)
 }
 
-// sqsRound submits n no-op tasks with one SubmitBatch to a fresh worker
-// process of concurrency c on fresh queues, and waits for them with one
-// WaitAll (pushed completions). Policy durable: each result is written to
-// S3 and its completion pushed to the client.
-func (b *bencher) sqsRound(ctx context.Context, c, n int) (sqsRound, error) {
-	r := sqsRound{tasks: n, concurrency: c}
-	cfg, err := b.sqsConfig(ctx, fmt.Sprintf("tput-c%d", c), c)
+// policyNotes says how a round of each result policy ends.
+var policyNotes = map[core.ResultPolicy]string{
+	core.ResultDurable: "policy durable: each result written to S3, its completion pushed to the client",
+	core.ResultReply:   "policy reply: each completion pushed to the client with its result inline, nothing written to S3",
+	core.ResultNone:    "policy none: nothing recorded; the round ends when the queue reports no message visible or in flight (polled every 2 ms, those requests not counted)",
+}
+
+// sqsRound submits n no-op tasks of result policy policy with one
+// SubmitBatch to a fresh worker process of concurrency c on fresh queues,
+// and waits for them: with one WaitAll (pushed completions), or for
+// policy none until the queue is empty.
+func (b *bencher) sqsRound(ctx context.Context, c, n int, policy core.ResultPolicy) (sqsRound, error) {
+	r := sqsRound{tasks: n, concurrency: c, policy: policy}
+	tag := fmt.Sprintf("tput-%s-c%d", policy, c)
+	cfg, err := b.sqsConfig(ctx, tag, c)
 	if err != nil {
 		return r, err
 	}
-	w, err := b.startWorker(fmt.Sprintf("tput-c%d", c), cfg, procOptions{runs: true}, nil)
+	var drained func(context.Context) error
+	if policy == core.ResultNone {
+		if drained, err = b.queueDrained(ctx, cfg.SQS.QueueURL); err != nil {
+			return r, err
+		}
+	}
+	w, err := b.startWorker(tag, cfg, procOptions{runs: true}, nil)
 	if err != nil {
 		return r, err
 	}
@@ -667,10 +682,14 @@ func (b *bencher) sqsRound(ctx context.Context, c, n int) (sqsRound, error) {
 	worker0, workerErr := procCPU(w.cmd.Process.Pid)
 	self0 := selfCPU()
 	start := time.Now()
-	ids, err := rt.Client.SubmitBatch(ctx, noops(n)...)
+	ids, err := rt.Client.SubmitBatch(ctx, noops(n, policy)...)
 	var rs []ports.Result
 	if err == nil {
-		rs, err = rt.Client.WaitAll(ctx, ids...)
+		if drained != nil {
+			err = drained(ctx)
+		} else {
+			rs, err = rt.Client.WaitAll(ctx, ids...)
+		}
 	}
 	r.took = time.Since(start)
 	rt.Close()
@@ -687,18 +706,57 @@ func (b *bencher) sqsRound(ctx context.Context, c, n int) (sqsRound, error) {
 	return r, nil
 }
 
-// policyNote names the result policy of the SQS throughput rounds.
-const policyNote = "policy durable (S3 result + pushed completion: today's behaviour; reply and none are not built yet)"
+// queueDrained returns a function that waits until the queue of url has
+// no message visible, delayed or in flight, polling every 2 ms with a
+// client of its own (its requests are not counted).
+func (b *bencher) queueDrained(ctx context.Context, url string) (func(context.Context) error, error) {
+	client, err := rawSQSClient(ctx, b.opts.SQSEndpoint, nil)
+	if err != nil {
+		return nil, err
+	}
+	names := []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+	}
+	return func(ctx context.Context) error {
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
+			if err != nil {
+				return fmt.Errorf("read the depth of %s: %w", url, err)
+			}
+			left := 0
+			for _, n := range names {
+				v, err := strconv.Atoi(out.Attributes[string(n)])
+				if err != nil {
+					return fmt.Errorf("queue %s reports %s %q, not a number", url, n, out.Attributes[string(n)])
+				}
+				left += v
+			}
+			if left == 0 {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	}, nil
+}
 
 // sqsThroughput runs, per concurrency of sqsConcurrencies, the raw
-// baseline and then dagq's SQS throughput round (whichever of raw and sqs
-// runs), and reports both and their ratio. The c=32 round also gives the
-// keys of the default SQS scenario (throughput, requests per task, cost).
+// baseline and then dagq's SQS throughput round with policy reply
+// (whichever of raw and sqs runs), and reports both and their ratio; at
+// c=10 a round with policy none, at c=32 one with policy durable, which
+// also gives the keys of the default SQS scenario (throughput, requests
+// per task, cost).
 func (b *bencher) sqsThroughput(ctx context.Context, res *Results) error {
 	n := b.sz.sqsTasks
 	for _, c := range b.sz.sqsConcurrencies {
 		var raw *rawResult
-		var dq *sqsRound
 		if b.runs("raw") {
 			fmt.Fprintf(b.opts.Stderr, "dagq-bench: raw baseline, concurrency %d…\n", c)
 			r, all, err := b.rawMedian(ctx, c, n)
@@ -707,62 +765,34 @@ func (b *bencher) sqsThroughput(ctx context.Context, res *Results) error {
 			}
 			raw = &r
 			b.addRaw(r, all)
-		}
-		if b.runs("sqs") {
-			fmt.Fprintf(b.opts.Stderr, "dagq-bench: sqs throughput, concurrency %d…\n", c)
-			r, err := b.sqsRound(ctx, c, n)
-			if err != nil {
-				return fmt.Errorf("sqs throughput, concurrency %d: %w", c, err)
-			}
-			dq = &r
-			b.addSQS(r, res)
-		}
-		ratio := -1.0
-		if raw != nil && dq != nil {
-			ratio = dq.tasksPerSec() / raw.tasksPerSec()
-			b.add(fmt.Sprintf("sqs: vs raw c=%d", c), "dagq ÷ raw", fmt.Sprintf("%.3f", ratio), "≥ 0.5 (policy reply)",
-				fmt.Sprintf("%.0f ÷ %.0f tasks/s, measured one after the other; %s", dq.tasksPerSec(), raw.tasksPerSec(), policyNote))
-		}
-		switch c {
-		case 1:
-			res.SQSVsRawC1 = ratio
-			if dq != nil {
-				res.SQSTasksPerSecC1 = dq.tasksPerSec()
-				res.SQSRequestsPerTaskC1 = dq.sqsRequestsPerTask()
-				b.add("sqs: requests c=1", "SQS requests/task", fmt.Sprintf("%.3f", res.SQSRequestsPerTaskC1), "≤ 0.7 (policy reply)",
-					fmt.Sprintf("client + worker process, whole lifetimes (queue setup excluded): %d requests; %s", dq.total().Service("SQS"), policyNote))
-				b.extra = append(b.extra, breakdown(fmt.Sprintf("Requests of the sqs throughput run at concurrency 1 (%d tasks), per operation:", n), n, dq.client, dq.workers))
-			}
-			if raw != nil {
+			switch c {
+			case 1:
 				res.RawTasksPerSecC1 = raw.tasksPerSec()
-			}
-		case 10:
-			res.SQSVsRawC10 = ratio
-			if dq != nil {
-				res.SQSTasksPerSecC10 = dq.tasksPerSec()
-			}
-			if raw != nil {
+			case 10:
 				res.RawTasksPerSecC10 = raw.tasksPerSec()
-			}
-		case 32:
-			res.SQSVsRawC32 = ratio
-			res.SQSDurableVsRawC32 = ratio
-			if ratio >= 0 {
-				b.add("sqs: durable vs raw c=32", "dagq ÷ raw", fmt.Sprintf("%.3f", ratio), "≥ 0.2",
-					"policy durable: the sqs_vs_raw_c32 round (durable is today's only policy); bounded by one S3 result PUT per task, "+
-						"whose signing and checksums cost the worker CPU and whose upload costs the S3 emulator's CPU on the same cores")
-			}
-			if dq != nil {
-				res.CPUMsPerTaskC32 = dq.cpuMsPerTask()
-			}
-			if raw != nil {
+			case 32:
 				res.RawTasksPerSecC32 = raw.tasksPerSec()
 				res.RawCPUMsPerTaskC32 = raw.cpuMsPerTask()
 			}
 		}
-	}
-	if b.runs("sqs") {
-		b.add("sqs: none vs raw c=10", "dagq ÷ raw", "-1", "≥ 0.7 (policy none)", "result policy none is not built yet: reported as -1")
+		if !b.runs("sqs") {
+			continue
+		}
+		policies := []core.ResultPolicy{core.ResultReply}
+		switch c {
+		case 10:
+			policies = append(policies, core.ResultNone)
+		case 32:
+			policies = append(policies, core.ResultDurable)
+		}
+		for _, policy := range policies {
+			fmt.Fprintf(b.opts.Stderr, "dagq-bench: sqs throughput, concurrency %d, policy %s…\n", c, policy)
+			dq, err := b.sqsRound(ctx, c, n, policy)
+			if err != nil {
+				return fmt.Errorf("sqs throughput, concurrency %d, policy %s: %w", c, policy, err)
+			}
+			b.addSQS(dq, raw, res)
+		}
 	}
 	return nil
 }
@@ -786,15 +816,20 @@ func (b *bencher) addRaw(r rawResult, rates []float64) {
 	b.add(fmt.Sprintf("raw sdk: throughput c=%d", r.concurrency), "tasks/s", fmt.Sprintf("%.0f", r.tasksPerSec()), "", notes)
 }
 
-// addSQS adds the rows of a dagq SQS throughput round, and for c=32 sets
-// the keys of the default SQS scenario.
-func (b *bencher) addSQS(r sqsRound, res *Results) {
-	n := r.tasks
-	notes := fmt.Sprintf("%d no-op tasks: one SubmitBatch, one WaitAll (pushed completions); 1 worker process, concurrency %d; %s; "+
+// addSQS adds the rows of a dagq SQS throughput round (and its ratio to
+// raw, the baseline at the same concurrency, when measured) and sets its
+// keys.
+func (b *bencher) addSQS(r sqsRound, raw *rawResult, res *Results) {
+	n, c := r.tasks, r.concurrency
+	end := "one WaitAll (pushed completions)"
+	if r.policy == core.ResultNone {
+		end = "waiting for the queue to be empty"
+	}
+	notes := fmt.Sprintf("%d no-op tasks: one SubmitBatch, %s; 1 worker process, concurrency %d; %s; "+
 		"CPU %.3f ms/task (client %s, worker %s%s); %.3f SQS requests/task; %s",
-		n, r.concurrency, r.took.Round(time.Millisecond), r.cpuMsPerTask(), r.clientCPU.Round(time.Millisecond),
+		n, end, c, r.took.Round(time.Millisecond), r.cpuMsPerTask(), r.clientCPU.Round(time.Millisecond),
 		r.workerCPU.Round(time.Millisecond), map[bool]string{true: ", whole lifetime", false: ""}[r.workerFromStart],
-		r.sqsRequestsPerTask(), policyNote)
+		r.sqsRequestsPerTask(), policyNotes[r.policy])
 	// A worker reads a result only for a redelivered task: its earlier
 	// delivery was lost (with fauxqs, a ReceiveMessage response that never
 	// arrived under load), and the run waited for the lease to run out.
@@ -802,26 +837,54 @@ func (b *bencher) addSQS(r sqsRound, res *Results) {
 		notes += fmt.Sprintf("; %d tasks redelivered after their %s lease ran out (a receive response was lost): "+
 			"the time is mostly that wait, run again", redelivered, config.Default().Worker.Lease)
 	}
-	b.add(fmt.Sprintf("sqs: throughput c=%d", r.concurrency), "tasks/s", fmt.Sprintf("%.0f", r.tasksPerSec()), "", notes)
-	if r.concurrency != 32 {
-		return
+	b.add(fmt.Sprintf("sqs: throughput c=%d %s", c, r.policy), "tasks/s", fmt.Sprintf("%.0f", r.tasksPerSec()), "", notes)
+	ratio := -1.0
+	if raw != nil {
+		ratio = r.tasksPerSec() / raw.tasksPerSec()
 	}
-	total := r.total()
-	res.SQSTasksPerSec = r.tasksPerSec()
-	res.SQSRequestsPerTask = r.sqsRequestsPerTask()
-	res.S3RequestsPerTask = float64(total.Service("S3")) / float64(n)
-	write, other := s3Classes(total)
-	res.USDPerMillionTasks = (res.SQSRequestsPerTask*PriceSQS + float64(write)/float64(n)*PriceS3Write + float64(other)/float64(n)*PriceS3Other)
-	b.add("sqs: cpu c=32", "CPU ms/task", fmt.Sprintf("%.3f", r.cpuMsPerTask()), "≤ 0.4 (policy reply)",
-		"user+system: the worker process from the first submit to its exit (/proc/<pid>/stat, then its rusage) + "+
-			"this process (the client: getrusage from the first submit to the client closed); "+policyNote)
-	b.add("sqs: requests", "SQS requests/task", fmt.Sprintf("%.3f", res.SQSRequestsPerTask), "≤ 0.5",
-		fmt.Sprintf("the c=32 round; client + worker process, whole lifetimes (queue setup excluded): %d requests", total.Service("SQS")))
-	b.add("sqs: requests", "S3 requests/task", fmt.Sprintf("%.3f", res.S3RequestsPerTask), "≤ 1.1",
-		fmt.Sprintf("%d requests: %d PUT/COPY/POST/LIST class, %d GET and other", total.Service("S3"), write, other))
-	b.add("sqs: cost", "USD per million tasks", fmt.Sprintf("%.2f", res.USDPerMillionTasks), "",
-		fmt.Sprintf("SQS $%.2f/M, S3 PUT/COPY/POST/LIST $%.2f/M, other S3 $%.2f/M requests", PriceSQS, PriceS3Write, PriceS3Other))
-	b.extra = append(b.extra, breakdown(fmt.Sprintf("Requests of the sqs throughput run at concurrency 32 (%d tasks), per operation:", n), n, r.client, r.workers))
+	target := map[core.ResultPolicy]string{core.ResultReply: "≥ 0.5", core.ResultNone: "≥ 0.7", core.ResultDurable: "≥ 0.2"}[r.policy]
+	if ratio >= 0 {
+		note := fmt.Sprintf("%.0f ÷ %.0f tasks/s, measured one after the other", r.tasksPerSec(), raw.tasksPerSec())
+		if r.policy == core.ResultDurable {
+			note += "; bounded by one S3 result PUT per task, whose signing and checksums cost the worker CPU " +
+				"and whose upload costs the S3 emulator's CPU on the same cores"
+		}
+		b.add(fmt.Sprintf("sqs: vs raw c=%d %s", c, r.policy), "dagq ÷ raw", fmt.Sprintf("%.3f", ratio), target, note)
+	}
+	switch {
+	case r.policy == core.ResultReply && c == 1:
+		res.SQSVsRawC1, res.SQSTasksPerSecC1 = ratio, r.tasksPerSec()
+		res.SQSRequestsPerTaskC1 = r.sqsRequestsPerTask()
+		b.add("sqs: requests c=1 reply", "SQS requests/task", fmt.Sprintf("%.3f", res.SQSRequestsPerTaskC1), "≤ 0.7",
+			fmt.Sprintf("client + worker process, whole lifetimes (queue setup excluded): %d requests", r.total().Service("SQS")))
+		b.extra = append(b.extra, breakdown(fmt.Sprintf("Requests of the sqs throughput run at concurrency 1, policy reply (%d tasks), per operation:", n), n, r.client, r.workers))
+	case r.policy == core.ResultReply && c == 10:
+		res.SQSVsRawC10, res.SQSTasksPerSecC10 = ratio, r.tasksPerSec()
+	case r.policy == core.ResultReply && c == 32:
+		res.SQSVsRawC32 = ratio
+		res.CPUMsPerTaskC32 = r.cpuMsPerTask()
+		b.add("sqs: cpu c=32 reply", "CPU ms/task", fmt.Sprintf("%.3f", r.cpuMsPerTask()), "≤ 0.4",
+			"user+system: the worker process from the first submit to its exit (/proc/<pid>/stat, then its rusage) + "+
+				"this process (the client: getrusage from the first submit to the client closed)")
+		b.extra = append(b.extra, breakdown(fmt.Sprintf("Requests of the sqs throughput run at concurrency 32, policy reply (%d tasks), per operation:", n), n, r.client, r.workers))
+	case r.policy == core.ResultNone && c == 10:
+		res.SQSNoneVsRawC10 = ratio
+	case r.policy == core.ResultDurable && c == 32:
+		res.SQSDurableVsRawC32 = ratio
+		total := r.total()
+		res.SQSTasksPerSec = r.tasksPerSec()
+		res.SQSRequestsPerTask = r.sqsRequestsPerTask()
+		res.S3RequestsPerTask = float64(total.Service("S3")) / float64(n)
+		write, other := s3Classes(total)
+		res.USDPerMillionTasks = (res.SQSRequestsPerTask*PriceSQS + float64(write)/float64(n)*PriceS3Write + float64(other)/float64(n)*PriceS3Other)
+		b.add("sqs: requests c=32 durable", "SQS requests/task", fmt.Sprintf("%.3f", res.SQSRequestsPerTask), "≤ 0.5",
+			fmt.Sprintf("the default scenario; client + worker process, whole lifetimes (queue setup excluded): %d requests", total.Service("SQS")))
+		b.add("sqs: requests c=32 durable", "S3 requests/task", fmt.Sprintf("%.3f", res.S3RequestsPerTask), "≤ 1.1",
+			fmt.Sprintf("%d requests: %d PUT/COPY/POST/LIST class, %d GET and other", total.Service("S3"), write, other))
+		b.add("sqs: cost c=32 durable", "USD per million tasks", fmt.Sprintf("%.2f", res.USDPerMillionTasks), "",
+			fmt.Sprintf("SQS $%.2f/M, S3 PUT/COPY/POST/LIST $%.2f/M, other S3 $%.2f/M requests", PriceSQS, PriceS3Write, PriceS3Other))
+		b.extra = append(b.extra, breakdown(fmt.Sprintf("Requests of the sqs throughput run at concurrency 32, policy durable (%d tasks), per operation:", n), n, r.client, r.workers))
+	}
 }
 
 // s3Classes splits the S3 requests of cs into the PUT/COPY/POST/LIST price
@@ -893,7 +956,7 @@ func (b *bencher) e2eLatency(ctx context.Context, res *Results) error {
 		}
 		p50, p99 := ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99))
 		notes := fmt.Sprintf("%d sequential Submit+Wait of a no-op task (after %d unmeasured); 1 worker process, concurrency %d; max %.1f ms; %s",
-			b.sz.e2eTasks, b.sz.e2eWarmup, c, ms(percentile(lat, 1)), policyNote)
+			b.sz.e2eTasks, b.sz.e2eWarmup, c, ms(percentile(lat, 1)), policyNotes[core.ResultDurable])
 		if c == 10 {
 			res.E2EP50Ms, res.E2EP99Ms = p50, p99
 			b.add("sqs: end to end", "p50 ms", fmt.Sprintf("%.1f", p50), "≤ 20", notes)
