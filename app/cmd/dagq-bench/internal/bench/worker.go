@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,6 +47,11 @@ const (
 	// RunsEnv=false makes the worker serve the task queue only (default: the
 	// run queue too, like dagq worker).
 	RunsEnv = "BENCH_WORKER_RUNS"
+	// CPUProfileEnv, a directory, makes every worker process write a CPU
+	// profile of its whole life there (worker-<pid>.prof), for go tool
+	// pprof. Workers inherit the bench's environment: set it when running
+	// the bench.
+	CPUProfileEnv = "BENCH_WORKER_CPUPROFILE"
 )
 
 // Lines a worker process prints on stdout.
@@ -144,6 +151,19 @@ func runWorker(ctx context.Context, stdout, stderr io.Writer) error {
 	log, err := app.NewLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
+	}
+	if dir := os.Getenv(CPUProfileEnv); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.prof", os.Getpid())))
+		if err != nil {
+			return fmt.Errorf("%s: %w", CPUProfileEnv, err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("%s: %w", CPUProfileEnv, err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
 	}
 	reg, err := Registry(out)
 	if err != nil {
