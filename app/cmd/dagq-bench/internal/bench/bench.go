@@ -633,6 +633,7 @@ type sqsRound struct {
 	clientCPU          time.Duration // this process's user+system CPU, first submit → client closed
 	workerCPU          time.Duration // the worker process's, first submit → its exit
 	workerFromStart    bool          // workerCPU is its whole lifetime (no /proc)
+	emulators          emulatorCPUs  // the emulators' CPU, first submit → the worker's exit
 }
 
 func (r sqsRound) tasksPerSec() float64 { return float64(r.tasks) / r.took.Seconds() }
@@ -681,6 +682,7 @@ func (b *bencher) sqsRound(ctx context.Context, c, n int, policy core.ResultPoli
 	}
 	worker0, workerErr := procCPU(w.cmd.Process.Pid)
 	self0 := selfCPU()
+	emu0 := emulatorsCPU()
 	start := time.Now()
 	ids, err := rt.Client.SubmitBatch(ctx, noops(n, policy)...)
 	var rs []ports.Result
@@ -703,6 +705,7 @@ func (b *bencher) sqsRound(ctx context.Context, c, n int, policy core.ResultPoli
 	}
 	r.client, r.workers = counter.Snapshot(), workerCounts
 	r.workerCPU, r.workerFromStart = w.cpu-worker0, workerErr != nil
+	r.emulators = emulatorsCPU().since(emu0)
 	return r, nil
 }
 
@@ -810,6 +813,9 @@ func (b *bencher) addRaw(r rawResult, rates []float64) {
 		len(rates), strings.Join(rs, ", "), r.tasks, r.concurrency, config.FormatDuration(config.Default().SQS.WaitTime), r.took.Round(time.Millisecond),
 		r.cpuMsPerTask(), r.producerCPU.Round(time.Millisecond), r.consumerCPU.Round(time.Millisecond),
 		map[bool]string{true: ", whole lifetime", false: ""}[r.consumerFromStart], r.sqsRequestsPerTask())
+	if len(r.emulators) > 0 {
+		notes += "; emulators' CPU " + r.emulators.perTask(r.tasks)
+	}
 	if extra := r.received - int64(r.tasks); extra > 0 {
 		notes += fmt.Sprintf("; %d messages received twice (a receive response lost: they waited out the visibility timeout), run again", extra)
 	}
@@ -830,6 +836,9 @@ func (b *bencher) addSQS(r sqsRound, raw *rawResult, res *Results) {
 		n, end, c, r.took.Round(time.Millisecond), r.cpuMsPerTask(), r.clientCPU.Round(time.Millisecond),
 		r.workerCPU.Round(time.Millisecond), map[bool]string{true: ", whole lifetime", false: ""}[r.workerFromStart],
 		r.sqsRequestsPerTask(), policyNotes[r.policy])
+	if len(r.emulators) > 0 {
+		notes += "; emulators' CPU " + r.emulators.perTask(n)
+	}
 	// A worker reads a result only for a redelivered task: its earlier
 	// delivery was lost (with fauxqs, a ReceiveMessage response that never
 	// arrived under load), and the run waited for the lease to run out.

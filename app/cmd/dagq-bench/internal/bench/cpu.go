@@ -48,3 +48,58 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// EmulatorPIDsEnv names the emulator processes whose CPU the SQS rounds
+// report ("name:pid,name:pid"; scripts/emulators.sh env sets it). The
+// emulators share the machine's cores with dagq, so their CPU per task is
+// part of what bounds the throughput measured here.
+const EmulatorPIDsEnv = "DAGQ_BENCH_EMULATOR_PIDS"
+
+// emulatorCPU is the CPU one emulator process used.
+type emulatorCPU struct {
+	name string
+	pid  int
+	cpu  time.Duration
+}
+
+type emulatorCPUs []emulatorCPU
+
+// emulatorsCPU reads the CPU used so far by each process EmulatorPIDsEnv
+// names; processes that cannot be read are left out.
+func emulatorsCPU() emulatorCPUs {
+	var out emulatorCPUs
+	for _, item := range strings.Split(os.Getenv(EmulatorPIDsEnv), ",") {
+		name, p, ok := strings.Cut(item, ":")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if cpu, err := procCPU(pid); err == nil {
+			out = append(out, emulatorCPU{name: name, pid: pid, cpu: cpu})
+		}
+	}
+	return out
+}
+
+// since returns the CPU each process used since before (processes missing
+// from either are left out).
+func (e emulatorCPUs) since(before emulatorCPUs) emulatorCPUs {
+	var out emulatorCPUs
+	for _, a := range e {
+		for _, b := range before {
+			if a.pid == b.pid {
+				out = append(out, emulatorCPU{name: a.name, pid: a.pid, cpu: a.cpu - b.cpu})
+			}
+		}
+	}
+	return out
+}
+
+// perTask formats each process's CPU per task of n.
+func (e emulatorCPUs) perTask(n int) string {
+	parts := make([]string, len(e))
+	for i, c := range e {
+		parts[i] = fmt.Sprintf("%s %.3f ms/task", c.name, float64(c.cpu.Microseconds())/1000/float64(n))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -168,7 +168,8 @@ type rawResult struct {
 	consumerCPU        time.Duration // the consumer process's, from the first send to its exit
 	consumerFromStart  bool          // consumerCPU is its whole lifetime (no /proc)
 	producer, consumer cli.AWSCounts
-	received           int64 // messages the consumer received (> tasks: redeliveries)
+	received           int64        // messages the consumer received (> tasks: redeliveries)
+	emulators          emulatorCPUs // the emulators' CPU, first send → the consumer's exit
 }
 
 func (r rawResult) tasksPerSec() float64 { return float64(r.tasks) / r.took.Seconds() }
@@ -240,6 +241,7 @@ func (b *bencher) rawRound(ctx context.Context, c, n, round int) (rawResult, err
 	}
 	consumer0, consumerErr := procCPU(p.cmd.Process.Pid)
 	self0 := selfCPU()
+	emu0 := emulatorsCPU()
 	start := time.Now()
 	err = rawSend(ctx, producer, url, bodies)
 	res.producerCPU = selfCPU() - self0
@@ -257,6 +259,7 @@ func (b *bencher) rawRound(ctx context.Context, c, n, round int) (rawResult, err
 	res.consumer = counts
 	res.consumerCPU = p.cpu - consumer0
 	res.consumerFromStart = consumerErr != nil
+	res.emulators = emulatorsCPU().since(emu0)
 	return res, nil
 }
 
