@@ -312,6 +312,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // Run runs every scenario, prints the table and the JSON line to
 // opts.Stdout and returns the results.
 func Run(ctx context.Context, opts Options) (Results, error) {
+	if _, err := rtt(); err != nil {
+		return Results{}, err
+	}
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -413,6 +416,9 @@ func (b *bencher) print(res Results, took time.Duration) {
 	fmt.Fprintf(w, "dagq benchmark, %s mode: %s %s/%s, %d CPUs; SQS %s (fauxqs), S3 %s (versitygw); %s; load average %s at the start, %s at the end\n\n",
 		mode, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), b.opts.SQSEndpoint, b.opts.S3Endpoint,
 		took.Round(time.Second), b.load0, loadAvg())
+	if d, _ := rtt(); d > 0 {
+		fmt.Fprintf(w, "%s=%s: every AWS request of the SQS rounds (raw and dagq, client and workers) waited %s before it was sent\n\n", RTTEnv, d, d)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tMETRIC\tVALUE\tTARGET\tNOTES")
 	for _, r := range b.rows {
@@ -675,7 +681,7 @@ func (b *bencher) sqsRound(ctx context.Context, c, n int, policy core.ResultPoli
 		return r, err
 	}
 	counter := cli.NewAWSCounter()
-	rt, err := app.New(cfg, b.reg, app.WithLogger(b.log), cli.WithAWSCounter(counter))
+	rt, err := app.New(cfg, b.reg, app.WithLogger(b.log), cli.WithAWSCounter(counter), app.WithAWSAPIOptions(rttAPIOption))
 	if err != nil {
 		_, _ = stopAll(w)
 		return r, err

@@ -74,7 +74,7 @@ func rawSQSClient(ctx context.Context, endpoint string, counter *cli.AWSCounter)
 		ac.Region = config.DefaultRegion
 	}
 	if counter != nil {
-		ac.APIOptions = append(ac.APIOptions, counter.APIOption)
+		ac.APIOptions = append(ac.APIOptions, counter.APIOption, rttAPIOption)
 	}
 	return sqs.NewFromConfig(ac, func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) }), nil
 }

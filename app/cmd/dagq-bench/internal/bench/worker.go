@@ -170,7 +170,7 @@ func runWorker(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	counter := cli.NewAWSCounter()
-	rt, err := app.New(cfg, reg, app.WithLogger(log), cli.WithAWSCounter(counter))
+	rt, err := app.New(cfg, reg, app.WithLogger(log), cli.WithAWSCounter(counter), app.WithAWSAPIOptions(rttAPIOption))
 	if err != nil {
 		return err
 	}
