@@ -580,6 +580,10 @@ func (w *Worker) abortInFlight() {
 	type release struct {
 		receipt ports.Receipt
 		log     *slog.Logger
+		// started: the handler ran (an attempt: Nack 0); otherwise orig is
+		// handed back without counting one (handBack).
+		started bool
+		orig    ports.Delivery
 	}
 	var rel []release
 	w.mu.Lock()
@@ -587,8 +591,8 @@ func (w *Worker) abortInFlight() {
 		if l.state == leaseFinishing || l.lost || l.released {
 			continue
 		}
-		l.released = true
-		rel = append(rel, release{l.receipt, w.leaseLogLocked(l)})
+		l.released = true // a pending task never starts now (runJob checks)
+		rel = append(rel, release{l.receipt, w.leaseLogLocked(l), l.state == leaseRunning, l.orig})
 	}
 	w.mu.Unlock()
 	sort.Slice(rel, func(i, j int) bool { return rel[i].receipt < rel[j].receipt })
@@ -596,6 +600,11 @@ func (w *Worker) abortInFlight() {
 		"tasks", len(rel), "timeout", w.shutdownTimeout)
 	w.abort(ErrShutdown) // cancels every task context
 	for _, r := range rel {
+		if !r.started {
+			r.log.Info("task not started: handed back at shutdown")
+			w.handBack(r.orig, r.log)
+			continue
+		}
 		ctx, cancel := w.opContext()
 		if err := w.broker.Nack(ctx, r.receipt, 0); err != nil {
 			r.log.Warn("releasing a task at shutdown failed; it is redelivered when its lease ends", "err", err)
@@ -738,15 +747,11 @@ func (w *Worker) gatherSlots(ctx context.Context, k int) int {
 	return w.slots.take(ctx, k, k, w.gatherTimer, receiveGather)
 }
 
-// release hands deliveries that were never started back to the queue.
+// release hands deliveries that were never started back to the queue
+// (handBack: requeued where the broker can, so that no attempt is counted).
 func (w *Worker) release(ds []ports.Delivery) {
 	for _, d := range ds {
-		ctx, cancel := w.opContext()
-		if err := w.broker.Nack(ctx, d.Receipt, 0); err != nil {
-			w.log.Warn("releasing an unstarted message failed; it is redelivered when its lease ends",
-				"message_id", d.ID, "err", err)
-		}
-		cancel()
+		w.handBack(d, w.log.With("message_id", d.ID))
 	}
 }
 
