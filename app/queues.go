@@ -29,6 +29,10 @@ type QueueDepther interface {
 var (
 	_ QueueDepther = memoryQueue{}
 	_ QueueDepther = sqsQueue{}
+	// The wrappers keep the brokers' optional capability visible to core's
+	// worker, which finds it by type assertion.
+	_ ports.Requeuer = memoryQueue{}
+	_ ports.Requeuer = sqsQueue{}
 )
 
 // memoryQueue is a memory Broker that reads its queue's depth from the
@@ -46,6 +50,16 @@ func (q memoryQueue) QueueDepth(context.Context) (QueueDepth, error) {
 		return QueueDepth{}, err
 	}
 	return QueueDepth{Visible: int64(s.Visible), InFlight: int64(s.InFlight), Delayed: int64(s.Delayed)}, nil
+}
+
+// Requeue forwards to the memory broker's ports.Requeuer (an embedded
+// interface would hide it).
+func (q memoryQueue) Requeue(ctx context.Context, d ports.Delivery, attrs map[string]string) error {
+	r, ok := q.Broker.(ports.Requeuer)
+	if !ok {
+		return fmt.Errorf("requeue on queue %q: %w: the broker cannot requeue", q.name, ports.ErrUnsupported)
+	}
+	return r.Requeue(ctx, d, attrs)
 }
 
 // sqsQueue is an SQS Broker that reads its queue's depth with one

@@ -22,6 +22,13 @@ type WorkerObserver interface {
 	// object, a bad signature. It is recorded as failed and acked; it has no
 	// TaskReceived.
 	MessageRejected()
+	// MessageHandedBack reports a delivery whose handler never ran handed
+	// back to the queue at once (shutdown began before it started):
+	// requeued (ports.Requeuer: a new message, no attempt counted) or, where
+	// the broker cannot requeue (a FIFO queue) or the requeue failed,
+	// released with Nack 0, whose next delivery counts one more receive,
+	// and so one more attempt.
+	MessageHandedBack(requeued bool)
 
 	// TaskReceived reports a delivery decoded into a task, before the
 	// checks that precede its start. Every TaskReceived is followed by one
@@ -117,6 +124,7 @@ var _ WorkerObserver = NopWorkerObserver{}
 func (NopWorkerObserver) MessagesReceived(int)              {}
 func (NopWorkerObserver) MessageDone()                      {}
 func (NopWorkerObserver) MessageRejected()                  {}
+func (NopWorkerObserver) MessageHandedBack(bool)            {}
 func (NopWorkerObserver) TaskReceived(TaskInfo)             {}
 func (NopWorkerObserver) TaskStarted(TaskInfo)              {}
 func (NopWorkerObserver) TaskFinished(TaskInfo, TaskResult) {}

@@ -31,6 +31,7 @@ type obsCounts struct {
 	received, done, rejected                  int
 	extended, extendFailed                    int
 	receiveFailed, storeFailed, publishFailed int
+	requeued, handedBackNacked                int            // MessageHandedBack(true), (false)
 	taskReceived                              map[string]int // by task name
 }
 
@@ -46,8 +47,17 @@ func newObsRecorder() *obsRecorder {
 func (r *obsRecorder) MessagesReceived(n int) { r.mu.Lock(); r.n.received += n; r.mu.Unlock() }
 func (r *obsRecorder) MessageDone()           { r.mu.Lock(); r.n.done++; r.mu.Unlock() }
 func (r *obsRecorder) MessageRejected()       { r.mu.Lock(); r.n.rejected++; r.mu.Unlock() }
-func (r *obsRecorder) ReceiveFailed()         { r.mu.Lock(); r.n.receiveFailed++; r.mu.Unlock() }
-func (r *obsRecorder) ResultStoreFailed()     { r.mu.Lock(); r.n.storeFailed++; r.mu.Unlock() }
+func (r *obsRecorder) MessageHandedBack(requeued bool) {
+	r.mu.Lock()
+	if requeued {
+		r.n.requeued++
+	} else {
+		r.n.handedBackNacked++
+	}
+	r.mu.Unlock()
+}
+func (r *obsRecorder) ReceiveFailed()     { r.mu.Lock(); r.n.receiveFailed++; r.mu.Unlock() }
+func (r *obsRecorder) ResultStoreFailed() { r.mu.Lock(); r.n.storeFailed++; r.mu.Unlock() }
 func (r *obsRecorder) CompletionPublishFailed() {
 	r.mu.Lock()
 	r.n.publishFailed++

@@ -94,9 +94,11 @@ type WorkerOptions struct {
 	// Prefetch is the most received messages the worker holds not yet
 	// started, beyond Concurrency, so that one Receive of up to ten serves a
 	// worker of any concurrency. A prefetched message's lease is extended
-	// like a running one's, and it is released at once (Nack 0) when
-	// shutdown begins; its next delivery's Attempt (the broker's receive
-	// count on SQS) is one higher all the same. Prefetched
+	// like a running one's, and it is handed back at once when shutdown
+	// begins: requeued as a new message where the broker can
+	// (ports.Requeuer), so the release costs no attempt; on a FIFO queue
+	// (or a broker without Requeue) released with Nack 0, so its next
+	// delivery counts one more receive, and attempt. Prefetched
 	// messages wait for this worker's slots, in the order received, even
 	// while another worker is idle: with long tasks and few of them, turn it
 	// off. Default DefaultPrefetch (10); negative means none.
@@ -170,6 +172,16 @@ type WorkerOptions struct {
 // count, Delivery.Attempt 0, estimated from the message's age and the
 // backoff); then it is failed the same way.
 //
+// A task's attempt is its envelope's first attempt (1 for a new task) plus
+// the attempts its earlier messages used (a requeued message carries them in
+// the attribute "dagq-prior-attempts") plus this message's deliveries before
+// this one: the broker's receive count minus one. An attempt is one
+// execution of the handler: a message handed back without having started is
+// requeued (see Shutdown), which keeps its attempt number. The receive count
+// also still counts retries (a Nack with backoff) and deliveries whose lease
+// was lost (a crashed worker), which are attempts, and the queue's redrive
+// policy (a DLQ) stays the backstop on it.
+//
 // With a Verifier, a delivery whose signature (attribute "dagq-sig",
 // checked over the envelope, after a claim check is resolved) is missing or
 // not valid is never decoded or executed: a failed result with the reason is
@@ -189,10 +201,11 @@ type WorkerOptions struct {
 // The worker fails or skips a task without running its handler when a
 // cancellation was requested (result cancelled), when a redelivered task,
 // or one whose delivery count the broker could not tell (Delivery.Attempt
-// 0), already has a result (its completion is published again), when its
-// deadline has passed, when no handler is registered for its name, or when
-// it was delivered more often than its retry policy's MaxAttempts (a task
-// whose runs keep losing their lease, e.g. because they crash the worker).
+// 0), or a requeued message, already has a result (its completion is
+// published again), when its deadline has passed, when no handler is
+// registered for its name, or when its attempt exceeds its retry policy's
+// MaxAttempts (a task whose runs keep losing their lease, e.g. because they
+// crash the worker; on a FIFO queue, releases at shutdown count too).
 //
 // # Running
 //
@@ -215,16 +228,28 @@ type WorkerOptions struct {
 //
 // # Shutdown
 //
-// When Run's context is done the worker stops receiving, releases its
-// prefetched messages that have not started at once (Nack 0), waits up to
-// ShutdownTimeout for running and settling tasks (heartbeats continue), then cancels
-// the rest with cause ErrShutdown, releases their messages at once (Nack 0)
+// When Run's context is done the worker stops receiving, hands back its
+// prefetched messages that have not started at once, waits up to
+// ShutdownTimeout for running and settling tasks (heartbeats continue), then
+// cancels the rest with cause ErrShutdown, releases their messages at once
 // and waits for their handlers to return. Handlers must therefore honour
 // their context. A Receive in flight is not cut short (a long poll
 // abandoned by its caller may still be handed a message, which would stay
 // leased for a whole lease): it is let end, within the same ShutdownTimeout,
-// and what it returns is released at once. An idle worker over SQS so takes
-// up to the long-poll wait to stop.
+// and what it returns is handed back at once. An idle worker over SQS so
+// takes up to the long-poll wait to stop.
+//
+// A message whose handler never started (prefetched, returned by the
+// Receive in flight, or still in its checks at the abort) is handed back
+// without costing an attempt: where the broker implements ports.Requeuer it
+// is requeued as a new message (receive count 1) carrying its attempts so
+// far in "dagq-prior-attempts", with its body and attributes as received (a
+// signature still verifies; a claim-check object is kept). Where it cannot
+// (ports.ErrUnsupported: SQS FIFO queues) or the requeue fails, it is
+// released with Nack 0, and there the release does count one receive, so one
+// attempt. A task whose handler ran and was cancelled by the abort is
+// released with Nack 0 on every queue: that was an attempt.
+// WorkerObserver.MessageHandedBack reports each hand-back and how.
 //
 // # Requests per task
 //
@@ -236,7 +261,10 @@ type WorkerOptions struct {
 // half an interval. A task that asks for progress notifications
 // (Request.Progress) adds one Publish per attempt started and one per retry.
 // A claim-check message adds one payload Get per delivery and one Delete after
-// its ack.
+// its ack. A message handed back at shutdown without having started costs a
+// send and a delete (both shared with concurrent ones on SQS) where it is
+// requeued, one Nack where it is not; its requeued copy is looked up (one
+// Get) when it is delivered.
 type Worker struct {
 	broker      ports.Broker
 	results     ports.ResultBackend
@@ -467,7 +495,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// The receive in flight when ctx ends is let finish, up to the shutdown
 	// timeout: a long poll cut short may still be handed a message by the
 	// broker (SQS does), which would then stay leased, stranded, for a whole
-	// lease. What it returns is released at once.
+	// lease. What it returns is handed back at once.
 	recvCtx, stopRecv := context.WithCancel(w.base)
 	defer stopRecv()
 	clock := w.shutdownClock(ctx, stopRecv)
@@ -509,7 +537,7 @@ func (w *Worker) shutdownClock(ctx context.Context, stopRecv context.CancelFunc)
 		c.at = time.Now()
 		c.timer = time.AfterFunc(c.timeout, stopRecv)
 		if w.receiving.Load() {
-			w.log.Info("worker shutting down: letting the receive in flight end; what it returns is released at once",
+			w.log.Info("worker shutting down: letting the receive in flight end; what it returns is handed back at once",
 				"timeout", c.timeout)
 		}
 		close(c.armed)
@@ -580,6 +608,10 @@ func (w *Worker) abortInFlight() {
 	type release struct {
 		receipt ports.Receipt
 		log     *slog.Logger
+		// started: the handler ran (an attempt: Nack 0); otherwise orig is
+		// handed back without counting one (handBack).
+		started bool
+		orig    ports.Delivery
 	}
 	var rel []release
 	w.mu.Lock()
@@ -587,8 +619,8 @@ func (w *Worker) abortInFlight() {
 		if l.state == leaseFinishing || l.lost || l.released {
 			continue
 		}
-		l.released = true
-		rel = append(rel, release{l.receipt, w.leaseLogLocked(l)})
+		l.released = true // a pending task never starts now (runJob checks)
+		rel = append(rel, release{l.receipt, w.leaseLogLocked(l), l.state == leaseRunning, l.orig})
 	}
 	w.mu.Unlock()
 	sort.Slice(rel, func(i, j int) bool { return rel[i].receipt < rel[j].receipt })
@@ -596,6 +628,11 @@ func (w *Worker) abortInFlight() {
 		"tasks", len(rel), "timeout", w.shutdownTimeout)
 	w.abort(ErrShutdown) // cancels every task context
 	for _, r := range rel {
+		if !r.started {
+			r.log.Info("task not started: handed back at shutdown")
+			w.handBack(r.orig, r.log)
+			continue
+		}
 		ctx, cancel := w.opContext()
 		if err := w.broker.Nack(ctx, r.receipt, 0); err != nil {
 			r.log.Warn("releasing a task at shutdown failed; it is redelivered when its lease ends", "err", err)
@@ -738,15 +775,11 @@ func (w *Worker) gatherSlots(ctx context.Context, k int) int {
 	return w.slots.take(ctx, k, k, w.gatherTimer, receiveGather)
 }
 
-// release hands deliveries that were never started back to the queue.
+// release hands deliveries that were never started back to the queue
+// (handBack: requeued where the broker can, so that no attempt is counted).
 func (w *Worker) release(ds []ports.Delivery) {
 	for _, d := range ds {
-		ctx, cancel := w.opContext()
-		if err := w.broker.Nack(ctx, d.Receipt, 0); err != nil {
-			w.log.Warn("releasing an unstarted message failed; it is redelivered when its lease ends",
-				"message_id", d.ID, "err", err)
-		}
-		cancel()
+		w.handBack(d, w.log.With("message_id", d.ID))
 	}
 }
 

@@ -32,6 +32,10 @@ type workerLease struct {
 	payload string       // claim-check key, deleted after the ack; set before the task goroutine starts
 	log     *slog.Logger // the task's logger once decoded, or built on demand (leaseLogLocked)
 	cancel  context.CancelCauseFunc
+	// orig is the delivery as received (a claim-check body not yet
+	// resolved), what handBack puts back on the queue while the handler has
+	// not started; cleared when it starts or the lease starts finishing.
+	orig ports.Delivery
 
 	// expires is the worker's estimate of the lease's end: measured from
 	// when the Receive returned (the broker starts a lease when it hands the
@@ -69,6 +73,7 @@ func (w *Worker) dispatch(ds []ports.Delivery, received time.Time) {
 		*l = workerLease{
 			receipt: d.Receipt,
 			msgID:   d.ID,
+			orig:    d,
 			state:   leasePending,
 			expires: expires,
 			renewed: received,
@@ -158,8 +163,8 @@ func (w *Worker) acquireRun(j *workerJob) bool {
 }
 
 // releasePrefetched hands a prefetched task that never started back to the
-// queue at once (Nack 0): shutdown began before it got a slot. It was not an
-// attempt.
+// queue at once (handBack: requeued where the broker can): shutdown began
+// before it got a slot. It was not an attempt.
 func (w *Worker) releasePrefetched(j *workerJob) {
 	info := j.taskInfo()
 	w.obs.TaskReceived(info)
@@ -167,13 +172,16 @@ func (w *Worker) releasePrefetched(j *workerJob) {
 	defer func() { w.obs.TaskFinished(info, j.result) }()
 	w.mu.Lock()
 	release := !j.l.released && !j.l.lost && j.l.state != leaseFinishing
+	var d ports.Delivery
 	if release {
 		j.l.released = true
+		d = j.l.orig
 	}
 	w.mu.Unlock()
 	if release {
-		j.log.Info("prefetched task not started: released at shutdown")
-		w.nack(j.l, j.log, 0)
+		j.log.Info("prefetched task not started: handed back at shutdown")
+		w.settle(j.l)
+		w.handBack(d, j.log)
 	}
 }
 

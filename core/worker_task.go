@@ -18,14 +18,15 @@ import (
 
 // workerJob is one decoded delivery on its way through the worker.
 type workerJob struct {
-	// deliveries is the delivery's Attempt: the broker's receive count, 0
-	// when unknown.
-	deliveries int
-	l          *workerLease
-	env        wire.Envelope
-	attempt    int
-	policy     RetryPolicy
-	log        *slog.Logger
+	// first: the broker says this is the message's first delivery
+	// (Delivery.Attempt 1) and it is no requeued copy (which carries
+	// wire.PriorAttemptsAttribute): the task cannot have run before.
+	first   bool
+	l       *workerLease
+	env     wire.Envelope
+	attempt int
+	policy  RetryPolicy
+	log     *slog.Logger
 
 	// cctx is cancelled with a cause (request, lease lost, shutdown); ctx adds
 	// the envelope's deadline and is what the handler gets.
@@ -188,11 +189,15 @@ func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func(
 // newJob builds the task's context and makes it reachable by cancellation
 // requests.
 func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *workerJob {
-	j := &workerJob{deliveries: d.Attempt, l: l, env: env, policy: w.retry}
-	j.attempt = env.Attempt + max(d.Attempt, 1) - 1
+	j := &workerJob{l: l, env: env, policy: w.retry}
 	if env.Retry != nil {
 		j.policy = RetryPolicy(*env.Retry)
 	}
+	// The attempt: the envelope's first, plus what earlier messages of a
+	// requeued task used, plus this message's receives before this one.
+	prior, requeued, perr := priorAttempts(d)
+	j.attempt = env.Attempt + prior + max(d.Attempt, 1) - 1
+	j.first = d.Attempt == 1 && !requeued
 	attrs := []slog.Attr{slog.String("task_id", env.TaskID), slog.String("task", env.Task), slog.Int("attempt", j.attempt)}
 	if env.RunID != "" {
 		attrs = append(attrs, slog.String("run_id", env.RunID))
@@ -201,6 +206,9 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *wo
 		attrs = append(attrs, slog.String("step_id", env.StepID))
 	}
 	j.log = slog.New(w.log.Handler().WithAttrs(attrs))
+	if perr != nil {
+		warnPrior(j.log, perr)
+	}
 	j.cctx, j.cancel = context.WithCancelCause(w.abortCtx) // cancelled at shutdown's abort
 	j.ctx, j.stop = j.cctx, func() {}
 	if !env.Deadline.IsZero() {
@@ -275,7 +283,7 @@ func (w *Worker) runJob(j *workerJob) {
 	}
 	// A redelivery, or a delivery whose count the broker could not tell
 	// (0): maybe it finished before.
-	if j.deliveries != 1 {
+	if !j.first {
 		ctx, cancel := context.WithTimeout(j.cctx, w.lease)
 		res, err := w.results.Get(ctx, env.TaskID)
 		cancel()
@@ -311,7 +319,8 @@ func (w *Worker) runJob(j *workerJob) {
 	}
 	if j.attempt > j.policy.MaxAttempts {
 		msg := fmt.Sprintf("attempts exhausted before start: attempt %d of at most %d "+
-			"(earlier runs lost their lease or were released)", j.attempt, j.policy.MaxAttempts)
+			"(earlier deliveries ran and lost their lease, or were released where the broker cannot requeue, as on a FIFO queue)",
+			j.attempt, j.policy.MaxAttempts)
 		j.log.Error("task was delivered more often than its retry policy allows; failing it",
 			"max_attempts", j.policy.MaxAttempts)
 		w.finishUnstarted(j, ports.StateFailed, msg)
@@ -321,7 +330,8 @@ func (w *Worker) runJob(j *workerJob) {
 	w.mu.Lock()
 	startable := !j.l.released && !j.l.lost
 	if startable {
-		j.l.state = leaseRunning
+		j.l.state = leaseRunning // from now on a release is an attempt
+		j.l.orig = ports.Delivery{}
 	}
 	released := j.l.released
 	w.mu.Unlock()
@@ -476,6 +486,7 @@ func (w *Worker) enterFinishing(l *workerLease) bool {
 		return false
 	}
 	l.state = leaseFinishing
+	l.orig = ports.Delivery{}
 	return true
 }
 
@@ -518,6 +529,9 @@ func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 		deliveries := d.Attempt
 		if deliveries == 0 { // unknown: estimated from the message's age
 			deliveries = w.estimateDeliveries(d.SentAt)
+		}
+		if prior, _, _ := priorAttempts(d); prior > 0 { // requeued: earlier messages' deliveries
+			deliveries += prior
 		}
 		if deliveries < w.retry.MaxAttempts {
 			delay := min(w.retry.Backoff(deliveries), ports.MaxLease)

@@ -114,3 +114,31 @@ type Broker interface {
 	// normally.
 	Close() error
 }
+
+// Requeuer is an optional Broker capability, discovered by type assertion
+// (broker.(ports.Requeuer)): it hands a leased message back as a new
+// message, so that a release that was not an execution (a message received
+// but never started by a worker shutting down) does not raise the receive
+// count (Delivery.Attempt) the way Nack does. The receive count stays what
+// the queue's redrive policy (DLQ) counts.
+type Requeuer interface {
+	// Requeue puts the message of the leased delivery d back on the queue as
+	// a new message — the same ID, Body and GroupID, and d's Attributes with
+	// attrs merged over them (at most MaxAttributes in all) — visible at
+	// once, and then deletes the leased one (d.Receipt). The new message's
+	// first delivery has Attempt 1 and a new SentAt. The message is never
+	// lost: the copy is sent before the original is deleted, so a failure
+	// or crash in between leaves both (a duplicate, which at-least-once
+	// delivery allows). d.Delay is ignored.
+	//
+	// Errors: a queue where the adapter cannot requeue (an SQS FIFO queue:
+	// a copy with the same deduplication ID would be dropped, and it would
+	// go to the back of its group) fails with ErrUnsupported before anything
+	// is sent; the caller releases with Nack(d.Receipt, 0) instead. A copy
+	// the queue would refuse (attributes, size) fails with
+	// ErrInvalidArgument, also before anything is sent. A stale receipt
+	// fails with ErrLeaseLost where the adapter can tell before sending
+	// (the memory adapter can; SQS cannot, and its copy is then a
+	// duplicate). ErrClosed, ErrNotFound and ErrUnavailable as for Send.
+	Requeue(ctx context.Context, d Delivery, attrs map[string]string) error
+}

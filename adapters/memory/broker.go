@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,7 +21,10 @@ type broker struct {
 	last atomic.Pointer[queue]
 }
 
-var _ ports.Broker = (*broker)(nil)
+var (
+	_ ports.Broker   = (*broker)(nil)
+	_ ports.Requeuer = (*broker)(nil)
+)
 
 // queue returns the broker's queue, failing when the broker is closed, ctx
 // is done or the queue is missing.
@@ -204,6 +208,47 @@ func (b *broker) Nack(ctx context.Context, r ports.Receipt, delay time.Duration)
 		return fmt.Errorf("memory: nack: %w", err)
 	}
 	return nil
+}
+
+// Requeue implements ports.Requeuer: on a standard queue it replaces the
+// leased message, atomically, by a copy built from d (its ID, Body and
+// GroupID; its Attributes with attrs merged over them) at the back of the
+// queue, visible at once, never received (its first delivery has Attempt 1)
+// and sent now. A stale receipt fails with ports.ErrLeaseLost and changes
+// nothing. FIFO queues fail with ports.ErrUnsupported, as on SQS (a copy
+// would be deduplicated away and lose its place in its group).
+func (b *broker) Requeue(ctx context.Context, d ports.Delivery, attrs map[string]string) error {
+	q, _, err := b.queue(ctx, "requeue")
+	if err != nil {
+		return err
+	}
+	if q.opts.FIFO {
+		return fmt.Errorf("memory: requeue on FIFO queue %q: %w: a copy would be dropped as a duplicate of its ID and go to the back of its group; release with Nack",
+			b.name, ports.ErrUnsupported)
+	}
+	if err := validReceipts([]ports.Receipt{d.Receipt}); err != nil {
+		return fmt.Errorf("memory: requeue: %w", err)
+	}
+	m := ports.Message{ID: d.ID, Body: d.Body, GroupID: d.GroupID, Attributes: mergeAttrs(d.Attributes, attrs)}
+	if err := validateMessage(q.opts, m); err != nil {
+		return fmt.Errorf("memory: requeue to %q: %w", b.name, err)
+	}
+	if err := q.requeue(time.Now(), d.Receipt, m); err != nil {
+		return fmt.Errorf("memory: requeue: %w", err)
+	}
+	return nil
+}
+
+// mergeAttrs returns a new map of base with over merged over it (nil when
+// both are empty).
+func mergeAttrs(base, over map[string]string) map[string]string {
+	if len(base)+len(over) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
 }
 
 func (b *broker) Extend(ctx context.Context, lease time.Duration, receipts ...ports.Receipt) error {

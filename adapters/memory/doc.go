@@ -42,6 +42,13 @@
 // window (counted from the first Send, even if that message was acked since)
 // is accepted and dropped. Per-message delays are refused on FIFO queues.
 //
+// Brokers also implement the optional [ports.Requeuer]: on a standard queue
+// Requeue replaces a leased message, atomically, by a copy at the back of
+// the queue, visible at once, whose first delivery has Attempt 1 (its
+// receive count, and so its redrive count, starts again). A stale receipt
+// fails with [ports.ErrLeaseLost]. FIFO queues fail with
+// [ports.ErrUnsupported], as on SQS.
+//
 // A queue with MaxReceives > 0 redrives like SQS: a message already received
 // MaxReceives times is moved to its DeadLetterQueue on its next receive
 // instead of being delivered. It keeps its ID, body, attributes, group and

@@ -466,6 +466,42 @@ func (q *queue) nack(now time.Time, r ports.Receipt, delay time.Duration) error 
 	return nil
 }
 
+// requeue replaces the message r holds a live lease on by the validated
+// message in: a new message at the back of the queue, available at once,
+// never received. The original's receipts go stale.
+func (q *queue) requeue(now time.Time, r ports.Receipt, in ports.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, err := q.live(now, r)
+	if err != nil {
+		return err
+	}
+	if m.msg.ID != in.ID {
+		return fmt.Errorf("%w: receipt %q holds message %q, not %q", ports.ErrInvalidArgument, r, m.msg.ID, in.ID)
+	}
+	// The original leaves the queue (its stale entries in waiting die with
+	// it); the copy is a message of its own.
+	q.unwait(m)
+	delete(q.leases, m.delivery)
+	m.receipt, m.delivery = "", 0
+	var body []byte
+	if in.Body != nil {
+		body = append([]byte(nil), in.Body...)
+	}
+	q.lastPos++
+	c := &message{
+		pos:         q.lastPos,
+		seq:         q.seq.Add(1),
+		sentAt:      now,
+		availableAt: now,
+		msg:         ports.Message{ID: in.ID, Body: body, Attributes: cloneAttrs(in.Attributes), GroupID: in.GroupID},
+		where:       placeQueued,
+	}
+	q.queued.pushBack(c)
+	q.changed.notify()
+	return nil
+}
+
 // extend returns the error of each receipt, nil where the lease was extended.
 func (q *queue) extend(now time.Time, lease time.Duration, receipts []ports.Receipt) []error {
 	q.mu.Lock()

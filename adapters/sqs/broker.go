@@ -123,7 +123,10 @@ type Broker struct {
 	noCount   sync.Once // warns once of a missing receive count
 }
 
-var _ ports.Broker = (*Broker)(nil)
+var (
+	_ ports.Broker   = (*Broker)(nil)
+	_ ports.Requeuer = (*Broker)(nil)
+)
 
 // New returns a Broker for the queue at queueURL. A URL ending in ".fifo" is
 // a FIFO queue (IsFIFOURL). New makes no request; a missing queue shows up as
@@ -448,6 +451,44 @@ func (b *Broker) Nack(ctx context.Context, r ports.Receipt, delay time.Duration)
 	})
 	if err != nil {
 		return wrap(op, err, true)
+	}
+	return nil
+}
+
+// Requeue implements ports.Requeuer on a standard queue: it sends the copy
+// (built and checked as Send builds its messages: the ID and encoding
+// attributes, the attribute and size limits; no delay), then deletes the
+// original, each request shared with concurrent Sends and Acks as theirs are
+// (see Options.NoCoalescing). A stale receipt is not detected: SQS ignores
+// its delete, as Ack does, and the copy is then a duplicate. An error after
+// the copy was sent (its delete failed) leaves both messages. On a FIFO
+// queue it fails with ports.ErrUnsupported and makes no request: a copy with
+// the same MessageDeduplicationId within SQS's 5-minute window would be
+// dropped, and it would go to the back of its message group.
+func (b *Broker) Requeue(ctx context.Context, d ports.Delivery, attrs map[string]string) error {
+	const op = "requeue"
+	if b.isClosed() {
+		return closedErr(op)
+	}
+	if b.fifo {
+		return fmt.Errorf("sqs: %s: %w on FIFO queue %s: a copy would be dropped by deduplication (same ID within 5 minutes) and go to the back of its group; release with Nack",
+			op, ports.ErrUnsupported, b.url)
+	}
+	if d.Receipt == "" {
+		return invalid(op, "empty receipt")
+	}
+	merged := make(map[string]string, len(d.Attributes)+len(attrs))
+	maps.Copy(merged, d.Attributes)
+	maps.Copy(merged, attrs)
+	e, err := b.entry(ports.Message{ID: d.ID, Body: d.Body, GroupID: d.GroupID, Attributes: merged})
+	if err != nil {
+		return fmt.Errorf("sqs: %s: %w", op, err)
+	}
+	if err := b.sends.do(ctx, b.url, []types.SendMessageBatchRequestEntry{e}); err != nil {
+		return fmt.Errorf("sqs: %s: sending the copy: %w", op, err)
+	}
+	if err := b.acks.do(ctx, b.url, []ports.Receipt{d.Receipt}); err != nil {
+		return fmt.Errorf("sqs: %s: the copy was sent; deleting the original: %w", op, err)
 	}
 	return nil
 }

@@ -73,6 +73,17 @@
 // coalesced request is done. Leases keep running and the SQS client is not
 // closed.
 //
+// Broker also implements the optional [ports.Requeuer] on standard queues:
+// Requeue sends a copy of the delivery (built as Send builds a message, with
+// the given attributes merged over the delivery's) and then deletes the
+// original, so the copy's ApproximateReceiveCount starts again at 1 and the
+// release is not counted by the queue's redrive policy. Both requests are
+// coalesced like Send's and Ack's. A crash between them leaves a duplicate,
+// never a loss. On FIFO queues it fails with ports.ErrUnsupported and makes
+// no request (a copy with the same deduplication ID within 5 minutes would
+// be dropped, and it would lose its place in its group): there a release
+// still counts as a receive.
+//
 // # Coalescing
 //
 // One mechanism shares batch requests among concurrent calls: single-receipt

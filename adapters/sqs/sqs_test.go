@@ -78,6 +78,9 @@ func (h harness) Features() porttest.Features {
 		Synctest:         false,
 		LeaseGranularity: time.Second,
 		PollBound:        waitTime,
+		// Requeue on standard queues only: on FIFO queues a copy would be
+		// dropped by deduplication (RequeueFIFO undeclared).
+		Requeue: true,
 		// fauxqs 2.4.1 accepts ChangeMessageVisibility with the receipt of
 		// an expired, unreceived lease; SQS answers MessageNotInflight.
 		ExtendsExpiredLease: true,

@@ -55,7 +55,8 @@ type Envelope struct {
 	Task string `json:"task"`
 	// Attempt is the attempt number of this message's first delivery: 1 for a
 	// new task; a producer that re-submits a task after n attempts writes n+1.
-	// The worker's attempt number is Attempt + Delivery.Attempt - 1.
+	// The worker's attempt number is Attempt + Delivery.Attempt - 1, plus
+	// the attempts a requeued message carries (PriorAttemptsAttribute).
 	Attempt int `json:"attempt,omitempty"`
 	// Args is the JSON-encoded argument of the handler.
 	Args json.RawMessage `json:"args,omitempty"`

@@ -49,6 +49,11 @@ func TestBroker(t *testing.T, h BrokerHarness) {
 		{"FIFOEmptyGroupID", needFIFO, testFIFOEmptyGroupID},
 		{"FIFODeduplication", needFIFO, testFIFODeduplication},
 		{"FIFORejectsDelay", needFIFO, testFIFORejectsDelay},
+		{"Requeue", needRequeue, testRequeue},
+		{"RequeueStaleReceipt", needRequeue, testRequeueStaleReceipt},
+		{"RequeueValidation", needRequeue, testRequeueValidation},
+		{"RequeueClosedAndMissing", needRequeue, testRequeueClosedAndMissing},
+		{"FIFORequeue", needFIFORequeue, testFIFORequeue},
 	}
 	for _, tc := range tests {
 		e.run(t, tc.name, tc.need, func(t *testing.T) { tc.fn(t, e, h) })

@@ -39,6 +39,14 @@ type Features struct {
 	// PollBound is the longest a Receive blocks when nothing is available.
 	// Zero means one second.
 	PollBound time.Duration
+	// Requeue: the brokers implement the optional ports.Requeuer on standard
+	// queues. Undeclared, the Requeue subtests are skipped, naming the flag.
+	Requeue bool
+	// RequeueFIFO: Requeue works on FIFO queues too. Undeclared (SQS: a copy
+	// would be deduplicated away), FIFORequeue checks the declared
+	// difference instead: Requeue on a FIFO queue fails with
+	// ports.ErrUnsupported, sends nothing and leaves the lease alone.
+	RequeueFIFO bool
 
 	// Declared differences from the contract (emulator gaps). Each one
 	// relaxes named assertions; the affected subtest logs or skips naming the

@@ -49,7 +49,20 @@ type need int
 const (
 	needNothing need = iota
 	needFIFO
+	needRequeue     // Features.Requeue
+	needFIFORequeue // Features.FIFO and Features.Requeue
 )
+
+// missing names the feature n needs that f does not declare ("" if none).
+func (n need) missing(f Features) string {
+	switch {
+	case (n == needFIFO || n == needFIFORequeue) && !f.FIFO:
+		return "FIFO"
+	case (n == needRequeue || n == needFIFORequeue) && !f.Requeue:
+		return "Requeue"
+	}
+	return ""
+}
 
 // run runs fn as the parallel subtest name: inside a synctest bubble when
 // the adapter declares Synctest, in real time otherwise. A subtest that needs
@@ -57,8 +70,8 @@ const (
 func (e env) run(t *testing.T, name string, n need, fn func(t *testing.T)) {
 	t.Helper()
 	t.Run(name, func(t *testing.T) {
-		if n == needFIFO && !e.f.FIFO {
-			t.Skip("feature FIFO not declared by adapter")
+		if f := n.missing(e.f); f != "" {
+			t.Skipf("feature %s not declared by adapter", f)
 		}
 		t.Parallel()
 		if e.f.Synctest {

@@ -99,6 +99,7 @@ type Metrics struct {
 
 	msgsReceived  *prometheus.CounterVec
 	msgsRejected  *prometheus.CounterVec
+	msgsHanded    *prometheus.CounterVec
 	inFlight      *prometheus.GaugeVec
 	concurrency   *prometheus.GaugeVec
 	tasksReceived *prometheus.CounterVec
@@ -161,6 +162,8 @@ func New(opts Options) *Metrics {
 		"Messages received from the queue by the worker (each takes a worker slot).", "queue")
 	m.msgsRejected = counter("dagq_worker_messages_rejected_total",
 		"Messages never executed: not a valid envelope, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted.", "queue")
+	m.msgsHanded = counter("dagq_worker_messages_handed_back_total",
+		"Messages handed back at shutdown without having run: how=\"requeued\" as a new message (no attempt counted), how=\"nacked\" where the broker cannot requeue (FIFO queues) or the requeue failed (the next delivery counts one more attempt).", "queue", "how")
 	m.inFlight = gauge("dagq_worker_messages_in_flight",
 		"Messages the worker holds (received, not yet deleted or handed back): worker slots in use.", "queue")
 	m.concurrency = gauge("dagq_worker_concurrency",
@@ -233,6 +236,8 @@ func (m *Metrics) Observer(info WorkerInfo) core.WorkerObserver {
 		queue:        q,
 		msgsReceived: m.msgsReceived.WithLabelValues(q),
 		msgsRejected: m.msgsRejected.WithLabelValues(q),
+		requeued:     m.msgsHanded.WithLabelValues(q, "requeued"),
+		nacked:       m.msgsHanded.WithLabelValues(q, "nacked"),
 		inFlight:     m.inFlight.WithLabelValues(q),
 		leaseExt:     m.leaseExt.WithLabelValues(q),
 		leaseExtFail: m.leaseExtFail.WithLabelValues(q),
@@ -258,7 +263,7 @@ type observer struct {
 	queue string
 
 	msgsReceived, msgsRejected, leaseExt, leaseExtFail, cancels prometheus.Counter
-	recvFail, storeFail, publishFail                            prometheus.Counter
+	recvFail, storeFail, publishFail, requeued, nacked          prometheus.Counter
 	inFlight                                                    prometheus.Gauge
 }
 
@@ -271,6 +276,14 @@ func (o *observer) MessagesReceived(n int) {
 
 func (o *observer) MessageDone()     { o.inFlight.Dec() }
 func (o *observer) MessageRejected() { o.msgsRejected.Inc() }
+
+func (o *observer) MessageHandedBack(requeued bool) {
+	if requeued {
+		o.requeued.Inc()
+	} else {
+		o.nacked.Inc()
+	}
+}
 
 func (o *observer) TaskReceived(t core.TaskInfo) {
 	o.m.tasksReceived.WithLabelValues(o.queue, t.Name).Inc()

@@ -1,0 +1,70 @@
+package core
+
+import (
+	"errors"
+	"log/slog"
+	"strconv"
+
+	"github.com/dagq/dagq/internal/wire"
+	"github.com/dagq/dagq/ports"
+)
+
+// Releases that are not attempts. A message the worker hands back without
+// having run its handler (shutdown began before it started) must not cost
+// its task an attempt. Nack would: the next delivery's receive count, which
+// is the attempt number, grows by one. So where the broker can
+// (ports.Requeuer), the worker requeues it instead: a new message whose
+// receive count starts again at 1, carrying in wire.PriorAttemptsAttribute
+// the attempts its earlier deliveries counted.
+
+// priorAttempts returns the attempts d's earlier messages used
+// (wire.PriorAttemptsAttribute) and whether d carries the attribute. A
+// value that is not valid counts as none; err says why.
+func priorAttempts(d ports.Delivery) (n int, present bool, err error) {
+	v, ok := d.Attributes[wire.PriorAttemptsAttribute]
+	if !ok {
+		return 0, false, nil
+	}
+	n, err = wire.ParsePriorAttempts(v)
+	return n, true, err
+}
+
+// warnPrior logs an invalid prior-attempts attribute.
+func warnPrior(log *slog.Logger, err error) {
+	log.Warn("ignoring an invalid prior-attempts attribute; counting the broker's receives only", "err", err)
+}
+
+// handBack hands d, whose handler never ran, back to the queue at once
+// without counting an attempt: Requeue with the attempts d counted so far,
+// or, when the broker cannot (no ports.Requeuer, or ErrUnsupported, as on a
+// FIFO queue) or the requeue fails, Nack 0, whose next delivery counts one
+// more receive.
+func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
+	ctx, cancel := w.opContext()
+	defer cancel()
+	if r, ok := w.broker.(ports.Requeuer); ok {
+		prior, _, perr := priorAttempts(d)
+		if perr != nil {
+			warnPrior(log, perr)
+		}
+		prior += max(d.Attempt, 1) - 1 // this delivery was no attempt
+		err := r.Requeue(ctx, d, map[string]string{wire.PriorAttemptsAttribute: strconv.Itoa(prior)})
+		switch {
+		case err == nil:
+			w.obs.MessageHandedBack(true)
+			return
+		case errors.Is(err, ports.ErrLeaseLost):
+			log.Info("handing back an unstarted message: its lease is gone; another delivery owns it", "err", err)
+			return
+		case errors.Is(err, ports.ErrUnsupported):
+			log.Debug("the broker cannot requeue here; releasing with Nack, which counts a receive", "err", err)
+		default:
+			log.Warn("requeueing an unstarted message failed; releasing it with Nack, which counts a receive", "err", err)
+		}
+	}
+	if err := w.broker.Nack(ctx, d.Receipt, 0); err != nil {
+		log.Warn("releasing an unstarted message failed; it is redelivered when its lease ends", "err", err)
+		return
+	}
+	w.obs.MessageHandedBack(false)
+}
