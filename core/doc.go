@@ -21,6 +21,15 @@
 // then recorded as failed. A message that cannot be decoded or verified is
 // never executed.
 //
+// # Result policies
+//
+// What a worker keeps of a task's outcome is its ResultPolicy, chosen per
+// submit (WithResult) or per task type (TaskType.WithResult): ResultDurable
+// (the default) writes the result to Ports.Results and pushes its
+// completion; ResultReply pushes the completion with the result inline
+// only (no result write; lost if the waiting client is gone); ResultNone
+// records nothing. docs/semantics.md says what each survives.
+//
 // # Cancellation
 //
 // Client.Cancel records a durable request and broadcasts it (Ports.Cancels):

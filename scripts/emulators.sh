@@ -172,7 +172,7 @@ export AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export DAGQ_TEST_FAUXQS_NODE=$NODE_BIN
 export DAGQ_TEST_FAUXQS_SERVER=$FAUXQS_SERVER
-export DAGQ_BENCH_EMULATOR_PIDS=fauxqs:$(cat "$RUN/fauxqs.pid" 2>/dev/null || echo 0),versitygw:$(cat "$RUN/versitygw.pid" 2>/dev/null || echo 0)
+export BENCH_EMULATOR_PIDS=fauxqs:$(cat "$RUN/fauxqs.pid" 2>/dev/null || echo 0),versitygw:$(cat "$RUN/versitygw.pid" 2>/dev/null || echo 0)
 EOF
 }
 

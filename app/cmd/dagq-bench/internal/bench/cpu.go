@@ -53,7 +53,7 @@ func selfCPU() time.Duration {
 // report ("name:pid,name:pid"; scripts/emulators.sh env sets it). The
 // emulators share the machine's cores with dagq, so their CPU per task is
 // part of what bounds the throughput measured here.
-const EmulatorPIDsEnv = "DAGQ_BENCH_EMULATOR_PIDS"
+const EmulatorPIDsEnv = "BENCH_EMULATOR_PIDS"
 
 // emulatorCPU is the CPU one emulator process used.
 type emulatorCPU struct {
