@@ -555,7 +555,9 @@ func applyRunResult(rec *RunRecord, rr RunResult) {
 // Wait blocks until run runID finished and returns its final record (as
 // Status). It waits for the run task's result through the Client (pushed
 // completions, or polling with backoff), so it also returns for a run whose
-// task was cancelled before it started or failed. It fails with
+// task was cancelled before it started or failed, and it reads the record
+// every few seconds, so it returns for a run ended by Terminate whose run
+// task never gets a result. It fails with
 // ErrRunNotFound for an unknown run, and with ctx's error when ctx is done.
 func (l *Launcher) Wait(ctx context.Context, runID string) (RunRecord, error) {
 	rec, err := l.read(ctx, runID)
@@ -565,11 +567,34 @@ func (l *Launcher) Wait(ctx context.Context, runID string) (RunRecord, error) {
 	if rec.State.Final() {
 		return rec, nil
 	}
-	if _, err := l.c.Wait(ctx, rec.TaskID); err != nil {
-		return RunRecord{}, fmt.Errorf("dagq: wait for run %s: %w", runID, err)
+	// Wait for the run task's result, and look at the record every
+	// waitRecordPoll: a run ended by someone else (Terminate of a run with
+	// no live execution) has a final record but may never get a run task
+	// result (its message is gone).
+	for {
+		wctx, cancel := context.WithTimeout(ctx, waitRecordPoll)
+		_, err := l.c.Wait(wctx, rec.TaskID)
+		cancel()
+		switch {
+		case err == nil:
+			return l.Status(ctx, runID)
+		case ctx.Err() != nil:
+			return RunRecord{}, fmt.Errorf("dagq: wait for run %s: %w", runID, ctx.Err())
+		case !errors.Is(err, context.DeadlineExceeded):
+			return RunRecord{}, fmt.Errorf("dagq: wait for run %s: %w", runID, err)
+		}
+		if rec, err = l.read(ctx, runID); err != nil {
+			return RunRecord{}, fmt.Errorf("dagq: wait: %w", err)
+		}
+		if rec.State.Final() {
+			return rec, nil
+		}
 	}
-	return l.Status(ctx, runID)
 }
+
+// waitRecordPoll is how often Launcher.Wait reads the run record while it
+// waits for the run task's result.
+const waitRecordPoll = 5 * time.Second
 
 // Terminate cancels run runID and all its steps; the run ends cancelled.
 // It returns true when the run was queued or running and a cancellation is
@@ -591,6 +616,10 @@ func (l *Launcher) Wait(ctx context.Context, runID string) (RunRecord, error) {
 //     steps of a run whose worker died are cancelled too. When the cancel
 //     requests fail, Terminate returns false and the error (the mark stays:
 //     call Terminate again).
+//   - Running with no live execution (heartbeat older than StaleAfter, or
+//     released and not taken over): Terminate writes the final record
+//     itself (cancelled), since nothing may come back to finish the run —
+//     its run task's message may be gone — then sends the cancel requests.
 //
 // A run that finishes while Terminate runs may still end succeeded or
 // failed. Cancel requests go through the Client (ports.ErrUnsupported
@@ -628,6 +657,9 @@ func (l *Launcher) Terminate(ctx context.Context, runID string) (bool, error) {
 	if finished, err := l.reconcile(ctx, &rec); err == nil && finished {
 		return false, nil
 	}
+	if ended, done, err := l.endOrphan(ctx, rec); done {
+		return ended, err
+	}
 	// Mark first, so that the run's final write (which keeps the mark)
 	// says it was terminated, whatever reaches the executor first.
 	marked, err := l.update(ctx, runID, func(rec *RunRecord) (bool, error) {
@@ -650,6 +682,71 @@ func (l *Launcher) Terminate(ctx context.Context, runID string) (bool, error) {
 	}
 	log.Info("running run terminated: cancel requested")
 	return true, nil
+}
+
+// endOrphan ends a running run that has no live execution — its worker
+// stopped heartbeating more than StaleAfter ago, or released it and nobody
+// took it over — by writing the final record itself (cancelled; its
+// unfinished steps cancelled, or skipped when never submitted) and then
+// requesting the cancellation of its run task and steps. Nobody else would:
+// when the run task's message is gone (expired, purged, dead-lettered) no
+// execution ever comes back to finish the run. A run task delivered later
+// finds the record final and does not run the job.
+//
+// done is false when the run has a live execution (or its heartbeat cannot
+// be read): Terminate then asks that execution to stop.
+func (l *Launcher) endOrphan(ctx context.Context, seen RunRecord) (ended, done bool, err error) {
+	hb, err := readHeartbeat(ctx, l.state, seen.RunID)
+	if err != nil {
+		l.log.Warn("terminate: reading the run's heartbeat failed; asking its execution to stop", "run_id", seen.RunID, "err", err)
+		return false, false, nil
+	}
+	lv := livenessOf(seen, hb)
+	if !lv.released && time.Since(lv.last) <= l.stale {
+		return false, false, nil
+	}
+	why := fmt.Sprintf("worker %s stopped heartbeating at %s", lv.worker, lv.last.UTC().Format(time.RFC3339))
+	if lv.released {
+		why = fmt.Sprintf("worker %s released it at %s and no worker took it over", lv.worker, lv.last.UTC().Format(time.RFC3339))
+	}
+	rec, err := l.update(ctx, seen.RunID, func(rec *RunRecord) (bool, error) {
+		// Taken over or finished meanwhile: not an orphan any more.
+		if rec.State != RunRunning || rec.Attempt != seen.Attempt {
+			return false, nil
+		}
+		now := time.Now().UTC()
+		rec.State, rec.FinishedAt = RunCancelled, now
+		if rec.CancelRequestedAt.IsZero() {
+			rec.CancelRequestedAt = now
+		}
+		rec.Error = "terminated with no live execution: " + why
+		for i := range rec.Steps {
+			st := &rec.Steps[i]
+			switch {
+			case st.State.Final():
+			case st.State == StepPending:
+				st.State = StepSkipped
+			default:
+				st.State, st.Error, st.FinishedAt = StepCancelled, "the run was terminated", now
+			}
+		}
+		return true, nil
+	})
+	switch {
+	case err != nil:
+		return false, true, fmt.Errorf("dagq: terminate: %w", err)
+	case rec.Attempt != seen.Attempt || rec.State == RunRunning:
+		return false, false, nil // taken over: stop that execution instead
+	case rec.State != RunCancelled || rec.FinishedAt.IsZero():
+		return false, true, nil // it finished meanwhile
+	}
+	log := l.log.With("run_id", seen.RunID)
+	if err := l.cancelRun(ctx, seen, true); err != nil {
+		// The record is final: a run task delivered later does not run the job.
+		log.Warn("terminate: cancel requests for the run task and its steps failed", "err", err)
+	}
+	log.Info("run with no live execution terminated", "reason", why)
+	return true, true, nil
 }
 
 // cancelRun requests the cancellation of rec's run task and, with steps,
@@ -758,13 +855,16 @@ func (l *Launcher) Health(ctx context.Context, runID string) (Health, error) {
 	h.Status = HealthFailed
 	switch {
 	case lv.released:
-		h.Message = fmt.Sprintf("worker %s released the run at %s and no worker has taken it over since; the run task waits in the queue for a worker",
+		h.Message = fmt.Sprintf("worker %s released the run at %s and no worker has taken it over since; "+
+			"a worker resumes it if its run task is still queued (Terminate ends it either way)",
 			lv.worker, lv.last.Format(time.RFC3339))
 	case lv.beat:
-		h.Message = fmt.Sprintf("worker %s stopped heartbeating at %s; the run task will be redelivered to another worker after its lease expires",
+		h.Message = fmt.Sprintf("worker %s stopped heartbeating at %s; another worker resumes it when its run task's lease expires, "+
+			"if the run task is still queued (Terminate ends it either way)",
 			lv.worker, lv.last.Format(time.RFC3339))
 	default:
-		h.Message = fmt.Sprintf("worker %s started the run at %s and never heartbeated; the run task will be redelivered to another worker after its lease expires",
+		h.Message = fmt.Sprintf("worker %s started the run at %s and never heartbeated; another worker resumes it when its run task's lease expires, "+
+			"if the run task is still queued (Terminate ends it either way)",
 			lv.worker, lv.last.Format(time.RFC3339))
 	}
 	if rerr != nil {

@@ -520,7 +520,7 @@ func TestLauncher_HealthFromHeartbeats(t *testing.T) {
 		assert.Equal(t, "w9", h.Worker)
 		assert.Equal(t, stale, h.LastHeartbeat)
 		assert.Equal(t, "worker w9 stopped heartbeating at "+stale.Format(time.RFC3339)+
-			"; the run task will be redelivered to another worker after its lease expires", h.Message)
+			"; another worker resumes it when its run task's lease expires, if the run task is still queued (Terminate ends it either way)", h.Message)
 		rec := x.status("stale")
 		assert.Equal(t, dag.RunRunning, rec.State, "the record stays running: the run is recovered, not failed")
 
@@ -618,8 +618,7 @@ func TestLauncher_DeadWorkerDetectedAndRunRecovered(t *testing.T) {
 		assert.Equal(t, "w1", h.Worker)
 		assert.True(t, !h.LastHeartbeat.After(killed) && h.LastHeartbeat.After(killed.Add(-dag.DefaultRunHeartbeat)),
 			"last heartbeat %v, killed at %v", h.LastHeartbeat, killed)
-		assert.Equal(t, "worker w1 stopped heartbeating at "+h.LastHeartbeat.Format(time.RFC3339)+
-			"; the run task will be redelivered to another worker after its lease expires", h.Message)
+		assert.Contains(t, h.Message, "worker w1 stopped heartbeating at "+h.LastHeartbeat.Format(time.RFC3339))
 		assert.Equal(t, dag.RunRunning, x.status(runID).State)
 
 		// Another worker gets the run task when its lease expires and
@@ -949,13 +948,16 @@ func TestLauncher_TerminateQueuedThatJustStartedCancelsTheRunningRun(t *testing.
 	queued, _ := json.Marshal(rec)
 	rec.State, rec.Worker, rec.Attempt = dag.RunRunning, "w1", 1
 	running, _ := json.Marshal(rec)
+	beat, _ := json.Marshal(map[string]any{"worker": "w1", "attempt": 1, "at": time.Now().UTC()})
 	var marked dag.RunRecord
 	gomock.InOrder(
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Data: queued, Version: "v1"}, nil),
 		state.EXPECT().Put(gomock.Any(), "runs/r1", gomock.Any(), ports.WriteCondition{MatchVersion: "v1"}).
 			Return("", ports.ErrConflict), // the worker took it
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Data: running, Version: "v2"}, nil),
-		// Running: cancel requests, then the mark.
+		// Running: its execution is alive (a fresh heartbeat) …
+		state.EXPECT().Get(gomock.Any(), "heartbeats/r1").Return(ports.Record{Data: beat, Version: "h1"}, nil),
+		// … so the mark, then cancel requests.
 		state.EXPECT().Get(gomock.Any(), "runs/r1").Return(ports.Record{Data: running, Version: "v2"}, nil),
 		state.EXPECT().Put(gomock.Any(), "runs/r1", gomock.Any(), ports.WriteCondition{MatchVersion: "v2"}).
 			DoAndReturn(func(_ context.Context, _ string, d []byte, _ ports.WriteCondition) (string, error) {
@@ -1204,4 +1206,100 @@ func TestWorkerIDFromContext(t *testing.T) {
 	assert.Empty(t, core.WorkerIDFromContext(context.Background()))
 	assert.Equal(t, "w7", core.WorkerIDFromContext(core.ContextWithWorkerID(context.Background(), "w7")))
 	assert.True(t, errors.Is(fmt.Errorf("x: %w", dag.ErrRunNotFound), dag.ErrRunNotFound))
+}
+
+// A run whose worker died and whose run task's message is gone (here: the
+// queue was deleted and created again) has nobody left to finish it:
+// Terminate ends it itself, and a Wait that began before ends too.
+func TestLauncher_TerminateEndsARunWhoseTaskIsGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false) // StaleAfter 15s
+		ctx := context.Background()
+		w1 := x.startWorker("w1", nil)
+		job := dag.Job{Name: "orphan", Steps: []dag.Step{
+			lnStep("a", lnArgs{Sleep: time.Second}),
+			lnStep("b", lnArgs{BlockOn: "w1"}, "a"),
+			lnStep("c", lnArgs{}, "b"),
+		}}
+		runID, err := x.launcher.Launch(ctx, job, dag.LaunchOptions{RunID: "orphan"})
+		require.NoError(t, err)
+		require.Equal(t, "b", <-x.calls.started)
+		time.Sleep(6 * time.Second)
+
+		// A waiter from before the loss, as "dagq launch --wait" would be.
+		waited := make(chan dag.RunRecord, 1)
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			rec, err := x.launcher.Wait(wctx, runID)
+			assert.NoError(t, err)
+			waited <- rec
+		}()
+
+		w1.dead.Store(true) // the worker dies …
+		require.NoError(t, x.tr.DeleteQueue(x.queue))
+		require.NoError(t, x.tr.CreateQueue(x.queue, memory.QueueOptions{})) // … and the run task is lost
+		time.Sleep(20 * time.Second)
+		h := x.health(runID)
+		require.Equal(t, dag.HealthFailed, h.Status)
+		assert.Contains(t, h.Message, "stopped heartbeating")
+		assert.Equal(t, dag.RunRunning, x.status(runID).State)
+
+		begin := time.Now()
+		ok, err := x.launcher.Terminate(ctx, runID)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		rec := x.status(runID)
+		assert.Equal(t, dag.RunCancelled, rec.State)
+		assert.Contains(t, rec.Error, "no live execution")
+		assert.Contains(t, rec.Error, "w1")
+		assert.Equal(t, map[string]dag.StepState{"a": "succeeded", "b": "cancelled", "c": "skipped"}, stepStates(rec))
+		assert.Equal(t, dag.HealthCancelled, x.health(runID).Status)
+
+		select {
+		case got := <-waited:
+			assert.Equal(t, dag.RunCancelled, got.State)
+			assert.LessOrEqual(t, time.Since(begin), 6*time.Second, "the waiter saw the final record at its next look")
+		case <-time.After(time.Minute):
+			t.Fatal("Wait did not end after the run was terminated")
+		}
+		final, err := x.launcher.Wait(ctx, runID)
+		require.NoError(t, err)
+		assert.Equal(t, dag.RunCancelled, final.State)
+		ok, err = x.launcher.Terminate(ctx, runID)
+		require.NoError(t, err)
+		assert.False(t, ok, "already ended")
+	})
+}
+
+// A run task delivered after its run was ended as an orphan does not run
+// the job again.
+func TestLauncher_TerminatedOrphanIsNotResumed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false)
+		ctx := context.Background()
+		w1 := x.startWorker("w1", nil)
+		job := dag.Job{Name: "orphan", Steps: []dag.Step{
+			lnStep("a", lnArgs{BlockOn: "w1"}),
+			lnStep("b", lnArgs{}, "a"),
+		}}
+		runID, err := x.launcher.Launch(ctx, job, dag.LaunchOptions{RunID: "late"})
+		require.NoError(t, err)
+		require.Equal(t, "a", <-x.calls.started)
+		w1.dead.Store(true)          // its run task's lease runs out in 30s
+		time.Sleep(16 * time.Second) // stale, not yet redelivered
+		ok, err := x.launcher.Terminate(ctx, runID)
+		require.NoError(t, err)
+		require.True(t, ok)
+
+		w2 := x.startWorker("w2", nil) // gets the run task once its lease expires
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		rec := x.status(runID)
+		assert.Equal(t, dag.RunCancelled, rec.State)
+		assert.Equal(t, 1, rec.Attempt, "nobody took the run over")
+		assert.Equal(t, 1, x.calls.count("a"), "a was not run again")
+		assert.Zero(t, x.calls.count("b"))
+		assert.NotContains(t, w2.obs.outcomes(dag.RunTaskName), core.OutcomeFailed)
+	})
 }
