@@ -92,6 +92,8 @@ func TestNew_LauncherWiring(t *testing.T) {
 	require.Equal(t, cfg.Worker.MaxExtensions, steps.MaxExtensions)
 	require.Equal(t, 3, runs.Concurrency, "launcher.concurrency: run slots of their own")
 	require.Equal(t, app.RunWorkerMaxExtensions, runs.MaxExtensions, "a run task keeps its lease for the whole run")
+	require.Equal(t, cfg.Worker.Lease, steps.Lease)
+	require.Equal(t, cfg.Launcher.StaleAfter, runs.Lease, "a dead run worker's run task comes back when its heartbeat goes stale")
 	require.Equal(t, []string{dag.RunTaskName}, runs.Registry.Names(), "run workers run only run tasks")
 	require.NotContains(t, steps.Registry.Names(), dag.RunTaskName, "step workers run only steps")
 	require.NotEqual(t, steps.Ports.Broker, runs.Ports.Broker)

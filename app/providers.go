@@ -137,6 +137,12 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 	runs.Registry = runReg
 	runs.Concurrency = cfg.Launcher.Concurrency
 	runs.MaxExtensions = RunWorkerMaxExtensions
+	// The run task's lease is launcher.stale_after, extended every third of
+	// it while the run runs: once its worker dies, the run task is visible
+	// again about when the run's heartbeat counts as stale, so another run
+	// worker takes the run over within stale_after plus a poll, not after a
+	// step lease (worker.lease, 30s by default).
+	runs.Lease, runs.HeartbeatInterval = cfg.Launcher.StaleAfter, 0
 	// A launched run holds its slot for the whole run: a prefetched run
 	// would wait behind it while another run worker is idle.
 	runs.Prefetch = -1

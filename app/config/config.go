@@ -183,7 +183,7 @@ type LauncherConfig struct {
 	Queue             string        `yaml:"queue" doc:"name of the run queue, where launched runs wait for a run worker; must differ from queue (same naming rules, .fifo: FIFO)"`
 	Concurrency       int           `yaml:"concurrency" doc:"most launched runs one process drives at once (slots of its run worker)"`
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" doc:"how often a run worker writes a launched run's heartbeat and step states"`
-	StaleAfter        time.Duration `yaml:"stale_after" doc:"heartbeat age after which a running run's worker counts as dead (health FAILED, another worker takes over); more than launcher.heartbeat_interval"`
+	StaleAfter        time.Duration `yaml:"stale_after" doc:"heartbeat age after which a running run's worker counts as dead (health FAILED, another worker takes over); also the lease of run tasks; more than launcher.heartbeat_interval"`
 }
 
 // Default returns the configuration used for every key no source sets.

@@ -1303,3 +1303,32 @@ func TestLauncher_TerminatedOrphanIsNotResumed(t *testing.T) {
 		assert.NotContains(t, w2.obs.outcomes(dag.RunTaskName), core.OutcomeFailed)
 	})
 }
+
+// With the run task's lease as long as StaleAfter (what package app gives
+// run workers), a run whose worker died is taken over within StaleAfter
+// plus a heartbeat interval, not after a 30s step lease.
+func TestLauncher_TakeoverWithinStaleAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false) // StaleAfter 15s, heartbeat 5s
+		short := func(o *core.WorkerOptions) { o.Lease = 15 * time.Second }
+		w1 := x.startWorker("w1", short)
+		job := dag.Job{Name: "takeover", Steps: []dag.Step{
+			lnStep("a", lnArgs{Sleep: time.Second}),
+			lnStep("b", lnArgs{Sleep: time.Second, BlockOn: "w1"}, "a"),
+		}}
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "takeover"})
+		require.NoError(t, err)
+		require.Equal(t, "b", <-x.calls.started)
+		x.startWorker("w2", short)
+		time.Sleep(7 * time.Second)
+		w1.dead.Store(true)
+		killed := time.Now()
+		rec := x.wait(runID)
+		require.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
+		assert.Equal(t, "w2", rec.Worker)
+		took := rec.ResumedAt.Sub(killed)
+		t.Logf("taken over %v after the worker died", took)
+		assert.LessOrEqual(t, took, 15*time.Second+5*time.Second, "taken over %v after the worker died", took)
+		assert.Equal(t, 1, x.calls.count("a"), "a's result was reused")
+	})
+}
