@@ -46,7 +46,7 @@ func TestWorkerMemory_ProgressNotifications(t *testing.T) {
 		defer bus.Close()
 		inbox, err := bus.Open(context.Background())
 		require.NoError(t, err)
-		w := m.startWorker(reg, nil)
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.ID = "w-1" })
 
 		env := wkEnv("t1", "flaky")
 		env.ReplyTo, env.Progress = inbox.Address(), true
@@ -58,11 +58,11 @@ func TestWorkerMemory_ProgressNotifications(t *testing.T) {
 		require.NotNil(t, final.Result)
 		got[5].Result = nil
 		assert.Equal(t, []ports.Completion{
-			{TaskID: "t1", State: ports.StateRunning, Attempt: 1},
-			{TaskID: "t1", State: ports.StateRetrying, Attempt: 2, Error: "attempt 1 fails"},
-			{TaskID: "t1", State: ports.StateRunning, Attempt: 2},
-			{TaskID: "t1", State: ports.StateRetrying, Attempt: 3, Error: "attempt 2 fails"},
-			{TaskID: "t1", State: ports.StateRunning, Attempt: 3},
+			{TaskID: "t1", State: ports.StateRunning, Attempt: 1, Worker: "w-1"},
+			{TaskID: "t1", State: ports.StateRetrying, Attempt: 2, Error: "attempt 1 fails", Worker: "w-1"},
+			{TaskID: "t1", State: ports.StateRunning, Attempt: 2, Worker: "w-1"},
+			{TaskID: "t1", State: ports.StateRetrying, Attempt: 3, Error: "attempt 2 fails", Worker: "w-1"},
+			{TaskID: "t1", State: ports.StateRunning, Attempt: 3, Worker: "w-1"},
 			{TaskID: "t1", State: ports.StateSucceeded},
 		}, got)
 		assert.Equal(t, 3, final.Result.Attempts)

@@ -347,7 +347,7 @@ func (w *Worker) runJob(j *workerJob) {
 	}
 
 	if env.Progress {
-		w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRunning, Attempt: j.attempt})
+		w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRunning, Attempt: j.attempt, Worker: w.id})
 	}
 	w.obs.TaskStarted(info)
 	started := time.Now()
@@ -429,7 +429,7 @@ func (w *Worker) runJob(j *workerJob) {
 		log.Warn("task failed; retrying", "err", err, "retry_in", delay, "max_attempts", j.policy.MaxAttempts)
 		if env.Progress {
 			w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRetrying,
-				Attempt: j.attempt + 1, Error: err.Error()})
+				Attempt: j.attempt + 1, Error: err.Error(), Worker: w.id})
 		}
 		w.nack(j.l, log, delay)
 	}

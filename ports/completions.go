@@ -19,6 +19,9 @@ type Completion struct {
 	Attempt int `json:"attempt,omitempty"`
 	// Error is, in a StateRetrying notification, why the last attempt failed.
 	Error string `json:"error,omitempty"`
+	// Worker is, in a progress notification, the ID of the worker that
+	// publishes it (the one running the attempt, or that will hand it back).
+	Worker string `json:"worker,omitempty"`
 }
 
 // CompletionBus pushes completions to the inbox of the client that waits for

@@ -21,7 +21,9 @@ import (
 func TestFault_PrefetchedMessagesSurviveACrash(t *testing.T) {
 	const (
 		tasks = 6
-		lease = 2 * time.Second
+		// Long enough that the survivor's heartbeat keeps the leases of its
+		// prefetched messages on a loaded machine (2s lapsed there).
+		lease = 6 * time.Second
 	)
 	cfg, flags := sqsEnv(t)
 	c := newFaultCluster(t, cfg, flags, 1, faultEnv(lease, time.Second, "DAGQ_WORKER_PREFETCH=5"))

@@ -294,8 +294,10 @@ func TestFault_WorkerCrash(t *testing.T) {
 	const (
 		tasks       = 1000
 		concurrency = 8
-		lease       = 3 * time.Second
-		sleep       = "50ms"
+		// Long enough that a live worker's heartbeat keeps its leases even
+		// on a machine loaded by parallel test runs (a 3s lease lapsed there).
+		lease = 8 * time.Second
+		sleep = "50ms"
 	)
 	cfg, flags := sqsEnv(t)
 	c := newFaultCluster(t, cfg, flags, concurrency, faultEnv(lease, time.Second))
@@ -444,7 +446,9 @@ func roundMap(m map[string]time.Duration) map[string]time.Duration {
 // it again within about a lease.
 func TestFault_LongTask(t *testing.T) {
 	const (
-		lease = 2 * time.Second
+		// A lease extended on time even when parallel test runs load the
+		// machine (2s lapsed there).
+		lease = 5 * time.Second
 		task  = 3 * lease
 	)
 	cfg, flags := sqsEnv(t)
@@ -485,7 +489,7 @@ func TestFault_LongTask(t *testing.T) {
 	assert.Equal(t, 2, resB.Attempts, "run again once, after the kill")
 	assert.NotEqual(t, pb.stepWorker, resB.Worker)
 	recovery := resB.StartedAt.Sub(killed)
-	assert.Less(t, recovery, lease+2*time.Second, "redelivered within about a lease of the kill")
+	assert.Less(t, recovery, 2*lease, "redelivered within about a lease of the kill")
 
 	// The live workers ran A once and B once more, kept every lease, and
 	// extended A's, which outlived three leases.

@@ -398,9 +398,11 @@ func writeStatus(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) err
 	return writeStepTable(w, rec, now, t)
 }
 
-// stepWorkers reads the results of the steps that ended (a few at a time)
-// and returns the workers that recorded them, by step name. A step whose
-// result cannot be read, or names no worker, is left out.
+// stepWorkers returns the worker of each step, by step name: the one the
+// run record names (running the step's attempt, or that recorded its
+// result), else, for a step that ended, the one its result names (read a
+// few at a time; records written before steps had a worker). A step whose
+// worker is unknown is left out.
 func stepWorkers(ctx context.Context, results ports.ResultBackend, rec dag.RunRecord) map[string]string {
 	workers := make(map[string]string, len(rec.Steps))
 	var (
@@ -409,6 +411,12 @@ func stepWorkers(ctx context.Context, results ports.ResultBackend, rec dag.RunRe
 		sem = make(chan struct{}, 8)
 	)
 	for _, s := range rec.Steps {
+		if s.Worker != "" && (s.State == dag.StepRunning || s.State.Final()) {
+			mu.Lock()
+			workers[s.Name] = s.Worker
+			mu.Unlock()
+			continue
+		}
 		if s.TaskID == "" || !s.State.Final() {
 			continue
 		}

@@ -167,6 +167,9 @@ type Event struct {
 	// Error says why a step failed, was retried, skipped or cancelled, and
 	// for run_finished why the run did not succeed.
 	Error string `json:"error,omitempty"`
+	// Worker is the worker running the attempt (step_started, when the
+	// worker said) or that recorded the step's result (final step events).
+	Worker string `json:"worker,omitempty"`
 	// Time is when the executor observed the event.
 	Time time.Time `json:"time"`
 }
@@ -227,6 +230,8 @@ type StepResult struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Error says why the step failed, was skipped or cancelled.
 	Error string `json:"error,omitempty"`
+	// Worker is the worker that recorded the step's result.
+	Worker string `json:"worker,omitempty"`
 	// Output is the handler's output (JSON) of a succeeded step.
 	Output json.RawMessage `json:"output,omitempty"`
 }
@@ -393,7 +398,8 @@ type stepRun struct {
 	output     json.RawMessage
 	waiting    int // upstreams not succeeded yet
 	up, down   []*stepRun
-	seenStart  int // last attempt reported started
+	worker     string // the worker of the last attempt seen, or of the result
+	seenStart  int    // last attempt reported started
 	seenRetry  int // last attempt reported as coming next
 	tries      int // failed submissions
 	alone      bool
@@ -580,7 +586,7 @@ func (r *runState) finishDetached() (RunResult, error) {
 func (r *runState) stepResult(s *stepRun) StepResult {
 	sr := StepResult{
 		Name: s.step.Name, Task: s.step.Task, State: s.state, Attempts: s.attempts,
-		StartedAt: s.started, FinishedAt: s.finished, Error: s.err, Output: s.output,
+		StartedAt: s.started, FinishedAt: s.finished, Error: s.err, Output: s.output, Worker: s.worker,
 	}
 	if s.submitted {
 		sr.TaskID = s.id
@@ -798,9 +804,12 @@ func (r *runState) handle(evs []core.WatchEvent) {
 		if !res.StartedAt.IsZero() && res.Attempts > s.seenStart {
 			// The handler ran but its start was not reported.
 			s.seenStart = res.Attempts
-			r.emit(Event{Type: EventStepStarted, Step: s.step.Name, TaskID: s.id, Attempt: res.Attempts})
+			r.emit(Event{Type: EventStepStarted, Step: s.step.Name, TaskID: s.id, Attempt: res.Attempts, Worker: res.Worker})
 		}
 		s.attempts, s.started, s.finished = res.Attempts, res.StartedAt, res.FinishedAt
+		if res.Worker != "" {
+			s.worker = res.Worker
+		}
 		switch res.State {
 		case ports.StateSucceeded:
 			r.settle(s, StepSucceeded, "", res.Output)
@@ -820,8 +829,8 @@ func (r *runState) progress(s *stepRun, p ports.Completion) {
 			return
 		}
 		s.seenStart = p.Attempt
-		s.state = StepRunning
-		r.emit(Event{Type: EventStepStarted, Step: s.step.Name, TaskID: s.id, Attempt: p.Attempt})
+		s.state, s.worker = StepRunning, p.Worker
+		r.emit(Event{Type: EventStepStarted, Step: s.step.Name, TaskID: s.id, Attempt: p.Attempt, Worker: p.Worker})
 	case ports.StateRetrying:
 		if p.Attempt <= s.seenRetry || p.Attempt <= s.seenStart {
 			return
@@ -838,7 +847,7 @@ func (r *runState) progress(s *stepRun, p ports.Completion) {
 // stops the run.
 func (r *runState) settle(s *stepRun, state StepState, why string, output json.RawMessage) {
 	s.state, s.err, s.output = state, why, output
-	ev := Event{Step: s.step.Name, Attempt: s.attempts, Error: why}
+	ev := Event{Step: s.step.Name, Attempt: s.attempts, Error: why, Worker: s.worker}
 	if s.submitted {
 		ev.TaskID = s.id
 	}

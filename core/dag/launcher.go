@@ -120,6 +120,10 @@ type StepRecord struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	Error      string    `json:"error,omitempty"`
+	// Worker is the worker running the step's attempt (as it reported when
+	// the attempt started) or, once finished, the one that recorded its
+	// result; empty when unknown.
+	Worker string `json:"worker,omitempty"`
 }
 
 // runHeartbeat is the record under runHeartbeatKey.
@@ -542,7 +546,7 @@ func applyRunResult(rec *RunRecord, rr RunResult) {
 	}
 	for _, s := range rr.Steps {
 		sr := StepRecord{Name: s.Name, Task: s.Task, TaskID: s.TaskID, State: s.State, Attempts: s.Attempts,
-			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error}
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error, Worker: s.Worker}
 		if i, ok := byName[s.Name]; ok {
 			sr.Upstream = rec.Steps[i].Upstream
 			rec.Steps[i] = sr

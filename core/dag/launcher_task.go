@@ -324,7 +324,7 @@ func (r *runExec) outcome(rec RunRecord) (json.RawMessage, error) {
 	res := RunResult{RunID: rec.RunID, Job: rec.Job, State: rec.State, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt}
 	for _, s := range rec.Steps {
 		res.Steps = append(res.Steps, StepResult{Name: s.Name, Task: s.Task, TaskID: s.TaskID, State: s.State,
-			Attempts: s.Attempts, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error})
+			Attempts: s.Attempts, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error, Worker: s.Worker})
 	}
 	return json.Marshal(res)
 }
@@ -490,14 +490,24 @@ func (r *runExec) onEvent(ev Event) {
 	s := &r.rec.Steps[i]
 	switch ev.Type {
 	case EventStepQueued:
-		s.State, s.TaskID = StepQueued, ev.TaskID
+		s.TaskID = ev.TaskID
+		// A resumed run reports the steps it watches as queued; one the
+		// record shows running (with its worker) is still running as far as
+		// anyone knows: keep that until it reports otherwise.
+		if s.State != StepRunning {
+			s.State, s.Worker = StepQueued, ""
+		}
 	case EventStepStarted:
 		s.State, s.Attempts, s.StartedAt, s.Error = StepRunning, ev.Attempt, ev.Time.UTC(), ""
+		s.Worker = ev.Worker
 	case EventStepRetried:
 		s.State, s.Attempts, s.Error = StepQueued, ev.Attempt-1, ev.Error
 	case EventStepSucceeded, EventStepFailed, EventStepCancelled, EventStepSkipped:
 		s.State = StepState(ev.Type[len("step_"):])
 		s.Attempts, s.FinishedAt, s.Error = ev.Attempt, ev.Time.UTC(), ev.Error
+		if ev.Worker != "" {
+			s.Worker = ev.Worker
+		}
 		if ev.TaskID != "" {
 			s.TaskID = ev.TaskID
 		}

@@ -1332,3 +1332,54 @@ func TestLauncher_TakeoverWithinStaleAfter(t *testing.T) {
 		assert.Equal(t, 1, x.calls.count("a"), "a's result was reused")
 	})
 }
+
+// Taking a run over keeps what the record knew about its steps in flight:
+// steps running on other, live workers stay "running" on those workers
+// (not "queued") until they finish.
+func TestLauncher_TakeoverKeepsRunningSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false)
+		oneSlot := func(o *core.WorkerOptions) { o.Concurrency, o.Prefetch, o.Lease = 1, -1, 15*time.Second }
+		w1 := x.startWorker("w1", oneSlot) // runs the run task only: its one slot is taken
+		job := dag.Job{Name: "keep", Steps: []dag.Step{
+			lnStep("a", lnArgs{Sleep: 40 * time.Second}),
+			lnStep("b", lnArgs{Sleep: 40 * time.Second}),
+		}}
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "keep"})
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+		x.startWorker("w2", nil) // runs the steps
+		time.Sleep(7 * time.Second)
+		rec := x.status(runID)
+		require.Equal(t, "w1", rec.Worker)
+		for _, name := range []string{"a", "b"} {
+			s, _ := rec.Step(name)
+			require.Equal(t, dag.StepRunning, s.State, name)
+			require.Equal(t, "w2", s.Worker, "%s: the worker running it", name)
+		}
+
+		w1.dead.Store(true)
+		for range 60 {
+			if rec = x.status(runID); rec.Attempt == 2 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		require.Equal(t, 2, rec.Attempt, "taken over")
+		require.Equal(t, "w2", rec.Worker)
+		time.Sleep(6 * time.Second) // the new execution has written the record
+		rec = x.status(runID)
+		for _, name := range []string{"a", "b"} {
+			s, _ := rec.Step(name)
+			assert.Equal(t, dag.StepRunning, s.State, "%s: still running on w2 after the takeover", name)
+			assert.Equal(t, "w2", s.Worker, name)
+		}
+		rec = x.wait(runID)
+		require.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
+		for _, name := range []string{"a", "b"} {
+			s, _ := rec.Step(name)
+			assert.Equal(t, "w2", s.Worker, "%s: recorded by w2", name)
+			assert.Equal(t, 1, x.calls.count(name), "%s ran once", name)
+		}
+	})
+}

@@ -102,14 +102,14 @@ func testCompletionInlineResult(t *testing.T, e env, h CompletionHarness) {
 	requireResultEqual(t, want, *got.Result)
 }
 
-// Progress notifications carry a progress state, the attempt and the error
-// as given; the bus does not judge states.
+// Progress notifications carry a progress state, the attempt, the error and
+// the worker as given; the bus does not judge states.
 func testCompletionProgress(t *testing.T, e env, h CompletionHarness) {
 	ctx := e.ctx(t)
 	bs := h.NewBus(t, 2)
 	ib := e.openInbox(t, ctx, bs[1])
-	running := ports.Completion{TaskID: "task-1", State: ports.StateRunning, Attempt: 1}
-	retrying := ports.Completion{TaskID: "task-2", State: ports.StateRetrying, Attempt: 3, Error: "boom: exit status 1"}
+	running := ports.Completion{TaskID: "task-1", State: ports.StateRunning, Attempt: 1, Worker: "host-1-a1b2"}
+	retrying := ports.Completion{TaskID: "task-2", State: ports.StateRetrying, Attempt: 3, Error: "boom: exit status 1", Worker: "host-2-c3d4"}
 	require.NoError(t, bs[0].Publish(ctx, ib.Address(), running, retrying))
 	got := e.receiveCompletions(t, ctx, ib, 2)
 	require.Equal(t, running, got["task-1"])
