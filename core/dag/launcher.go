@@ -487,7 +487,10 @@ func livenessOf(rec RunRecord, hb *runHeartbeat) liveness {
 // with ErrRunNotFound.
 //
 // For a run that is not finished it also reads the run task's status (one
-// Client.Status): when the run task has a result although the record is not
+// Client.Status), and for a running run whose execution shows no sign of
+// life (its worker died; nobody writes the record until another execution
+// takes over) the stored results of its unfinished steps, so that steps
+// finished meanwhile show as finished: when the run task has a result although the record is not
 // final — the task was cancelled before it started, failed before it could
 // run the job (e.g. no worker registered RunTaskName, or its attempts ran
 // out), or its worker stopped after it finished the job but before it wrote
@@ -498,12 +501,61 @@ func (l *Launcher) Status(ctx context.Context, runID string) (RunRecord, error) 
 		return RunRecord{}, fmt.Errorf("dagq: status: %w", err)
 	}
 	if !rec.State.Final() {
-		if _, err := l.reconcile(ctx, &rec); err != nil {
+		finished, err := l.reconcile(ctx, &rec)
+		if err != nil {
 			l.log.Warn("status: reading the run task's status failed; reporting the record as stored",
 				"run_id", runID, "err", err)
 		}
+		if !finished && rec.State == RunRunning {
+			l.stepsOfOrphan(ctx, &rec)
+		}
 	}
 	return rec, nil
+}
+
+// stepsOfOrphan brings the steps of a running record whose execution shows
+// no sign of life (stale heartbeat, or released) up to date from their
+// stored results: nobody writes the record until another execution takes
+// the run over, while other workers go on finishing its steps. It changes
+// the returned record only, never the stored one.
+func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
+	hb, err := readHeartbeat(ctx, l.state, rec.RunID)
+	if err != nil {
+		return
+	}
+	if lv := livenessOf(*rec, hb); !lv.released && time.Since(lv.last) <= l.stale {
+		return
+	}
+	var ids []string
+	for _, s := range rec.Steps {
+		if s.TaskID != "" && !s.State.Final() {
+			ids = append(ids, s.TaskID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	found, _ := l.c.StoredResults(ctx, ids)
+	for i := range rec.Steps {
+		st := &rec.Steps[i]
+		res, ok := found[st.TaskID]
+		if !ok || st.State.Final() {
+			continue
+		}
+		switch res.State {
+		case ports.StateSucceeded:
+			st.State = StepSucceeded
+		case ports.StateCancelled:
+			st.State = StepCancelled
+		default:
+			st.State = StepFailed
+		}
+		st.Attempts, st.Error = res.Attempts, res.Error
+		st.StartedAt, st.FinishedAt = res.StartedAt, res.FinishedAt
+		if res.Worker != "" {
+			st.Worker = res.Worker
+		}
+	}
 }
 
 // reconcile applies the run task's result to a record that is not final;

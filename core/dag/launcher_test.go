@@ -1383,3 +1383,39 @@ func TestLauncher_TakeoverKeepsRunningSteps(t *testing.T) {
 		}
 	})
 }
+
+// Between a run worker's death and the takeover nobody writes the record,
+// but Status shows the steps that finished meanwhile as finished.
+func TestLauncher_StatusOfAnOrphanShowsFinishedSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false) // StaleAfter 15s; run task lease 30s
+		oneSlot := func(o *core.WorkerOptions) { o.Concurrency, o.Prefetch = 1, -1 }
+		w1 := x.startWorker("w1", oneSlot)
+		job := dag.Job{Name: "gap", Steps: []dag.Step{
+			lnStep("a", lnArgs{Sleep: 12 * time.Second}),
+			lnStep("b", lnArgs{Sleep: 40 * time.Second}),
+		}}
+		runID, err := x.launcher.Launch(context.Background(), job, dag.LaunchOptions{RunID: "gap"})
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+		x.startWorker("w2", nil) // runs a, later takes the run over and runs b
+		time.Sleep(6 * time.Second)
+		a, _ := x.status(runID).Step("a")
+		require.Equal(t, dag.StepRunning, a.State)
+
+		w1.dead.Store(true)
+		time.Sleep(18 * time.Second) // a finished at ≈13s; the heartbeat is stale; no takeover before ≈37s
+		rec := x.status(runID)
+		require.Equal(t, 1, rec.Attempt, "not taken over yet")
+		a, _ = rec.Step("a")
+		assert.Equal(t, dag.StepSucceeded, a.State, "a finished on w2 meanwhile")
+		assert.Equal(t, "w2", a.Worker)
+		b, _ := rec.Step("b")
+		assert.Equal(t, dag.StepRunning, b.State, "b still runs on w2")
+		assert.Equal(t, "w2", b.Worker)
+
+		rec = x.wait(runID)
+		assert.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
+		assert.Equal(t, 1, x.calls.count("a"))
+	})
+}
