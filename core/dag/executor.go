@@ -400,8 +400,8 @@ type stepRun struct {
 	up, down   []*stepRun
 	worker     string // the worker of the last attempt seen, or of the result
 	seenStart  int    // last attempt reported started
-	seenRetry  int // last attempt reported as coming next
-	tries      int // failed submissions
+	seenRetry  int    // last attempt reported as coming next
+	tries      int    // failed submissions
 	alone      bool
 	resubmitAt time.Time
 }
