@@ -526,6 +526,13 @@ func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
 	if lv := livenessOf(*rec, hb); !lv.released && time.Since(lv.last) <= l.stale {
 		return
 	}
+	applyStepResults(ctx, l.c, rec)
+}
+
+// applyStepResults gives the unfinished steps of rec that have a stored
+// result the state, times and worker of that result (one read per such
+// step; a read that fails leaves its step as it is).
+func applyStepResults(ctx context.Context, c *core.Client, rec *RunRecord) {
 	var ids []string
 	for _, s := range rec.Steps {
 		if s.TaskID != "" && !s.State.Final() {
@@ -535,7 +542,7 @@ func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
 	if len(ids) == 0 {
 		return
 	}
-	found, _ := l.c.StoredResults(ctx, ids)
+	found, _ := c.StoredResults(ctx, ids)
 	for i := range rec.Steps {
 		st := &rec.Steps[i]
 		res, ok := found[st.TaskID]

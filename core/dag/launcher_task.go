@@ -274,6 +274,12 @@ func (r *runExec) acquire() (rec RunRecord, resume *Resume, held bool, err error
 			}
 			r.log.Warn("taking over a run whose execution stopped", "previous_worker", lv.worker,
 				"previous_attempt", rec.Attempt, "last_sign_of_life", lv.last, "released", lv.released)
+			// Steps that finished while nobody wrote the record: their
+			// results say so, so that the takeover's first write shows them
+			// finished rather than running.
+			sctx, cancel := r.opCtx()
+			applyStepResults(sctx, r.h.exec.c, &rec)
+			cancel()
 			resume = &Resume{}
 			for _, s := range rec.Steps {
 				if s.State != StepPending && s.State != StepSkipped {
@@ -491,10 +497,11 @@ func (r *runExec) onEvent(ev Event) {
 	switch ev.Type {
 	case EventStepQueued:
 		s.TaskID = ev.TaskID
-		// A resumed run reports the steps it watches as queued; one the
-		// record shows running (with its worker) is still running as far as
-		// anyone knows: keep that until it reports otherwise.
-		if s.State != StepRunning {
+		// A resumed run reports the steps it watches or reuses as queued;
+		// one the record shows running (with its worker) is still running
+		// as far as anyone knows, and one it shows finished is: keep that
+		// until the step reports otherwise.
+		if s.State != StepRunning && !s.State.Final() {
 			s.State, s.Worker = StepQueued, ""
 		}
 	case EventStepStarted:
