@@ -5,6 +5,11 @@
 #   scripts/emulators.sh down   stop the processes this script started (by pidfile)
 #   scripts/emulators.sh env    print the exports the tests read:  . <(scripts/emulators.sh env)
 #                               (with the fauxqs command, for tests that start a private instance)
+#   scripts/emulators.sh cli-env print the exports that point the dagq CLI at the emulators
+#                               (transport sqs, endpoints, path style, queue URLs, bucket; queues and
+#                               bucket named dagq-local-*, or $EMULATORS_LOCAL_NAME-*):  . <(scripts/emulators.sh cli-env)
+#                               Kept apart from env: make test evaluates env, and its tests must not
+#                               inherit a transport.
 #   scripts/emulators.sh status print what is running
 #
 # Everything lives under $EMULATORS_DIR (default .cache/emulators, git-ignored):
@@ -176,6 +181,26 @@ export BENCH_EMULATOR_PIDS=fauxqs:$(cat "$RUN/fauxqs.pid" 2>/dev/null || echo 0)
 EOF
 }
 
+cmd_cli_env() {
+	local sqs s3 name="${EMULATORS_LOCAL_NAME:-dagq-local}"
+	sqs="http://127.0.0.1:$(port_of fauxqs "$SQS_PORT")"
+	s3="http://127.0.0.1:$(port_of versitygw "$S3_PORT")"
+	cat <<EOF
+export AWS_ACCESS_KEY_ID=$ACCESS_KEY
+export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+export AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export DAGQ_TRANSPORT=sqs
+export DAGQ_SQS_REGION=us-east-1
+export DAGQ_SQS_ENDPOINT=$sqs
+export DAGQ_SQS_QUEUE_URL=$sqs/000000000000/$name-steps
+export DAGQ_SQS_RUN_QUEUE_URL=$sqs/000000000000/$name-runs
+export DAGQ_S3_ENDPOINT=$s3
+export DAGQ_S3_BUCKET=$name
+export DAGQ_S3_PATH_STYLE=true
+EOF
+}
+
 case "${1:-}" in
 up)
 	command -v curl >/dev/null 2>&1 || die "curl not found (used for readiness checks)"
@@ -191,10 +216,11 @@ down)
 	stop versitygw
 	;;
 env) cmd_env ;;
+cli-env) cmd_cli_env ;;
 status)
 	for n in fauxqs versitygw; do
 		if running "$n"; then echo "$n: running (pid $(cat "$RUN/$n.pid"), port $(cat "$RUN/$n.port"))"; else echo "$n: stopped"; fi
 	done
 	;;
-*) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|env|cli-env|status" >&2; exit 2 ;;
 esac
