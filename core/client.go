@@ -432,7 +432,6 @@ func ValidateTaskID(id string) error {
 	return nil
 }
 
-
 // Tracer returns the client's tracer (ClientOptions.Tracer; nil: none). It is
 // the hook through which layers built on the Client (package core/dag) trace
 // their runs and launches in the same trace as the submissions.
