@@ -172,7 +172,14 @@ func TestKeyLimit(t *testing.T) {
 	require.Equal(t, 1024-len("dagq/results/"), rb.MaxKeyLen())
 	require.Equal(t, 1024-len("dagq/payloads/"), ps.MaxKeyLen())
 
-	at := strings.Repeat("r", rb.MaxKeyLen())
+	// In segments: the emulator (versitygw) keeps objects as files, whose
+	// names are at most 255 bytes.
+	long := func(c string, n int) string {
+		k := []byte(strings.Repeat(strings.Repeat(c, 99)+"/", n/100+1)[:n])
+		k[n-1] = c[0]
+		return string(k)
+	}
+	at := long("r", rb.MaxKeyLen())
 	require.NoError(t, rb.Put(ctx, ports.Result{TaskID: at, State: ports.StateSucceeded}))
 	got, err := rb.Get(ctx, at)
 	require.NoError(t, err)
@@ -184,7 +191,7 @@ func TestKeyLimit(t *testing.T) {
 	_, err = rb.Get(ctx, over)
 	require.ErrorIs(t, err, ports.ErrInvalidArgument)
 
-	pat := strings.Repeat("p", ps.MaxKeyLen())
+	pat := long("p", ps.MaxKeyLen())
 	require.NoError(t, ps.Put(ctx, pat, []byte("x")))
 	require.ErrorIs(t, ps.Put(ctx, pat+"p", []byte("x")), ports.ErrInvalidArgument)
 }
