@@ -620,12 +620,12 @@ func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger
 }
 
 // replyToOf digs the reply-to address out of a body that is not a valid
-// envelope, when it is JSON that has one.
+// envelope, when it is JSON that has one within its limit.
 func replyToOf(body []byte) string {
 	var v struct {
 		ReplyTo string `json:"reply_to"`
 	}
-	if json.Unmarshal(body, &v) != nil {
+	if json.Unmarshal(body, &v) != nil || len(v.ReplyTo) > wire.MaxReplyToLen {
 		return ""
 	}
 	return v.ReplyTo
