@@ -432,10 +432,6 @@ func ValidateTaskID(id string) error {
 	return nil
 }
 
-// MaxTaskIDLen is the longest task ID in bytes (the SQS deduplication-ID
-// limit).
-const MaxTaskIDLen = 128
-
 // Tracer returns the client's tracer (ClientOptions.Tracer; nil: none). It is
 // the hook through which layers built on the Client (package core/dag) trace
 // their runs and launches in the same trace as the submissions.

@@ -18,11 +18,12 @@ import (
 // Submit sends one task and returns its ID (req.ID, or a new NewTaskID).
 //
 // The request is validated first: an empty task name, an invalid ID or
-// GroupID (more than 128 bytes, or not printable ASCII without spaces), an
-// invalid Retry
-// policy, a Delay outside 0..ports.MaxDelay or Args that do not encode to
-// JSON fail with an error matching ports.ErrInvalidArgument and nothing is
-// sent. With Completions, the first Submit opens the client's inbox (an
+// GroupID (more than 128 bytes, or not printable ASCII without spaces), a
+// field over its limit (MaxTaskNameLen, MaxRunIDLen, MaxStepIDLen,
+// MaxLabels, MaxKeyLen, MaxLabelValueLen: the error names the field, its
+// size and the limit), an invalid Retry policy, a Delay outside
+// 0..ports.MaxDelay or Args that do not encode to JSON fail with an error
+// matching ports.ErrInvalidArgument and nothing is sent. With Completions, the first Submit opens the client's inbox (an
 // Open failure fails the Submit). Submit then blocks until the Broker has
 // accepted the message or failed; a Broker error is wrapped (errors.Is and
 // errors.As see it) and the ID is still returned, because a Send that timed
@@ -311,6 +312,9 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 		id = NewTaskID()
 	} else if err := ValidateTaskID(id); err != nil {
 		return "", nil, fmt.Errorf("task %q: %w", req.Task, err)
+	}
+	if err := checkLimits(req, id); err != nil {
+		return "", nil, err
 	}
 	if req.GroupID != "" {
 		if err := ValidateTaskID(req.GroupID); err != nil {

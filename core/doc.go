@@ -18,8 +18,9 @@
 // not run again. A Worker holds each message under a lease it extends while
 // the handler runs; a worker that dies loses its leases and another worker
 // gets the task. A failed attempt is retried with backoff (RetryPolicy) and
-// then recorded as failed. A message that cannot be decoded or verified is
-// never executed.
+// then recorded as failed. A message that cannot be decoded or verified, or
+// whose fields break the limits of the wire format (MaxTaskIDLen and the
+// other Max constants, which Submit enforces too), is never executed.
 //
 // # Result policies
 //

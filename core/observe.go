@@ -18,9 +18,11 @@ type WorkerObserver interface {
 	// back, or abandoned with its lease) and freed its slot.
 	MessageDone()
 	// MessageRejected reports a delivery that is never executed: not an
-	// envelope, a newer envelope version given up on, a missing claim-check
-	// object, a bad signature. It is recorded as failed and acked; it has no
-	// TaskReceived.
+	// envelope, a field over its limit, a newer envelope version given up
+	// on, a missing claim-check object, a bad signature. It is recorded as
+	// failed and acked — or, when its message ID is too long to hold a
+	// result, handed back for the queue's dead-letter queue, and then each
+	// of its deliveries is reported. It has no TaskReceived.
 	MessageRejected()
 	// MessageHandedBack reports a delivery whose handler never ran handed
 	// back to the queue at once (shutdown began before it started):

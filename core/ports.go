@@ -94,6 +94,14 @@ func (p Ports) validate() []error {
 	if p.PayloadThreshold < 0 {
 		bad("PayloadThreshold is %d; it must be 0 (default %d) or positive", p.PayloadThreshold, DefaultPayloadThreshold)
 	}
+	if n, ok := maxKeyLen(p.Results); ok && n < MaxTaskIDLen {
+		bad("Results stores keys of at most %d bytes, but task IDs take up to %d: "+
+			"shorten the store's key prefix (S3: s3.prefix) by %d bytes or more", n, MaxTaskIDLen, MaxTaskIDLen-n)
+	}
+	if n, ok := maxKeyLen(p.Payloads); ok && n < maxPayloadKeyLen {
+		bad("Payloads stores keys of at most %d bytes, but claim-check keys take up to %d: "+
+			"shorten the store's key prefix (S3: s3.prefix) by %d bytes or more", n, maxPayloadKeyLen, maxPayloadKeyLen-n)
+	}
 	return errs
 }
 
@@ -105,3 +113,15 @@ func portsError(who string, errs []error) error {
 	}
 	return fmt.Errorf("dagq: %s: %w", who, errors.Join(errs...))
 }
+
+// maxKeyLen returns the key limit of a store that declares one
+// (ports.KeyLimiter).
+func maxKeyLen(store any) (int, bool) {
+	if kl, ok := store.(ports.KeyLimiter); ok {
+		return kl.MaxKeyLen(), true
+	}
+	return 0, false
+}
+
+// maxPayloadKeyLen is the longest claim-check key: "<task ID>/<NewTaskID>".
+const maxPayloadKeyLen = MaxTaskIDLen + 1 + 32

@@ -68,11 +68,16 @@ func NewRegistry() *Registry {
 	return &Registry{handlers: make(map[string]Handler)}
 }
 
-// Handle registers h for name. An empty name, a nil handler or a name
-// registered twice is an error.
+// Handle registers h for name. An empty name, a name longer than
+// MaxTaskNameLen bytes (no task of that name could be submitted), a nil
+// handler or a name registered twice is an error.
 func (r *Registry) Handle(name string, h Handler) error {
 	if name == "" {
 		return errors.New("dagq: register: empty task name")
+	}
+	if len(name) > MaxTaskNameLen {
+		return fmt.Errorf("dagq: register %.32q…: %w: the task name is %d bytes; the limit is %d (MaxTaskNameLen)",
+			name, ports.ErrInvalidArgument, len(name), MaxTaskNameLen)
 	}
 	if h == nil {
 		return fmt.Errorf("dagq: register %q: nil handler", name)

@@ -165,8 +165,15 @@ type WorkerOptions struct {
 // pipeline (at most SettleDepth tasks; their leases are extended until the
 // delete). Without prefetch the worker asks the broker for more only when a
 // slot is free; with it, when a batch of up to Prefetch fits. A delivery's body is decoded as an envelope;
-// a body that is not one is never executed: a failed result is recorded
-// under the message ID and the message is acked. A newer envelope version is
+// a body that is not one, or one with a field over its limit (MaxTaskIDLen
+// and the other limits: the reason names the field, its size and the
+// limit), is never executed: a failed result is recorded under the message
+// ID and the message is acked. When the message ID itself is longer than
+// MaxTaskIDLen no result is recorded (no client could ask for it, and no
+// store need accept it): the message is handed back with the Retry backoff,
+// never executed, until the queue's redrive policy moves it to its
+// dead-letter queue; each delivery counts as rejected
+// (WorkerObserver.MessageRejected). A newer envelope version is
 // handed back (Nack with backoff) for a newer worker, until the message was
 // delivered Retry.MaxAttempts times (when the broker reports no delivery
 // count, Delivery.Attempt 0, estimated from the message's age and the
@@ -191,8 +198,10 @@ type WorkerOptions struct {
 // A claim-check message (attribute "dagq-payload") has its envelope
 // fetched from Payloads first. When the object is missing the task is never
 // executed: a failed result "claim-check object <key> is missing" is recorded
-// under the message ID and the message is acked; any other fetch error hands
-// the message back (Nack with the Retry backoff) to be tried again later. The
+// under the message ID and the message is acked, and so is a key the store
+// refuses (ports.ErrInvalidArgument: it could never be read); any other
+// fetch error hands the message back (Nack with the Retry backoff) to be
+// tried again later. The
 // object is deleted (best effort) once the message is acked, whatever the
 // outcome; a message handed back keeps it.
 //

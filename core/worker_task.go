@@ -170,6 +170,10 @@ func (w *Worker) resolvePayloads(ds []ports.Delivery, ls []*workerLease) []func(
 				settle(i, func() {
 					w.failDelivery(d, l, log, fmt.Sprintf("claim-check object %s is missing", key))
 				})
+			case errors.Is(err, ports.ErrInvalidArgument): // e.g. a key too long for the store: never readable
+				settle(i, func() {
+					w.failDelivery(d, l, log, fmt.Sprintf("claim-check key %s cannot be read: %v", wire.ShortID(key), err))
+				})
 			default:
 				settle(i, func() {
 					delay := min(w.retry.Backoff(d.Attempt), ports.MaxLease)
@@ -547,10 +551,12 @@ func (w *Worker) undecodable(d ports.Delivery, l *workerLease, err error) {
 			msg = fmt.Sprintf("%v (gave up after handing it back for %v; the broker reports no delivery count)",
 				err, time.Since(d.SentAt).Round(time.Second))
 		}
+	} else if errors.Is(err, wire.ErrLimit) {
+		msg = "message refused, not run: " + err.Error()
 	} else {
 		msg = "undecodable message: " + err.Error()
 	}
-	log.Error("message cannot be executed; failing it", "err", err)
+	log.Error("message cannot be executed; it is never run", "err", err)
 	w.failDelivery(d, l, log, msg)
 }
 
@@ -581,7 +587,11 @@ func (w *Worker) unverified(d ports.Delivery, l *workerLease, err error) {
 }
 
 // failDelivery records a failed result with msg for a delivery that is never
-// executed, under its message ID, and acks it.
+// executed, under its message ID, and acks it. When the message ID cannot
+// hold a result (longer than MaxTaskIDLen: no store need accept it, no
+// client can ask for it) the delivery is handed back instead, with the
+// retry policy's backoff, until the queue's redrive policy moves it to the
+// dead-letter queue: acking it would lose the message without a trace.
 func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger, msg string) {
 	if !w.enterFinishing(l) {
 		return
@@ -590,6 +600,14 @@ func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger
 	if d.ID == "" {
 		log.Error("message has no ID, so no result can be recorded; deleting it")
 		w.ack(l, log)
+		return
+	}
+	if len(d.ID) > MaxTaskIDLen {
+		delay := min(w.retry.Backoff(max(d.Attempt, 1)), ports.MaxLease)
+		log.Error("no result can be stored under the message ID; handing the message back, never run, "+
+			"until the queue's redrive policy moves it to the dead-letter queue",
+			"message_id_bytes", len(d.ID), "limit", MaxTaskIDLen, "reason", msg, "retry_in", delay)
+		w.nack(l, log, delay)
 		return
 	}
 	w.record(l, log, &ports.Result{
@@ -602,12 +620,12 @@ func (w *Worker) failDelivery(d ports.Delivery, l *workerLease, log *slog.Logger
 }
 
 // replyToOf digs the reply-to address out of a body that is not a valid
-// envelope, when it is JSON that has one.
+// envelope, when it is JSON that has one within its limit.
 func replyToOf(body []byte) string {
 	var v struct {
 		ReplyTo string `json:"reply_to"`
 	}
-	if json.Unmarshal(body, &v) != nil {
+	if json.Unmarshal(body, &v) != nil || len(v.ReplyTo) > wire.MaxReplyToLen {
 		return ""
 	}
 	return v.ReplyTo

@@ -5,10 +5,11 @@
 // ([PayloadStore]) and versioned records with optimistic concurrency
 // ([StateStore]) — and the two handles two of them return: a cancellation
 // subscription ([CancelSubscription], from CancelChannel.Subscribe) and a
-// client's completion inbox ([Inbox], from CompletionBus.Open) — plus one
-// optional capability a Broker may have, discovered by type assertion:
-// [Requeuer], which hands a leased message back as a new message whose
-// receive count starts again at 1.
+// client's completion inbox ([Inbox], from CompletionBus.Open) — plus two
+// optional capabilities, discovered by type assertion: [Requeuer], which a
+// Broker may have, hands a leased message back as a new message whose
+// receive count starts again at 1; [KeyLimiter], which a ResultBackend or
+// PayloadStore may have, tells the longest key it can store.
 //
 // The package imports neither the AWS SDK nor dagq's core: adapters
 // (adapters/memory, adapters/sqs, adapters/s3) implement these interfaces and

@@ -90,3 +90,17 @@ type ResultBackend interface {
 	// Close releases the backend.
 	Close() error
 }
+
+// KeyLimiter is an optional capability of a ResultBackend or PayloadStore,
+// discovered by type assertion (results.(ports.KeyLimiter)): the longest
+// key it can store, in bytes, where the adapter has a limit of its own
+// (the S3 adapter: 1,024 bytes minus its key prefix and key space, e.g.
+// "dagq/results/"). A longer key fails Put and Get with ErrInvalidArgument
+// before any request is made. core checks it when a Client or Worker is
+// built: every task ID (up to 128 bytes) must fit the ResultBackend, and
+// every claim-check key ("<task ID>/<32 hex digits>") the PayloadStore. An
+// adapter without the capability stores keys of any length core uses.
+type KeyLimiter interface {
+	// MaxKeyLen returns the longest key, in bytes.
+	MaxKeyLen() int
+}

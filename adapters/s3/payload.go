@@ -19,7 +19,16 @@ type PayloadStore struct {
 	s store
 }
 
-var _ ports.PayloadStore = (*PayloadStore)(nil)
+var (
+	_ ports.PayloadStore = (*PayloadStore)(nil)
+	_ ports.KeyLimiter   = (*PayloadStore)(nil)
+)
+
+// MaxKeyLen returns the longest payload key the store accepts
+// (ports.KeyLimiter): 1,024 bytes, S3's object key limit, minus
+// "<prefix>payloads/". A longer key fails Put and Get with
+// ErrInvalidArgument before any request.
+func (p *PayloadStore) MaxKeyLen() int { return p.s.maxKeyLen() }
 
 // NewPayloadStore returns a PayloadStore keeping payloads in bucket (which
 // must exist). opts may be nil.

@@ -18,7 +18,10 @@ type ResultBackend struct {
 	s store
 }
 
-var _ ports.ResultBackend = (*ResultBackend)(nil)
+var (
+	_ ports.ResultBackend = (*ResultBackend)(nil)
+	_ ports.KeyLimiter    = (*ResultBackend)(nil)
+)
 
 // NewResultBackend returns a ResultBackend storing results in bucket (which
 // must exist). opts may be nil.
@@ -78,6 +81,11 @@ func (b *ResultBackend) Get(ctx context.Context, taskID string) (ports.Result, e
 	}
 	return r, nil
 }
+
+// MaxKeyLen returns the longest task ID the backend stores (ports.KeyLimiter):
+// 1,024 bytes, S3's object key limit, minus "<prefix>results/". A longer ID
+// fails Put and Get with ErrInvalidArgument before any request.
+func (b *ResultBackend) MaxKeyLen() int { return b.s.maxKeyLen() }
 
 // Close makes later calls fail with ErrClosed. It does not close the client.
 func (b *ResultBackend) Close() error { return b.s.close() }

@@ -159,6 +159,43 @@ func TestKeyLayout(t *testing.T) {
 	require.ElementsMatch(t, []string{"p/results/t1", "p/payloads/k1", "state/s1"}, keys, strings.Join(keys, ","))
 }
 
+// The stores declare their key limit (ports.KeyLimiter): S3's 1,024 bytes
+// minus the prefix and key space. A key at the limit is stored; one byte more
+// is refused with ErrInvalidArgument before any request.
+func TestKeyLimit(t *testing.T) {
+	c, bucket := newBucket(t)
+	ctx := t.Context()
+	rb, err := s3.NewResultBackend(c, bucket, &s3.Options{Prefix: "dagq/"})
+	require.NoError(t, err)
+	ps, err := s3.NewPayloadStore(c, bucket, &s3.Options{Prefix: "dagq/"})
+	require.NoError(t, err)
+	require.Equal(t, 1024-len("dagq/results/"), rb.MaxKeyLen())
+	require.Equal(t, 1024-len("dagq/payloads/"), ps.MaxKeyLen())
+
+	// In segments: the emulator (versitygw) keeps objects as files, whose
+	// names are at most 255 bytes.
+	long := func(c string, n int) string {
+		k := []byte(strings.Repeat(strings.Repeat(c, 99)+"/", n/100+1)[:n])
+		k[n-1] = c[0]
+		return string(k)
+	}
+	at := long("r", rb.MaxKeyLen())
+	require.NoError(t, rb.Put(ctx, ports.Result{TaskID: at, State: ports.StateSucceeded}))
+	got, err := rb.Get(ctx, at)
+	require.NoError(t, err)
+	require.Equal(t, at, got.TaskID)
+	over := at + "r"
+	err = rb.Put(ctx, ports.Result{TaskID: over, State: ports.StateSucceeded})
+	require.ErrorIs(t, err, ports.ErrInvalidArgument)
+	require.ErrorContains(t, err, "S3 allows 1024")
+	_, err = rb.Get(ctx, over)
+	require.ErrorIs(t, err, ports.ErrInvalidArgument)
+
+	pat := long("p", ps.MaxKeyLen())
+	require.NoError(t, ps.Put(ctx, pat, []byte("x")))
+	require.ErrorIs(t, ps.Put(ctx, pat+"p", []byte("x")), ports.ErrInvalidArgument)
+}
+
 // A missing bucket is ErrNotFound, with the SDK error still reachable.
 func TestMissingBucket(t *testing.T) {
 	c := testClient(t)

@@ -62,6 +62,10 @@ func (s *store) key(k string) (string, error) {
 	return full, nil
 }
 
+// maxKeyLen is the longest key the store accepts: S3's limit minus the
+// prefix and key space.
+func (s *store) maxKeyLen() int { return max(maxObjectKey-len(s.space), 0) }
+
 func (s *store) check(what string) error {
 	if s.closed.Load() {
 		return fmt.Errorf("s3: %s: %w", what, ports.ErrClosed)

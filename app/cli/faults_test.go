@@ -963,11 +963,26 @@ func TestFault_PoisonMessages(t *testing.T) {
 		send(fmt.Sprintf(`{"id":%q,"task":"echo","payload":%q}`, id, key), id, "text", map[string]string{wire.PayloadAttribute: key}),
 		"claim-check object " + key + " is missing"})
 	sendGood()
-	// Not even a result can be written for this one (no object key of
-	// 1,100 bytes): the worker hands it back, and the redrive policy moves
-	// it to the DLQ.
+	id = "poison-label-" + sfx
+	poisons = append(poisons, poison{"valid envelope with a label over its limit",
+		send(fmt.Sprintf(`{"v":1,"id":%q,"task":"echo","attempt":1,"args":"x","labels":{"k":%q}}`, id, strings.Repeat("v", 1025)), id, "text", nil),
+		`message refused, not run: malformed envelope: task "` + id + `": envelope field over its limit: label "k" (field "labels") is 1025 bytes; the limit is 1024`})
+	sendGood()
+	id = "poison-name-" + sfx
+	poisons = append(poisons, poison{"valid envelope with a task name over its limit",
+		send(fmt.Sprintf(`{"v":1,"id":%q,"task":%q,"attempt":1,"args":"x"}`, id, strings.Repeat("e", 129)), id, "text", nil),
+		`task name (field "task") is 129 bytes; the limit is 128`})
+	sendGood()
+	// Not even a result can be written for these (no task ID over 128
+	// bytes, no object key over 1,024): the worker hands them back, never
+	// running them, and the redrive policy moves them to the DLQ. The
+	// second is issue 13's report: a valid envelope with a 1,509-byte ID,
+	// which used to run on every delivery.
 	unstorable := strings.Repeat("u", 1100)
 	send("garbage with an ID no result can be stored under", unstorable, "text", nil)
+	sendGood()
+	longID := strings.Repeat("i", 1509)
+	send(fmt.Sprintf(`{"v":1,"id":%q,"task":"echo","attempt":1,"args":"must never run"}`, longID), longID, "text", nil)
 	sendGood()
 
 	// Good tasks all succeed.
@@ -993,7 +1008,7 @@ func TestFault_PoisonMessages(t *testing.T) {
 	}
 	assert.Contains(t, outcome["envelope version from the future"], "gave up after 2 deliveries")
 
-	// The unstorable one ends in the DLQ; nothing else does.
+	// The unstorable ones end in the DLQ; nothing else does.
 	var inDLQ []string
 	var dlqAt time.Duration
 	require.Eventually(t, func() bool {
@@ -1006,13 +1021,16 @@ func TestFault_PoisonMessages(t *testing.T) {
 			inDLQ = append(inDLQ, aws.ToString(m.MessageAttributes["dagq-id"].StringValue))
 		}
 		dlqAt = time.Since(began)
-		return slices.Contains(inDLQ, unstorable)
-	}, 60*time.Second, 10*time.Millisecond, "the message no result can be stored for reaches the DLQ")
-	assert.Equal(t, []string{unstorable}, inDLQ, "only the unstorable message is in the DLQ")
-	// Only the worker's log tells that it handed the message back (no result
-	// could be stored, so no result or outcome records it).
-	handedBack := countMsg("result could not be stored; releasing the task for a later redelivery", c.procs...)
-	assert.Equal(t, maxReceives, handedBack, "received maxReceiveCount times, then moved by the redrive policy")
+		return slices.Contains(inDLQ, unstorable) && slices.Contains(inDLQ, longID)
+	}, 60*time.Second, 10*time.Millisecond, "the messages no result can be stored for reach the DLQ")
+	assert.ElementsMatch(t, []string{unstorable, longID}, inDLQ, "only the unstorable messages are in the DLQ")
+	// Only the worker's log and metrics tell that it handed them back (no
+	// result could be stored, so no result or outcome records them).
+	handedBack := countMsg("no result can be stored under the message ID; handing the message back, never run, "+
+		"until the queue's redrive policy moves it to the dead-letter queue", c.procs...)
+	assert.Equal(t, 2*maxReceives, handedBack, "each received maxReceiveCount times, then moved by the redrive policy")
+	assert.Zero(t, countMsg("result could not be stored; releasing the task for a later redelivery", c.procs...),
+		"no handler ran for a task whose result cannot be stored")
 
 	// The queue is empty and the workers are up.
 	require.Eventually(t, func() bool {
@@ -1033,13 +1051,21 @@ func TestFault_PoisonMessages(t *testing.T) {
 		assert.Equal(t, sum(m, "dagq_worker_task_duration_seconds_count"), sum(m, "dagq_worker_task_duration_seconds_count", "task", builtin.Echo))
 	}
 	assert.Equal(t, float64(len(good)), executions, "the good tasks ran once each, and nothing else ran")
-	t.Logf("poison: %d good tasks interleaved with %d poison messages all succeeded in %v", len(good), len(poisons)+1,
+	rejected := 0.0
+	for _, m := range metrics {
+		rejected += sum(m, "dagq_worker_messages_rejected_total")
+	}
+	// Every poison but the unknown task (a task, failed) once, and each
+	// delivery of the two unstorable ones.
+	assert.GreaterOrEqual(t, rejected, float64(len(poisons)-1+2*maxReceives), "dagq_worker_messages_rejected_total")
+	t.Logf("poison: %d good tasks interleaved with %d poison messages all succeeded in %v", len(good), len(poisons)+2,
 		goodDone.Round(time.Millisecond))
 	for _, p := range poisons {
 		t.Logf("poison: %s → %s", p.kind, outcome[p.kind])
 	}
-	t.Logf("poison: garbage under a 1,100-byte dagq-id (no result can be stored) → handed back %d times (5s apart), "+
-		"in the DLQ %v after the start (maxReceiveCount %d)", handedBack, dlqAt.Round(time.Millisecond), maxReceives)
+	t.Logf("poison: garbage under a 1,100-byte dagq-id and a valid envelope with a 1,509-byte ID (no result can be stored) → "+
+		"handed back %d times in all with the retry backoff, never run, both in the DLQ %v after the start (maxReceiveCount %d); "+
+		"%.0f rejected deliveries", handedBack, dlqAt.Round(time.Millisecond), maxReceives, rejected)
 }
 
 func echo5() []core.Request {

@@ -496,6 +496,8 @@ func TestValidate_SQS(t *testing.T) {
 		{"s3 endpoint", func(c *config.Config) { c.S3.Endpoint = "ftp://x" }, `s3.endpoint: "ftp://x" is not an http(s) URL`},
 		{"bucket name", func(c *config.Config) { c.S3.Bucket = "My_Bucket" }, `s3.bucket: "My_Bucket" is not a valid bucket name`},
 		{"prefix", func(c *config.Config) { c.S3.Prefix = "dagq" }, `s3.prefix: "dagq" must end with / and not start with one`},
+		{"long prefix", func(c *config.Config) { c.S3.Prefix = strings.Repeat("p", config.MaxS3PrefixLen) + "/" },
+			`s3.prefix: is 507 bytes; at most 506 are valid, so that every key dagq writes fits S3's 1,024-byte object keys`},
 		{"fair queue mode", func(c *config.Config) { c.SQS.FairQueue = "yes" }, `sqs.fair_queue: "yes" is not a mode; valid: auto, on, off`},
 		{"fair queue off on FIFO", func(c *config.Config) {
 			c.SQS.FairQueue = "off"

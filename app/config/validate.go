@@ -308,6 +308,10 @@ func (c Config) validateAWS(bad func(key, format string, args ...any)) {
 	if b.Prefix != "" && (!strings.HasSuffix(b.Prefix, "/") || strings.HasPrefix(b.Prefix, "/")) {
 		bad("s3.prefix", "%q must end with / and not start with one; valid: empty (the bucket root) or e.g. %q", b.Prefix, Default().S3.Prefix)
 	}
+	if len(b.Prefix) > MaxS3PrefixLen {
+		bad("s3.prefix", "is %d bytes; at most %d are valid, so that every key dagq writes fits S3's 1,024-byte object keys "+
+			"(<prefix>state/ plus a %d-byte state key)", len(b.Prefix), MaxS3PrefixLen, ports.MaxKeyLen)
+	}
 	if b.Endpoint != "" {
 		if msg := checkEndpoint(b.Endpoint); msg != "" {
 			bad("s3.endpoint", "%q %s", b.Endpoint, msg)
@@ -377,3 +381,9 @@ func checkEndpoint(raw string) string {
 	}
 	return ""
 }
+
+// MaxS3PrefixLen is the longest s3.prefix: S3 object keys are at most 1,024
+// bytes, and the longest key dagq writes is "<prefix>state/" plus a
+// StateStore key of up to ports.MaxKeyLen bytes (results and claim-check
+// payloads take less: "<prefix>results/" plus a task ID of up to 128 bytes).
+const MaxS3PrefixLen = 1024 - len("state/") - ports.MaxKeyLen

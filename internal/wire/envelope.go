@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/dagq/dagq/ports"
@@ -33,6 +34,40 @@ var (
 	// ErrVersion: the envelope's version is newer than this build
 	// understands.
 	ErrVersion = errors.New("unsupported envelope version")
+	// ErrLimit: a field of the envelope is over its limit (see the Max
+	// constants). Errors that match it match ErrMalformed too.
+	ErrLimit = errors.New("envelope field over its limit")
+)
+
+// Limits of the envelope's fields, in bytes (entries for maps). Encode and
+// Decode refuse an envelope over one of them with an error matching ErrLimit
+// (and ErrMalformed) that names the field, its size and the limit. They keep
+// every field storable and printable wherever it goes: the task ID is the
+// SQS message ID and FIFO deduplication ID (128 characters) and, under the
+// store's key prefix, the S3 object key of the result (1,024 bytes) and of a
+// claim-check payload ("<id>/<32 hex digits>"); names and IDs end up in
+// logs, metrics and trace attributes. Args, inputs and param values are
+// bounded only by the size of the whole envelope (the client's
+// MaxEnvelopeBytes and the broker's message size).
+const (
+	// MaxTaskIDLen is the longest task ID (field "id").
+	MaxTaskIDLen = 128
+	// MaxTaskNameLen is the longest task name (field "task").
+	MaxTaskNameLen = 128
+	// MaxRunIDLen and MaxStepIDLen are the longest run and step IDs
+	// (fields "run" and "step").
+	MaxRunIDLen  = 128
+	MaxStepIDLen = 128
+	// MaxReplyToLen is the longest reply-to address (field "reply_to").
+	MaxReplyToLen = 1024
+	// MaxLabels is the largest number of entries in labels, and in meta.
+	MaxLabels = 64
+	// MaxKeyLen is the longest key of labels, meta, params and inputs.
+	MaxKeyLen = 128
+	// MaxLabelValueLen is the longest value in labels and in meta.
+	MaxLabelValueLen = 1024
+	// MaxResultPolicyLen is the longest result policy (field "result").
+	MaxResultPolicyLen = 32
 )
 
 // Envelope is the message body dagq puts on the broker: one task invocation.
@@ -98,7 +133,8 @@ type Envelope struct {
 
 // Encode returns the envelope's wire form, as json.Marshal writes it. A zero
 // Version is written as the constant Version and a zero Attempt as 1; an
-// envelope that could not be run is refused with ErrMalformed.
+// envelope that could not be run is refused with ErrMalformed, one with a
+// field over its limit also with ErrLimit (a *LimitError).
 func (e Envelope) Encode() ([]byte, error) {
 	if e.Version == 0 {
 		e.Version = Version
@@ -114,7 +150,9 @@ func (e Envelope) Encode() ([]byte, error) {
 
 // Decode parses a message body: exactly one JSON object (whitespace around
 // it allowed). Errors match ErrMalformed or ErrVersion and say what was
-// wrong. It never panics, whatever the input.
+// wrong; a field over its limit (see CheckLimits) matches ErrMalformed and
+// ErrLimit and wraps a *LimitError naming the field, its size and the
+// limit. It never panics, whatever the input.
 func Decode(body []byte) (Envelope, error) {
 	var e Envelope
 	if err := json.Unmarshal(body, &e); err != nil {
@@ -142,23 +180,26 @@ func (e Envelope) validate(checkRaw bool) error {
 	case e.TaskID == "":
 		return fmt.Errorf("%w: empty task ID (field \"id\")", ErrMalformed)
 	case e.Task == "":
-		return fmt.Errorf("%w: task %q has an empty task name (field \"task\")", ErrMalformed, e.TaskID)
+		return fmt.Errorf("%w: task %s has an empty task name (field \"task\")", ErrMalformed, ShortID(e.TaskID))
 	case e.Attempt < 1:
-		return fmt.Errorf("%w: task %q has attempt %d; attempts start at 1", ErrMalformed, e.TaskID, e.Attempt)
+		return fmt.Errorf("%w: task %s has attempt %d; attempts start at 1", ErrMalformed, ShortID(e.TaskID), e.Attempt)
+	}
+	if err := e.CheckLimits(); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if checkRaw {
 		if len(e.Args) > 0 && !json.Valid(e.Args) {
-			return fmt.Errorf("%w: task %q has args that are not valid JSON", ErrMalformed, e.TaskID)
+			return fmt.Errorf("%w: task %s has args that are not valid JSON", ErrMalformed, ShortID(e.TaskID))
 		}
 		for name, in := range e.Inputs {
 			if len(in) > 0 && !json.Valid(in) {
-				return fmt.Errorf("%w: task %q has input %q that is not valid JSON", ErrMalformed, e.TaskID, name)
+				return fmt.Errorf("%w: task %s has input %s that is not valid JSON", ErrMalformed, ShortID(e.TaskID), ShortID(name))
 			}
 		}
 	}
 	if e.Retry != nil {
 		if err := e.Retry.Validate(); err != nil {
-			return fmt.Errorf("%w: task %q: %v", ErrMalformed, e.TaskID, err)
+			return fmt.Errorf("%w: task %s: %v", ErrMalformed, ShortID(e.TaskID), err)
 		}
 	}
 	return nil
@@ -192,4 +233,115 @@ func (p Retry) Validate() error {
 		return fmt.Errorf("retry jitter is %v; it must be between 0 and 1", p.Jitter)
 	}
 	return nil
+}
+
+// CheckLimits reports the first field of e over its limit (see MaxTaskIDLen
+// and the other Max constants), with an error matching ErrLimit that names
+// the field, its size and the limit, e.g.
+//
+//	envelope field over its limit: task ID (field "id") is 1509 bytes; the limit is 128
+//
+// Fields are checked in a fixed order, the task ID first: a caller that
+// finds the task ID over its limit (errors.As a *LimitError with Field
+// "id") knows no result can be recorded under it.
+func (e *Envelope) CheckLimits() error {
+	if len(e.TaskID) > MaxTaskIDLen {
+		return limitErr("task ID", "id", len(e.TaskID), MaxTaskIDLen, "")
+	}
+	if err := e.checkFieldLimits(); err != nil {
+		return fmt.Errorf("task %s: %w", ShortID(e.TaskID), err)
+	}
+	return nil
+}
+
+func (e *Envelope) checkFieldLimits() error {
+	switch {
+	case len(e.Task) > MaxTaskNameLen:
+		return limitErr("task name", "task", len(e.Task), MaxTaskNameLen, "")
+	case len(e.RunID) > MaxRunIDLen:
+		return limitErr("run ID", "run", len(e.RunID), MaxRunIDLen, "")
+	case len(e.StepID) > MaxStepIDLen:
+		return limitErr("step ID", "step", len(e.StepID), MaxStepIDLen, "")
+	case len(e.ReplyTo) > MaxReplyToLen:
+		return limitErr("reply-to address", "reply_to", len(e.ReplyTo), MaxReplyToLen, "")
+	case len(e.Result) > MaxResultPolicyLen:
+		return limitErr("result policy", "result", len(e.Result), MaxResultPolicyLen, "")
+	}
+	if err := checkStrings("label", "labels", e.Labels); err != nil {
+		return err
+	}
+	if err := checkStrings("meta", "meta", e.Meta); err != nil {
+		return err
+	}
+	for k := range e.Params {
+		if len(k) > MaxKeyLen {
+			return limitErr("param name", "params", len(k), MaxKeyLen, "")
+		}
+	}
+	for k := range e.Inputs {
+		if len(k) > MaxKeyLen {
+			return limitErr("input name", "inputs", len(k), MaxKeyLen, "")
+		}
+	}
+	return nil
+}
+
+// checkStrings checks labels or meta: the number of entries, each key and
+// each value.
+func checkStrings(what, field string, m map[string]string) error {
+	if len(m) > MaxLabels {
+		name := what + "s"
+		if what == "meta" {
+			name = what
+		}
+		return limitErr(name, field, len(m), MaxLabels, "entries")
+	}
+	for k, v := range m {
+		if len(k) > MaxKeyLen {
+			return limitErr(what+" key", field, len(k), MaxKeyLen, "")
+		}
+		if len(v) > MaxLabelValueLen {
+			return limitErr(fmt.Sprintf("%s %s", what, ShortID(k)), field, len(v), MaxLabelValueLen, "")
+		}
+	}
+	return nil
+}
+
+// LimitError is the error of a field over its limit (CheckLimits). It
+// matches ErrLimit and ErrMalformed.
+type LimitError struct {
+	// What names the field for people ("task ID", "label \"k\""); Field is
+	// its JSON name ("id", "labels").
+	What, Field string
+	// Size is the field's size and Limit its limit, in bytes, or in
+	// entries when Unit is "entries".
+	Size, Limit int
+	Unit        string
+}
+
+func limitErr(what, field string, size, limit int, unit string) *LimitError {
+	if unit == "" {
+		unit = "bytes"
+	}
+	return &LimitError{What: what, Field: field, Size: size, Limit: limit, Unit: unit}
+}
+
+func (e *LimitError) Error() string {
+	verb := "is"
+	if e.Unit == "entries" {
+		verb = "has"
+	}
+	return fmt.Sprintf("%v: %s (field %q) %s %d %s; the limit is %d", ErrLimit, e.What, e.Field, verb, e.Size, e.Unit, e.Limit)
+}
+
+// Is makes a LimitError match ErrLimit and ErrMalformed.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit || target == ErrMalformed }
+
+// ShortID quotes id for a message, shortened to its first 32 bytes and its
+// length when longer: an over-long ID is named, not copied.
+func ShortID(id string) string {
+	if len(id) <= 32 {
+		return strconv.Quote(id)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", id[:32], len(id))
 }

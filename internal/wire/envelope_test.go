@@ -313,6 +313,102 @@ const (
 	goldenTricky = "{\"v\":1,\"id\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\",\"task\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\",\"attempt\":1,\"args\":{\"a\\\"\\u003c\":[1,2],\"\\u2028\\\\\":\" \\u2029 \"},\"labels\":{\"a\":\"1\",\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\",\"b\":\"2\"},\"run\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\",\"step\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\",\"inputs\":{\"n\":null,\"x\":1},\"params\":{\"\":\"\"},\"reply_to\":\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\u003c\\u003e\\u0026\\u2028\\u2029é😀\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"}"
 )
 
+// limitCases put each limited field at its limit (accepted) and one over it
+// (refused with ErrLimit naming the field). They are also
+// FuzzDecodeEnvelope's seeds.
+func limitCases() []struct {
+	name, body, mention string
+} {
+	s := func(n int) string { return strings.Repeat("x", n) }
+	entries := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf(`"k%d":"v"`, i)
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	env := func(fields string) string { return `{"v":1,"id":"a","task":"b",` + fields + `}` }
+	type lc = struct{ name, body, mention string }
+	var out []lc
+	for _, f := range []struct {
+		name    string
+		body    func(n int) string
+		limit   int
+		mention string // of the over-limit case
+	}{
+		{"id", func(n int) string { return `{"v":1,"id":"` + s(n) + `","task":"b"}` }, wire.MaxTaskIDLen,
+			`task ID (field "id") is 129 bytes; the limit is 128`},
+		{"task", func(n int) string { return `{"v":1,"id":"a","task":"` + s(n) + `"}` }, wire.MaxTaskNameLen,
+			`task name (field "task") is 129 bytes; the limit is 128`},
+		{"run", func(n int) string { return env(`"run":"` + s(n) + `"`) }, wire.MaxRunIDLen,
+			`run ID (field "run") is 129 bytes; the limit is 128`},
+		{"step", func(n int) string { return env(`"step":"` + s(n) + `"`) }, wire.MaxStepIDLen,
+			`step ID (field "step") is 129 bytes; the limit is 128`},
+		{"reply_to", func(n int) string { return env(`"reply_to":"` + s(n) + `"`) }, wire.MaxReplyToLen,
+			`reply-to address (field "reply_to") is 1025 bytes; the limit is 1024`},
+		{"result", func(n int) string { return env(`"result":"` + s(n) + `"`) }, wire.MaxResultPolicyLen,
+			`result policy (field "result") is 33 bytes; the limit is 32`},
+		{"labels", func(n int) string { return env(`"labels":` + entries(n)) }, wire.MaxLabels,
+			`labels (field "labels") has 65 entries; the limit is 64`},
+		{"meta", func(n int) string { return env(`"meta":` + entries(n)) }, wire.MaxLabels,
+			`meta (field "meta") has 65 entries; the limit is 64`},
+		{"label key", func(n int) string { return env(`"labels":{"` + s(n) + `":"v"}`) }, wire.MaxKeyLen,
+			`label key (field "labels") is 129 bytes; the limit is 128`},
+		{"label value", func(n int) string { return env(`"labels":{"k":"` + s(n) + `"}`) }, wire.MaxLabelValueLen,
+			`label "k" (field "labels") is 1025 bytes; the limit is 1024`},
+		{"meta key", func(n int) string { return env(`"meta":{"` + s(n) + `":"v"}`) }, wire.MaxKeyLen,
+			`meta key (field "meta") is 129 bytes; the limit is 128`},
+		{"meta value", func(n int) string { return env(`"meta":{"k":"` + s(n) + `"}`) }, wire.MaxLabelValueLen,
+			`meta "k" (field "meta") is 1025 bytes; the limit is 1024`},
+		{"param name", func(n int) string { return env(`"params":{"` + s(n) + `":"v"}`) }, wire.MaxKeyLen,
+			`param name (field "params") is 129 bytes; the limit is 128`},
+		{"input name", func(n int) string { return env(`"inputs":{"` + s(n) + `":1}`) }, wire.MaxKeyLen,
+			`input name (field "inputs") is 129 bytes; the limit is 128`},
+	} {
+		out = append(out, lc{f.name + " at the limit", f.body(f.limit), ""},
+			lc{f.name + " over the limit", f.body(f.limit + 1), f.mention})
+	}
+	// Escapes count as the bytes they decode to: 128 "é" (two bytes each)
+	// written as \u00e9 are 256 bytes.
+	out = append(out, lc{"escaped id over the limit", `{"v":1,"id":"` + strings.Repeat(`\u00e9`, 65) + `","task":"b"}`,
+		`task ID (field "id") is 130 bytes; the limit is 128`})
+	// The 1,509-byte ID of issue 13.
+	out = append(out, lc{"1509-byte id", `{"v":1,"id":"` + s(1509) + `","task":"b","args":{}}`,
+		`task ID (field "id") is 1509 bytes; the limit is 128`})
+	return out
+}
+
+func TestDecode_Limits(t *testing.T) {
+	for _, tc := range limitCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := wire.Decode([]byte(tc.body))
+			if tc.mention == "" {
+				require.NoError(t, err)
+				checkReencodes(t, e)
+				return
+			}
+			require.ErrorIs(t, err, wire.ErrLimit)
+			require.ErrorIs(t, err, wire.ErrMalformed)
+			require.NotErrorIs(t, err, wire.ErrVersion)
+			require.ErrorContains(t, err, tc.mention)
+			var le *wire.LimitError
+			require.ErrorAs(t, err, &le)
+			require.Greater(t, le.Size, le.Limit)
+			require.Less(t, len(err.Error()), 400, "an over-long value is not copied into the error")
+		})
+	}
+	// A newer version is handed back for a newer worker, whose limits may
+	// differ: no limit applies to it.
+	_, err := wire.Decode([]byte(`{"v":2,"id":"` + strings.Repeat("x", 2000) + `","task":"b"}`))
+	require.ErrorIs(t, err, wire.ErrVersion)
+	require.NotErrorIs(t, err, wire.ErrLimit)
+
+	// Encode refuses the same, so that no client sends what no worker runs.
+	_, err = wire.Envelope{TaskID: "a", Task: "b", Labels: map[string]string{"k": strings.Repeat("v", 1025)}}.Encode()
+	require.ErrorIs(t, err, wire.ErrLimit)
+	require.ErrorContains(t, err, `task "a": envelope field over its limit: label "k" (field "labels") is 1025 bytes; the limit is 1024`)
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
 	good, _ := wire.Envelope{TaskID: "t", Task: "x", Args: json.RawMessage(`[1]`)}.Encode()
 	for _, s := range []string{string(good), "", "{}", "null", `{"v":2,"id":"a","task":"b"}`, `{"v":1,"id":"a","task":"b","retry":{"max_attempts":1,"multiplier":1}}`, strings.Repeat("[", 1000)} {
@@ -321,13 +417,23 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	for _, tc := range decodeCases {
 		f.Add([]byte(tc.body))
 	}
+	for _, tc := range limitCases() {
+		f.Add([]byte(tc.body))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		e, err := wire.Decode(body)
 		if err != nil {
 			if !errors.Is(err, wire.ErrMalformed) && !errors.Is(err, wire.ErrVersion) {
 				t.Fatalf("error %v matches neither sentinel", err)
 			}
+			var le *wire.LimitError
+			if errors.Is(err, wire.ErrLimit) != errors.As(err, &le) || le != nil && (le.Field == "" || le.Size <= le.Limit) {
+				t.Fatalf("limit error %v does not name the field, its size and the limit", err)
+			}
 			return
+		}
+		if err := e.CheckLimits(); err != nil {
+			t.Fatalf("accepted an envelope over a limit: %v", err)
 		}
 		// Anything accepted must re-encode and decode to the same envelope.
 		checkReencodes(t, e)

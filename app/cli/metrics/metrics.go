@@ -161,7 +161,7 @@ func New(opts Options) *Metrics {
 	m.msgsReceived = counter("dagq_worker_messages_received_total",
 		"Messages received from the queue by the worker (each takes a worker slot).", "queue")
 	m.msgsRejected = counter("dagq_worker_messages_rejected_total",
-		"Messages never executed: not a valid envelope, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted.", "queue")
+		"Messages never executed: not a valid envelope, a field over its limit, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted; one whose message ID cannot hold a result is handed back for the queue's DLQ instead, and counted at every delivery.", "queue")
 	m.msgsHanded = counter("dagq_worker_messages_handed_back_total",
 		"Messages handed back at shutdown without having run: how=\"requeued\" as a new message (no attempt counted), how=\"nacked\" where the broker cannot requeue (FIFO queues) or the requeue failed (the next delivery counts one more attempt).", "queue", "how")
 	m.inFlight = gauge("dagq_worker_messages_in_flight",

@@ -174,7 +174,7 @@ dagq_worker_lease_extension_failures_total{queue="q"} 1
 # HELP dagq_worker_cancel_requests_total Cancellation requests received from the cancel subscription (task IDs, whether or not they run here).
 # TYPE dagq_worker_cancel_requests_total counter
 dagq_worker_cancel_requests_total{queue="q"} 5
-# HELP dagq_worker_messages_rejected_total Messages never executed: not a valid envelope, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted.
+# HELP dagq_worker_messages_rejected_total Messages never executed: not a valid envelope, a field over its limit, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted; one whose message ID cannot hold a result is handed back for the queue's DLQ instead, and counted at every delivery.
 # TYPE dagq_worker_messages_rejected_total counter
 dagq_worker_messages_rejected_total{queue="q"} 1
 # HELP dagq_worker_receive_failures_total Receive calls of the worker that failed (it backs off and tries again): the worker gets no work meanwhile.
