@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app"
@@ -235,4 +237,51 @@ func TestSQS_WorkerFairQueueNoticeOnce(t *testing.T) {
 	}
 	require.Equal(t, 2, strings.Count(out, "is a standard queue"), out)
 	require.NotContains(t, out, "fair-queue mode needs a FIFO queue", out)
+}
+
+// scripts/emulators.sh cli-env is all the dagq CLI needs to run on the
+// emulators (docs/aws.md, "Try the SQS transport locally"): with its exports
+// and nothing else, queue init creates the queues and bucket and dagq run
+// runs the diamond job on them.
+func TestEmulatorsCLIEnv(t *testing.T) {
+	sqsEnv(t) // fails loudly without the emulators
+	name := fmt.Sprintf("dagq-clienv-%x", time.Now().UnixNano())
+	cmd := exec.Command("bash", "../../scripts/emulators.sh", "cli-env")
+	cmd.Env = append(os.Environ(), "EMULATORS_LOCAL_NAME="+name)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	for _, kv := range os.Environ() { // only what cli-env says
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "DAGQ_") && !strings.HasPrefix(k, "DAGQ_TEST_") {
+			t.Setenv(k, "")
+			require.NoError(t, os.Unsetenv(k))
+		}
+	}
+	var keys []string
+	for line := range strings.Lines(string(out)) {
+		kv, ok := strings.CutPrefix(strings.TrimSpace(line), "export ")
+		require.True(t, ok, "%q is an export", line)
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+		keys = append(keys, k)
+	}
+	assert.Subset(t, keys, []string{"DAGQ_TRANSPORT", "DAGQ_SQS_ENDPOINT", "DAGQ_SQS_QUEUE_URL", "DAGQ_SQS_RUN_QUEUE_URL",
+		"DAGQ_S3_ENDPOINT", "DAGQ_S3_BUCKET", "DAGQ_S3_PATH_STYLE"})
+	t.Setenv("DAGQ_SQS_WAIT_TIME", "1s") // not needed; it only lets the worker below stop sooner
+	r := dagq(t, "queue", "init")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "created queue "+name+"-steps ")
+	assert.Contains(t, r.stdout, "created bucket "+name)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wctx, stopWorker := context.WithCancel(ctx)
+	worker := make(chan result, 1)
+	go func() { worker <- dagqCtx(t, wctx, builtins(t), "worker") }()
+	r = dagqCtx(t, ctx, builtins(t), "run", "../../examples/jobs/diamond.yaml")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "4 succeeded")
+	assert.Empty(t, r.stderr, "no warning about the environment")
+	stopWorker()
+	w := <-worker
+	assert.Equal(t, cli.ExitOK, w.code, w.stderr)
+	assert.NotContains(t, w.stderr, "warning")
 }
