@@ -1088,6 +1088,11 @@ func TestLauncher_DuplicateRunID(t *testing.T) {
 		require.NoError(t, err)
 		_, err = x.launcher.Launch(context.Background(), lnChain, dag.LaunchOptions{RunID: "same"})
 		require.ErrorIs(t, err, ports.ErrAlreadyExists)
+		// The error names the run and when it was launched, not the
+		// store's write-once refusal.
+		require.Regexp(t, `run same already exists \(launched at \d{4}-\d\d-\d\dT\S+\)`, err.Error())
+		require.NotContains(t, err.Error(), "memory:", "no adapter text")
+		require.NotContains(t, err.Error(), "put record")
 		s, err := x.tr.Stats(x.queue)
 		require.NoError(t, err)
 		assert.Equal(t, 1, s.Visible, "one run task")
