@@ -165,6 +165,27 @@ steps:
 	}
 	require.Equal(t, map[string]string{"a": "succeeded", "b": "cancelled", "c": "cancelled", "d": "skipped"}, states)
 	require.Contains(t, errb.String(), "cancelled steps: b, c (interrupted)")
+	require.Regexp(t, `run \S+ finished in \S+: interrupted: the command was stopped\n`, errb.String())
+	require.NotContains(t, errb.String()+out.String(), "context canceled", "the cause in words, not Go's")
+}
+
+// A step that fails without retry says so, in the progress, the table and
+// the JSON result, without the sentinel's text.
+func TestRun_SkipRetryWording(t *testing.T) {
+	job := writeJob(t, `name: bad
+steps:
+  - {name: a, task: fail, args: {times: -1}}
+`)
+	r := dagq(t, "run", job, "--progress", "plain")
+	require.Equal(t, cli.ExitFailed, r.code, r.stderr)
+	require.Regexp(t, `(?m)^a\s+fail\s+failed\s+1\s+\S+\s+failed without retry: fail: times is -1`, r.stdout)
+	require.Contains(t, r.stdout, "step a failed (attempt 1, ")
+	require.NotContains(t, r.stdout+r.stderr, "skip retry")
+
+	r = dagq(t, "run", job, "-o", "json")
+	require.Equal(t, cli.ExitFailed, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"error": "failed without retry: fail: times is -1`)
+	require.NotContains(t, r.stdout+r.stderr, "skip retry")
 }
 
 func TestRun_FailFastFlag(t *testing.T) {

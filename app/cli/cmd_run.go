@@ -22,12 +22,23 @@ import (
 // interruptSignals cancel a run (and stop a worker) gracefully.
 var interruptSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
+// errStopped is the cause of an interruptContext's cancellation: the run's
+// error and its skipped steps then say "interrupted: the command was
+// stopped", not Go's "context canceled".
+var errStopped = errors.New("the command was stopped")
+
 // interruptContext returns a context cancelled by the first SIGINT or
-// SIGTERM (after telling stderr what happens now); the signal handling then
-// goes back to the default, so a second Ctrl-C ends the process at once.
-// release stops listening.
+// SIGTERM (after telling stderr what happens now), or when parent ends, with
+// errStopped as its cause (context.Cause); the signal handling then goes
+// back to the default, so a second Ctrl-C ends the process at once. release
+// stops listening.
 func interruptContext(parent context.Context, stderr io.Writer, what string) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(parent))
+	stopAfter := context.AfterFunc(parent, func() { cancelCause(errStopped) })
+	cancel := func() {
+		stopAfter()
+		cancelCause(errStopped)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, interruptSignals...)
 	done := make(chan struct{})
@@ -38,7 +49,8 @@ func interruptContext(parent context.Context, stderr io.Writer, what string) (co
 		case s := <-sigs:
 			signal.Stop(sigs)
 			fmt.Fprintf(stderr, "dagq: %v: %s (again to exit at once)\n", s, what)
-			cancel()
+			stopAfter()
+			cancelCause(fmt.Errorf("%w (%v)", errStopped, s))
 		case <-done:
 		}
 	}()

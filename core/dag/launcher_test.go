@@ -451,7 +451,7 @@ func TestLauncher_FailedRun(t *testing.T) {
 		rec := x.wait(runID)
 		assert.Equal(t, dag.RunFailed, rec.State)
 		assert.Equal(t, map[string]dag.StepState{"ok": "succeeded", "bad": "failed", "after": "skipped"}, stepStates(rec))
-		assert.Contains(t, rec.Error, `step "bad" failed: disk full`)
+		assert.Contains(t, rec.Error, `step "bad" failed: failed without retry: disk full`)
 		h := x.health(runID)
 		assert.Equal(t, dag.HealthFailed, h.Status)
 		assert.Contains(t, h.Message, "disk full")
