@@ -216,6 +216,9 @@ func TestRun_Errors(t *testing.T) {
 		{"bad output", []string{"run", "x.yaml", "--output", "xml"}, cli.ExitUsage, []string{`dagq: --output "xml": valid values: text, json`}},
 		{"bad progress", []string{"run", "x.yaml", "--progress", "fancy"}, cli.ExitUsage, []string{`--progress "fancy"`}},
 		{"bad param", []string{"run", "x.yaml", "-p", "novalue"}, cli.ExitUsage, []string{`--param "novalue": want NAME=VALUE`}},
+		{"unknown param", []string{"run", examples + "diamond.yaml", "-p", "whoo=x"}, cli.ExitUsage, []string{
+			`unknown parameter "whoo"`, "who", // the declared parameter
+		}},
 		{"missing file", []string{"run", "nope.yaml"}, cli.ExitFailed, []string{"dagq: job file: open nope.yaml: no such file or directory"}},
 		{"invalid job", []string{"run", unknownTask}, cli.ExitFailed, []string{
 			"dagq: " + unknownTask + `:3: invalid job "j": step "a": unknown task "nope"`,

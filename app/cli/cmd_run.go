@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
 	"sort"
@@ -130,11 +129,10 @@ func loadJob(path string, cfg config.Config, extra map[string]string) (*jobfile.
 	if err != nil {
 		return nil, nil, err
 	}
-	params := maps.Clone(f.Params)
-	if params == nil && len(extra) > 0 {
-		params = map[string]string{}
+	params, err := f.RunParams(extra)
+	if err != nil {
+		return nil, nil, exitErr(ExitUsage, err)
 	}
-	maps.Copy(params, extra)
 	return f, params, nil
 }
 

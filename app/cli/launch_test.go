@@ -80,6 +80,7 @@ func stepStates(rec dag.RunRecord) map[string]dag.StepState {
 }
 
 const slowJob = `name: slow
+params: {day: sun}
 steps:
   - {name: a, task: echo, args: go}
   - {name: b, task: sleep, upstream: [a], args: 1m}

@@ -27,8 +27,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -248,6 +250,39 @@ func (f *File) Validate(known func(task string) bool) error {
 		errs = append(errs, fmt.Errorf("%s: %w", f.Path, e))
 	}
 	return errors.Join(errs...)
+}
+
+// ErrUnknownParam is matched (errors.Is) by RunParams' error for a parameter
+// the job file does not declare.
+var ErrUnknownParam = errors.New("unknown parameter")
+
+// RunParams returns the run's parameters: the file's params with overrides
+// (dagq run -p NAME=VALUE) applied, nil when both are empty. Only declared
+// parameters can be overridden: every other name fails, all at once, with
+// an error matching ErrUnknownParam that lists the declared ones — a typo
+// in a name would otherwise leave the default in place without a word.
+func (f *File) RunParams(overrides map[string]string) (map[string]string, error) {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(overrides)) {
+		if _, ok := f.Params[k]; ok {
+			continue
+		}
+		declared := fmt.Sprintf("job %q declares no parameters", f.Job.Name)
+		if len(f.Params) > 0 {
+			declared = fmt.Sprintf("job %q declares: %s", f.Job.Name, strings.Join(slices.Sorted(maps.Keys(f.Params)), ", "))
+		}
+		errs = append(errs, fmt.Errorf("%s: %w %q: %s (declare it under params: with its default)",
+			f.Path, ErrUnknownParam, k, declared))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(f.Params) == 0 {
+		return nil, nil
+	}
+	params := maps.Clone(f.Params)
+	maps.Copy(params, overrides)
+	return params, nil
 }
 
 // StepLine returns the line of the step's entry in the file (0 if unknown).

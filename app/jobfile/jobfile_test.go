@@ -237,3 +237,29 @@ steps:
 	require.NoError(t, json.Unmarshal(f.Job.Steps[1].Args, &b))
 	require.Equal(t, map[string]any{"1": "one", "ok": true, "big": 12345678901234.0, "s": "007", "y": 3.0}, b, "merge keys work")
 }
+
+// -p overrides only the parameters the file declares: an unknown name is
+// refused, listing the declared ones.
+func TestRunParams(t *testing.T) {
+	f, err := parse(t, "name: j\nparams: {who: dagq, day: mon}\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err)
+	p, err := f.RunParams(map[string]string{"who": "world"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"who": "world", "day": "mon"}, p)
+	require.Equal(t, map[string]string{"who": "dagq", "day": "mon"}, f.Params, "the file's params are not changed")
+
+	_, err = f.RunParams(map[string]string{"whoo": "x", "who": "y", "zz": "z"})
+	require.ErrorIs(t, err, jobfile.ErrUnknownParam)
+	require.ErrorContains(t, err, `unknown parameter "whoo"`)
+	require.ErrorContains(t, err, `unknown parameter "zz"`, "every unknown name at once")
+	require.ErrorContains(t, err, "day, who", "the declared parameters")
+
+	none, err := parse(t, "name: j\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err)
+	p, err = none.RunParams(nil)
+	require.NoError(t, err)
+	require.Nil(t, p)
+	_, err = none.RunParams(map[string]string{"who": "x"})
+	require.ErrorIs(t, err, jobfile.ErrUnknownParam)
+	require.ErrorContains(t, err, "declares no parameters")
+}
