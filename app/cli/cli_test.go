@@ -205,6 +205,7 @@ steps:
 func TestRun_Errors(t *testing.T) {
 	unknownTask := writeJob(t, "name: j\nsteps:\n  - name: a\n    task: nope\n  - name: b\n    task: echo\n    upstream: [zz]\n")
 	badField := writeJob(t, "name: j\nsteps:\n  - name: a\n    task: echo\n    timeout: forever\n")
+	unknownField := writeJob(t, "name: j\nsteps:\n  - name: a\n    task: nope\n    upsteam: [x]\n  - name: b\n    task: echo\n    upstream: [zz]\n")
 	cases := []struct {
 		name string
 		args []string
@@ -225,6 +226,11 @@ func TestRun_Errors(t *testing.T) {
 			"  " + unknownTask + `:5: invalid job "j": step "b": unknown upstream "zz"`,
 		}},
 		{"bad field", []string{"run", badField}, cli.ExitFailed, []string{"dagq: " + badField + `:5: step "a": "forever" is not a duration`}},
+		{"unknown field and job errors", []string{"run", unknownField}, cli.ExitFailed, []string{
+			"dagq: " + unknownField + `:3: invalid job "j": step "a": unknown task "nope"`,
+			"  " + unknownField + `:5: step "a": unknown field "upsteam"`,
+			"  " + unknownField + `:6: invalid job "j": step "b": unknown upstream "zz"`,
+		}},
 		{"bad config", []string{"run", examples + "diamond.yaml", "--concurrency", "0", "--transport", "sqs"}, cli.ExitFailed, []string{
 			"dagq: invalid configuration:",
 			`  sqs.queue_url: is required with transport "sqs"`,

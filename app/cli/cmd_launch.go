@@ -61,7 +61,7 @@ run failed or could not be launched, 2 for bad arguments, 130 when the run was
 cancelled or the wait interrupted.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, launchProgressModes, params)
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, launchProgressModes, params, nil)
 			if err != nil {
 				return err
 			}

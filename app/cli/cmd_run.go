@@ -90,7 +90,7 @@ Exit status: 0 when every step succeeded, 1 when the run failed (or could not
 start), 2 for bad arguments, 130 when the run was cancelled.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params)
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params, c.known)
 			if err != nil {
 				return err
 			}
@@ -123,9 +123,9 @@ func (c *cli) known(task string) bool {
 // loadJob loads a job file with the configured retry defaults, and its
 // params overridden by extra (the -p flags). It checks the file's syntax,
 // not the job: call Validate.
-func loadJob(path string, cfg config.Config, extra map[string]string) (*jobfile.File, map[string]string, error) {
+func loadJob(path string, cfg config.Config, extra map[string]string, known func(string) bool) (*jobfile.File, map[string]string, error) {
 	policy := cfg.Retry.Policy()
-	f, err := jobfile.Load(path, jobfile.Options{DefaultRetry: &policy})
+	f, err := jobfile.Load(path, jobfile.Options{DefaultRetry: &policy, KnownTask: known})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -255,8 +255,10 @@ func runFailure(res dag.RunResult, err error) error {
 }
 
 // jobCommandArgs checks the flags shared by run and launch (--output,
-// --progress, -p) and loads the configuration and the job file.
-func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, modes, params []string) (config.Config, *jobfile.File, map[string]string, error) {
+// --progress, -p) and loads the configuration and the job file; known
+// checks task names when the file has other problems too (nil: not
+// checked).
+func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, modes, params []string, known func(string) bool) (config.Config, *jobfile.File, map[string]string, error) {
 	if err := checkOutput(output, "text", "json"); err != nil {
 		return config.Config{}, nil, nil, err
 	}
@@ -271,7 +273,7 @@ func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, 
 	if err != nil {
 		return config.Config{}, nil, nil, err
 	}
-	f, runParams, err := loadJob(path, cfg, extra)
+	f, runParams, err := loadJob(path, cfg, extra, known)
 	if err != nil {
 		return config.Config{}, nil, nil, err
 	}

@@ -19,7 +19,9 @@
 //	      jitter: 0.1
 //	    timeout: 30s                # optional, covers every attempt
 //
-// Unknown fields are errors. Errors name the file, the line and the step.
+// Unknown fields are errors. Errors name the file, the line and the step;
+// Parse reports every problem of a file at once, its job's (File.Validate)
+// with its shape's (unknown fields, types, durations).
 package jobfile
 
 import (
@@ -59,6 +61,10 @@ type Options struct {
 	// core.DefaultRetryPolicy). The dagq command passes the configured retry
 	// policy.
 	DefaultRetry *core.RetryPolicy
+	// KnownTask reports whether a task name is registered; Parse uses it
+	// only when the file has shape errors, to report the job's problems
+	// (File.Validate) with them. nil: task names are not checked.
+	KnownTask func(task string) bool
 }
 
 // Load reads and parses the job file at path.
@@ -132,7 +138,9 @@ func quoteNode(n *yaml.Node) string {
 
 // Parse parses a job file's content; name is used in messages. It checks the
 // file's shape (unknown fields, types, durations) but not the job itself:
-// call File.Validate for that.
+// call File.Validate for that. When the shape is wrong, the error holds the
+// job's problems too (File.Validate with opts.KnownTask), so that one
+// unknown field does not hide the rest.
 func Parse(name string, data []byte, opts Options) (*File, error) {
 	f := &File{Path: name, lines: map[string]int{}}
 
@@ -156,15 +164,21 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	var doc jobDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var errs []error
 	if err := dec.Decode(&doc); err != nil {
-		return nil, f.yamlError(err, spans)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, f.yamlError(err, spans)
+		}
+		// Unknown fields and wrong types: the decoder filled in the rest,
+		// so the job's own problems are reported with them.
+		errs = append(errs, unjoin(f.yamlError(err, spans))...)
 	}
 
 	def := core.DefaultRetryPolicy
 	if opts.DefaultRetry != nil {
 		def = *opts.DefaultRetry
 	}
-	var errs []error
 	var x expander // one alias budget for the whole file
 	f.Job.Name = doc.Name
 	f.Params = doc.Params
@@ -191,7 +205,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 					msg = v + " cannot be passed as JSON; valid: finite numbers"
 				}
 				errs = append(errs, fmt.Errorf("%s:%d: step %s: args: %s", name, line, stepLabel(sd.Name, i), msg))
-				continue
+				step.Args = nil
 			}
 		}
 		if sd.Retry != nil {
@@ -217,9 +231,28 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 		f.Job.Steps = append(f.Job.Steps, step)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		if err := f.Validate(opts.KnownTask); err != nil {
+			errs = append(errs, unjoin(err)...)
+		}
+		return nil, joinByLine(name, errs)
 	}
 	return f, nil
+}
+
+// joinByLine joins errs (each "name:line: …" or "name: …") in the order of
+// their lines, those without a line first.
+func joinByLine(name string, errs []error) error {
+	lineOf := func(err error) int {
+		rest, ok := strings.CutPrefix(err.Error(), name+":")
+		if !ok {
+			return 0
+		}
+		digits, _, _ := strings.Cut(rest, ":")
+		n, _ := strconv.Atoi(digits)
+		return n
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
+	return errors.Join(errs...)
 }
 
 func stepLabel(name string, i int) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,4 +263,43 @@ func TestRunParams(t *testing.T) {
 	_, err = none.RunParams(map[string]string{"who": "x"})
 	require.ErrorIs(t, err, jobfile.ErrUnknownParam)
 	require.ErrorContains(t, err, "declares no parameters")
+}
+
+// An unknown field (or another shape error) does not hide the job's other
+// problems: Parse reports them all at once, in line order.
+func TestParse_ShapeErrorsDoNotHideJobErrors(t *testing.T) {
+	body := `name: j
+steps:
+  - name: a
+    task: echo
+    upsteam: [x]
+  - name: b
+    task: nope
+    upstream: [zz]
+    timeout: forever
+  - name: c
+    task: echo
+    args: .inf
+    upstream: [a]
+`
+	_, err := jobfile.Parse("job.yaml", []byte(body), jobfile.Options{KnownTask: builtins(t)})
+	require.Error(t, err)
+	require.ErrorIs(t, err, dag.ErrInvalidJob)
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{
+		`job.yaml:5: step "a": unknown field "upsteam"`,
+		`job.yaml:6: invalid job "j": step "b": unknown task "nope"`,
+		`job.yaml:6: invalid job "j": step "b": unknown upstream "zz"`,
+		`job.yaml:9: step "b": "forever" is not a duration`,
+		`job.yaml:12: step "c": args: +Inf cannot be passed as JSON`,
+	}
+	require.Len(t, lines, len(want), err.Error())
+	for i, w := range want {
+		require.Contains(t, lines[i], w)
+	}
+
+	// Without KnownTask, task names are not checked.
+	_, err = parse(t, body)
+	require.NotContains(t, err.Error(), "unknown task")
+	require.Contains(t, err.Error(), `unknown upstream "zz"`)
 }
