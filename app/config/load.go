@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dagq/dagq/app/internal/yamlpos"
 )
 
 // LoadOptions says where Load looks besides the defaults and the environment.
@@ -156,6 +158,9 @@ func readFile(file, how string, keys []Key) (values map[string]any, warnings []s
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		if line, col, msg, ok := yamlpos.Locate(data, err); ok {
+			return nil, nil, nil, fmt.Errorf("config file %s:%s: %s", file, yamlpos.Position(line, col), msg)
+		}
 		return nil, nil, nil, yamlErr(file, err)
 	}
 	if len(doc.Content) == 0 {

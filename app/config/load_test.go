@@ -100,3 +100,17 @@ func TestLoad_SectionVariableIsAnError(t *testing.T) {
 	require.Equal(t, 3, cfg.Worker.Concurrency)
 	require.Equal(t, []string{"environment variable DAGQ_WORKER is not a dagq setting and is ignored (did you mean DAGQ_WORKER_CONCURRENCY?)"}, loaded.Warnings)
 }
+
+// A syntax error names the line (and column) of the problem, not the line
+// where the enclosing section began.
+func TestLoad_SyntaxErrorLine(t *testing.T) {
+	file := writeFile(t, "transport: memory\nworker:\n  concurrency: 4\nretry:\n  max_attempts: 3\n    jitter: 0.1\n")
+	_, _, err := config.Load(config.LoadOptions{File: file})
+	require.Error(t, err)
+	require.Equal(t, "config file "+file+":6:11: mapping values are not allowed in this context", err.Error())
+
+	file = writeFile(t, "worker:\n  concurrency: 4\n  lease: 30s\n shutdown_timeout: 5s\n")
+	_, _, err = config.Load(config.LoadOptions{File: file})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "config file "+file+":4:")
+}

@@ -39,6 +39,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dagq/dagq/app/internal/yamlpos"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 )
@@ -147,6 +148,9 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	// The node tree locates steps for messages; it also catches syntax errors.
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
+		if line, col, msg, ok := yamlpos.Locate(data, err); ok {
+			return nil, fmt.Errorf("%s:%s: %s", name, yamlpos.Position(line, col), msg)
+		}
 		return nil, f.yamlError(err, nil)
 	}
 	spans := stepSpans(&root)

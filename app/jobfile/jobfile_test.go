@@ -158,7 +158,12 @@ func TestParse_Errors(t *testing.T) {
 		{
 			name: "syntax error",
 			body: "name: j\nsteps:\n  - name: a\n   task: echo\n",
-			want: []string{`job.yaml:2: did not find expected`},
+			want: []string{`job.yaml:4:4: did not find expected '-' indicator`},
+		},
+		{
+			name: "syntax error deep in a step",
+			body: "name: j\nsteps:\n  - name: a\n    task: echo\n   upstream: [x]\n",
+			want: []string{`job.yaml:5:4: did not find expected '-' indicator`},
 		},
 		{
 			name: "empty file",
