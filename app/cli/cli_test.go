@@ -353,10 +353,22 @@ func TestConfigValidate(t *testing.T) {
 		"dagq: warning: " + bad + `:3: unknown key "worker.concurency" is ignored (did you mean "worker.concurrency"?)`,
 		"dagq: invalid configuration:",
 		`  s3.bucket: is required with transport "sqs": the S3 bucket for results, large payloads and run state, e.g. my-dagq-bucket`,
-		"  worker.lease (file " + bad + "): 0s is out of range; valid: more than 0s, at most 12h",
-		"  log.level (file " + bad + `): "loud" is not a level; valid values: debug, info, warn, error`,
+		"  worker.lease (file " + bad + ":4): 0s is out of range; valid: more than 0s, at most 12h",
+		"  log.level (file " + bad + `:6): "loud" is not a level; valid values: debug, info, warn, error`,
 	} {
 		require.Contains(t, r.stderr, w+"\n")
+	}
+
+	// A wrong type hides no other problem.
+	require.NoError(t, os.WriteFile(bad, []byte("transport: sqs3\nworker:\n  lease: 0s\nretry:\n  max_attempts: many\n"), 0o600))
+	r = dagq(t, "config", "validate", "--config", bad)
+	require.Equal(t, cli.ExitFailed, r.code)
+	for _, w := range []string{
+		"  retry.max_attempts (file " + bad + `:5): "many" is not an integer`,
+		"  transport (file " + bad + `:1): "sqs3" is not a transport`,
+		"  worker.lease (file " + bad + ":3): 0s is out of range",
+	} {
+		require.Contains(t, r.stderr, w)
 	}
 
 	r = dagq(t, "config", "validate", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
