@@ -343,6 +343,11 @@ func TestRender_RoundTripsThroughLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), "lease: 1m30s\n")
 	require.Contains(t, string(out), "max_backoff: 5m\n")
+	// Plain YAML, without tags: a whole float is "2", not "!!float 2".
+	require.Contains(t, string(out), "multiplier: 2\n")
+	require.Contains(t, string(out), "jitter: 0\n")
+	require.Contains(t, string(out), "enabled: true\n")
+	require.NotContains(t, string(out), "!!")
 	got, loaded := load(t, config.LoadOptions{File: writeFile(t, string(out))})
 	require.Empty(t, loaded.Warnings)
 	require.Equal(t, c, got)
