@@ -28,6 +28,14 @@ func failedWithoutRetry(err error) string {
 	return "failed without retry"
 }
 
+// quietSkipRetry is a handler's error wrapping ErrSkipRetry as logged: its
+// text leaves the sentinel's out (the log line says "failed without
+// retry"), and errors.Is still finds it.
+type quietSkipRetry struct{ err error }
+
+func (q quietSkipRetry) Error() string { return withoutSkipRetry(q.err) }
+func (q quietSkipRetry) Unwrap() error { return q.err }
+
 // withoutSkipRetry is err's text without ErrSkipRetry's ("bad input" for
 // "bad input: skip retry"); empty when nothing else is left.
 func withoutSkipRetry(err error) string {

@@ -416,7 +416,7 @@ func (w *Worker) runJob(j *workerJob) {
 	case errors.Is(err, ErrSkipRetry):
 		res.State, res.Error = ports.StateFailed, failedWithoutRetry(err)
 		j.result.Outcome = OutcomeFailed
-		log.Warn("task failed without retry", "err", withoutSkipRetry(err))
+		log.Warn("task failed without retry", "err", quietSkipRetry{err})
 		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	case j.attempt >= j.policy.MaxAttempts:
 		res.State, res.Error = ports.StateFailed, err.Error()
