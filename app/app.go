@@ -191,8 +191,8 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 }
 
 // NewLogger builds the process logger of the log keys, writing to w.
-// Format auto (and "") writes text when w is a terminal and JSON
-// otherwise (a file, a pipe, a log collector); a writer that wraps another
+// Durations are written as strings ("10ms") in both formats. Format auto
+// (and "") writes text when w is a terminal and JSON otherwise (a file, a pipe, a log collector); a writer that wraps another
 // (an Unwrap() io.Writer method, as dagq run's live view has) is judged by
 // the writer it wraps.
 func NewLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
@@ -200,7 +200,7 @@ func NewLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %q: valid values: %s", c.Level, strings.Join(config.LogLevels, ", "))
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: humanDurations}
 	format := strings.ToLower(c.Format)
 	if format == config.LogFormatAuto || format == "" {
 		format = config.LogFormatJSON
@@ -215,6 +215,15 @@ func NewLogger(c config.LogConfig, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, hopts)), nil
 	}
 	return nil, fmt.Errorf("log.format: %q: valid values: %s", c.Format, strings.Join(config.LogFormats, ", "))
+}
+
+// humanDurations writes a duration as people read it ("10ms", "1m30s") in
+// both formats: the JSON handler would write its nanoseconds.
+func humanDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // logTerminal reports whether w, or the writer it wraps, is a terminal.

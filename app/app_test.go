@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -180,6 +181,27 @@ func TestNewLogger(t *testing.T) {
 	require.ErrorContains(t, err, "log.level")
 	_, err = app.NewLogger(config.LogConfig{Level: "info", Format: "xml"}, io.Discard)
 	require.ErrorContains(t, err, "log.format")
+}
+
+// Durations are written for people in both formats: "10ms", not the
+// nanoseconds encoding/json makes of a time.Duration.
+func TestNewLogger_Durations(t *testing.T) {
+	for _, f := range []string{config.LogFormatJSON, config.LogFormatText} {
+		var buf bytes.Buffer
+		log, err := app.NewLogger(config.LogConfig{Level: "info", Format: f}, &buf)
+		require.NoError(t, err)
+		log.Info("task failed; retrying", "retry_in", 10*time.Millisecond,
+			slog.Group("lease", slog.Duration("left", 90*time.Second)))
+		out := buf.String()
+		require.NotContains(t, out, "10000000", f)
+		if f == config.LogFormatJSON {
+			require.Contains(t, out, `"retry_in":"10ms"`)
+			require.Contains(t, out, `"lease":{"left":"1m30s"}`)
+		} else {
+			require.Contains(t, out, "retry_in=10ms")
+			require.Contains(t, out, "lease.left=1m30s")
+		}
+	}
 }
 
 // payload.threshold and sqs.message_group reach the runtime's Client.

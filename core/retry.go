@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/dagq/dagq/internal/wire"
@@ -11,8 +12,43 @@ import (
 )
 
 // ErrSkipRetry, wrapped into a handler's error, fails the task at once without
-// further attempts: return fmt.Errorf("bad input: %w", core.ErrSkipRetry).
+// further attempts: return fmt.Errorf("bad input: %w", core.ErrSkipRetry). The
+// task's Result.Error then reads "failed without retry: bad input": the
+// sentinel's own text is left out of it.
 var ErrSkipRetry = errors.New("skip retry")
+
+// failedWithoutRetry is the Result.Error of a task whose error wraps
+// ErrSkipRetry: what happened ("failed without retry: bad input"), without
+// the sentinel's own text, which means nothing to the people who read
+// results (dagq status, dagq run's table).
+func failedWithoutRetry(err error) string {
+	if msg := withoutSkipRetry(err); msg != "" {
+		return "failed without retry: " + msg
+	}
+	return "failed without retry"
+}
+
+// quietSkipRetry is a handler's error wrapping ErrSkipRetry as logged: its
+// text leaves the sentinel's out (the log line says "failed without
+// retry"), and errors.Is still finds it.
+type quietSkipRetry struct{ err error }
+
+func (q quietSkipRetry) Error() string { return withoutSkipRetry(q.err) }
+func (q quietSkipRetry) Unwrap() error { return q.err }
+
+// withoutSkipRetry is err's text without ErrSkipRetry's ("bad input" for
+// "bad input: skip retry"); empty when nothing else is left.
+func withoutSkipRetry(err error) string {
+	skip := ErrSkipRetry.Error()
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, ": "+skip+":", ":")
+	msg = strings.TrimSuffix(msg, ": "+skip)
+	msg = strings.TrimPrefix(msg, skip+": ")
+	if msg == skip {
+		return ""
+	}
+	return msg
+}
 
 // RetryPolicy says how often a failing task runs and how long it waits between
 // attempts. The delay before attempt n+1 is

@@ -418,9 +418,9 @@ func (w *Worker) runJob(j *workerJob) {
 		log.Warn("task deadline exceeded while running; failing it", "err", err)
 		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	case errors.Is(err, ErrSkipRetry):
-		res.State, res.Error = ports.StateFailed, err.Error()
+		res.State, res.Error = ports.StateFailed, failedWithoutRetry(err)
 		j.result.Outcome = OutcomeFailed
-		log.Warn("task failed without retry", "err", err)
+		log.Warn("task failed without retry", "err", quietSkipRetry{err})
 		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	case j.attempt >= j.policy.MaxAttempts:
 		res.State, res.Error = ports.StateFailed, err.Error()

@@ -476,7 +476,8 @@ func TestWorker_SkipRetry(t *testing.T) {
 		synctest.Wait()
 		require.NoError(t, h.stop())
 		require.Equal(t, ports.StateFailed, put.State)
-		require.Equal(t, "bad input: skip retry", put.Error)
+		// The error says what happened, not the sentinel's name.
+		require.Equal(t, "failed without retry: bad input", put.Error)
 		require.Equal(t, 1, put.Attempts)
 	})
 }

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"sort"
 	"sync"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/dagq/dagq/app"
 )
@@ -27,8 +30,10 @@ const AWSCounterMiddlewareID = "dagq.AWSCounter"
 // three requests, since AWS bills each attempt that reaches it. An attempt
 // that fails before it reaches the service (a refused connection, a
 // cancelled context) counts as well, and so does an attempt answered with an
-// error; AWSCount.Errors counts those. A long poll cut short at shutdown
-// therefore shows as one request and one error.
+// error; AWSCount.Errors counts those, except the not-found answers of S3
+// lookups (GetObject, HeadObject answered 404: a cancel mark, a result or a
+// record that does not exist), which dagq expects. A long poll cut short at
+// shutdown therefore shows as one request and one error.
 //
 // An AWSCounter is safe for concurrent use, and one counter may be shared by
 // several clients and runtimes; the zero value is not usable (NewAWSCounter).
@@ -70,8 +75,23 @@ func (c *AWSCounter) APIOption(stack *middleware.Stack) error {
 func (c *AWSCounter) handleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
 	middleware.FinalizeOutput, middleware.Metadata, error) {
 	out, md, err := next.HandleFinalize(ctx, in)
-	c.Add(serviceID(ctx), operationName(ctx), 1, err != nil)
+	service, op := serviceID(ctx), operationName(ctx)
+	c.Add(service, op, 1, err != nil && !lookupNotFound(service, op, err))
 	return out, md, err
+}
+
+// lookupNotFound reports whether err is the not-found answer (HTTP 404) of
+// an S3 lookup, GetObject or HeadObject: dagq asks for keys that usually do
+// not exist — a task's cancel mark before it starts and on its heartbeat, a
+// result not written yet, a run record — so that answer is expected, not an
+// error. A 404 of any other operation (PutObject into a missing bucket, a
+// missing queue) is one.
+func lookupNotFound(service, op string, err error) bool {
+	if service != "S3" || (op != "GetObject" && op != "HeadObject") {
+		return false
+	}
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
 }
 
 // Add counts n requests of operation op of service (and n errors when
@@ -141,7 +161,8 @@ type AWSCount struct {
 	Operation string `json:"operation"`
 	// Requests counts the HTTP attempts, failed ones included.
 	Requests int64 `json:"requests"`
-	// Errors counts the attempts that failed: an error response, a transport
+	// Errors counts the attempts that failed: an error response (but not the
+	// 404 of an S3 GetObject or HeadObject, an expected answer), a transport
 	// error or a cancelled context.
 	Errors int64 `json:"errors,omitempty"`
 }

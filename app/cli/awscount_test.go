@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -118,4 +119,52 @@ func TestAWSCounts_Arithmetic(t *testing.T) {
 	js, err := json.Marshal(cli.AWSCounts{{Service: "S3", Operation: "PutObject", Requests: 1}})
 	require.NoError(t, err)
 	require.JSONEq(t, `[{"service":"S3","operation":"PutObject","requests":1}]`, string(js))
+}
+
+// A lookup's not-found answer (a GetObject or HeadObject of a key that does
+// not exist, as every cancel-mark check of a task that was not cancelled
+// gets) is an answer, not an error: it counts as a request only. Other
+// failures of the same operations, and a 404 of any other operation, are
+// errors.
+func TestAWSCounter_LookupNotFoundIsNoError(t *testing.T) {
+	status := map[string]int{"/b/missing": http.StatusNotFound, "/b/forbidden": http.StatusForbidden}
+	httpc := smithyhttp.ClientDoFunc(func(req *http.Request) (*http.Response, error) {
+		code := status[req.URL.Path]
+		if code == 0 {
+			code = http.StatusNotFound // PutObject into /b/put: NoSuchBucket
+		}
+		body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>`
+		switch {
+		case code == http.StatusForbidden:
+			body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>no</Message></Error>`
+		case req.Method == http.MethodPut:
+			body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchBucket</Code><Message>no</Message></Error>`
+		}
+		return &http.Response{StatusCode: code, Header: http.Header{"Content-Type": {"application/xml"}},
+			Body: io.NopCloser(strings.NewReader(body)), Request: req}, nil
+	})
+	counter := cli.NewAWSCounter()
+	c := awss3.New(awss3.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String("http://127.0.0.1:1"),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider("a", "b", ""),
+		HTTPClient:   httpc,
+		Retryer:      aws.NopRetryer{},
+		APIOptions:   []func(*middleware.Stack) error{counter.APIOption},
+	})
+	ctx := context.Background()
+	_, err := c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String("b"), Key: aws.String("missing")})
+	require.Error(t, err)
+	_, err = c.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("b"), Key: aws.String("missing")})
+	require.Error(t, err)
+	_, err = c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String("b"), Key: aws.String("forbidden")})
+	require.Error(t, err)
+	_, err = c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("b"), Key: aws.String("put"), Body: strings.NewReader("x")})
+	require.Error(t, err)
+	require.Equal(t, cli.AWSCounts{
+		{Service: "S3", Operation: "GetObject", Requests: 2, Errors: 1},
+		{Service: "S3", Operation: "HeadObject", Requests: 1},
+		{Service: "S3", Operation: "PutObject", Requests: 1, Errors: 1},
+	}, counter.Snapshot())
 }

@@ -237,7 +237,7 @@ func (c *cli) loadConfig(cmd *cobra.Command) (config.Config, *config.Loaded, err
 	if err != nil {
 		return cfg, loaded, fmt.Errorf("configuration:\n%w", err)
 	}
-	if err := cfg.ValidateSources(loaded.Sources); err != nil {
+	if err := cfg.ValidateLoaded(loaded); err != nil {
 		return cfg, loaded, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	for _, n := range cfg.Notices() {

@@ -165,6 +165,27 @@ steps:
 	}
 	require.Equal(t, map[string]string{"a": "succeeded", "b": "cancelled", "c": "cancelled", "d": "skipped"}, states)
 	require.Contains(t, errb.String(), "cancelled steps: b, c (interrupted)")
+	require.Regexp(t, `run \S+ finished in \S+: interrupted: the command was stopped\n`, errb.String())
+	require.NotContains(t, errb.String()+out.String(), "context canceled", "the cause in words, not Go's")
+}
+
+// A step that fails without retry says so, in the progress, the table and
+// the JSON result, without the sentinel's text.
+func TestRun_SkipRetryWording(t *testing.T) {
+	job := writeJob(t, `name: bad
+steps:
+  - {name: a, task: fail, args: {times: -1}}
+`)
+	r := dagq(t, "run", job, "--progress", "plain")
+	require.Equal(t, cli.ExitFailed, r.code, r.stderr)
+	require.Regexp(t, `(?m)^a\s+fail\s+failed\s+1\s+\S+\s+failed without retry: fail: times is -1`, r.stdout)
+	require.Contains(t, r.stdout, "step a failed (attempt 1, ")
+	require.NotContains(t, r.stdout+r.stderr, "skip retry")
+
+	r = dagq(t, "run", job, "-o", "json")
+	require.Equal(t, cli.ExitFailed, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"error": "failed without retry: fail: times is -1`)
+	require.NotContains(t, r.stdout+r.stderr, "skip retry")
 }
 
 func TestRun_FailFastFlag(t *testing.T) {
@@ -184,6 +205,7 @@ steps:
 func TestRun_Errors(t *testing.T) {
 	unknownTask := writeJob(t, "name: j\nsteps:\n  - name: a\n    task: nope\n  - name: b\n    task: echo\n    upstream: [zz]\n")
 	badField := writeJob(t, "name: j\nsteps:\n  - name: a\n    task: echo\n    timeout: forever\n")
+	unknownField := writeJob(t, "name: j\nsteps:\n  - name: a\n    task: nope\n    upsteam: [x]\n  - name: b\n    task: echo\n    upstream: [zz]\n")
 	cases := []struct {
 		name string
 		args []string
@@ -195,12 +217,20 @@ func TestRun_Errors(t *testing.T) {
 		{"bad output", []string{"run", "x.yaml", "--output", "xml"}, cli.ExitUsage, []string{`dagq: --output "xml": valid values: text, json`}},
 		{"bad progress", []string{"run", "x.yaml", "--progress", "fancy"}, cli.ExitUsage, []string{`--progress "fancy"`}},
 		{"bad param", []string{"run", "x.yaml", "-p", "novalue"}, cli.ExitUsage, []string{`--param "novalue": want NAME=VALUE`}},
+		{"unknown param", []string{"run", examples + "diamond.yaml", "-p", "whoo=x"}, cli.ExitUsage, []string{
+			`unknown parameter "whoo"`, "who", // the declared parameter
+		}},
 		{"missing file", []string{"run", "nope.yaml"}, cli.ExitFailed, []string{"dagq: job file: open nope.yaml: no such file or directory"}},
 		{"invalid job", []string{"run", unknownTask}, cli.ExitFailed, []string{
 			"dagq: " + unknownTask + `:3: invalid job "j": step "a": unknown task "nope"`,
 			"  " + unknownTask + `:5: invalid job "j": step "b": unknown upstream "zz"`,
 		}},
 		{"bad field", []string{"run", badField}, cli.ExitFailed, []string{"dagq: " + badField + `:5: step "a": "forever" is not a duration`}},
+		{"unknown field and job errors", []string{"run", unknownField}, cli.ExitFailed, []string{
+			"dagq: " + unknownField + `:3: invalid job "j": step "a": unknown task "nope"`,
+			"  " + unknownField + `:5: step "a": unknown field "upsteam"`,
+			"  " + unknownField + `:6: invalid job "j": step "b": unknown upstream "zz"`,
+		}},
 		{"bad config", []string{"run", examples + "diamond.yaml", "--concurrency", "0", "--transport", "sqs"}, cli.ExitFailed, []string{
 			"dagq: invalid configuration:",
 			`  sqs.queue_url: is required with transport "sqs"`,
@@ -323,10 +353,22 @@ func TestConfigValidate(t *testing.T) {
 		"dagq: warning: " + bad + `:3: unknown key "worker.concurency" is ignored (did you mean "worker.concurrency"?)`,
 		"dagq: invalid configuration:",
 		`  s3.bucket: is required with transport "sqs": the S3 bucket for results, large payloads and run state, e.g. my-dagq-bucket`,
-		"  worker.lease (file " + bad + "): 0s is out of range; valid: more than 0s, at most 12h",
-		"  log.level (file " + bad + `): "loud" is not a level; valid values: debug, info, warn, error`,
+		"  worker.lease (file " + bad + ":4): 0s is out of range; valid: more than 0s, at most 12h",
+		"  log.level (file " + bad + `:6): "loud" is not a level; valid values: debug, info, warn, error`,
 	} {
 		require.Contains(t, r.stderr, w+"\n")
+	}
+
+	// A wrong type hides no other problem.
+	require.NoError(t, os.WriteFile(bad, []byte("transport: sqs3\nworker:\n  lease: 0s\nretry:\n  max_attempts: many\n"), 0o600))
+	r = dagq(t, "config", "validate", "--config", bad)
+	require.Equal(t, cli.ExitFailed, r.code)
+	for _, w := range []string{
+		"  retry.max_attempts (file " + bad + `:5): "many" is not an integer`,
+		"  transport (file " + bad + `:1): "sqs3" is not a transport`,
+		"  worker.lease (file " + bad + ":3): 0s is out of range",
+	} {
+		require.Contains(t, r.stderr, w)
 	}
 
 	r = dagq(t, "config", "validate", "--config", filepath.Join(t.TempDir(), "missing.yaml"))

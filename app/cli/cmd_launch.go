@@ -15,6 +15,7 @@ import (
 	"github.com/dagq/dagq/app/jobfile"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
+	"github.com/dagq/dagq/ports"
 )
 
 // Progress modes of dagq launch --wait: the record is polled, so there is
@@ -60,7 +61,7 @@ run failed or could not be launched, 2 for bad arguments, 130 when the run was
 cancelled or the wait interrupted.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, launchProgressModes, params)
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, launchProgressModes, params, nil)
 			if err != nil {
 				return err
 			}
@@ -119,6 +120,9 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 		FailFast:   cfg.Executor.FailFast,
 		CancelWait: cfg.Executor.CancelWait,
 	})
+	if errors.Is(err, ports.ErrAlreadyExists) && o.runID != "" {
+		return fmt.Errorf("%w; choose another --run-id or omit it", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
 	"sort"
@@ -22,12 +21,23 @@ import (
 // interruptSignals cancel a run (and stop a worker) gracefully.
 var interruptSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
+// errStopped is the cause of an interruptContext's cancellation: the run's
+// error and its skipped steps then say "interrupted: the command was
+// stopped", not Go's "context canceled".
+var errStopped = errors.New("the command was stopped")
+
 // interruptContext returns a context cancelled by the first SIGINT or
-// SIGTERM (after telling stderr what happens now); the signal handling then
-// goes back to the default, so a second Ctrl-C ends the process at once.
-// release stops listening.
+// SIGTERM (after telling stderr what happens now), or when parent ends, with
+// errStopped as its cause (context.Cause); the signal handling then goes
+// back to the default, so a second Ctrl-C ends the process at once. release
+// stops listening.
 func interruptContext(parent context.Context, stderr io.Writer, what string) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(parent))
+	stopAfter := context.AfterFunc(parent, func() { cancelCause(errStopped) })
+	cancel := func() {
+		stopAfter()
+		cancelCause(errStopped)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, interruptSignals...)
 	done := make(chan struct{})
@@ -38,7 +48,8 @@ func interruptContext(parent context.Context, stderr io.Writer, what string) (co
 		case s := <-sigs:
 			signal.Stop(sigs)
 			fmt.Fprintf(stderr, "dagq: %v: %s (again to exit at once)\n", s, what)
-			cancel()
+			stopAfter()
+			cancelCause(fmt.Errorf("%w (%v)", errStopped, s))
 		case <-done:
 		}
 	}()
@@ -79,7 +90,7 @@ Exit status: 0 when every step succeeded, 1 when the run failed (or could not
 start), 2 for bad arguments, 130 when the run was cancelled.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params)
+			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params, c.known)
 			if err != nil {
 				return err
 			}
@@ -112,17 +123,16 @@ func (c *cli) known(task string) bool {
 // loadJob loads a job file with the configured retry defaults, and its
 // params overridden by extra (the -p flags). It checks the file's syntax,
 // not the job: call Validate.
-func loadJob(path string, cfg config.Config, extra map[string]string) (*jobfile.File, map[string]string, error) {
+func loadJob(path string, cfg config.Config, extra map[string]string, known func(string) bool) (*jobfile.File, map[string]string, error) {
 	policy := cfg.Retry.Policy()
-	f, err := jobfile.Load(path, jobfile.Options{DefaultRetry: &policy})
+	f, err := jobfile.Load(path, jobfile.Options{DefaultRetry: &policy, KnownTask: known})
 	if err != nil {
 		return nil, nil, err
 	}
-	params := maps.Clone(f.Params)
-	if params == nil && len(extra) > 0 {
-		params = map[string]string{}
+	params, err := f.RunParams(extra)
+	if err != nil {
+		return nil, nil, exitErr(ExitUsage, err)
 	}
-	maps.Copy(params, extra)
 	return f, params, nil
 }
 
@@ -245,8 +255,10 @@ func runFailure(res dag.RunResult, err error) error {
 }
 
 // jobCommandArgs checks the flags shared by run and launch (--output,
-// --progress, -p) and loads the configuration and the job file.
-func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, modes, params []string) (config.Config, *jobfile.File, map[string]string, error) {
+// --progress, -p) and loads the configuration and the job file; known
+// checks task names when the file has other problems too (nil: not
+// checked).
+func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, modes, params []string, known func(string) bool) (config.Config, *jobfile.File, map[string]string, error) {
 	if err := checkOutput(output, "text", "json"); err != nil {
 		return config.Config{}, nil, nil, err
 	}
@@ -261,7 +273,7 @@ func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, 
 	if err != nil {
 		return config.Config{}, nil, nil, err
 	}
-	f, runParams, err := loadJob(path, cfg, extra)
+	f, runParams, err := loadJob(path, cfg, extra, known)
 	if err != nil {
 		return config.Config{}, nil, nil, err
 	}

@@ -80,6 +80,7 @@ func stepStates(rec dag.RunRecord) map[string]dag.StepState {
 }
 
 const slowJob = `name: slow
+params: {day: sun}
 steps:
   - {name: a, task: echo, args: go}
   - {name: b, task: sleep, upstream: [a], args: 1m}
@@ -231,7 +232,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 
 		r = in(t, rt, "launch", examples+"diamond.yaml", "--run-id", "d-1")
 		require.Equal(t, cli.ExitFailed, r.code, "a run ID is launched once")
-		require.Contains(t, r.stderr, "already exists")
+		require.Regexp(t, `^dagq: run d-1 already exists \(launched at \S+\); choose another --run-id or omit it\n$`, r.stderr)
 	})
 
 	t.Run("launch --wait --output json", func(t *testing.T) {

@@ -90,10 +90,17 @@ func (c stepClock) observe(ev dag.Event) time.Duration {
 // plainProgress prints one line per event:
 //
 //	12:00:01 step b succeeded (attempt 1, 20ms)
+//
+// Its lines and those written through Wrap (logs, notices) are written
+// whole, one at a time: when both go to one stream (--output json puts the
+// progress on stderr, with the logs) a log line is never cut by a progress
+// line.
 type plainProgress struct {
-	w     io.Writer
-	clock stepClock
-	start time.Time
+	mu      sync.Mutex
+	pending []*lineWriter // the writers of Wrap, flushed by Close
+	w       io.Writer
+	clock   stepClock
+	start   time.Time
 }
 
 func newPlainProgress(w io.Writer) *plainProgress {
@@ -101,14 +108,63 @@ func newPlainProgress(w io.Writer) *plainProgress {
 }
 
 func (p *plainProgress) Event(ev dag.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	d := p.clock.observe(ev)
 	if line := eventLine(ev, d, &p.start); line != "" {
 		fmt.Fprintf(p.w, "%s %s\n", ev.Time.Format("15:04:05"), line)
 	}
 }
 
-func (p *plainProgress) Wrap(w io.Writer) io.Writer { return w }
-func (p *plainProgress) Close()                     {}
+// Wrap returns a writer that writes whole lines only, between the
+// progress lines: a partial line waits for its end (Close writes what is
+// left).
+func (p *plainProgress) Wrap(w io.Writer) io.Writer {
+	lw := &lineWriter{mu: &p.mu, w: w}
+	p.mu.Lock()
+	p.pending = append(p.pending, lw)
+	p.mu.Unlock()
+	return lw
+}
+
+func (p *plainProgress) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, lw := range p.pending {
+		lw.flushLocked()
+	}
+}
+
+// lineWriter writes to w whole lines at a time, under mu.
+type lineWriter struct {
+	mu  *sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+// Unwrap returns the writer it writes to (app.NewLogger's auto format asks
+// whether it is a terminal).
+func (l *lineWriter) Unwrap() io.Writer { return l.w }
+
+func (l *lineWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, b...)
+	end := bytes.LastIndexByte(l.buf, '\n')
+	if end < 0 {
+		return len(b), nil
+	}
+	_, err := l.w.Write(l.buf[:end+1])
+	l.buf = append(l.buf[:0], l.buf[end+1:]...)
+	return len(b), err
+}
+
+func (l *lineWriter) flushLocked() {
+	if len(l.buf) > 0 {
+		_, _ = l.w.Write(l.buf)
+		l.buf = l.buf[:0]
+	}
+}
 
 // eventLine describes one event; d is the attempt's duration when known
 // (negative otherwise); start is set by run_started.

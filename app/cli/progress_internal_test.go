@@ -133,3 +133,19 @@ func TestFormatDuration(t *testing.T) {
 		require.Equal(t, want, formatDuration(d), d.String())
 	}
 }
+
+// Plain progress and the logs written through its Wrap share one writer
+// line by line: a log line written in pieces is never cut by a progress
+// line.
+func TestPlainProgress_LinesNotInterleaved(t *testing.T) {
+	var out bytes.Buffer
+	p := newPlainProgress(&out)
+	logs := p.Wrap(&out)
+	_, err := logs.Write([]byte(`{"level":"WARN",`))
+	require.NoError(t, err)
+	p.Event(dag.Event{Type: dag.EventStepQueued, Step: "a", Time: time.Date(2026, 1, 1, 12, 0, 1, 0, time.UTC)})
+	_, err = logs.Write([]byte(`"msg":"x"}` + "\n"))
+	require.NoError(t, err)
+	require.Equal(t, "12:00:01 step a queued\n"+`{"level":"WARN","msg":"x"}`+"\n", out.String())
+	p.Close()
+}

@@ -72,10 +72,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	r = check(dagq(t, "config", "validate", "--config", bad))
 	require.Equal(t, cli.ExitFailed, r.code)
 	for _, w := range []string{
-		`signing.keys (file ` + bad + `): entry 2 (key "k2") is not base64`,
-		`signing.keys (file ` + bad + `): key "k3" is 16 bytes; valid: at least 32 bytes`,
-		`signing.keys (file ` + bad + `): entry 4 is not <key ID>=<base64 key>`,
-		`signing.key_id (file ` + bad + `): the value is not a key ID`,
+		`signing.keys (file ` + bad + `:3): entry 2 (key "k2") is not base64`,
+		`signing.keys (file ` + bad + `:3): key "k3" is 16 bytes; valid: at least 32 bytes`,
+		`signing.keys (file ` + bad + `:3): entry 4 is not <key ID>=<base64 key>`,
+		`signing.key_id (file ` + bad + `:2): the value is not a key ID`,
 	} {
 		assert.Contains(t, r.stderr, w)
 	}

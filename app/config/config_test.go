@@ -251,9 +251,9 @@ retry:
 	msg := err.Error()
 	assert.Contains(t, msg, `worker.concurrency (env DAGQ_WORKER_CONCURRENCY): "many" is not an integer`)
 	assert.Contains(t, msg, `cancellation.enabled (env DAGQ_CANCELLATION_ENABLED): "maybe" is not a boolean; valid: true or false`)
-	assert.Contains(t, msg, `worker.lease (file `+file+`): 30 is not a duration; write a number with a unit, e.g. 500ms, 30s`)
-	assert.Contains(t, msg, `worker.shutdown_timeout (file `+file+`): "soon" is not a duration`)
-	assert.Contains(t, msg, `retry.multiplier (file `+file+`): a list is not a number`)
+	assert.Contains(t, msg, `worker.lease (file `+file+`:2): 30 is not a duration; write a number with a unit, e.g. 500ms, 30s`)
+	assert.Contains(t, msg, `worker.shutdown_timeout (file `+file+`:3): "soon" is not a duration`)
+	assert.Contains(t, msg, `retry.multiplier (file `+file+`:5): a list is not a number`)
 	var fe *config.FieldError
 	require.ErrorAs(t, err, &fe)
 }
@@ -264,8 +264,8 @@ func TestSectionThatIsNotAMapping(t *testing.T) {
 	require.Error(t, err)
 	lines := strings.Split(err.Error(), "\n")
 	require.Len(t, lines, 2, "one error per section, not one per key: %q", lines)
-	require.Contains(t, err.Error(), `worker (file `+file+`): line 1: "5" is not a mapping; the section holds worker.concurrency, worker.lease,`)
-	require.Contains(t, err.Error(), `retry (file `+file+`): line 3: a list is not a mapping`)
+	require.Contains(t, err.Error(), `worker (file `+file+`:1): "5" is not a mapping; the section holds worker.concurrency, worker.lease,`)
+	require.Contains(t, err.Error(), `retry (file `+file+`:3): a list is not a mapping`)
 }
 
 func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
@@ -343,6 +343,11 @@ func TestRender_RoundTripsThroughLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), "lease: 1m30s\n")
 	require.Contains(t, string(out), "max_backoff: 5m\n")
+	// Plain YAML, without tags: a whole float is "2", not "!!float 2".
+	require.Contains(t, string(out), "multiplier: 2\n")
+	require.Contains(t, string(out), "jitter: 0\n")
+	require.Contains(t, string(out), "enabled: true\n")
+	require.NotContains(t, string(out), "!!")
 	got, loaded := load(t, config.LoadOptions{File: writeFile(t, string(out))})
 	require.Empty(t, loaded.Warnings)
 	require.Equal(t, c, got)

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dagq/dagq/app/internal/yamlpos"
 )
 
 // LoadOptions says where Load looks besides the defaults and the environment.
@@ -42,13 +44,18 @@ type Loaded struct {
 	// Sources maps every key to where its value came from: "default",
 	// "file", "env DAGQ_…" or "flag --…".
 	Sources map[string]string
+	// Lines maps the keys set in the config file to the line of their value
+	// (for messages; the file's value may be overridden, see Sources).
+	Lines map[string]int
 }
 
 // Load builds the configuration from the defaults, the config file, the
 // environment and the flags, in increasing precedence. It fails when a named
 // config file is missing or unreadable, or when values have the wrong type
-// (every such key is reported, with where its value came from). It does not
-// range-check values: call Config.Validate.
+// (every such key is reported, with where its value came from, and with
+// them the problems Config.Validate finds in the other keys, so that a wrong
+// type hides nothing). It does not range-check values otherwise: call
+// Config.ValidateLoaded (or Validate).
 //
 // Viper does the precedence, the environment (AutomaticEnv; every key has a
 // default, so Unmarshal sees its variable) and the decoding; decodeHook gives
@@ -72,14 +79,14 @@ func Load(opts LoadOptions) (Config, *Loaded, error) {
 		return Config{}, loaded, err
 	}
 	if file != "" {
-		values, warnings, sectionErrs, err := readFile(file, how, keys)
+		values, lines, warnings, sectionErrs, err := readFile(file, how, keys)
 		if err != nil {
 			return Config{}, loaded, err
 		}
 		if err := v.MergeConfigMap(values); err != nil {
 			return Config{}, loaded, fmt.Errorf("config file %s: %w", file, err)
 		}
-		loaded.File, loaded.Warnings, errs = file, warnings, sectionErrs
+		loaded.File, loaded.Lines, loaded.Warnings, errs = file, lines, warnings, sectionErrs
 	}
 	warnings, envErrs := checkEnv(os.Environ(), keys)
 	loaded.Warnings = append(loaded.Warnings, warnings...)
@@ -110,12 +117,56 @@ func Load(opts LoadOptions) (Config, *Loaded, error) {
 	if err := v.Unmarshal(&cfg, func(c *mapstructure.DecoderConfig) {
 		c.TagName, c.DecodeHook, c.WeaklyTypedInput = "yaml", decodeHook, false
 	}); err != nil {
-		errs = append(errs, fieldErrors(err, loaded.Sources)...)
+		errs = append(errs, fieldErrors(err, loaded.Sources, loaded.Lines)...)
 	}
 	if len(errs) > 0 {
-		return Config{}, loaded, errors.Join(errs...)
+		return Config{}, loaded, errors.Join(append(errs, otherProblems(cfg, loaded, keys, errs)...)...)
 	}
 	return cfg, loaded, nil
+}
+
+// otherProblems returns the validation errors of the keys that have none in
+// errs (the loading errors), with those keys at their defaults: one wrong
+// type does not hide every other problem.
+func otherProblems(cfg Config, loaded *Loaded, keys []Key, errs []error) []error {
+	failed := map[string]bool{}
+	for _, err := range errs {
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			return nil // not about one key: nothing to compare with
+		}
+		failed[fe.Key] = true
+	}
+	cv, def := reflect.ValueOf(&cfg).Elem(), reflect.ValueOf(Default())
+	for _, k := range keys {
+		if failed[k.Path] || failed[section(k.Path)] {
+			cv.FieldByIndex(k.index).Set(def.FieldByIndex(k.index))
+		}
+	}
+	var out []error
+	for _, err := range unjoinErrs(cfg.ValidateLoaded(loaded)) {
+		var fe *FieldError
+		if errors.As(err, &fe) && (failed[fe.Key] || failed[section(fe.Key)]) {
+			continue
+		}
+		out = append(out, err)
+	}
+	return out
+}
+
+func section(key string) string {
+	s, _, _ := strings.Cut(key, ".")
+	return s
+}
+
+func unjoinErrs(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // configFile picks the config file and says which source named it.
@@ -147,25 +198,28 @@ func configFile(opts LoadOptions) (path, how string, err error) {
 // (without the sections that are not mappings), a warning for every unknown
 // key (with its line and the closest valid key) and an error for every such
 // section that is not empty.
-func readFile(file, how string, keys []Key) (values map[string]any, warnings []string, errs []error, err error) {
+func readFile(file, how string, keys []Key) (values map[string]any, lines map[string]int, warnings []string, errs []error, err error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil, fmt.Errorf("config file %s (from %s) does not exist", file, how)
+		return nil, nil, nil, nil, fmt.Errorf("config file %s (from %s) does not exist", file, how)
 	} else if err != nil {
-		return nil, nil, nil, fmt.Errorf("config file %s: %w", file, err)
+		return nil, nil, nil, nil, fmt.Errorf("config file %s: %w", file, err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, nil, yamlErr(file, err)
+		if line, col, msg, ok := yamlpos.Locate(data, err); ok {
+			return nil, nil, nil, nil, fmt.Errorf("config file %s:%s: %s", file, yamlpos.Position(line, col), msg)
+		}
+		return nil, nil, nil, nil, yamlErr(file, err)
 	}
 	if len(doc.Content) == 0 {
-		return nil, nil, nil, nil // an empty file
+		return nil, nil, nil, nil, nil // an empty file
 	}
 	if err := doc.Decode(&values); err != nil {
 		if msg := shapeProblem(doc.Content[0]); msg != "" {
-			return nil, nil, nil, fmt.Errorf("config file %s: %s", file, msg)
+			return nil, nil, nil, nil, fmt.Errorf("config file %s: %s", file, msg)
 		}
-		return nil, nil, nil, yamlErr(file, err)
+		return nil, nil, nil, nil, yamlErr(file, err)
 	}
 
 	known := make(map[string]bool, len(keys))
@@ -179,6 +233,7 @@ func readFile(file, how string, keys []Key) (values map[string]any, warnings []s
 		}
 	}
 	var walk func(n *yaml.Node, prefix string)
+	lines = map[string]int{}
 	walk = func(n *yaml.Node, prefix string) {
 		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
 			kn, vn := n.Content[i], n.Content[i+1]
@@ -188,6 +243,7 @@ func readFile(file, how string, keys []Key) (values map[string]any, warnings []s
 			}
 			switch {
 			case known[path]:
+				lines[path] = vn.Line
 			case sections[path] == nil:
 				msg := fmt.Sprintf("%s:%d: unknown key %q is ignored", file, kn.Line, path)
 				if s := Suggest(path); s != "" {
@@ -210,13 +266,13 @@ func readFile(file, how string, keys []Key) (values map[string]any, warnings []s
 				case secret[path]:
 					what = "a value"
 				}
-				errs = append(errs, &FieldError{Key: path, Source: "file " + file,
-					Msg: fmt.Sprintf("line %d: %s is not a mapping; the section holds %s", vn.Line, what, strings.Join(sections[path], ", "))})
+				errs = append(errs, &FieldError{Key: path, Source: "file " + file, Line: vn.Line,
+					Msg: fmt.Sprintf("%s is not a mapping; the section holds %s", what, strings.Join(sections[path], ", "))})
 			}
 		}
 	}
 	walk(doc.Content[0], "")
-	return values, warnings, errs, nil
+	return values, lines, warnings, errs, nil
 }
 
 // yamlErr explains why the config file could not be read: one line per
@@ -409,18 +465,18 @@ func decodeHook(_, to reflect.Type, raw any) (any, error) {
 
 // fieldErrors turns the decoding errors of viper's Unmarshal into
 // FieldErrors naming the key and where its value came from.
-func fieldErrors(err error, sources map[string]string) []error {
+func fieldErrors(err error, sources map[string]string, lines map[string]int) []error {
 	switch e := err.(type) {
 	case *mapstructure.DecodeError:
-		return []error{&FieldError{Key: e.Name(), Source: sources[e.Name()], Msg: e.Unwrap().Error()}}
+		return []error{&FieldError{Key: e.Name(), Source: sources[e.Name()], Line: lines[e.Name()], Msg: e.Unwrap().Error()}}
 	case interface{ Unwrap() []error }:
 		var out []error
 		for _, e := range e.Unwrap() {
-			out = append(out, fieldErrors(e, sources)...)
+			out = append(out, fieldErrors(e, sources, lines)...)
 		}
 		return out
 	case interface{ Unwrap() error }:
-		return fieldErrors(e.Unwrap(), sources)
+		return fieldErrors(e.Unwrap(), sources, lines)
 	}
 	return []error{err}
 }

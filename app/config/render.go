@@ -89,17 +89,17 @@ func node(v reflect.Value) (*yaml.Node, error) {
 	return m, nil
 }
 
+// scalarTag is the tag of a value's node: "!!str" for strings (and
+// durations), so that one that reads as another type is quoted; none for
+// numbers and booleans, which the encoder then writes plainly (a float that
+// is whole, such as 2, would otherwise come out as "!!float 2").
 func scalarTag(v reflect.Value) string {
 	if v.Type() == reflect.TypeFor[time.Duration]() {
 		return "!!str"
 	}
 	switch v.Kind() {
-	case reflect.Bool:
-		return "!!bool"
-	case reflect.Int, reflect.Int64:
-		return "!!int"
-	case reflect.Float64:
-		return "!!float"
+	case reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
+		return ""
 	default:
 		return "!!str"
 	}

@@ -121,6 +121,6 @@ func TestSigning_FromEnvAndFileRedacted(t *testing.T) {
 func TestSigning_SectionNotAMappingDoesNotQuoteIt(t *testing.T) {
 	file := writeFile(t, "signing: "+sigK1+"\n")
 	_, _, err := config.Load(config.LoadOptions{File: file})
-	require.ErrorContains(t, err, "signing (file "+file+"): line 1: a value is not a mapping; the section holds signing.key_id, signing.keys, signing.required")
+	require.ErrorContains(t, err, "signing (file "+file+":1): a value is not a mapping; the section holds signing.key_id, signing.keys, signing.required")
 	require.False(t, strings.Contains(err.Error(), sigK1))
 }

@@ -23,11 +23,18 @@ type FieldError struct {
 	Source string
 	// Msg says what is wrong and what would be valid.
 	Msg string
+	// Line is the line of the value in the config file when Source is the
+	// file (0: unknown); the message then names "file dagq.yaml:5".
+	Line int
 }
 
 func (e *FieldError) Error() string {
 	if e.Source != "" && e.Source != "default" {
-		return fmt.Sprintf("%s (%s): %s", e.Key, e.Source, e.Msg)
+		source := e.Source
+		if e.Line > 0 && strings.HasPrefix(source, "file ") {
+			source += ":" + strconv.Itoa(e.Line)
+		}
+		return fmt.Sprintf("%s (%s): %s", e.Key, source, e.Msg)
 	}
 	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
 }
@@ -86,10 +93,22 @@ func (c Config) Validate() error { return c.ValidateSources(nil) }
 
 // ValidateSources is Validate with the sources of Load, so that each error
 // also says where its value was set.
-func (c Config) ValidateSources(sources map[string]string) error {
+func (c Config) ValidateSources(sources map[string]string) error { return c.validate(sources, nil) }
+
+// ValidateLoaded is Validate with what Load says of the configuration: each
+// error names where its value was set and, for the config file, its line
+// ("worker.lease (file dagq.yaml:3): …").
+func (c Config) ValidateLoaded(l *Loaded) error {
+	if l == nil {
+		return c.Validate()
+	}
+	return c.validate(l.Sources, l.Lines)
+}
+
+func (c Config) validate(sources map[string]string, lines map[string]int) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, &FieldError{Key: key, Source: sources[key], Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, &FieldError{Key: key, Source: sources[key], Line: lines[key], Msg: fmt.Sprintf(format, args...)})
 	}
 
 	switch {

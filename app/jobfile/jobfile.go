@@ -19,7 +19,9 @@
 //	      jitter: 0.1
 //	    timeout: 30s                # optional, covers every attempt
 //
-// Unknown fields are errors. Errors name the file, the line and the step.
+// Unknown fields are errors. Errors name the file, the line and the step;
+// Parse reports every problem of a file at once, its job's (File.Validate)
+// with its shape's (unknown fields, types, durations).
 package jobfile
 
 import (
@@ -27,14 +29,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dagq/dagq/app/internal/yamlpos"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 )
@@ -57,6 +62,10 @@ type Options struct {
 	// core.DefaultRetryPolicy). The dagq command passes the configured retry
 	// policy.
 	DefaultRetry *core.RetryPolicy
+	// KnownTask reports whether a task name is registered; Parse uses it
+	// only when the file has shape errors, to report the job's problems
+	// (File.Validate) with them. nil: task names are not checked.
+	KnownTask func(task string) bool
 }
 
 // Load reads and parses the job file at path.
@@ -130,13 +139,18 @@ func quoteNode(n *yaml.Node) string {
 
 // Parse parses a job file's content; name is used in messages. It checks the
 // file's shape (unknown fields, types, durations) but not the job itself:
-// call File.Validate for that.
+// call File.Validate for that. When the shape is wrong, the error holds the
+// job's problems too (File.Validate with opts.KnownTask), so that one
+// unknown field does not hide the rest.
 func Parse(name string, data []byte, opts Options) (*File, error) {
 	f := &File{Path: name, lines: map[string]int{}}
 
 	// The node tree locates steps for messages; it also catches syntax errors.
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
+		if line, col, msg, ok := yamlpos.Locate(data, err); ok {
+			return nil, fmt.Errorf("%s:%s: %s", name, yamlpos.Position(line, col), msg)
+		}
 		return nil, f.yamlError(err, nil)
 	}
 	spans := stepSpans(&root)
@@ -154,15 +168,21 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	var doc jobDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var errs []error
 	if err := dec.Decode(&doc); err != nil {
-		return nil, f.yamlError(err, spans)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, f.yamlError(err, spans)
+		}
+		// Unknown fields and wrong types: the decoder filled in the rest,
+		// so the job's own problems are reported with them.
+		errs = append(errs, unjoin(f.yamlError(err, spans))...)
 	}
 
 	def := core.DefaultRetryPolicy
 	if opts.DefaultRetry != nil {
 		def = *opts.DefaultRetry
 	}
-	var errs []error
 	var x expander // one alias budget for the whole file
 	f.Job.Name = doc.Name
 	f.Params = doc.Params
@@ -189,7 +209,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 					msg = v + " cannot be passed as JSON; valid: finite numbers"
 				}
 				errs = append(errs, fmt.Errorf("%s:%d: step %s: args: %s", name, line, stepLabel(sd.Name, i), msg))
-				continue
+				step.Args = nil
 			}
 		}
 		if sd.Retry != nil {
@@ -215,9 +235,28 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 		f.Job.Steps = append(f.Job.Steps, step)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		if err := f.Validate(opts.KnownTask); err != nil {
+			errs = append(errs, unjoin(err)...)
+		}
+		return nil, joinByLine(name, errs)
 	}
 	return f, nil
+}
+
+// joinByLine joins errs (each "name:line: …" or "name: …") in the order of
+// their lines, those without a line first.
+func joinByLine(name string, errs []error) error {
+	lineOf := func(err error) int {
+		rest, ok := strings.CutPrefix(err.Error(), name+":")
+		if !ok {
+			return 0
+		}
+		digits, _, _ := strings.Cut(rest, ":")
+		n, _ := strconv.Atoi(digits)
+		return n
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
+	return errors.Join(errs...)
 }
 
 func stepLabel(name string, i int) string {
@@ -248,6 +287,39 @@ func (f *File) Validate(known func(task string) bool) error {
 		errs = append(errs, fmt.Errorf("%s: %w", f.Path, e))
 	}
 	return errors.Join(errs...)
+}
+
+// ErrUnknownParam is matched (errors.Is) by RunParams' error for a parameter
+// the job file does not declare.
+var ErrUnknownParam = errors.New("unknown parameter")
+
+// RunParams returns the run's parameters: the file's params with overrides
+// (dagq run -p NAME=VALUE) applied, nil when both are empty. Only declared
+// parameters can be overridden: every other name fails, all at once, with
+// an error matching ErrUnknownParam that lists the declared ones — a typo
+// in a name would otherwise leave the default in place without a word.
+func (f *File) RunParams(overrides map[string]string) (map[string]string, error) {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(overrides)) {
+		if _, ok := f.Params[k]; ok {
+			continue
+		}
+		declared := fmt.Sprintf("job %q declares no parameters", f.Job.Name)
+		if len(f.Params) > 0 {
+			declared = fmt.Sprintf("job %q declares: %s", f.Job.Name, strings.Join(slices.Sorted(maps.Keys(f.Params)), ", "))
+		}
+		errs = append(errs, fmt.Errorf("%s: %w %q: %s (declare it under params: with its default)",
+			f.Path, ErrUnknownParam, k, declared))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(f.Params) == 0 {
+		return nil, nil
+	}
+	params := maps.Clone(f.Params)
+	maps.Copy(params, overrides)
+	return params, nil
 }
 
 // StepLine returns the line of the step's entry in the file (0 if unknown).

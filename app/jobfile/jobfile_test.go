@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,7 +158,12 @@ func TestParse_Errors(t *testing.T) {
 		{
 			name: "syntax error",
 			body: "name: j\nsteps:\n  - name: a\n   task: echo\n",
-			want: []string{`job.yaml:2: did not find expected`},
+			want: []string{`job.yaml:4:4: did not find expected '-' indicator`},
+		},
+		{
+			name: "syntax error deep in a step",
+			body: "name: j\nsteps:\n  - name: a\n    task: echo\n   upstream: [x]\n",
+			want: []string{`job.yaml:5:4: did not find expected '-' indicator`},
 		},
 		{
 			name: "empty file",
@@ -236,4 +242,69 @@ steps:
 	require.Contains(t, string(f.Job.Steps[0].Args), "12345678901234", "integers stay exact")
 	require.NoError(t, json.Unmarshal(f.Job.Steps[1].Args, &b))
 	require.Equal(t, map[string]any{"1": "one", "ok": true, "big": 12345678901234.0, "s": "007", "y": 3.0}, b, "merge keys work")
+}
+
+// -p overrides only the parameters the file declares: an unknown name is
+// refused, listing the declared ones.
+func TestRunParams(t *testing.T) {
+	f, err := parse(t, "name: j\nparams: {who: dagq, day: mon}\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err)
+	p, err := f.RunParams(map[string]string{"who": "world"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"who": "world", "day": "mon"}, p)
+	require.Equal(t, map[string]string{"who": "dagq", "day": "mon"}, f.Params, "the file's params are not changed")
+
+	_, err = f.RunParams(map[string]string{"whoo": "x", "who": "y", "zz": "z"})
+	require.ErrorIs(t, err, jobfile.ErrUnknownParam)
+	require.ErrorContains(t, err, `unknown parameter "whoo"`)
+	require.ErrorContains(t, err, `unknown parameter "zz"`, "every unknown name at once")
+	require.ErrorContains(t, err, "day, who", "the declared parameters")
+
+	none, err := parse(t, "name: j\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err)
+	p, err = none.RunParams(nil)
+	require.NoError(t, err)
+	require.Nil(t, p)
+	_, err = none.RunParams(map[string]string{"who": "x"})
+	require.ErrorIs(t, err, jobfile.ErrUnknownParam)
+	require.ErrorContains(t, err, "declares no parameters")
+}
+
+// An unknown field (or another shape error) does not hide the job's other
+// problems: Parse reports them all at once, in line order.
+func TestParse_ShapeErrorsDoNotHideJobErrors(t *testing.T) {
+	body := `name: j
+steps:
+  - name: a
+    task: echo
+    upsteam: [x]
+  - name: b
+    task: nope
+    upstream: [zz]
+    timeout: forever
+  - name: c
+    task: echo
+    args: .inf
+    upstream: [a]
+`
+	_, err := jobfile.Parse("job.yaml", []byte(body), jobfile.Options{KnownTask: builtins(t)})
+	require.Error(t, err)
+	require.ErrorIs(t, err, dag.ErrInvalidJob)
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{
+		`job.yaml:5: step "a": unknown field "upsteam"`,
+		`job.yaml:6: invalid job "j": step "b": unknown task "nope"`,
+		`job.yaml:6: invalid job "j": step "b": unknown upstream "zz"`,
+		`job.yaml:9: step "b": "forever" is not a duration`,
+		`job.yaml:12: step "c": args: +Inf cannot be passed as JSON`,
+	}
+	require.Len(t, lines, len(want), err.Error())
+	for i, w := range want {
+		require.Contains(t, lines[i], w)
+	}
+
+	// Without KnownTask, task names are not checked.
+	_, err = parse(t, body)
+	require.NotContains(t, err.Error(), "unknown task")
+	require.Contains(t, err.Error(), `unknown upstream "zz"`)
 }

@@ -493,7 +493,7 @@ func (r *runState) run() (RunResult, error) {
 		case <-done:
 			r.interrupted = true
 			if !r.stopping {
-				r.stop("run cancelled: " + r.ctx.Err().Error())
+				r.stop("run cancelled: " + interruption(r.ctx))
 			}
 		case <-r.opts.detach:
 			r.detached = true
@@ -1006,7 +1006,7 @@ func (r *runState) finish() (RunResult, error) {
 	var err error
 	switch {
 	case r.interrupted:
-		err = fmt.Errorf("dagq: run %s interrupted: %w", r.opts.RunID, r.ctx.Err())
+		err = &interruptedError{runID: r.opts.RunID, err: r.ctx.Err(), cause: context.Cause(r.ctx)}
 	case r.fatal != nil:
 		err = fmt.Errorf("dagq: run %s: %w", r.opts.RunID, r.fatal)
 	}
@@ -1021,6 +1021,43 @@ func (r *runState) finish() (RunResult, error) {
 	r.emit(ev)
 	r.log.Info("run finished", "state", res.State, "duration", res.FinishedAt.Sub(res.StartedAt))
 	return res, err
+}
+
+// interruptedError is Run's error when its context ends the run: it matches
+// the context's error (context.Canceled or context.DeadlineExceeded) and its
+// cause, and says in words why the run stopped.
+type interruptedError struct {
+	runID      string
+	err, cause error
+}
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("dagq: run %s interrupted: %s", e.runID, describeStop(e.err, e.cause))
+}
+
+func (e *interruptedError) Unwrap() []error {
+	if e.cause == nil || e.cause == e.err {
+		return []error{e.err}
+	}
+	return []error{e.err, e.cause}
+}
+
+// interruption says why ctx ended, for people: its cause when it has one
+// (context.WithCancelCause), else what happened in words rather than Go's
+// "context canceled".
+func interruption(ctx context.Context) string {
+	return describeStop(ctx.Err(), context.Cause(ctx))
+}
+
+func describeStop(err, cause error) string {
+	switch {
+	case cause != nil && cause != err:
+		return cause.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "its deadline passed"
+	default:
+		return "its context was cancelled"
+	}
 }
 
 // emit reports ev to RunOptions.OnEvent.

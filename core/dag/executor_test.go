@@ -612,7 +612,9 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 			{Name: "last", Task: "append", Args: arg("last"), Upstream: []string{"p1"}},
 			{Name: "other", Task: "append", Args: arg("x"), Upstream: []string{"last"}},
 		}}
-		ctx, interrupt := context.WithCancel(context.Background())
+		ctx, interruptCause := context.WithCancelCause(context.Background())
+		stopped := errors.New("stopped by the operator")
+		interrupt := func() { interruptCause(stopped) }
 		var log eventLog
 		var res dag.RunResult
 		var runErr error
@@ -629,6 +631,9 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		assert.Less(t, time.Since(start), time.Second, "the interrupt is prompt")
 
 		require.ErrorIs(t, runErr, context.Canceled)
+		require.ErrorIs(t, runErr, stopped)
+		// The context's cause in words, not "context canceled".
+		require.EqualError(t, runErr, "dagq: run r3 interrupted: stopped by the operator")
 		require.Equal(t, dag.RunCancelled, res.State)
 		assert.ErrorIs(t, res.Err(), core.ErrTaskCanceled)
 		first, _ := res.Step("first")
@@ -641,7 +646,7 @@ func TestExecutor_InterruptCancelsInFlightAndLeavesNothing(t *testing.T) {
 		for _, name := range []string{"last", "other"} {
 			s, _ := res.Step(name)
 			assert.Equal(t, dag.StepSkipped, s.State, name)
-			assert.Contains(t, s.Error, "run cancelled", name)
+			assert.Equal(t, "run cancelled: stopped by the operator", s.Error, name)
 		}
 		// One batched cancel request for exactly the in-flight steps.
 		assert.Equal(t, [][]string{{"r3.p1", "r3.p2", "r3.p3"}}, cancelCalls())

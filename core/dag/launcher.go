@@ -344,6 +344,9 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 		return "", fmt.Errorf("dagq: launch: encode the run record: %w", err)
 	}
 	ver, err := l.state.Put(ctx, runRecordKey(runID), data, ports.WriteCondition{MustNotExist: true})
+	if errors.Is(err, ports.ErrAlreadyExists) {
+		return "", l.runExists(ctx, runID, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("dagq: launch: write the record of run %s: %w", runID, err)
 	}
@@ -363,6 +366,19 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 	}
 	l.log.Info("run launched", "run_id", runID, "job", job.Name, "steps", len(job.Steps))
 	return runID, nil
+}
+
+// runExists is Launch's error for a RunID that has a record: it names the
+// run and, when its record can be read, when it was launched, and matches
+// ports.ErrAlreadyExists; the store's own refusal (an S3 412
+// PreconditionFailed) is logged at debug level, not shown.
+func (l *Launcher) runExists(ctx context.Context, runID string, cause error) error {
+	l.log.Debug("run record exists", "run_id", runID, "err", cause)
+	when := ""
+	if rec, err := l.read(ctx, runID); err == nil && !rec.CreatedAt.IsZero() {
+		when = " (launched at " + rec.CreatedAt.UTC().Format(time.RFC3339) + ")"
+	}
+	return fmt.Errorf("dagq: run %s %w%s", runID, ports.ErrAlreadyExists, when)
 }
 
 // failLaunch marks a queued record failed after its submission failed.

@@ -451,7 +451,7 @@ func TestLauncher_FailedRun(t *testing.T) {
 		rec := x.wait(runID)
 		assert.Equal(t, dag.RunFailed, rec.State)
 		assert.Equal(t, map[string]dag.StepState{"ok": "succeeded", "bad": "failed", "after": "skipped"}, stepStates(rec))
-		assert.Contains(t, rec.Error, `step "bad" failed: disk full`)
+		assert.Contains(t, rec.Error, `step "bad" failed: failed without retry: disk full`)
 		h := x.health(runID)
 		assert.Equal(t, dag.HealthFailed, h.Status)
 		assert.Contains(t, h.Message, "disk full")
@@ -1090,6 +1090,11 @@ func TestLauncher_DuplicateRunID(t *testing.T) {
 		require.NoError(t, err)
 		_, err = x.launcher.Launch(context.Background(), lnChain, dag.LaunchOptions{RunID: "same"})
 		require.ErrorIs(t, err, ports.ErrAlreadyExists)
+		// The error names the run and when it was launched, not the
+		// store's write-once refusal.
+		require.Regexp(t, `run same already exists \(launched at \d{4}-\d\d-\d\dT\S+\)`, err.Error())
+		require.NotContains(t, err.Error(), "memory:", "no adapter text")
+		require.NotContains(t, err.Error(), "put record")
 		s, err := x.tr.Stats(x.queue)
 		require.NoError(t, err)
 		assert.Equal(t, 1, s.Visible, "one run task")
