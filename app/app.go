@@ -84,6 +84,7 @@ type Runtime struct {
 	Launcher *dag.Launcher
 	Workers  *WorkerFactory
 
+	check     transportChecker // CheckTransport (nil: nothing to check)
 	cleanup   func()
 	closeOnce sync.Once
 }
