@@ -101,6 +101,11 @@ queues exist); /healthz answers and /readyz stays 503 meanwhile.`,
 			ctx, release := interruptContext(cmd.Context(), stderr, "stopping the worker gracefully")
 			defer release()
 			if err := checkTransport(ctx, rt.Runtime, app.CheckOptions{SkipRunQueue: !runs}, waitOnTransport, stderr); err != nil {
+				if errors.Is(err, errCheckInterrupted) {
+					// Stopped before serving: nothing to drain.
+					fmt.Fprintln(stderr, "dagq: worker stopped")
+					return nil
+				}
 				return err
 			}
 			var pools []*app.Pool

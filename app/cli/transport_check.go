@@ -33,20 +33,28 @@ func addWaitForTransportFlag(fs *pflag.FlagSet, dst *time.Duration) {
 			"(0: check once and exit 1 at once when they are not)")
 }
 
+// errCheckInterrupted: ctx ended (SIGINT, SIGTERM) while checkTransport
+// checked or waited. A worker then stops cleanly; run and launch exit
+// ExitCancelled.
+var errCheckInterrupted = errors.New("interrupted while checking the transport")
+
 // checkTransport checks rt's transport at the start of a command (see
 // app.Runtime.CheckTransport). With wait 0 it checks once; otherwise it
 // checks again with backoff until the checks pass or wait has passed,
 // saying on stderr what it still waits for (when that changes, and at least
 // every transportLogEvery). Its error lists every problem, one line each,
-// naming the key, what is wrong and the fix, and exits ExitFailed
-// (ExitCancelled when ctx ends while waiting).
+// naming the key, what is wrong and the fix, and exits ExitFailed; when
+// ctx ends first it matches errCheckInterrupted and exits ExitCancelled.
 func checkTransport(ctx context.Context, rt *app.Runtime, o app.CheckOptions, wait time.Duration, stderr io.Writer) error {
 	err := rt.CheckTransport(ctx, o)
 	if err == nil {
 		return nil
 	}
-	if wait <= 0 || ctx.Err() != nil {
-		return transportFailure(ctx, err, rt.Config, wait)
+	if ctx.Err() != nil {
+		return exitErr(ExitCancelled, errCheckInterrupted)
+	}
+	if wait <= 0 {
+		return transportFailure(err, rt.Config, wait)
 	}
 	deadline := time.Now().Add(wait)
 	delay := transportRetryMin
@@ -63,35 +71,36 @@ func checkTransport(ctx context.Context, rt *app.Runtime, o app.CheckOptions, wa
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return transportFailure(ctx, err, rt.Config, wait)
+			return transportFailure(err, rt.Config, wait)
 		}
 		t := time.NewTimer(min(delay, left))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return transportFailure(ctx, err, rt.Config, wait)
+			return exitErr(ExitCancelled, fmt.Errorf("%w: %s", errCheckInterrupted, strings.Join(lines, "; ")))
 		case <-t.C:
 		}
 		delay = min(2*delay, transportRetryMax)
-		if err = rt.CheckTransport(ctx, o); err == nil {
+		next := rt.CheckTransport(ctx, o)
+		if next == nil {
 			fmt.Fprintln(stderr, "dagq: the transport is ready")
 			return nil
 		}
+		if ctx.Err() != nil {
+			return exitErr(ExitCancelled, fmt.Errorf("%w: %s", errCheckInterrupted, strings.Join(lines, "; ")))
+		}
+		err = next
 	}
 }
 
 // transportFailure is the error of a failed checkTransport.
-func transportFailure(ctx context.Context, err error, cfg config.Config, wait time.Duration) error {
+func transportFailure(err error, cfg config.Config, wait time.Duration) error {
 	lines := transportProblems(err, cfg)
 	head := "the transport is not usable"
-	code := ExitFailed
-	switch {
-	case ctx.Err() != nil:
-		head, code = "interrupted while waiting for the transport, which is not usable", ExitCancelled
-	case wait > 0:
+	if wait > 0 {
 		head = fmt.Sprintf("the transport is still not usable after --wait-for-transport %v", wait)
 	}
-	return exitErr(code, fmt.Errorf("%s: %d problem(s):\n%s", head, len(lines), strings.Join(lines, "\n")))
+	return exitErr(ExitFailed, fmt.Errorf("%s: %d problem(s):\n%s", head, len(lines), strings.Join(lines, "\n")))
 }
 
 // transportProblems turns the errors of CheckTransport into one line per
