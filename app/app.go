@@ -16,6 +16,7 @@
 //
 //	rt, err := app.New(cfg, reg)
 //	defer rt.Close()
+//	err = rt.CheckTransport(ctx, app.CheckOptions{}) // queues, DLQs, bucket: usable? (*TransportError)
 //	pool, err := rt.StartWorkers(ctx, 1) // memory transport: workers in process
 //	res, err := rt.Executor.Run(ctx, job, dag.RunOptions{})
 //
