@@ -16,6 +16,7 @@
 //
 //	rt, err := app.New(cfg, reg)
 //	defer rt.Close()
+//	err = rt.CheckTransport(ctx, app.CheckOptions{}) // queues, DLQs, bucket: usable? (*TransportError)
 //	pool, err := rt.StartWorkers(ctx, 1) // memory transport: workers in process
 //	res, err := rt.Executor.Run(ctx, job, dag.RunOptions{})
 //
@@ -84,6 +85,7 @@ type Runtime struct {
 	Launcher *dag.Launcher
 	Workers  *WorkerFactory
 
+	check     transportChecker // CheckTransport (nil: nothing to check)
 	cleanup   func()
 	closeOnce sync.Once
 }

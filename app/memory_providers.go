@@ -17,6 +17,7 @@ var MemorySet = wire.NewSet(
 	ProvideMemoryQueues,
 	ProvideMemoryBroker,
 	ProvideMemoryRunBroker,
+	ProvideMemoryChecker,
 )
 
 // ProvideMemoryQueues names the queues the Transport is created with.

@@ -21,7 +21,7 @@ var CoreSet = wire.NewSet(
 	ProvideExecutor,
 	ProvideLauncher,
 	ProvideWorkerFactory,
-	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "Workers"),
+	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "Workers", "check"),
 )
 
 // ProvidePorts gathers the ports a transport set provides into the port

@@ -36,6 +36,7 @@ var SQSSet = wire.NewSet(
 	ProvideAWSTransport,
 	ProvideSQSBroker,
 	ProvideSQSRunBroker,
+	ProvideSQSChecker,
 	wire.FieldsOf(new(*awsports.Transport), "Results", "State", "Payloads", "Cancels", "Completions"),
 	wire.Bind(new(ports.ResultBackend), new(*dagqs3.ResultBackend)),
 	wire.Bind(new(ports.StateStore), new(*dagqs3.StateStore)),

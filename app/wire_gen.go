@@ -133,6 +133,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer 
 		cleanup()
 		return nil, nil, err
 	}
+	appTransportChecker := ProvideMemoryChecker()
 	runtime := &Runtime{
 		Config:   cfg,
 		Logger:   log,
@@ -142,6 +143,7 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer 
 		Executor: executor,
 		Launcher: launcher,
 		Workers:  workerFactory,
+		check:    appTransportChecker,
 	}
 	return runtime, func() {
 		cleanup9()
@@ -213,6 +215,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer cor
 		cleanup()
 		return nil, nil, err
 	}
+	appTransportChecker := ProvideSQSChecker(transport, cfg)
 	runtime := &Runtime{
 		Config:   cfg,
 		Logger:   log,
@@ -222,6 +225,7 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer cor
 		Executor: executor,
 		Launcher: launcher,
 		Workers:  workerFactory,
+		check:    appTransportChecker,
 	}
 	return runtime, func() {
 		cleanup4()

@@ -31,7 +31,8 @@
 //     Retrying, backoff and polling loops live in core.
 //   - Errors: failures match the sentinels of this package with [errors.Is]
 //     ([ErrNotFound], [ErrClosed], [ErrAlreadyExists], [ErrLeaseLost],
-//     [ErrInvalidArgument], [ErrUnsupported], [ErrUnavailable]); the underlying
+//     [ErrInvalidArgument], [ErrUnsupported], [ErrUnavailable],
+//     [ErrPermissionDenied], [ErrUnauthenticated]); the underlying
 //     SDK error stays reachable with [errors.As]. Wrap with
 //     fmt.Errorf("sqs: send: %w: %w", ports.ErrNotFound, sdkErr).
 //   - Batches: a variadic method that partially fails returns a [*BatchError]

@@ -27,6 +27,14 @@ var (
 	// ErrUnavailable: the backing service could not be reached or throttled the
 	// request. Retryable by the caller with backoff.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrPermissionDenied: the service refused the request to the
+	// credentials it was made with (AWS AccessDenied): the principal lacks a
+	// permission, or a resource policy excludes it. Not retryable.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnauthenticated: the service did not accept the credentials, or
+	// none could be found: unknown access key, bad signature, expired token.
+	// Not retryable.
+	ErrUnauthenticated = errors.New("unauthenticated")
 )
 
 // BatchError reports the items of a variadic call (Send, Ack, Extend, Publish)

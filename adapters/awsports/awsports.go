@@ -125,6 +125,11 @@ type Transport struct {
 
 	ports   core.Ports
 	cleanup func()
+	// creds are the aws.Config's credentials (nil: anonymous), which Check
+	// retrieves first.
+	creds aws.CredentialsProvider
+	// queueURL, runQueueURL and bucket are the Options', for Check.
+	queueURL, runQueueURL, bucket string
 }
 
 // Ports returns the port set of the transport, with the options' settings
@@ -152,8 +157,8 @@ func (t *Transport) Close() error {
 // core.Client and core.Worker of the process; call the cleanup after
 // stopping them.
 //
-// New makes no request (a missing queue or bucket shows on first use); ctx
-// bounds none today. Invalid options fail with one error matching
+// New makes no request (a missing queue or bucket shows on first use, or
+// on Transport.Check); ctx bounds none today. Invalid options fail with one error matching
 // ports.ErrInvalidArgument that names every bad option and what is valid.
 func New(ctx context.Context, cfg aws.Config, opts Options) (core.Ports, func(), error) {
 	t, err := Open(ctx, cfg, opts)
@@ -183,7 +188,8 @@ func Open(_ context.Context, cfg aws.Config, opts Options) (*Transport, error) {
 		return nil, fmt.Errorf("awsports: %w", err)
 	}
 	t := &Transport{SQS: sqsClient, S3: s3Client, Broker: a.Broker, Results: a.Results, State: a.State,
-		Payloads: a.Payloads, Cancels: a.Cancels, Completions: a.Completions, cleanup: cleanup}
+		Payloads: a.Payloads, Cancels: a.Cancels, Completions: a.Completions, cleanup: cleanup, creds: cfg.Credentials,
+		queueURL: opts.QueueURL, runQueueURL: opts.RunQueueURL, bucket: opts.Bucket}
 	p := core.Ports{Broker: a.Broker, Results: a.Results, Completions: a.Completions, State: a.State,
 		Payloads: a.Payloads, PayloadThreshold: opts.PayloadThreshold, Signer: signer, Verifier: verifier}
 	if opts.RunQueueURL != "" {

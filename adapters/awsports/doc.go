@@ -47,4 +47,10 @@
 // New makes no request. Invalid options make it fail with one error that
 // matches ports.ErrInvalidArgument and names every bad option
 // ("Options.Bucket: ...") and what would be valid.
+//
+// Transport.Check makes one cheap request per queue, dead-letter queue and
+// the bucket, for a process to find at start that they are missing or
+// unreachable: it returns every problem as a *CheckError naming the
+// Options field, matching ports.ErrNotFound, ports.ErrUnavailable,
+// ports.ErrPermissionDenied or ports.ErrUnauthenticated.
 package awsports

@@ -57,10 +57,12 @@
 //	SlowDown, Throttling, InternalError  ports.ErrUnavailable
 //	any other code with a 5xx status     ports.ErrUnavailable
 //	no answer (refused, reset, timeout)  ports.ErrUnavailable
-//	AccessDenied, InvalidAccessKeyId,    unmapped: the SDK error as is (any other
-//	XAdminUserNotFound, ...              code of a 4xx answer)
+//	AccessDenied, AllAccessDisabled      ports.ErrPermissionDenied
+//	InvalidAccessKeyId, ExpiredToken,    ports.ErrUnauthenticated
+//	SignatureDoesNotMatch, ...
+//	any other code of a 4xx answer       unmapped: the SDK error as is
 //
-// A 404, 409 or 412 answer without an error code (HEAD) is classified by its
+// A 403, 404, 409 or 412 answer without an error code (HEAD) is classified by its
 // status as the codes above. The caller's own context cancellation is
 // returned as is, not as ErrUnavailable.
 //
@@ -75,7 +77,7 @@
 // "dagq/prod/"). The bucket must exist. The IAM principal needs
 // s3:GetObject, s3:PutObject and s3:DeleteObject on
 // arn:aws:s3:::<bucket>/<prefix>*; nothing else (no ListBucket: a missing
-// key is reported as 403 AccessDenied instead of 404 without it, so grant
+// key is reported as 403 AccessDenied (ports.ErrPermissionDenied) instead of 404 without it, so grant
 // s3:ListBucket on the bucket, restricted with an s3:prefix condition, if
 // callers rely on ErrNotFound).
 //

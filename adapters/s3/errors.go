@@ -25,8 +25,7 @@ const (
 )
 
 // codes is the error-code table: S3 error codes to ports sentinels. Codes
-// that are not listed (AccessDenied, InvalidAccessKeyId,
-// SignatureDoesNotMatch, ...) are returned unmapped.
+// that are not listed are returned unmapped.
 var codes = map[string]error{
 	"NoSuchKey":                  ports.ErrNotFound,
 	"NotFound":                   ports.ErrNotFound, // HEAD has no body, only the status
@@ -39,10 +38,19 @@ var codes = map[string]error{
 	"RequestTimeout":             ports.ErrUnavailable,
 	"InternalError":              ports.ErrUnavailable,
 	"ServiceUnavailable":         ports.ErrUnavailable,
+	"AccessDenied":               ports.ErrPermissionDenied,
+	"AllAccessDisabled":          ports.ErrPermissionDenied,
+	"InvalidAccessKeyId":         ports.ErrUnauthenticated,
+	"SignatureDoesNotMatch":      ports.ErrUnauthenticated,
+	"ExpiredToken":               ports.ErrUnauthenticated,
+	"InvalidToken":               ports.ErrUnauthenticated,
+	"TokenRefreshRequired":       ports.ErrUnauthenticated,
+	"XAdminUserNotFound":         ports.ErrUnauthenticated, // versitygw's InvalidAccessKeyId
 }
 
 // statuses classifies answers that carry no error code.
 var statuses = map[int]error{
+	403: ports.ErrPermissionDenied, // HEAD: access denied, or bad credentials
 	404: ports.ErrNotFound,
 	409: ports.ErrConflict,
 	412: errPrecondition,
@@ -74,8 +82,8 @@ func classify(o op, err error) error {
 			// An unlisted code of a server-side failure is still transient.
 			sentinel, found = ports.ErrUnavailable, true
 		}
-		// An unlisted code of a 4xx answer (AccessDenied, XAdminUserNotFound,
-		// ...) stays unmapped: its status says little about what went wrong.
+		// An unlisted code of a 4xx answer stays unmapped: its status says
+		// little about what went wrong.
 	}
 	if !found && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// No answer from S3: connection refused, reset, timed out.

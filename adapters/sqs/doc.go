@@ -142,8 +142,10 @@
 // Nack and Extend) InvalidParameterValue naming the receipt handle →
 // ErrLeaseLost; throttling, internal errors, HTTP 5xx and network errors →
 // ErrUnavailable; InvalidParameterValue and the other validation codes →
-// ErrInvalidArgument; UnsupportedOperation → ErrUnsupported. Other codes
-// (access denied, KMS) carry no sentinel. Errors are wrapped once, as
+// ErrInvalidArgument; UnsupportedOperation → ErrUnsupported; AccessDenied →
+// ErrPermissionDenied; InvalidClientTokenId, SignatureDoesNotMatch,
+// ExpiredToken and the other credential codes → ErrUnauthenticated. Other
+// codes (KMS) carry no sentinel. Errors are wrapped once, as
 // fmt.Errorf("sqs: send: %w: %w", ports.ErrX, sdkErr), so errors.Is finds the
 // sentinel and errors.As finds the smithy.APIError. Failed batch entries
 // become *ports.BatchError items wrapped the same way (their SDK form is a

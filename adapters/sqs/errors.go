@@ -63,6 +63,20 @@ var codes = map[string]error{
 	"AWS.SimpleQueueService.BatchRequestTooLong":          ports.ErrInvalidArgument,
 	"MessageTooLong":                                      ports.ErrInvalidArgument,
 
+	// The credentials are refused, or are not allowed the request.
+	"AccessDenied":                        ports.ErrPermissionDenied,
+	"AccessDeniedException":               ports.ErrPermissionDenied,
+	"AWS.SimpleQueueService.AccessDenied": ports.ErrPermissionDenied,
+	"InvalidClientTokenId":                ports.ErrUnauthenticated,
+	"UnrecognizedClientException":         ports.ErrUnauthenticated,
+	"InvalidAccessKeyId":                  ports.ErrUnauthenticated,
+	"SignatureDoesNotMatch":               ports.ErrUnauthenticated,
+	"IncompleteSignature":                 ports.ErrUnauthenticated,
+	"MissingAuthenticationToken":          ports.ErrUnauthenticated,
+	"InvalidSecurity":                     ports.ErrUnauthenticated,
+	"ExpiredToken":                        ports.ErrUnauthenticated,
+	"ExpiredTokenException":               ports.ErrUnauthenticated,
+
 	// The queue type does not support the request.
 	"UnsupportedOperation":                        ports.ErrUnsupported,
 	"AWS.SimpleQueueService.UnsupportedOperation": ports.ErrUnsupported,

@@ -49,12 +49,15 @@ func TestErrorTable(t *testing.T) {
 		{"legacy message not in flight", api("AWS.SimpleQueueService.MessageNotInflight", ""), true, ports.ErrLeaseLost, true},
 		{"batch entry ids", api("BatchEntryIdsNotDistinct", ""), false, ports.ErrInvalidArgument, true},
 		{"unsupported", api("AWS.SimpleQueueService.UnsupportedOperation", ""), false, ports.ErrUnsupported, true},
-		{"unknown code", api("AccessDenied", ""), false, nil, true},
+		{"access denied", api("AccessDenied", ""), false, ports.ErrPermissionDenied, true},
+		{"bad credentials", api("InvalidClientTokenId", ""), false, ports.ErrUnauthenticated, true},
+		{"unknown code", api("KMS.DisabledException", ""), false, nil, true},
 		{"HTTP 503 without code", httpErr(503), false, ports.ErrUnavailable, false},
 		{"HTTP 400 without code", httpErr(400), false, nil, false},
 		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, false, ports.ErrUnavailable, false},
 	}
-	sentinels := []error{ports.ErrNotFound, ports.ErrLeaseLost, ports.ErrUnavailable, ports.ErrInvalidArgument, ports.ErrUnsupported}
+	sentinels := []error{ports.ErrNotFound, ports.ErrLeaseLost, ports.ErrUnavailable, ports.ErrInvalidArgument, ports.ErrUnsupported,
+		ports.ErrPermissionDenied, ports.ErrUnauthenticated}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := wrap("op", c.err, c.receipt)

@@ -37,6 +37,7 @@ func (c *cli) launchCmd() *cobra.Command {
 		runID    string
 		params   []string
 		wait     bool
+		waitT    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "launch JOBFILE",
@@ -56,6 +57,11 @@ On the memory transport (the default) runs live only in this process: launch
 starts a run worker and a step worker here, waits for the run (--wait is
 implied) and says so on stderr; Ctrl-C then terminates the run.
 
+On the sqs transport launch first checks that the run queue
+(sqs.run_queue_url), its dead-letter queue and the bucket (s3.bucket) exist
+and answer, and exits 1 naming each problem's key and fix when they do not
+(--wait-for-transport DURATION: keep checking for up to DURATION first).
+
 Exit status: 0 when launched (with --wait: when the run succeeded), 1 when the
 run failed or could not be launched, 2 for bad arguments, 130 when the run was
 cancelled or the wait interrupted.`,
@@ -65,7 +71,7 @@ cancelled or the wait interrupted.`,
 			if err != nil {
 				return err
 			}
-			return c.launch(cmd, cfg, f, launchOpts{output: output, progress: progress, runID: runID, params: runParams, wait: wait})
+			return c.launch(cmd, cfg, f, launchOpts{output: output, progress: progress, runID: runID, params: runParams, wait: wait, waitTransport: waitT})
 		},
 	}
 	fs := cmd.Flags()
@@ -74,6 +80,7 @@ cancelled or the wait interrupted.`,
 	fs.StringVar(&runID, "run-id", "", "run ID (default: random); it must be new: a run ID is launched once")
 	fs.StringArrayVarP(&params, "param", "p", nil, "run parameter NAME=VALUE (repeatable), overriding the job file's params")
 	fs.BoolVarP(&wait, "wait", "w", false, "follow the run to its end and exit with its outcome (implied on the memory transport)")
+	addWaitForTransportFlag(fs, &waitT)
 	config.AddFlag(fs, "fail-fast", "concurrency", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
 	return cmd
 }
@@ -82,6 +89,7 @@ type launchOpts struct {
 	output, progress, runID string
 	params                  map[string]string
 	wait                    bool
+	waitTransport           time.Duration // --wait-for-transport
 }
 
 // launch launches the job on rt and, with --wait, follows it; its error
@@ -93,6 +101,11 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 		return err
 	}
 	defer rt.close()
+	// A launch uses the run queue and the bucket; the run's steps go to the
+	// task queue from the run worker, which checks it.
+	if err := checkTransportAtStart(cmd.Context(), rt.Runtime, app.CheckOptions{SkipTaskQueue: true}, o.waitTransport, stderr); err != nil {
+		return err
+	}
 	local := rt.localWorkers()
 	if err := checkTasks(f, rt.Registry, local, stderr); err != nil {
 		return err

@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/jobfile"
 	"github.com/dagq/dagq/core/dag"
@@ -67,6 +69,7 @@ func (c *cli) runCmd() *cobra.Command {
 		progress string
 		runID    string
 		params   []string
+		waitT    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run JOBFILE",
@@ -86,6 +89,11 @@ Ctrl-C (SIGINT) or SIGTERM cancels the run: every queued and running step gets
 a cancel request, and run waits for them (up to executor.cancel_wait) before it
 prints the result. A second Ctrl-C exits at once.
 
+On the sqs transport run first checks that the task queue (sqs.queue_url),
+its dead-letter queue and the bucket (s3.bucket) exist and answer, and exits 1
+naming each problem's key and fix when they do not (--wait-for-transport
+DURATION: keep checking for up to DURATION first).
+
 Exit status: 0 when every step succeeded, 1 when the run failed (or could not
 start), 2 for bad arguments, 130 when the run was cancelled.`,
 		Args: exactArgs(1, "the job file"),
@@ -103,7 +111,7 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 					return fmt.Errorf("run: %w", err)
 				}
 			}
-			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams})
+			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams, waitTransport: waitT})
 		},
 	}
 	fs := cmd.Flags()
@@ -111,6 +119,7 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 	fs.StringVar(&progress, "progress", ProgressAuto, "progress display: "+strings.Join(progressModes, ", ")+" (auto: live on a terminal, plain otherwise)")
 	fs.StringVar(&runID, "run-id", "", "run ID (default: random); step task IDs are RUNID.STEP (on a shared transport, re-using an ID re-uses the results stored under it)")
 	fs.StringArrayVarP(&params, "param", "p", nil, "run parameter NAME=VALUE (repeatable), overriding the job file's params")
+	addWaitForTransportFlag(fs, &waitT)
 	config.AddFlag(fs, "concurrency", "fail-fast")
 	return cmd
 }
@@ -151,6 +160,7 @@ func parseParams(kvs []string) (map[string]string, error) {
 type runOpts struct {
 	output, progress, runID string
 	params                  map[string]string
+	waitTransport           time.Duration // --wait-for-transport
 }
 
 // run executes the job and reports it; its error carries the exit code.
@@ -170,6 +180,10 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 		return err
 	}
 	defer rt.close()
+	// A run uses the task queue and the bucket (not the run queue).
+	if err := checkTransportAtStart(cmd.Context(), rt.Runtime, app.CheckOptions{SkipRunQueue: true}, o.waitTransport, stderr); err != nil {
+		return err
+	}
 
 	// Workers get their own context: they shut down after the run, once
 	// the executor has cancelled and collected every step.

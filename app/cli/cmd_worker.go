@@ -15,7 +15,10 @@ import (
 )
 
 func (c *cli) workerCmd() *cobra.Command {
-	var runs bool
+	var (
+		runs            bool
+		waitOnTransport time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Serve tasks and launched runs from the configured queues until interrupted",
@@ -40,7 +43,16 @@ On the memory transport (the default) the queues live inside this process, so a
 stand-alone "dagq worker" only serves tasks submitted from within the same
 process: useful in a program that embeds dagq, not on its own. "dagq run" and
 "dagq launch" start their own in-process workers. Workers on separate machines
-need a shared transport (SQS, coming).`,
+need a shared transport (sqs).
+
+On the sqs transport the worker first checks, with one request each, that
+the task queue (sqs.queue_url), the run queue (sqs.run_queue_url; not with
+--runs=false), the dead-letter queues their redrive policies name and the
+bucket (s3.bucket) exist and answer with the configured endpoints and
+credentials. When they do not, it exits 1 naming each problem's key, what is
+wrong and the fix. --wait-for-transport DURATION keeps checking with backoff
+for up to DURATION first (for orchestrators that start workers before the
+queues exist); /healthz answers and /readyz stays 503 meanwhile.`,
 		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := c.loadConfig(cmd)
@@ -88,6 +100,14 @@ need a shared transport (SQS, coming).`,
 			}
 			ctx, release := interruptContext(cmd.Context(), stderr, "stopping the worker gracefully")
 			defer release()
+			if err := checkTransport(ctx, rt.Runtime, app.CheckOptions{SkipRunQueue: !runs}, waitOnTransport, stderr); err != nil {
+				if errors.Is(err, errCheckInterrupted) {
+					// Stopped before serving: nothing to drain.
+					fmt.Fprintln(stderr, "dagq: worker stopped")
+					return nil
+				}
+				return err
+			}
 			var pools []*app.Pool
 			// The pools drain at the same time, so a stop takes at most one
 			// worker.shutdown_timeout (plus the handlers' return).
@@ -128,6 +148,7 @@ need a shared transport (SQS, coming).`,
 		},
 	}
 	cmd.Flags().BoolVar(&runs, "runs", true, "also serve launched runs from the run queue (launcher.queue)")
+	addWaitForTransportFlag(cmd.Flags(), &waitOnTransport)
 	config.AddFlag(cmd.Flags(), "concurrency", "metrics-addr", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
 	return cmd
 }
