@@ -667,13 +667,10 @@ func (w *Worker) record(l *workerLease, log *slog.Logger, res *ports.Result, rep
 // reply); false when the result must be stored instead (no inbox address,
 // a result above the inline limit, or a failed publish).
 func (w *Worker) reply(log *slog.Logger, replyTo string, res *ports.Result) bool {
-	if w.completions == nil || replyTo == "" || w.inlineLimit < 0 || len(res.Output) > w.inlineLimit {
+	if w.completions == nil || replyTo == "" || !w.inlines(res) {
 		return false
 	}
-	ctx, cancel := w.opContext()
-	err := w.completions.Publish(ctx, replyTo, ports.Completion{TaskID: res.TaskID, State: res.State, Result: res})
-	cancel()
-	switch {
+	switch err := w.pushCompletion(replyTo, res); {
 	case err == nil:
 		return true
 	case errors.Is(err, ports.ErrNotFound):
@@ -681,9 +678,31 @@ func (w *Worker) reply(log *slog.Logger, replyTo string, res *ports.Result) bool
 		return true
 	default:
 		log.Warn("publishing the completion failed; storing the result instead (result policy reply)", "reply_to", replyTo, "err", err)
-		w.obs.CompletionPublishFailed()
 		return false
 	}
+}
+
+// inlines reports whether res travels inside its completion.
+func (w *Worker) inlines(res *ports.Result) bool {
+	return w.inlineLimit >= 0 && len(res.Output) <= w.inlineLimit
+}
+
+// pushCompletion publishes res's completion to replyTo, with res inline
+// when it fits. An error matching ports.ErrNotFound means the inbox is
+// gone; any other failure is counted (CompletionPublishFailed). The caller
+// logs.
+func (w *Worker) pushCompletion(replyTo string, res *ports.Result) error {
+	c := ports.Completion{TaskID: res.TaskID, State: res.State}
+	if w.inlines(res) {
+		c.Result = res // the caller's to give: adapters copy what they keep
+	}
+	ctx, cancel := w.opContext()
+	err := w.completions.Publish(ctx, replyTo, c)
+	cancel()
+	if err != nil && !errors.Is(err, ports.ErrNotFound) {
+		w.obs.CompletionPublishFailed()
+	}
+	return err
 }
 
 // store puts res, retrying briefly. A result stored before wins (write-once);
@@ -724,20 +743,12 @@ func (w *Worker) publish(l *workerLease, log *slog.Logger, replyTo string, res *
 	if w.completions == nil || replyTo == "" || res == nil {
 		return
 	}
-	c := ports.Completion{TaskID: res.TaskID, State: res.State}
-	if w.inlineLimit >= 0 && len(res.Output) <= w.inlineLimit {
-		c.Result = res // the caller's to give: adapters copy what they keep
-	}
-	ctx, cancel := w.opContext()
-	err := w.completions.Publish(ctx, replyTo, c)
-	cancel()
-	switch {
+	switch err := w.pushCompletion(replyTo, res); {
 	case err == nil:
 	case errors.Is(err, ports.ErrNotFound):
 		log.Debug("completion inbox is gone; the waiter reads the result backend", "reply_to", replyTo)
 	default:
 		log.Warn("publishing the completion failed", "reply_to", replyTo, "err", err)
-		w.obs.CompletionPublishFailed()
 	}
 }
 

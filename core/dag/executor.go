@@ -810,15 +810,24 @@ func (r *runState) handle(evs []core.WatchEvent) {
 		if res.Worker != "" {
 			s.worker = res.Worker
 		}
-		switch res.State {
-		case ports.StateSucceeded:
-			r.settle(s, StepSucceeded, "", res.Output)
-		case ports.StateCancelled:
-			r.settle(s, StepCancelled, res.Error, nil)
-		default:
-			r.settle(s, StepFailed, res.Error, nil)
+		if st := stepStateOf(res.State); st == StepSucceeded {
+			r.settle(s, st, "", res.Output)
+		} else {
+			r.settle(s, st, res.Error, nil)
 		}
 	}
+}
+
+// stepStateOf is the final step state of a task result's state: failed for
+// anything but succeeded and cancelled.
+func stepStateOf(st ports.State) StepState {
+	switch st {
+	case ports.StateSucceeded:
+		return StepSucceeded
+	case ports.StateCancelled:
+		return StepCancelled
+	}
+	return StepFailed
 }
 
 // progress applies a progress notification, dropping stale or repeated ones.

@@ -499,6 +499,24 @@ func livenessOf(rec RunRecord, hb *runHeartbeat) liveness {
 	return lv
 }
 
+// alive reports whether the execution lv describes counts as running at
+// now: not released, and a sign of life no older than stale. An execution
+// that is not alive is taken over by the run task's next delivery, and
+// ended by Terminate.
+func (lv liveness) alive(now time.Time, stale time.Duration) bool {
+	return !lv.released && now.Sub(lv.last) <= stale
+}
+
+// execution reads rec's heartbeat and returns the liveness of its current
+// execution.
+func (l *Launcher) execution(ctx context.Context, rec RunRecord) (liveness, error) {
+	hb, err := readHeartbeat(ctx, l.state, rec.RunID)
+	if err != nil {
+		return liveness{}, err
+	}
+	return livenessOf(rec, hb), nil
+}
+
 // Status returns run runID's record. A run unknown to the StateStore fails
 // with ErrRunNotFound.
 //
@@ -535,11 +553,7 @@ func (l *Launcher) Status(ctx context.Context, runID string) (RunRecord, error) 
 // the run over, while other workers go on finishing its steps. It changes
 // the returned record only, never the stored one.
 func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
-	hb, err := readHeartbeat(ctx, l.state, rec.RunID)
-	if err != nil {
-		return
-	}
-	if lv := livenessOf(*rec, hb); !lv.released && time.Since(lv.last) <= l.stale {
+	if lv, err := l.execution(ctx, *rec); err != nil || lv.alive(time.Now(), l.stale) {
 		return
 	}
 	applyStepResults(ctx, l.c, rec)
@@ -565,14 +579,7 @@ func applyStepResults(ctx context.Context, c *core.Client, rec *RunRecord) {
 		if !ok || st.State.Final() {
 			continue
 		}
-		switch res.State {
-		case ports.StateSucceeded:
-			st.State = StepSucceeded
-		case ports.StateCancelled:
-			st.State = StepCancelled
-		default:
-			st.State = StepFailed
-		}
+		st.State = stepStateOf(res.State)
 		st.Attempts, st.Error = res.Attempts, res.Error
 		st.StartedAt, st.FinishedAt = res.StartedAt, res.FinishedAt
 		if res.Worker != "" {
@@ -775,13 +782,12 @@ func (l *Launcher) Terminate(ctx context.Context, runID string) (bool, error) {
 // done is false when the run has a live execution (or its heartbeat cannot
 // be read): Terminate then asks that execution to stop.
 func (l *Launcher) endOrphan(ctx context.Context, seen RunRecord) (ended, done bool, err error) {
-	hb, err := readHeartbeat(ctx, l.state, seen.RunID)
+	lv, err := l.execution(ctx, seen)
 	if err != nil {
 		l.log.Warn("terminate: reading the run's heartbeat failed; asking its execution to stop", "run_id", seen.RunID, "err", err)
 		return false, false, nil
 	}
-	lv := livenessOf(seen, hb)
-	if !lv.released && time.Since(lv.last) <= l.stale {
+	if lv.alive(time.Now(), l.stale) {
 		return false, false, nil
 	}
 	why := fmt.Sprintf("worker %s stopped heartbeating at %s", lv.worker, lv.last.UTC().Format(time.RFC3339))

@@ -269,7 +269,7 @@ func (r *runExec) acquire() (rec RunRecord, resume *Resume, held bool, err error
 				return RunRecord{}, nil, false, err
 			}
 			lv := livenessOf(rec, hb)
-			if !lv.released && now.Sub(lv.last) <= r.h.stale {
+			if lv.alive(now, r.h.stale) {
 				return rec, nil, true, nil
 			}
 			r.log.Warn("taking over a run whose execution stopped", "previous_worker", lv.worker,

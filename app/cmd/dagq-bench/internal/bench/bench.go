@@ -77,13 +77,13 @@ type Results struct {
 	IdleRequestsPerWorkerMin float64 `json:"idle_requests_per_worker_min"`
 	USDPerMillionTasks       float64 `json:"usd_per_million_tasks"`
 
-	// dagq (policy durable, today's only one) ÷ raw, side by side.
+	// dagq (policy reply) ÷ raw, side by side.
 	SQSVsRawC1  float64 `json:"sqs_vs_raw_c1"`
 	SQSVsRawC10 float64 `json:"sqs_vs_raw_c10"`
 	SQSVsRawC32 float64 `json:"sqs_vs_raw_c32"`
-	// Policy none: not built yet, always -1.
+	// Policy none, concurrency 10.
 	SQSNoneVsRawC10 float64 `json:"sqs_none_vs_raw_c10"`
-	// Policy durable (S3 result + pushed completion): today's behaviour.
+	// Policy durable (S3 result + pushed completion), concurrency 32.
 	SQSDurableVsRawC32   float64 `json:"sqs_durable_vs_raw_c32"`
 	SQSRequestsPerTaskC1 float64 `json:"sqs_requests_per_task_c1"`
 	// The dagq worker and client processes' user+system CPU per task.

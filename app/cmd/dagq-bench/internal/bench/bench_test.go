@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // The harness in quick mode (tiny sizes) runs every scenario, on the
 // emulators for the sqs and raw ones, and ends its output with one JSON
 // object holding exactly the documented keys, also written to -out: every
-// one measured (not negative) except those of variants not built yet (-1).
+// one measured (not negative).
 func TestQuick(t *testing.T) {
 	if os.Getenv("DAGQ_TEST_SQS_ENDPOINT") == "" || os.Getenv("DAGQ_TEST_S3_ENDPOINT") == "" {
 		t.Fatal(`the bench needs the emulators: run "make test", or "make emulators-up" and eval "$(scripts/emulators.sh env)"`)
