@@ -1,6 +1,8 @@
 package app
 
 import (
+	"time"
+
 	"log/slog"
 
 	"github.com/google/wire"
@@ -117,6 +119,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 		ShutdownTimeout:   w.ShutdownTimeout,
 		SettleDepth:       w.SettleDepth,
 		Prefetch:          prefetchOption(w.Prefetch),
+		DeadLetterSweep:   durationOrNever(w.DeadLetterSweep),
 		Retry:             cfg.Retry.Policy(),
 		Tracer:            tracer,
 		Logger:            log,
@@ -147,6 +150,15 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 	// would wait behind it while another run worker is idle.
 	runs.Prefetch = -1
 	return &WorkerFactory{opts: steps, runOpts: runs}, nil
+}
+
+// durationOrNever maps a configured interval (0: never) to a WorkerOptions
+// interval (0: the default, negative: never).
+func durationOrNever(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // prefetchOption maps worker.prefetch (0: none) to WorkerOptions.Prefetch

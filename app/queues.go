@@ -31,8 +31,10 @@ var (
 	_ QueueDepther = sqsQueue{}
 	// The wrappers keep the brokers' optional capability visible to core's
 	// worker, which finds it by type assertion.
-	_ ports.Requeuer = memoryQueue{}
-	_ ports.Requeuer = sqsQueue{}
+	_ ports.Requeuer     = memoryQueue{}
+	_ ports.Requeuer     = sqsQueue{}
+	_ ports.DeadLetterer = memoryQueue{}
+	_ ports.DeadLetterer = sqsQueue{}
 )
 
 // memoryQueue is a memory Broker that reads its queue's depth from the
@@ -60,6 +62,15 @@ func (q memoryQueue) Requeue(ctx context.Context, d ports.Delivery, attrs map[st
 		return fmt.Errorf("requeue on queue %q: %w: the broker cannot requeue", q.name, ports.ErrUnsupported)
 	}
 	return r.Requeue(ctx, d, attrs)
+}
+
+// DeadLetters forwards to the memory broker's ports.DeadLetterer.
+func (q memoryQueue) DeadLetters(ctx context.Context) (ports.DeadLetterQueue, error) {
+	d, ok := q.Broker.(ports.DeadLetterer)
+	if !ok {
+		return ports.DeadLetterQueue{}, fmt.Errorf("dead letters of queue %q: %w: the broker has no dead-letter queue", q.name, ports.ErrUnsupported)
+	}
+	return d.DeadLetters(ctx)
 }
 
 // sqsQueue is an SQS Broker that reads its queue's depth with one

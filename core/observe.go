@@ -61,6 +61,9 @@ type WorkerObserver interface {
 	// to its ReplyTo inbox (an inbox that is gone is not a failure); the
 	// result is stored, and a waiter finds it in the result backend.
 	CompletionPublishFailed()
+	// DeadLettered reports a failed result recorded for a task found in the
+	// queue's dead-letter queue without one (WorkerOptions.DeadLetterSweep).
+	DeadLettered()
 }
 
 // TaskInfo names the task of an observed event.
@@ -135,6 +138,7 @@ func (NopWorkerObserver) CancelRequested(int)               {}
 func (NopWorkerObserver) ReceiveFailed()                    {}
 func (NopWorkerObserver) ResultStoreFailed()                {}
 func (NopWorkerObserver) CompletionPublishFailed()          {}
+func (NopWorkerObserver) DeadLettered()                     {}
 
 // taskInfo returns the observed identity of j's task.
 func (j *workerJob) taskInfo() TaskInfo {

@@ -141,6 +141,13 @@ type WorkerOptions struct {
 	// travel to downstream steps as inputs, inside their envelopes (see
 	// ClientOptions.MaxEnvelopeBytes).
 	MaxResultBytes int
+	// DeadLetterSweep is how often the worker reads the dead-letter queue
+	// behind its Broker (where the broker has the ports.DeadLetterer
+	// capability and the queue a redrive policy) and records a failed
+	// result for every dead-lettered task that has none, so that its
+	// waiters end (see Worker, Dead letters). The first sweep runs when Run
+	// starts. Default DefaultDeadLetterSweep (5m); negative means never.
+	DeadLetterSweep time.Duration
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Observer receives the worker's events (tasks received and finished,
@@ -260,6 +267,24 @@ type WorkerOptions struct {
 // released with Nack 0 on every queue: that was an attempt.
 // WorkerObserver.MessageHandedBack reports each hand-back and how.
 //
+// # Dead letters
+//
+// A message that the queue's redrive policy moved to its dead-letter queue
+// (received maxReceiveCount times without being deleted: its workers
+// crashed, or could not store its result, or its retry policy allows more
+// attempts than the redrive policy receives) would leave its waiters
+// waiting forever. Every DeadLetterSweep, where the Broker implements
+// ports.DeadLetterer and the queue has a redrive policy, the worker reads
+// its DLQ through (at most 1,000 messages per sweep, each hidden for 30
+// seconds, then visible again by itself) and records for each task without
+// a result a failed result "dead-lettered after N receives: …"
+// (ports.Result.DeadLettered; N is the policy's maxReceiveCount), and
+// publishes its completion. A task whose result policy is none gets none.
+// The messages stay in the DLQ, for an operator to look at, redrive or
+// purge; a message swept before costs no request until the worker
+// restarts (then one conditional Put). An empty DLQ costs one Receive per
+// sweep; opening it, once per Run, one or two requests.
+//
 // # Requests per task
 //
 // A first delivery that succeeds costs its share of one Receive and of one
@@ -294,7 +319,8 @@ type Worker struct {
 	shutdownTimeout time.Duration
 	batch           int
 	inlineLimit     int
-	maxResult       int // < 0: no limit
+	maxResult       int           // < 0: no limit
+	deadLetterSweep time.Duration // ≤ 0: never
 	log             *slog.Logger
 	obs             WorkerObserver // never nil
 	tracer          Tracer         // nil: no tracing
@@ -409,6 +435,9 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	if opts.MaxResultBytes == 0 {
 		opts.MaxResultBytes = DefaultMaxResultBytes
 	}
+	if opts.DeadLetterSweep == 0 {
+		opts.DeadLetterSweep = DefaultDeadLetterSweep
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -441,6 +470,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		batch:           opts.ReceiveBatch,
 		inlineLimit:     opts.InlineResultLimit,
 		maxResult:       opts.MaxResultBytes,
+		deadLetterSweep: opts.DeadLetterSweep,
 		log:             opts.Logger.With("worker", opts.ID),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
@@ -498,6 +528,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		bg.Go(func() { w.cancelLoop(bgCtx, sub) })
 	}
 	bg.Go(func() { w.heartbeatLoop(bgCtx) })
+	bg.Go(func() { w.deadLetterLoop(bgCtx, ctx.Done()) })
 
 	w.log.Info("worker started", "concurrency", w.concurrency, "prefetch", w.prefetch,
 		"settle_depth", w.settleDepth, "lease", w.lease, "tasks", w.registry.Names())

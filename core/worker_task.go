@@ -706,7 +706,10 @@ func (w *Worker) pushCompletion(replyTo string, res *ports.Result) error {
 }
 
 // store puts res, retrying briefly. A result stored before wins (write-once);
-// its stored version is returned (nil when it could not be read back).
+// its stored version is returned (nil when it could not be read back) —
+// except a result recorded for a dead-lettered task (ports.Result.DeadLettered),
+// which the task's real outcome replaces where the backend can delete
+// (ports.ResultDeleter): the message was redriven and ran.
 func (w *Worker) store(log *slog.Logger, res *ports.Result) (*ports.Result, bool) {
 	for i := range putAttempts {
 		ctx, cancel := w.opContext()
@@ -722,6 +725,9 @@ func (w *Worker) store(log *slog.Logger, res *ports.Result) (*ports.Result, bool
 			if gerr != nil {
 				log.Warn("a result was stored before but cannot be read", "err", gerr)
 				return nil, true
+			}
+			if w.replaceDeadLettered(log, stored, res) {
+				continue // the marker is gone: store the real outcome
 			}
 			log.Info("a result was stored before; keeping it", "state", stored.State)
 			return &stored, true

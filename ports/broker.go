@@ -142,3 +142,34 @@ type Requeuer interface {
 	// duplicate). ErrClosed, ErrNotFound and ErrUnavailable as for Send.
 	Requeue(ctx context.Context, d Delivery, attrs map[string]string) error
 }
+
+// DeadLetterer is an optional Broker capability, discovered by type
+// assertion (broker.(ports.DeadLetterer)): the dead-letter queue (DLQ)
+// behind the broker's queue, where the queue's redrive policy moves a
+// message that was received MaxReceives times without being deleted.
+type DeadLetterer interface {
+	// DeadLetters returns a Broker bound to the queue's DLQ, which the
+	// caller owns and closes, with the redrive policy's MaxReceives. It
+	// makes at most a couple of requests (SQS: the queue's RedrivePolicy
+	// and the DLQ's URL). A queue without a redrive policy fails with
+	// ErrNotFound (errors.Is), as does a redrive policy naming a DLQ that
+	// does not exist; a missing queue, ErrClosed and ErrUnavailable as for
+	// Receive.
+	//
+	// A message in the DLQ has the ID, Body, Attributes and GroupID it was
+	// sent with. Its receive count (Delivery.Attempt) is the DLQ's own
+	// and says nothing about the source queue: use MaxReceives.
+	DeadLetters(ctx context.Context) (DeadLetterQueue, error)
+}
+
+// DeadLetterQueue is a Broker bound to a dead-letter queue, as
+// DeadLetterer.DeadLetters returns it.
+type DeadLetterQueue struct {
+	Broker
+	// Name identifies the DLQ to an operator: the memory queue's name, the
+	// SQS queue's URL.
+	Name string
+	// MaxReceives is the redrive policy's maxReceiveCount: a message in the
+	// DLQ was received this many times from the source queue.
+	MaxReceives int
+}

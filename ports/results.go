@@ -57,9 +57,14 @@ type Result struct {
 	// Attempts is how many times the handler ran (0 if it never started).
 	Attempts int `json:"attempts"`
 	// Worker identifies the worker that recorded the result.
-	Worker     string    `json:"worker,omitempty"`
-	StartedAt  time.Time `json:"started_at,omitzero"`
-	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Worker string `json:"worker,omitempty"`
+	// DeadLettered marks a failed result recorded for a task whose message
+	// the queue's redrive policy moved to its dead-letter queue, by a worker
+	// sweeping that queue: the handler's own outcome is unknown. Redriving
+	// the message replaces such a result (see ResultDeleter).
+	DeadLettered bool      `json:"dead_lettered,omitempty"`
+	StartedAt    time.Time `json:"started_at,omitzero"`
+	FinishedAt   time.Time `json:"finished_at,omitzero"`
 }
 
 // Validate reports ErrInvalidArgument when r cannot be stored.
@@ -89,6 +94,20 @@ type ResultBackend interface {
 
 	// Close releases the backend.
 	Close() error
+}
+
+// ResultDeleter is an optional ResultBackend capability, discovered by type
+// assertion (results.(ports.ResultDeleter)): it removes a stored result, so
+// that a task whose recorded outcome was not its handler's — a result
+// marked DeadLettered, replaced when the message is redriven and runs —
+// can get its real one. Results stay write-once for every other purpose:
+// core deletes only DeadLettered results.
+type ResultDeleter interface {
+	// Delete removes the result of taskID. A task without a result is not
+	// an error. A later Put of taskID then succeeds (the first Put after the
+	// Delete wins, as for a new task). ErrClosed, ErrUnavailable and
+	// ErrInvalidArgument (a key the store cannot hold) as for Get.
+	Delete(ctx context.Context, taskID string) error
 }
 
 // KeyLimiter is an optional capability of a ResultBackend or PayloadStore,

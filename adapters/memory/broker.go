@@ -22,8 +22,9 @@ type broker struct {
 }
 
 var (
-	_ ports.Broker   = (*broker)(nil)
-	_ ports.Requeuer = (*broker)(nil)
+	_ ports.Broker       = (*broker)(nil)
+	_ ports.Requeuer     = (*broker)(nil)
+	_ ports.DeadLetterer = (*broker)(nil)
 )
 
 // queue returns the broker's queue, failing when the broker is closed, ctx
@@ -279,6 +280,25 @@ func (b *broker) Extend(ctx context.Context, lease time.Duration, receipts ...po
 		return &ports.BatchError{Failed: failed}
 	}
 	return nil
+}
+
+// DeadLetters implements ports.DeadLetterer: a new Broker handle on the
+// queue's DeadLetterQueue, with its MaxReceives.
+func (b *broker) DeadLetters(ctx context.Context) (ports.DeadLetterQueue, error) {
+	q, dlq, err := b.queue(ctx, "dead letters")
+	if err != nil {
+		return ports.DeadLetterQueue{}, err
+	}
+	switch {
+	case q.opts.DeadLetterQueue == "":
+		return ports.DeadLetterQueue{}, fmt.Errorf("memory: dead letters of %q: %w: the queue has no redrive policy (QueueOptions.DeadLetterQueue)",
+			b.name, ports.ErrNotFound)
+	case dlq == nil:
+		return ports.DeadLetterQueue{}, fmt.Errorf("memory: dead letters of %q: dead-letter queue %q: %w",
+			b.name, q.opts.DeadLetterQueue, ports.ErrNotFound)
+	}
+	return ports.DeadLetterQueue{Broker: b.tr.Broker(q.opts.DeadLetterQueue), Name: q.opts.DeadLetterQueue,
+		MaxReceives: q.opts.MaxReceives}, nil
 }
 
 // Close closes this handle only; leases it handed out run on. A Receive

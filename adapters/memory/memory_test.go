@@ -24,9 +24,9 @@ type harness struct {
 
 func (h harness) Features() porttest.Features {
 	if h.realTime {
-		return porttest.Features{FIFO: true, Requeue: true, LeaseGranularity: 100 * time.Millisecond, PollBound: 400 * time.Millisecond}
+		return porttest.Features{FIFO: true, Requeue: true, DeadLetters: true, ResultDelete: true, LeaseGranularity: 100 * time.Millisecond, PollBound: 400 * time.Millisecond}
 	}
-	return porttest.Features{FIFO: true, Requeue: true, Synctest: true, PollBound: memory.DefaultPollWait}
+	return porttest.Features{FIFO: true, Requeue: true, DeadLetters: true, ResultDelete: true, Synctest: true, PollBound: memory.DefaultPollWait}
 }
 
 func (h harness) transport() *memory.Transport {
@@ -44,6 +44,13 @@ func (h harness) NewQueue(t *testing.T, fifo bool, n int) []ports.Broker {
 	}
 	require.NoError(t, tr.CreateQueue(name, memory.QueueOptions{FIFO: fifo}))
 	return handles(t, n, func() ports.Broker { return tr.Broker(name) })
+}
+
+func (h harness) NewDeadLetteredQueue(t *testing.T, maxReceives int) ports.Broker {
+	tr := h.transport()
+	require.NoError(t, tr.CreateQueue("tasks-dlq", memory.QueueOptions{}))
+	require.NoError(t, tr.CreateQueue("tasks", memory.QueueOptions{MaxReceives: maxReceives, DeadLetterQueue: "tasks-dlq"}))
+	return handles(t, 1, func() ports.Broker { return tr.Broker("tasks") })[0]
 }
 
 func (h harness) MissingQueue(t *testing.T) ports.Broker {

@@ -19,8 +19,8 @@ type resultStore struct {
 	shards [resultShards]resultShard
 }
 
-// resultShard holds its results in append-only chunks (results are never
-// deleted) indexed by task ID, so that the map's slots stay small: lookups
+// resultShard holds its results in append-only chunks (a deleted result,
+// which is rare, only leaves the index) indexed by task ID, so that the map's slots stay small: lookups
 // touch less memory, and neither growing the map nor adding a chunk copies
 // results.
 type resultShard struct {
@@ -73,7 +73,10 @@ type resultBackend struct {
 	closed atomic.Bool
 }
 
-var _ ports.ResultBackend = (*resultBackend)(nil)
+var (
+	_ ports.ResultBackend = (*resultBackend)(nil)
+	_ ports.ResultDeleter = (*resultBackend)(nil)
+)
 
 func (b *resultBackend) check(ctx context.Context, op string) error {
 	if b.closed.Load() {
@@ -121,6 +124,19 @@ func (b *resultBackend) Get(ctx context.Context, taskID string) (ports.Result, e
 		return ports.Result{}, notFoundError{taskID}
 	}
 	return cloneResult(r), nil
+}
+
+// Delete removes the result of taskID (ports.ResultDeleter); its slot in
+// the chunk stays, unreferenced.
+func (b *resultBackend) Delete(ctx context.Context, taskID string) error {
+	if err := b.check(ctx, "delete result"); err != nil {
+		return err
+	}
+	s := b.store.shard(taskID)
+	s.mu.Lock()
+	delete(s.index, taskID)
+	s.mu.Unlock()
+	return nil
 }
 
 // Close closes this handle only.

@@ -20,6 +20,7 @@ type ResultBackend struct {
 
 var (
 	_ ports.ResultBackend = (*ResultBackend)(nil)
+	_ ports.ResultDeleter = (*ResultBackend)(nil)
 	_ ports.KeyLimiter    = (*ResultBackend)(nil)
 )
 
@@ -80,6 +81,22 @@ func (b *ResultBackend) Get(ctx context.Context, taskID string) (ports.Result, e
 		return ports.Result{}, fmt.Errorf("s3: get result %q: decoding the stored object: %w", key, err)
 	}
 	return r, nil
+}
+
+// Delete removes the result of taskID with one DeleteObject
+// (ports.ResultDeleter); S3 answers a missing object with success.
+func (b *ResultBackend) Delete(ctx context.Context, taskID string) error {
+	if err := b.s.check("delete result"); err != nil {
+		return err
+	}
+	key, err := b.s.key(taskID)
+	if err != nil {
+		return fmt.Errorf("s3: delete result: %w", err)
+	}
+	if _, err := b.s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.s.bucket, Key: &key}); err != nil {
+		return wrap(opRead, fmt.Sprintf("delete result %q", key), err)
+	}
+	return nil
 }
 
 // MaxKeyLen returns the longest task ID the backend stores (ports.KeyLimiter):

@@ -124,8 +124,9 @@ type Broker struct {
 }
 
 var (
-	_ ports.Broker   = (*Broker)(nil)
-	_ ports.Requeuer = (*Broker)(nil)
+	_ ports.Broker       = (*Broker)(nil)
+	_ ports.Requeuer     = (*Broker)(nil)
+	_ ports.DeadLetterer = (*Broker)(nil)
 )
 
 // New returns a Broker for the queue at queueURL. A URL ending in ".fifo" is

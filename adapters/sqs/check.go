@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/dagq/dagq/ports"
 )
 
 // DeadLetterQueueError reports that the dead-letter queue named by a
@@ -43,34 +47,90 @@ func (b *Broker) Check(ctx context.Context) error {
 	if b.isClosed() {
 		return closedErr(op)
 	}
-	out, err := b.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       aws.String(b.url),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
-	})
-	if err != nil {
-		return wrap(op+": GetQueueAttributes "+b.url, err, false)
+	policy, err := b.redrivePolicy(ctx, op)
+	if err != nil || policy.arn == "" {
+		return err
 	}
-	policy := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
-	if policy == "" {
-		return nil
-	}
-	var redrive struct {
-		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
-	}
-	if err := json.Unmarshal([]byte(policy), &redrive); err != nil || redrive.DeadLetterTargetArn == "" {
-		return nil // not a policy this check can follow; SQS validated it when it was set
-	}
-	account, name, ok := arnQueue(redrive.DeadLetterTargetArn)
+	account, name, ok := arnQueue(policy.arn)
 	if !ok {
 		return nil
 	}
 	if _, err := b.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{
 		QueueName: aws.String(name), QueueOwnerAWSAccountId: aws.String(account),
 	}); err != nil {
-		return &DeadLetterQueueError{Queue: b.url, ARN: redrive.DeadLetterTargetArn,
+		return &DeadLetterQueueError{Queue: b.url, ARN: policy.arn,
 			Err: wrap(op+": GetQueueUrl "+name, err, false)}
 	}
 	return nil
+}
+
+// redrive is a queue's redrive policy, as far as dagq reads it.
+type redrive struct {
+	arn         string // deadLetterTargetArn; empty: no policy dagq can follow
+	maxReceives int    // maxReceiveCount; 0 when absent or unreadable
+}
+
+// redrivePolicy reads the queue's RedrivePolicy attribute (one
+// GetQueueAttributes request). A queue without one, or with one that is not
+// JSON naming a target (SQS validated it when it was set), has an empty
+// redrive.
+func (b *Broker) redrivePolicy(ctx context.Context, op string) (redrive, error) {
+	out, err := b.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(b.url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
+	})
+	if err != nil {
+		return redrive{}, wrap(op+": GetQueueAttributes "+b.url, err, false)
+	}
+	policy := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
+	if policy == "" {
+		return redrive{}, nil
+	}
+	var p struct {
+		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
+		// A number in SQS's answer; a string where it was set as one.
+		MaxReceiveCount json.RawMessage `json:"maxReceiveCount"`
+	}
+	if err := json.Unmarshal([]byte(policy), &p); err != nil {
+		return redrive{}, nil
+	}
+	n, _ := strconv.Atoi(strings.Trim(string(p.MaxReceiveCount), `"`))
+	return redrive{arn: p.DeadLetterTargetArn, maxReceives: n}, nil
+}
+
+// DeadLetters implements ports.DeadLetterer: the queue's RedrivePolicy (one
+// GetQueueAttributes request) and its DLQ's URL (one GetQueueUrl request),
+// and a new Broker on that URL with this one's options, except a one-second
+// WaitTime (a DLQ is read in sweeps, not served). A queue without a redrive
+// policy, or whose policy names a missing queue, fails with
+// ports.ErrNotFound.
+func (b *Broker) DeadLetters(ctx context.Context) (ports.DeadLetterQueue, error) {
+	const op = "dead letters"
+	if b.isClosed() {
+		return ports.DeadLetterQueue{}, closedErr(op)
+	}
+	policy, err := b.redrivePolicy(ctx, op)
+	if err != nil {
+		return ports.DeadLetterQueue{}, err
+	}
+	account, name, ok := arnQueue(policy.arn)
+	if !ok {
+		return ports.DeadLetterQueue{}, fmt.Errorf("sqs: %s: queue %s: %w: no redrive policy naming a dead-letter queue",
+			op, b.url, ports.ErrNotFound)
+	}
+	out, err := b.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{
+		QueueName: aws.String(name), QueueOwnerAWSAccountId: aws.String(account),
+	})
+	if err != nil {
+		return ports.DeadLetterQueue{}, &DeadLetterQueueError{Queue: b.url, ARN: policy.arn,
+			Err: wrap(op+": GetQueueUrl "+name, err, false)}
+	}
+	url := aws.ToString(out.QueueUrl)
+	dl, err := New(b.client, url, &Options{WaitTime: time.Second, MaxBodyBytes: b.maxBody, Logger: b.log})
+	if err != nil {
+		return ports.DeadLetterQueue{}, err
+	}
+	return ports.DeadLetterQueue{Broker: dl, Name: url, MaxReceives: policy.maxReceives}, nil
 }
 
 // arnQueue returns the account and name of an SQS queue ARN

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"flag"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -80,7 +81,8 @@ func (h harness) Features() porttest.Features {
 		PollBound:        waitTime,
 		// Requeue on standard queues only: on FIFO queues a copy would be
 		// dropped by deduplication (RequeueFIFO undeclared).
-		Requeue: true,
+		Requeue:     true,
+		DeadLetters: true,
 		// fauxqs 2.4.1 accepts ChangeMessageVisibility with the receipt of
 		// an expired, unreceived lease; SQS answers MessageNotInflight.
 		ExtendsExpiredLease: true,
@@ -129,6 +131,32 @@ func (h harness) NewQueue(t *testing.T, fifo bool, n int) []ports.Broker {
 
 // MissingQueue returns a broker on the URL of a queue that was created and
 // deleted again, so the URL has the emulator's exact form.
+func (h harness) NewDeadLetteredQueue(t *testing.T, maxReceives int) ports.Broker {
+	dlq := h.createQueue(t, false)
+	arn, err := h.client.GetQueueAttributes(t.Context(), &awssqs.GetQueueAttributesInput{
+		QueueUrl: &dlq, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	require.NoError(t, err, "GetQueueAttributes QueueArn")
+	url := h.createQueue(t, false)
+	_, err = h.client.SetQueueAttributes(t.Context(), &awssqs.SetQueueAttributesInput{QueueUrl: &url, Attributes: map[string]string{
+		string(types.QueueAttributeNameRedrivePolicy): fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":%d}`,
+			arn.Attributes[string(types.QueueAttributeNameQueueArn)], maxReceives),
+	}})
+	require.NoError(t, err, "SetQueueAttributes RedrivePolicy")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, u := range []string{url, dlq} {
+			_, err := h.client.DeleteQueue(ctx, &awssqs.DeleteQueueInput{QueueUrl: &u})
+			require.NoError(t, err, "DeleteQueue")
+		}
+	})
+	b, err := sqs.New(h.client, url, &sqs.Options{WaitTime: waitTime})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
+	return b
+}
+
 func (h harness) MissingQueue(t *testing.T) ports.Broker {
 	url := h.createQueue(t, false)
 	_, err := h.client.DeleteQueue(t.Context(), &awssqs.DeleteQueueInput{QueueUrl: &url})

@@ -126,7 +126,7 @@ func TestLauncherCommands_SharedRuntime(t *testing.T) {
 			`(?m)^params\s+day=mon$`,
 			`(?m)^started\s+\S+ \(\S+ ago\)$`,
 			`(?m)^STEP\s+TASK\s+STATE\s+ATTEMPTS\s+DURATION\s+WORKER\s+ERROR$`,
-			`(?m)^a\s+echo\s+succeeded\s+1\s+\S+\s+\S+-\w+$`, // the step worker, from a's result
+			`(?m)^a\s+echo\s+succeeded\s+1\s+\S+\s+\S+-\w+$`,           // the step worker, from a's result
 			`(?m)^b\s+sleep\s+running\s+1\s+[0-9.]+[µmn]?s\s+\S+-\w+$`, // the worker running it, from its progress
 			`(?m)^d\s+hash\s+pending\s+0\s+-\s+-$`,
 		} {

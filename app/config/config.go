@@ -142,6 +142,7 @@ type WorkerConfig struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" doc:"how long a stopping worker waits for running tasks before it cancels and releases them"`
 	SettleDepth       int           `yaml:"settle_depth" doc:"most finished tasks whose result write, completion and delete go on at once after their slot was freed"`
 	Prefetch          int           `yaml:"prefetch" doc:"most received messages a worker holds not yet started, beyond concurrency; 0: none"`
+	DeadLetterSweep   time.Duration `yaml:"dead_letter_sweep" doc:"how often a worker reads its queues' dead-letter queues and records a failed result for each task there without one; 0s: never"`
 	MetricsAddr       string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
 }
 
@@ -199,6 +200,7 @@ func Default() Config {
 			ShutdownTimeout:   core.DefaultShutdownTimeout,
 			SettleDepth:       core.DefaultSettleDepth,
 			Prefetch:          core.DefaultPrefetch,
+			DeadLetterSweep:   core.DefaultDeadLetterSweep,
 		},
 		Retry: RetryConfig{
 			MaxAttempts:    core.DefaultRetryPolicy.MaxAttempts,

@@ -83,6 +83,9 @@ const (
 	MaxSettleDepth = 10000
 	// MaxPrefetch bounds worker.prefetch.
 	MaxPrefetch = 10000
+	// MaxDeadLetterSweep bounds worker.dead_letter_sweep: SQS keeps a DLQ's
+	// messages at most 14 days.
+	MaxDeadLetterSweep = 24 * time.Hour
 )
 
 // Validate checks every key and returns all problems joined (nil when the
@@ -146,6 +149,9 @@ func (c Config) validate(sources map[string]string, lines map[string]int) error 
 	}
 	if w.Prefetch < 0 || w.Prefetch > MaxPrefetch {
 		bad("worker.prefetch", "%d is out of range; valid: 0 (none) to %d", w.Prefetch, MaxPrefetch)
+	}
+	if w.DeadLetterSweep < 0 || w.DeadLetterSweep > MaxDeadLetterSweep {
+		bad("worker.dead_letter_sweep", "%s is out of range; valid: 0s (never) to %s", FormatDuration(w.DeadLetterSweep), FormatDuration(MaxDeadLetterSweep))
 	}
 	if msg := validListenAddr(w.MetricsAddr); msg != "" {
 		bad("worker.metrics_addr", "%q %s; valid: empty (off) or host:port, such as :9090 or 127.0.0.1:9090", w.MetricsAddr, msg)

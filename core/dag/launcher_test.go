@@ -117,12 +117,17 @@ type lnWorld struct {
 
 func newLnWorld(t *testing.T, fifo bool) *lnWorld {
 	t.Helper()
-	tr := memory.NewTransport()
 	queue := "tasks"
 	if fifo {
 		queue = "tasks.fifo"
 	}
-	require.NoError(t, tr.CreateQueue(queue, memory.QueueOptions{FIFO: fifo}))
+	return newLnWorldWith(t, memory.NewTransport(), queue, memory.QueueOptions{FIFO: fifo})
+}
+
+// newLnWorldWith is newLnWorld on tr, with a queue created with opts.
+func newLnWorldWith(t *testing.T, tr *memory.Transport, queue string, opts memory.QueueOptions) *lnWorld {
+	t.Helper()
+	require.NoError(t, tr.CreateQueue(queue, opts))
 	c, err := core.NewClient(core.ClientOptions{
 		Ports: core.Ports{
 			Broker:      tr.Broker(queue),
@@ -273,6 +278,15 @@ func (b *switchBroker) Extend(ctx context.Context, lease time.Duration, rs ...po
 		return errCutOff
 	}
 	return b.Broker.Extend(ctx, lease, rs...)
+}
+
+// DeadLetters forwards to the memory broker's ports.DeadLetterer (the
+// embedded interface would hide it from the worker).
+func (b *switchBroker) DeadLetters(ctx context.Context) (ports.DeadLetterQueue, error) {
+	if b.dead.Load() {
+		return ports.DeadLetterQueue{}, errCutOff
+	}
+	return b.Broker.(ports.DeadLetterer).DeadLetters(ctx)
 }
 
 // switchState fails every call with ports.ErrUnavailable once dead.
@@ -765,6 +779,40 @@ func TestLauncher_TerminateWithADuplicateDelivery(t *testing.T) {
 			s, _ := x.tr.Stats(x.queue)
 			return s == memory.QueueStats{}
 		}, time.Minute, time.Second)
+	})
+}
+
+// A run task that reaches its dead-letter queue (here: its only receive
+// went to a worker that died before it started the run) gets a failed
+// result from the run worker's dead-letter sweep, so Wait ends and Status
+// and Health say why. Before, Wait waited forever and Health said the run
+// task waits in the queue.
+func TestLauncher_DeadLetteredRunTaskEndsTheRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := memory.NewTransport()
+		require.NoError(t, tr.CreateQueue("tasks-dlq", memory.QueueOptions{}))
+		x := newLnWorldWith(t, tr, "tasks", memory.QueueOptions{MaxReceives: 1, DeadLetterQueue: "tasks-dlq"})
+		ctx := context.Background()
+		job := dag.Job{Name: "dl", Steps: []dag.Step{lnStep("a", lnArgs{})}}
+		runID, err := x.launcher.Launch(ctx, job, dag.LaunchOptions{RunID: "dl"})
+		require.NoError(t, err)
+		ds, err := x.tr.Broker(x.queue).Receive(ctx, 1, time.Second) // a worker that dies at once
+		require.NoError(t, err)
+		require.Len(t, ds, 1)
+		time.Sleep(2 * time.Second)
+		x.startWorker("w1", func(o *core.WorkerOptions) { o.DeadLetterSweep = time.Minute })
+
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		rec, err := x.launcher.Wait(wctx, runID)
+		require.NoError(t, err, "Wait ends within a sweep interval or two")
+		assert.Equal(t, dag.RunFailed, rec.State)
+		assert.Contains(t, rec.Error, "dead-lettered after 1 receive:")
+		assert.Equal(t, 0, x.calls.count("a"), "the run never started")
+		h, err := x.launcher.Health(ctx, runID)
+		require.NoError(t, err)
+		assert.Equal(t, dag.HealthFailed, h.Status)
+		assert.Contains(t, h.Message, "dead-lettered")
 	})
 }
 

@@ -54,6 +54,8 @@ func TestBroker(t *testing.T, h BrokerHarness) {
 		{"RequeueValidation", needRequeue, testRequeueValidation},
 		{"RequeueClosedAndMissing", needRequeue, testRequeueClosedAndMissing},
 		{"FIFORequeue", needFIFORequeue, testFIFORequeue},
+		{"DeadLetters", needDeadLetters, testDeadLetters},
+		{"DeadLettersNone", needDeadLetters, testDeadLettersNone},
 	}
 	for _, tc := range tests {
 		e.run(t, tc.name, tc.need, func(t *testing.T) { tc.fn(t, e, h) })

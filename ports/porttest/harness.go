@@ -47,6 +47,13 @@ type Features struct {
 	// difference instead: Requeue on a FIFO queue fails with
 	// ports.ErrUnsupported, sends nothing and leaves the lease alone.
 	RequeueFIFO bool
+	// DeadLetters: the brokers implement the optional ports.DeadLetterer,
+	// and the BrokerHarness implements DeadLetterHarness. Undeclared, the
+	// DeadLetters subtests are skipped, naming the flag.
+	DeadLetters bool
+	// ResultDelete: the result backends implement the optional
+	// ports.ResultDeleter. Undeclared, the Delete subtest is skipped.
+	ResultDelete bool
 
 	// Declared differences from the contract (emulator gaps). Each one
 	// relaxes named assertions; the affected subtest logs or skips naming the

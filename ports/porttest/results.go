@@ -18,18 +18,20 @@ func TestResultBackend(t *testing.T, h ResultHarness) {
 	tests := []struct {
 		name string
 		fn   func(*testing.T, env, ResultHarness)
+		need need
 	}{
-		{"PutGet", testResultPutGet},
-		{"ResultIsCopied", testResultIsCopied},
-		{"GetMissing", testResultGetMissing},
-		{"SecondPutFails", testResultSecondPutFails},
-		{"RacingPuts", testResultRacingPuts},
-		{"InvalidResult", testResultInvalid},
-		{"VisibleAcrossBackends", testResultVisibleAcrossBackends},
-		{"Closed", testResultClosed},
+		{"PutGet", testResultPutGet, needNothing},
+		{"ResultIsCopied", testResultIsCopied, needNothing},
+		{"GetMissing", testResultGetMissing, needNothing},
+		{"SecondPutFails", testResultSecondPutFails, needNothing},
+		{"RacingPuts", testResultRacingPuts, needNothing},
+		{"InvalidResult", testResultInvalid, needNothing},
+		{"VisibleAcrossBackends", testResultVisibleAcrossBackends, needNothing},
+		{"Closed", testResultClosed, needNothing},
+		{"Delete", testResultDelete, needResultDelete},
 	}
 	for _, tc := range tests {
-		e.run(t, tc.name, needNothing, func(t *testing.T) { tc.fn(t, e, h) })
+		e.run(t, tc.name, tc.need, func(t *testing.T) { tc.fn(t, e, h) })
 	}
 }
 
@@ -115,6 +117,32 @@ func testResultSecondPutFails(t *testing.T, e env, h ResultHarness) {
 		require.Equal(t, "worker-a/pid-17", got.Worker, "backend %d keeps the first result", i)
 		requireResultEqual(t, first, got)
 	}
+}
+
+// Delete (the optional ports.ResultDeleter) removes a result, on any
+// backend of the store; the next Put succeeds; a missing result is no
+// error. DeadLettered round-trips.
+func testResultDelete(t *testing.T, e env, h ResultHarness) {
+	ctx := e.ctx(t)
+	bs := h.NewBackend(t, 2)
+	dl, ok := bs[1].(ports.ResultDeleter)
+	require.Truef(t, ok, "Features.ResultDelete is declared but %T does not implement ports.ResultDeleter", bs[1])
+	marked := ports.Result{TaskID: "task-1", State: ports.StateFailed, Error: "dead-lettered after 3 receives", DeadLettered: true}
+	require.NoError(t, bs[0].Put(ctx, marked))
+	got, err := bs[1].Get(ctx, "task-1")
+	require.NoError(t, err)
+	require.True(t, got.DeadLettered, "DeadLettered round-trips")
+
+	require.NoError(t, dl.Delete(ctx, "task-1"))
+	_, err = bs[0].Get(ctx, "task-1")
+	require.ErrorIs(t, err, ports.ErrNotFound, "deleted")
+	real := fullResult("task-1")
+	require.NoError(t, bs[0].Put(ctx, real), "a Put after the Delete")
+	got, err = bs[1].Get(ctx, "task-1")
+	require.NoError(t, err)
+	requireResultEqual(t, real, got)
+	require.ErrorIs(t, bs[1].Put(ctx, marked), ports.ErrAlreadyExists, "write-once again")
+	require.NoError(t, dl.Delete(ctx, "never-stored"), "a missing result is no error")
 }
 
 func testResultRacingPuts(t *testing.T, e env, h ResultHarness) {

@@ -51,6 +51,8 @@ const (
 	needFIFO
 	needRequeue     // Features.Requeue
 	needFIFORequeue // Features.FIFO and Features.Requeue
+	needDeadLetters // Features.DeadLetters
+	needResultDelete
 )
 
 // missing names the feature n needs that f does not declare ("" if none).
@@ -60,6 +62,10 @@ func (n need) missing(f Features) string {
 		return "FIFO"
 	case (n == needRequeue || n == needFIFORequeue) && !f.Requeue:
 		return "Requeue"
+	case n == needDeadLetters && !f.DeadLetters:
+		return "DeadLetters"
+	case n == needResultDelete && !f.ResultDelete:
+		return "ResultDelete"
 	}
 	return ""
 }

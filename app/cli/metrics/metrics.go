@@ -112,6 +112,7 @@ type Metrics struct {
 	recvFail      *prometheus.CounterVec
 	storeFail     *prometheus.CounterVec
 	publishFail   *prometheus.CounterVec
+	deadLettered  *prometheus.CounterVec
 	depth         *prometheus.GaugeVec
 	depthErrors   *prometheus.CounterVec
 	ready         prometheus.Gauge
@@ -192,6 +193,8 @@ func New(opts Options) *Metrics {
 		"Results the worker could not store in the result backend after its retries; the task is handed back for redelivery.", "queue")
 	m.publishFail = counter("dagq_worker_completion_publish_failures_total",
 		"Completions that could not be pushed to their reply inbox (the result is stored; waiters read it from the result backend).", "queue")
+	m.deadLettered = counter("dagq_worker_dead_lettered_total",
+		"Tasks found in the queue's dead-letter queue without a result, recorded as failed by the worker's dead-letter sweep.", "queue")
 	m.depth = gauge("dagq_queue_messages",
 		"Messages in the queue by state, polled: visible (ApproximateNumberOfMessages), in_flight (ApproximateNumberOfMessagesNotVisible), delayed (ApproximateNumberOfMessagesDelayed).", "queue", "state")
 	m.depthErrors = counter("dagq_queue_depth_errors_total",
@@ -245,6 +248,7 @@ func (m *Metrics) Observer(info WorkerInfo) core.WorkerObserver {
 		recvFail:     m.recvFail.WithLabelValues(q),
 		storeFail:    m.storeFail.WithLabelValues(q),
 		publishFail:  m.publishFail.WithLabelValues(q),
+		deadLettered: m.deadLettered.WithLabelValues(q),
 	}
 	m.concurrency.WithLabelValues(q).Add(float64(info.Concurrency))
 	for _, t := range info.Tasks {
@@ -264,6 +268,7 @@ type observer struct {
 
 	msgsReceived, msgsRejected, leaseExt, leaseExtFail, cancels prometheus.Counter
 	recvFail, storeFail, publishFail, requeued, nacked          prometheus.Counter
+	deadLettered                                                prometheus.Counter
 	inFlight                                                    prometheus.Gauge
 }
 
@@ -311,6 +316,7 @@ func (o *observer) CancelRequested(n int) { o.cancels.Add(float64(n)) }
 func (o *observer) ReceiveFailed()           { o.recvFail.Inc() }
 func (o *observer) ResultStoreFailed()       { o.storeFail.Inc() }
 func (o *observer) CompletionPublishFailed() { o.publishFail.Inc() }
+func (o *observer) DeadLettered()            { o.deadLettered.Inc() }
 
 // awsCollector exposes the AWS request counts read at each scrape.
 type awsCollector struct{ read func() []AWSRequests }
