@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-mem bench-micro fuzz tidy
+.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-mem bench-micro soak fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
@@ -106,6 +106,17 @@ bench: emulators-up
 ## e.g. BENCH_FLAGS="-cpuprofile cpu.out").
 bench-mem:
 	$(GO) run ./app/cmd/dagq-bench -only mem,dag $(BENCH_FLAGS)
+
+## soak: the soak (dagq-bench -soak, not part of make test): SOAK_DURATION (default 30m) of load on
+## three worker processes on the emulators — 50,000 tasks and 200 launched runs (proportionally fewer
+## for a shorter SOAK_DURATION) — with a rolling SIGTERM restart of one worker every 2 minutes and a
+## kill -9 every 5 (SOAK_SIGTERM_EVERY, SOAK_KILL_EVERY override them). Then it checks that every task
+## has exactly one stored result, every run finished and no queue holds a message, and prints
+## duplicates executed, latency p50/p99/max and the longest stall; exit 1 naming what failed.
+## SOAK_FLAGS adds flags (-soak-tasks N, -soak-runs N, -soak-drain D, …; go run ./app/cmd/dagq-bench -h).
+SOAK_DURATION ?= 30m
+soak: emulators-up
+	eval "$$(scripts/emulators.sh env)" && $(GO) run ./app/cmd/dagq-bench -soak $(SOAK_DURATION) $(SOAK_FLAGS)
 
 ## bench-micro: Go micro-benchmarks (memory round trip, envelope, registry dispatch, memory adapter);
 ## BENCH_COUNT=10 repeats each for benchstat (docs/performance.md).

@@ -9,6 +9,12 @@
 //
 //	dagq-bench [-quick] [-idle-window 40s] [-out FILE] [-only raw,sqs,…] [-sqs-tasks N] [-sqs-concurrency 1,10,32]
 //
+// "dagq-bench -soak 30m" runs the soak instead ("make soak"): three worker
+// processes on the emulators under rolling SIGTERM restarts and kill -9s,
+// then checks that every task has one stored result, every run finished
+// and no queue holds a message (-soak-tasks, -soak-runs,
+// -soak-sigterm-every, -soak-kill-every, -soak-drain; see -h).
+//
 // "dagq-bench worker" is the worker process the benchmark starts itself
 // (and BENCH_ROLE=raw the raw baseline's consumer process).
 package main

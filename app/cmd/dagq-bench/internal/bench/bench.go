@@ -11,9 +11,12 @@
 // with RoleEnv=worker, and such a process runs WorkerMain instead; the raw
 // baseline's consumer likewise with RoleEnv=raw (RawMain). These processes
 // talk to the bench in lines on their stdout: bench-ready, bench-started /
-// bench-cancel (from the cancel probe task), bench-raw-done (the raw
-// consumer's last delete) and bench-counts (their AWS request counts,
-// periodically and at exit).
+// bench-cancel (from the cancel probe task), bench-exec (from the soak
+// task), bench-raw-done (the raw consumer's last delete) and bench-counts
+// (their AWS request counts, periodically and at exit).
+//
+// Soak (dagq-bench -soak, make soak) is the soak test on the same
+// machinery: worker processes under faults, then end-to-end checks.
 //
 // Requests are counted by cli.AWSCounter (each HTTP attempt) in the bench
 // process (client) and in every worker process, so per-task numbers include
@@ -224,9 +227,10 @@ func loadAvg() string {
 // Main is the dagq-bench command: "dagq-bench [-quick] [-idle-window D]
 // [-out FILE] [-only mem,dag,…] [-sqs-tasks N] [-sqs-concurrency 1,10,32]
 // [-cpuprofile F] [-memprofile F]" runs the benchmark (BENCH_QUICK=1 is
-// -quick, BENCH_OUT is -out); "dagq-bench worker" (or RoleEnv=worker) runs
-// a worker process, RoleEnv=raw a raw baseline consumer. It returns the
-// exit code.
+// -quick, BENCH_OUT is -out); "dagq-bench -soak 30m [-soak-…]" runs the
+// soak instead (Soak; make soak); "dagq-bench worker" (or RoleEnv=worker)
+// runs a worker process, RoleEnv=raw a raw baseline consumer. It returns
+// the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if os.Getenv(RoleEnv) == "worker" || (len(args) > 0 && args[0] == "worker") {
 		return WorkerMain(ctx, stdout, stderr)
@@ -245,8 +249,42 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		" (skipped ones report -1; mem and dag need no emulators)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile at the end of the run to this file")
+	soak := fs.Duration("soak", 0, "run the soak instead of the benchmark, for this long (make soak: 30m); see the -soak-* flags")
+	var so SoakOptions
+	fs.IntVar(&so.Tasks, "soak-tasks", 0, "tasks the soak submits (default 50000 for 30m, proportionally fewer for a shorter -soak)")
+	fs.IntVar(&so.Runs, "soak-runs", 0, "runs the soak launches (default 200 for 30m, proportionally fewer for a shorter -soak)")
+	fs.IntVar(&so.Workers, "soak-workers", 0, "worker processes of the soak (default 3)")
+	fs.IntVar(&so.Concurrency, "soak-concurrency", 0, "worker.concurrency of the soak's worker processes (default 10)")
+	fs.DurationVar(&so.SigtermEvery, "soak-sigterm-every", 0, "interval of the soak's rolling SIGTERM restarts (env SOAK_SIGTERM_EVERY; default 2m; -1s: none)")
+	fs.DurationVar(&so.KillEvery, "soak-kill-every", 0, "interval of the soak's kill -9s (env SOAK_KILL_EVERY; default 5m; -1s: none)")
+	fs.DurationVar(&so.Drain, "soak-drain", 0, "after -soak, the longest wait for the tasks and runs to finish and the queues to empty (default 5m)")
+	for _, e := range []struct {
+		name string
+		d    *time.Duration
+	}{{"SOAK_SIGTERM_EVERY", &so.SigtermEvery}, {"SOAK_KILL_EVERY", &so.KillEvery}} {
+		if v := os.Getenv(e.name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				fmt.Fprintf(stderr, "dagq-bench: %s=%q: not a duration; write a number with a unit, e.g. 1m\n", e.name, v)
+				return 2
+			}
+			*e.d = d
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *soak != 0 {
+		if *soak < 0 {
+			fmt.Fprintf(stderr, "dagq-bench: -soak %s: valid: a positive duration, e.g. 30m\n", *soak)
+			return 2
+		}
+		so.Duration = *soak
+		if err := Soak(ctx, so); err != nil {
+			fmt.Fprintf(stderr, "dagq-bench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ type proc struct {
 
 	mu      sync.Mutex
 	reports []countsReport // periodic and final bench-counts lines
+	execs   []execLine     // bench-exec lines (of the soak task)
 
 	// termOnce sends SIGTERM once: a second one could reach a worker that
 	// already restored the default signal action (a second Ctrl-C exits at
@@ -137,6 +139,18 @@ func (p *proc) read(r io.Reader, events chan<- event) {
 				p.done = rawDone{at: time.Unix(0, ns), received: rec, deleted: del}
 				close(p.doneCh)
 			})
+		case lineExec:
+			f := strings.Fields(rest)
+			if len(f) < 2 {
+				continue
+			}
+			ns, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				continue
+			}
+			p.mu.Lock()
+			p.execs = append(p.execs, execLine{taskID: f[0], worker: p.name, at: time.Unix(0, ns)})
+			p.mu.Unlock()
 		case lineCounts:
 			var rep countsReport
 			if json.Unmarshal([]byte(rest), &rep) == nil {
@@ -164,6 +178,13 @@ func (p *proc) read(r io.Reader, events chan<- event) {
 		}
 	}
 	_, _ = io.Copy(io.Discard, r)
+}
+
+// execLines returns the bench-exec lines the process printed so far.
+func (p *proc) execLines() []execLine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.execs)
 }
 
 // lastReport returns the last counts report (ok false: none yet).

@@ -31,6 +31,12 @@ const (
 	// "bench-cancel <taskID> <unixnano> <cause>" with the time it saw the
 	// context done, and fails with the context's cause.
 	TaskCancelProbe = "bench.cancel-probe"
+	// TaskSoak, the task of the soak (Soak), prints "bench-exec <taskID>
+	// <unixnano>" on the worker's stdout when an execution starts, sleeps
+	// the milliseconds of its argument {"ms": N} (returning early with the
+	// context's cause when its context is done) and returns
+	// {"slept_ms": N, "attempt": A}.
+	TaskSoak = "bench.soak"
 )
 
 // Environment of a worker process (set by the bench on the processes it
@@ -60,6 +66,7 @@ const (
 	lineStarted = "bench-started" // bench-started <taskID> <unixnano>
 	lineCancel  = "bench-cancel"  // bench-cancel <taskID> <unixnano> <cause>
 	lineCounts  = "bench-counts"  // bench-counts <countsReport JSON>
+	lineExec    = "bench-exec"    // bench-exec <taskID> <unixnano>
 )
 
 // countsReport is the payload of a bench-counts line.
@@ -106,6 +113,26 @@ func Registry(out io.Writer) (*core.Registry, error) {
 		cause := strings.ReplaceAll(fmt.Sprint(context.Cause(ctx)), " ", "_")
 		lw.printf("%s %s %d %s", lineCancel, t.ID, at.UnixNano(), cause)
 		return nil, context.Cause(ctx)
+	}
+	soak := func(ctx context.Context, t *core.Task) (json.RawMessage, error) {
+		lw.printf("%s %s %d", lineExec, t.ID, time.Now().UnixNano())
+		var args soakArgs
+		if len(t.Args) > 0 {
+			if err := json.Unmarshal(t.Args, &args); err != nil {
+				return nil, fmt.Errorf("%w: %s: args %s: %v", core.ErrSkipRetry, TaskSoak, t.Args, err)
+			}
+		}
+		timer := time.NewTimer(time.Duration(args.MS) * time.Millisecond)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		return json.Marshal(soakOutput{SleptMS: args.MS, Attempt: t.Attempt})
+	}
+	if err := reg.HandleFunc(TaskSoak, soak); err != nil {
+		return nil, err
 	}
 	if err := reg.HandleFunc(TaskNoop, noop); err != nil {
 		return nil, err
