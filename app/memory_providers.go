@@ -5,6 +5,7 @@ import (
 
 	"github.com/dagq/dagq/adapters/memory"
 	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -20,9 +21,16 @@ var MemorySet = wire.NewSet(
 	ProvideMemoryChecker,
 )
 
-// ProvideMemoryQueues names the queues the Transport is created with.
+// ProvideMemoryQueues lists the queues the Transport is created with: the
+// task queue and the run queue, each with a dead-letter queue and the
+// redrive policy dagq queue init gives their SQS counterparts (DLQName,
+// MaxReceiveCount), so that the embedded mode dead-letters the same way.
 func ProvideMemoryQueues(cfg config.Config) memory.Queues {
-	return memory.Queues{cfg.Queue, cfg.Launcher.Queue}
+	return memory.Queues{
+		{Name: cfg.Queue, DeadLetterQueue: DLQName(cfg.Queue), MaxReceives: MaxReceiveCount(cfg.Retry.MaxAttempts)},
+		{Name: cfg.Launcher.Queue, DeadLetterQueue: DLQName(cfg.Launcher.Queue),
+			MaxReceives: MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts)},
+	}
 }
 
 // ProvideMemoryBroker returns a Broker bound to the task queue (it also

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/dagq/dagq/adapters/memory"
 	dagqsqs "github.com/dagq/dagq/adapters/sqs"
+	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -106,4 +108,28 @@ func (q sqsQueue) QueueDepth(ctx context.Context) (QueueDepth, error) {
 		InFlight: n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
 		Delayed:  n(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed),
 	}, nil
+}
+
+// MinMaxReceiveCount is the smallest maxReceiveCount of a redrive policy
+// dagq sets (dagq queue init; the memory transport's queues): a message
+// received this often without being deleted moves to the DLQ. The DLQ is
+// the safety net behind the workers' own attempt limit, so it must not cut
+// retries short (see MaxReceiveCount).
+const MinMaxReceiveCount = 10
+
+// DLQName returns the name of the dead-letter queue "dagq queue init"
+// (and the memory transport) creates for queue name: <name>-dlq, or <base>-dlq.fifo for a FIFO queue.
+func DLQName(name string) string {
+	if config.IsFIFO(name) {
+		return strings.TrimSuffix(name, ".fifo") + "-dlq.fifo"
+	}
+	return name + "-dlq"
+}
+
+// MaxReceiveCount is the redrive maxReceiveCount for a queue whose tasks are
+// tried up to maxAttempts times: every attempt is one receive, so the DLQ must
+// allow a couple more (a release at shutdown also counts as a receive), and
+// never fewer than MinMaxReceiveCount.
+func MaxReceiveCount(maxAttempts int) int {
+	return max(MinMaxReceiveCount, maxAttempts+2)
 }

@@ -8,9 +8,19 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-// Queues names the queues the Transport of Set is created with; a name
-// ending in ".fifo" makes a FIFO queue.
-type Queues []string
+// Queues lists the queues the Transport of Set is created with, in order (a
+// dead-letter queue before the queue whose redrive policy names it).
+type Queues []QueueSpec
+
+// QueueSpec is one queue of Queues: its name (ending in ".fifo": a FIFO
+// queue) and, optionally, its redrive policy: DeadLetterQueue, created
+// with the queue unless an earlier spec created it, receives a message
+// received MaxReceives times.
+type QueueSpec struct {
+	Name            string
+	DeadLetterQueue string
+	MaxReceives     int
+}
 
 // Set is the Wire provider set of the memory transport: a *Transport holding
 // Queues, and one handle of each port that is not bound to a queue, each with
@@ -29,7 +39,15 @@ var Set = wire.NewSet(
 func ProvideTransport(qs Queues) (*Transport, error) {
 	tr := NewTransport()
 	for _, q := range qs {
-		if err := tr.CreateQueue(q, QueueOptions{FIFO: strings.HasSuffix(q, ".fifo")}); err != nil {
+		fifo := strings.HasSuffix(q.Name, ".fifo")
+		if q.DeadLetterQueue != "" {
+			if _, err := tr.Stats(q.DeadLetterQueue); err != nil {
+				if err := tr.CreateQueue(q.DeadLetterQueue, QueueOptions{FIFO: fifo}); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := tr.CreateQueue(q.Name, QueueOptions{FIFO: fifo, MaxReceives: q.MaxReceives, DeadLetterQueue: q.DeadLetterQueue}); err != nil {
 			return nil, err
 		}
 	}

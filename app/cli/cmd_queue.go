@@ -27,24 +27,10 @@ const (
 	// QueueMaxMessageSize is the MaximumMessageSize of created queues: the
 	// SQS maximum, 1 MiB.
 	QueueMaxMessageSize = 1 << 20
-	// MinMaxReceiveCount is the smallest maxReceiveCount of a redrive policy:
-	// a message received this often without being deleted moves to the DLQ.
-	// The DLQ is the safety net behind the workers' own attempt limit, so it
-	// must not cut retries short (see MaxReceiveCount).
-	MinMaxReceiveCount = 10
 	// DLQRetention is the MessageRetentionPeriod of created DLQs, in
 	// seconds: the SQS maximum, 14 days.
 	DLQRetention = 14 * 24 * 3600
 )
-
-// DLQName returns the name of the dead-letter queue "dagq queue init"
-// creates for queue name: <name>-dlq, or <base>-dlq.fifo for a FIFO queue.
-func DLQName(name string) string {
-	if config.IsFIFO(name) {
-		return strings.TrimSuffix(name, ".fifo") + "-dlq.fifo"
-	}
-	return name + "-dlq"
-}
 
 func (c *cli) queueCmd() *cobra.Command {
 	queue := &cobra.Command{
@@ -107,22 +93,22 @@ func initSQS(ctx context.Context, cfg config.Config, out io.Writer) error {
 		key, url    string
 		maxReceives int
 	}{
-		{"sqs.queue_url", cfg.SQS.QueueURL, MaxReceiveCount(cfg.Retry.MaxAttempts)},
-		{"sqs.run_queue_url", cfg.SQS.RunQueueURL, MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts)},
+		{"sqs.queue_url", cfg.SQS.QueueURL, app.MaxReceiveCount(cfg.Retry.MaxAttempts)},
+		{"sqs.run_queue_url", cfg.SQS.RunQueueURL, app.MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts)},
 	} {
 		name := config.QueueName(k.url)
-		dlqURL, err := ensureQueue(ctx, sq, out, DLQName(name), map[string]string{
+		dlqURL, err := ensureQueue(ctx, sq, out, app.DLQName(name), map[string]string{
 			string(sqstypes.QueueAttributeNameMaximumMessageSize):     strconv.Itoa(QueueMaxMessageSize),
 			string(sqstypes.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(DLQRetention),
 		})
 		if err != nil {
-			return fmt.Errorf("%s: dead-letter queue %s: %w", k.key, DLQName(name), err)
+			return fmt.Errorf("%s: dead-letter queue %s: %w", k.key, app.DLQName(name), err)
 		}
 		arn, err := sq.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
 			QueueUrl: aws.String(dlqURL), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
 		})
 		if err != nil {
-			return fmt.Errorf("%s: dead-letter queue %s: get its ARN: %w", k.key, DLQName(name), err)
+			return fmt.Errorf("%s: dead-letter queue %s: get its ARN: %w", k.key, app.DLQName(name), err)
 		}
 		redrive, _ := json.Marshal(map[string]string{
 			"deadLetterTargetArn": arn.Attributes[string(sqstypes.QueueAttributeNameQueueArn)],
@@ -189,12 +175,4 @@ func ensureBucket(ctx context.Context, c *awss3.Client, region, bucket string, o
 		return fmt.Errorf("s3.bucket: create bucket %s: %w", bucket, err)
 	}
 	return nil
-}
-
-// MaxReceiveCount is the redrive maxReceiveCount for a queue whose tasks are
-// tried up to maxAttempts times: every attempt is one receive, so the DLQ must
-// allow a couple more (a release at shutdown also counts as a receive), and
-// never fewer than MinMaxReceiveCount.
-func MaxReceiveCount(maxAttempts int) int {
-	return max(MinMaxReceiveCount, maxAttempts+2)
 }

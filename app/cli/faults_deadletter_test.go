@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/builtin"
-	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
@@ -34,10 +34,10 @@ func TestFault_DeadLetteredTaskFails(t *testing.T) {
 	require.NoError(t, err, "the waiter ends")
 	require.Equal(t, ports.StateFailed, res.State)
 	require.True(t, res.DeadLettered)
-	require.Contains(t, res.Error, fmt.Sprintf("dead-lettered after %d receives", cli.MaxReceiveCount(cfg.Retry.MaxAttempts)))
+	require.Contains(t, res.Error, fmt.Sprintf("dead-lettered after %d receives", app.MaxReceiveCount(cfg.Retry.MaxAttempts)))
 	require.Contains(t, res.Error, "-dlq", "names the DLQ")
 	require.Equal(t, 1.0, sum(c.procs[0].metrics(t), "dagq_worker_dead_lettered_total"))
 
 	starts := c.starts()[id]
-	require.Len(t, starts, cli.MaxReceiveCount(cfg.Retry.MaxAttempts), "one attempt per receive, then the DLQ")
+	require.Len(t, starts, app.MaxReceiveCount(cfg.Retry.MaxAttempts), "one attempt per receive, then the DLQ")
 }

@@ -886,7 +886,7 @@ func TestFault_PoisonMessages(t *testing.T) {
 	// dagq queue init made the DLQ and a redrive policy; make it stricter.
 	sq, _ := awsClients(t, cfg)
 	qURL := cfg.SQS.QueueURL
-	dlq, err := sq.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(cli.DLQName(config.QueueName(qURL)))})
+	dlq, err := sq.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(app.DLQName(config.QueueName(qURL)))})
 	require.NoError(t, err)
 	arn, err := sq.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl,
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})

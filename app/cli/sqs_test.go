@@ -170,9 +170,9 @@ func TestNew_SQSRegionFromChainMismatch(t *testing.T) {
 
 // The DLQ must not cut retries short: every attempt is one receive.
 func TestMaxReceiveCount(t *testing.T) {
-	require.Equal(t, 10, cli.MaxReceiveCount(3), "never below the minimum")
-	require.Equal(t, 12, cli.MaxReceiveCount(10))
-	require.Greater(t, cli.MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts), dag.DefaultRunTaskRetry.MaxAttempts,
+	require.Equal(t, 10, app.MaxReceiveCount(3), "never below the minimum")
+	require.Equal(t, 12, app.MaxReceiveCount(10))
+	require.Greater(t, app.MaxReceiveCount(dag.DefaultRunTaskRetry.MaxAttempts), dag.DefaultRunTaskRetry.MaxAttempts,
 		"run tasks keep all their attempts")
 }
 

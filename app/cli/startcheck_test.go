@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 )
@@ -108,7 +109,7 @@ func TestStartCheck_WorkerMissingBucketAndDLQ(t *testing.T) {
 	require.NotContains(t, stderr, "sqs.queue_url")
 
 	sq, _ := awsClients(t, cfg)
-	dlq := cli.DLQName(config.QueueName(cfg.SQS.QueueURL))
+	dlq := app.DLQName(config.QueueName(cfg.SQS.QueueURL))
 	got, err := sq.GetQueueUrl(context.Background(), &awssqs.GetQueueUrlInput{QueueName: aws.String(dlq)})
 	require.NoError(t, err)
 	_, err = sq.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: got.QueueUrl})

@@ -24,7 +24,6 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/dagq/dagq/app"
-	"github.com/dagq/dagq/app/cli"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
@@ -853,7 +852,7 @@ func (s *soaker) queues(ctx context.Context) ([]soakQueue, error) {
 	for _, u := range []string{s.cfg.SQS.QueueURL, s.cfg.SQS.RunQueueURL} {
 		name := config.QueueName(u)
 		qs = append(qs, soakQueue{name: name, url: u})
-		dlq := cli.DLQName(name)
+		dlq := app.DLQName(name)
 		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(dlq)})
 		if err != nil {
 			return nil, fmt.Errorf("find the dead-letter queue %s: %w", dlq, err)
