@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/dagq/dagq/adapters/memory"
 	dagqsqs "github.com/dagq/dagq/adapters/sqs"
 	"github.com/dagq/dagq/app/config"
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -66,13 +68,19 @@ func (q memoryQueue) Requeue(ctx context.Context, d ports.Delivery, attrs map[st
 	return r.Requeue(ctx, d, attrs)
 }
 
-// DeadLetters forwards to the memory broker's ports.DeadLetterer.
+// DeadLetters forwards to the memory broker's ports.DeadLetterer; the DLQ's
+// broker is a memoryQueue too (a QueueDepther).
 func (q memoryQueue) DeadLetters(ctx context.Context) (ports.DeadLetterQueue, error) {
 	d, ok := q.Broker.(ports.DeadLetterer)
 	if !ok {
 		return ports.DeadLetterQueue{}, fmt.Errorf("dead letters of queue %q: %w: the broker has no dead-letter queue", q.name, ports.ErrUnsupported)
 	}
-	return d.DeadLetters(ctx)
+	dl, err := d.DeadLetters(ctx)
+	if err != nil {
+		return dl, err
+	}
+	dl.Broker = memoryQueue{dl.Broker, q.tr, dl.Name}
+	return dl, nil
 }
 
 // sqsQueue is an SQS Broker that reads its queue's depth with one
@@ -81,6 +89,19 @@ type sqsQueue struct {
 	*dagqsqs.Broker
 	client *awssqs.Client
 	url    string
+}
+
+// DeadLetters is the SQS broker's ports.DeadLetterer; the DLQ's broker is
+// an sqsQueue too (a QueueDepther).
+func (q sqsQueue) DeadLetters(ctx context.Context) (ports.DeadLetterQueue, error) {
+	dl, err := q.Broker.DeadLetters(ctx)
+	if err != nil {
+		return dl, err
+	}
+	if b, ok := dl.Broker.(*dagqsqs.Broker); ok {
+		dl.Broker = sqsQueue{b, q.client, dl.Name}
+	}
+	return dl, nil
 }
 
 // depthAttributes are the SQS attributes of a queue's depth.
@@ -132,4 +153,119 @@ func DLQName(name string) string {
 // never fewer than MinMaxReceiveCount.
 func MaxReceiveCount(maxAttempts int) int {
 	return max(MinMaxReceiveCount, maxAttempts+2)
+}
+
+// Queue roles: which of the app's queues a QueueStat or a dead-letter
+// operation is about.
+const (
+	QueueTasks = "tasks" // the task queue (queue; sqs.queue_url)
+	QueueRuns  = "runs"  // the run queue (launcher.queue; sqs.run_queue_url)
+)
+
+// QueueStat is the depth of one of the app's queues, or of its DLQ.
+type QueueStat struct {
+	// Role is QueueTasks or QueueRuns.
+	Role string `json:"role"`
+	// DLQ is true for the dead-letter queue of the Role's queue.
+	DLQ bool `json:"dlq"`
+	// Name is the queue's name (memory) or URL (SQS).
+	Name     string `json:"name"`
+	Visible  int64  `json:"visible"`
+	InFlight int64  `json:"in_flight"`
+	Delayed  int64  `json:"delayed"`
+	// Error says why the depth could not be read (the counts are then 0).
+	Error string `json:"error,omitempty"`
+}
+
+// broker returns the broker of the queue role and its name.
+func (r *Runtime) broker(role string) (ports.Broker, string, error) {
+	switch role {
+	case QueueTasks:
+		return r.Ports.Broker, r.queueName(r.Config.Queue, r.Config.SQS.QueueURL), nil
+	case QueueRuns:
+		return r.Ports.RunBroker, r.queueName(r.Config.Launcher.Queue, r.Config.SQS.RunQueueURL), nil
+	}
+	return nil, "", fmt.Errorf("%w: queue %q: valid: %s, %s", ports.ErrInvalidArgument, role, QueueTasks, QueueRuns)
+}
+
+func (r *Runtime) queueName(memoryName, sqsURL string) string {
+	if r.Embedded() {
+		return memoryName
+	}
+	return sqsURL
+}
+
+// QueueStats reads the depth of the task queue, the run queue and their
+// dead-letter queues (SQS: one GetQueueAttributes per queue, plus
+// GetQueueAttributes and GetQueueUrl per DLQ to find it). A queue whose
+// depth cannot be read has its Error set; a queue without a DLQ has no DLQ
+// row.
+func (r *Runtime) QueueStats(ctx context.Context) []QueueStat {
+	var out []QueueStat
+	for _, role := range []string{QueueTasks, QueueRuns} {
+		b, name, _ := r.broker(role)
+		out = append(out, depthOf(ctx, QueueStat{Role: role, Name: name}, b))
+		dl, err := r.DeadLetters(ctx, role)
+		switch {
+		case errors.Is(err, ports.ErrNotFound):
+			continue
+		case err != nil:
+			out = append(out, QueueStat{Role: role, DLQ: true, Error: err.Error()})
+			continue
+		}
+		out = append(out, depthOf(ctx, QueueStat{Role: role, DLQ: true, Name: dl.Name}, dl.Broker))
+		_ = dl.Close()
+	}
+	return out
+}
+
+func depthOf(ctx context.Context, st QueueStat, b ports.Broker) QueueStat {
+	d, ok := b.(QueueDepther)
+	if !ok {
+		st.Error = "the broker cannot tell its depth"
+		return st
+	}
+	depth, err := d.QueueDepth(ctx)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	st.Visible, st.InFlight, st.Delayed = depth.Visible, depth.InFlight, depth.Delayed
+	return st
+}
+
+// DeadLetters opens the dead-letter queue of the queue role (QueueTasks or
+// QueueRuns); the caller closes it. Its Broker is a QueueDepther. A queue
+// without a redrive policy fails with ports.ErrNotFound.
+func (r *Runtime) DeadLetters(ctx context.Context, role string) (ports.DeadLetterQueue, error) {
+	b, name, err := r.broker(role)
+	if err != nil {
+		return ports.DeadLetterQueue{}, err
+	}
+	d, ok := b.(ports.DeadLetterer)
+	if !ok {
+		return ports.DeadLetterQueue{}, fmt.Errorf("%s queue %s: %w: its broker has no dead-letter queue", role, name, ports.ErrUnsupported)
+	}
+	dl, err := d.DeadLetters(ctx)
+	if err != nil {
+		return dl, fmt.Errorf("%s queue %s: %w", role, name, err)
+	}
+	return dl, nil
+}
+
+// RedriveDeadLetters moves the dead letters of the queue role back to it
+// (see core.RedriveDeadLetters): the message of task taskID, or all when
+// taskID is empty.
+func (r *Runtime) RedriveDeadLetters(ctx context.Context, role, taskID string) (core.RedriveReport, error) {
+	dl, err := r.DeadLetters(ctx, role)
+	if err != nil {
+		return core.RedriveReport{}, err
+	}
+	defer dl.Close()
+	src, _, _ := r.broker(role)
+	var match func(core.DeadLetter) bool
+	if taskID != "" {
+		match = func(d core.DeadLetter) bool { return d.ID == taskID }
+	}
+	return core.RedriveDeadLetters(ctx, src, dl, r.Ports.Results, match, taskID != "")
 }

@@ -49,17 +49,18 @@ const peekLease = time.Minute
 // the stored result of each task when results is not nil. It leaves the
 // messages in the DLQ.
 //
-// Cost: one Receive per ten messages and one Nack per message (they are
-// hidden while they are read, then handed back), plus one result Get per
-// message with results. Each read raises the message's receive count in
-// the DLQ. Messages hidden by a worker's dead-letter sweep or another
-// reader at that moment (for up to 30 s) are not listed.
+// Cost: one Receive and one Extend per ten messages (they are hidden
+// while they are read, then handed back, visible again within a second),
+// plus one result Get per message with results. Each read raises the
+// message's receive count in the DLQ. A message a worker's dead-letter
+// sweep or another reader holds at that moment (for the seconds a sweep
+// takes) is not listed.
 func ListDeadLetters(ctx context.Context, q ports.DeadLetterQueue, results ports.ResultBackend, limit int) ([]DeadLetter, error) {
 	var (
 		out      []DeadLetter
 		receipts []ports.Receipt
 	)
-	defer func() { handBackAll(q, receipts) }()
+	defer func() { handBack(q, receipts) }()
 	for limit <= 0 || len(out) < limit {
 		want := ports.MaxBatch
 		if limit > 0 {
@@ -98,14 +99,6 @@ func deadLetterOf(ctx context.Context, q ports.DeadLetterQueue, results ports.Re
 	return dl
 }
 
-// handBackAll makes the messages of receipts visible again at once.
-func handBackAll(q ports.DeadLetterQueue, receipts []ports.Receipt) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, r := range receipts {
-		_ = q.Nack(ctx, r, 0) // a failure leaves it hidden until its lease ends
-	}
-}
 
 // RedriveReport is what RedriveDeadLetters did.
 type RedriveReport struct {
@@ -128,7 +121,7 @@ type RedriveReport struct {
 //
 // Cost per message moved: one Send and one Ack (plus a result Get, and a
 // Delete for a dead-lettered result); one Receive per ten messages read;
-// one Nack per message read and kept. On a FIFO source queue, a message
+// one Extend per ten messages read and kept. On a FIFO source queue, a message
 // moved back within five minutes of its original send is dropped by
 // SQS's deduplication (same message ID).
 func RedriveDeadLetters(ctx context.Context, src ports.Broker, q ports.DeadLetterQueue, results ports.ResultBackend,
@@ -137,7 +130,7 @@ func RedriveDeadLetters(ctx context.Context, src ports.Broker, q ports.DeadLette
 		rep  RedriveReport
 		kept []ports.Receipt
 	)
-	defer func() { handBackAll(q, kept) }()
+	defer func() { handBack(q, kept) }()
 	for {
 		ds, err := q.Receive(ctx, ports.MaxBatch, peekLease)
 		if err != nil {
@@ -190,8 +183,8 @@ func redriveOne(ctx context.Context, src ports.Broker, q ports.DeadLetterQueue, 
 
 // PurgeDeadLetters deletes every message of the dead-letter queue q that
 // a Receive hands out, and returns how many. Cost: one Receive and one Ack
-// per ten messages. Messages hidden at that moment by a worker's sweep or
-// another reader (for up to 30 s) stay.
+// per ten messages. Messages a worker's sweep or another reader holds at
+// that moment (for the seconds a sweep takes) stay.
 func PurgeDeadLetters(ctx context.Context, q ports.DeadLetterQueue) (int, error) {
 	n := 0
 	for {

@@ -275,15 +275,16 @@ type WorkerOptions struct {
 // attempts than the redrive policy receives) would leave its waiters
 // waiting forever. Every DeadLetterSweep, where the Broker implements
 // ports.DeadLetterer and the queue has a redrive policy, the worker reads
-// its DLQ through (at most 1,000 messages per sweep, each hidden for 30
-// seconds, then visible again by itself) and records for each task without
+// its DLQ through (at most 1,000 messages per sweep, each hidden while the
+// sweep lasts, then handed back) and records for each task without
 // a result a failed result "dead-lettered after N receives: …"
 // (ports.Result.DeadLettered; N is the policy's maxReceiveCount), and
 // publishes its completion. A task whose result policy is none gets none.
 // The messages stay in the DLQ, for an operator to look at, redrive or
 // purge; a message swept before costs no request until the worker
-// restarts (then one conditional Put). An empty DLQ costs one Receive per
-// sweep; opening it, once per Run, one or two requests.
+// restarts (then one conditional Put) but its share of one Receive and one
+// Extend (the hand-back) per ten messages per sweep. An empty DLQ costs one
+// Receive per sweep; opening it, once per Run, one or two requests.
 //
 // # Requests per task
 //

@@ -21,10 +21,10 @@ const DefaultDeadLetterSweep = 5 * time.Minute
 // Tuning of the dead-letter sweep.
 const (
 	// deadLetterLease hides the messages a sweep read from the next
-	// receive of the same sweep (and of other workers' sweeps) for this
-	// long; they then become visible again by themselves, so a sweep costs
-	// no request per message to put them back.
-	deadLetterLease = 30 * time.Second
+	// receive of the same sweep (and of other readers) while it lasts; the
+	// sweep hands them back when it ends (handBack), and a sweep cut short
+	// leaves them hidden at most this long.
+	deadLetterLease = time.Minute
 	// maxSweepReceives bounds one sweep: at most this many Receives of up
 	// to ten messages; the rest wait for the next sweep.
 	maxSweepReceives = 100
@@ -97,10 +97,12 @@ func (w *Worker) deadLetterLoop(ctx context.Context, stop <-chan struct{}) {
 
 // sweepDeadLetters reads the dead-letter queue once through and records a
 // failed result for every dead-lettered task that has none. It leaves the
-// messages in the DLQ (for an operator to look at, redrive or purge); they
-// become visible again after deadLetterLease. seen holds the message IDs
-// swept before, which need no request.
+// messages in the DLQ (for an operator to look at, redrive or purge),
+// handed back when the sweep ends. seen holds the message IDs swept
+// before, which need no request.
 func (w *Worker) sweepDeadLetters(ctx context.Context, q ports.DeadLetterQueue, seen map[string]struct{}) {
+	var receipts []ports.Receipt
+	defer func() { handBack(q, receipts) }()
 	for range maxSweepReceives {
 		ds, err := q.Receive(ctx, ports.MaxBatch, deadLetterLease)
 		if err != nil {
@@ -113,6 +115,7 @@ func (w *Worker) sweepDeadLetters(ctx context.Context, q ports.DeadLetterQueue, 
 			return
 		}
 		for _, d := range ds {
+			receipts = append(receipts, d.Receipt)
 			if _, ok := seen[d.ID]; ok {
 				continue
 			}
@@ -205,4 +208,22 @@ func (w *Worker) replaceDeadLettered(log *slog.Logger, stored ports.Result, res 
 	}
 	log.Info("replacing the dead-lettered result of a redriven task with its outcome", "state", res.State)
 	return true
+}
+
+// handBackDelay is how soon handBack makes messages visible again: the
+// shortest lease SQS honours.
+const handBackDelay = time.Second
+
+// handBack makes the DLQ messages of receipts visible again within
+// handBackDelay: one Extend per ten receipts (on SQS one
+// ChangeMessageVisibilityBatch). A failure leaves them hidden until their
+// lease ends.
+func handBack(q ports.DeadLetterQueue, receipts []ports.Receipt) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(receipts) > 0 {
+		n := min(len(receipts), ports.MaxBatch)
+		_ = q.Extend(ctx, handBackDelay, receipts[:n]...)
+		receipts = receipts[n:]
+	}
 }

@@ -113,6 +113,10 @@ type CommandOption func(*cli)
 //   - the commands never close rt.
 func WithRuntime(rt *app.Runtime) CommandOption { return func(c *cli) { c.rt = rt } }
 
+// WithInput makes commands that ask (dagq dlq purge) read their answers
+// from r instead of standard input.
+func WithInput(r io.Reader) CommandOption { return func(c *cli) { c.in = r } }
+
 // Execute runs the dagq command line with args and returns the exit code:
 // ExitOK, ExitFailed, ExitUsage, ExitNotFound, ExitUnknown or
 // ExitCancelled. Errors are printed to stderr as one "dagq: …" line
@@ -163,6 +167,8 @@ type cli struct {
 	reg *core.Registry
 	// rt, set by WithRuntime, is used instead of a runtime per command.
 	rt *app.Runtime
+	// in, set by WithInput, replaces standard input.
+	in io.Reader
 }
 
 // NewCommand returns the dagq root command over the tasks of reg. Execute
@@ -208,10 +214,14 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 		c.terminateCmd(),
 		c.workerCmd(),
 		c.queueCmd(),
+		c.dlqCmd(),
 		c.graphCmd(),
 		c.configCmd(),
 		versionCmd(),
 	)
+	if c.in != nil {
+		root.SetIn(c.in)
+	}
 	return root
 }
 

@@ -75,7 +75,7 @@ Production setups usually manage these with infrastructure as code instead.`,
 			}
 		},
 	}
-	queue.AddCommand(initCmd)
+	queue.AddCommand(initCmd, c.queueStatsCmd())
 	return queue
 }
 
