@@ -5,14 +5,15 @@
 // ([PayloadStore]) and versioned records with optimistic concurrency
 // ([StateStore]) — and the two handles two of them return: a cancellation
 // subscription ([CancelSubscription], from CancelChannel.Subscribe) and a
-// client's completion inbox ([Inbox], from CompletionBus.Open) — plus four
+// client's completion inbox ([Inbox], from CompletionBus.Open) — plus five
 // optional capabilities, discovered by type assertion: [Requeuer], which a
 // Broker may have, hands a leased message back as a new message whose
 // receive count starts again at 1; [DeadLetterer], which a Broker may have,
 // opens the dead-letter queue behind the broker's queue (a
 // [DeadLetterQueue]); [ResultDeleter], which a ResultBackend may have,
 // removes a result recorded for a dead-lettered task when the task runs
-// after all; [KeyLimiter], which a ResultBackend or PayloadStore may have,
+// after all; [KeyLister], which a StateStore may have, lists keys a page at
+// a time; [KeyLimiter], which a ResultBackend or PayloadStore may have,
 // tells the longest key it can store.
 //
 // The package imports neither the AWS SDK nor dagq's core: adapters

@@ -52,6 +52,25 @@ type StateStore interface {
 	Close() error
 }
 
+// KeyLister is an optional StateStore capability, discovered by type
+// assertion (state.(ports.KeyLister)): the keys of the records under a
+// prefix, in byte order, a page at a time — for indexes kept in the key
+// space (the run index, the worker registry) that are read without one Get
+// per record.
+type KeyLister interface {
+	// ListKeys returns up to limit keys (1 ≤ limit ≤ MaxListKeys) that
+	// start with prefix and sort after after (byte order; "" lists from
+	// the start), in byte order, and whether more such keys remain. It
+	// makes one request where the service pages (S3: one ListObjectsV2).
+	// A key written or deleted during a listing may or may not be in it.
+	// ErrInvalidArgument for a limit out of range or a prefix or after
+	// longer than MaxKeyLen; ErrClosed and ErrUnavailable as for Get.
+	ListKeys(ctx context.Context, prefix, after string, limit int) (keys []string, more bool, err error)
+}
+
+// MaxListKeys is the largest page of KeyLister.ListKeys (the S3 limit).
+const MaxListKeys = 1000
+
 // MaxKeyLen is the longest StateStore key.
 const MaxKeyLen = 512
 
@@ -76,6 +95,20 @@ func ValidateKey(key string) error {
 func (c WriteCondition) Validate() error {
 	if c.MustNotExist && c.MatchVersion != "" {
 		return fmt.Errorf("%w: write condition sets both MustNotExist and MatchVersion %q", ErrInvalidArgument, c.MatchVersion)
+	}
+	return nil
+}
+
+// CheckListKeys reports ErrInvalidArgument when the arguments of
+// KeyLister.ListKeys are out of range. Adapters call it first.
+func CheckListKeys(prefix, after string, limit int) error {
+	switch {
+	case limit < 1 || limit > MaxListKeys:
+		return fmt.Errorf("%w: list limit %d; valid: 1 to %d", ErrInvalidArgument, limit, MaxListKeys)
+	case len(prefix) > MaxKeyLen:
+		return fmt.Errorf("%w: list prefix of %d bytes; at most %d are allowed", ErrInvalidArgument, len(prefix), MaxKeyLen)
+	case len(after) > MaxKeyLen:
+		return fmt.Errorf("%w: list cursor (after) of %d bytes; at most %d are allowed", ErrInvalidArgument, len(after), MaxKeyLen)
 	}
 	return nil
 }

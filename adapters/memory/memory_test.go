@@ -24,9 +24,9 @@ type harness struct {
 
 func (h harness) Features() porttest.Features {
 	if h.realTime {
-		return porttest.Features{FIFO: true, Requeue: true, DeadLetters: true, ResultDelete: true, LeaseGranularity: 100 * time.Millisecond, PollBound: 400 * time.Millisecond}
+		return porttest.Features{FIFO: true, Requeue: true, DeadLetters: true, ResultDelete: true, ListKeys: true, LeaseGranularity: 100 * time.Millisecond, PollBound: 400 * time.Millisecond}
 	}
-	return porttest.Features{FIFO: true, Requeue: true, DeadLetters: true, ResultDelete: true, Synctest: true, PollBound: memory.DefaultPollWait}
+	return porttest.Features{FIFO: true, Requeue: true, DeadLetters: true, ResultDelete: true, ListKeys: true, Synctest: true, PollBound: memory.DefaultPollWait}
 }
 
 func (h harness) transport() *memory.Transport {

@@ -3,7 +3,9 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +26,10 @@ type stateHandle struct {
 	closed atomic.Bool
 }
 
-var _ ports.StateStore = (*stateHandle)(nil)
+var (
+	_ ports.StateStore = (*stateHandle)(nil)
+	_ ports.KeyLister  = (*stateHandle)(nil)
+)
 
 func (h *stateHandle) check(ctx context.Context, op, key string) error {
 	if h.closed.Load() {
@@ -88,6 +93,34 @@ func (h *stateHandle) Delete(ctx context.Context, key string) error {
 	delete(h.store.records, key)
 	h.store.mu.Unlock()
 	return nil
+}
+
+// ListKeys implements ports.KeyLister (a sort of the matching keys per
+// call).
+func (h *stateHandle) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, bool, error) {
+	const op = "list keys"
+	if h.closed.Load() {
+		return nil, false, errClosed(op)
+	}
+	if err := checkCtx(ctx, op); err != nil {
+		return nil, false, err
+	}
+	if err := ports.CheckListKeys(prefix, after, limit); err != nil {
+		return nil, false, fmt.Errorf("memory: %s: %w", op, err)
+	}
+	h.store.mu.Lock()
+	var keys []string
+	for k := range h.store.records {
+		if strings.HasPrefix(k, prefix) && k > after {
+			keys = append(keys, k)
+		}
+	}
+	h.store.mu.Unlock()
+	slices.Sort(keys)
+	if len(keys) > limit {
+		return keys[:limit], true, nil
+	}
+	return keys, false, nil
 }
 
 // Close closes this handle only.

@@ -94,7 +94,7 @@ func emptyAndDelete(t *testing.T, c *awss3.Client, bucket string) {
 type harness struct{}
 
 func (harness) Features() porttest.Features {
-	return porttest.Features{LeaseGranularity: time.Second, PollBound: time.Second, ResultDelete: true}
+	return porttest.Features{LeaseGranularity: time.Second, PollBound: time.Second, ResultDelete: true, ListKeys: true}
 }
 
 var opts = &s3.Options{Prefix: "dagq/test/"}

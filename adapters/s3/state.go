@@ -19,7 +19,10 @@ type StateStore struct {
 	s store
 }
 
-var _ ports.StateStore = (*StateStore)(nil)
+var (
+	_ ports.StateStore = (*StateStore)(nil)
+	_ ports.KeyLister  = (*StateStore)(nil)
+)
 
 // NewStateStore returns a StateStore keeping records in bucket (which must
 // exist). opts may be nil.
@@ -134,6 +137,38 @@ func (st *StateStore) List(ctx context.Context, prefix string) ([]string, error)
 		}
 	}
 	return keys, nil
+}
+
+// ListKeys implements ports.KeyLister: one ListObjectsV2 request (Prefix
+// "<Options.Prefix>state/<prefix>", StartAfter the same space plus after,
+// MaxKeys limit).
+func (st *StateStore) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, bool, error) {
+	if err := st.s.check("list keys"); err != nil {
+		return nil, false, err
+	}
+	if err := ports.CheckListKeys(prefix, after, limit); err != nil {
+		return nil, false, fmt.Errorf("s3: list keys: %w", err)
+	}
+	full := st.s.space + prefix
+	in := &s3.ListObjectsV2Input{Bucket: &st.s.bucket, Prefix: &full, MaxKeys: aws.Int32(int32(limit))}
+	if after != "" {
+		in.StartAfter = aws.String(st.s.space + after)
+	}
+	out, err := st.s.client.ListObjectsV2(ctx, in)
+	if err != nil {
+		what := fmt.Sprintf("list keys %q", full)
+		if isNoSuchBucket(err) {
+			what = fmt.Sprintf("%s (bucket %q)", what, st.s.bucket)
+		}
+		return nil, false, wrap(opRead, what, err)
+	}
+	keys := make([]string, 0, len(out.Contents))
+	for _, o := range out.Contents {
+		if k := aws.ToString(o.Key); strings.HasPrefix(k, st.s.space) {
+			keys = append(keys, k[len(st.s.space):])
+		}
+	}
+	return keys, aws.ToBool(out.IsTruncated), nil
 }
 
 // Close makes later calls fail with ErrClosed. It does not close the client.

@@ -54,6 +54,9 @@ type Features struct {
 	// ResultDelete: the result backends implement the optional
 	// ports.ResultDeleter. Undeclared, the Delete subtest is skipped.
 	ResultDelete bool
+	// ListKeys: the state stores implement the optional ports.KeyLister.
+	// Undeclared, the ListKeys subtest is skipped.
+	ListKeys bool
 
 	// Declared differences from the contract (emulator gaps). Each one
 	// relaxes named assertions; the affected subtest logs or skips naming the

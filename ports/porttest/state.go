@@ -33,6 +33,52 @@ func TestStateStore(t *testing.T, h StateHarness) {
 	for _, tc := range tests {
 		e.run(t, tc.name, needNothing, func(t *testing.T) { tc.fn(t, e, h) })
 	}
+	e.run(t, "ListKeys", needListKeys, func(t *testing.T) { testStateListKeys(t, e, h) })
+}
+
+// ListKeys (the optional ports.KeyLister) pages through the keys under a
+// prefix in byte order, on any store of the key space, and sees deletes.
+func testStateListKeys(t *testing.T, e env, h StateHarness) {
+	ctx := e.ctx(t)
+	ss := h.NewStateStore(t, 2)
+	l, ok := ss[1].(ports.KeyLister)
+	require.Truef(t, ok, "Features.ListKeys is declared but %T does not implement ports.KeyLister", ss[1])
+	want := []string{"idx/0001/b", "idx/0001/c", "idx/0002/a", "idx/01", "idx/1"}
+	for _, k := range []string{"idx/1", "other/x", "idx/0002/a", "idx/01", "idx/0001/c", "idx/0001/b", "idw"} {
+		_, err := ss[0].Put(ctx, k, []byte("v"), ports.WriteCondition{})
+		require.NoError(t, err)
+	}
+	keys, more, err := l.ListKeys(ctx, "idx/", "", 100)
+	require.NoError(t, err)
+	require.Equal(t, want, keys, "byte order, only under the prefix")
+	require.False(t, more)
+
+	var paged []string
+	after := ""
+	for range 10 {
+		keys, more, err = l.ListKeys(ctx, "idx/", after, 2)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(keys), 2)
+		paged = append(paged, keys...)
+		if !more {
+			break
+		}
+		after = keys[len(keys)-1]
+	}
+	require.Equal(t, want, paged, "pages of 2, each after the last key of the one before")
+
+	require.NoError(t, ss[0].Delete(ctx, "idx/0002/a"))
+	keys, _, err = l.ListKeys(ctx, "idx/0", "idx/0001/b", 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"idx/0001/c", "idx/01"}, keys, "after a key, without the deleted one")
+	keys, more, err = l.ListKeys(ctx, "none/", "", 10)
+	require.NoError(t, err)
+	require.Empty(t, keys)
+	require.False(t, more)
+	for _, limit := range []int{0, ports.MaxListKeys + 1} {
+		_, _, err = l.ListKeys(ctx, "idx/", "", limit)
+		require.ErrorIs(t, err, ports.ErrInvalidArgument, "limit %d", limit)
+	}
 }
 
 func testStatePutGet(t *testing.T, e env, h StateHarness) {

@@ -53,6 +53,7 @@ const (
 	needFIFORequeue // Features.FIFO and Features.Requeue
 	needDeadLetters // Features.DeadLetters
 	needResultDelete
+	needListKeys
 )
 
 // missing names the feature n needs that f does not declare ("" if none).
@@ -66,6 +67,8 @@ func (n need) missing(f Features) string {
 		return "DeadLetters"
 	case n == needResultDelete && !f.ResultDelete:
 		return "ResultDelete"
+	case n == needListKeys && !f.ListKeys:
+		return "ListKeys"
 	}
 	return ""
 }
