@@ -99,7 +99,6 @@ func deadLetterOf(ctx context.Context, q ports.DeadLetterQueue, results ports.Re
 	return dl
 }
 
-
 // RedriveReport is what RedriveDeadLetters did.
 type RedriveReport struct {
 	// Moved lists the IDs of the messages sent back to the source queue

@@ -31,7 +31,7 @@ type obsCounts struct {
 	received, done, rejected                  int
 	extended, extendFailed                    int
 	receiveFailed, storeFailed, publishFailed int
-	requeued, handedBackNacked                int            // MessageHandedBack(true), (false)
+	requeued, handedBackNacked                int // MessageHandedBack(true), (false)
 	deadLettered                              int
 	taskReceived                              map[string]int // by task name
 }
@@ -59,7 +59,7 @@ func (r *obsRecorder) MessageHandedBack(requeued bool) {
 }
 func (r *obsRecorder) ReceiveFailed()     { r.mu.Lock(); r.n.receiveFailed++; r.mu.Unlock() }
 func (r *obsRecorder) ResultStoreFailed() { r.mu.Lock(); r.n.storeFailed++; r.mu.Unlock() }
-func (r *obsRecorder) DeadLettered() { r.mu.Lock(); r.n.deadLettered++; r.mu.Unlock() }
+func (r *obsRecorder) DeadLettered()      { r.mu.Lock(); r.n.deadLettered++; r.mu.Unlock() }
 func (r *obsRecorder) CompletionPublishFailed() {
 	r.mu.Lock()
 	r.n.publishFailed++
