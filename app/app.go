@@ -27,6 +27,10 @@
 //	runID, err := rt.Launcher.Launch(ctx, job, dag.LaunchOptions{})
 //	rec, err := rt.Launcher.Wait(ctx, runID)
 //
+// While pools started by StartWorkers or StartRunWorkers run, the process
+// has a record in the worker registry, which Workers lists (dagq workers;
+// see WorkerInfo).
+//
 // A program that wants the whole dagq command line over its own tasks uses
 // package app/cli (cli.Main) instead.
 //
@@ -40,6 +44,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,11 +88,18 @@ type Runtime struct {
 	// status, health and terminate. Its own Client is bound to the run
 	// queue.
 	Launcher *dag.Launcher
-	Workers  *WorkerFactory
+	// WorkerFactory builds the workers StartWorkers and StartRunWorkers
+	// start. (Workers, the method, lists the worker registry.)
+	WorkerFactory *WorkerFactory
 
 	check     transportChecker // CheckTransport (nil: nothing to check)
 	cleanup   func()
 	closeOnce sync.Once
+
+	// version is published in the worker registry (WithVersion).
+	version      string
+	registryOnce sync.Once
+	registry     *workerRegistry // see workerRegistry
 }
 
 // Embedded reports whether the transport lives in this process (memory):
@@ -95,9 +107,11 @@ type Runtime struct {
 // can serve the tasks it submits, and only this process sees its runs.
 func (r *Runtime) Embedded() bool { return config.Embedded(r.Config.Transport) }
 
-// Close releases the Client and the adapters. Stop workers first.
+// Close releases the Client and the adapters. Stop workers first: Close
+// deletes the process's worker record (see Workers) if a pool left it.
 func (r *Runtime) Close() {
 	r.closeOnce.Do(func() {
+		r.workerRegistry().close()
 		if r.cleanup != nil {
 			r.cleanup()
 		}
@@ -112,7 +126,14 @@ type options struct {
 	awsAPIOptions []func(*middleware.Stack) error
 	tracer        core.Tracer
 	noticesShown  bool // the caller printed cfg.Notices (the CLI)
+	version       string
 }
+
+// WithVersion sets the version the runtime's worker processes publish in
+// the worker registry (WorkerInfo.Version). Default: the version of the
+// dagq module in the program's build info, else "dev". The dagq command
+// passes its own (cli.Version).
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
 // WithNoticesShown tells New that the caller printed the configuration's
 // notices (config.Config.Notices) already, so New does not log them again:
@@ -189,6 +210,7 @@ func New(cfg config.Config, reg *core.Registry, opts ...Option) (*Runtime, error
 		return nil, fmt.Errorf("wire transport %s: %w", cfg.Transport, err)
 	}
 	rt.cleanup = cleanup
+	rt.version = o.version
 	return rt, nil
 }
 
@@ -284,47 +306,97 @@ func (f *WorkerFactory) RunOptions() core.WorkerOptions { return f.runOpts }
 // Pool is a set of running workers.
 type Pool struct {
 	stop context.CancelFunc
-	done chan error
-	n    int
+	// done is closed once every worker returned and the pool left the
+	// worker registry; err then holds the workers' errors.
+	done chan struct{}
 	ids  []string
+
+	mu  sync.Mutex
+	err error
 }
 
 // IDs returns the workers' IDs.
 func (p *Pool) IDs() []string { return p.ids }
 
 // Stop shuts the workers down gracefully (see core.Worker) and waits for
-// them; it returns their errors joined. Stop is idempotent.
+// them; it returns their errors joined (once: a later Stop returns nil).
+// Stop is idempotent.
 func (p *Pool) Stop() error {
 	p.stop()
-	var errs []error
-	for range p.n {
-		if err := <-p.done; err != nil {
-			errs = append(errs, err)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.err
+	p.err = nil
+	return err
+}
+
+// PoolOption adjusts the worker options of a pool that StartWorkers or
+// StartRunWorkers starts.
+type PoolOption func(*core.WorkerOptions)
+
+// WithWorkerObserver gives the pool's workers obs as their Observer (the
+// metrics of dagq worker); nil keeps the factory's.
+func WithWorkerObserver(obs core.WorkerObserver) PoolOption {
+	return func(o *core.WorkerOptions) {
+		if obs != nil {
+			o.Observer = obs
 		}
 	}
-	p.n = 0
-	return errors.Join(errs...)
 }
 
 // StartWorkers starts n step workers that serve the task queue (queue)
-// until ctx is done or Stop is called.
-func (r *Runtime) StartWorkers(ctx context.Context, n int) (*Pool, error) {
-	return StartPool(ctx, n, r.Workers.New)
+// until ctx is done or Stop is called. While they run, the process has a
+// record in the worker registry (see Workers; worker.registry_interval):
+// StartWorkers writes it before it returns (one state store write, at most
+// 10s; a failure is logged, not returned), and Stop deletes it once the
+// process's last pool stopped.
+func (r *Runtime) StartWorkers(ctx context.Context, n int, opts ...PoolOption) (*Pool, error) {
+	return r.startPool(ctx, n, QueueTasks, r.WorkerFactory.opts, opts)
 }
 
 // StartRunWorkers starts n run workers that serve the run queue
 // (launcher.queue), each driving up to launcher.concurrency launched runs,
 // until ctx is done or Stop is called. The runs' steps go to the task
-// queue: some process must serve it too (StartWorkers).
-func (r *Runtime) StartRunWorkers(ctx context.Context, n int) (*Pool, error) {
-	return StartPool(ctx, n, r.Workers.NewRun)
+// queue: some process must serve it too (StartWorkers). Like StartWorkers,
+// it keeps the process in the worker registry while they run.
+func (r *Runtime) StartRunWorkers(ctx context.Context, n int, opts ...PoolOption) (*Pool, error) {
+	return r.startPool(ctx, n, QueueRuns, r.WorkerFactory.runOpts, opts)
+}
+
+// startPool starts n workers with base adjusted by opts on the queue of
+// role, entered in the worker registry.
+func (r *Runtime) startPool(ctx context.Context, n int, role string, base core.WorkerOptions, opts []PoolOption) (*Pool, error) {
+	for _, opt := range opts {
+		opt(&base)
+	}
+	_, queue, err := r.broker(role)
+	if err != nil {
+		return nil, err
+	}
+	newWorker := func(id string) (*core.Worker, error) {
+		o := base
+		o.ID = id
+		return core.NewWorker(o)
+	}
+	concurrency := cmp.Or(base.Concurrency, core.DefaultWorkerConcurrency)
+	return startPool(ctx, n, newWorker, func(ws []*core.Worker) func() {
+		return r.workerRegistry().enter(&registeredPool{workers: ws, queue: queue, concurrency: concurrency})
+	})
 }
 
 // StartPool starts n workers built by newWorker (called with "" for the
-// default ID) that serve until ctx is done or Stop is called: StartWorkers
-// and StartRunWorkers with the factory's workers, or workers with options
-// of the caller's own, such as an Observer over WorkerFactory.Options.
+// default ID) that serve until ctx is done or Stop is called, with options
+// of the caller's own. Unlike StartWorkers and StartRunWorkers it does not
+// enter them in the worker registry.
 func StartPool(ctx context.Context, n int, newWorker func(id string) (*core.Worker, error)) (*Pool, error) {
+	return startPool(ctx, n, newWorker, nil)
+}
+
+// startPool starts the workers, then calls enter (when not nil) with them;
+// the function enter returns is called once they all returned.
+func startPool(ctx context.Context, n int, newWorker func(id string) (*core.Worker, error),
+	enter func([]*core.Worker) (leave func())) (*Pool, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("app: start workers: n is %d; it must be at least 1", n)
 	}
@@ -338,9 +410,23 @@ func StartPool(ctx context.Context, n int, newWorker func(id string) (*core.Work
 		workers[i], ids[i] = w, w.ID()
 	}
 	ctx, stop := context.WithCancel(ctx)
-	p := &Pool{stop: stop, done: make(chan error, n), n: n, ids: ids}
-	for _, w := range workers {
-		go func() { p.done <- w.Run(ctx) }()
+	p := &Pool{stop: stop, done: make(chan struct{}), ids: ids}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Go(func() { errs[i] = w.Run(ctx) })
 	}
+	leave := func() {}
+	if enter != nil {
+		leave = enter(workers)
+	}
+	go func() {
+		wg.Wait()
+		leave()
+		p.mu.Lock()
+		p.err = errors.Join(errs...)
+		p.mu.Unlock()
+		close(p.done)
+	}()
 	return p, nil
 }

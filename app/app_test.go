@@ -45,7 +45,7 @@ func TestNew_MemoryRunsAJob(t *testing.T) {
 	require.NotNil(t, rt.Executor)
 	require.NotNil(t, rt.Ports.Cancels, "cancellation is on by default")
 
-	opts := rt.Workers.Options()
+	opts := rt.WorkerFactory.Options()
 	require.Equal(t, cfg.Worker.Concurrency, opts.Concurrency)
 	require.Equal(t, cfg.Worker.Lease, opts.Lease)
 	require.Equal(t, cfg.Retry.Policy(), opts.Retry)
@@ -88,7 +88,7 @@ func TestNew_LauncherWiring(t *testing.T) {
 	require.NotNil(t, rt.Ports.State)
 	require.NotNil(t, rt.Ports.RunBroker)
 
-	steps, runs := rt.Workers.Options(), rt.Workers.RunOptions()
+	steps, runs := rt.WorkerFactory.Options(), rt.WorkerFactory.RunOptions()
 	require.Equal(t, cfg.Worker.Concurrency, steps.Concurrency)
 	require.Equal(t, cfg.Worker.MaxExtensions, steps.MaxExtensions)
 	require.Equal(t, 3, runs.Concurrency, "launcher.concurrency: run slots of their own")
@@ -145,8 +145,8 @@ func TestNew_CancellationSwitchOff(t *testing.T) {
 	require.NoError(t, err)
 	defer rt.Close()
 	require.Nil(t, rt.Ports.Cancels, "no cancel channel is wired")
-	require.Nil(t, rt.Workers.Options().Ports.Cancels)
-	require.True(t, rt.Workers.Options().Ports.NoCancel, "workers run without cancellation on purpose")
+	require.Nil(t, rt.WorkerFactory.Options().Ports.Cancels)
+	require.True(t, rt.WorkerFactory.Options().Ports.NoCancel, "workers run without cancellation on purpose")
 }
 
 func TestNew_Errors(t *testing.T) {

@@ -23,7 +23,7 @@ var CoreSet = wire.NewSet(
 	ProvideExecutor,
 	ProvideLauncher,
 	ProvideWorkerFactory,
-	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "Workers", "check"),
+	wire.Struct(new(Runtime), "Config", "Logger", "Registry", "Ports", "Client", "Executor", "Launcher", "WorkerFactory", "check"),
 )
 
 // ProvidePorts gathers the ports a transport set provides into the port

@@ -135,15 +135,15 @@ func InitMemory(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer 
 	}
 	appTransportChecker := ProvideMemoryChecker()
 	runtime := &Runtime{
-		Config:   cfg,
-		Logger:   log,
-		Registry: reg,
-		Ports:    ports,
-		Client:   client,
-		Executor: executor,
-		Launcher: launcher,
-		Workers:  workerFactory,
-		check:    appTransportChecker,
+		Config:        cfg,
+		Logger:        log,
+		Registry:      reg,
+		Ports:         ports,
+		Client:        client,
+		Executor:      executor,
+		Launcher:      launcher,
+		WorkerFactory: workerFactory,
+		check:         appTransportChecker,
 	}
 	return runtime, func() {
 		cleanup9()
@@ -217,15 +217,15 @@ func InitSQS(cfg config.Config, reg *core.Registry, log *slog.Logger, tracer cor
 	}
 	appTransportChecker := ProvideSQSChecker(transport, cfg)
 	runtime := &Runtime{
-		Config:   cfg,
-		Logger:   log,
-		Registry: reg,
-		Ports:    ports,
-		Client:   client,
-		Executor: executor,
-		Launcher: launcher,
-		Workers:  workerFactory,
-		check:    appTransportChecker,
+		Config:        cfg,
+		Logger:        log,
+		Registry:      reg,
+		Ports:         ports,
+		Client:        client,
+		Executor:      executor,
+		Launcher:      launcher,
+		WorkerFactory: workerFactory,
+		check:         appTransportChecker,
 	}
 	return runtime, func() {
 		cleanup4()

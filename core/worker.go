@@ -327,6 +327,8 @@ type Worker struct {
 	tracer          Tracer         // nil: no tracing
 
 	started atomic.Bool
+	// running counts the tasks whose handler runs (InFlight).
+	running atomic.Int64
 	// receiving is set while the receive loop waits in Receive.
 	receiving atomic.Bool
 	// gatherTimer bounds gatherSlots (receive loop only).
@@ -493,6 +495,12 @@ func defaultWorkerID() string {
 
 // ID returns the worker's ID (WorkerOptions.ID or the generated default).
 func (w *Worker) ID() string { return w.id }
+
+// InFlight returns the number of tasks whose handler runs now: not those
+// prefetched or in their checks before the start, nor those whose outcome is
+// being recorded after their handler returned. It is safe to call at any
+// time, from any goroutine (the worker registry of package app reads it).
+func (w *Worker) InFlight() int { return int(w.running.Load()) }
 
 // Run receives and runs tasks until ctx is done, then shuts down gracefully
 // (see Worker) and returns nil. It returns an error wrapping ports.ErrClosed,

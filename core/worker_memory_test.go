@@ -625,3 +625,35 @@ func TestWorkerMemory_TaskLogAttributes(t *testing.T) {
 		require.ErrorContains(t, err, "boom")
 	})
 }
+
+// InFlight counts the tasks whose handler runs: two blocked handlers read
+// 2, and 0 once they returned.
+func TestWorkerMemory_InFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newWmWorld(t)
+		reg := core.NewRegistry()
+		release := make(chan struct{})
+		require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ *core.Task) (json.RawMessage, error) {
+			select {
+			case <-release:
+				return json.RawMessage(`1`), nil
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		}))
+		w := m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency = 4 })
+		require.Equal(t, 0, w.w.InFlight())
+		m.submit(wkEnv("b1", "block"), wkEnv("b2", "block"))
+		for i := 0; i < 1000 && w.w.InFlight() < 2; i++ {
+			time.Sleep(time.Millisecond) // the fake clock: receive, gather, start
+		}
+		synctest.Wait()
+		require.Equal(t, 2, w.w.InFlight(), "two handlers block")
+		close(release)
+		require.Equal(t, ports.StateSucceeded, m.result("b1").State)
+		require.Equal(t, ports.StateSucceeded, m.result("b2").State)
+		synctest.Wait()
+		require.Equal(t, 0, w.w.InFlight())
+		require.NoError(t, w.stop())
+	})
+}

@@ -357,7 +357,9 @@ func (w *Worker) runJob(j *workerJob) {
 	started := time.Now()
 	j.log.Debug("task started")
 	endSpan := w.startTaskSpan(j)
+	w.running.Add(1)
 	out, err := w.invoke(j, h)
+	w.running.Add(-1)
 	finished := time.Now()
 	j.result.Ran, j.result.Duration = true, finished.Sub(started)
 	if err == nil && len(out) > 0 && !json.Valid(out) {

@@ -1,7 +1,7 @@
 // Package cli is the dagq command line: the cobra commands (run, launch,
-// status, health, terminate, worker, queue, graph, config, version), their
-// progress and result output, the Prometheus metrics of dagq worker
-// (package app/cli/metrics) and the OpenTelemetry exporters of
+// status, health, terminate, worker, workers, queue, graph, config,
+// version), their progress and result output, the Prometheus metrics of dagq
+// worker (package app/cli/metrics) and the OpenTelemetry exporters of
 // OTEL_TRACES_EXPORTER (package app/telemetry). It builds each command's
 // runtime with the composition root, package app (app.New), handing it the
 // tracer and the AWS request counter as options; an embedder that needs
@@ -15,7 +15,7 @@
 //		reg := core.NewRegistry()
 //		builtin.MustRegister(reg)           // echo, sleep, fail, hash, concat, transform
 //		MyTask.MustRegister(reg, handleMyTask)
-//		cli.Main(reg)                       // dagq run/launch/status/health/terminate/worker/queue/graph/config/version
+//		cli.Main(reg)                       // dagq run/launch/status/health/terminate/worker/workers/queue/graph/config/version
 //	}
 //
 // WithRuntime runs the commands against a runtime the program wired itself
@@ -213,6 +213,7 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 		c.healthCmd(),
 		c.terminateCmd(),
 		c.workerCmd(),
+		c.workersCmd(),
 		c.queueCmd(),
 		c.dlqCmd(),
 		c.graphCmd(),
@@ -297,7 +298,8 @@ func (c *cli) runtime(logs io.Writer, cfg config.Config, opts ...app.Option) (se
 		return session{}, err
 	}
 	// loadConfig printed the notices.
-	rt, err := app.New(cfg, c.reg, append([]app.Option{app.WithLogger(logger), traced, app.WithNoticesShown()}, opts...)...)
+	v, _ := version()
+	rt, err := app.New(cfg, c.reg, append([]app.Option{app.WithLogger(logger), traced, app.WithNoticesShown(), app.WithVersion(v)}, opts...)...)
 	if err != nil {
 		stopTracing()
 		return session{}, err
@@ -309,14 +311,20 @@ func (c *cli) runtime(logs io.Writer, cfg config.Config, opts ...app.Option) (se
 // fresh embedded one: its state store is empty and no other process can see
 // into it.
 func (c *cli) needSharedTransport(what string, cfg config.Config) error {
+	return c.needShared(what, cfg, "keeps runs inside the process that launched them "+
+		"(there \"dagq launch\" waits for its run), so no other dagq process can see them")
+}
+
+// needShared is needSharedTransport with what the embedded transport keeps
+// to itself.
+func (c *cli) needShared(what string, cfg config.Config, keeps string) error {
 	if c.rt != nil || !config.Embedded(cfg.Transport) {
 		return nil
 	}
 	valid := "valid values: " + strings.Join(config.SupportedTransports, ", ")
-	return usageErr("%s needs a shared transport: transport %q keeps runs inside the process that launched them "+
-		"(there \"dagq launch\" waits for its run), so no other dagq process can see them. "+
+	return usageErr("%s needs a shared transport: transport %q %s. "+
 		"Set transport (--transport, %s) to a shared transport; %s",
-		what, cfg.Transport, config.EnvName("transport"), valid)
+		what, cfg.Transport, keeps, config.EnvName("transport"), valid)
 }
 
 // addOutputFlag defines --output with the formats allowed (the first is
@@ -340,13 +348,7 @@ func versionCmd() *cobra.Command {
 		Short: "Print the dagq version",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, goVersion := Version, ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				goVersion = bi.GoVersion
-				if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					v = bi.Main.Version
-				}
-			}
+			v, goVersion := version()
 			fmt.Fprintf(cmd.OutOrStdout(), "dagq %s", v)
 			if goVersion != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), " (%s)", goVersion)
@@ -355,4 +357,17 @@ func versionCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// version returns the dagq version (Version, else the main module's version
+// in the build info) and the Go version it was built with ("" when unknown).
+func version() (v, goVersion string) {
+	v = Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	return v, goVersion
 }

@@ -34,6 +34,10 @@ worker.shutdown_timeout, then cancels the rest and hands them back to the queue;
 a launched run is handed back without cancelling its steps, and the next worker
 that receives it resumes it.
 
+While it serves, the process keeps a record in the worker registry ("dagq
+workers"): written at start, rewritten every worker.registry_interval with the
+tasks in flight, deleted at the graceful stop.
+
 --metrics-addr ADDR (worker.metrics_addr; e.g. :9090) serves Prometheus metrics
 on /metrics, liveness on /healthz and readiness on /readyz (503 while starting,
 when the broker is unreachable, and from SIGTERM on while tasks drain); see
@@ -120,7 +124,9 @@ queues exist); /healthz answers and /readyz stays 503 meanwhile.`,
 				wg.Wait()
 				return errors.Join(errs...)
 			}
-			pool, err := app.StartPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.Options(), wm.stepObserver()))
+			// Through the runtime, so that the process is in the worker
+			// registry (dagq workers) while its pools run.
+			pool, err := rt.StartWorkers(context.WithoutCancel(ctx), 1, app.WithWorkerObserver(wm.stepObserver()))
 			if err != nil {
 				return err
 			}
@@ -129,7 +135,7 @@ queues exist); /healthz answers and /readyz stays 503 meanwhile.`,
 				strings.Join(pool.IDs(), ", "), taskQueue(cfg), cfg.Transport, cfg.Worker.Concurrency,
 				cfg.Cancellation.Enabled, strings.Join(c.reg.Names(), ", "))
 			if runs {
-				runPool, err := app.StartPool(context.WithoutCancel(ctx), 1, observed(rt.Workers.RunOptions(), wm.runObserver()))
+				runPool, err := rt.StartRunWorkers(context.WithoutCancel(ctx), 1, app.WithWorkerObserver(wm.runObserver()))
 				if err != nil {
 					return errors.Join(err, stop())
 				}

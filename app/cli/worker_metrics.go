@@ -66,25 +66,12 @@ func newWorkerMetrics(rt *app.Runtime, counter *AWSCounter, runs bool) *workerMe
 	}
 	m := metrics.New(opts)
 	wm := &workerMetrics{m: m}
-	so, ro := rt.Workers.Options(), rt.Workers.RunOptions()
+	so, ro := rt.WorkerFactory.Options(), rt.WorkerFactory.RunOptions()
 	wm.steps = m.Observer(metrics.WorkerInfo{Queue: stepQueue, Concurrency: so.Concurrency, Tasks: so.Registry.Names()})
 	if runs {
 		wm.run = m.Observer(metrics.WorkerInfo{Queue: runQueueName, Concurrency: ro.Concurrency, Tasks: ro.Registry.Names()})
 	}
 	return wm
-}
-
-// observed returns a worker constructor for app.StartPool: the options of base
-// (WorkerFactory.Options or RunOptions) with obs as their Observer.
-func observed(base core.WorkerOptions, obs core.WorkerObserver) func(id string) (*core.Worker, error) {
-	return func(id string) (*core.Worker, error) {
-		o := base
-		o.ID = id
-		if obs != nil {
-			o.Observer = obs
-		}
-		return core.NewWorker(o)
-	}
 }
 
 // stepObserver, runObserver, serving and shuttingDown are no-ops on a nil

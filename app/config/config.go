@@ -68,6 +68,12 @@ const DefaultSQSWaitTime = 20 * time.Second
 // ListQueues lag AWS documents.
 const DefaultSQSCancelListLag = 60 * time.Second
 
+// DefaultRegistryInterval is the default of worker.registry_interval: one
+// S3 PUT per worker process per minute, the request budget an idle worker
+// has left (docs/performance.md: 9 long polls a minute against a target of
+// at most 10), and a dead worker reads as stale within 3 minutes.
+const DefaultRegistryInterval = time.Minute
+
 // DefaultRegion is the region used when neither sqs.region nor the AWS
 // chain names one.
 const DefaultRegion = "us-east-1"
@@ -143,7 +149,9 @@ type WorkerConfig struct {
 	SettleDepth       int           `yaml:"settle_depth" doc:"most finished tasks whose result write, completion and delete go on at once after their slot was freed"`
 	Prefetch          int           `yaml:"prefetch" doc:"most received messages a worker holds not yet started, beyond concurrency; 0: none"`
 	DeadLetterSweep   time.Duration `yaml:"dead_letter_sweep" doc:"how often a worker reads its queues' dead-letter queues and records a failed result for each task there without one; 0s: never"`
-	MetricsAddr       string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
+	// RegistryInterval: see app.WorkerInfo and docs/operations.md.
+	RegistryInterval time.Duration `yaml:"registry_interval" doc:"how often a worker process rewrites its record in the worker registry (dagq workers): ID, host, queues, slots, tasks in flight; a record not rewritten for 3 intervals reads as stale; 0s: off; 1s to 1h"`
+	MetricsAddr      string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
 }
 
 // RetryConfig is the default retry policy of tasks (core.RetryPolicy); a job
@@ -201,6 +209,7 @@ func Default() Config {
 			SettleDepth:       core.DefaultSettleDepth,
 			Prefetch:          core.DefaultPrefetch,
 			DeadLetterSweep:   core.DefaultDeadLetterSweep,
+			RegistryInterval:  DefaultRegistryInterval,
 		},
 		Retry: RetryConfig{
 			MaxAttempts:    core.DefaultRetryPolicy.MaxAttempts,

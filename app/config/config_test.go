@@ -285,6 +285,8 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		{"settle depth", func(c *config.Config) { c.Worker.SettleDepth = 0 }, `worker.settle_depth: 0 is out of range; valid: 1 to 10000`},
 		{"prefetch too many", func(c *config.Config) { c.Worker.Prefetch = 10001 }, `worker.prefetch: 10001 is out of range; valid: 0 (none) to 10000`},
 		{"shutdown", func(c *config.Config) { c.Worker.ShutdownTimeout = 0 }, `worker.shutdown_timeout: 0s is out of range; valid: more than 0s`},
+		{"registry interval too short", func(c *config.Config) { c.Worker.RegistryInterval = 500 * time.Millisecond }, `worker.registry_interval: 500ms is out of range; valid: 0s (off) or 1s to 1h`},
+		{"registry interval too long", func(c *config.Config) { c.Worker.RegistryInterval = 2 * time.Hour }, `worker.registry_interval: 2h is out of range; valid: 0s (off) or 1s to 1h`},
 		{"attempts", func(c *config.Config) { c.Retry.MaxAttempts = 0 }, `retry.max_attempts: 0 is out of range; valid: 1 (no retry) or more`},
 		{"initial", func(c *config.Config) { c.Retry.InitialBackoff = -time.Second }, `retry.initial_backoff: -1s is out of range; valid: 0s to 12h`},
 		{"max below initial", func(c *config.Config) { c.Retry.MaxBackoff = 500 * time.Millisecond }, `retry.max_backoff: 500ms is below retry.initial_backoff (1s)`},
@@ -312,7 +314,7 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		})
 		switch tc.name {
 		case "bad transport", "empty queue", "heartbeat", "heartbeat negative", "max below initial",
-			"run queue is the task queue", "stale not above heartbeat":
+			"run queue is the task queue", "stale not above heartbeat", "registry interval too long":
 			// they overlap with another case of the same key
 		default:
 			tc.mod(&all)
@@ -321,7 +323,7 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 	// Every problem is reported at once, one per line.
 	err := all.Validate()
 	require.Error(t, err)
-	require.Len(t, strings.Split(err.Error(), "\n"), len(cases)-7)
+	require.Len(t, strings.Split(err.Error(), "\n"), len(cases)-8)
 }
 
 func TestValidateNamesSource(t *testing.T) {

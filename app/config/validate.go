@@ -86,6 +86,10 @@ const (
 	// MaxDeadLetterSweep bounds worker.dead_letter_sweep: SQS keeps a DLQ's
 	// messages at most 14 days.
 	MaxDeadLetterSweep = 24 * time.Hour
+	// MinRegistryInterval and MaxRegistryInterval bound
+	// worker.registry_interval (other than 0s, off).
+	MinRegistryInterval = time.Second
+	MaxRegistryInterval = time.Hour
 )
 
 // Validate checks every key and returns all problems joined (nil when the
@@ -152,6 +156,10 @@ func (c Config) validate(sources map[string]string, lines map[string]int) error 
 	}
 	if w.DeadLetterSweep < 0 || w.DeadLetterSweep > MaxDeadLetterSweep {
 		bad("worker.dead_letter_sweep", "%s is out of range; valid: 0s (never) to %s", FormatDuration(w.DeadLetterSweep), FormatDuration(MaxDeadLetterSweep))
+	}
+	if ri := w.RegistryInterval; ri != 0 && (ri < MinRegistryInterval || ri > MaxRegistryInterval) {
+		bad("worker.registry_interval", "%s is out of range; valid: 0s (off) or %s to %s",
+			FormatDuration(ri), FormatDuration(MinRegistryInterval), FormatDuration(MaxRegistryInterval))
 	}
 	if msg := validListenAddr(w.MetricsAddr); msg != "" {
 		bad("worker.metrics_addr", "%q %s; valid: empty (off) or host:port, such as :9090 or 127.0.0.1:9090", w.MetricsAddr, msg)
