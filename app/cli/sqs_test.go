@@ -25,7 +25,7 @@ import (
 // emulators (make emulators-up; scripts/emulators.sh env) with queue and
 // bucket names of its own, and the matching command-line flags. It fails
 // the test when the emulators' variables are missing: tests never skip.
-func sqsEnv(t *testing.T) (config.Config, []string) {
+func sqsEnv(t testing.TB) (config.Config, []string) {
 	t.Helper()
 	sqsEP, s3EP := os.Getenv("DAGQ_TEST_SQS_ENDPOINT"), os.Getenv("DAGQ_TEST_S3_ENDPOINT")
 	if sqsEP == "" || s3EP == "" {

@@ -6,3 +6,6 @@ var (
 	RunRecordKey    = runRecordKey
 	RunHeartbeatKey = runHeartbeatKey
 )
+
+// RunIndexKey is the run index key of a record, for tests that plant keys.
+var RunIndexKey = runIndexKey

@@ -179,8 +179,9 @@ type LauncherOptions struct {
 	// Broker is the queue the workers with the run task (RegisterRunTask)
 	// serve. Terminate needs its CancelChannel.
 	Client *core.Client
-	// State holds run records and heartbeats; the workers' RunTaskDeps.State
-	// must be the same store.
+	// State holds run records, heartbeats and the run index; the workers'
+	// RunTaskDeps.State must be the same store. ListRuns needs it to
+	// implement ports.KeyLister.
 	State ports.StateStore
 	// HeartbeatInterval is the workers' RunTaskDeps.HeartbeatInterval
 	// (default DefaultRunHeartbeat, 5s); it only sets StaleAfter's default.
@@ -196,7 +197,7 @@ type LauncherOptions struct {
 // Launcher launches whole runs of jobs as one task each (the run task),
 // which a worker picks up and drives with an Executor (RegisterRunTask), and
 // answers for them from the run records and worker heartbeats in a
-// StateStore: Status, Health, Terminate and Wait. It is safe for
+// StateStore: Status, Health, Terminate, Wait and ListRuns. It is safe for
 // concurrent use; it starts no goroutine. See docs/launcher.md.
 //
 // Every method blocks until the StateStore (and, where said, the Client)
@@ -351,6 +352,9 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 		return "", fmt.Errorf("dagq: launch: write the record of run %s: %w", runID, err)
 	}
 	rec.Version = ver
+	// Indexed before the submission, so that a worker that starts the run
+	// at once finds the queued key to move.
+	indexRun(ctx, l.state, l.log, rec, "")
 	_, err = l.c.Submit(ctx, core.Request{
 		Task:    RunTaskName,
 		ID:      rec.TaskID,
@@ -385,8 +389,10 @@ func (l *Launcher) runExists(ctx context.Context, runID string, cause error) err
 func (l *Launcher) failLaunch(ctx context.Context, rec RunRecord, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
 	defer cancel()
-	_, err := l.update(ctx, rec.RunID, func(cur *RunRecord) (bool, error) {
-		if cur.State != RunQueued {
+	var failed bool
+	cur, err := l.update(ctx, rec.RunID, func(cur *RunRecord) (bool, error) {
+		failed = cur.State == RunQueued
+		if !failed {
 			return false, nil // it started after all
 		}
 		cur.State, cur.Error, cur.FinishedAt = RunFailed, cause.Error(), time.Now().UTC()
@@ -395,6 +401,10 @@ func (l *Launcher) failLaunch(ctx context.Context, rec RunRecord, cause error) {
 	if err != nil {
 		l.log.Error("marking a run whose launch failed as failed failed too; it stays queued (Terminate it)",
 			"run_id", rec.RunID, "err", err)
+		return
+	}
+	if failed {
+		indexRun(ctx, l.state, l.log, cur, RunQueued)
 	}
 }
 
@@ -733,6 +743,7 @@ func (l *Launcher) Terminate(ctx context.Context, runID string) (bool, error) {
 			// The record says cancelled: the run task does not run the job.
 			log.Warn("terminate: cancel requests failed; the run task ends without running the job", "err", err)
 		}
+		indexRun(ctx, l.state, l.log, rec, RunQueued)
 		log.Info("queued run terminated")
 		return true, nil
 	}
@@ -794,9 +805,11 @@ func (l *Launcher) endOrphan(ctx context.Context, seen RunRecord) (ended, done b
 	if lv.released {
 		why = fmt.Sprintf("worker %s released it at %s and no worker took it over", lv.worker, lv.last.UTC().Format(time.RFC3339))
 	}
+	var wrote bool
 	rec, err := l.update(ctx, seen.RunID, func(rec *RunRecord) (bool, error) {
 		// Taken over or finished meanwhile: not an orphan any more.
-		if rec.State != RunRunning || rec.Attempt != seen.Attempt {
+		wrote = rec.State == RunRunning && rec.Attempt == seen.Attempt
+		if !wrote {
 			return false, nil
 		}
 		now := time.Now().UTC()
@@ -829,6 +842,9 @@ func (l *Launcher) endOrphan(ctx context.Context, seen RunRecord) (ended, done b
 	if err := l.cancelRun(ctx, seen, true); err != nil {
 		// The record is final: a run task delivered later does not run the job.
 		log.Warn("terminate: cancel requests for the run task and its steps failed", "err", err)
+	}
+	if wrote {
+		indexRun(ctx, l.state, l.log, rec, RunRunning)
 	}
 	log.Info("run with no live execution terminated", "reason", why)
 	return true, true, nil

@@ -37,7 +37,8 @@ type RunTaskDeps struct {
 	// Executor). Its Broker is the queue the step workers serve, which may
 	// be another queue than the run tasks'.
 	Client *core.Client
-	// State holds run records and heartbeats: the Launcher's store.
+	// State holds run records, heartbeats and the run index: the
+	// Launcher's store.
 	State ports.StateStore
 	// HeartbeatInterval is how often the handler writes the run's heartbeat
 	// and, when steps changed, the run record (default DefaultRunHeartbeat,
@@ -79,6 +80,9 @@ type RunTaskDeps struct {
 //     fail-fast and cancel wait from the launch), then writes the final
 //     record and returns the RunResult (JSON) as the task's output — for a
 //     failed or cancelled run too.
+//
+// When it starts the run (1) and when it writes the final record (3) it
+// moves the run's key in the run index (see Launcher.ListRuns).
 //
 // When its context is cancelled by a cancellation request (Terminate), the
 // executor cancels the steps in flight and the run ends cancelled. When it
@@ -256,6 +260,7 @@ func (r *runExec) acquire() (rec RunRecord, resume *Resume, held bool, err error
 		}
 		resume = nil
 		now := time.Now().UTC()
+		prev := rec.State
 		switch rec.State {
 		case RunSucceeded, RunFailed, RunCancelled:
 			return rec, nil, false, nil
@@ -297,6 +302,9 @@ func (r *runExec) acquire() (rec RunRecord, resume *Resume, held bool, err error
 			return RunRecord{}, nil, false, err
 		case ver != "":
 			rec.Version = ver
+			// A takeover writes the running key again: it is there already,
+			// unless a crash or a failed write left it out.
+			indexRun(r.ctx, r.h.state, r.log, rec, prev)
 			return rec, resume, false, nil
 		}
 	}
@@ -555,7 +563,10 @@ func (r *runExec) flush() error {
 
 // writeFinal writes the final record, retrying failed writes with backoff.
 func (r *runExec) writeFinal(final RunRecord) error {
-	var err error
+	var (
+		err     error
+		written RunRecord // the record of the last write tried
+	)
 	for i := range runFinalTries {
 		err = r.casWrite(func() RunRecord {
 			rec := final
@@ -568,9 +579,14 @@ func (r *runExec) writeFinal(final RunRecord) error {
 			if rec.State == RunCancelled && !rec.CancelRequestedAt.IsZero() {
 				rec.Error = "terminated: " + rec.Error
 			}
+			written = rec
 			return rec
 		})
-		if err == nil || errors.Is(err, errOwnershipLost) {
+		if err == nil {
+			indexRun(r.ctx, r.h.state, r.log, written, RunRunning)
+			return nil
+		}
+		if errors.Is(err, errOwnershipLost) {
 			return err
 		}
 		if i < runFinalTries-1 {

@@ -962,6 +962,11 @@ func TestLauncher_TerminateQueuedUsesCompareAndSwap(t *testing.T) {
 				require.NoError(t, json.Unmarshal(d, &written))
 				return "v3", nil
 			}),
+		// The run index: the cancelled key, then the queued one goes.
+		state.EXPECT().Put(gomock.Any(), gomock.Cond(func(k string) bool {
+			return strings.HasPrefix(k, "runindex/9223372036854775807.r1.cancelled.") && strings.HasSuffix(k, ".j")
+		}), []byte(nil), ports.WriteCondition{}).Return("i1", nil),
+		state.EXPECT().Delete(gomock.Any(), "runindex/9223372036854775807.r1.queued..j").Return(nil),
 	)
 	ok, err := l.Terminate(context.Background(), "r1")
 	require.NoError(t, err)

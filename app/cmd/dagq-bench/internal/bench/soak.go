@@ -1158,7 +1158,7 @@ func (s *soaker) report(ctx context.Context, drainAt time.Time, qs []soakQueue, 
 		}
 	}
 	w := o.Stdout
-	fmt.Fprintf(w, "dagq soak: %s of load, %d worker processes (worker.concurrency %d, worker.lease %s, worker.shutdown_timeout %s, launcher.stale_after %s, sqs.wait_time %s)\n"+
+	fmt.Fprintf(w, "dagq-bench soak: %s of load, %d worker processes (worker.concurrency %d, worker.lease %s, worker.shutdown_timeout %s, launcher.stale_after %s, sqs.wait_time %s)\n"+
 		"%s %s/%s, %d CPUs, load average %s at the end; SQS %s (fauxqs), S3 %s (versitygw)\n\n",
 		o.Duration, o.Workers, o.Concurrency, soakLease, soakShutdownTimeout, soakStaleAfter, soakWaitTime,
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadAvg(), o.SQSEndpoint, o.S3Endpoint)
