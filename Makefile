@@ -42,8 +42,10 @@ check-generate: generate
 		git status --porcelain -- .; git --no-pager diff --stat; exit 1; \
 	fi
 
-## lint: go vet + staticcheck (pinned by the tool directive in tools/go.mod).
+## lint: gofmt, go vet + staticcheck (pinned by the tool directive in tools/go.mod).
 lint: check-deps
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$unformatted" ]; then \
+		echo "lint: not gofmt-formatted (run gofmt -w on them):"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(TOOLS) staticcheck $(PKGS)
 
