@@ -53,7 +53,7 @@ lint: check-deps
 ## needs it (viper binds flags; app/config defines the flags). On failure it names each import
 ## that crosses the line.
 ROOT_PKGS := ./app ./app/config
-ROOT_FORBIDDEN := (github\.com/dagq/dagq/app/(cli|telemetry)|github\.com/spf13/cobra|github\.com/prometheus/|google\.golang\.org/grpc|github\.com/grpc-ecosystem/|go\.opentelemetry\.io/otel/exporters/|go\.opentelemetry\.io/proto/otlp)
+ROOT_FORBIDDEN := (github\.com/dagq/dagq/app/(cli|telemetry|ui)|github\.com/spf13/cobra|github\.com/prometheus/|google\.golang\.org/grpc|github\.com/grpc-ecosystem/|go\.opentelemetry\.io/otel/exporters/|go\.opentelemetry\.io/proto/otlp)
 PFLAG_IMPORTERS := (github\.com/spf13/viper|github\.com/dagq/dagq/app/config)
 IMPORT_EDGES := -f '{{$$p := .ImportPath}}{{range .Imports}}{{$$p}} imports {{.}}{{"\n"}}{{end}}'
 check-deps:

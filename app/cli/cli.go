@@ -1,6 +1,7 @@
 // Package cli is the dagq command line: the cobra commands (run, launch,
-// status, health, terminate, worker, queue, graph, config, version), their
-// progress and result output, the Prometheus metrics of dagq worker
+// status, health, terminate, worker, queue, dlq, graph, ui, config,
+// version), their progress and result output, the dashboard (dagq ui and
+// dagq run --ui, package app/ui), the Prometheus metrics of dagq worker
 // (package app/cli/metrics) and the OpenTelemetry exporters of
 // OTEL_TRACES_EXPORTER (package app/telemetry). It builds each command's
 // runtime with the composition root, package app (app.New), handing it the
@@ -216,6 +217,7 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 		c.queueCmd(),
 		c.dlqCmd(),
 		c.graphCmd(),
+		c.uiCmd(),
 		c.configCmd(),
 		versionCmd(),
 	)
