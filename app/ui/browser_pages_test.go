@@ -3,7 +3,9 @@ package ui_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/ui"
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 )
 
@@ -83,20 +86,53 @@ func TestBrowser_Pages(t *testing.T) {
 	b.waitFor(nodeIn("sessionize", "running")+" && "+nodeIn("validate", "failed")+" && "+nodeIn("notify", "skipped")+
 		" && "+nodeIn("join", "succeeded"), 20*time.Second)
 	b.waitFor(`document.querySelector('#live').textContent.startsWith('live')`, 5*time.Second)
-	b.screenshot(shots, "run.png")
+	b.screenshot(shots, "dashboard-run.png")
 
 	require.NoError(t, s.Track(context.Background(), big))
 	b.open("/runs")
 	b.waitFor(`document.querySelectorAll('#runs-table tbody tr[data-run]').length >= 3`, 10*time.Second)
-	b.screenshot(shots, "runs.png")
+	b.screenshot(shots, "dashboard-runs.png")
 
 	b.open("/queues")
 	b.waitFor(`document.querySelector('#chart svg') !== null && document.querySelector('tr[data-task="7f3c2a91e4b0.export"]') !== null`, 10*time.Second)
-	b.screenshot(shots, "queues.png")
+	queuesWithHistory(t, shots)
 
 	b.open("/workers")
 	b.waitFor(`document.querySelectorAll('table.workers tbody tr').length >= 2`, 5*time.Second)
-	b.screenshot(shots, "workers.png")
+	b.screenshot(shots, "dashboard-workers.png")
+}
+
+// queuesWithHistory screenshots the queues page of a console whose chart
+// has a history: a backlog of sleep tasks drained by two step slots,
+// sampled every 300ms while the console's clock (Options.Now) moves a
+// minute per sample, so the chart's quarter of an hour passes in seconds.
+func queuesWithHistory(t *testing.T, shots string) {
+	rt := memRuntime(t, func(c *config.Config) { c.Worker.Concurrency = 2 })
+	var mu sync.Mutex
+	clock := time.Now().Add(-15 * time.Minute)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	s := newServer(t, ui.Options{Runtime: rt, Now: now})
+	deadLetter(t, rt, "3be1c07a52f9.load")
+	deadLetter(t, rt, "91d0e6aa7c13.resize")
+	for i := range 40 {
+		_, err := rt.Client.Submit(context.Background(), core.Request{Task: "sleep", Args: raw("150ms"), ID: fmt.Sprintf("backlog-%02d", i)})
+		require.NoError(t, err)
+	}
+	for range 14 {
+		get(t, s, "/api/queues")
+		mu.Lock()
+		clock = clock.Add(time.Minute)
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+	}
+	b := newBrowser(t, serve(t, s))
+	b.open("/queues")
+	b.waitFor(`document.querySelectorAll('#chart polyline').length >= 3`, 10*time.Second)
+	b.screenshot(shots, "dashboard-queues.png")
 }
 
 // stamp is a short time stamp for run IDs.

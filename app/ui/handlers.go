@@ -661,7 +661,7 @@ func (s *Server) queuesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) queuesAPI(w http.ResponseWriter, r *http.Request) {
-	samples := s.queues.latest(r.Context(), s.queues.watchedEvery())
+	samples := s.queues.latest(r.Context(), s.queues.watchedAge())
 	writeJSON(w, http.StatusOK, map[string]any{"samples": samples, "history_ms": sampleHistory.Milliseconds()})
 }
 

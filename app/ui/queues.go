@@ -89,8 +89,12 @@ func (q *queueSampler) background(ctx context.Context) {
 	}
 }
 
-// watchedEvery is how old a sample a viewer of the queues page accepts.
+// watchedEvery is how often the queues page asks for the depths.
 func (q *queueSampler) watchedEvery() time.Duration { return 5 * q.s.refresh }
+
+// watchedAge is how old a sample a viewer of the queues page accepts: less
+// than watchedEvery, so that each of its polls gets a new one.
+func (q *queueSampler) watchedAge() time.Duration { return q.watchedEvery() * 3 / 4 }
 
 // latest returns the samples, taking a new one when the last is older than
 // maxAge.
