@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-mem bench-micro soak fuzz tidy
+.PHONY: ui-measure screenshots build test emulators-up emulators-down generate check-generate lint check-deps run run-embedded run-failing install bench bench-mem bench-micro soak fuzz tidy
 
 build:
 	$(GO) build $(PKGS)
@@ -55,7 +55,7 @@ lint: check-deps
 ## needs it (viper binds flags; app/config defines the flags). On failure it names each import
 ## that crosses the line.
 ROOT_PKGS := ./app ./app/config
-ROOT_FORBIDDEN := (github\.com/dagq/dagq/app/(cli|telemetry)|github\.com/spf13/cobra|github\.com/prometheus/|google\.golang\.org/grpc|github\.com/grpc-ecosystem/|go\.opentelemetry\.io/otel/exporters/|go\.opentelemetry\.io/proto/otlp)
+ROOT_FORBIDDEN := (github\.com/dagq/dagq/app/(cli|telemetry|ui)|github\.com/spf13/cobra|github\.com/prometheus/|google\.golang\.org/grpc|github\.com/grpc-ecosystem/|go\.opentelemetry\.io/otel/exporters/|go\.opentelemetry\.io/proto/otlp)
 PFLAG_IMPORTERS := (github\.com/spf13/viper|github\.com/dagq/dagq/app/config)
 IMPORT_EDGES := -f '{{$$p := .ImportPath}}{{range .Imports}}{{$$p}} imports {{.}}{{"\n"}}{{end}}'
 check-deps:
@@ -103,6 +103,19 @@ install:
 ## a table, then one JSON line (also written to $$BENCH_OUT when set). About 2 minutes; BENCH_QUICK=1: seconds.
 bench: emulators-up
 	eval "$$(scripts/emulators.sh env)" && $(GO) run ./app/cmd/dagq-bench
+
+## ui-measure: what the dashboard (dagq ui) costs and how closely it follows a run, on the emulators
+## with headless Chromium (about 4 minutes; prints, asserts nothing): step finished → shown in the
+## browser, p50/p90/max over a 50-step job at launcher.heartbeat_interval 5s and 1s; SQS+S3 requests
+## per minute of an open run page, the queues page, the runs page and no page; the runs page with
+## 1,000 runs (docs/dashboard.md).
+ui-measure: emulators-up
+	eval "$$(scripts/emulators.sh env)" && DAGQ_UI_MEASURE=1 $(GO) test -count=1 -run '^TestMeasure_Dashboard$$' -v -timeout 20m ./app/ui/ | grep -E '^(latency|requests|runs page|--- |ok|FAIL)'
+
+## screenshots: the screenshots of docs/dashboard.md (docs/img/dashboard-*.png), taken by the browser
+## test TestBrowser_Pages in headless Chromium on the memory transport.
+screenshots:
+	DAGQ_UI_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run '^TestBrowser_Pages$$' ./app/ui/
 
 ## bench-mem: only the memory scenarios of the benchmark (no emulators; BENCH_FLAGS adds flags,
 ## e.g. BENCH_FLAGS="-cpuprofile cpu.out").

@@ -1,7 +1,8 @@
 // Package cli is the dagq command line: the cobra commands (run, launch,
-// status, health, terminate, worker, workers, queue, graph, config,
-// version), their progress and result output, the Prometheus metrics of dagq
-// worker (package app/cli/metrics) and the OpenTelemetry exporters of
+// runs list, status, health, terminate, worker, workers, queue, dlq, graph,
+// ui, config, version), their progress and result output, the dashboard (dagq ui and
+// dagq run --ui, package app/ui), the Prometheus metrics of dagq worker
+// (package app/cli/metrics) and the OpenTelemetry exporters of
 // OTEL_TRACES_EXPORTER (package app/telemetry). It builds each command's
 // runtime with the composition root, package app (app.New), handing it the
 // tracer and the AWS request counter as options; an embedder that needs
@@ -218,6 +219,7 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 		c.queueCmd(),
 		c.dlqCmd(),
 		c.graphCmd(),
+		c.uiCmd(),
 		c.configCmd(),
 		versionCmd(),
 	)

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/jobfile"
+	"github.com/dagq/dagq/app/ui"
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 )
 
@@ -70,6 +73,7 @@ func (c *cli) runCmd() *cobra.Command {
 		runID    string
 		params   []string
 		waitT    time.Duration
+		uiAddr   string
 	)
 	cmd := &cobra.Command{
 		Use:   "run JOBFILE",
@@ -88,6 +92,12 @@ JSON and the progress goes to stderr.
 Ctrl-C (SIGINT) or SIGTERM cancels the run: every queued and running step gets
 a cancel request, and run waits for them (up to executor.cancel_wait) before it
 prints the result. A second Ctrl-C exits at once.
+
+--ui ADDR (host:port, e.g. 127.0.0.1:8080) serves the dashboard (see "dagq ui")
+while the run runs: its DAG, steps and timeline, live, and Terminate, which
+cancels the run as Ctrl-C does. When the run has ended on its own, or was
+terminated from the dashboard, the dashboard stays up until Ctrl-C; the exit
+status is still the run's. A non-loopback ADDR needs ui.token or ui.basic_auth.
 
 On the sqs transport run first checks that the task queue (sqs.queue_url),
 its dead-letter queue and the bucket (s3.bucket) exist and answer, and exits 1
@@ -111,7 +121,7 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 					return fmt.Errorf("run: %w", err)
 				}
 			}
-			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams, waitTransport: waitT})
+			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams, waitTransport: waitT, ui: uiAddr})
 		},
 	}
 	fs := cmd.Flags()
@@ -120,6 +130,7 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 	fs.StringVar(&runID, "run-id", "", "run ID (default: random); step task IDs are RUNID.STEP (on a shared transport, re-using an ID re-uses the results stored under it)")
 	fs.StringArrayVarP(&params, "param", "p", nil, "run parameter NAME=VALUE (repeatable), overriding the job file's params")
 	addWaitForTransportFlag(fs, &waitT)
+	fs.StringVar(&uiAddr, "ui", "", "serve the dashboard on ADDR (host:port, e.g. 127.0.0.1:8080) while the job runs, and after it until Ctrl-C")
 	config.AddFlag(fs, "concurrency", "fail-fast")
 	return cmd
 }
@@ -161,6 +172,7 @@ type runOpts struct {
 	output, progress, runID string
 	params                  map[string]string
 	waitTransport           time.Duration // --wait-for-transport
+	ui                      string        // --ui: the dashboard's address
 }
 
 // run executes the job and reports it; its error carries the exit code.
@@ -199,17 +211,40 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 		}()
 	}
 
-	ctx, release := interruptContext(cmd.Context(), stderr, "cancelling the run's steps")
+	ctx, releaseSignals := interruptContext(cmd.Context(), stderr, "cancelling the run's steps")
+	release := sync.OnceFunc(releaseSignals)
 	defer release()
+
+	onEvent := view.Event
+	var dash *runDashboard
+	if o.ui != "" {
+		if o.runID == "" {
+			o.runID = core.NewTaskID() // known to the dashboard before the run starts
+		}
+		var runCtx context.Context
+		dash, runCtx, err = startRunDashboard(ctx, rt.Runtime, cfg, o, f, stderr)
+		if err != nil {
+			return err
+		}
+		defer dash.stop()
+		ctx = runCtx
+		onEvent = func(ev dag.Event) {
+			view.Event(ev)
+			dash.local.Event(ev)
+		}
+	}
 
 	res, err := rt.Executor.Run(ctx, f.Job, dag.RunOptions{
 		RunID:      o.runID,
 		FailFast:   cfg.Executor.FailFast,
 		Params:     o.params,
-		OnEvent:    view.Event,
+		OnEvent:    onEvent,
 		CancelWait: cfg.Executor.CancelWait,
 	})
 	view.Close()
+	if dash != nil && res.RunID != "" {
+		dash.local.Finish(res)
+	}
 	if err != nil && res.RunID == "" {
 		return err // nothing ran: invalid job or options
 	}
@@ -228,6 +263,11 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 		if werr := writeTable(stdout, res); werr != nil {
 			return werr
 		}
+	}
+
+	if dash != nil && res.RunID != "" && !dash.interrupted() {
+		release()
+		dash.linger(cmd.Context(), stderr)
 	}
 
 	switch res.State {
@@ -292,4 +332,63 @@ func (c *cli) jobCommandArgs(cmd *cobra.Command, path, output, progress string, 
 		return config.Config{}, nil, nil, err
 	}
 	return cfg, f, runParams, nil
+}
+
+// errTerminatedFromDashboard is the cause of a run terminated from its
+// dashboard (dagq run --ui).
+var errTerminatedFromDashboard = errors.New("terminated from the dashboard")
+
+// runDashboard is the dashboard of dagq run --ui: it shows the run this
+// process drives, and terminates it by cancelling its context.
+type runDashboard struct {
+	local      *ui.LocalRun
+	url        string
+	ctx        context.Context // the run's: cancelled by Terminate or Ctrl-C
+	terminated func() bool
+	stopServe  context.CancelFunc
+	served     chan error
+}
+
+// startRunDashboard serves the dashboard of the run o describes on o.ui,
+// and returns the run's context, which its Terminate cancels.
+func startRunDashboard(ctx context.Context, rt *app.Runtime, cfg config.Config, o runOpts, f *jobfile.File, stderr io.Writer) (*runDashboard, context.Context, error) {
+	opts := ui.FromConfig(rt, cfg.UI)
+	opts.Addr = o.ui
+	// The run this process drives is no launched run: the run index never
+	// lists it, so the console lists the runs it knows of instead.
+	opts.ListRuns = nil
+	srv, ln, err := startUI(opts, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	d := &runDashboard{url: ui.URL(ln), ctx: runCtx, served: make(chan error, 1)}
+	d.terminated = func() bool { return errors.Is(context.Cause(runCtx), errTerminatedFromDashboard) }
+	d.local = srv.AddLocalRun(o.runID, f.Job, o.params, func() { cancel(errTerminatedFromDashboard) })
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.stopServe = func() {
+		stop()
+		cancel(nil)
+	}
+	go func() { d.served <- srv.Serve(serveCtx, ln) }()
+	fmt.Fprintf(stderr, "dagq: dashboard of run %s: %s/runs/%s\n", o.runID, d.url, o.runID)
+	return d, runCtx, nil
+}
+
+// interrupted reports whether the run was stopped with Ctrl-C (or its
+// command's context ended): then the user wants out, not the dashboard.
+func (d *runDashboard) interrupted() bool { return d.ctx.Err() != nil && !d.terminated() }
+
+// linger keeps the dashboard up after the run, until Ctrl-C (or ctx ends).
+func (d *runDashboard) linger(ctx context.Context, stderr io.Writer) {
+	fmt.Fprintf(stderr, "dagq: the run ended; the dashboard stays up at %s until Ctrl-C\n", d.url)
+	wait, release := interruptContext(ctx, stderr, "stopping the dashboard")
+	defer release()
+	<-wait.Done()
+}
+
+// stop stops serving the dashboard and waits for it.
+func (d *runDashboard) stop() {
+	d.stopServe()
+	<-d.served
 }

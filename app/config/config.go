@@ -93,6 +93,7 @@ type Config struct {
 	SQS          SQSConfig          `yaml:"sqs"`
 	S3           S3Config           `yaml:"s3"`
 	Signing      SigningConfig      `yaml:"signing"`
+	UI           UIConfig           `yaml:"ui"`
 }
 
 // PayloadConfig configures the claim check: envelopes above the threshold
@@ -231,6 +232,7 @@ func Default() Config {
 		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, CancelListLag: DefaultSQSCancelListLag, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},
 		S3:      S3Config{Prefix: "dagq/"},
 		Signing: SigningConfig{Required: true},
+		UI:      UIConfig{Addr: DefaultUIAddr, Refresh: DefaultUIRefresh},
 	}
 }
 

@@ -36,6 +36,8 @@ var flagSpecs = []struct{ flag, key string }{
 	{"s3-bucket", "s3.bucket"},
 	{"s3-prefix", "s3.prefix"},
 	{"s3-endpoint", "s3.endpoint"},
+	{"addr", "ui.addr"},
+	{"read-only", "ui.read_only"},
 }
 
 var flagOf = func() map[string]string {

@@ -220,6 +220,7 @@ func (c Config) validate(sources map[string]string, lines map[string]int) error 
 
 	c.validateAWS(bad)
 	c.Signing.validate(bad)
+	c.UI.validate(bad)
 
 	if !slices.Contains(LogLevels, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not a level; valid values: %s", c.Log.Level, strings.Join(LogLevels, ", "))
