@@ -14,17 +14,6 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-// countingState counts the reads of a StateStore.
-type countingState struct {
-	ports.StateStore
-	gets atomic.Int64
-}
-
-func (s *countingState) Get(ctx context.Context, key string) (ports.Record, error) {
-	s.gets.Add(1)
-	return s.StateStore.Get(ctx, key)
-}
-
 // Record reads the stored record and nothing else: one StateStore read, no
 // result or cancel-mark read, even for a run that is not finished.
 func TestLauncher_RecordIsOneRead(t *testing.T) {
