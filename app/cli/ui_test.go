@@ -114,7 +114,9 @@ func TestRun_UITerminate(t *testing.T) {
 	}()
 	base := waitForLine(t, &errb, regexp.MustCompile(`dagq: dashboard of run ui-run-2: (http://127\.0\.0\.1:\d+)/runs/ui-run-2`))
 	require.Eventually(t, func() bool {
-		var run struct{ Steps []struct{ Name, State string } }
+		var run struct {
+			Steps []struct{ Name, State string }
+		}
 		getJSON(t, base+"/api/runs/ui-run-2", &run)
 		return run.Steps[1].State == "running"
 	}, 20*time.Second, 50*time.Millisecond)
