@@ -51,7 +51,7 @@ func etl() dag.Job {
 // finished and of a running run, a hostile step's <script> shown as text
 // (no dialog opens), the runs list, the queues with their chart and a dead
 // letter, the workers; no script error and no Content-Security-Policy
-// violation anywhere. With DAGQ_UI_SCREENSHOTS set (make screenshots) it
+// violation anywhere. With DAGQ_TEST_UI_SCREENSHOTS set (make screenshots) it
 // writes the screenshots of docs/dashboard.md there.
 func TestBrowser_Pages(t *testing.T) {
 	shots := os.Getenv(screenshotEnv)

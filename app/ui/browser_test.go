@@ -31,7 +31,7 @@ import (
 
 // screenshotEnv names the directory where TestBrowser_Pages writes the
 // screenshots of the documentation (make screenshots: docs/img).
-const screenshotEnv = "DAGQ_UI_SCREENSHOTS"
+const screenshotEnv = "DAGQ_TEST_UI_SCREENSHOTS"
 
 // chromiumPath finds Chromium, or fails the test saying how to install it.
 func chromiumPath(t *testing.T) string {

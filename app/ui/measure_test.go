@@ -23,7 +23,7 @@ import (
 
 // measureEnv runs TestMeasure_Dashboard (make ui-measure): it is a
 // measurement, minutes long, that prints numbers and asserts none of them.
-const measureEnv = "DAGQ_UI_MEASURE"
+const measureEnv = "DAGQ_TEST_UI_MEASURE"
 
 // measureWindow is how long each request count runs.
 const measureWindow = time.Minute
