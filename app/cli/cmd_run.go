@@ -354,9 +354,6 @@ type runDashboard struct {
 func startRunDashboard(ctx context.Context, rt *app.Runtime, cfg config.Config, o runOpts, f *jobfile.File, stderr io.Writer) (*runDashboard, context.Context, error) {
 	opts := ui.FromConfig(rt, cfg.UI)
 	opts.Addr = o.ui
-	// The run this process drives is no launched run: the run index never
-	// lists it, so the console lists the runs it knows of instead.
-	opts.ListRuns = nil
 	srv, ln, err := startUI(opts, stderr)
 	if err != nil {
 		return nil, nil, err

@@ -284,7 +284,7 @@ func TestUnknownRun404(t *testing.T) {
 // run index (ListRuns) its rows instead.
 func TestRunsList(t *testing.T) {
 	rt := memRuntime(t)
-	s := newServer(t, ui.Options{Runtime: rt})
+	s := newServer(t, ui.Options{Runtime: rt, NoIndex: true})
 	ok := launch(t, rt, diamond(), "list-ok")
 	bad := launch(t, rt, hostile(), "list-bad")
 	wait(t, rt, ok)
@@ -333,7 +333,7 @@ func TestRunsList(t *testing.T) {
 
 func TestWorkersPage(t *testing.T) {
 	rt := memRuntime(t)
-	s := newServer(t, ui.Options{Runtime: rt})
+	s := newServer(t, ui.Options{Runtime: rt, NoIndex: true})
 	id := launch(t, rt, diamond(), "workers-1")
 	rec := wait(t, rt, id)
 	require.NoError(t, s.Track(context.Background(), id))
@@ -425,4 +425,20 @@ func TestNoSecretRendered(t *testing.T) {
 			assert.NotContains(t, body, secret, path)
 		}
 	}
+}
+
+// By default the console reads the Runtime's run index and worker
+// registry: launched runs are listed without being opened here, exactly
+// by job, and this process's workers are listed live.
+func TestIndexAndRegistryByDefault(t *testing.T) {
+	rt := memRuntime(t)
+	s := newServer(t, ui.Options{Runtime: rt})
+	id := launch(t, rt, diamond(), "indexed-1")
+	wait(t, rt, id)
+	page := get(t, s, "/runs?job="+diamond().Name)
+	require.Contains(t, page, id, "listed from the run index, never opened here")
+	require.NotContains(t, get(t, s, "/runs?job=nope"), id)
+	page = get(t, s, "/workers")
+	require.NotContains(t, page, "No worker registry")
+	require.Contains(t, page, ">live<", "this process's workers, from the registry")
 }

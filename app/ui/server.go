@@ -84,12 +84,17 @@ type Options struct {
 	// Refresh is how often open pages ask for news (default
 	// config.DefaultUIRefresh).
 	Refresh time.Duration
-	// ListRuns, when set, lists runs from a run index (dag.Launcher.ListRuns);
-	// without it the runs page lists the runs this console knows.
+	// ListRuns lists runs for the runs page. Nil means the Runtime's run
+	// index (dag.Launcher.ListRuns); with NoIndex the runs page lists only
+	// the runs this console knows (driven in this process, or opened here).
 	ListRuns func(ctx context.Context, f RunFilter) ([]RunRow, string, error)
-	// Workers, when set, lists the live workers (app.Runtime.Workers);
-	// without it the workers page lists the workers seen in known runs.
+	// Workers lists the workers for the workers page. Nil means the
+	// Runtime's worker registry (app.Runtime.Workers); with NoIndex the
+	// page lists the workers seen in known runs.
 	Workers func(ctx context.Context) ([]WorkerRow, error)
+	// NoIndex keeps ListRuns and Workers nil: the console reads neither the
+	// run index nor the worker registry (for stores without them, or tests).
+	NoIndex bool
 	// Logger receives the console's logs (default: the Runtime's).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests set it.
@@ -99,8 +104,7 @@ type Options struct {
 // FromConfig returns Options with the ui keys of cfg (addr, read_only,
 // token, basic_auth, refresh) and rt.
 func FromConfig(rt *app.Runtime, cfg config.UIConfig) Options {
-	return Options{Runtime: rt, Addr: cfg.Addr, ReadOnly: cfg.ReadOnly, Token: cfg.Token, BasicAuth: cfg.BasicAuth, Refresh: cfg.Refresh,
-		ListRuns: indexLister(rt), Workers: registryLister(rt)}
+	return Options{Runtime: rt, Addr: cfg.Addr, ReadOnly: cfg.ReadOnly, Token: cfg.Token, BasicAuth: cfg.BasicAuth, Refresh: cfg.Refresh}
 }
 
 // indexLister lists runs from rt's run index (dag.Launcher.ListRuns).
@@ -169,6 +173,14 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.Runtime == nil {
 		return nil, errors.New("ui: a Runtime is required")
+	}
+	if !opts.NoIndex {
+		if opts.ListRuns == nil {
+			opts.ListRuns = indexLister(opts.Runtime)
+		}
+		if opts.Workers == nil {
+			opts.Workers = registryLister(opts.Runtime)
+		}
 	}
 	if opts.Addr == "" {
 		opts.Addr = config.DefaultUIAddr
