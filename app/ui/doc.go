@@ -9,9 +9,10 @@
 //
 // # Pages
 //
-//   - Runs: the runs the console knows — from a run index when one is wired
-//     (Options.ListRuns), otherwise the runs opened or driven through this
-//     console — with filters (state, job, age), paging and live refresh.
+//   - Runs: the runs of the run index (Options.ListRuns, by default the
+//     Runtime's dag.Launcher.ListRuns; with Options.NoIndex the runs opened
+//     or driven through this console), with filters (state, job, age),
+//     paging and live refresh.
 //   - A run: its DAG drawn as SVG on the server (a layered layout, one column
 //     per longest-path depth), coloured by step state; the steps table
 //     (state, attempts, worker, start, duration, error, output preview); the
@@ -22,9 +23,9 @@
 //   - Queues: the depth of the task and run queues and their dead-letter
 //     queues over the last minutes (a small chart), and the dead letters,
 //     with redrive.
-//   - Workers: the live list, when a worker registry is wired
-//     (Options.Workers); otherwise the workers seen in the runs the console
-//     knows.
+//   - Workers: the worker registry's list (Options.Workers, by default the
+//     Runtime's app.Runtime.Workers; with Options.NoIndex the workers seen
+//     in the runs the console knows).
 //
 // # Cost
 //
