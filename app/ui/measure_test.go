@@ -42,6 +42,10 @@ func TestMeasure_Dashboard(t *testing.T) {
 	if os.Getenv(measureEnv) == "" {
 		t.Skipf("a measurement, not a test: make ui-measure (or %s=1) runs it", measureEnv)
 	}
+	if os.Getenv(measureEnv) == "runs" { // only the runs page
+		measureRunsList(t)
+		return
+	}
 	for _, hb := range []time.Duration{5 * time.Second, time.Second} {
 		measureLatency(t, hb)
 	}
@@ -138,42 +142,43 @@ func measureRequests(t *testing.T) {
 }
 
 func measureRunsList(t *testing.T) {
-	rows := make([]ui.RunRow, 1000)
-	now := time.Now()
-	for i := range rows {
-		rows[i] = ui.RunRow{RunID: fmt.Sprintf("run-%04d-%x", i, i*7919), Job: "nightly-etl", State: dag.RunSucceeded,
-			CreatedAt: now.Add(-time.Duration(i) * time.Minute), FinishedAt: now.Add(-time.Duration(i)*time.Minute + 42*time.Second)}
+	// The run index on the emulators: 1,000 launched runs stored (queued:
+	// no worker serves this runtime), listed by the console's default
+	// ListRuns (dag.Launcher.ListRuns: one ListObjectsV2 per page).
+	stored := sqsRuntime(t, sqsConfig(t))
+	for i := range 1000 {
+		launch(t, stored, diamond(), fmt.Sprintf("stored-%04d", i))
 	}
-	rt := memRuntime(t)
-	indexed := newServer(t, ui.Options{Runtime: rt, ListRuns: func(_ context.Context, f ui.RunFilter) ([]ui.RunRow, string, error) {
-		return rows[:min(f.Limit, len(rows))], "", nil
-	}})
-	// The console's own list: 1,000 launched runs it knows (queued: no
-	// worker serves this runtime).
+	indexed := newServer(t, ui.Options{Runtime: stored})
+	// The console's own list: 1,000 launched runs it knows.
 	bare := memRuntimeWithoutWorkers(t)
-	knownBare := newServer(t, ui.Options{Runtime: bare})
+	knownBare := newServer(t, ui.Options{Runtime: bare, NoIndex: true})
 	for i := range 1000 {
 		id := launch(t, bare, diamond(), fmt.Sprintf("known-%04d", i))
 		require.NoError(t, knownBare.Track(context.Background(), id))
 	}
 	for _, c := range []struct {
-		name string
-		s    http.Handler
-	}{{"from a run index (ListRuns)", indexed}, {"the runs the console knows", knownBare}} {
+		name, path string
+		s          *ui.Server
+	}{
+		{"from the run index on S3, default page (50)", "/runs", indexed},
+		{"from the run index on S3, one page of 1,000", "/runs?limit=1000", indexed},
+		{"the runs the console knows (1,000)", "/runs?limit=1000", knownBare},
+	} {
 		var d []time.Duration
 		var size int
 		for range 20 {
 			start := time.Now()
-			w := do(t, c.s, req{path: "/runs?limit=1000"})
+			w := do(t, c.s, req{path: c.path})
 			d = append(d, time.Since(start))
 			size = w.Body.Len()
 			require.Equal(t, http.StatusOK, w.Code)
 		}
 		slices.Sort(d)
-		b := newBrowser(t, serve(t, c.s.(*ui.Server)))
-		b.open("/runs?limit=1000")
+		b := newBrowser(t, serve(t, c.s))
+		b.open(c.path)
 		load := eval[float64](b, `(() => { const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime; })()`)
-		fmt.Printf("runs page with 1,000 runs %s: server render p50 %v (%d KiB), browser load %.0fms\n",
+		fmt.Printf("runs page with 1,000 runs %s: server p50 %v (%d KiB), browser load %.0fms\n",
 			c.name, d[len(d)/2].Round(100*time.Microsecond), size/1024, load)
 	}
 }
