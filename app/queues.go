@@ -253,19 +253,51 @@ func (r *Runtime) DeadLetters(ctx context.Context, role string) (ports.DeadLette
 	return dl, nil
 }
 
-// RedriveDeadLetters moves the dead letters of the queue role back to it
-// (see core.RedriveDeadLetters): the message of task taskID, or all when
-// taskID is empty.
-func (r *Runtime) RedriveDeadLetters(ctx context.Context, role, taskID string) (core.RedriveReport, error) {
+// RedriveResult is what Runtime.RedriveDeadLetters did: either messages
+// moved one by one (RedriveReport), or, for all of an SQS DLQ where the
+// server has the API, a message-move task started (MoveTask, its handle).
+type RedriveResult struct {
+	core.RedriveReport
+	// MoveTask is the handle of the SQS message-move task that moves the
+	// messages back asynchronously; empty when they were moved one by one.
+	MoveTask string
+}
+
+// moveBacker is a DLQ broker that can hand its whole queue back to its
+// source queues in one request (the SQS adapter's MoveBack:
+// StartMessageMoveTask).
+type moveBacker interface {
+	MoveBack(ctx context.Context) (string, error)
+}
+
+// RedriveDeadLetters moves the dead letters of the queue role back to it:
+// the message of task taskID (see core.RedriveDeadLetters), or all when
+// taskID is empty — on SQS with the service's message-move task
+// (StartMessageMoveTask: asynchronous, at SQS's pace; each task's
+// dead-lettered result is replaced when it runs), and where the server
+// has no such API (ports.ErrUnsupported: fauxqs, other SQS-compatible
+// servers) or on memory, one by one with core.RedriveDeadLetters.
+func (r *Runtime) RedriveDeadLetters(ctx context.Context, role, taskID string) (RedriveResult, error) {
 	dl, err := r.DeadLetters(ctx, role)
 	if err != nil {
-		return core.RedriveReport{}, err
+		return RedriveResult{}, err
 	}
 	defer dl.Close()
+	if m, ok := dl.Broker.(moveBacker); ok && taskID == "" {
+		handle, err := m.MoveBack(ctx)
+		switch {
+		case err == nil:
+			return RedriveResult{MoveTask: handle}, nil
+		case !errors.Is(err, ports.ErrUnsupported):
+			return RedriveResult{}, err
+		}
+		r.Logger.Debug("the SQS server has no message-move task; redriving one message at a time", "dlq", dl.Name, "err", err)
+	}
 	src, _, _ := r.broker(role)
 	var match func(core.DeadLetter) bool
 	if taskID != "" {
 		match = func(d core.DeadLetter) bool { return d.ID == taskID }
 	}
-	return core.RedriveDeadLetters(ctx, src, dl, r.Ports.Results, match, taskID != "")
+	rep, err := core.RedriveDeadLetters(ctx, src, dl, r.Ports.Results, match, taskID != "")
+	return RedriveResult{RedriveReport: rep}, err
 }

@@ -3,6 +3,7 @@ package sqs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/dagq/dagq/ports"
 )
@@ -141,4 +143,44 @@ func arnQueue(arn string) (account, name string, ok bool) {
 		return "", "", false
 	}
 	return parts[4], parts[5], true
+}
+
+// MoveBack starts SQS's message-move task on this queue, a dead-letter
+// queue: SQS moves every message in it back to the queue it came from
+// (StartMessageMoveTask with this queue's ARN as the source and no
+// destination), asynchronously, at its own pace (by default up to 500
+// messages a second). It returns the task handle (for CancelMessageMoveTask
+// or ListMessageMoveTasks). It costs one GetQueueAttributes (the ARN) and
+// one StartMessageMoveTask. A server without the API (fauxqs, and other
+// SQS-compatible servers answer InvalidAction or UnsupportedOperation)
+// fails with ports.ErrUnsupported; a queue that is no DLQ of any queue
+// fails as SQS answers (InvalidParameterValue).
+func (b *Broker) MoveBack(ctx context.Context) (string, error) {
+	const op = "move back"
+	if b.isClosed() {
+		return "", closedErr(op)
+	}
+	out, err := b.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(b.url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", wrap(op+": GetQueueAttributes "+b.url, err, false)
+	}
+	arn := out.Attributes[string(types.QueueAttributeNameQueueArn)]
+	if arn == "" {
+		return "", fmt.Errorf("sqs: %s: %w: queue %s reported no QueueArn", op, ports.ErrUnsupported, b.url)
+	}
+	task, err := b.client.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: aws.String(arn)})
+	if err != nil {
+		var api smithy.APIError
+		if errors.As(err, &api) {
+			switch api.ErrorCode() {
+			case "InvalidAction", "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "UnknownOperationException":
+				return "", fmt.Errorf("sqs: %s: StartMessageMoveTask %s: %w: %w", op, arn, ports.ErrUnsupported, err)
+			}
+		}
+		return "", wrap(op+": StartMessageMoveTask "+arn, err, false)
+	}
+	return aws.ToString(task.TaskHandle), nil
 }

@@ -220,10 +220,12 @@ from the DLQ. The copy is sent before the delete, so nothing is lost; a
 failure in between leaves a duplicate. Fix the cause first: a task that fails
 the same way comes back to the DLQ.
 
-It uses ReceiveMessage, SendMessage and DeleteMessage (not SQS's message-move
-task, which not every SQS-compatible server has). On a FIFO queue a message
-moved back within five minutes of its original send is dropped by
-deduplication.
+--task uses ReceiveMessage, SendMessage and DeleteMessage. --all starts SQS's
+message-move task (StartMessageMoveTask), which moves the messages back
+asynchronously at SQS's pace, and prints its handle; where the server has no
+such API (fauxqs and other SQS-compatible servers) it moves them one by one as
+--task does. On a FIFO queue a message moved back within five minutes of its
+original send is dropped by deduplication.
 
 Exit status: 0 when something was moved (or --all found nothing), 3 when
 --task names no message in the DLQ.`,
@@ -246,6 +248,9 @@ Exit status: 0 when something was moved (or --all found nothing), 3 when
 				return dlqErr(err)
 			}
 			switch {
+			case rep.MoveTask != "":
+				fmt.Fprintf(out, "started SQS message-move task %s: SQS moves the messages back to the %s queue asynchronously\n",
+					rep.MoveTask, queueRole(runs))
 			case task != "" && len(rep.Moved) == 0:
 				return exitErr(ExitNotFound, fmt.Errorf("no message of task %s in the %s DLQ (a worker's dead-letter sweep or another reader may hold it for a few seconds: try again)",
 					task, queueRole(runs)))

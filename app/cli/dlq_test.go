@@ -105,6 +105,14 @@ func TestSQS_DLQCommands(t *testing.T) {
 	require.Equal(t, ports.StateSucceeded, res.State, "the redriven task ran; its dead-lettered result was deleted")
 	require.JSONEq(t, `"back again"`, string(res.Output))
 
+	// --all on fauxqs, which has no message-move task: one by one.
+	require.NoError(t, dl.Send(ctx, ports.Message{ID: "dl-all", Body: []byte("foreign")}))
+	r = inCtx(t, ctx, rt, "dlq", "redrive", "--all")
+	require.Equal(t, cli.ExitOK, r.code)
+	require.Contains(t, r.stdout, "redriven dl-all\n")
+	require.Contains(t, r.stdout, " message(s) moved back to the tasks queue\n")
+	require.NoError(t, dl.Send(ctx, ports.Message{ID: "dl-last", Body: []byte("foreign")}))
+
 	r = dagqIn(t, ctx, rt, "n\n", "dlq", "purge")
 	require.Equal(t, cli.ExitUsage, r.code)
 	require.Contains(t, r.stderr, "not confirmed")

@@ -115,6 +115,8 @@ func flash(r *http.Request) string {
 			return "No matching dead letter was found: nothing was moved."
 		}
 		return fmt.Sprintf("%d dead letter(s) moved back to the %s queue, to run again.", n, safeRole(q.Get("role")))
+	case "movetask":
+		return fmt.Sprintf("SQS's message-move task started: the dead letters move back to the %s queue over the next moments.", safeRole(q.Get("role")))
 	}
 	return ""
 }
@@ -685,7 +687,12 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadGateway, "The redrive failed: "+err.Error())
 		return
 	}
-	s.log.Info("dead letters redriven from the dashboard", "queue", role, "task_id", taskID, "moved", len(rep.Moved), "remote", r.RemoteAddr)
+	s.log.Info("dead letters redriven from the dashboard", "queue", role, "task_id", taskID, "moved", len(rep.Moved),
+		"move_task", rep.MoveTask, "remote", r.RemoteAddr)
+	if rep.MoveTask != "" {
+		http.Redirect(w, r, fmt.Sprintf("/queues?msg=movetask&role=%s", url.QueryEscape(role)), http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, fmt.Sprintf("/queues?msg=redriven&n=%d&role=%s", len(rep.Moved), url.QueryEscape(role)), http.StatusSeeOther)
 }
 
