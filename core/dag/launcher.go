@@ -562,8 +562,18 @@ func (l *Launcher) Status(ctx context.Context, runID string) (RunRecord, error) 
 // stored results: nobody writes the record until another execution takes
 // the run over, while other workers go on finishing its steps. It changes
 // the returned record only, never the stored one.
+//
+// It does the same for a run taken over less than StaleAfter ago: a step
+// whose result was stored while the takeover read the results, and so
+// already shown finished by a read in between, is still running in the new
+// execution's first writes until its executor sees the result.
 func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
-	if lv, err := l.execution(ctx, *rec); err != nil || lv.alive(time.Now(), l.stale) {
+	now := time.Now()
+	if !rec.ResumedAt.IsZero() && now.Sub(rec.ResumedAt) < l.stale {
+		applyStepResults(ctx, l.c, rec)
+		return
+	}
+	if lv, err := l.execution(ctx, *rec); err != nil || lv.alive(now, l.stale) {
 		return
 	}
 	applyStepResults(ctx, l.c, rec)

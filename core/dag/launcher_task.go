@@ -513,6 +513,12 @@ func (r *runExec) onEvent(ev Event) {
 			s.State, s.Worker = StepQueued, ""
 		}
 	case EventStepStarted:
+		if s.State.Final() {
+			// A resumed run's step that the record shows finished (the
+			// takeover read its result): a start reported now is older
+			// news. Its final event follows.
+			return
+		}
 		s.State, s.Attempts, s.StartedAt, s.Error = StepRunning, ev.Attempt, ev.Time.UTC(), ""
 		s.Worker = ev.Worker
 	case EventStepRetried:

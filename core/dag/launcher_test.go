@@ -1477,3 +1477,45 @@ func TestLauncher_StatusOfAnOrphanShowsFinishedSteps(t *testing.T) {
 		assert.Equal(t, 1, x.calls.count("a"))
 	})
 }
+
+// Right after a takeover the new execution's record may show a step
+// running whose result was stored while the takeover read the results (a
+// read in between, of the orphan, showed it finished): Status brings such
+// steps up to date from their stored results for StaleAfter after the
+// takeover, so a finished step never goes back (TestFault_RunTakeover saw
+// it under load).
+func TestLauncher_StatusRightAfterATakeoverShowsFinishedSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false)
+		ctx := context.Background()
+		runID, err := x.launcher.Launch(ctx, dag.Job{Name: "race", Steps: []dag.Step{lnStep("a", lnArgs{})}},
+			dag.LaunchOptions{RunID: "race"})
+		require.NoError(t, err)
+		// The record as a takeover's first write leaves it: running, attempt
+		// 2, resumed now, step a running.
+		stored, err := x.state.Get(ctx, "runs/"+runID)
+		require.NoError(t, err)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal(stored.Data, &rec))
+		now := time.Now().UTC()
+		rec["state"], rec["attempt"], rec["worker"] = "running", 2, "w-new"
+		rec["started_at"], rec["resumed_at"] = now.Add(-time.Minute), now
+		steps := rec["steps"].([]any)
+		steps[0].(map[string]any)["state"] = "running"
+		steps[0].(map[string]any)["task_id"] = dag.StepTaskID(runID, "a")
+		data, err := json.Marshal(rec)
+		require.NoError(t, err)
+		_, err = x.state.Put(ctx, "runs/"+runID, data, ports.WriteCondition{})
+		require.NoError(t, err)
+		// a's result was stored meanwhile.
+		require.NoError(t, x.tr.ResultBackend().Put(ctx, ports.Result{TaskID: dag.StepTaskID(runID, "a"),
+			State: ports.StateSucceeded, Output: json.RawMessage(`"a"`), Attempts: 1, Worker: "w-old", FinishedAt: now}))
+
+		got, err := x.launcher.Status(ctx, runID)
+		require.NoError(t, err)
+		require.Equal(t, dag.RunRunning, got.State)
+		a, _ := got.Step("a")
+		assert.Equal(t, dag.StepSucceeded, a.State, "a's stored result, not the takeover's first write")
+		assert.Equal(t, "w-old", a.Worker)
+	})
+}
