@@ -563,13 +563,15 @@ func (l *Launcher) Status(ctx context.Context, runID string) (RunRecord, error) 
 // the run over, while other workers go on finishing its steps. It changes
 // the returned record only, never the stored one.
 //
-// It does the same for a run taken over less than StaleAfter ago: a step
-// whose result was stored while the takeover read the results, and so
-// already shown finished by a read in between, is still running in the new
-// execution's first writes until its executor sees the result.
+// It does the same for a run that was taken over (ResumedAt set): the new
+// execution learns of the steps submitted before the takeover by polling
+// their results (their completions go to the old worker's inbox), so its
+// record may show such a step running for seconds after its result was
+// stored — and after a read of the orphan, or one right after the takeover
+// read the results, showed it finished. A finished step never goes back.
 func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
 	now := time.Now()
-	if !rec.ResumedAt.IsZero() && now.Sub(rec.ResumedAt) < l.stale {
+	if !rec.ResumedAt.IsZero() {
 		applyStepResults(ctx, l.c, rec)
 		return
 	}

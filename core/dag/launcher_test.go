@@ -1478,12 +1478,13 @@ func TestLauncher_StatusOfAnOrphanShowsFinishedSteps(t *testing.T) {
 	})
 }
 
-// Right after a takeover the new execution's record may show a step
-// running whose result was stored while the takeover read the results (a
-// read in between, of the orphan, showed it finished): Status brings such
-// steps up to date from their stored results for StaleAfter after the
-// takeover, so a finished step never goes back (TestFault_RunTakeover saw
-// it under load).
+// After a takeover the new execution's record may show a step running
+// whose result is stored: it was stored while the takeover read the
+// results, or the new execution has not polled it yet (its completion went
+// to the dead worker's inbox), while a read of the orphan already showed it
+// finished. Status of a resumed run brings such steps up to date from their
+// stored results, so a finished step never goes back (TestFault_RunTakeover
+// saw it under load).
 func TestLauncher_StatusRightAfterATakeoverShowsFinishedSteps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newLnWorld(t, false)
@@ -1511,11 +1512,19 @@ func TestLauncher_StatusRightAfterATakeoverShowsFinishedSteps(t *testing.T) {
 		require.NoError(t, x.tr.ResultBackend().Put(ctx, ports.Result{TaskID: dag.StepTaskID(runID, "a"),
 			State: ports.StateSucceeded, Output: json.RawMessage(`"a"`), Attempts: 1, Worker: "w-old", FinishedAt: now}))
 
-		got, err := x.launcher.Status(ctx, runID)
-		require.NoError(t, err)
-		require.Equal(t, dag.RunRunning, got.State)
-		a, _ := got.Step("a")
-		assert.Equal(t, dag.StepSucceeded, a.State, "a's stored result, not the takeover's first write")
-		assert.Equal(t, "w-old", a.Worker)
+		for _, after := range []time.Duration{0, time.Hour} { // right after, and long after, the takeover
+			time.Sleep(after)
+			// The new execution is alive: its heartbeat is fresh.
+			hb, err := json.Marshal(map[string]any{"worker": "w-new", "attempt": 2, "at": time.Now().UTC()})
+			require.NoError(t, err)
+			_, err = x.state.Put(ctx, dag.RunHeartbeatKey(runID), hb, ports.WriteCondition{})
+			require.NoError(t, err)
+			got, err := x.launcher.Status(ctx, runID)
+			require.NoError(t, err)
+			require.Equal(t, dag.RunRunning, got.State)
+			a, _ := got.Step("a")
+			assert.Equal(t, dag.StepSucceeded, a.State, "a's stored result, not the new execution's record, %v after", after)
+			assert.Equal(t, "w-old", a.Worker)
+		}
 	})
 }
