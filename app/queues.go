@@ -204,7 +204,7 @@ func (r *Runtime) QueueStats(ctx context.Context) []QueueStat {
 	var out []QueueStat
 	for _, role := range []string{QueueTasks, QueueRuns} {
 		b, name, _ := r.broker(role)
-		out = append(out, depthOf(ctx, QueueStat{Role: role, Name: name}, b))
+		out = append(out, QueueStat{Role: role, Name: name}.Read(ctx, b))
 		dl, err := r.DeadLetters(ctx, role)
 		switch {
 		case errors.Is(err, ports.ErrNotFound):
@@ -213,13 +213,16 @@ func (r *Runtime) QueueStats(ctx context.Context) []QueueStat {
 			out = append(out, QueueStat{Role: role, DLQ: true, Error: err.Error()})
 			continue
 		}
-		out = append(out, depthOf(ctx, QueueStat{Role: role, DLQ: true, Name: dl.Name}, dl.Broker))
+		out = append(out, QueueStat{Role: role, DLQ: true, Name: dl.Name}.Read(ctx, dl.Broker))
 		_ = dl.Close()
 	}
 	return out
 }
 
-func depthOf(ctx context.Context, st QueueStat, b ports.Broker) QueueStat {
+// Read returns st with the depth of the queue of b (a QueueDepther, as the
+// app's brokers and their DLQs' are), or with Error set when it cannot be
+// read.
+func (st QueueStat) Read(ctx context.Context, b ports.Broker) QueueStat {
 	d, ok := b.(QueueDepther)
 	if !ok {
 		st.Error = "the broker cannot tell its depth"

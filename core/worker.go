@@ -537,7 +537,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		bg.Go(func() { w.cancelLoop(bgCtx, sub) })
 	}
 	bg.Go(func() { w.heartbeatLoop(bgCtx) })
-	bg.Go(func() { w.deadLetterLoop(bgCtx, ctx.Done()) })
+	bg.Go(func() { w.deadLetterLoop(ctx) })
 
 	w.log.Info("worker started", "concurrency", w.concurrency, "prefetch", w.prefetch,
 		"settle_depth", w.settleDepth, "lease", w.lease, "tasks", w.registry.Names())

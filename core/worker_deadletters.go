@@ -39,23 +39,14 @@ const (
 const DeadLetteredError = "dead-lettered after"
 
 // deadLetterLoop sweeps the dead-letter queue behind the worker's broker
-// (ports.DeadLetterer) every DeadLetterSweep, starting at once, until ctx or
-// stop is done. Without the capability, or for a queue without a redrive
-// policy, it returns at once.
-func (w *Worker) deadLetterLoop(ctx context.Context, stop <-chan struct{}) {
+// (ports.DeadLetterer) every DeadLetterSweep, starting at once, until ctx
+// (Run's: sweeps stop when shutdown begins) is done. Without the
+// capability, or for a queue without a redrive policy, it returns at once.
+func (w *Worker) deadLetterLoop(ctx context.Context) {
 	dl, ok := w.broker.(ports.DeadLetterer)
 	if !ok || w.deadLetterSweep <= 0 {
 		return
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var (
 		q    *ports.DeadLetterQueue
 		seen = make(map[string]struct{})

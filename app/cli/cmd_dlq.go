@@ -34,6 +34,21 @@ func dlqErr(err error) error {
 	return err
 }
 
+// dlqSession wires the runtime for command what and opens the DLQ of the
+// task queue (of the run queue with runs); done closes both.
+func (c *cli) dlqSession(cmd *cobra.Command, what string, runs bool) (session, ports.DeadLetterQueue, func(), error) {
+	rt, err := c.runSession(cmd, what)
+	if err != nil {
+		return session{}, ports.DeadLetterQueue{}, nil, err
+	}
+	dl, err := rt.DeadLetters(cmd.Context(), queueRole(runs))
+	if err != nil {
+		rt.close()
+		return session{}, ports.DeadLetterQueue{}, nil, dlqErr(err)
+	}
+	return rt, dl, func() { _ = dl.Close(); rt.close() }, nil
+}
+
 func (c *cli) queueStatsCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
@@ -133,17 +148,12 @@ that moment (for the seconds a sweep takes) is not listed.`,
 			if limit < 0 {
 				return usageErr("--limit %d: valid: 0 (all) or more", limit)
 			}
-			rt, err := c.runSession(cmd, "dlq list")
+			rt, dl, done, err := c.dlqSession(cmd, "dlq list", runs)
 			if err != nil {
 				return err
 			}
-			defer rt.close()
+			defer done()
 			ctx := cmd.Context()
-			dl, err := rt.DeadLetters(ctx, queueRole(runs))
-			if err != nil {
-				return dlqErr(err)
-			}
-			defer dl.Close()
 			dls, err := core.ListDeadLetters(ctx, dl, rt.Ports.Results, limit)
 			if err != nil {
 				return err
@@ -278,17 +288,12 @@ if no sweep ran yet. Cost: one ReceiveMessage and one DeleteMessageBatch per
 ten messages.`,
 		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rt, err := c.runSession(cmd, "dlq purge")
+			_, dl, done, err := c.dlqSession(cmd, "dlq purge", runs)
 			if err != nil {
 				return err
 			}
-			defer rt.close()
+			defer done()
 			ctx := cmd.Context()
-			dl, err := rt.DeadLetters(ctx, queueRole(runs))
-			if err != nil {
-				return dlqErr(err)
-			}
-			defer dl.Close()
 			out := cmd.OutOrStdout()
 			if !yes {
 				fmt.Fprintf(out, "Delete every message of %s? This cannot be undone. [y/N] ", dl.Name)

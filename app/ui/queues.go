@@ -32,14 +32,8 @@ var queueRoles = []string{app.QueueTasks, app.QueueRuns}
 // depth is one queue's depth in a sample.
 type depth struct {
 	// Key names the queue: "tasks", "tasks-dlq", "runs", "runs-dlq".
-	Key      string `json:"key"`
-	Role     string `json:"role"`
-	DLQ      bool   `json:"dlq"`
-	Name     string `json:"name"`
-	Visible  int64  `json:"visible"`
-	InFlight int64  `json:"in_flight"`
-	Delayed  int64  `json:"delayed"`
-	Error    string `json:"error,omitempty"`
+	Key string `json:"key"`
+	app.QueueStat
 }
 
 // Total is every message of the queue.
@@ -122,15 +116,15 @@ func (q *queueSampler) take(ctx context.Context, now time.Time) sample {
 		if role == app.QueueRuns {
 			b = rt.Ports.RunBroker
 		}
-		smp.Queues = append(smp.Queues, depthOf(ctx, depth{Key: role, Role: role, Name: q.s.queueName(role)}, b))
+		smp.Queues = append(smp.Queues, depth{Key: role, QueueStat: app.QueueStat{Role: role, Name: q.s.queueName(role)}.Read(ctx, b)})
 		h := q.dlq(ctx, role, now)
 		if !h.open {
 			if h.err != nil && !errors.Is(h.err, ports.ErrNotFound) && !errors.Is(h.err, ports.ErrUnsupported) {
-				smp.Queues = append(smp.Queues, depth{Key: role + "-dlq", Role: role, DLQ: true, Error: h.err.Error()})
+				smp.Queues = append(smp.Queues, depth{Key: role + "-dlq", QueueStat: app.QueueStat{Role: role, DLQ: true, Error: h.err.Error()}})
 			}
 			continue
 		}
-		d := depthOf(ctx, depth{Key: role + "-dlq", Role: role, DLQ: true, Name: h.q.Name}, h.q.Broker)
+		d := depth{Key: role + "-dlq", QueueStat: app.QueueStat{Role: role, DLQ: true, Name: h.q.Name}.Read(ctx, h.q.Broker)}
 		if d.Error != "" {
 			h.open = false // open it again next time
 			_ = h.q.Close()
@@ -185,21 +179,6 @@ func (q *queueSampler) close() {
 			h.open = false
 		}
 	}
-}
-
-func depthOf(ctx context.Context, d depth, b ports.Broker) depth {
-	qd, ok := b.(app.QueueDepther)
-	if !ok {
-		d.Error = "the broker cannot tell its depth"
-		return d
-	}
-	got, err := qd.QueueDepth(ctx)
-	if err != nil {
-		d.Error = err.Error()
-		return d
-	}
-	d.Visible, d.InFlight, d.Delayed = got.Visible, got.InFlight, got.Delayed
-	return d
 }
 
 // queueName is the display name of a queue role: its name (memory) or the
