@@ -3,7 +3,9 @@ package core
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"strconv"
+	"time"
 
 	"github.com/dagq/dagq/internal/wire"
 	"github.com/dagq/dagq/ports"
@@ -35,11 +37,19 @@ func warnPrior(log *slog.Logger, err error) {
 }
 
 // handBack hands d, whose handler never ran, back to the queue at once
-// without counting an attempt: Requeue with the attempts d counted so far,
-// or, when the broker cannot (no ports.Requeuer, or ErrUnsupported, as on a
-// FIFO queue) or the requeue fails, Nack 0, whose next delivery counts one
-// more receive.
+// without counting an attempt (postpone with no delay).
 func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
+	w.postpone(d, 0, nil, log)
+}
+
+// postpone hands d, whose handler did not run on this delivery, back to the
+// queue, visible again after delay (0 ≤ delay ≤ ports.MaxDelay), without
+// counting an attempt: Requeue with the attempts d counted so far and
+// attrs, or, when the broker cannot (no ports.Requeuer, or ErrUnsupported,
+// as on a FIFO queue) or the requeue fails, Nack with delay, whose next
+// delivery counts one more receive. It reports whether the message was
+// requeued (false: released with Nack, or its lease is gone).
+func (w *Worker) postpone(d ports.Delivery, delay time.Duration, attrs map[string]string, log *slog.Logger) bool {
 	ctx, cancel := w.opContext()
 	defer cancel()
 	if r, ok := w.broker.(ports.Requeuer); ok {
@@ -48,23 +58,29 @@ func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
 			warnPrior(log, perr)
 		}
 		prior += max(d.Attempt, 1) - 1 // this delivery was no attempt
-		err := r.Requeue(ctx, d, map[string]string{wire.PriorAttemptsAttribute: strconv.Itoa(prior)})
+		merged := make(map[string]string, len(attrs)+1)
+		maps.Copy(merged, attrs)
+		merged[wire.PriorAttemptsAttribute] = strconv.Itoa(prior)
+		copyOf := d
+		copyOf.Delay = delay
+		err := r.Requeue(ctx, copyOf, merged)
 		switch {
 		case err == nil:
 			w.obs.MessageHandedBack(true)
-			return
+			return true
 		case errors.Is(err, ports.ErrLeaseLost):
 			log.Info("handing back an unstarted message: its lease is gone; another delivery owns it", "err", err)
-			return
+			return false
 		case errors.Is(err, ports.ErrUnsupported):
 			log.Debug("the broker cannot requeue here; releasing with Nack, which counts a receive", "err", err)
 		default:
 			log.Warn("requeueing an unstarted message failed; releasing it with Nack, which counts a receive", "err", err)
 		}
 	}
-	if err := w.broker.Nack(ctx, d.Receipt, 0); err != nil {
+	if err := w.broker.Nack(ctx, d.Receipt, delay); err != nil {
 		log.Warn("releasing an unstarted message failed; it is redelivered when its lease ends", "err", err)
-		return
+		return false
 	}
 	w.obs.MessageHandedBack(false)
+	return false
 }

@@ -124,18 +124,21 @@ type Broker interface {
 type Requeuer interface {
 	// Requeue puts the message of the leased delivery d back on the queue as
 	// a new message — the same ID, Body and GroupID, and d's Attributes with
-	// attrs merged over them (at most MaxAttributes in all) — visible at
-	// once, and then deletes the leased one (d.Receipt). The new message's
-	// first delivery has Attempt 1 and a new SentAt. The message is never
-	// lost: the copy is sent before the original is deleted, so a failure
-	// or crash in between leaves both (a duplicate, which at-least-once
-	// delivery allows). d.Delay is ignored.
+	// attrs merged over them (at most MaxAttributes in all) — visible after
+	// d.Delay (0 ≤ d.Delay ≤ MaxDelay; 0: at once), and then deletes the
+	// leased one (d.Receipt). The new message's first delivery has Attempt 1
+	// and a new SentAt. The message is never lost: the copy is sent before
+	// the original is deleted, so a failure or crash in between leaves both
+	// (a duplicate, which at-least-once delivery allows). A delayed requeue
+	// is how a worker postpones a task without counting a receive (a task
+	// waiting for a pool slot, or for a due time beyond MaxDelay).
 	//
 	// Errors: a queue where the adapter cannot requeue (an SQS FIFO queue:
 	// a copy with the same deduplication ID would be dropped, and it would
 	// go to the back of its group) fails with ErrUnsupported before anything
-	// is sent; the caller releases with Nack(d.Receipt, 0) instead. A copy
-	// the queue would refuse (attributes, size) fails with
+	// is sent; the caller releases with Nack(d.Receipt, d.Delay) instead. A
+	// copy the queue would refuse (attributes, size, a Delay out of range)
+	// fails with
 	// ErrInvalidArgument, also before anything is sent. A stale receipt
 	// fails with ErrLeaseLost where the adapter can tell before sending
 	// (the memory adapter can; SQS cannot, and its copy is then a

@@ -214,7 +214,7 @@ func (b *broker) Nack(ctx context.Context, r ports.Receipt, delay time.Duration)
 // Requeue implements ports.Requeuer: on a standard queue it replaces the
 // leased message, atomically, by a copy built from d (its ID, Body and
 // GroupID; its Attributes with attrs merged over them) at the back of the
-// queue, visible at once, never received (its first delivery has Attempt 1)
+// queue, visible after d.Delay (at once when 0), never received (its first delivery has Attempt 1)
 // and sent now. A stale receipt fails with ports.ErrLeaseLost and changes
 // nothing. FIFO queues fail with ports.ErrUnsupported, as on SQS (a copy
 // would be deduplicated away and lose its place in its group).
@@ -230,7 +230,7 @@ func (b *broker) Requeue(ctx context.Context, d ports.Delivery, attrs map[string
 	if err := validReceipts([]ports.Receipt{d.Receipt}); err != nil {
 		return fmt.Errorf("memory: requeue: %w", err)
 	}
-	m := ports.Message{ID: d.ID, Body: d.Body, GroupID: d.GroupID, Attributes: mergeAttrs(d.Attributes, attrs)}
+	m := ports.Message{ID: d.ID, Body: d.Body, GroupID: d.GroupID, Attributes: mergeAttrs(d.Attributes, attrs), Delay: d.Delay}
 	if err := validateMessage(q.opts, m); err != nil {
 		return fmt.Errorf("memory: requeue to %q: %w", b.name, err)
 	}

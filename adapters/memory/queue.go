@@ -493,11 +493,15 @@ func (q *queue) requeue(now time.Time, r ports.Receipt, in ports.Message) error 
 		pos:         q.lastPos,
 		seq:         q.seq.Add(1),
 		sentAt:      now,
-		availableAt: now,
+		availableAt: now.Add(in.Delay),
 		msg:         ports.Message{ID: in.ID, Body: body, Attributes: cloneAttrs(in.Attributes), GroupID: in.GroupID},
-		where:       placeQueued,
 	}
-	q.queued.pushBack(c)
+	if in.Delay > 0 {
+		q.wait(c)
+	} else {
+		c.where = placeQueued
+		q.queued.pushBack(c)
+	}
 	q.changed.notify()
 	return nil
 }

@@ -458,7 +458,7 @@ func (b *Broker) Nack(ctx context.Context, r ports.Receipt, delay time.Duration)
 
 // Requeue implements ports.Requeuer on a standard queue: it sends the copy
 // (built and checked as Send builds its messages: the ID and encoding
-// attributes, the attribute and size limits; no delay), then deletes the
+// attributes, the attribute and size limits; d.Delay as DelaySeconds), then deletes the
 // original, each request shared with concurrent Sends and Acks as theirs are
 // (see Options.NoCoalescing). A stale receipt is not detected: SQS ignores
 // its delete, as Ack does, and the copy is then a duplicate. An error after
@@ -481,7 +481,7 @@ func (b *Broker) Requeue(ctx context.Context, d ports.Delivery, attrs map[string
 	merged := make(map[string]string, len(d.Attributes)+len(attrs))
 	maps.Copy(merged, d.Attributes)
 	maps.Copy(merged, attrs)
-	e, err := b.entry(ports.Message{ID: d.ID, Body: d.Body, GroupID: d.GroupID, Attributes: merged})
+	e, err := b.entry(ports.Message{ID: d.ID, Body: d.Body, GroupID: d.GroupID, Attributes: merged, Delay: d.Delay})
 	if err != nil {
 		return fmt.Errorf("sqs: %s: %w", op, err)
 	}

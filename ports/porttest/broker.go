@@ -50,6 +50,7 @@ func TestBroker(t *testing.T, h BrokerHarness) {
 		{"FIFODeduplication", needFIFO, testFIFODeduplication},
 		{"FIFORejectsDelay", needFIFO, testFIFORejectsDelay},
 		{"Requeue", needRequeue, testRequeue},
+		{"RequeueDelayed", needRequeue, testRequeueDelayed},
 		{"RequeueStaleReceipt", needRequeue, testRequeueStaleReceipt},
 		{"RequeueValidation", needRequeue, testRequeueValidation},
 		{"RequeueClosedAndMissing", needRequeue, testRequeueClosedAndMissing},

@@ -68,6 +68,32 @@ func testRequeue(t *testing.T, e env, h BrokerHarness) {
 	e.requireEmpty(t, ctx, b)
 }
 
+// A requeue with d.Delay set hands the copy back after that delay, as a
+// new message (Attempt 1): how a worker postpones a task without counting
+// a receive.
+func testRequeueDelayed(t *testing.T, e env, h BrokerHarness) {
+	ctx := e.ctx(t)
+	b := h.NewQueue(t, false, 1)[0]
+	r := requeuer(t, b)
+	require.NoError(t, b.Send(ctx, ports.Message{ID: "m-1", Body: []byte("x")}))
+	d := e.receive1(t, ctx, b, e.longLease())
+	require.NoError(t, b.Nack(ctx, d.Receipt, 0))
+	d = e.receive1(t, ctx, b, e.longLease())
+	require.Equal(t, 2, d.Attempt)
+
+	delay := 2 * e.gran
+	start := time.Now()
+	d.Delay = delay
+	require.NoError(t, r.Requeue(ctx, d, map[string]string{"kind": "postponed"}))
+	c := e.receiveN(t, ctx, b, 1, e.longLease(), delay+e.within())[0]
+	e.requireNotBefore(t, start, delay, "delayed copy")
+	require.Equal(t, "m-1", c.ID)
+	require.Equal(t, 1, c.Attempt, "the copy's first delivery")
+	require.Equal(t, "postponed", c.Attributes["kind"])
+	require.NoError(t, b.Ack(ctx, c.Receipt))
+	e.requireEmpty(t, ctx, b)
+}
+
 // Requeue with a receipt that went stale never loses the message: either
 // the adapter tells (ErrLeaseLost, nothing sent, the current lease intact)
 // or the copy it sent is a duplicate, which at-least-once delivery allows.
@@ -119,6 +145,8 @@ func testRequeueValidation(t *testing.T, e env, h BrokerHarness) {
 		{"an attribute name with a space", d, map[string]string{"a b": "v"}},
 		{"an empty receipt", ports.Delivery{Message: d.Message}, nil},
 		{"an empty ID", ports.Delivery{Receipt: d.Receipt}, nil},
+		{"a delay over MaxDelay", ports.Delivery{Message: withDelay(d.Message, ports.MaxDelay+time.Second), Receipt: d.Receipt}, nil},
+		{"a negative delay", ports.Delivery{Message: withDelay(d.Message, -time.Second), Receipt: d.Receipt}, nil},
 	}
 	for _, c := range cases {
 		require.ErrorIs(t, r.Requeue(ctx, c.d, c.attrs), ports.ErrInvalidArgument, "Requeue with %s", c.name)
@@ -183,4 +211,10 @@ func testFIFORequeue(t *testing.T, e env, h BrokerHarness) {
 	d = e.receive1(t, ctx, b, e.longLease())
 	require.Equal(t, "A2", d.ID)
 	require.NoError(t, b.Ack(ctx, d.Receipt))
+}
+
+// withDelay returns m with Delay d.
+func withDelay(m ports.Message, d time.Duration) ports.Message {
+	m.Delay = d
+	return m
 }
