@@ -325,6 +325,11 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 		return "", nil, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
 			ports.ErrInvalidArgument, req.Task, id, req.Delay, ports.MaxDelay)
 	}
+	if req.Pool != "" {
+		if err := ValidatePoolName(req.Pool); err != nil {
+			return "", nil, fmt.Errorf("task %q (id %s): %w", req.Task, id, err)
+		}
+	}
 	if !req.Result.Valid() {
 		return "", nil, fmt.Errorf("%w: task %q (id %s): result policy %q; valid: %q (default), %q, %q",
 			ports.ErrInvalidArgument, req.Task, id, req.Result, ResultDurable, ResultReply, ResultNone)
@@ -378,6 +383,7 @@ func fillEnvelope(env *wire.Envelope, req *Request, id string, args json.RawMess
 		Progress: req.Progress,
 		Retry:    (*wire.Retry)(req.Retry),
 		SentAt:   now,
+		Pool:     req.Pool,
 	}
 	if req.Result != ResultDurable {
 		env.Result = string(req.Result)

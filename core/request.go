@@ -56,6 +56,12 @@ type Request struct {
 	Deadline time.Time
 	// Delay postpones the first delivery (not on FIFO queues).
 	Delay time.Duration
+	// NotBefore, when set, is the earliest time the task may start (not on
+	// FIFO queues).
+	NotBefore time.Time
+	// Pool names the fleet-wide concurrency pool the task runs in (see
+	// WorkerOptions.Pools); empty means none.
+	Pool string
 	// Retry overrides the worker's retry policy for this task.
 	Retry *RetryPolicy
 	// Result is the task's result policy: what the worker keeps of its

@@ -331,6 +331,10 @@ func (w *Worker) runJob(j *workerJob) {
 		return
 	}
 
+	if w.gate(j) {
+		return
+	}
+
 	w.mu.Lock()
 	startable := !j.l.released && !j.l.lost
 	if startable {

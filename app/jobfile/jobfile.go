@@ -18,6 +18,7 @@
 //	      multiplier: 2
 //	      jitter: 0.1
 //	    timeout: 30s                # optional, covers every attempt
+//	    pool: db                    # optional fleet-wide concurrency pool (config pools: {db: 3})
 //
 // Unknown fields are errors. Errors name the file, the line and the step;
 // Parse reports every problem of a file at once, its job's (File.Validate)
@@ -92,6 +93,7 @@ type stepDoc struct {
 	Upstream []string  `yaml:"upstream"`
 	Retry    *retryDoc `yaml:"retry"`
 	Timeout  duration  `yaml:"timeout"`
+	Pool     string    `yaml:"pool"`
 }
 
 type retryDoc struct {
@@ -105,7 +107,7 @@ type retryDoc struct {
 // fieldLists names the valid fields of each YAML shape, for messages.
 var fieldLists = map[string]string{
 	"jobDoc":   "name, params, steps",
-	"stepDoc":  "name, task, args, upstream, retry, timeout",
+	"stepDoc":  "name, task, args, upstream, retry, timeout, pool",
 	"retryDoc": "max_attempts, initial_backoff, max_backoff, multiplier, jitter",
 }
 
@@ -192,6 +194,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 			Task:     sd.Task,
 			Upstream: sd.Upstream,
 			Timeout:  time.Duration(sd.Timeout),
+			Pool:     sd.Pool,
 		}
 		if sd.Args.Kind != 0 {
 			v, err := x.nodeValue(&sd.Args, false)

@@ -125,7 +125,7 @@ func TestParse_Errors(t *testing.T) {
 		{
 			name: "unknown step field",
 			body: "name: j\nsteps:\n  - name: a\n    task: echo\n    upsteam: [x]\n",
-			want: []string{`job.yaml:5: step "a": unknown field "upsteam" (valid fields: name, task, args, upstream, retry, timeout)`},
+			want: []string{`job.yaml:5: step "a": unknown field "upsteam" (valid fields: name, task, args, upstream, retry, timeout, pool)`},
 		},
 		{
 			name: "unknown top-level field",

@@ -725,6 +725,7 @@ func (r *runState) request(s *stepRun, now time.Time) core.Request {
 		Params:   r.opts.Params,
 		Progress: r.opts.OnEvent != nil,
 		Retry:    s.step.Retry,
+		Pool:     s.step.Pool,
 	}
 	if len(s.step.Args) > 0 {
 		req.Args = s.step.Args

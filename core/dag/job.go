@@ -49,6 +49,9 @@ type Step struct {
 	// becomes the task's deadline (submission time + Timeout), which covers
 	// every attempt and the time spent queued. Zero means none.
 	Timeout time.Duration
+	// Pool names the fleet-wide concurrency pool the step's task runs in
+	// (core.Request.Pool); empty means none.
+	Pool string
 }
 
 // JobError is one problem of a Job found by Validate. It matches
@@ -132,6 +135,11 @@ func (j Job) Validate(known func(task string) bool) error {
 		}
 		if s.Timeout < 0 {
 			bad(label, "timeout is %v; it must be 0 (none) or positive", s.Timeout)
+		}
+		if s.Pool != "" {
+			if err := core.ValidatePoolName(s.Pool); err != nil {
+				bad(label, "%v", err)
+			}
 		}
 		seen := make(map[string]bool, len(s.Upstream))
 		for _, up := range s.Upstream {

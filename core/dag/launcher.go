@@ -155,6 +155,7 @@ type runTaskStep struct {
 	Upstream []string          `json:"upstream,omitempty"`
 	Retry    *core.RetryPolicy `json:"retry,omitempty"`
 	Timeout  time.Duration     `json:"timeout,omitempty"`
+	Pool     string            `json:"pool,omitempty"`
 }
 
 func newRunTaskArgs(runID string, job Job, opts LaunchOptions) runTaskArgs {

@@ -129,6 +129,14 @@ type Envelope struct {
 	Result string `json:"result,omitempty"`
 	// SentAt is when the producer submitted the task.
 	SentAt time.Time `json:"sent_at,omitzero"`
+	// NotBefore, when set, is the task's due time: a worker that receives
+	// the message earlier postpones it (a delayed requeue, no attempt
+	// counted) instead of running it. It carries delays longer than the
+	// broker's per-message maximum.
+	NotBefore time.Time `json:"not_before,omitzero"`
+	// Pool names the fleet-wide concurrency pool the task runs in: a
+	// worker runs it only while it holds one of the pool's slots.
+	Pool string `json:"pool,omitempty"`
 }
 
 // Encode returns the envelope's wire form, as json.Marshal writes it. A zero
