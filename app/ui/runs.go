@@ -282,6 +282,10 @@ func recordTimeline(rec dag.RunRecord) []timelineEntry {
 		add(rec.ResumedAt, "running", "", fmt.Sprintf("run taken over (execution %d)%s", rec.Attempt, on(rec.Worker, true)))
 	}
 	for _, st := range rec.Steps {
+		if st.ReusedFrom != "" {
+			add(cmp.Or(rec.StartedAt, rec.CreatedAt), "succeeded", st.Name, "step "+st.Name+" reused from run "+st.ReusedFrom)
+			continue
+		}
 		if st.StartedAt.IsZero() && st.State == dag.StepRunning {
 			continue
 		}
