@@ -1,9 +1,11 @@
 package ui_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dagq/dagq/app/ui"
@@ -35,7 +37,17 @@ func TestBrowser_ReexecuteFromFailure(t *testing.T) {
 	require.Contains(t, b.text(`#lineage`), "from failure")
 	require.Equal(t, "reused from "+id, b.text(`#steps tr[data-step="extract"] .reused-from`))
 	require.Zero(t, eval[int](b, `document.querySelectorAll('#steps tr[data-step="load"] .reused-from').length`), "load ran again")
-	require.Equal(t, `"rows: 12 → loaded"`, b.text(`#steps tr[data-step="report"] .c-output code`))
+	// The output comes with the run's result, or on "show" when the page
+	// saw the run finish before the run task's result was stored.
+	report := `#steps tr[data-step="report"] .c-output`
+	b.waitFor(`document.querySelector('`+report+` code').textContent !== '' || document.querySelector('`+report+` .show-output') !== null`, 10*time.Second)
+	if eval[bool](b, `document.querySelector('`+report+` .show-output') !== null`) {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		_, err := chromedp.Run(ctx, chromedp.Click(chromedp.CSS(report+` .show-output`)))
+		require.NoError(t, err)
+	}
+	b.waitFor(`document.querySelector('`+report+` code').textContent === '"rows: 12 → loaded"'`, 10*time.Second)
 	require.False(t, eval[bool](b, `document.getElementById('reexecute').hidden`))
 	require.Zero(t, eval[int](b, `document.querySelectorAll('#reexecute-failure').length`), "nothing failed: from failure is not offered")
 	require.Equal(t, 1, eval[int](b, `document.querySelectorAll('#reexecute-all').length`))
