@@ -22,6 +22,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,7 +75,7 @@ func Describe() map[string]string {
 	return map[string]string{
 		Echo:      `returns its args; "${name}" in strings is replaced by the run parameter name`,
 		Sleep:     `waits for a duration ("2s" or {duration: 2s}); stops early when cancelled`,
-		Fail:      `fails with a message ("boom" or {message: boom, times: n}: fail n times, then succeed)`,
+		Fail:      `fails with a message ("boom" or {message: boom, times: n, when: "${p}"}: fail n times, then succeed; only when "when" is true)`,
 		Hash:      `sha256 (hex) of its inputs concatenated ({inputs: [b, c]} sets the order)`,
 		Concat:    `joins its inputs as text ({sep: " ", inputs: [b, c]})`,
 		Transform: `applies op (upper, lower, reverse, trim) to its text arg or its inputs joined ({op: upper, sep: ""})`,
@@ -185,8 +186,16 @@ func sleep(ctx context.Context, t *core.Task) (json.RawMessage, error) {
 type FailArgs struct {
 	Message string `json:"message"`
 	// Times, when positive, makes the task fail on attempts 1..Times and
-	// succeed afterwards; zero fails every attempt.
+	// succeed afterwards; zero fails every attempt. Attempts are counted per
+	// task: a re-execution of the step is a new task, whose attempts start
+	// at 1 again.
 	Times int `json:"times"`
+	// When, if set, decides whether the task fails at all: after ${name}
+	// is replaced by the run parameter name, it must be a boolean ("true",
+	// "false", as strconv.ParseBool reads it); false makes the task succeed
+	// at once. A run parameter can so switch a failure off, e.g. for the
+	// re-execution of a run that failed (dagq reexecute -p name=false).
+	When string `json:"when"`
 }
 
 func fail(_ context.Context, t *core.Task) (json.RawMessage, error) {
@@ -199,6 +208,17 @@ func fail(_ context.Context, t *core.Task) (json.RawMessage, error) {
 	}
 	if a.Message == "" {
 		a.Message = "failed on purpose"
+	}
+	if a.When != "" {
+		when, _ := expand(a.When, t.Params).(string)
+		on, err := strconv.ParseBool(when)
+		if err != nil {
+			return nil, badArgs(t.Name, "when is %q (from %q); want true or false, e.g. \"${param}\" with the run parameter param set to one of them",
+				when, a.When)
+		}
+		if !on {
+			return output(fmt.Sprintf("succeeded on attempt %d (when: %s)", t.Attempt, when))
+		}
 	}
 	if a.Times == 0 || t.Attempt <= a.Times {
 		return nil, fmt.Errorf("%s (attempt %d)", a.Message, t.Attempt)

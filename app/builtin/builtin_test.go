@@ -116,6 +116,23 @@ func TestFail(t *testing.T) {
 	}
 	_, err = call(t, ctx, "fail", `{"times":-1}`, nil)
 	require.ErrorIs(t, err, core.ErrSkipRetry)
+
+	// when: a run parameter switches the failure on and off.
+	broken := func(v string) func(*core.Task) {
+		return func(t *core.Task) { t.Params = map[string]string{"broken": v} }
+	}
+	_, err = call(t, ctx, "fail", `{"message":"upstream down","when":"${broken}"}`, broken("true"))
+	require.EqualError(t, err, "upstream down (attempt 1)")
+	out, err := call(t, ctx, "fail", `{"message":"upstream down","when":"${broken}"}`, broken("false"))
+	require.NoError(t, err)
+	require.JSONEq(t, `"succeeded on attempt 1 (when: false)"`, string(out))
+	_, err = call(t, ctx, "fail", `{"times":1,"when":"${broken}"}`, broken("1"))
+	require.Error(t, err, "true: times applies")
+	_, err = call(t, ctx, "fail", `{"when":"${broken}"}`, nil)
+	require.ErrorIs(t, err, core.ErrSkipRetry, "no such parameter")
+	require.ErrorContains(t, err, `when is "${broken}" (from "${broken}"); want true or false`)
+	_, err = call(t, ctx, "fail", `{"when":"maybe"}`, nil)
+	require.ErrorIs(t, err, core.ErrSkipRetry)
 }
 
 func TestHash(t *testing.T) {

@@ -210,6 +210,7 @@ variables and flags, in increasing precedence: see "dagq config show".`,
 	root.AddCommand(
 		c.runCmd(),
 		c.launchCmd(),
+		c.reexecuteCmd(),
 		c.statusCmd(),
 		c.healthCmd(),
 		c.terminateCmd(),

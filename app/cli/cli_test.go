@@ -410,7 +410,7 @@ func TestWorker_ServesUntilInterrupted(t *testing.T) {
 func TestHelpListsCommands(t *testing.T) {
 	r := dagq(t, "--help")
 	require.Equal(t, cli.ExitOK, r.code)
-	for _, c := range []string{"run", "launch", "status", "health", "terminate", "worker", "graph", "config", "version"} {
+	for _, c := range []string{"run", "launch", "reexecute", "status", "health", "terminate", "worker", "graph", "config", "version"} {
 		require.Regexp(t, regexp.MustCompile(`(?m)^  `+c+`\s`), r.stdout)
 	}
 	r = dagq(t, "run", "--help")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
@@ -38,6 +39,7 @@ func (c *cli) launchCmd() *cobra.Command {
 		params   []string
 		wait     bool
 		waitT    time.Duration
+		maxConc  int
 	)
 	cmd := &cobra.Command{
 		Use:   "launch JOBFILE",
@@ -67,11 +69,15 @@ run failed or could not be launched, 2 for bad arguments, 130 when the run was
 cancelled or the wait interrupted.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkMaxConcurrent(maxConc); err != nil {
+				return err
+			}
 			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, launchProgressModes, params, nil)
 			if err != nil {
 				return err
 			}
-			return c.launch(cmd, cfg, f, launchOpts{output: output, progress: progress, runID: runID, params: runParams, wait: wait, waitTransport: waitT})
+			return c.launch(cmd, cfg, f, launchOpts{output: output, progress: progress, runID: runID, params: runParams, wait: wait,
+				waitTransport: waitT, maxConcurrent: maxConc})
 		},
 	}
 	fs := cmd.Flags()
@@ -81,6 +87,7 @@ cancelled or the wait interrupted.`,
 	fs.StringArrayVarP(&params, "param", "p", nil, "run parameter NAME=VALUE (repeatable), overriding the job file's params")
 	fs.BoolVarP(&wait, "wait", "w", false, "follow the run to its end and exit with its outcome (implied on the memory transport)")
 	addWaitForTransportFlag(fs, &waitT)
+	addMaxConcurrentFlag(fs, &maxConc)
 	config.AddFlag(fs, "fail-fast", "concurrency", "launcher-concurrency", "launcher-heartbeat-interval", "launcher-stale-after")
 	return cmd
 }
@@ -90,6 +97,20 @@ type launchOpts struct {
 	params                  map[string]string
 	wait                    bool
 	waitTransport           time.Duration // --wait-for-transport
+	maxConcurrent           int           // --max-concurrent
+}
+
+// addMaxConcurrentFlag defines --max-concurrent (run, launch, reexecute).
+func addMaxConcurrentFlag(fs *pflag.FlagSet, dst *int) {
+	fs.IntVar(dst, "max-concurrent", 0, "at most N steps of the run in flight at once, overriding the job's max_concurrent (0: the job's)")
+}
+
+// checkMaxConcurrent checks --max-concurrent.
+func checkMaxConcurrent(n int) error {
+	if n < 0 {
+		return usageErr("--max-concurrent %d: want 0 (the job file's max_concurrent) or a positive number of steps", n)
+	}
+	return nil
 }
 
 // launch launches the job on rt and, with --wait, follows it; its error
@@ -128,10 +149,11 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 	}
 
 	runID, err := rt.Launcher.Launch(cmd.Context(), f.Job, dag.LaunchOptions{
-		RunID:      o.runID,
-		Params:     o.params,
-		FailFast:   cfg.Executor.FailFast,
-		CancelWait: cfg.Executor.CancelWait,
+		RunID:         o.runID,
+		Params:        o.params,
+		FailFast:      cfg.Executor.FailFast,
+		CancelWait:    cfg.Executor.CancelWait,
+		MaxConcurrent: o.maxConcurrent,
 	})
 	if errors.Is(err, ports.ErrAlreadyExists) && o.runID != "" {
 		return fmt.Errorf("%w; choose another --run-id or omit it", err)
@@ -147,7 +169,14 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 		fmt.Fprintf(stderr, "dagq: launched run %s of job %s; follow it with: dagq status %s\n", runID, f.Job.Name, runID)
 		return nil
 	}
+	return c.followLaunched(cmd, rt, cfg, f.Job, runID, o, local)
+}
 
+// followLaunched follows a launched run to its end (--wait), prints its
+// step table and returns the error carrying its exit code. local: the run
+// is served by this process's workers (interrupting it terminates it).
+func (c *cli) followLaunched(cmd *cobra.Command, rt session, cfg config.Config, job dag.Job, runID string, o launchOpts, local bool) error {
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	progressOut := stdout
 	if o.output == "json" {
 		progressOut = stderr
@@ -164,8 +193,8 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 	ctx, release := interruptContext(cmd.Context(), stderr, what)
 	defer release()
 
-	fw := newFollower(progressOut, f.Job, runID)
-	fw.line(time.Now(), "run %s launched (job %s, %d steps)", runID, f.Job.Name, len(f.Job.Steps))
+	fw := newFollower(progressOut, job, runID)
+	fw.line(time.Now(), "run %s launched (job %s, %d steps)", runID, job.Name, len(job.Steps))
 	rec, err := fw.follow(ctx, rt.Launcher, pollInterval(rt.Config))
 	interrupted := err != nil && ctx.Err() != nil
 	switch {

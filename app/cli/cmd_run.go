@@ -74,6 +74,7 @@ func (c *cli) runCmd() *cobra.Command {
 		params   []string
 		waitT    time.Duration
 		uiAddr   string
+		maxConc  int
 	)
 	cmd := &cobra.Command{
 		Use:   "run JOBFILE",
@@ -108,6 +109,9 @@ Exit status: 0 when every step succeeded, 1 when the run failed (or could not
 start), 2 for bad arguments, 130 when the run was cancelled.`,
 		Args: exactArgs(1, "the job file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkMaxConcurrent(maxConc); err != nil {
+				return err
+			}
 			cfg, f, runParams, err := c.jobCommandArgs(cmd, args[0], output, progress, progressModes, params, c.known)
 			if err != nil {
 				return err
@@ -121,7 +125,8 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 					return fmt.Errorf("run: %w", err)
 				}
 			}
-			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams, waitTransport: waitT, ui: uiAddr})
+			return c.run(cmd, cfg, f, runOpts{output: output, progress: progress, runID: runID, params: runParams, waitTransport: waitT, ui: uiAddr,
+				maxConcurrent: maxConc})
 		},
 	}
 	fs := cmd.Flags()
@@ -131,6 +136,7 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 	fs.StringArrayVarP(&params, "param", "p", nil, "run parameter NAME=VALUE (repeatable), overriding the job file's params")
 	addWaitForTransportFlag(fs, &waitT)
 	fs.StringVar(&uiAddr, "ui", "", "serve the dashboard on ADDR (host:port, e.g. 127.0.0.1:8080) while the job runs, and after it until Ctrl-C")
+	addMaxConcurrentFlag(fs, &maxConc)
 	config.AddFlag(fs, "concurrency", "fail-fast")
 	return cmd
 }
@@ -173,6 +179,7 @@ type runOpts struct {
 	params                  map[string]string
 	waitTransport           time.Duration // --wait-for-transport
 	ui                      string        // --ui: the dashboard's address
+	maxConcurrent           int           // --max-concurrent
 }
 
 // run executes the job and reports it; its error carries the exit code.
@@ -235,11 +242,12 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 	}
 
 	res, err := rt.Executor.Run(ctx, f.Job, dag.RunOptions{
-		RunID:      o.runID,
-		FailFast:   cfg.Executor.FailFast,
-		Params:     o.params,
-		OnEvent:    onEvent,
-		CancelWait: cfg.Executor.CancelWait,
+		RunID:         o.runID,
+		FailFast:      cfg.Executor.FailFast,
+		Params:        o.params,
+		OnEvent:       onEvent,
+		CancelWait:    cfg.Executor.CancelWait,
+		MaxConcurrent: o.maxConcurrent,
 	})
 	view.Close()
 	if dash != nil && res.RunID != "" {

@@ -21,7 +21,7 @@ func (c *cli) uiCmd() *cobra.Command {
 127.0.0.1:8080) until SIGINT or SIGTERM: the runs with filters and live refresh;
 a run's DAG coloured by step state, its steps (state, attempts, worker,
 duration, error, output) and timeline, updated every ui.refresh while it runs,
-with Terminate; the depth of the queues and their dead-letter queues over the
+with Terminate, and once finished Re-execute (from failure, or all); the depth of the queues and their dead-letter queues over the
 last minutes, with the dead letters and redrive; the workers. Everything is
 served by this binary (no CDN, nothing to install); see docs/dashboard.md.
 

@@ -140,6 +140,9 @@ func stepLine(s dag.StepRecord, now time.Time) string {
 	case dag.StepSkipped:
 		return fmt.Sprintf("step %s skipped%s", s.Name, errSuffix(s.Error))
 	case dag.StepSucceeded:
+		if s.ReusedFrom != "" {
+			return fmt.Sprintf("step %s reused from run %s", s.Name, s.ReusedFrom)
+		}
 		return fmt.Sprintf("step %s succeeded%s", s.Name, attempt)
 	}
 	return fmt.Sprintf("step %s %s%s%s", s.Name, s.State, attempt, errSuffix(s.Error))
@@ -231,6 +234,9 @@ func writeStepTable(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) 
 		detail := s.Error
 		if out, ok := t.outputs[s.Name]; ok && s.State == dag.StepSucceeded {
 			detail = compactJSON(out)
+		}
+		if s.ReusedFrom != "" {
+			detail = strings.TrimSpace("(reused from " + s.ReusedFrom + ") " + detail)
 		}
 		rows = append(rows, append(row, oneLine(detail)))
 	}
@@ -361,6 +367,9 @@ func writeStatus(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) err
 		state += " (termination requested " + at(rec.CancelRequestedAt) + ")"
 	}
 	field("state", "%s", state)
+	if l := lineage(rec); l != "" {
+		field("lineage", "%s", l)
+	}
 	if rec.Worker != "" {
 		field("worker", "%s (attempt %d)", rec.Worker, rec.Attempt)
 	}
@@ -373,6 +382,9 @@ func writeStatus(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) err
 	}
 	if rec.FailFast {
 		field("fail-fast", "true")
+	}
+	if rec.MaxConcurrent > 0 {
+		field("max-concurrent", "%d", rec.MaxConcurrent)
 	}
 	field("created", "%s", at(rec.CreatedAt))
 	if !rec.StartedAt.IsZero() {
@@ -396,6 +408,22 @@ func writeStatus(w io.Writer, rec dag.RunRecord, now time.Time, t stepTable) err
 	}
 	fmt.Fprintln(w)
 	return writeStepTable(w, rec, now, t)
+}
+
+// lineage says what a re-execution re-executes: "re-execution of r2 (root
+// r1), from failure"; "" for a run that is none.
+func lineage(rec dag.RunRecord) string {
+	if rec.ParentRun == "" {
+		return ""
+	}
+	s := "re-execution of " + rec.ParentRun
+	if rec.RootRun != "" && rec.RootRun != rec.ParentRun {
+		s += " (root " + rec.RootRun + ")"
+	}
+	if rec.Reexecution != nil {
+		s += ", " + rec.Reexecution.String()
+	}
+	return s
 }
 
 // stepWorkers returns the worker of each step, by step name: the one the

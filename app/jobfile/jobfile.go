@@ -3,6 +3,7 @@
 //	name: diamond
 //	params:            # optional run parameters (strings), Task.Params
 //	  greeting: hello
+//	max_concurrent: 4  # optional: at most 4 steps of a run in flight (0: no limit)
 //	steps:
 //	  - name: a
 //	    task: echo
@@ -81,9 +82,10 @@ func Load(path string, opts Options) (*File, error) {
 // The YAML shapes. Field order is the order of the valid-field lists in
 // messages.
 type jobDoc struct {
-	Name   string            `yaml:"name"`
-	Params map[string]string `yaml:"params"`
-	Steps  []stepDoc         `yaml:"steps"`
+	Name          string            `yaml:"name"`
+	Params        map[string]string `yaml:"params"`
+	MaxConcurrent int               `yaml:"max_concurrent"`
+	Steps         []stepDoc         `yaml:"steps"`
 }
 
 type stepDoc struct {
@@ -106,7 +108,7 @@ type retryDoc struct {
 
 // fieldLists names the valid fields of each YAML shape, for messages.
 var fieldLists = map[string]string{
-	"jobDoc":   "name, params, steps",
+	"jobDoc":   "name, params, max_concurrent, steps",
 	"stepDoc":  "name, task, args, upstream, retry, timeout, pool",
 	"retryDoc": "max_attempts, initial_backoff, max_backoff, multiplier, jitter",
 }
@@ -187,6 +189,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	}
 	var x expander // one alias budget for the whole file
 	f.Job.Name = doc.Name
+	f.Job.MaxConcurrent = doc.MaxConcurrent
 	f.Params = doc.Params
 	for i, sd := range doc.Steps {
 		step := dag.Step{

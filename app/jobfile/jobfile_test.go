@@ -130,7 +130,7 @@ func TestParse_Errors(t *testing.T) {
 		{
 			name: "unknown top-level field",
 			body: "name: j\nparameters: {}\nsteps:\n  - {name: a, task: echo}\n",
-			want: []string{`job.yaml:2: unknown field "parameters" (valid fields: name, params, steps)`},
+			want: []string{`job.yaml:2: unknown field "parameters" (valid fields: name, params, max_concurrent, steps)`},
 		},
 		{
 			name: "unknown retry field",
@@ -164,6 +164,11 @@ func TestParse_Errors(t *testing.T) {
 			name: "syntax error deep in a step",
 			body: "name: j\nsteps:\n  - name: a\n    task: echo\n   upstream: [x]\n",
 			want: []string{`job.yaml:5:4: did not find expected '-' indicator`},
+		},
+		{
+			name: "max_concurrent not a number",
+			body: "name: j\nmax_concurrent: many\nsteps:\n  - {name: a, task: echo}\n",
+			want: []string{`job.yaml:2: "many" is a string, expected an integer`},
 		},
 		{
 			name: "empty file",
@@ -307,4 +312,23 @@ steps:
 	_, err = parse(t, body)
 	require.NotContains(t, err.Error(), "unknown task")
 	require.Contains(t, err.Error(), `unknown upstream "zz"`)
+}
+
+// max_concurrent: the most steps of a run in flight; 0 (or absent) is no
+// limit, a negative value is invalid.
+func TestParse_MaxConcurrent(t *testing.T) {
+	f, err := parse(t, "name: j\nmax_concurrent: 3\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Validate(nil))
+	require.Equal(t, 3, f.Job.MaxConcurrent)
+
+	f, err = parse(t, "name: j\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err)
+	require.Zero(t, f.Job.MaxConcurrent, "no limit")
+
+	f, err = parse(t, "name: j\nmax_concurrent: -1\nsteps:\n  - {name: a, task: echo}\n")
+	require.NoError(t, err, "a valid shape")
+	err = f.Validate(nil)
+	require.ErrorIs(t, err, dag.ErrInvalidJob)
+	require.EqualError(t, err, `job.yaml: invalid job "j": max_concurrent is -1; it must be 0 (no limit) or positive`)
 }

@@ -15,8 +15,12 @@
 //     paging and live refresh.
 //   - A run: its DAG drawn as SVG on the server (a layered layout, one column
 //     per longest-path depth), coloured by step state; the steps table
-//     (state, attempts, worker, start, duration, error, output preview); the
-//     timeline; Terminate. The page polls a small JSON endpoint
+//     (state, attempts, worker, start, duration, error, output preview,
+//     reused steps marked); the timeline; Terminate; a re-execution's
+//     lineage (links to its parent and root runs) and, once a launched run
+//     has finished, Re-execute from failure (when it did not succeed) and
+//     Re-execute all (dag.Launcher.Reexecute), which open the new run. The
+//     page polls a small JSON endpoint
 //     (/api/runs/{id}) every ui.refresh and recolours nodes and rows in
 //     place; it stops when the run is finished and pauses while the tab is
 //     hidden.

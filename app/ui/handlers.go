@@ -20,6 +20,7 @@ import (
 
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
+	"github.com/dagq/dagq/ports"
 )
 
 // Page sizes of the runs list.
@@ -53,6 +54,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /runs/open", s.openRun)
 	m.HandleFunc("GET /runs/{id}", s.runPage)
 	m.HandleFunc("POST /runs/{id}/terminate", s.terminateRun)
+	m.HandleFunc("POST /runs/{id}/reexecute", s.reexecuteRun)
 	m.HandleFunc("GET /api/runs/{id}", s.runAPI)
 	m.HandleFunc("GET /api/runs/{id}/steps/{step}/output", s.outputAPI)
 	m.HandleFunc("GET /queues", s.queuesPage)
@@ -109,6 +111,12 @@ func flash(r *http.Request) string {
 		return "Terminate requested: the run's queued and running steps are being cancelled."
 	case "finished":
 		return "The run had already finished; nothing was terminated."
+	case "reexecuted":
+		parent := q.Get("parent")
+		if core.ValidateTaskID(parent) != nil {
+			parent = "its parent run"
+		}
+		return "Re-execution of " + parent + " launched: it runs the steps selected again and reuses the outputs of the others."
 	case "redriven":
 		n, _ := strconv.Atoi(q.Get("n"))
 		if n == 0 {
@@ -433,6 +441,9 @@ type runData struct {
 	JSON         runJSON
 	Graph        graphLayout
 	CanTerminate bool
+	// CanReexecute: the re-execute buttons are offered (shown once the run
+	// is finished): a launched run on a console that takes actions.
+	CanReexecute bool
 	Params       []string
 	Legend       []dag.StepState
 }
@@ -446,6 +457,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d := &runData{View: v, JSON: s.runJSON(v), Graph: layout(v.Rec.Steps), Legend: legend}
 	d.CanTerminate = !s.opts.ReadOnly && !v.Rec.State.Final()
+	d.CanReexecute = !s.opts.ReadOnly && !v.Local
 	for _, k := range slices.Sorted(mapsKeys(v.Rec.Params)) {
 		d.Params = append(d.Params, k+"="+v.Rec.Params[k])
 	}
@@ -497,6 +509,12 @@ type runJSON struct {
 	Steps             []stepJSON     `json:"steps"`
 	Timeline          []timelineJSON `json:"timeline"`
 	CanTerminate      bool           `json:"can_terminate"`
+	// CanReexecute: a finished launched run the console may re-execute.
+	CanReexecute bool `json:"can_reexecute"`
+	// ParentRun, RootRun and Reexecution: a re-execution's lineage.
+	ParentRun   string `json:"parent_run,omitempty"`
+	RootRun     string `json:"root_run,omitempty"`
+	Reexecution string `json:"reexecution,omitempty"`
 }
 
 type stateCount struct {
@@ -521,6 +539,9 @@ type stepJSON struct {
 	OutputCut bool   `json:"output_cut,omitempty"`
 	HasOutput bool   `json:"has_output,omitempty"`
 	Upstream  string `json:"upstream,omitempty"`
+	// ReusedFrom: the step did not run in this re-execution; its output is
+	// the stored result of that run's step.
+	ReusedFrom string `json:"reused_from,omitempty"`
 }
 
 type timelineJSON struct {
@@ -540,7 +561,12 @@ func (s *Server) runJSON(v runView) runJSON {
 		CancelRequestedAt: iso(rec.CancelRequestedAt),
 		Created:           stamp(rec.CreatedAt), Started: stamp(rec.StartedAt), Finished: stamp(rec.FinishedAt),
 		CanTerminate: !s.opts.ReadOnly && !rec.State.Final(),
-		Steps:        []stepJSON{}, Timeline: []timelineJSON{},
+		CanReexecute: !s.opts.ReadOnly && !v.Local && rec.State.Final(),
+		ParentRun:    rec.ParentRun, RootRun: rec.RootRun,
+		Steps: []stepJSON{}, Timeline: []timelineJSON{},
+	}
+	if rec.Reexecution != nil {
+		j.Reexecution = rec.Reexecution.String()
 	}
 	if rec.State.Final() {
 		j.Duration = human(span(cmp.Or(rec.StartedAt, rec.CreatedAt), rec.FinishedAt))
@@ -555,7 +581,7 @@ func (s *Server) runJSON(v runView) runJSON {
 			Name: st.Name, Task: st.Task, State: st.State, Attempts: st.Attempts, Worker: st.Worker,
 			StartedAt: iso(st.StartedAt), FinishedAt: iso(st.FinishedAt), Started: clock(st.StartedAt),
 			Duration: human(span(st.StartedAt, st.FinishedAt)), Error: st.Error,
-			Upstream: strings.Join(st.Upstream, ", "),
+			Upstream: strings.Join(st.Upstream, ", "), ReusedFrom: st.ReusedFrom,
 		}
 		if out, ok := v.Outputs[st.Name]; ok {
 			sj.Output, sj.OutputCut = preview(out)
@@ -616,6 +642,53 @@ func (s *Server) terminateRun(w http.ResponseWriter, r *http.Request) {
 		msg = "terminated"
 	}
 	http.Redirect(w, r, "/runs/"+url.PathEscape(id)+"?msg="+msg, http.StatusSeeOther)
+}
+
+// reexecuteRun launches a re-execution of a finished launched run (form
+// field from: "failure" or "all") and shows the new run.
+func (s *Server) reexecuteRun(w http.ResponseWriter, r *http.Request) {
+	if !s.actionAllowed(w, r) {
+		return
+	}
+	id := r.PathValue("id")
+	var from dag.ReexecuteFrom
+	switch r.PostFormValue("from") {
+	case "failure":
+		from = dag.ReexecuteFromFailure
+	case "all":
+		from = dag.ReexecuteAll
+	default:
+		s.fail(w, r, http.StatusBadRequest, `Re-execute what? The form field "from" must be "failure" or "all".`)
+		return
+	}
+	if e := s.runs.entry(id); e != nil && e.local != nil {
+		s.fail(w, r, http.StatusConflict, "This run is driven by this dagq process (dagq run), not launched: it has no stored job to re-execute. Launch it with dagq launch to re-execute it.")
+		return
+	}
+	newID, err := s.rt.Launcher.Reexecute(r.Context(), id, dag.ReexecuteOptions{
+		From:       from,
+		FailFast:   s.rt.Config.Executor.FailFast,
+		CancelWait: s.rt.Config.Executor.CancelWait,
+	})
+	switch {
+	case errors.Is(err, dag.ErrRunNotFound):
+		s.runErr(w, r, id, errUnknownRun)
+		return
+	case errors.Is(err, dag.ErrRunNotFinished):
+		s.fail(w, r, http.StatusConflict, "The run has not finished: "+strings.TrimPrefix(err.Error(), "dagq: reexecute: "))
+		return
+	case errors.Is(err, ports.ErrInvalidArgument), errors.Is(err, dag.ErrResultGone), errors.Is(err, dag.ErrNoStoredJob):
+		s.fail(w, r, http.StatusConflict, "The run cannot be re-executed: "+strings.TrimPrefix(err.Error(), "dagq: reexecute: "))
+		return
+	case err != nil && newID == "":
+		s.log.Warn("re-executing a run failed", "run_id", id, "err", err)
+		s.fail(w, r, http.StatusBadGateway, "Re-executing the run failed: "+err.Error())
+		return
+	case err != nil:
+		s.log.Warn("the re-execution's launch failed", "run_id", id, "new_run", newID, "err", err)
+	}
+	s.log.Info("run re-executed from the dashboard", "run_id", id, "new_run", newID, "from", from, "remote", r.RemoteAddr)
+	http.Redirect(w, r, "/runs/"+url.PathEscape(newID)+"?msg=reexecuted&parent="+url.QueryEscape(id), http.StatusSeeOther)
 }
 
 // ---- queues ----

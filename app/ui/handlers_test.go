@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/config"
 	"github.com/dagq/dagq/app/ui"
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 )
 
@@ -441,4 +445,120 @@ func TestIndexAndRegistryByDefault(t *testing.T) {
 	page = get(t, s, "/workers")
 	require.NotContains(t, page, "No worker registry")
 	require.Contains(t, page, ">live<", "this process's workers, from the registry")
+}
+
+// flakyRuntime is a memory runtime (as memRuntime) whose registry has,
+// besides the built-in tasks, "flaky": it fails on its first call for each
+// step name and succeeds afterwards, returning its args — a transient
+// fault, gone when the step runs again in a re-execution.
+func flakyRuntime(t *testing.T) *app.Runtime {
+	t.Helper()
+	reg := builtins(t)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	require.NoError(t, reg.Handle("flaky", core.HandlerFunc(func(_ context.Context, task *core.Task) (json.RawMessage, error) {
+		mu.Lock()
+		calls[task.StepID]++
+		n := calls[task.StepID]
+		mu.Unlock()
+		if n == 1 {
+			return nil, fmt.Errorf("the warehouse is not reachable: %w", core.ErrSkipRetry)
+		}
+		return task.Args, nil
+	})))
+	cfg := config.Default()
+	fastLauncher(&cfg)
+	rt, err := app.New(cfg, reg, app.WithLogger(quiet()))
+	require.NoError(t, err)
+	startWorkers(t, rt)
+	t.Cleanup(rt.Close)
+	return rt
+}
+
+// flakyJob: extract → load (fails on its first run) → report.
+func flakyJob() dag.Job {
+	return dag.Job{Name: "flaky", Steps: []dag.Step{
+		{Name: "extract", Task: "echo", Args: raw("rows: 12")},
+		{Name: "load", Task: "flaky", Upstream: []string{"extract"}, Args: raw("loaded"), Retry: once},
+		{Name: "report", Task: "concat", Upstream: []string{"extract", "load"}, Args: json.RawMessage(`{"inputs":["extract","load"],"sep":" → "}`)},
+	}}
+}
+
+// The re-execute action: offered on a finished launched run (from failure
+// only when it did not succeed), a CSRF-checked POST that launches the
+// re-execution and shows it, with its lineage and reused steps; refused for
+// an unfinished run, a bad form and a read-only console.
+func TestReexecuteAction(t *testing.T) {
+	rt := flakyRuntime(t)
+	s := newServer(t, ui.Options{Runtime: rt})
+	id := launch(t, rt, flakyJob(), "rx-ui-1")
+	require.Equal(t, dag.RunFailed, wait(t, rt, id).State)
+
+	page := get(t, s, "/runs/"+id)
+	require.Contains(t, page, `<div id="reexecute">`, "shown: the run has finished")
+	require.Contains(t, page, "Re-execute from failure</button>")
+	require.Contains(t, page, "Re-execute all</button>")
+	require.NotContains(t, page, `id="lineage"`, "not a re-execution")
+	csrf := csrfOf(t, page)
+	path := "/runs/" + id + "/reexecute"
+
+	w := do(t, s, req{method: http.MethodPost, path: path, form: url.Values{"from": {"failure"}}})
+	require.Equal(t, http.StatusForbidden, w.Code, "no CSRF token")
+	w = do(t, s, req{method: http.MethodPost, path: path, form: url.Values{"csrf": {csrf}, "from": {"some"}}})
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, w.Body.String(), "must be &#34;failure&#34; or &#34;all&#34;")
+
+	w = do(t, s, req{method: http.MethodPost, path: path, form: url.Values{"csrf": {csrf}, "from": {"failure"}},
+		header: map[string]string{"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}})
+	require.Equal(t, http.StatusSeeOther, w.Code, w.Body.String())
+	loc := w.Header().Get("Location")
+	require.Regexp(t, `^/runs/\w+\?msg=reexecuted&parent=rx-ui-1$`, loc)
+	newID := strings.TrimPrefix(strings.Split(loc, "?")[0], "/runs/")
+	rec := wait(t, rt, newID)
+	require.Equal(t, dag.RunSucceeded, rec.State, rec.Error)
+	require.Equal(t, id, rec.ParentRun)
+	require.Equal(t, &dag.Reexecution{From: dag.ReexecuteFromFailure}, rec.Reexecution)
+
+	page = get(t, s, loc)
+	require.Contains(t, page, "Re-execution of rx-ui-1 launched")
+	require.Contains(t, page, `re-execution of <a class="mono" href="/runs/rx-ui-1">rx-ui-1</a>, from failure`)
+	require.Contains(t, page, `<tr data-step="extract" class="reused">`)
+	require.Contains(t, page, `reused from <a href="/runs/rx-ui-1">rx-ui-1</a>`)
+	require.NotContains(t, page, "Re-execute from failure</button>", "it succeeded: nothing to re-execute from failure")
+	require.Contains(t, page, "Re-execute all</button>")
+	var j struct {
+		ParentRun    string `json:"parent_run"`
+		RootRun      string `json:"root_run"`
+		Reexecution  string `json:"reexecution"`
+		CanReexecute bool   `json:"can_reexecute"`
+		Steps        []struct {
+			Name, Output string
+			ReusedFrom   string `json:"reused_from"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(get(t, s, "/api/runs/"+newID)), &j))
+	require.Equal(t, "rx-ui-1", j.ParentRun)
+	require.Equal(t, "rx-ui-1", j.RootRun)
+	require.Equal(t, "from failure", j.Reexecution)
+	require.True(t, j.CanReexecute)
+	require.Equal(t, "rx-ui-1", j.Steps[0].ReusedFrom)
+	require.Empty(t, j.Steps[1].ReusedFrom)
+	require.Equal(t, `"rows: 12 → loaded"`, j.Steps[2].Output)
+
+	// A running run: the buttons wait, hidden, and the action is refused.
+	long := launch(t, rt, long(), "rx-ui-long")
+	terminateAtEnd(t, rt, long)
+	page = get(t, s, "/runs/"+long)
+	require.Contains(t, page, `<div id="reexecute" hidden>`)
+	w = do(t, s, req{method: http.MethodPost, path: "/runs/" + long + "/reexecute", form: url.Values{"csrf": {csrf}, "from": {"all"}}})
+	require.Equal(t, http.StatusConflict, w.Code)
+	require.Contains(t, w.Body.String(), "The run has not finished: run not finished: run rx-ui-long is")
+
+	// Read-only: neither offered nor done.
+	ro := newServer(t, ui.Options{Runtime: rt, ReadOnly: true})
+	page = get(t, ro, "/runs/"+id)
+	require.NotContains(t, page, `id="reexecute"`)
+	w = do(t, ro, req{method: http.MethodPost, path: path, form: url.Values{"csrf": {metaCSRF(t, page)}, "from": {"all"}}})
+	require.Equal(t, http.StatusForbidden, w.Code)
+	require.Contains(t, w.Body.String(), "read-only")
 }

@@ -31,6 +31,9 @@ const (
 	maxTimeline = 1000
 	// outputPreview bounds an output preview (runes).
 	outputPreview = 200
+	// outputsGrace is how long after a run finished the console looks again
+	// for its run task's result (with its outputs) when a view found none.
+	outputsGrace = 30 * time.Second
 )
 
 // runStore holds the runs the console knows: launched runs it opened (their
@@ -178,15 +181,18 @@ func (s *Server) checkHealth(ctx context.Context, e *runEntry, now time.Time) {
 }
 
 // readOutputs reads a finished run's step outputs from its run task's
-// result (one read), once.
+// result (one read), once. The run task stores its result just after it
+// wrote the final record: a view in between finds none, and the next views
+// read again, for up to outputsGrace after the run finished.
 func (s *Server) readOutputs(ctx context.Context, e *runEntry) {
-	e.outRead = true
 	taskID := cmp.Or(e.rec.TaskID, dag.RunTaskID(e.id))
 	found, _ := s.rt.Client.StoredResults(ctx, []string{taskID})
 	res, ok := found[taskID]
 	if !ok {
+		e.outRead = s.now().Sub(e.rec.FinishedAt) > outputsGrace
 		return
 	}
+	e.outRead = true
 	var rr dag.RunResult
 	if json.Unmarshal(res.Output, &rr) != nil {
 		return
@@ -282,6 +288,10 @@ func recordTimeline(rec dag.RunRecord) []timelineEntry {
 		add(rec.ResumedAt, "running", "", fmt.Sprintf("run taken over (execution %d)%s", rec.Attempt, on(rec.Worker, true)))
 	}
 	for _, st := range rec.Steps {
+		if st.ReusedFrom != "" {
+			add(cmp.Or(rec.StartedAt, rec.CreatedAt), "succeeded", st.Name, "step "+st.Name+" reused from run "+st.ReusedFrom)
+			continue
+		}
 		if st.StartedAt.IsZero() && st.State == dag.StepRunning {
 			continue
 		}

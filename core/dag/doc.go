@@ -13,9 +13,12 @@
 // Wait read the run record the run task keeps in the StateStore
 // (core.Ports.State), Terminate cancels the run, and Health answers from the
 // run's heartbeat, so a dead worker is detected and another worker takes the
-// run over.
+// run over. Reexecute launches a new run of a finished run's job (stored
+// with the run) that runs some steps again and reuses the stored results of
+// the others (RunOptions.Reuse), recording the lineage.
 //
 // The package uses core's public API only, plus two documented hooks on
 // core.Client: Tracer (to trace runs in the submissions' traces) and
-// StoredResults (to resume a run from what its steps left).
+// StoredResults (to resume a run from what its steps left, and to reuse
+// the results of another run's steps).
 package dag

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dagq/dagq/core"
@@ -101,10 +102,30 @@ type RunOptions struct {
 	// job under the same RunID started and did not finish (e.g. its process
 	// died): finished steps are not run again. See Resume.
 	Resume *Resume
+	// MaxConcurrent, when positive, overrides the job's Job.MaxConcurrent:
+	// at most that many steps of the run in flight (submitted and not
+	// finished) at once; the steps ready beyond it wait, in declaration
+	// order. 0 keeps the job's; it must not be negative.
+	MaxConcurrent int
+	// Reuse maps step names to the task IDs of stored results to take as
+	// those steps' outcomes instead of running them (a re-execution, see
+	// Launcher.Reexecute): before anything is submitted, Run reads those
+	// results (one ResultBackend read each, eight at a time) and settles
+	// each step succeeded with the stored output, byte for byte, without
+	// submitting it — no handler runs. Its downstream steps get that output
+	// as their input as usual. A reused step is settled whatever its
+	// upstreams do (they may run again). A result that is missing (expired)
+	// or did not succeed fails its step, saying so; reads that fail make Run
+	// fail before it submits anything. Reuse is applied before Resume.
+	Reuse map[string]string
 
 	// detach, when closed, makes Run return errRunDetached at once without
 	// cancelling anything (the Launcher's run task, released by its worker).
 	detach <-chan struct{}
+	// skip maps step names to why they are skipped without running (a
+	// re-execution's steps neither selected nor reusable); applied after
+	// Reuse.
+	skip map[string]string
 }
 
 // Resume tells Run how to continue an earlier, unfinished run (RunOptions.Resume).
@@ -170,6 +191,10 @@ type Event struct {
 	// Worker is the worker running the attempt (step_started, when the
 	// worker said) or that recorded the step's result (final step events).
 	Worker string `json:"worker,omitempty"`
+	// ReusedFrom, on the step_succeeded of a step taken from a stored
+	// result (RunOptions.Reuse), is the run whose result it is (see
+	// StepResult.ReusedFrom); TaskID is then that result's task ID.
+	ReusedFrom string `json:"reused_from,omitempty"`
 	// Time is when the executor observed the event.
 	Time time.Time `json:"time"`
 }
@@ -234,6 +259,11 @@ type StepResult struct {
 	Worker string `json:"worker,omitempty"`
 	// Output is the handler's output (JSON) of a succeeded step.
 	Output json.RawMessage `json:"output,omitempty"`
+	// ReusedFrom is set on a step that did not run but took a stored result
+	// (RunOptions.Reuse): the run whose step produced it — the task ID's
+	// run, when the task ID is StepTaskID(run, step), else the task ID
+	// itself. TaskID is then the reused task's ID, and Attempts is 0.
+	ReusedFrom string `json:"reused_from,omitempty"`
 }
 
 // Duration is FinishedAt - StartedAt, or 0 when either is unknown.
@@ -357,17 +387,45 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 	opts.Params = maps.Clone(opts.Params)
 	job.Steps = slices.Clone(job.Steps) // the caller may reuse its job
 
+	switch {
+	case opts.MaxConcurrent < 0:
+		return RunResult{}, fmt.Errorf("dagq: run: %w: MaxConcurrent is %d; it must be 0 (the job's max_concurrent) or positive",
+			ports.ErrInvalidArgument, opts.MaxConcurrent)
+	case opts.MaxConcurrent == 0:
+		opts.MaxConcurrent = job.MaxConcurrent
+	}
+	known := make(map[string]bool, len(job.Steps))
+	for _, st := range job.Steps {
+		known[st.Name] = true
+	}
 	if opts.Resume != nil {
-		known := make(map[string]bool, len(job.Steps))
-		for _, st := range job.Steps {
-			known[st.Name] = true
-		}
 		for _, name := range opts.Resume.Sent {
 			if !known[name] {
 				return RunResult{}, fmt.Errorf("dagq: run: %w: Resume.Sent names step %q, which the job %q does not have",
 					ports.ErrInvalidArgument, name, job.Name)
 			}
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(opts.Reuse)) {
+		if !known[name] {
+			return RunResult{}, fmt.Errorf("dagq: run: %w: Reuse names step %q, which the job %q does not have",
+				ports.ErrInvalidArgument, name, job.Name)
+		}
+		if err := core.ValidateTaskID(opts.Reuse[name]); err != nil {
+			return RunResult{}, fmt.Errorf("dagq: run: Reuse of step %q: %w", name, err)
+		}
+	}
+	var reused map[string]ports.Result
+	if len(opts.Reuse) > 0 {
+		ids := slices.Collect(maps.Values(opts.Reuse))
+		rctx, cancel := context.WithTimeout(ctx, submitTimeout)
+		found, failed := e.c.StoredResults(rctx, ids)
+		cancel()
+		if failed > 0 {
+			return RunResult{}, fmt.Errorf("dagq: run: reading the stored results to reuse failed (%d of %d reads); nothing was submitted",
+				failed, len(ids))
+		}
+		reused = found
 	}
 
 	w, err := e.c.Watch(context.WithoutCancel(ctx))
@@ -378,7 +436,9 @@ func (e *Executor) Run(ctx context.Context, job Job, opts RunOptions) (RunResult
 	// The steps are submitted from the run span's context: their spans
 	// are its children.
 	ctx, end := startSpan(ctx, e.c.Tracer(), core.SpanStart{Kind: core.SpanRun, Name: job.Name, RunID: opts.RunID})
-	res, err := newRunState(ctx, e, job, opts, w).run()
+	r := newRunState(ctx, e, job, opts, w)
+	r.reused = reused
+	res, err := r.run()
 	end(runSpanErr(res, err))
 	return res, err
 }
@@ -404,6 +464,8 @@ type stepRun struct {
 	tries      int    // failed submissions
 	alone      bool
 	resubmitAt time.Time
+	reusedTask string // the task whose stored result the step took (RunOptions.Reuse)
+	reusedFrom string // its run
 }
 
 // runState is one Run in progress; only Run's goroutine touches it.
@@ -428,6 +490,7 @@ type runState struct {
 	interrupted bool
 	fatal       error // why the executor could not follow the run
 
+	reused  map[string]ports.Result // the stored results of RunOptions.Reuse, by task ID
 	started time.Time
 }
 
@@ -462,8 +525,11 @@ func newRunState(ctx context.Context, e *Executor, job Job, opts RunOptions, w *
 
 func (r *runState) run() (RunResult, error) {
 	r.started = time.Now()
-	r.log.Info("run started", "steps", len(r.steps), "fail_fast", r.opts.FailFast)
+	r.log.Info("run started", "steps", len(r.steps), "fail_fast", r.opts.FailFast, "max_concurrent", r.opts.MaxConcurrent)
 	r.emit(Event{Type: EventRunStarted})
+	if len(r.opts.Reuse) > 0 || len(r.opts.skip) > 0 {
+		r.reuse()
+	}
 	if r.opts.Resume != nil {
 		r.resume()
 	}
@@ -506,12 +572,78 @@ func (r *runState) run() (RunResult, error) {
 	return r.finish()
 }
 
+// reuse settles the steps of RunOptions.Reuse from their stored results
+// (read by Run), then skips the steps of skip. It leaves r.ready empty; run
+// fills it.
+func (r *runState) reuse() {
+	// The results found first, so that a missing one skips only the
+	// downstream steps that are not reused.
+	n := 0
+	var missing []*stepRun
+	for _, s := range r.steps {
+		id, ok := r.opts.Reuse[s.step.Name]
+		if !ok {
+			continue
+		}
+		res, found := r.reused[id]
+		if !found || res.State != ports.StateSucceeded {
+			missing = append(missing, s)
+			continue
+		}
+		n++
+		s.reusedTask, s.reusedFrom = id, reusedRun(id, s.step.Name)
+		s.worker = res.Worker
+		s.state, s.output = StepSucceeded, res.Output
+		r.emit(Event{Type: EventStepSucceeded, Step: s.step.Name, TaskID: id, Worker: res.Worker, ReusedFrom: s.reusedFrom})
+		r.stepLog(s).Debug("step reused", "reused_task", id)
+		for _, d := range s.down {
+			d.waiting--
+		}
+	}
+	for _, s := range missing {
+		if s.state != StepPending {
+			continue // stopped meanwhile (fail-fast)
+		}
+		id := r.opts.Reuse[s.step.Name]
+		from := reusedRun(id, s.step.Name)
+		if res, found := r.reused[id]; found {
+			r.settle(s, StepFailed, fmt.Sprintf("the stored result of task %s (run %s) to reuse is %s, not succeeded", id, from, res.State), nil)
+		} else {
+			r.settle(s, StepFailed, fmt.Sprintf("the stored result of task %s (run %s) to reuse is gone (results expire): re-execute this step too", id, from), nil)
+		}
+	}
+	// Each with its own reason (not skip's, which passes one down): the
+	// downstream steps of a step skipped here are skipped here too, or
+	// reused.
+	for _, s := range r.steps {
+		if why, ok := r.opts.skip[s.step.Name]; ok && s.state == StepPending {
+			s.state, s.err = StepSkipped, why
+			r.emit(Event{Type: EventStepSkipped, Step: s.step.Name, Error: why})
+		}
+	}
+	r.ready = nil // run rebuilds the list
+	if n > 0 {
+		r.log.Info("reused stored results", "steps", n)
+	}
+}
+
+// reusedRun is the run of a reused task ID: run when the ID is
+// StepTaskID(run, step), else the ID itself.
+func reusedRun(taskID, step string) string {
+	if run, ok := strings.CutSuffix(taskID, "."+step); ok && run != "" {
+		return run
+	}
+	return taskID
+}
+
 // resume applies the stored results of an earlier run (RunOptions.Resume):
 // see Resume. It leaves r.ready empty; run fills it.
 func (r *runState) resume() {
-	ids := make([]string, len(r.steps))
-	for i, s := range r.steps {
-		ids[i] = s.id
+	ids := make([]string, 0, len(r.steps))
+	for _, s := range r.steps {
+		if !s.state.Final() {
+			ids = append(ids, s.id)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), submitTimeout)
 	found, failed := r.e.c.StoredResults(ctx, ids)
@@ -588,7 +720,10 @@ func (r *runState) stepResult(s *stepRun) StepResult {
 		Name: s.step.Name, Task: s.step.Task, State: s.state, Attempts: s.attempts,
 		StartedAt: s.started, FinishedAt: s.finished, Error: s.err, Output: s.output, Worker: s.worker,
 	}
-	if s.submitted {
+	switch {
+	case s.reusedTask != "":
+		sr.TaskID, sr.ReusedFrom = s.reusedTask, s.reusedFrom
+	case s.submitted:
 		sr.TaskID = s.id
 	}
 	return sr
@@ -641,13 +776,27 @@ func (r *runState) submitReady() {
 	batch := r.ready
 	r.ready = nil
 	sort.Slice(batch, func(a, b int) bool { return batch[a].idx < batch[b].idx })
+	// With a concurrency limit, new steps take the free slots in
+	// declaration order and the rest wait in r.ready; a step submitted
+	// again (its Send failed) holds its slot already.
+	slots := -1
+	if m := r.opts.MaxConcurrent; m > 0 {
+		slots = max(m-r.inflight, 0)
+	}
 	var together, alone []*stepRun // steps to isolate are sent one per call
 	for _, s := range batch {
 		switch {
 		case s.state.Final():
-		case s.alone:
+			continue
+		case !s.submitted && slots == 0:
+			r.ready = append(r.ready, s)
+			continue
+		case !s.submitted && slots > 0:
+			slots--
+		}
+		if s.alone {
 			alone = append(alone, s)
-		default:
+		} else {
 			together = append(together, s)
 		}
 	}

@@ -134,6 +134,7 @@ func requireEventOrder(t *testing.T, evs []dag.Event, job dag.Job) {
 	require.Equal(t, dag.EventRunStarted, evs[0].Type)
 	require.Equal(t, dag.EventRunFinished, evs[len(evs)-1].Type)
 	seqs := map[string][]string{}
+	reused := map[string]bool{} // steps taken from stored results (RunOptions.Reuse)
 	lastStart := map[string]int{}
 	for i, ev := range evs {
 		require.Equal(t, evs[0].RunID, ev.RunID)
@@ -151,12 +152,21 @@ func requireEventOrder(t *testing.T, evs []dag.Event, job dag.Job) {
 			require.Greater(t, ev.Attempt, lastStart[ev.Step], "step %s started attempts grow", ev.Step)
 			lastStart[ev.Step] = ev.Attempt
 		}
-		if ev.Type != dag.EventStepSkipped && ev.Type != dag.EventStepFailed {
+		switch {
+		case ev.ReusedFrom != "":
+			require.Equal(t, dag.EventStepSucceeded, ev.Type, "only step_succeeded marks a reused step")
+			require.Equal(t, dag.StepTaskID(ev.ReusedFrom, ev.Step), ev.TaskID, "a reused step's task is its run's")
+			reused[ev.Step] = true
+		case ev.Type != dag.EventStepSkipped && ev.Type != dag.EventStepFailed:
 			require.Equal(t, dag.StepTaskID(ev.RunID, ev.Step), ev.TaskID)
 		}
 	}
 	for _, s := range job.Steps {
 		seq := strings.Join(seqs[s.Name], " ")
+		if reused[s.Name] {
+			require.Equal(t, "succeeded", seq, "a reused step has one event: step_succeeded")
+			continue
+		}
 		require.Regexp(t, stepEventOrder, seq, "events of step %s", s.Name)
 	}
 }

@@ -5,6 +5,7 @@ package dag
 var (
 	RunRecordKey    = runRecordKey
 	RunHeartbeatKey = runHeartbeatKey
+	RunJobKey       = runJobKey
 )
 
 // RunIndexKey is the run index key of a record, for tests that plant keys.

@@ -29,6 +29,11 @@ type Job struct {
 	// Name names the job in logs, events and run records (non-empty).
 	Name  string
 	Steps []Step
+	// MaxConcurrent, when positive, is the most steps of one run in flight
+	// at once (submitted and not finished); the steps ready beyond it wait,
+	// in declaration order. 0 means no limit. RunOptions.MaxConcurrent and
+	// LaunchOptions.MaxConcurrent override it for one run.
+	MaxConcurrent int
 }
 
 // Step is one node of a Job.
@@ -89,7 +94,8 @@ func (e *JobError) Is(target error) bool { return target == ErrInvalidJob }
 // Lookup), args that are not JSON, an unknown or repeated upstream, a step
 // depending on itself, a cycle (naming the steps on it in flow order,
 // "cycle: a → b → c → a", where x → y means y depends on x), an invalid
-// retry policy and a negative timeout. It returns nil for a valid job.
+// retry policy, a negative timeout and a negative MaxConcurrent. It returns
+// nil for a valid job.
 func (j Job) Validate(known func(task string) bool) error {
 	var errs []error
 	bad := func(step, format string, args ...any) {
@@ -100,6 +106,9 @@ func (j Job) Validate(known func(task string) bool) error {
 	}
 	if len(j.Steps) == 0 {
 		bad("", "the job has no steps")
+	}
+	if j.MaxConcurrent < 0 {
+		bad("", "max_concurrent is %d; it must be 0 (no limit) or positive", j.MaxConcurrent)
 	}
 	index := make(map[string]int, len(j.Steps)) // first declaration of each name
 	for i, s := range j.Steps {

@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,6 +89,16 @@ type RunRecord struct {
 	CancelRequestedAt time.Time `json:"cancel_requested_at,omitzero"`
 	// Error says why the run did not succeed.
 	Error string `json:"error,omitempty"`
+	// MaxConcurrent is the most steps of the run in flight at once (the
+	// job's max_concurrent or the launch's override); 0: no limit.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// ParentRun is, for a re-execution (Launcher.Reexecute), the run it
+	// re-executes; RootRun the first run of that lineage (the parent's
+	// RootRun, or the parent when it has none). Both empty otherwise.
+	ParentRun string `json:"parent_run,omitempty"`
+	RootRun   string `json:"root_run,omitempty"`
+	// Reexecution says what a re-execution was asked to run again.
+	Reexecution *Reexecution `json:"reexecution,omitempty"`
 
 	// Version is the StateStore version the record was read at.
 	Version string `json:"-"`
@@ -124,6 +135,11 @@ type StepRecord struct {
 	// the attempt started) or, once finished, the one that recorded its
 	// result; empty when unknown.
 	Worker string `json:"worker,omitempty"`
+	// ReusedFrom is set on a step of a re-execution that did not run but
+	// reused the stored result of an earlier run: that run (the one whose
+	// step produced the result, following reuse back along the lineage).
+	// TaskID is then the task ID of that result.
+	ReusedFrom string `json:"reused_from,omitempty"`
 }
 
 // runHeartbeat is the record under runHeartbeatKey.
@@ -144,6 +160,12 @@ type runTaskArgs struct {
 	Params     map[string]string `json:"params,omitempty"`
 	FailFast   bool              `json:"fail_fast,omitempty"`
 	CancelWait time.Duration     `json:"cancel_wait,omitempty"`
+	// MaxConcurrent is the run's limit (RunOptions.MaxConcurrent).
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// Reuse and Skip are a re-execution's: the steps taken from stored
+	// results (RunOptions.Reuse) and those skipped, with why.
+	Reuse map[string]string `json:"reuse,omitempty"`
+	Skip  map[string]string `json:"skip,omitempty"`
 }
 
 // runTaskStep is a Step with JSON names (a conversion of Step: a field
@@ -158,10 +180,14 @@ type runTaskStep struct {
 	Pool     string            `json:"pool,omitempty"`
 }
 
-func newRunTaskArgs(runID string, job Job, opts LaunchOptions) runTaskArgs {
-	a := runTaskArgs{RunID: runID, Job: job.Name, Params: opts.Params, FailFast: opts.FailFast, CancelWait: opts.CancelWait}
+func newRunTaskArgs(runID string, job Job, opts LaunchOptions, rx *reexecPlan) runTaskArgs {
+	a := runTaskArgs{RunID: runID, Job: job.Name, Params: opts.Params, FailFast: opts.FailFast, CancelWait: opts.CancelWait,
+		MaxConcurrent: cmp.Or(opts.MaxConcurrent, job.MaxConcurrent)}
 	for _, s := range job.Steps {
 		a.Steps = append(a.Steps, runTaskStep(s))
+	}
+	if rx != nil {
+		a.Reuse, a.Skip = rx.reuse, rx.skip
 	}
 	return a
 }
@@ -270,6 +296,9 @@ type LaunchOptions struct {
 	CancelWait time.Duration
 	// Retry is the run task's retry policy (default DefaultRunTaskRetry).
 	Retry *core.RetryPolicy
+	// MaxConcurrent, when positive, overrides the job's max_concurrent for
+	// this run (RunOptions.MaxConcurrent); 0 keeps the job's.
+	MaxConcurrent int
 }
 
 // Launch validates job and opts, writes the run's record (state queued)
@@ -301,6 +330,11 @@ func (l *Launcher) Launch(ctx context.Context, job Job, opts LaunchOptions) (str
 
 // launch is Launch without its span.
 func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (string, error) {
+	return l.launchRun(ctx, job, opts, nil)
+}
+
+// launchRun launches job: a new run, or with rx a re-execution.
+func (l *Launcher) launchRun(ctx context.Context, job Job, opts LaunchOptions, rx *reexecPlan) (string, error) {
 	if err := job.Validate(nil); err != nil {
 		return "", fmt.Errorf("dagq: launch: %w", err)
 	}
@@ -319,6 +353,10 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 		return "", fmt.Errorf("dagq: launch: %w: CancelWait is %v; it must be 0 (default %v) or positive",
 			ports.ErrInvalidArgument, opts.CancelWait, DefaultCancelWait)
 	}
+	if opts.MaxConcurrent < 0 {
+		return "", fmt.Errorf("dagq: launch: %w: MaxConcurrent is %d; it must be 0 (the job's max_concurrent) or positive",
+			ports.ErrInvalidArgument, opts.MaxConcurrent)
+	}
 	retry := DefaultRunTaskRetry
 	if opts.Retry != nil {
 		if err := opts.Retry.Validate(); err != nil {
@@ -329,21 +367,30 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 	opts.Params = maps.Clone(opts.Params)
 
 	rec := RunRecord{
-		RunID:     runID,
-		Job:       job.Name,
-		State:     RunQueued,
-		TaskID:    RunTaskID(runID),
-		Params:    opts.Params,
-		FailFast:  opts.FailFast,
-		Steps:     make([]StepRecord, len(job.Steps)),
-		CreatedAt: time.Now().UTC(),
+		RunID:         runID,
+		Job:           job.Name,
+		State:         RunQueued,
+		TaskID:        RunTaskID(runID),
+		Params:        opts.Params,
+		FailFast:      opts.FailFast,
+		MaxConcurrent: cmp.Or(opts.MaxConcurrent, job.MaxConcurrent),
+		Steps:         make([]StepRecord, len(job.Steps)),
+		CreatedAt:     time.Now().UTC(),
 	}
 	for i, s := range job.Steps {
 		rec.Steps[i] = StepRecord{Name: s.Name, Task: s.Task, Upstream: slices.Clone(s.Upstream), State: StepPending}
 	}
+	if rx != nil {
+		rx.apply(&rec)
+	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return "", fmt.Errorf("dagq: launch: encode the run record: %w", err)
+	}
+	// The job first: a run with a record has its job stored
+	// (Launcher.StoredJob, Reexecute).
+	if err := l.storeJob(ctx, runID, job); err != nil {
+		return "", err
 	}
 	ver, err := l.state.Put(ctx, runRecordKey(runID), data, ports.WriteCondition{MustNotExist: true})
 	if errors.Is(err, ports.ErrAlreadyExists) {
@@ -359,7 +406,7 @@ func (l *Launcher) launch(ctx context.Context, job Job, opts LaunchOptions) (str
 	_, err = l.c.Submit(ctx, core.Request{
 		Task:    RunTaskName,
 		ID:      rec.TaskID,
-		Args:    newRunTaskArgs(runID, job, opts),
+		Args:    newRunTaskArgs(runID, job, opts, rx),
 		RunID:   runID,
 		GroupID: rec.TaskID, // not the steps' group (RunID): it waits for them
 		Retry:   &retry,
@@ -651,7 +698,7 @@ func applyRunResult(rec *RunRecord, rr RunResult) {
 	}
 	for _, s := range rr.Steps {
 		sr := StepRecord{Name: s.Name, Task: s.Task, TaskID: s.TaskID, State: s.State, Attempts: s.Attempts,
-			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error, Worker: s.Worker}
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error, Worker: s.Worker, ReusedFrom: s.ReusedFrom}
 		if i, ok := byName[s.Name]; ok {
 			sr.Upstream = rec.Steps[i].Upstream
 			rec.Steps[i] = sr

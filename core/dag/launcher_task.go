@@ -338,7 +338,8 @@ func (r *runExec) outcome(rec RunRecord) (json.RawMessage, error) {
 	res := RunResult{RunID: rec.RunID, Job: rec.Job, State: rec.State, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt}
 	for _, s := range rec.Steps {
 		res.Steps = append(res.Steps, StepResult{Name: s.Name, Task: s.Task, TaskID: s.TaskID, State: s.State,
-			Attempts: s.Attempts, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error, Worker: s.Worker})
+			Attempts: s.Attempts, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error, Worker: s.Worker,
+			ReusedFrom: s.ReusedFrom})
 	}
 	return json.Marshal(res)
 }
@@ -384,13 +385,16 @@ func (r *runExec) execute(rec RunRecord, resume *Resume) (json.RawMessage, error
 	go func() { loopDone <- r.beatLoop(loopCtx, rec.Attempt, hbVersion, doDetach) }()
 
 	res, err := r.h.exec.Run(runCtx, r.job, RunOptions{
-		RunID:      r.args.RunID,
-		FailFast:   r.args.FailFast,
-		Params:     r.args.Params,
-		CancelWait: r.args.CancelWait,
-		OnEvent:    r.onEvent,
-		Resume:     resume,
-		detach:     detach,
+		RunID:         r.args.RunID,
+		FailFast:      r.args.FailFast,
+		Params:        r.args.Params,
+		CancelWait:    r.args.CancelWait,
+		MaxConcurrent: r.args.MaxConcurrent,
+		Reuse:         r.args.Reuse,
+		OnEvent:       r.onEvent,
+		Resume:        resume,
+		detach:        detach,
+		skip:          r.args.Skip,
 	})
 	stopLoop()
 	hbVersion = <-loopDone
@@ -531,6 +535,10 @@ func (r *runExec) onEvent(ev Event) {
 		}
 		if ev.TaskID != "" {
 			s.TaskID = ev.TaskID
+		}
+		s.ReusedFrom = ev.ReusedFrom
+		if ev.ReusedFrom != "" {
+			s.StartedAt, s.FinishedAt = time.Time{}, time.Time{} // it did not run in this run
 		}
 	default:
 		return

@@ -39,20 +39,57 @@ type lnArgs struct {
 	// Block makes the step wait for its context; BlockOn only on that worker.
 	Block   bool
 	BlockOn string
+	// FailOnce makes the step's first handler call (across runs, by step
+	// name) fail without retry: a transient fault, gone when it runs again.
+	FailOnce bool
 }
 
 var lnWork = core.NewTaskType[lnArgs, string]("work")
 
+// lnRaw is the test task that returns its args as its output.
+const lnRaw = "raw"
+
 // lnCalls counts and observes the step handlers of a test.
 type lnCalls struct {
 	mu      sync.Mutex
-	n       map[string]int   // handler runs by step
-	causes  map[string]error // why blocked steps stopped
-	started chan string      // blocked steps that started
+	n       map[string]int                          // handler runs by step
+	causes  map[string]error                        // why blocked steps stopped
+	inputs  map[string][]map[string]json.RawMessage // the inputs of each handler run, by step
+	runs    map[string][]string                     // the run of each handler run, by step
+	started chan string                             // blocked steps that started
 }
 
 func newLnCalls() *lnCalls {
-	return &lnCalls{n: map[string]int{}, causes: map[string]error{}, started: make(chan string, 100)}
+	return &lnCalls{n: map[string]int{}, causes: map[string]error{}, inputs: map[string][]map[string]json.RawMessage{},
+		runs: map[string][]string{}, started: make(chan string, 100)}
+}
+
+// inputsOf returns the inputs each handler run of step got, in order.
+func (c *lnCalls) inputsOf(step string) []map[string]json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.inputs[step])
+}
+
+// runsOf returns the run of each handler run of step, in order.
+func (c *lnCalls) runsOf(step string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.runs[step])
+}
+
+// seen notes a handler run of t.
+func (c *lnCalls) seen(t *core.Task) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[t.StepID]++
+	ins := make(map[string]json.RawMessage, len(t.Inputs))
+	for k, v := range t.Inputs {
+		ins[k] = slices.Clone(v)
+	}
+	c.inputs[t.StepID] = append(c.inputs[t.StepID], ins)
+	c.runs[t.StepID] = append(c.runs[t.StepID], t.RunID)
+	return c.n[t.StepID]
 }
 
 func (c *lnCalls) count(step string) int {
@@ -70,11 +107,18 @@ func (c *lnCalls) cause(step string) error {
 // register registers "work": its output is its step name followed by its
 // upstreams' outputs in name order, "c(b(a()))" for a chain a → b → c.
 func (c *lnCalls) register(reg *core.Registry) {
+	// "raw" returns its args as its output, as they are.
+	if err := reg.Handle(lnRaw, core.HandlerFunc(func(_ context.Context, t *core.Task) (json.RawMessage, error) {
+		c.seen(t)
+		return t.Args, nil
+	})); err != nil {
+		panic(err)
+	}
 	lnWork.MustRegister(reg, func(ctx context.Context, a lnArgs) (string, error) {
 		t, _ := core.TaskFromContext(ctx)
-		c.mu.Lock()
-		c.n[t.StepID]++
-		c.mu.Unlock()
+		if n := c.seen(t); a.FailOnce && n == 1 {
+			return "", fmt.Errorf("transient fault on the first call: %w", core.ErrSkipRetry)
+		}
 		if a.Block || (a.BlockOn != "" && core.WorkerIDFromContext(ctx) == a.BlockOn) {
 			c.started <- t.StepID
 			<-ctx.Done()
@@ -95,7 +139,7 @@ func (c *lnCalls) register(reg *core.Registry) {
 		for _, up := range slices.Sorted(maps.Keys(t.Inputs)) {
 			v, err := core.Input[string](ctx, up)
 			if err != nil {
-				return "", err
+				v = string(t.Inputs[up]) // not a string: its JSON
 			}
 			ins = append(ins, v)
 		}

@@ -218,6 +218,13 @@
 
       var term = document.getElementById('terminate');
       if (term && !run.can_terminate) { term.remove(); }
+      // Re-execution is offered once the run has finished.
+      var rx = document.getElementById('reexecute');
+      if (rx && run.final && run.can_reexecute) {
+        var fromFailure = document.getElementById('reexecute-failure');
+        if (fromFailure && run.state === 'succeeded') { fromFailure.remove(); }
+        rx.hidden = false;
+      }
       root.dataset.final = String(run.final);
       ui.lastUpdate = now;
       ui.finished = run.final;
