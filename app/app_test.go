@@ -37,6 +37,7 @@ func builtins(t *testing.T) *core.Registry {
 func TestNew_MemoryRunsAJob(t *testing.T) {
 	cfg := config.Default()
 	cfg.Queue = "jobs"
+	cfg.SQS.MaxDelay = 8 * time.Second // the memory transport keeps SQS's limits, and this knob
 	rt, err := app.New(cfg, builtins(t), app.WithLogger(quiet()))
 	require.NoError(t, err)
 	defer rt.Close()
@@ -49,6 +50,7 @@ func TestNew_MemoryRunsAJob(t *testing.T) {
 	require.Equal(t, cfg.Worker.Concurrency, opts.Concurrency)
 	require.Equal(t, cfg.Worker.Lease, opts.Lease)
 	require.Equal(t, cfg.Retry.Policy(), opts.Retry)
+	require.Equal(t, 8*time.Second, opts.MaxDelay, "sqs.max_delay")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -61,10 +61,11 @@ func ProvidePorts(cfg config.Config, broker ports.Broker, runBroker RunBroker, r
 // ProvideClient builds the Client on the task queue; the cleanup closes it.
 func ProvideClient(cfg config.Config, p core.Ports, log *slog.Logger, tracer core.Tracer) (*core.Client, func(), error) {
 	c, err := core.NewClient(core.ClientOptions{
-		Ports:   p,
-		GroupBy: core.GroupBy(cfg.SQS.MessageGroup),
-		Tracer:  tracer,
-		Logger:  log,
+		Ports:    p,
+		GroupBy:  core.GroupBy(cfg.SQS.MessageGroup),
+		MaxDelay: cfg.SQS.MaxDelay,
+		Tracer:   tracer,
+		Logger:   log,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -83,7 +84,7 @@ func ProvideExecutor(c *core.Client, log *slog.Logger) (*dag.Executor, error) {
 func ProvideLauncher(cfg config.Config, p core.Ports, log *slog.Logger, tracer core.Tracer) (*dag.Launcher, func(), error) {
 	runs := p
 	runs.Broker = p.RunBroker
-	c, err := core.NewClient(core.ClientOptions{Ports: runs, Tracer: tracer, Logger: log})
+	c, err := core.NewClient(core.ClientOptions{Ports: runs, MaxDelay: cfg.SQS.MaxDelay, Tracer: tracer, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -116,6 +117,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 		Lease:             w.Lease,
 		HeartbeatInterval: w.HeartbeatInterval,
 		MaxExtensions:     w.MaxExtensions,
+		MaxDelay:          cfg.SQS.MaxDelay,
 		ShutdownTimeout:   w.ShutdownTimeout,
 		SettleDepth:       w.SettleDepth,
 		Prefetch:          prefetchOption(w.Prefetch),

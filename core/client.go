@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,13 @@ type ClientOptions struct {
 	// negative means no limit. Large data belongs in a store the task reads,
 	// with a reference in the arguments.
 	MaxEnvelopeBytes int
+	// MaxDelay is the longest delay of one message the client sends, 1s ≤
+	// MaxDelay ≤ ports.MaxDelay. A task due further ahead (Request.Delay or
+	// NotBefore) is sent delayed by MaxDelay with its due time in the
+	// envelope, and workers send it on until it is due (see Request.Delay).
+	// Lower it only to try the hops out (tests). Default ports.MaxDelay (15
+	// minutes, the SQS limit).
+	MaxDelay time.Duration
 	// GroupBy chooses the FIFO message group of a request that names none
 	// (Request.GroupID): GroupByRun (the default) puts a run's steps in one
 	// group — a FIFO queue then runs them one at a time, in order, and
@@ -148,6 +156,7 @@ type Client struct {
 	payloads    ports.PayloadStore
 	threshold   int
 	maxEnvelope int // < 0: no limit
+	maxDelay    time.Duration
 	signer      *Signer
 	tracer      Tracer // nil: no tracing
 	log         *slog.Logger
@@ -199,6 +208,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return bad("PendingLimit is %d; it must be 0 (default %d) or positive", opts.PendingLimit, DefaultPendingLimit)
 	case opts.GroupBy != "" && !slices.Contains(GroupPolicies, opts.GroupBy):
 		return bad("GroupBy is %q; valid: %q (default) or %q", opts.GroupBy, GroupByRun, GroupByTask)
+	case opts.MaxDelay != 0 && (opts.MaxDelay < time.Second || opts.MaxDelay > ports.MaxDelay):
+		return bad("MaxDelay is %v; it must be 0 (default %v) or between 1s and %v", opts.MaxDelay, ports.MaxDelay, ports.MaxDelay)
 	}
 	maxEnvelope := opts.MaxEnvelopeBytes
 	if maxEnvelope == 0 {
@@ -212,6 +223,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		payloads:     opts.Ports.Payloads,
 		threshold:    opts.Ports.PayloadThreshold,
 		maxEnvelope:  maxEnvelope,
+		maxDelay:     cmp.Or(opts.MaxDelay, ports.MaxDelay),
 		groupBy:      opts.GroupBy,
 		signer:       opts.Ports.Signer,
 		tracer:       opts.Tracer,

@@ -22,9 +22,13 @@ import (
 // field over its limit (MaxTaskNameLen, MaxRunIDLen, MaxStepIDLen,
 // MaxLabels, MaxKeyLen, MaxLabelValueLen: the error names the field, its
 // size and the limit), an invalid Retry policy, a Delay outside
-// 0..ports.MaxDelay or Args that do not encode to JSON fail with an error
-// matching ports.ErrInvalidArgument and nothing is sent. With Completions, the first Submit opens the client's inbox (an
-// Open failure fails the Submit). Submit then blocks until the Broker has
+// 0..MaxTaskDelay, a NotBefore more than MaxTaskDelay ahead, both Delay and
+// NotBefore set, a Deadline not after the due time, or Args that do not
+// encode to JSON fail with an error matching ports.ErrInvalidArgument and
+// nothing is sent. A FIFO queue refuses a task delayed by a second or more
+// (the broker's Send fails with ports.ErrInvalidArgument). With
+// Completions, the first Submit opens the client's inbox (an Open failure
+// fails the Submit). Submit then blocks until the Broker has
 // accepted the message or failed; a Broker error is wrapped (errors.Is and
 // errors.As see it) and the ID is still returned, because a Send that timed
 // out may have queued the task: re-submitting with WithID(id) is safe.
@@ -79,6 +83,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	// envelopes are built and encoded one at a time below).
 	ids := make([]string, len(reqs))
 	args := make([]json.RawMessage, len(reqs))
+	sched := make([]sendSchedule, len(reqs))
 	var invalid []error
 	refuse := func(i int, err error) { // named by index when there are several
 		if len(reqs) > 1 {
@@ -89,6 +94,10 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	for i := range reqs {
 		var err error
 		if ids[i], args[i], err = prepareRequest(&reqs[i]); err != nil {
+			refuse(i, err)
+			continue
+		}
+		if sched[i], err = c.schedule(&reqs[i], ids[i], now); err != nil {
 			refuse(i, err)
 			continue
 		}
@@ -112,6 +121,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 	var env wire.Envelope
 	for i := range reqs {
 		fillEnvelope(&env, &reqs[i], ids[i], args[i], now)
+		env.NotBefore = sched[i].due
 		if reqs[i].Result != ResultNone {
 			env.ReplyTo = replyTo
 		}
@@ -127,7 +137,7 @@ func (c *Client) submitBatchUntraced(ctx context.Context, w *Watch, reqs []Reque
 		if group == "" {
 			group = env.TaskID
 		}
-		msgs[i] = ports.Message{ID: env.TaskID, Body: body, GroupID: group, Delay: reqs[i].Delay}
+		msgs[i] = ports.Message{ID: env.TaskID, Body: body, GroupID: group, Delay: sched[i].delay}
 		if c.signer != nil {
 			msgs[i].Attributes = map[string]string{wire.SignatureAttribute: c.signer.Sign(body)}
 		}
@@ -321,10 +331,6 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 			return "", nil, fmt.Errorf("task %q (id %s): group ID: %w", req.Task, id, err)
 		}
 	}
-	if req.Delay < 0 || req.Delay > ports.MaxDelay {
-		return "", nil, fmt.Errorf("%w: task %q (id %s): delay %v; valid delays are 0..%v",
-			ports.ErrInvalidArgument, req.Task, id, req.Delay, ports.MaxDelay)
-	}
 	if req.Pool != "" {
 		if err := ValidatePoolName(req.Pool); err != nil {
 			return "", nil, fmt.Errorf("task %q (id %s): %w", req.Task, id, err)
@@ -368,7 +374,6 @@ func prepareRequest(req *Request) (id string, args json.RawMessage, err error) {
 // by prepareRequest.
 func fillEnvelope(env *wire.Envelope, req *Request, id string, args json.RawMessage, now time.Time) {
 	*env = wire.Envelope{
-		Version:  wire.Version,
 		TaskID:   id,
 		Task:     req.Task,
 		Attempt:  1,

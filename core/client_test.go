@@ -273,7 +273,7 @@ func TestSubmitEnvelope(t *testing.T) {
 			assert.Equal(t, 3*time.Second, m.Delay)
 			env, err := wire.Decode(m.Body)
 			require.NoError(t, err)
-			assert.Equal(t, wire.Version, env.Version)
+			assert.Equal(t, 1, env.Version, "version 1: nothing a version-1 worker would misread")
 			assert.Equal(t, id, env.TaskID)
 			assert.Equal(t, "resize", env.Task)
 			assert.Equal(t, 1, env.Attempt)
@@ -315,8 +315,13 @@ func TestSubmitValidation(t *testing.T) {
 	}{
 		{"empty task", core.Request{}, "empty task name"},
 		{"bad retry", core.Request{Task: "t", Retry: &badRetry}, "max_attempts"},
-		{"negative delay", core.Request{Task: "t", Delay: -time.Second}, "delay"},
-		{"delay over max", core.Request{Task: "t", Delay: ports.MaxDelay + time.Second}, "delay"},
+		{"negative delay", core.Request{Task: "t", Delay: -time.Second}, "delay -1s; valid delays are 0..8760h0m0s (MaxTaskDelay)"},
+		{"delay over max", core.Request{Task: "t", Delay: core.MaxTaskDelay + time.Second}, "delay 8760h0m1s; valid delays are 0..8760h0m0s"},
+		{"delay and not before", core.Request{Task: "t", Delay: time.Hour, NotBefore: time.Now().Add(time.Hour)},
+			"both Delay (1h0m0s) and NotBefore ("},
+		{"not before too far", core.Request{Task: "t", NotBefore: time.Now().Add(core.MaxTaskDelay + time.Hour)}, "ahead; at most 8760h0m0s (MaxTaskDelay)"},
+		{"deadline before due", core.Request{Task: "t", Delay: 2 * time.Hour, Deadline: time.Now().Add(time.Hour)}, "is not after the task's due time"},
+		{"deadline before short delay", core.Request{Task: "t", Delay: time.Minute, Deadline: time.Now().Add(time.Second)}, "it would never run"},
 		{"args not JSON", core.Request{Task: "needs-json", Args: make(chan int)}, `"needs-json"`},
 		{"invalid raw args", core.Request{Task: "t", Args: json.RawMessage(`{`)}, "not valid JSON"},
 		{"invalid input", core.Request{Task: "t", Inputs: map[string]json.RawMessage{"up": json.RawMessage(`{`)}}, `input "up" is not valid JSON`},

@@ -25,7 +25,8 @@ type WorkerObserver interface {
 	// of its deliveries is reported. It has no TaskReceived.
 	MessageRejected()
 	// MessageHandedBack reports a delivery whose handler never ran handed
-	// back to the queue at once (shutdown began before it started):
+	// back to the queue (shutdown began before it started, or it was not
+	// due yet: OutcomeDelayed):
 	// requeued (ports.Requeuer: a new message, no attempt counted) or, where
 	// the broker cannot requeue (a FIFO queue) or the requeue failed,
 	// released with Nack 0, whose next delivery counts one more receive,
@@ -99,9 +100,14 @@ const (
 	// OutcomeDuplicate: a redelivered task that already had a result; its
 	// handler did not run again.
 	OutcomeDuplicate
+	// OutcomeDelayed: the task was received before its due time and sent on
+	// as a new message, delayed by the rest of its wait (at most
+	// WorkerOptions.MaxDelay); no attempt counted. A task due hours ahead is
+	// received, and so counted, once per MaxDelay.
+	OutcomeDelayed
 )
 
-var outcomeNames = [...]string{"", "succeeded", "failed", "retried", "cancelled", "lease_lost", "released", "duplicate"}
+var outcomeNames = [...]string{"", "succeeded", "failed", "retried", "cancelled", "lease_lost", "released", "duplicate", "delayed"}
 
 // String returns the outcome's lower-case name ("succeeded", "lease_lost").
 func (o TaskOutcome) String() string {

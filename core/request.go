@@ -54,10 +54,24 @@ type Request struct {
 	Progress bool
 	// Deadline, when non-zero, is when the task stops being worth running.
 	Deadline time.Time
-	// Delay postpones the first delivery (not on FIFO queues).
+	// Delay postpones the task's start by this much from its submission,
+	// 0 ≤ Delay ≤ MaxTaskDelay (365 days). Whole seconds within
+	// ClientOptions.MaxDelay (15 minutes) are the message's own delay. A
+	// longer one, or one that is not whole seconds (SQS would round it up),
+	// is carried as a due time (NotBefore, Delay from now): the message is
+	// sent delayed by at most MaxDelay, and workers
+	// that receive it early send it on, hop by hop, until it is due; it then
+	// starts within about a second of the due time (see Worker, Due
+	// times). No worker holds the task while it waits, so it survives
+	// worker restarts; each hop costs a send, a receive and a delete. Not
+	// on FIFO queues, which refuse delays of a second or more. Set Delay or
+	// NotBefore, not both.
 	Delay time.Duration
-	// NotBefore, when set, is the earliest time the task may start (not on
-	// FIFO queues).
+	// NotBefore, when set, is the earliest time the task may start, at most
+	// MaxTaskDelay after its submission; a time past means at once. It is
+	// carried in the envelope like a long Delay (the task starts within
+	// about a second of it, by the workers' clocks), and must be before a
+	// Deadline. Not on FIFO queues (when more than a second ahead).
 	NotBefore time.Time
 	// Pool names the fleet-wide concurrency pool the task runs in (see
 	// WorkerOptions.Pools); empty means none.
@@ -164,8 +178,12 @@ func WithProgress() RequestOption { return func(r *Request) { r.Progress = true 
 // WithDeadline sets an absolute deadline.
 func WithDeadline(t time.Time) RequestOption { return func(r *Request) { r.Deadline = t } }
 
-// WithDelay postpones the first delivery.
+// WithDelay postpones the task's start by d (see Request.Delay).
 func WithDelay(d time.Duration) RequestOption { return func(r *Request) { r.Delay = d } }
+
+// WithNotBefore sets the earliest time the task may start (see
+// Request.NotBefore).
+func WithNotBefore(t time.Time) RequestOption { return func(r *Request) { r.NotBefore = t } }
 
 // WithResult sets the task's result policy (see ResultPolicy).
 func WithResult(p ResultPolicy) RequestOption { return func(r *Request) { r.Result = p } }

@@ -59,7 +59,10 @@ type RetryPolicy struct {
 	MaxAttempts int `json:"max_attempts"`
 	// InitialBackoff is the delay after the first failure.
 	InitialBackoff time.Duration `json:"initial_backoff"`
-	// MaxBackoff caps the delay; zero means no cap below ports.MaxLease (12h).
+	// MaxBackoff caps the delay, at most MaxTaskDelay; zero means a cap of
+	// ports.MaxLease (12h). A delay longer than the worker's MaxDelay (15
+	// minutes by default) is waited for in the queue, as a new message sent
+	// on until the retry is due, not as a Nack (see Worker, Due times).
 	MaxBackoff time.Duration `json:"max_backoff"`
 	// Multiplier grows the delay per attempt (≥ 1); zero means 1 (constant).
 	Multiplier float64 `json:"multiplier"`
@@ -95,9 +98,10 @@ func (p RetryPolicy) Backoff(n int) time.Duration {
 	if mult == 0 {
 		mult = 1
 	}
-	if limit == 0 || limit > ports.MaxLease {
+	if limit == 0 {
 		limit = ports.MaxLease
 	}
+	limit = min(limit, MaxTaskDelay)
 	d := float64(p.InitialBackoff) * math.Pow(mult, float64(n-1))
 	if d > float64(limit) || math.IsInf(d, 0) || math.IsNaN(d) {
 		d = float64(limit)

@@ -114,6 +114,14 @@ type WorkerOptions struct {
 	// cancelled with cause ports.ErrLeaseLost. Default DefaultMaxExtensions
 	// (360: 1 hour with the default lease); must not be negative.
 	MaxExtensions int
+	// MaxDelay is the longest delay of one message the worker sends, 1s ≤
+	// MaxDelay ≤ ports.MaxDelay. A task received before its due time (see
+	// Worker, Due times) is sent on delayed by the whole seconds left, at
+	// most MaxDelay; a retry backoff longer than MaxDelay sends the failed
+	// task on the same way instead of a Nack. Lower it only to try the hops
+	// out (tests); each hop costs a send, a receive and a delete. Default
+	// ports.MaxDelay (15 minutes, the SQS limit).
+	MaxDelay time.Duration
 	// Retry is the retry policy of tasks whose envelope carries none. The
 	// zero value means DefaultRetryPolicy. It also bounds how often a
 	// message with a newer envelope version is handed back.
@@ -223,6 +231,21 @@ type WorkerOptions struct {
 // MaxAttempts (a task whose runs keep losing their lease, e.g. because they
 // crash the worker; on a FIFO queue, releases at shutdown count too).
 //
+// # Due times
+//
+// A task may carry a due time: the envelope's NotBefore (a Request.Delay or
+// NotBefore further ahead than the client's MaxDelay) or the attribute
+// "dagq-not-before" (a retry backoff longer than MaxDelay); the later
+// counts. A task received more than a second before it is due is sent on
+// at once, before it waits for a slot: requeued as a new message (the same
+// body and attributes, its attempts so far in "dagq-prior-attempts")
+// delayed by the whole seconds left, at most MaxDelay, and acked — no
+// attempt counted, no slot held while it waits, outcome OutcomeDelayed.
+// A task due within the second is waited for in its slot and starts on
+// time. A cancelled task is not sent on: its cancellation is recorded when
+// it is received. Where the broker cannot requeue (a FIFO queue), a task
+// not due is released with Nack, which counts a receive.
+//
 // # Running
 //
 // The handler's context carries the task's deadline and is cancelled, with a
@@ -238,7 +261,9 @@ type WorkerOptions struct {
 //
 // Success and final failures are stored in Results (write-once), published
 // to the task's ReplyTo inbox when Completions is set, and acked. A failure
-// that may be retried is nacked with the retry policy's backoff. A task whose
+// that may be retried is nacked with the retry policy's backoff; a backoff
+// longer than MaxDelay sends the task on instead, as a new message due
+// after the backoff (see Due times), counting the attempt made. A task whose
 // lease was lost or that was released at shutdown records nothing (unless
 // its handler succeeded): another delivery owns it.
 //
@@ -316,6 +341,7 @@ type Worker struct {
 	lease           time.Duration
 	heartbeat       time.Duration
 	maxExtensions   int
+	maxDelay        time.Duration // longest delay of one message sent on
 	retry           RetryPolicy
 	shutdownTimeout time.Duration
 	batch           int
@@ -405,6 +431,11 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	} else if opts.MaxExtensions == 0 {
 		opts.MaxExtensions = DefaultMaxExtensions
 	}
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = ports.MaxDelay
+	} else if opts.MaxDelay < time.Second || opts.MaxDelay > ports.MaxDelay {
+		bad("MaxDelay is %v; it must be 0 (default %v) or between 1s and %v", opts.MaxDelay, ports.MaxDelay, ports.MaxDelay)
+	}
 	if opts.Retry == (RetryPolicy{}) {
 		opts.Retry = DefaultRetryPolicy
 	} else if err := opts.Retry.Validate(); err != nil {
@@ -468,6 +499,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		lease:           opts.Lease,
 		heartbeat:       opts.HeartbeatInterval,
 		maxExtensions:   opts.MaxExtensions,
+		maxDelay:        opts.MaxDelay,
 		retry:           opts.Retry,
 		shutdownTimeout: opts.ShutdownTimeout,
 		batch:           opts.ReceiveBatch,

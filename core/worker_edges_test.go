@@ -211,7 +211,7 @@ func TestWorker_UnknownAttemptFutureEnvelope(t *testing.T) {
 		)
 		h.run()
 		sent := time.Now()
-		body := `{"v":2,"id":"t1","task":"a","hologram":true}`
+		body := `{"v":3,"id":"t1","task":"a","hologram":true}`
 		for i, r := range []string{"r1", "r2", "r3"} {
 			d := wkRaw("t1", body, r, 0)
 			d.SentAt = sent
@@ -221,7 +221,7 @@ func TestWorker_UnknownAttemptFutureEnvelope(t *testing.T) {
 		}
 		require.NoError(t, h.stop())
 		require.Equal(t, ports.StateFailed, put.State)
-		require.Contains(t, put.Error, "version 2 is newer")
+		require.Contains(t, put.Error, "version 3 is newer")
 		require.Contains(t, put.Error, "gave up after handing it back for 6s")
 	})
 }

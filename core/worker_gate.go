@@ -19,10 +19,9 @@ func (w *Worker) gate(j *workerJob) bool {
 	return w.waitForPoolSlot(j)
 }
 
-// notDue postpones a task whose due time has not come. (Long delays:
-// filled in with the envelope's NotBefore.)
+// notDue postpones a task whose due time has not come (see untilDue).
 func (w *Worker) notDue(j *workerJob) bool {
-	return false
+	return w.untilDue(j)
 }
 
 // waitForPoolSlot acquires a slot of the task's pool, or postpones the

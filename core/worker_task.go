@@ -27,6 +27,11 @@ type workerJob struct {
 	attempt int
 	policy  RetryPolicy
 	log     *slog.Logger
+	// due is when the task may start (zero: at once); orig is its delivery
+	// as received, kept past the handler's start when a retry may have to
+	// send the task on (see worker_delay.go).
+	due  time.Time
+	orig ports.Delivery
 
 	// cctx is cancelled with a cause (request, lease lost, shutdown); ctx adds
 	// the envelope's deadline and is what the handler gets.
@@ -90,6 +95,7 @@ func (w *Worker) processBatch(ds []ports.Delivery, ls []*workerLease, prev, turn
 		jobs = append(jobs, w.newJob(d, ls[i], env))
 	}
 	w.durableCancelCheck(jobs)
+	jobs = w.sendOnEarly(jobs) // not due: sent on at once, no slot to wait for
 	if prev != nil {
 		select {
 		case <-prev:
@@ -223,6 +229,7 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *wo
 	l.taskID = env.TaskID
 	l.log = j.log
 	l.cancel = j.cancel
+	orig := l.orig
 	switch {
 	case l.lost:
 		j.cancel(ports.ErrLeaseLost)
@@ -230,6 +237,12 @@ func (w *Worker) newJob(d ports.Delivery, l *workerLease, env wire.Envelope) *wo
 		j.cancel(ErrTaskCanceled)
 	}
 	w.mu.Unlock()
+	if !env.NotBefore.IsZero() || orig.Attributes[wire.NotBeforeAttribute] != "" {
+		j.due = dueTime(&env, &orig, j.log)
+	}
+	if w.keepsOrig(j.policy) {
+		j.orig = orig
+	}
 	return j
 }
 
@@ -434,14 +447,14 @@ func (w *Worker) runJob(j *workerJob) {
 		log.Warn("task failed; attempts exhausted", "err", err, "max_attempts", j.policy.MaxAttempts)
 		w.record(j.l, log, res, env.ReplyTo, env.Result)
 	default:
-		delay := min(j.policy.Backoff(j.attempt), ports.MaxLease)
+		delay := j.policy.Backoff(j.attempt)
 		j.result.Outcome = OutcomeRetried
 		log.Warn("task failed; retrying", "err", err, "retry_in", delay, "max_attempts", j.policy.MaxAttempts)
 		if env.Progress {
 			w.publishProgress(j, ports.Completion{TaskID: env.TaskID, State: ports.StateRetrying,
 				Attempt: j.attempt + 1, Error: err.Error(), Worker: w.id})
 		}
-		w.nack(j.l, log, delay)
+		w.retryAfter(j, log, delay)
 	}
 }
 

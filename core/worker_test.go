@@ -695,7 +695,7 @@ func TestWorker_FutureEnvelopeVersion(t *testing.T) {
 			h.broker.EXPECT().Ack(gomock.Any(), ports.Receipt("r3")),
 		)
 		h.run()
-		body := `{"v":2,"id":"t1","task":"a","hologram":true}`
+		body := `{"v":3,"id":"t1","task":"a","hologram":true}`
 		for i, r := range []string{"r1", "r2", "r3"} {
 			h.send(wkRaw("t1", body, r, i+1))
 			synctest.Wait()
@@ -704,7 +704,7 @@ func TestWorker_FutureEnvelopeVersion(t *testing.T) {
 		require.Equal(t, "t1", put.TaskID)
 		require.Equal(t, ports.StateFailed, put.State)
 		require.Contains(t, put.Error, "unsupported envelope version")
-		require.Contains(t, put.Error, "version 2 is newer")
+		require.Contains(t, put.Error, "version 3 is newer")
 		require.Contains(t, put.Error, "gave up after 3 deliveries")
 	})
 }

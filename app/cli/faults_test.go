@@ -955,7 +955,7 @@ func TestFault_PoisonMessages(t *testing.T) {
 	id = "poison-future-" + sfx
 	poisons = append(poisons, poison{"envelope version from the future",
 		send(fmt.Sprintf(`{"v":99,"id":%q,"task":"echo","args":"from the future","shiny":true}`, id), id, "text", nil),
-		"version 99 is newer than the 1 this worker understands"})
+		"version 99 is newer than the 2 this worker understands"})
 	sendGood()
 	id = "poison-claim-" + sfx
 	key := id + "/no-such-object"

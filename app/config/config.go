@@ -37,6 +37,7 @@ import (
 
 	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
+	"github.com/dagq/dagq/ports"
 )
 
 // Transports: the values of the transport key.
@@ -129,6 +130,8 @@ type SQSConfig struct {
 	CancelListLag time.Duration `yaml:"cancel_list_lag" doc:"how long SQS may take to list a new queue (ListQueues lag); a worker's durable cancel check reads S3 until its cancel subscription is this old, then answers from memory; 0s for emulators that list at once (fauxqs), 0s to 15m"`
 	FairQueue     string        `yaml:"fair_queue" doc:"message-group (fair-queue) mode of the queues: auto (from the queue type: on for .fifo queues), on (a standard queue logs a warning and ignores it) or off (refused for .fifo queues, which need a group on every message)"`
 	MessageGroup  string        `yaml:"message_group" doc:"FIFO message group of a step: run (the run ID: a run's steps go one at a time, runs interleave fairly) or task (the task ID: a run's steps run in parallel)"`
+	// MaxDelay: core.ClientOptions.MaxDelay and core.WorkerOptions.MaxDelay.
+	MaxDelay time.Duration `yaml:"max_delay" doc:"longest delay of one message (SQS DelaySeconds; the memory transport keeps the same limit): a task due later, or a retry backoff longer than this, waits in the queue as a chain of messages of at most this delay, each sent on by a worker; 1s to 15m; lower it only to try the hops out"`
 }
 
 // S3Config configures the bucket of the sqs transport: results, large
@@ -160,7 +163,7 @@ type WorkerConfig struct {
 type RetryConfig struct {
 	MaxAttempts    int           `yaml:"max_attempts" doc:"runs of a task including the first; 1 means no retry"`
 	InitialBackoff time.Duration `yaml:"initial_backoff" doc:"delay after the first failure"`
-	MaxBackoff     time.Duration `yaml:"max_backoff" doc:"cap on the delay; 0 means no cap below 12h"`
+	MaxBackoff     time.Duration `yaml:"max_backoff" doc:"cap on the delay, at most 8760h (365 days); 0 means a cap of 12h; a delay longer than sqs.max_delay waits in the queue, sent on by the workers until due"`
 	Multiplier     float64       `yaml:"multiplier" doc:"growth of the delay per attempt; 0 or ≥ 1"`
 	Jitter         float64       `yaml:"jitter" doc:"largest random fraction removed from a delay, 0 to 1"`
 }
@@ -229,7 +232,13 @@ func Default() Config {
 			StaleAfter:        dag.DefaultStaleFactor * dag.DefaultRunHeartbeat,
 		},
 		Payload: PayloadConfig{Threshold: core.DefaultPayloadThreshold},
-		SQS:     SQSConfig{WaitTime: DefaultSQSWaitTime, CancelListLag: DefaultSQSCancelListLag, FairQueue: "auto", MessageGroup: string(core.GroupByRun)},
+		SQS: SQSConfig{
+			WaitTime:      DefaultSQSWaitTime,
+			CancelListLag: DefaultSQSCancelListLag,
+			FairQueue:     "auto",
+			MessageGroup:  string(core.GroupByRun),
+			MaxDelay:      ports.MaxDelay,
+		},
 		S3:      S3Config{Prefix: "dagq/"},
 		Signing: SigningConfig{Required: true},
 		UI:      UIConfig{Addr: DefaultUIAddr, Refresh: DefaultUIRefresh},

@@ -288,7 +288,7 @@ func TestValidate_AllErrorsWithKeyAndValidValues(t *testing.T) {
 		{"registry interval too short", func(c *config.Config) { c.Worker.RegistryInterval = 500 * time.Millisecond }, `worker.registry_interval: 500ms is out of range; valid: 0s (off) or 1s to 1h`},
 		{"registry interval too long", func(c *config.Config) { c.Worker.RegistryInterval = 2 * time.Hour }, `worker.registry_interval: 2h is out of range; valid: 0s (off) or 1s to 1h`},
 		{"attempts", func(c *config.Config) { c.Retry.MaxAttempts = 0 }, `retry.max_attempts: 0 is out of range; valid: 1 (no retry) or more`},
-		{"initial", func(c *config.Config) { c.Retry.InitialBackoff = -time.Second }, `retry.initial_backoff: -1s is out of range; valid: 0s to 12h`},
+		{"initial", func(c *config.Config) { c.Retry.InitialBackoff = -time.Second }, `retry.initial_backoff: -1s is out of range; valid: 0s to 8760h`},
 		{"max below initial", func(c *config.Config) { c.Retry.MaxBackoff = 500 * time.Millisecond }, `retry.max_backoff: 500ms is below retry.initial_backoff (1s)`},
 		{"multiplier", func(c *config.Config) { c.Retry.Multiplier = 0.5 }, `retry.multiplier: 0.5 is out of range; valid: 0 (constant delay) or 1 to 1000`},
 		{"jitter", func(c *config.Config) { c.Retry.Jitter = 2 }, `retry.jitter: 2 is out of range; valid: 0 to 1`},
@@ -471,6 +471,8 @@ func TestValidate_SQS(t *testing.T) {
 		{"fair queue off on standard queues", func(c *config.Config) { c.SQS.FairQueue = "off" }},
 		{"steps in parallel", func(c *config.Config) { c.SQS.MessageGroup = "task" }},
 		{"largest payload threshold", func(c *config.Config) { c.Payload.Threshold = 768 << 10 }},
+		{"lowered max delay (tests)", func(c *config.Config) { c.SQS.MaxDelay = 8 * time.Second }},
+		{"retry backoff of a day", func(c *config.Config) { c.Retry.InitialBackoff, c.Retry.MaxBackoff = time.Hour, 24*time.Hour }},
 		{"memory ignores missing sqs keys", func(c *config.Config) { *c = config.Default() }},
 	}
 	for _, tc := range ok {
@@ -499,6 +501,9 @@ func TestValidate_SQS(t *testing.T) {
 		}, `sqs.run_queue_url: "https://sqs.us-west-2.amazonaws.com/123456789012/dagq-runs" is in region us-west-2 but sqs.queue_url is in eu-west-1`},
 		{"bad region", func(c *config.Config) { c.SQS.Region = "Europe" }, `sqs.region: "Europe" is not an AWS region`},
 		{"wait time", func(c *config.Config) { c.SQS.WaitTime = 30 * time.Second }, `sqs.wait_time: 30s is out of range; valid: 1s to 20s`},
+		{"max delay above the SQS limit", func(c *config.Config) { c.SQS.MaxDelay = 16 * time.Minute }, `sqs.max_delay: 16m is out of range; valid: 1s to 15m (the SQS limit)`},
+		{"max delay zero", func(c *config.Config) { c.SQS.MaxDelay = 0 }, `sqs.max_delay: 0s is out of range; valid: 1s to 15m`},
+		{"retry max backoff over a year", func(c *config.Config) { c.Retry.MaxBackoff = 8761 * time.Hour }, `retry.max_backoff: 8761h is out of range; valid: 0 (a cap of 12h) to 8760h`},
 		{"sqs endpoint", func(c *config.Config) { c.SQS.Endpoint = "localhost:9324" }, `sqs.endpoint: "localhost:9324" is not an http(s) URL`},
 		{"s3 endpoint", func(c *config.Config) { c.S3.Endpoint = "ftp://x" }, `s3.endpoint: "ftp://x" is not an http(s) URL`},
 		{"bucket name", func(c *config.Config) { c.S3.Bucket = "My_Bucket" }, `s3.bucket: "My_Bucket" is not a valid bucket name`},

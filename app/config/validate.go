@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/ports"
 )
 
@@ -169,12 +170,13 @@ func (c Config) validate(sources map[string]string, lines map[string]int) error 
 	if r.MaxAttempts < 1 {
 		bad("retry.max_attempts", "%d is out of range; valid: 1 (no retry) or more", r.MaxAttempts)
 	}
-	if r.InitialBackoff < 0 || r.InitialBackoff > ports.MaxLease {
-		bad("retry.initial_backoff", "%s is out of range; valid: 0s to %s", FormatDuration(r.InitialBackoff), FormatDuration(ports.MaxLease))
+	if r.InitialBackoff < 0 || r.InitialBackoff > core.MaxTaskDelay {
+		bad("retry.initial_backoff", "%s is out of range; valid: 0s to %s", FormatDuration(r.InitialBackoff), FormatDuration(core.MaxTaskDelay))
 	}
 	switch {
-	case r.MaxBackoff < 0 || r.MaxBackoff > ports.MaxLease:
-		bad("retry.max_backoff", "%s is out of range; valid: 0 (no cap) to %s", FormatDuration(r.MaxBackoff), FormatDuration(ports.MaxLease))
+	case r.MaxBackoff < 0 || r.MaxBackoff > core.MaxTaskDelay:
+		bad("retry.max_backoff", "%s is out of range; valid: 0 (a cap of %s) to %s", FormatDuration(r.MaxBackoff),
+			FormatDuration(ports.MaxLease), FormatDuration(core.MaxTaskDelay))
 	case r.MaxBackoff != 0 && r.MaxBackoff < r.InitialBackoff:
 		bad("retry.max_backoff", "%s is below retry.initial_backoff (%s); valid: 0 (no cap) or at least retry.initial_backoff",
 			FormatDuration(r.MaxBackoff), FormatDuration(r.InitialBackoff))
@@ -267,6 +269,9 @@ const (
 	MaxSQSWaitTime = 20 * time.Second
 	// MaxSQSCancelListLag bounds sqs.cancel_list_lag.
 	MaxSQSCancelListLag = 15 * time.Minute
+	// MinSQSMaxDelay is the lowest sqs.max_delay (its highest is
+	// ports.MaxDelay, the SQS limit).
+	MinSQSMaxDelay = time.Second
 )
 
 // validateAWS checks the sqs.* and s3.* keys: their form whenever they are
@@ -290,6 +295,10 @@ func (c Config) validateAWS(bad func(key, format string, args ...any)) {
 	if q.CancelListLag < 0 || q.CancelListLag > MaxSQSCancelListLag {
 		bad("sqs.cancel_list_lag", "%s is out of range; valid: 0s (queues listed at once, as on fauxqs) to %s", FormatDuration(q.CancelListLag),
 			FormatDuration(MaxSQSCancelListLag))
+	}
+	if q.MaxDelay < MinSQSMaxDelay || q.MaxDelay > ports.MaxDelay {
+		bad("sqs.max_delay", "%s is out of range; valid: %s to %s (the SQS limit)", FormatDuration(q.MaxDelay),
+			FormatDuration(MinSQSMaxDelay), FormatDuration(ports.MaxDelay))
 	}
 	if q.WaitTime < MinSQSWaitTime || q.WaitTime > MaxSQSWaitTime {
 		bad("sqs.wait_time", "%s is out of range; valid: %s to %s", FormatDuration(q.WaitTime),

@@ -20,11 +20,25 @@ import (
 	"github.com/dagq/dagq/ports"
 )
 
-// Version is the version of the envelope this build writes. Workers accept
-// versions 1..Version and refuse newer ones with ErrVersion (so that during
-// a rolling upgrade an old worker hands a newer message back instead of
-// misreading it).
-const Version = 1
+// Version is the newest version of the envelope this build writes. Workers
+// accept versions 1..Version and refuse newer ones with ErrVersion (so that
+// during a rolling upgrade an old worker hands a newer message back instead
+// of misreading it). Encode writes the lowest version that carries the
+// envelope's fields (see MinVersion): an envelope a version-1 worker reads
+// right stays version 1.
+//
+//   - 1: the original envelope.
+//   - 2: a due time (not_before), or a retry policy whose max_backoff is
+//     over ports.MaxLease (12h). A version-1 worker would run the first
+//     early and refuse the second as malformed.
+const Version = 2
+
+// MaxTaskDelay is the furthest a task's due time (NotBefore) may lie ahead
+// of its submission, and the largest retry max_backoff: 365 days. Each
+// stretch of up to ports.MaxDelay is one message (the worker sends the task
+// on again until it is due), so the limit is not the broker's: it catches
+// a delay given in the wrong unit.
+const MaxTaskDelay = 365 * 24 * time.Hour
 
 // Envelope decoding errors.
 var (
@@ -140,12 +154,18 @@ type Envelope struct {
 }
 
 // Encode returns the envelope's wire form, as json.Marshal writes it. A zero
-// Version is written as the constant Version and a zero Attempt as 1; an
-// envelope that could not be run is refused with ErrMalformed, one with a
-// field over its limit also with ErrLimit (a *LimitError).
+// Version is written as MinVersion and a zero Attempt as 1; an envelope
+// that could not be run is refused with ErrMalformed, one with a field over
+// its limit also with ErrLimit (a *LimitError), and one whose Version is
+// below MinVersion with ErrMalformed too (a worker of that version would
+// misread it).
 func (e Envelope) Encode() ([]byte, error) {
 	if e.Version == 0 {
-		e.Version = Version
+		e.Version = e.MinVersion()
+	}
+	if minV := e.MinVersion(); e.Version < minV {
+		return nil, fmt.Errorf("%w: task %s has version %d but needs version %d (a due time, or a retry max_backoff over %v)",
+			ErrMalformed, ShortID(e.TaskID), e.Version, minV, ports.MaxLease)
 	}
 	if e.Attempt == 0 {
 		e.Attempt = 1
@@ -154,6 +174,16 @@ func (e Envelope) Encode() ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(e)
+}
+
+// MinVersion is the lowest envelope version that carries e's fields: 2
+// when it has a due time (NotBefore) or a retry policy whose MaxBackoff is
+// over ports.MaxLease, else 1.
+func (e *Envelope) MinVersion() int {
+	if !e.NotBefore.IsZero() || e.Retry != nil && e.Retry.MaxBackoff > ports.MaxLease {
+		return 2
+	}
+	return 1
 }
 
 // Decode parses a message body: exactly one JSON object (whitespace around
@@ -231,8 +261,8 @@ func (p Retry) Validate() error {
 		return fmt.Errorf("retry max_attempts is %d; it must be at least 1", p.MaxAttempts)
 	case p.InitialBackoff < 0:
 		return fmt.Errorf("retry initial_backoff is %v; it must be 0 or more", p.InitialBackoff)
-	case p.MaxBackoff < 0 || p.MaxBackoff > ports.MaxLease:
-		return fmt.Errorf("retry max_backoff is %v; it must be between 0 (no cap) and %v", p.MaxBackoff, ports.MaxLease)
+	case p.MaxBackoff < 0 || p.MaxBackoff > MaxTaskDelay:
+		return fmt.Errorf("retry max_backoff is %v; it must be between 0 (a cap of %v) and %v", p.MaxBackoff, ports.MaxLease, MaxTaskDelay)
 	case p.MaxBackoff != 0 && p.MaxBackoff < p.InitialBackoff:
 		return fmt.Errorf("retry max_backoff %v is below initial_backoff %v", p.MaxBackoff, p.InitialBackoff)
 	case p.Multiplier != 0 && (p.Multiplier < 1 || math.IsInf(p.Multiplier, 0)) || math.IsNaN(p.Multiplier):

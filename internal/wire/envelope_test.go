@@ -35,9 +35,9 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	out, err := wire.Decode(b)
 	require.NoError(t, err)
-	require.Equal(t, wire.Version, out.Version, "zero version is written as the current one")
+	require.Equal(t, 1, out.Version, "zero version is written as the lowest that carries the fields")
 	require.Equal(t, 1, out.Attempt, "zero attempt is written as 1")
-	in.Version, in.Attempt = wire.Version, 1
+	in.Version, in.Attempt = 1, 1
 	require.True(t, in.Deadline.Equal(out.Deadline))
 	require.True(t, in.SentAt.Equal(out.SentAt))
 	out.Deadline, out.SentAt, in.Deadline, in.SentAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
@@ -180,7 +180,9 @@ var decodeCases = []struct {
 	{"label not a string", `{"v":1,"id":"a","task":"b","labels":{"a":1}}`, wire.ErrMalformed},
 	{"progress", `{"v":1,"id":"a","task":"b","progress":false}`, nil},
 	{"progress string", `{"v":1,"id":"a","task":"b","progress":"true"}`, wire.ErrMalformed},
-	{"future version", `{"v":2,"id":"a","task":"b"}`, wire.ErrVersion},
+	{"future version", `{"v":3,"id":"a","task":"b"}`, wire.ErrVersion},
+	{"version 2", `{"v":2,"id":"a","task":"b","not_before":"2026-11-25T09:00:00.5Z"}`, nil},
+	{"bad not_before", `{"v":2,"id":"a","task":"b","not_before":"tomorrow"}`, wire.ErrMalformed},
 	{"bad args string", `{"v":1,"id":"a","task":"b","args":"\x00"}`, wire.ErrMalformed},
 	{"many entries", `{"v":1,"id":"a","task":"b","labels":{` + manyEntries(20) + `},"inputs":{` + manyEntries(5) + `}}`, nil},
 }
@@ -399,7 +401,7 @@ func TestDecode_Limits(t *testing.T) {
 	}
 	// A newer version is handed back for a newer worker, whose limits may
 	// differ: no limit applies to it.
-	_, err := wire.Decode([]byte(`{"v":2,"id":"` + strings.Repeat("x", 2000) + `","task":"b"}`))
+	_, err := wire.Decode([]byte(`{"v":3,"id":"` + strings.Repeat("x", 2000) + `","task":"b"}`))
 	require.ErrorIs(t, err, wire.ErrVersion)
 	require.NotErrorIs(t, err, wire.ErrLimit)
 
@@ -411,7 +413,7 @@ func TestDecode_Limits(t *testing.T) {
 
 func FuzzDecodeEnvelope(f *testing.F) {
 	good, _ := wire.Envelope{TaskID: "t", Task: "x", Args: json.RawMessage(`[1]`)}.Encode()
-	for _, s := range []string{string(good), "", "{}", "null", `{"v":2,"id":"a","task":"b"}`, `{"v":1,"id":"a","task":"b","retry":{"max_attempts":1,"multiplier":1}}`, strings.Repeat("[", 1000)} {
+	for _, s := range []string{string(good), "", "{}", "null", `{"v":3,"id":"a","task":"b"}`, `{"v":1,"id":"a","task":"b","retry":{"max_attempts":1,"multiplier":1}}`, strings.Repeat("[", 1000)} {
 		f.Add([]byte(s))
 	}
 	for _, tc := range decodeCases {
@@ -449,4 +451,57 @@ func TestClaimCheck_DoesNotDecode(t *testing.T) {
 	_, err = wire.Decode(b)
 	require.ErrorIs(t, err, wire.ErrMalformed)
 	require.ErrorContains(t, err, "version 0")
+}
+
+// An envelope is written in the lowest version that carries its fields: a
+// due time or a retry max_backoff over 12h make it version 2, which a
+// version-1 worker hands back for a newer one instead of running the task
+// early (it ignores not_before) or refusing it as malformed (max_backoff).
+func TestEnvelope_MinVersion(t *testing.T) {
+	due := time.Date(2026, 11, 25, 9, 0, 0, 500_000_000, time.UTC)
+	for _, tc := range []struct {
+		name string
+		env  wire.Envelope
+		want int
+	}{
+		{"plain", wire.Envelope{TaskID: "a", Task: "b"}, 1},
+		{"retry within 12h", wire.Envelope{TaskID: "a", Task: "b", Retry: &wire.Retry{MaxAttempts: 2, MaxBackoff: 12 * time.Hour}}, 1},
+		{"due time", wire.Envelope{TaskID: "a", Task: "b", NotBefore: due}, 2},
+		{"retry over 12h", wire.Envelope{TaskID: "a", Task: "b", Retry: &wire.Retry{MaxAttempts: 2, MaxBackoff: 13 * time.Hour}}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.env.MinVersion())
+			b, err := tc.env.Encode()
+			require.NoError(t, err)
+			out, err := wire.Decode(b)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, out.Version)
+			require.True(t, tc.env.NotBefore.Equal(out.NotBefore))
+			if tc.want == 2 {
+				v1 := tc.env
+				v1.Version = 1
+				_, err := v1.Encode()
+				require.ErrorIs(t, err, wire.ErrMalformed, "a version-1 envelope cannot carry it")
+				require.ErrorContains(t, err, "needs version 2")
+			}
+		})
+	}
+	b, err := wire.Envelope{TaskID: "a", Task: "b", NotBefore: due}.Encode()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"v":2,"id":"a","task":"b","attempt":1,"not_before":"2026-11-25T09:00:00.5Z"}`, string(b))
+
+	_, err = wire.Envelope{TaskID: "a", Task: "b", Retry: &wire.Retry{MaxAttempts: 2, MaxBackoff: wire.MaxTaskDelay + 1}}.Encode()
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	require.ErrorContains(t, err, "retry max_backoff is 8760h0m0.000000001s; it must be between 0 (a cap of 12h0m0s) and 8760h0m0s")
+}
+
+func TestNotBeforeAttribute(t *testing.T) {
+	due := time.Date(2026, 11, 25, 9, 0, 0, 123_000_000, time.FixedZone("x", 3600))
+	v := wire.FormatNotBefore(due)
+	require.Equal(t, "2026-11-25T08:00:00.123Z", v)
+	got, err := wire.ParseNotBefore(v)
+	require.NoError(t, err)
+	require.True(t, due.Equal(got))
+	_, err = wire.ParseNotBefore("1764000000")
+	require.ErrorContains(t, err, `attribute dagq-not-before is "1764000000"; want a time in RFC 3339`)
 }

@@ -128,7 +128,7 @@ type Metrics struct {
 // Outcomes are the values of the outcome label of
 // dagq_worker_tasks_finished_total.
 var Outcomes = []core.TaskOutcome{core.OutcomeSucceeded, core.OutcomeFailed, core.OutcomeRetried,
-	core.OutcomeCancelled, core.OutcomeLeaseLost, core.OutcomeReleased, core.OutcomeDuplicate}
+	core.OutcomeCancelled, core.OutcomeLeaseLost, core.OutcomeReleased, core.OutcomeDuplicate, core.OutcomeDelayed}
 
 // New returns Metrics with a registry of its own holding the dagq metrics
 // and the Go and process collectors.
@@ -164,7 +164,7 @@ func New(opts Options) *Metrics {
 	m.msgsRejected = counter("dagq_worker_messages_rejected_total",
 		"Messages never executed: not a valid envelope, a field over its limit, a newer envelope version given up on, a missing claim-check object, a bad signature. Recorded as failed and deleted; one whose message ID cannot hold a result is handed back for the queue's DLQ instead, and counted at every delivery.", "queue")
 	m.msgsHanded = counter("dagq_worker_messages_handed_back_total",
-		"Messages handed back at shutdown without having run: how=\"requeued\" as a new message (no attempt counted), how=\"nacked\" where the broker cannot requeue (FIFO queues) or the requeue failed (the next delivery counts one more attempt).", "queue", "how")
+		"Messages handed back without having run, at shutdown or not due yet (outcome delayed): how=\"requeued\" as a new message (no attempt counted), how=\"nacked\" where the broker cannot requeue (FIFO queues) or the requeue failed (the next delivery counts one more attempt).", "queue", "how")
 	m.inFlight = gauge("dagq_worker_messages_in_flight",
 		"Messages the worker holds (received, not yet deleted or handed back): worker slots in use.", "queue")
 	m.concurrency = gauge("dagq_worker_concurrency",
@@ -172,7 +172,7 @@ func New(opts Options) *Metrics {
 	m.tasksReceived = counter("dagq_worker_tasks_received_total",
 		"Tasks received (messages decoded into a task), by task name.", "queue", "task")
 	m.tasksFinished = counter("dagq_worker_tasks_finished_total",
-		"Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result).", "queue", "task", "outcome")
+		"Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result), delayed (received before its due time and sent on; once per sqs.max_delay while a task waits).", "queue", "task", "outcome")
 	m.running = gauge("dagq_worker_tasks_running",
 		"Task handlers running now, by task name.", "queue", "task")
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{

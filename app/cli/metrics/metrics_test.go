@@ -130,13 +130,13 @@ func TestObserverDepthAndAWS(t *testing.T) {
 	aws.Store(7)
 
 	want := `
-# HELP dagq_worker_tasks_finished_total Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result).
+# HELP dagq_worker_tasks_finished_total Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result), delayed (received before its due time and sent on; once per sqs.max_delay while a task waits).
 # TYPE dagq_worker_tasks_finished_total counter
 `
 	var b strings.Builder
 	b.WriteString(want)
 	for _, task := range []string{"a", "b"} {
-		for _, oc := range []string{"cancelled", "duplicate", "failed", "lease_lost", "released", "retried", "succeeded"} {
+		for _, oc := range []string{"cancelled", "delayed", "duplicate", "failed", "lease_lost", "released", "retried", "succeeded"} {
 			v := "0"
 			if task == "a" && (oc == "cancelled" || oc == "retried") {
 				v = "1"
