@@ -540,6 +540,9 @@ type liveness struct {
 	last     time.Time // last sign of life: heartbeat, or the execution's start
 	beat     bool      // last is a heartbeat of the current execution
 	released bool
+	// newer: the heartbeat is of a later execution than the record's (a
+	// takeover wrote both after the record was read).
+	newer bool
 }
 
 // livenessOf reads rec's heartbeat against its current execution.
@@ -549,7 +552,7 @@ func livenessOf(rec RunRecord, hb *runHeartbeat) liveness {
 		lv.last = rec.ResumedAt
 	}
 	if hb != nil && hb.Attempt >= rec.Attempt {
-		lv.worker, lv.released, lv.beat = hb.Worker, hb.Released, true
+		lv.worker, lv.released, lv.beat, lv.newer = hb.Worker, hb.Released, true, hb.Attempt > rec.Attempt
 		if hb.At.After(lv.last) {
 			lv.last = hb.At
 		}
@@ -623,7 +626,11 @@ func (l *Launcher) stepsOfOrphan(ctx context.Context, rec *RunRecord) {
 		applyStepResults(ctx, l.c, rec)
 		return
 	}
-	if lv, err := l.execution(ctx, *rec); err != nil || lv.alive(now, l.stale) {
+	// The record of a live execution is current (to a heartbeat). Not so
+	// when the heartbeat could not be read, or is a takeover's that came
+	// after the record was read: the record is the dead execution's then,
+	// and a read before may have shown its steps' stored results.
+	if lv, err := l.execution(ctx, *rec); err == nil && lv.alive(now, l.stale) && !lv.newer {
 		return
 	}
 	applyStepResults(ctx, l.c, rec)

@@ -1572,3 +1572,47 @@ func TestLauncher_StatusRightAfterATakeoverShowsFinishedSteps(t *testing.T) {
 		}
 	})
 }
+
+// A status read that reads the record just before a takeover writes it,
+// and the heartbeat just after, holds the dead execution's record with the
+// new execution's fresh heartbeat: it must still show the steps' stored
+// results (an earlier read of the orphan showed them), never the dead
+// record's lagging states (TestFault_RunTakeover/SIGKILL saw a step go back
+// under load).
+func TestLauncher_StatusBetweenATakeoversWritesShowsFinishedSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		x := newLnWorld(t, false)
+		ctx := context.Background()
+		runID, err := x.launcher.Launch(ctx, dag.Job{Name: "race", Steps: []dag.Step{lnStep("a", lnArgs{})}},
+			dag.LaunchOptions{RunID: "race2"})
+		require.NoError(t, err)
+		// The dead execution's record: running, attempt 1, step a running.
+		stored, err := x.state.Get(ctx, "runs/"+runID)
+		require.NoError(t, err)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal(stored.Data, &rec))
+		now := time.Now().UTC()
+		rec["state"], rec["attempt"], rec["worker"] = "running", 1, "w-old"
+		rec["started_at"] = now.Add(-time.Minute)
+		steps := rec["steps"].([]any)
+		steps[0].(map[string]any)["state"] = "running"
+		steps[0].(map[string]any)["task_id"] = dag.StepTaskID(runID, "a")
+		data, err := json.Marshal(rec)
+		require.NoError(t, err)
+		_, err = x.state.Put(ctx, "runs/"+runID, data, ports.WriteCondition{})
+		require.NoError(t, err)
+		require.NoError(t, x.tr.ResultBackend().Put(ctx, ports.Result{TaskID: dag.StepTaskID(runID, "a"),
+			State: ports.StateSucceeded, Output: json.RawMessage(`"a"`), Attempts: 1, Worker: "w-old", FinishedAt: now}))
+		// The takeover's fresh heartbeat, attempt 2.
+		hb, err := json.Marshal(map[string]any{"worker": "w-new", "attempt": 2, "at": now})
+		require.NoError(t, err)
+		_, err = x.state.Put(ctx, dag.RunHeartbeatKey(runID), hb, ports.WriteCondition{})
+		require.NoError(t, err)
+
+		got, err := x.launcher.Status(ctx, runID)
+		require.NoError(t, err)
+		require.Equal(t, dag.RunRunning, got.State)
+		a, _ := got.Step("a")
+		assert.Equal(t, dag.StepSucceeded, a.State, "a's stored result, not the dead execution's record")
+	})
+}
