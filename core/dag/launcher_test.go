@@ -1538,20 +1538,8 @@ func TestLauncher_StatusRightAfterATakeoverShowsFinishedSteps(t *testing.T) {
 		require.NoError(t, err)
 		// The record as a takeover's first write leaves it: running, attempt
 		// 2, resumed now, step a running.
-		stored, err := x.state.Get(ctx, "runs/"+runID)
-		require.NoError(t, err)
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal(stored.Data, &rec))
 		now := time.Now().UTC()
-		rec["state"], rec["attempt"], rec["worker"] = "running", 2, "w-new"
-		rec["started_at"], rec["resumed_at"] = now.Add(-time.Minute), now
-		steps := rec["steps"].([]any)
-		steps[0].(map[string]any)["state"] = "running"
-		steps[0].(map[string]any)["task_id"] = dag.StepTaskID(runID, "a")
-		data, err := json.Marshal(rec)
-		require.NoError(t, err)
-		_, err = x.state.Put(ctx, "runs/"+runID, data, ports.WriteCondition{})
-		require.NoError(t, err)
+		writeRunningRecord(t, x, runID, 2, "w-new", now)
 		// a's result was stored meanwhile.
 		require.NoError(t, x.tr.ResultBackend().Put(ctx, ports.Result{TaskID: dag.StepTaskID(runID, "a"),
 			State: ports.StateSucceeded, Output: json.RawMessage(`"a"`), Attempts: 1, Worker: "w-old", FinishedAt: now}))
@@ -1587,20 +1575,8 @@ func TestLauncher_StatusBetweenATakeoversWritesShowsFinishedSteps(t *testing.T) 
 			dag.LaunchOptions{RunID: "race2"})
 		require.NoError(t, err)
 		// The dead execution's record: running, attempt 1, step a running.
-		stored, err := x.state.Get(ctx, "runs/"+runID)
-		require.NoError(t, err)
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal(stored.Data, &rec))
 		now := time.Now().UTC()
-		rec["state"], rec["attempt"], rec["worker"] = "running", 1, "w-old"
-		rec["started_at"] = now.Add(-time.Minute)
-		steps := rec["steps"].([]any)
-		steps[0].(map[string]any)["state"] = "running"
-		steps[0].(map[string]any)["task_id"] = dag.StepTaskID(runID, "a")
-		data, err := json.Marshal(rec)
-		require.NoError(t, err)
-		_, err = x.state.Put(ctx, "runs/"+runID, data, ports.WriteCondition{})
-		require.NoError(t, err)
+		writeRunningRecord(t, x, runID, 1, "w-old", time.Time{})
 		require.NoError(t, x.tr.ResultBackend().Put(ctx, ports.Result{TaskID: dag.StepTaskID(runID, "a"),
 			State: ports.StateSucceeded, Output: json.RawMessage(`"a"`), Attempts: 1, Worker: "w-old", FinishedAt: now}))
 		// The takeover's fresh heartbeat, attempt 2.
@@ -1615,4 +1591,28 @@ func TestLauncher_StatusBetweenATakeoversWritesShowsFinishedSteps(t *testing.T) 
 		a, _ := got.Step("a")
 		assert.Equal(t, dag.StepSucceeded, a.State, "a's stored result, not the dead execution's record")
 	})
+}
+
+// writeRunningRecord overwrites run runID's record (of a one-step job "a")
+// as an execution leaves it: running, the given attempt and worker, resumed
+// at resumed (zero: not resumed), started a minute ago, step a running.
+func writeRunningRecord(t *testing.T, x *lnWorld, runID string, attempt int, worker string, resumed time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	stored, err := x.state.Get(ctx, "runs/"+runID)
+	require.NoError(t, err)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(stored.Data, &rec))
+	rec["state"], rec["attempt"], rec["worker"] = "running", attempt, worker
+	rec["started_at"] = time.Now().UTC().Add(-time.Minute)
+	if !resumed.IsZero() {
+		rec["resumed_at"] = resumed
+	}
+	steps := rec["steps"].([]any)
+	steps[0].(map[string]any)["state"] = "running"
+	steps[0].(map[string]any)["task_id"] = dag.StepTaskID(runID, "a")
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	_, err = x.state.Put(ctx, "runs/"+runID, data, ports.WriteCondition{})
+	require.NoError(t, err)
 }
