@@ -154,6 +154,10 @@ type WorkerOptions struct {
 	// lease extensions, cancel requests), for metrics. Optional: nil
 	// observes nothing.
 	Observer WorkerObserver
+	// Pools configures fleet-wide concurrency pools (see PoolOptions): the
+	// limit of each pool whose tasks this worker runs, kept in Ports.State.
+	// Optional: without it a task that names a pool is failed.
+	Pools PoolOptions
 	// Tracer, when set, wraps every attempt of a handler in a span that
 	// continues the trace of the task's submission (Task.Meta), and
 	// hands the handler a context carrying it (see Tracer). Optional: nil
@@ -325,6 +329,7 @@ type Worker struct {
 	log             *slog.Logger
 	obs             WorkerObserver // never nil
 	tracer          Tracer         // nil: no tracing
+	pools           *pools         // nil: none configured
 
 	started atomic.Bool
 	// running counts the tasks whose handler runs (InFlight).
@@ -450,6 +455,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	if opts.Observer == nil {
 		opts.Observer = NopWorkerObserver{}
 	}
+	pools, perrs := newPools(opts.Pools, opts.Ports.State)
+	errs = append(errs, perrs...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("dagq: worker options: %w", errors.Join(errs...))
 	}
@@ -477,6 +484,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		log:             opts.Logger.With("worker", opts.ID),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
+		pools:           pools,
 		slots:           newSlots(opts.Concurrency + opts.Prefetch),
 		held:            make(map[*workerLease]struct{}),
 		recent:          newRecentSet(recentCancelsSize),
