@@ -98,15 +98,18 @@ func WithPool(name string) RequestOption { return func(r *Request) { r.Pool = na
 // "pools/<p>/wait/<first wait>.<task ID>.<expiry>" (empty), which it
 // rewrites at every re-check and deletes when it gets a slot (or ends
 // otherwise); the time of its first wait travels with its message
-// (attribute "dagq-pool-wait"). A ticket not rewritten by its expiry (the
-// re-check delay plus Lease) counts no more. A task with k live tickets
-// older than its own (a task that has not waited: every live ticket) takes
-// a slot only when it sees more than k free slots, and leaves the first k
-// for the older waiters. So a newer task never takes the slot an older
-// waiter needs, and the oldest waiter takes the next slot that frees at its
-// next re-check: no waiter is overtaken forever. The price is that a free
-// slot waits for the oldest waiter's re-check (at most Poll) instead of
-// going to whichever task comes first.
+// (attribute "dagq-pool-wait"). A ticket counts until its expiry: the
+// re-check delay plus a grace of 2 Polls and a second. A task with k
+// counting tickets older than its own (a task that has not waited: every
+// counting ticket) takes a slot only when it sees more than k free slots,
+// and leaves the first k to the older waiters — unless a slot has been free
+// for longer than the grace: its older waiters did not come for it (their
+// messages are held by a dead worker, say), and it goes to whoever comes.
+// So a newer task never takes the slot an older waiter that keeps
+// re-checking needs, and the oldest waiter takes the next slot that frees
+// at its next re-check: no waiter is overtaken forever. The price is that a
+// free slot waits for the oldest waiter's re-check (at most its re-check
+// delay) instead of going to whichever task comes first.
 //
 // # Requests
 //
@@ -200,6 +203,15 @@ func (p *pools) limit(name string) (int, bool) {
 	return n, ok
 }
 
+// grace is how long past its re-check delay a waiter's ticket stays live,
+// and how long a free slot stays left to older waiters: 2 Polls and a
+// second (SQS delays a message by whole seconds, and a re-check takes a
+// receive). An active waiter re-checks well within it; a ticket whose task
+// does not (its message is held by a dead worker, or deleted) stops counting
+// then, and a slot the older waiters did not take by then goes to whoever
+// comes.
+func (p *pools) grace() time.Duration { return 2*p.poll + time.Second }
+
 // delay is the re-check delay of a waiter with rank older waiters in a pool
 // of limit slots: Poll while it may be next, doubling per limit's worth of
 // waiters ahead of it, up to poolMaxPollFactor Polls and ports.MaxDelay.
@@ -254,27 +266,38 @@ func parsePoolTicket(prefix, key string) (poolTicket, bool) {
 }
 
 // poolSlotRecord is the data of a slot record: its holder and the end of
-// the holder's lease, or nothing (free).
+// the holder's lease, or (free) when it was freed.
 type poolSlotRecord struct {
 	Worker string    `json:"worker,omitempty"`
 	Task   string    `json:"task,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
 	Until  time.Time `json:"until,omitzero"`
+	Freed  time.Time `json:"freed,omitzero"`
 }
 
-// freeSlot reports whether a slot record's data is free at now: never held, released, or
-// its holder's lease ended. A record that does not decode counts as free
-// (written by no dagq worker: it would block the slot forever).
-func freeSlot(data []byte, now time.Time) bool {
+// slotFree reports whether a slot record's data is free at now — released,
+// or its holder's lease ended — and since when (zero: long ago). A record
+// that does not decode counts as free long ago (written by no dagq worker:
+// it would block the slot forever).
+func slotFree(data []byte, now time.Time) (free bool, since time.Time) {
 	var r poolSlotRecord
 	if json.Unmarshal(data, &r) != nil {
-		return true
+		return true, time.Time{}
 	}
-	return r.Task == "" || !now.Before(r.Until)
+	switch {
+	case r.Task == "":
+		return true, r.Freed
+	case !now.Before(r.Until):
+		return true, r.Until
+	}
+	return false, time.Time{}
 }
 
-// freeSlotData is the data of a released slot.
-var freeSlotData = []byte("{}")
+// freedSlotData is the data of a slot freed at now.
+func freedSlotData(now time.Time) []byte {
+	data, _ := json.Marshal(poolSlotRecord{Freed: now}) // times only
+	return data
+}
 
 // jobPool is what a task of a pool carries through runJob.
 type jobPool struct {
@@ -470,8 +493,10 @@ func (w *Worker) checkPool(ctx context.Context, j *workerJob, jp *jobPool, limit
 }
 
 // takeSlot reads the pool's slots from the one the task ID hashes to and
-// takes the (leave+1)-th free one it finds (the first leave free ones are
-// left to older waiters); nil when there is none for it.
+// takes the (leave+1)-th free one it finds — the first leave free ones are
+// left to older waiters, unless they have been free for longer than grace
+// (the older waiters did not come for them) — or nil when there is none for
+// it.
 func (w *Worker) takeSlot(ctx context.Context, j *workerJob, pool string, limit, leave int, now time.Time) (*poolHold, error) {
 	p := w.pools
 	h := fnv.New32a()
@@ -486,19 +511,22 @@ func (w *Worker) takeSlot(ctx context.Context, j *workerJob, pool string, limit,
 	for n := range limit {
 		key := poolSlotKey(pool, (start+n)%limit)
 		var cond ports.WriteCondition
+		var freeSince time.Time
 		r, err := p.state.Get(ctx, key)
 		switch {
 		case errors.Is(err, ports.ErrNotFound):
 			cond.MustNotExist = true
 		case err != nil:
 			return nil, fmt.Errorf("read slot %s: %w", key, err)
-		case !freeSlot(r.Data, now):
-			continue
 		default:
+			var free bool
+			if free, freeSince = slotFree(r.Data, now); !free {
+				continue
+			}
 			cond.MatchVersion = r.Version
 		}
-		if free++; free <= leave {
-			continue
+		if free++; free <= leave && now.Sub(freeSince) < p.grace() {
+			continue // an older waiter's, for now
 		}
 		v, err := p.state.Put(ctx, key, data, cond)
 		switch {
@@ -520,7 +548,7 @@ func (w *Worker) takeSlot(ctx context.Context, j *workerJob, pool string, limit,
 func (w *Worker) postponeForPool(j *workerJob, jp *jobPool, chk poolCheck, delay time.Duration) {
 	p := w.pools
 	now := time.Now()
-	pw := wire.PoolWait{Since: chk.since, Ticket: now.Add(delay + p.lease), Waits: jp.wait.Waits + 1}
+	pw := wire.PoolWait{Since: chk.since, Ticket: now.Add(delay + p.grace()), Waits: jp.wait.Waits + 1}
 	key := poolTicketKey(jp.name, pw.Since, j.env.TaskID, pw.Ticket)
 	// The new ticket first, then the old one goes: the task is never without
 	// one, so no newer task passes it meanwhile.
@@ -661,9 +689,10 @@ func (w *Worker) releasePoolSlot(j *workerJob, h *poolHold) {
 	}
 	ctx, cancel := w.opContext()
 	defer cancel()
-	_, err := w.pools.state.Put(ctx, h.key, freeSlotData, ports.WriteCondition{MatchVersion: version})
+	freed := freedSlotData(time.Now())
+	_, err := w.pools.state.Put(ctx, h.key, freed, ports.WriteCondition{MatchVersion: version})
 	if errors.Is(err, ports.ErrConflict) {
-		_, err = w.ownedVersion(ctx, h, rec, freeSlotData)
+		_, err = w.ownedVersion(ctx, h, rec, freed)
 	}
 	if err != nil {
 		j.log.Warn("freeing the task's pool slot failed; it frees itself when its lease ends",

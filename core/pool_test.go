@@ -146,7 +146,7 @@ type plObserver struct {
 	waits, acquired, released, lost, postponed atomic.Int32
 }
 
-func (o *plObserver) PoolWaited(string)                 { o.waits.Add(1) }
+func (o *plObserver) PoolWaited(string)                  { o.waits.Add(1) }
 func (o *plObserver) PoolAcquired(string, time.Duration) { o.acquired.Add(1) }
 func (o *plObserver) PoolReleased(_ string, lost bool) {
 	o.released.Add(1)
@@ -265,6 +265,53 @@ func TestPoolMemory_DeadHolderFreesItsSlotWithinItsLease(t *testing.T) {
 		assert.False(t, started.Before(until), "not before the dead holder's lease ended")
 		assert.LessOrEqual(t, started.Sub(until), plPoll, "within a poll of it")
 		assert.Equal(t, 1, res.Attempts)
+	})
+}
+
+// A waiter that stopped coming (its message held by a dead worker, or
+// deleted) holds a freed slot back from newer tasks only for a grace of 2
+// polls and a second: its ticket, older than theirs, reserves the slot
+// until then, even when the ticket counts longer. Pool of 2: slot 0 is held by a
+// running task, slot 1 was just freed, and a ghost's ticket is older than
+// the new task's.
+func TestPoolMemory_GhostWaiterHoldsASlotBackOnlyForAGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newPlWorld(t)
+		rec := newPlRecorder()
+		reg := core.NewRegistry()
+		require.NoError(t, reg.Handle("work", rec.handler(time.Second)))
+		require.NoError(t, reg.Handle("long", rec.handler(time.Minute)))
+		m.worker(reg, "w1", 2, nil, nil)
+		m.submit(t, "holder", "long", core.WithPool(plPool))
+		synctest.Wait()
+		require.False(t, rec.start("holder").IsZero())
+
+		ctx := context.Background()
+		grace := 2*plPoll + time.Second
+		freed := time.Now()
+		for i := range 2 { // whichever slot the holder did not take
+			key := fmt.Sprintf("pools/%s/slots/%d", plPool, i)
+			if r, err := m.state.Get(ctx, key); err == nil && strings.Contains(string(r.Data), "holder") {
+				continue
+			}
+			data, err := json.Marshal(map[string]any{"freed": freed})
+			require.NoError(t, err)
+			_, err = m.state.Put(ctx, key, data, ports.WriteCondition{})
+			require.NoError(t, err)
+		}
+		// The ghost's last re-check delay was 10 polls: its ticket counts
+		// until 10 polls and the grace from now.
+		ghost := fmt.Sprintf("pools/%s/wait/%020d.ghost.%d", plPool, freed.Add(-time.Minute).UnixNano(),
+			freed.Add(10*plPoll+grace).UnixMilli())
+		_, err := m.state.Put(ctx, ghost, nil, ports.WriteCondition{})
+		require.NoError(t, err)
+
+		m.submit(t, "t1", "work", core.WithPool(plPool))
+		res := m.wait(t, "t1")["t1"]
+		require.Equal(t, ports.StateSucceeded, res.State, res.Error)
+		started := rec.start("t1")
+		assert.False(t, started.Before(freed.Add(grace)), "the slot is left to the older waiter for the grace (started %v after)", started.Sub(freed))
+		assert.LessOrEqual(t, started.Sub(freed), grace+plPoll, "then taken by the next task within a poll")
 	})
 }
 
