@@ -227,6 +227,11 @@ type WorkerOptions struct {
 // MaxAttempts (a task whose runs keep losing their lease, e.g. because they
 // crash the worker; on a FIFO queue, releases at shutdown count too).
 //
+// A task of a concurrency pool (Request.Pool) then takes a slot of its
+// pool, or is postponed — requeued with a delay, not counting an attempt,
+// holding no slot of the worker — until one is free for it (see
+// PoolOptions); a task whose pool the worker has no limit for fails.
+//
 // # Running
 //
 // The handler's context carries the task's deadline and is cancelled, with a
@@ -303,7 +308,10 @@ type WorkerOptions struct {
 // its ack. A message handed back at shutdown without having started costs a
 // send and a delete (both shared with concurrent ones on SQS) where it is
 // requeued, one Nack where it is not; its requeued copy is looked up (one
-// Get) when it is delivered.
+// Get) when it is delivered. A task of a concurrency pool (Pools) adds a
+// listing, a Get and a Put of the StateStore to take its slot, a Put per
+// third of the pool lease it runs and a Put to free it; each re-check of a
+// task waiting for a slot costs a few more and a requeue (see PoolOptions).
 type Worker struct {
 	broker      ports.Broker
 	results     ports.ResultBackend

@@ -2,8 +2,8 @@ package cli_test
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,7 +41,7 @@ func TestFault_PoolLimit(t *testing.T) {
 		poolPoll  = time.Second // SQS delays are whole seconds
 		steps     = 30
 		sleep     = "1s"
-		longSleep = "2500ms" // renewed twice (every pool_lease/3)
+		longSleep = "2500ms"        // renewed twice (every pool_lease/3)
 		lease     = 8 * time.Second // step leases that a loaded machine keeps extending
 	)
 	cfg, flags := sqsEnv(t)
