@@ -87,10 +87,11 @@ func WithPool(name string) RequestOption { return func(r *Request) { r.Pool = na
 // waits: it is postponed — handed back as a new message visible after a
 // re-check delay (ports.Requeuer; its attempt is not counted) — and checks
 // again when it is delivered again, on any worker. The delay is Poll for the
-// waiters that may be next (fewer older waiters than the limit) and grows
-// with a waiter's place in the queue, doubling per limit's worth of older
-// waiters, up to 32 Polls (at most ports.MaxDelay, and never past the task's
-// deadline).
+// waiters that are next or nearly (fewer older waiters than twice the
+// limit: their place moves up while they wait) and grows with a waiter's
+// place in the queue, doubling each time the number of older waiters
+// doubles, up to 32 Polls (at most ports.MaxDelay, and never past the
+// task's deadline).
 //
 // # Fairness
 //
@@ -134,8 +135,9 @@ type PoolOptions struct {
 	// Default DefaultPoolLease (30s); at least MinPoolLease, at most
 	// ports.MaxLease.
 	Lease time.Duration
-	// Poll is the re-check delay of a waiting task that may be next, the
-	// base of the longer delays of tasks further back. Default
+	// Poll is the re-check delay of a waiting task that is next or nearly
+	// (fewer than twice the limit waiters ahead of it), the base of the
+	// longer delays of tasks further back. Default
 	// DefaultPoolPoll (1s); more than 0, at most ports.MaxDelay.
 	Poll time.Duration
 }
@@ -213,10 +215,12 @@ func (p *pools) limit(name string) (int, bool) {
 func (p *pools) grace() time.Duration { return 2*p.poll + time.Second }
 
 // delay is the re-check delay of a waiter with rank older waiters in a pool
-// of limit slots: Poll while it may be next, doubling per limit's worth of
-// waiters ahead of it, up to poolMaxPollFactor Polls and ports.MaxDelay.
+// of limit slots: Poll while fewer than 2 limits of waiters are ahead of it
+// (by its next re-check it may be next: those ahead of it leave as slots
+// free), then doubling as the waiters ahead double, up to poolMaxPollFactor
+// Polls and ports.MaxDelay.
 func (p *pools) delay(rank, limit int) time.Duration {
-	factor := 1 << min(bits.Len(uint(rank/limit)), bits.Len(poolMaxPollFactor)-1)
+	factor := 1 << min(bits.Len(uint(rank/(2*limit))), bits.Len(poolMaxPollFactor)-1)
 	return min(p.poll*time.Duration(factor), ports.MaxDelay)
 }
 

@@ -156,7 +156,7 @@ type WorkerConfig struct {
 	MetricsAddr      string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
 	// PoolLease and PoolPoll: see core.PoolOptions.
 	PoolLease time.Duration `yaml:"pool_lease" doc:"lease of a concurrency pool slot, renewed every third of it while its task runs: a worker that dies frees its slots within it; 10ms to 12h"`
-	PoolPoll  time.Duration `yaml:"pool_poll" doc:"re-check delay of a task waiting for a pool slot that may be next (tasks further back wait up to 32 times longer); more than 0s, at most 15m"`
+	PoolPoll  time.Duration `yaml:"pool_poll" doc:"re-check delay of a task waiting for a pool slot that is next or nearly (tasks further back wait up to 32 times longer); more than 0s, at most 15m"`
 }
 
 // RetryConfig is the default retry policy of tasks (core.RetryPolicy); a job
