@@ -185,6 +185,7 @@ func TestPoolMemory_LimitAcrossWorkers(t *testing.T) {
 		}
 		results := m.wait(t, ids...)
 		took := time.Since(start)
+		synctest.Wait() // slots are freed after the outcomes are recorded
 
 		for _, id := range ids {
 			res := results[id]
@@ -356,6 +357,7 @@ func TestPoolMemory_UnrenewableSlotCancelsItsHolder(t *testing.T) {
 		m.worker(reg, "w2", 1, nil, nil)
 		m.submit(t, "next", "work", core.WithPool(plPool))
 		res := m.wait(t, "holder", "next")
+		synctest.Wait()
 		require.Equal(t, ports.StateFailed, res["holder"].State)
 		assert.Contains(t, res["holder"].Error, "pool slot lost")
 		holderEnd := rec.ends["holder"][0]
