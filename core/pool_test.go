@@ -143,8 +143,10 @@ func (r *plRecorder) start(id string) time.Time {
 // plObserver counts the pool events of a worker.
 type plObserver struct {
 	core.NopWorkerObserver
-	waits, acquired, released, lost, postponed atomic.Int32
+	waits, acquired, released, lost, postponed, handedBack atomic.Int32
 }
+
+func (o *plObserver) MessageHandedBack(bool) { o.handedBack.Add(1) }
 
 func (o *plObserver) PoolWaited(string)                  { o.waits.Add(1) }
 func (o *plObserver) PoolAcquired(string, time.Duration) { o.acquired.Add(1) }
@@ -194,8 +196,9 @@ func TestPoolMemory_LimitAcrossWorkers(t *testing.T) {
 			assert.Len(t, rec.starts[id], 1, "%s ran once", id)
 		}
 		assert.Equal(t, 3, rec.maxRuns, "at most 3 tasks of the pool ran at once, and 3 did")
-		var waits, acquired, released, lost, postponed int32
+		var waits, acquired, released, lost, postponed, handedBack int32
 		for _, o := range obs {
+			handedBack += o.handedBack.Load()
 			waits += o.waits.Load()
 			acquired += o.acquired.Load()
 			released += o.released.Load()
@@ -207,6 +210,7 @@ func TestPoolMemory_LimitAcrossWorkers(t *testing.T) {
 		assert.Zero(t, lost)
 		assert.Positive(t, waits, "27 tasks found the pool full at first")
 		assert.Equal(t, waits, postponed, "every wait is a postponed outcome")
+		assert.Zero(t, handedBack, "a wait is no hand-back at shutdown")
 		// 10 rounds of 2s, each handoff waiting at most a poll.
 		assert.Less(t, took, 10*(2*time.Second+plPoll)+plPoll, "took %v", took)
 		assert.Empty(t, m.tickets(t), "no wait ticket is left")
