@@ -123,6 +123,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 		Prefetch:          prefetchOption(w.Prefetch),
 		DeadLetterSweep:   durationOrNever(w.DeadLetterSweep),
 		Retry:             cfg.Retry.Policy(),
+		Pools:             cfg.PoolOptions(),
 		Tracer:            tracer,
 		Logger:            log,
 	}
@@ -140,6 +141,7 @@ func ProvideWorkerFactory(cfg config.Config, reg *core.Registry, p core.Ports, c
 	runs := steps
 	runs.Ports.Broker = p.RunBroker
 	runs.Registry = runReg
+	runs.Pools = core.PoolOptions{} // run tasks name no pool
 	runs.Concurrency = cfg.Launcher.Concurrency
 	runs.MaxExtensions = RunWorkerMaxExtensions
 	// The run task's lease is launcher.stale_after, extended every third of

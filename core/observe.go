@@ -65,6 +65,18 @@ type WorkerObserver interface {
 	// DeadLettered reports a failed result recorded for a task found in the
 	// queue's dead-letter queue without one (WorkerOptions.DeadLetterSweep).
 	DeadLettered()
+
+	// PoolWaited reports a task of pool postponed because the pool had no
+	// slot for it (WorkerOptions.Pools); its TaskFinished has outcome
+	// OutcomePostponed.
+	PoolWaited(pool string)
+	// PoolAcquired reports a slot of pool taken by a task about to start;
+	// waited is how long the task waited for it (0 when it did not).
+	PoolAcquired(pool string, waited time.Duration)
+	// PoolReleased reports a slot of pool given up once its task's outcome
+	// was recorded; lost reports a slot whose lease could not be renewed
+	// (the task's handler was cancelled with ErrPoolSlotLost).
+	PoolReleased(pool string, lost bool)
 }
 
 // TaskInfo names the task of an observed event.
@@ -105,9 +117,13 @@ const (
 	// WorkerOptions.MaxDelay); no attempt counted. A task due hours ahead is
 	// received, and so counted, once per MaxDelay.
 	OutcomeDelayed
+	// OutcomePostponed: the task was handed back to run later, without
+	// counting an attempt: its pool had no slot for it (PoolWaited).
+	OutcomePostponed
 )
 
-var outcomeNames = [...]string{"", "succeeded", "failed", "retried", "cancelled", "lease_lost", "released", "duplicate", "delayed"}
+var outcomeNames = [...]string{"", "succeeded", "failed", "retried", "cancelled", "lease_lost", "released", "duplicate", "delayed",
+	"postponed"}
 
 // String returns the outcome's lower-case name ("succeeded", "lease_lost").
 func (o TaskOutcome) String() string {
@@ -132,19 +148,22 @@ type NopWorkerObserver struct{}
 
 var _ WorkerObserver = NopWorkerObserver{}
 
-func (NopWorkerObserver) MessagesReceived(int)              {}
-func (NopWorkerObserver) MessageDone()                      {}
-func (NopWorkerObserver) MessageRejected()                  {}
-func (NopWorkerObserver) MessageHandedBack(bool)            {}
-func (NopWorkerObserver) TaskReceived(TaskInfo)             {}
-func (NopWorkerObserver) TaskStarted(TaskInfo)              {}
-func (NopWorkerObserver) TaskFinished(TaskInfo, TaskResult) {}
-func (NopWorkerObserver) LeasesExtended(int, int)           {}
-func (NopWorkerObserver) CancelRequested(int)               {}
-func (NopWorkerObserver) ReceiveFailed()                    {}
-func (NopWorkerObserver) ResultStoreFailed()                {}
-func (NopWorkerObserver) CompletionPublishFailed()          {}
-func (NopWorkerObserver) DeadLettered()                     {}
+func (NopWorkerObserver) MessagesReceived(int)               {}
+func (NopWorkerObserver) MessageDone()                       {}
+func (NopWorkerObserver) MessageRejected()                   {}
+func (NopWorkerObserver) MessageHandedBack(bool)             {}
+func (NopWorkerObserver) TaskReceived(TaskInfo)              {}
+func (NopWorkerObserver) TaskStarted(TaskInfo)               {}
+func (NopWorkerObserver) TaskFinished(TaskInfo, TaskResult)  {}
+func (NopWorkerObserver) LeasesExtended(int, int)            {}
+func (NopWorkerObserver) CancelRequested(int)                {}
+func (NopWorkerObserver) ReceiveFailed()                     {}
+func (NopWorkerObserver) ResultStoreFailed()                 {}
+func (NopWorkerObserver) CompletionPublishFailed()           {}
+func (NopWorkerObserver) DeadLettered()                      {}
+func (NopWorkerObserver) PoolWaited(string)                  {}
+func (NopWorkerObserver) PoolAcquired(string, time.Duration) {}
+func (NopWorkerObserver) PoolReleased(string, bool)          {}
 
 // taskInfo returns the observed identity of j's task.
 func (j *workerJob) taskInfo() TaskInfo {

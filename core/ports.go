@@ -61,8 +61,9 @@ type Ports struct {
 	// (matching ErrSignature) is recorded under the message ID and the
 	// message is acked. Optional: without it signatures are ignored.
 	Verifier *Verifier
-	// State holds run records and heartbeats. Used by the DAG layer only
-	// (its Launcher and run task need it); a Client or Worker ignores it.
+	// State holds run records and heartbeats (the DAG layer's Launcher and
+	// run task need it) and the slots of concurrency pools (a Worker with
+	// WorkerOptions.Pools needs it); a Client ignores it.
 	State ports.StateStore
 	// RunBroker is the queue of launched runs: the DAG layer's Launcher
 	// submits run tasks to it and run workers serve it. Used by the DAG layer

@@ -162,6 +162,10 @@ type WorkerOptions struct {
 	// lease extensions, cancel requests), for metrics. Optional: nil
 	// observes nothing.
 	Observer WorkerObserver
+	// Pools configures fleet-wide concurrency pools (see PoolOptions): the
+	// limit of each pool whose tasks this worker runs, kept in Ports.State.
+	// Optional: without it a task that names a pool is failed.
+	Pools PoolOptions
 	// Tracer, when set, wraps every attempt of a handler in a span that
 	// continues the trace of the task's submission (Task.Meta), and
 	// hands the handler a context carrying it (see Tracer). Optional: nil
@@ -246,6 +250,13 @@ type WorkerOptions struct {
 // it is received. Where the broker cannot requeue (a FIFO queue), a task
 // not due is released with Nack, which counts a receive.
 //
+// # Concurrency pools
+//
+// A task of a concurrency pool (Request.Pool) takes a slot of its pool
+// right before it starts, or is postponed — requeued with a delay, not counting an attempt,
+// holding no slot of the worker — until one is free for it (see
+// PoolOptions); a task whose pool the worker has no limit for fails.
+//
 // # Running
 //
 // The handler's context carries the task's deadline and is cancelled, with a
@@ -324,7 +335,10 @@ type WorkerOptions struct {
 // its ack. A message handed back at shutdown without having started costs a
 // send and a delete (both shared with concurrent ones on SQS) where it is
 // requeued, one Nack where it is not; its requeued copy is looked up (one
-// Get) when it is delivered.
+// Get) when it is delivered. A task of a concurrency pool (Pools) adds a
+// listing, a Get and a Put of the StateStore to take its slot, a Put per
+// third of the pool lease it runs and a Put to free it; each re-check of a
+// task waiting for a slot costs a few more and a requeue (see PoolOptions).
 type Worker struct {
 	broker      ports.Broker
 	results     ports.ResultBackend
@@ -351,6 +365,7 @@ type Worker struct {
 	log             *slog.Logger
 	obs             WorkerObserver // never nil
 	tracer          Tracer         // nil: no tracing
+	pools           *pools         // nil: none configured
 
 	started atomic.Bool
 	// running counts the tasks whose handler runs (InFlight).
@@ -481,6 +496,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	if opts.Observer == nil {
 		opts.Observer = NopWorkerObserver{}
 	}
+	pools, perrs := newPools(opts.Pools, opts.Ports.State)
+	errs = append(errs, perrs...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("dagq: worker options: %w", errors.Join(errs...))
 	}
@@ -509,6 +526,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		log:             opts.Logger.With("worker", opts.ID),
 		obs:             opts.Observer,
 		tracer:          opts.Tracer,
+		pools:           pools,
 		slots:           newSlots(opts.Concurrency + opts.Prefetch),
 		held:            make(map[*workerLease]struct{}),
 		recent:          newRecentSet(recentCancelsSize),

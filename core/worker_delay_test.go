@@ -170,8 +170,8 @@ func TestWorkerMemory_LongDelayHopsUntilDue(t *testing.T) {
 		require.Equal(t, 11, delayedOutcomes("late", obs1, obs2),
 			"the client's message waits 15m, then 11 messages sent on by the workers, 15m each")
 		c1, c2 := obs1.counts(), obs2.counts()
-		require.Equal(t, 11, c1.requeued+c2.requeued, "each hop is a new message (no receive counted)")
-		require.Zero(t, c1.handedBackNacked+c2.handedBackNacked)
+		require.Zero(t, c1.requeued+c2.requeued+c1.handedBackNacked+c2.handedBackNacked,
+			"a hop is no hand-back at shutdown (its outcome is delayed); attempt 1 shows no receive was counted")
 		require.Equal(t, 6, delayedOutcomes("late", obs1), "the first worker sent it on until its restart")
 	})
 }

@@ -24,11 +24,8 @@ func (w *Worker) notDue(j *workerJob) bool {
 	return w.untilDue(j)
 }
 
-// waitForPoolSlot acquires a slot of the task's pool, or postpones the
-// task while the pool is full. (Pools: filled in with WorkerOptions.Pools.)
-func (w *Worker) waitForPoolSlot(j *workerJob) bool {
-	return false
-}
+// waitForPoolSlot (core/pool.go) acquires a slot of the task's pool, or
+// postpones the task while the pool has none for it.
 
 // MaxPoolNameLen is the longest pool name.
 const MaxPoolNameLen = 63

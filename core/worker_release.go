@@ -37,10 +37,25 @@ func warnPrior(log *slog.Logger, err error) {
 }
 
 // handBack hands d, whose handler never ran, back to the queue at once
-// without counting an attempt (postpone with no delay).
+// without counting an attempt (postpone with no delay), and reports it
+// (WorkerObserver.MessageHandedBack).
 func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
-	w.postpone(d, 0, nil, log)
+	switch w.requeue(d, 0, nil, log) {
+	case handedRequeued:
+		w.obs.MessageHandedBack(true)
+	case handedNacked:
+		w.obs.MessageHandedBack(false)
+	}
 }
+
+// How requeue handed a message back.
+type handed int
+
+const (
+	handedNot      handed = iota // its lease was gone, or the Nack failed
+	handedRequeued               // as a new message: no receive counted
+	handedNacked                 // with Nack: its next delivery counts a receive
+)
 
 // postpone hands d, whose handler did not run on this delivery, back to the
 // queue, visible again after delay (0 ≤ delay ≤ ports.MaxDelay), without
@@ -50,6 +65,11 @@ func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
 // delivery counts one more receive. It reports whether the message was
 // requeued (false: released with Nack, or its lease is gone).
 func (w *Worker) postpone(d ports.Delivery, delay time.Duration, attrs map[string]string, log *slog.Logger) bool {
+	return w.requeue(d, delay, attrs, log) == handedRequeued
+}
+
+// requeue is postpone, telling how the message was handed back.
+func (w *Worker) requeue(d ports.Delivery, delay time.Duration, attrs map[string]string, log *slog.Logger) handed {
 	ctx, cancel := w.opContext()
 	defer cancel()
 	if r, ok := w.broker.(ports.Requeuer); ok {
@@ -66,11 +86,10 @@ func (w *Worker) postpone(d ports.Delivery, delay time.Duration, attrs map[strin
 		err := r.Requeue(ctx, copyOf, merged)
 		switch {
 		case err == nil:
-			w.obs.MessageHandedBack(true)
-			return true
+			return handedRequeued
 		case errors.Is(err, ports.ErrLeaseLost):
 			log.Info("handing back an unstarted message: its lease is gone; another delivery owns it", "err", err)
-			return false
+			return handedNot
 		case errors.Is(err, ports.ErrUnsupported):
 			log.Debug("the broker cannot requeue here; releasing with Nack, which counts a receive", "err", err)
 		default:
@@ -79,8 +98,7 @@ func (w *Worker) postpone(d ports.Delivery, delay time.Duration, attrs map[strin
 	}
 	if err := w.broker.Nack(ctx, d.Receipt, delay); err != nil {
 		log.Warn("releasing an unstarted message failed; it is redelivered when its lease ends", "err", err)
-		return false
+		return handedNot
 	}
-	w.obs.MessageHandedBack(false)
-	return false
+	return handedNacked
 }

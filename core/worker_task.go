@@ -43,6 +43,9 @@ type workerJob struct {
 	// result is what became of the task, for the observer.
 	result TaskResult
 
+	// pool is the task's part in its pool (nil: it names none; see pool.go).
+	pool *jobPool
+
 	// task and hctx are the handler's arguments (see invoke), and res the
 	// result of its run, kept here to save their allocations.
 	task Task
@@ -294,6 +297,8 @@ func (w *Worker) runJob(j *workerJob) {
 	info := j.taskInfo()
 	w.obs.TaskReceived(info)
 	defer func() { w.obs.TaskFinished(info, j.result) }()
+	w.poolBegin(j)
+	defer w.poolDone(j) // frees its pool slot once the outcome is recorded
 	env := j.env
 	if w.stopBeforeStart(j) {
 		return
@@ -389,6 +394,7 @@ func (w *Worker) runJob(j *workerJob) {
 		out = nil
 	}
 	cause := context.Cause(j.ctx)
+	err = poolSlotLostErr(err, cause)
 	endSpan(err, cause)
 
 	w.mu.Lock()

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"github.com/dagq/dagq/app"
 	"github.com/dagq/dagq/app/cli/metrics"
@@ -67,7 +69,8 @@ func newWorkerMetrics(rt *app.Runtime, counter *AWSCounter, runs bool) *workerMe
 	m := metrics.New(opts)
 	wm := &workerMetrics{m: m}
 	so, ro := rt.WorkerFactory.Options(), rt.WorkerFactory.RunOptions()
-	wm.steps = m.Observer(metrics.WorkerInfo{Queue: stepQueue, Concurrency: so.Concurrency, Tasks: so.Registry.Names()})
+	wm.steps = m.Observer(metrics.WorkerInfo{Queue: stepQueue, Concurrency: so.Concurrency, Tasks: so.Registry.Names(),
+		Pools: slices.Sorted(maps.Keys(so.Pools.Limits))})
 	if runs {
 		wm.run = m.Observer(metrics.WorkerInfo{Queue: runQueueName, Concurrency: ro.Concurrency, Tasks: ro.Registry.Names()})
 	}

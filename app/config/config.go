@@ -85,6 +85,7 @@ type Config struct {
 	Transport    string             `yaml:"transport" doc:"where tasks, results and cancellations travel: memory (in-process) or sqs (Amazon SQS + S3, shared between processes)"`
 	Queue        string             `yaml:"queue" doc:"name of the task queue (SQS naming: 1-80 of [A-Za-z0-9_-], a FIFO queue ends in .fifo)"`
 	Worker       WorkerConfig       `yaml:"worker"`
+	Pools        PoolLimits         `yaml:"pools" doc:"fleet-wide concurrency pools: the most tasks of each pool running at once across every worker sharing the transport, e.g. {db: 3}; a task or job step names its pool (pool: db); names [A-Za-z0-9_-], 1 to 63 bytes, lower case in a file; limits 1 to 1000; every worker must have the same limits; in the environment db=3,gpu=1"`
 	Retry        RetryConfig        `yaml:"retry"`
 	Cancellation CancellationConfig `yaml:"cancellation"`
 	Log          LogConfig          `yaml:"log"`
@@ -156,6 +157,9 @@ type WorkerConfig struct {
 	// RegistryInterval: see app.WorkerInfo and docs/operations.md.
 	RegistryInterval time.Duration `yaml:"registry_interval" doc:"how often a worker process rewrites its record in the worker registry (dagq workers): ID, host, queues, slots, tasks in flight; a record not rewritten for 3 intervals reads as stale; 0s: off; 1s to 1h"`
 	MetricsAddr      string        `yaml:"metrics_addr" doc:"dagq worker: address (host:port) of the Prometheus /metrics, /healthz and /readyz listener; empty: off"`
+	// PoolLease and PoolPoll: see core.PoolOptions.
+	PoolLease time.Duration `yaml:"pool_lease" doc:"lease of a concurrency pool slot, renewed every third of it while its task runs: a worker that dies frees its slots within it; 10ms to 12h"`
+	PoolPoll  time.Duration `yaml:"pool_poll" doc:"re-check delay of a task waiting for a pool slot that is next or nearly (tasks further back wait up to 32 times longer); more than 0s, at most 15m"`
 }
 
 // RetryConfig is the default retry policy of tasks (core.RetryPolicy); a job
@@ -214,7 +218,10 @@ func Default() Config {
 			Prefetch:          core.DefaultPrefetch,
 			DeadLetterSweep:   core.DefaultDeadLetterSweep,
 			RegistryInterval:  DefaultRegistryInterval,
+			PoolLease:         core.DefaultPoolLease,
+			PoolPoll:          core.DefaultPoolPoll,
 		},
+		Pools: PoolLimits{},
 		Retry: RetryConfig{
 			MaxAttempts:    core.DefaultRetryPolicy.MaxAttempts,
 			InitialBackoff: core.DefaultRetryPolicy.InitialBackoff,

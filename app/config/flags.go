@@ -169,6 +169,9 @@ func formatValue(v reflect.Value) string {
 	if v.Type() == reflect.TypeFor[time.Duration]() {
 		return FormatDuration(time.Duration(v.Int()))
 	}
+	if v.Type() == poolLimitsType {
+		return v.Interface().(PoolLimits).String()
+	}
 	switch v.Kind() {
 	case reflect.Bool:
 		return strconv.FormatBool(v.Bool())

@@ -244,6 +244,9 @@ func readFile(file, how string, keys []Key) (values map[string]any, lines map[st
 			switch {
 			case known[path]:
 				lines[path] = vn.Line
+				if path == "pools" {
+					errs = append(errs, poolKeyErrors(vn, file, values)...)
+				}
 			case sections[path] == nil:
 				msg := fmt.Sprintf("%s:%d: unknown key %q is ignored", file, kn.Line, path)
 				if s := Suggest(path); s != "" {
@@ -398,6 +401,8 @@ func decodeHook(_, to reflect.Type, raw any) (any, error) {
 	s, isString := raw.(string)
 	s = strings.TrimSpace(s)
 	switch {
+	case to == poolLimitsType:
+		return decodePoolLimits(raw)
 	case to == reflect.TypeFor[time.Duration]():
 		switch x := raw.(type) {
 		case time.Duration:

@@ -79,6 +79,8 @@ func node(v reflect.Value) (*yaml.Node, error) {
 				return nil, err
 			}
 			val = sub
+		case f.Type == poolLimitsType:
+			val = poolsNode(fv.Interface().(PoolLimits))
 		case f.Tag.Get("secret") == "true" && !fv.IsZero():
 			val = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: Redacted}
 		default:

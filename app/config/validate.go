@@ -166,6 +166,8 @@ func (c Config) validate(sources map[string]string, lines map[string]int) error 
 		bad("worker.metrics_addr", "%q %s; valid: empty (off) or host:port, such as :9090 or 127.0.0.1:9090", w.MetricsAddr, msg)
 	}
 
+	c.validatePools(bad)
+
 	r := c.Retry
 	if r.MaxAttempts < 1 {
 		bad("retry.max_attempts", "%d is out of range; valid: 1 (no retry) or more", r.MaxAttempts)

@@ -39,6 +39,10 @@ const (
 // 5ms to 1h.
 var DurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
 
+// PoolWaitBuckets are the buckets (seconds) of dagq_worker_pool_wait_seconds:
+// no wait (0) to 1h.
+var PoolWaitBuckets = []float64{0, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+
 // QueueDepth counts a queue's messages, as SQS's approximate attributes do.
 type QueueDepth struct {
 	// Visible can be received now (ApproximateNumberOfMessages).
@@ -113,6 +117,10 @@ type Metrics struct {
 	storeFail     *prometheus.CounterVec
 	publishFail   *prometheus.CounterVec
 	deadLettered  *prometheus.CounterVec
+	poolWaits     *prometheus.CounterVec
+	poolHeld      *prometheus.GaugeVec
+	poolLost      *prometheus.CounterVec
+	poolWaited    *prometheus.HistogramVec
 	depth         *prometheus.GaugeVec
 	depthErrors   *prometheus.CounterVec
 	ready         prometheus.Gauge
@@ -128,7 +136,8 @@ type Metrics struct {
 // Outcomes are the values of the outcome label of
 // dagq_worker_tasks_finished_total.
 var Outcomes = []core.TaskOutcome{core.OutcomeSucceeded, core.OutcomeFailed, core.OutcomeRetried,
-	core.OutcomeCancelled, core.OutcomeLeaseLost, core.OutcomeReleased, core.OutcomeDuplicate, core.OutcomeDelayed}
+	core.OutcomeCancelled, core.OutcomeLeaseLost, core.OutcomeReleased, core.OutcomeDuplicate, core.OutcomeDelayed,
+	core.OutcomePostponed}
 
 // New returns Metrics with a registry of its own holding the dagq metrics
 // and the Go and process collectors.
@@ -172,7 +181,7 @@ func New(opts Options) *Metrics {
 	m.tasksReceived = counter("dagq_worker_tasks_received_total",
 		"Tasks received (messages decoded into a task), by task name.", "queue", "task")
 	m.tasksFinished = counter("dagq_worker_tasks_finished_total",
-		"Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result), delayed (received before its due time and sent on; once per sqs.max_delay while a task waits).", "queue", "task", "outcome")
+		"Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result), delayed (received before its due time and sent on; once per sqs.max_delay while a task waits), postponed (handed back to wait for a pool slot, no attempt counted).", "queue", "task", "outcome")
 	m.running = gauge("dagq_worker_tasks_running",
 		"Task handlers running now, by task name.", "queue", "task")
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -195,6 +204,18 @@ func New(opts Options) *Metrics {
 		"Completions that could not be pushed to their reply inbox (the result is stored; waiters read it from the result backend).", "queue")
 	m.deadLettered = counter("dagq_worker_dead_lettered_total",
 		"Tasks found in the queue's dead-letter queue without a result, recorded as failed by the worker's dead-letter sweep.", "queue")
+	m.poolWaits = counter("dagq_worker_pool_waits_total",
+		"Tasks of a concurrency pool postponed because the pool had no slot for them (each re-check that finds none counts); no attempt is counted.", "queue", "pool")
+	m.poolHeld = gauge("dagq_worker_pool_slots_held",
+		"Slots of a concurrency pool the worker's tasks hold now.", "queue", "pool")
+	m.poolLost = counter("dagq_worker_pool_slots_lost_total",
+		"Pool slots whose lease the worker could not renew in time (or another task took): the task's handler was cancelled and its attempt retried.", "queue", "pool")
+	m.poolWaited = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "dagq_worker_pool_wait_seconds",
+		Help:    "How long a task of a concurrency pool waited for its slot (from its first wait to the slot; 0 when it did not wait).",
+		Buckets: PoolWaitBuckets,
+	}, []string{"queue", "pool"})
+	m.reg.MustRegister(m.poolWaited)
 	m.depth = gauge("dagq_queue_messages",
 		"Messages in the queue by state, polled: visible (ApproximateNumberOfMessages), in_flight (ApproximateNumberOfMessagesNotVisible), delayed (ApproximateNumberOfMessagesDelayed).", "queue", "state")
 	m.depthErrors = counter("dagq_queue_depth_errors_total",
@@ -227,6 +248,9 @@ type WorkerInfo struct {
 	// Tasks are the registered task names, whose series are created at 0 so
 	// that rates work from the first event.
 	Tasks []string
+	// Pools are the concurrency pools the workers have a limit for, whose
+	// series are created at 0 likewise.
+	Pools []string
 }
 
 // Observer returns the observer of the workers of one queue: set it as
@@ -258,6 +282,12 @@ func (m *Metrics) Observer(info WorkerInfo) core.WorkerObserver {
 		}
 		m.running.WithLabelValues(q, t)
 		m.duration.WithLabelValues(q, t)
+	}
+	for _, p := range info.Pools {
+		m.poolWaits.WithLabelValues(q, p)
+		m.poolHeld.WithLabelValues(q, p)
+		m.poolLost.WithLabelValues(q, p)
+		m.poolWaited.WithLabelValues(q, p)
 	}
 	return o
 }
@@ -317,6 +347,20 @@ func (o *observer) ReceiveFailed()           { o.recvFail.Inc() }
 func (o *observer) ResultStoreFailed()       { o.storeFail.Inc() }
 func (o *observer) CompletionPublishFailed() { o.publishFail.Inc() }
 func (o *observer) DeadLettered()            { o.deadLettered.Inc() }
+
+func (o *observer) PoolWaited(pool string) { o.m.poolWaits.WithLabelValues(o.queue, pool).Inc() }
+
+func (o *observer) PoolAcquired(pool string, waited time.Duration) {
+	o.m.poolHeld.WithLabelValues(o.queue, pool).Inc()
+	o.m.poolWaited.WithLabelValues(o.queue, pool).Observe(waited.Seconds())
+}
+
+func (o *observer) PoolReleased(pool string, lost bool) {
+	o.m.poolHeld.WithLabelValues(o.queue, pool).Dec()
+	if lost {
+		o.m.poolLost.WithLabelValues(o.queue, pool).Inc()
+	}
+}
 
 // awsCollector exposes the AWS request counts read at each scrape.
 type awsCollector struct{ read func() []AWSRequests }

@@ -108,7 +108,7 @@ func TestObserverDepthAndAWS(t *testing.T) {
 			return []metrics.AWSRequests{{Service: "SQS", Operation: "ReceiveMessage", Requests: aws.Load(), Errors: 1}}
 		},
 	})
-	o := m.Observer(metrics.WorkerInfo{Queue: "q", Concurrency: 4, Tasks: []string{"a", "b"}})
+	o := m.Observer(metrics.WorkerInfo{Queue: "q", Concurrency: 4, Tasks: []string{"a", "b"}, Pools: []string{"db", "gpu"}})
 	o.MessagesReceived(2)
 	ti := core.TaskInfo{Name: "a"}
 	o.TaskReceived(ti)
@@ -126,17 +126,24 @@ func TestObserverDepthAndAWS(t *testing.T) {
 	o.CompletionPublishFailed()
 	o.CompletionPublishFailed()
 	o.CompletionPublishFailed()
+	o.PoolWaited("db")
+	o.PoolWaited("db")
+	o.PoolAcquired("db", 3*time.Second)
+	o.PoolAcquired("db", 0)
+	o.PoolReleased("db", false)
+	o.PoolAcquired("gpu", 0)
+	o.PoolReleased("gpu", true)
 	m.PollDepth(context.Background())
 	aws.Store(7)
 
 	want := `
-# HELP dagq_worker_tasks_finished_total Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result), delayed (received before its due time and sent on; once per sqs.max_delay while a task waits).
+# HELP dagq_worker_tasks_finished_total Tasks finished by the worker, by task name and outcome: succeeded, failed (final), retried (handed back for another attempt), cancelled, lease_lost, released (at shutdown), duplicate (a redelivery that had a result), delayed (received before its due time and sent on; once per sqs.max_delay while a task waits), postponed (handed back to wait for a pool slot, no attempt counted).
 # TYPE dagq_worker_tasks_finished_total counter
 `
 	var b strings.Builder
 	b.WriteString(want)
 	for _, task := range []string{"a", "b"} {
-		for _, oc := range []string{"cancelled", "delayed", "duplicate", "failed", "lease_lost", "released", "retried", "succeeded"} {
+		for _, oc := range []string{"cancelled", "delayed", "duplicate", "failed", "lease_lost", "postponed", "released", "retried", "succeeded"} {
 			v := "0"
 			if task == "a" && (oc == "cancelled" || oc == "retried") {
 				v = "1"
@@ -145,6 +152,21 @@ func TestObserverDepthAndAWS(t *testing.T) {
 		}
 	}
 	require.NoError(t, testutil.GatherAndCompare(m.Registry(), strings.NewReader(b.String()), "dagq_worker_tasks_finished_total"))
+
+	require.NoError(t, testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
+# HELP dagq_worker_pool_waits_total Tasks of a concurrency pool postponed because the pool had no slot for them (each re-check that finds none counts); no attempt is counted.
+# TYPE dagq_worker_pool_waits_total counter
+dagq_worker_pool_waits_total{pool="db",queue="q"} 2
+dagq_worker_pool_waits_total{pool="gpu",queue="q"} 0
+# HELP dagq_worker_pool_slots_held Slots of a concurrency pool the worker's tasks hold now.
+# TYPE dagq_worker_pool_slots_held gauge
+dagq_worker_pool_slots_held{pool="db",queue="q"} 1
+dagq_worker_pool_slots_held{pool="gpu",queue="q"} 0
+# HELP dagq_worker_pool_slots_lost_total Pool slots whose lease the worker could not renew in time (or another task took): the task's handler was cancelled and its attempt retried.
+# TYPE dagq_worker_pool_slots_lost_total counter
+dagq_worker_pool_slots_lost_total{pool="db",queue="q"} 0
+dagq_worker_pool_slots_lost_total{pool="gpu",queue="q"} 1
+`), "dagq_worker_pool_waits_total", "dagq_worker_pool_slots_held", "dagq_worker_pool_slots_lost_total"))
 
 	require.NoError(t, testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
 # HELP dagq_queue_messages Messages in the queue by state, polled: visible (ApproximateNumberOfMessages), in_flight (ApproximateNumberOfMessagesNotVisible), delayed (ApproximateNumberOfMessagesDelayed).

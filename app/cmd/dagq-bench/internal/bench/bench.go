@@ -100,6 +100,11 @@ type Results struct {
 	RawTasksPerSecC32 float64 `json:"raw_tasks_per_sec_c32"`
 	// The raw producer's and consumer process's CPU per task.
 	RawCPUMsPerTaskC32 float64 `json:"raw_cpu_ms_per_task_c32"`
+	// Concurrency pools (scenario pool): the S3 requests a task in a pool
+	// with room adds, and the end-to-end p50 with and without a pool.
+	PoolS3RequestsAddedPerTask float64 `json:"pool_s3_requests_added_per_task"`
+	PoolE2EP50Ms               float64 `json:"pool_e2e_p50_ms"`
+	PoolE2EP50MsWithout        float64 `json:"pool_e2e_p50_ms_without"`
 }
 
 // Keys are the JSON keys of Results, in order.
@@ -112,6 +117,7 @@ var Keys = []string{
 	"sqs_requests_per_task_c1", "cpu_ms_per_task_c32", "e2e_p50_ms_c1",
 	"sqs_tasks_per_sec_c1", "sqs_tasks_per_sec_c10",
 	"raw_tasks_per_sec_c1", "raw_tasks_per_sec_c10", "raw_tasks_per_sec_c32", "raw_cpu_ms_per_task_c32",
+	"pool_s3_requests_added_per_task", "pool_e2e_p50_ms", "pool_e2e_p50_ms_without",
 }
 
 // fields returns pointers to every field of r, in the order of Keys.
@@ -123,7 +129,8 @@ func (r *Results) fields() []*float64 {
 		&r.SQSVsRawC1, &r.SQSVsRawC10, &r.SQSVsRawC32, &r.SQSNoneVsRawC10, &r.SQSDurableVsRawC32,
 		&r.SQSRequestsPerTaskC1, &r.CPUMsPerTaskC32, &r.E2EP50MsC1,
 		&r.SQSTasksPerSecC1, &r.SQSTasksPerSecC10,
-		&r.RawTasksPerSecC1, &r.RawTasksPerSecC10, &r.RawTasksPerSecC32, &r.RawCPUMsPerTaskC32}
+		&r.RawTasksPerSecC1, &r.RawTasksPerSecC10, &r.RawTasksPerSecC32, &r.RawCPUMsPerTaskC32,
+		&r.PoolS3RequestsAddedPerTask, &r.PoolE2EP50Ms, &r.PoolE2EP50MsWithout}
 }
 
 // AWS request prices in USD per million requests (us-east-1): SQS
@@ -386,6 +393,7 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 		{"sqs end-to-end latency", []string{"e2e"}, true, (*bencher).e2eLatency},
 		{"sqs cancellation latency", []string{"cancel"}, true, (*bencher).cancelLatency},
 		{"sqs idle worker", []string{"idle"}, true, (*bencher).idle},
+		{"sqs concurrency pool", []string{"pool"}, true, (*bencher).poolOverhead},
 	}
 	selected := map[string]bool{}
 	for _, name := range opts.Scenarios {
@@ -477,8 +485,9 @@ func (b *bencher) print(res Results, took time.Duration) {
 // throughput, memory DAGs, SQS throughput with requests per task and cost
 // (at each concurrency), the raw aws-sdk-go-v2 baseline (at the same
 // concurrencies; the dagq ÷ raw ratios need sqs and raw), end-to-end
-// latency, cancellation latency and the idle worker.
-var ScenarioNames = []string{"mem", "dag", "sqs", "raw", "e2e", "cancel", "idle"}
+// latency, cancellation latency, the idle worker and the overhead of a
+// concurrency pool.
+var ScenarioNames = []string{"mem", "dag", "sqs", "raw", "e2e", "cancel", "idle", "pool"}
 
 // skipped returns Results with every metric at -1, what a scenario that does
 // not run reports.

@@ -63,9 +63,11 @@ func TestQuick(t *testing.T) {
 	require.Greater(t, got["sqs_requests_per_task_c1"].(float64), 0.0, "the counters saw requests at c=1")
 	require.Greater(t, got["mem_tasks_per_sec"].(float64), 0.0)
 	for _, k := range []string{"sqs_vs_raw_c1", "sqs_vs_raw_c10", "sqs_vs_raw_c32", "sqs_durable_vs_raw_c32", "sqs_none_vs_raw_c10",
-		"raw_tasks_per_sec_c1", "raw_tasks_per_sec_c10", "raw_tasks_per_sec_c32", "e2e_p50_ms_c1"} {
+		"raw_tasks_per_sec_c1", "raw_tasks_per_sec_c10", "raw_tasks_per_sec_c32", "e2e_p50_ms_c1",
+		"pool_e2e_p50_ms", "pool_e2e_p50_ms_without"} {
 		require.Greater(t, got[k].(float64), 0.0, "%s is measured", k)
 	}
+	require.GreaterOrEqual(t, got["pool_s3_requests_added_per_task"].(float64), 3.0, "a pool slot costs a list, a get and two puts")
 	require.Contains(t, stdout.String(), "sqs: throughput c=10 none", "the policy none round ran")
 	require.Contains(t, stdout.String(), "sqs: throughput c=32 durable", "the policy durable round ran")
 	require.True(t, slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "SCENARIO") }), "a table comes first")
@@ -99,5 +101,5 @@ func TestOnly(t *testing.T) {
 	stderr.Reset()
 	code = bench.Main(context.Background(), []string{"-only", "mem,bogus"}, &stdout, &stderr)
 	require.Equal(t, 1, code)
-	require.Contains(t, stderr.String(), `unknown scenario "bogus"; valid: mem, dag, sqs, raw, e2e, cancel, idle`)
+	require.Contains(t, stderr.String(), `unknown scenario "bogus"; valid: mem, dag, sqs, raw, e2e, cancel, idle, pool`)
 }
