@@ -115,13 +115,13 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer watch.Close()
-	longID, err := Crunch.Submit(ctx, client, CrunchArgs{Slices: 1000}, core.WithProgress())
+	// Submitted through the Watch, which watches it before it is sent: a
+	// notification cannot come before the Watch knows the task.
+	longIDs, err := watch.SubmitBatch(ctx, Crunch.Request(CrunchArgs{Slices: 1000}, core.WithProgress()))
 	if err != nil {
 		return err
 	}
-	if err := watch.Add(longID); err != nil {
-		return err
-	}
+	longID := longIDs[0]
 	// Quick tasks, submitted as one batch.
 	names := []string{"Ada", "Grace", "Linus"}
 	reqs := make([]core.Request, len(names))
