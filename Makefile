@@ -113,9 +113,9 @@ ui-measure: emulators-up
 	eval "$$(scripts/emulators.sh env)" && DAGQ_TEST_UI_MEASURE=1 $(GO) test -count=1 -run '^TestMeasure_Dashboard$$' -v -timeout 20m ./app/ui/ | grep -E '^(latency|requests|runs page|--- |ok|FAIL)'
 
 ## screenshots: the screenshots of docs/dashboard.md (docs/img/dashboard-*.png), taken by the browser
-## test TestBrowser_Pages in headless Chromium on the memory transport.
+## tests TestBrowser_Pages and TestBrowser_ReexecuteFromFailure in headless Chromium on the memory transport.
 screenshots:
-	DAGQ_TEST_UI_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run '^TestBrowser_Pages$$' ./app/ui/
+	DAGQ_TEST_UI_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run '^TestBrowser_(Pages|ReexecuteFromFailure)$$' ./app/ui/
 
 ## bench-mem: only the memory scenarios of the benchmark (no emulators; BENCH_FLAGS adds flags,
 ## e.g. BENCH_FLAGS="-cpuprofile cpu.out").

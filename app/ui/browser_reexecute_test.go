@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ func TestBrowser_ReexecuteFromFailure(t *testing.T) {
 	require.Equal(t, id, b.text(`#lineage a`))
 	require.Contains(t, b.text(`#lineage`), "from failure")
 	require.Equal(t, "reused from "+id, b.text(`#steps tr[data-step="extract"] .reused-from`))
+	require.Equal(t, "echo · reused", b.text(`#dag g[data-step="extract"] .n-sub`), "the graph marks the reused step")
+	require.Equal(t, "flaky · succeeded", b.text(`#dag g[data-step="load"] .n-sub`))
 	require.Zero(t, eval[int](b, `document.querySelectorAll('#steps tr[data-step="load"] .reused-from').length`), "load ran again")
 	// The output comes with the run's result, or on "show" when the page
 	// saw the run finish before the run task's result was stored.
@@ -51,6 +54,9 @@ func TestBrowser_ReexecuteFromFailure(t *testing.T) {
 	require.False(t, eval[bool](b, `document.getElementById('reexecute').hidden`))
 	require.Zero(t, eval[int](b, `document.querySelectorAll('#reexecute-failure').length`), "nothing failed: from failure is not offered")
 	require.Equal(t, 1, eval[int](b, `document.querySelectorAll('#reexecute-all').length`))
+	if dir := os.Getenv(screenshotEnv); dir != "" { // make screenshots
+		b.screenshot(dir, "dashboard-reexecution.png")
+	}
 
 	rec, err := rt.Launcher.Record(t.Context(), newPath[len("/runs/"):])
 	require.NoError(t, err)

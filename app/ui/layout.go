@@ -24,8 +24,11 @@ const (
 type graphNode struct {
 	Name, Label, Task string
 	State             dag.StepState
-	X, Y              int
-	Layer, Row        int
+	// Reused: the step did not run in this re-execution (its output is an
+	// earlier run's).
+	Reused     bool
+	X, Y       int
+	Layer, Row int
 }
 
 // graphEdge is one upstream → step edge.
@@ -155,7 +158,8 @@ func layout(steps []dag.StepRecord) graphLayout {
 			s := steps[i]
 			pos[i] = graphNode{
 				Name: s.Name, Label: truncate(s.Name, labelMax), Task: truncate(s.Task, labelMax+4), State: s.State,
-				X: padding + l*(nodeW+gapX), Y: padding + offset + r*(nodeH+gapY), Layer: l, Row: r,
+				Reused: s.ReusedFrom != "",
+				X:      padding + l*(nodeW+gapX), Y: padding + offset + r*(nodeH+gapY), Layer: l, Row: r,
 			}
 		}
 	}
