@@ -432,7 +432,10 @@ func TestWorkerMemory_NotDueIsNotHeldBehindPrefetched(t *testing.T) {
 		reg := core.NewRegistry()
 		require.NoError(t, reg.HandleFunc("job", runs.handler()))
 		obs := newObsRecorder()
-		m.startWorker(reg, func(o *core.WorkerOptions) { o.Concurrency, o.Prefetch, o.Observer = 1, 2, obs })
+		m.startWorker(reg, func(o *core.WorkerOptions) {
+			o.Concurrency, o.Prefetch, o.Observer = 1, 2, obs
+			o.MaxExtensions = 1000 // "long" runs 2h: past the default cap (360 × 10s), its lease would run out
+		})
 		client := delayClient(t, m, nil)
 
 		t0 := time.Now()
