@@ -428,3 +428,34 @@ func TestHelpListsCommands(t *testing.T) {
 	r = dagq(t, "health", "--help")
 	require.Contains(t, r.stdout, "3 for NOT_FOUND; 4 for UNKNOWN")
 }
+
+// A job whose steps name a pool the configuration does not declare is
+// refused before anything runs (the in-process workers would fail every
+// step of it), naming each step's line and the fix; with the pool
+// configured it runs.
+func TestRun_UnconfiguredPoolRefused(t *testing.T) {
+	job := writeJob(t, `name: pooled
+steps:
+  - name: a
+    task: echo
+    args: x
+    pool: db
+  - name: b
+    task: echo
+    args: y
+  - name: c
+    task: echo
+    args: z
+    pool: gpu
+`)
+	r := dagq(t, "run", job, "--progress", "none")
+	require.Equal(t, cli.ExitFailed, r.code)
+	assert.Contains(t, r.stderr, job+`:3: step "a": pool "db" is not configured: the workers would fail the step; add pools: {db: N} to the configuration (or DAGQ_POOLS=db=N)`)
+	assert.Contains(t, r.stderr, job+`:10: step "c": pool "gpu" is not configured`)
+	assert.NotContains(t, r.stdout, "succeeded", "nothing ran")
+
+	t.Setenv("DAGQ_POOLS", "db=1,gpu=2")
+	r = dagq(t, "run", job, "--progress", "none")
+	require.Equal(t, cli.ExitOK, r.code)
+	require.Regexp(t, regexp.MustCompile(`(?m)^c\s+echo\s+succeeded\s+1\s`), r.stdout)
+}

@@ -131,6 +131,9 @@ func (c *cli) launch(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o l
 	if err := checkTasks(f, rt.Registry, local, stderr); err != nil {
 		return err
 	}
+	if err := checkPools(f, cfg.Pools, local, stderr); err != nil {
+		return err
+	}
 	if local {
 		o.wait = true
 		fmt.Fprintf(stderr, "dagq: note: transport %q keeps runs in this process only: launch serves this run with in-process workers and waits for it (--wait); status, health and terminate from another process need a shared transport\n",
@@ -269,6 +272,29 @@ func checkTasks(f *jobfile.File, reg *core.Registry, local bool, stderr io.Write
 		}
 	}
 	return nil
+}
+
+// checkPools checks the pools the job's steps name against the
+// configuration's. A worker fails a task of a pool it has no limit for, so
+// with workers in this process (dagq run; launch on the memory transport) a
+// pool missing here is refused before anything runs, naming each step;
+// otherwise the workers' configuration decides, and a warning says so.
+func checkPools(f *jobfile.File, pools config.PoolLimits, local bool, stderr io.Writer) error {
+	var errs []error
+	for _, s := range f.Job.Steps {
+		if _, ok := pools[s.Pool]; s.Pool == "" || ok {
+			continue
+		}
+		where := fmt.Sprintf("%s:%d: step %q", f.Path, f.StepLine(s.Name), s.Name)
+		if !local {
+			fmt.Fprintf(stderr, "dagq: warning: %s: pool %q is not configured here (pools); the workers must have it, or they fail the step\n",
+				where, s.Pool)
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: pool %q is not configured: the workers would fail the step; add pools: {%s: N} to the configuration (or DAGQ_POOLS=%s=N)",
+			where, s.Pool, s.Pool, s.Pool))
+	}
+	return errors.Join(errs...)
 }
 
 // stopPool stops workers after a command, logging their errors.

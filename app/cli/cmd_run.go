@@ -119,6 +119,10 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 			if err := f.Validate(c.known); err != nil {
 				return err
 			}
+			// The steps run on this process's workers too.
+			if err := checkPools(f, cfg.Pools, true, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			if runID != "" {
 				// Checked before any worker starts.
 				if err := f.Job.CheckRunID(runID); err != nil {
