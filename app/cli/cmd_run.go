@@ -119,10 +119,6 @@ start), 2 for bad arguments, 130 when the run was cancelled.`,
 			if err := f.Validate(c.known); err != nil {
 				return err
 			}
-			// The steps run on this process's workers too.
-			if err := checkPools(f, cfg.Pools, true, cmd.ErrOrStderr()); err != nil {
-				return err
-			}
 			if runID != "" {
 				// Checked before any worker starts.
 				if err := f.Job.CheckRunID(runID); err != nil {
@@ -205,6 +201,9 @@ func (c *cli) run(cmd *cobra.Command, cfg config.Config, f *jobfile.File, o runO
 	defer rt.close()
 	// A run uses the task queue and the bucket (not the run queue).
 	if err := checkTransportAtStart(cmd.Context(), rt.Runtime, app.CheckOptions{SkipRunQueue: true}, o.waitTransport, stderr); err != nil {
+		return err
+	}
+	if err := checkPools(f, cfg.Pools, rt.localWorkers(), stderr); err != nil {
 		return err
 	}
 

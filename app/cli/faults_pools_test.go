@@ -59,6 +59,8 @@ func TestFault_PoolLimit(t *testing.T) {
 		}
 		r := dagq(t, append([]string{"run", writeJob(t, job.String()), "--output", "json"}, flags...)...)
 		require.Equal(t, cli.ExitOK, r.code, r.stderr)
+		assert.Contains(t, r.stderr, `step "s00": pool "db" is not configured here (pools); the workers must have it`,
+			"this process has no pools: the remote workers' configuration decides, with a warning")
 		var res dag.RunResult
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
 		require.Len(t, res.Steps, steps)
