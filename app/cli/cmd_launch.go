@@ -225,7 +225,7 @@ func (c *cli) followLaunched(cmd *cobra.Command, rt session, cfg config.Config, 
 		if progressOut != nil {
 			fmt.Fprintln(stdout)
 		}
-		outputs := runOutputs(context.WithoutCancel(cmd.Context()), rt.Ports.Results, runID)
+		outputs := runOutputs(context.WithoutCancel(cmd.Context()), rt.Client, runID)
 		if err := writeRecordTable(stdout, rec, time.Now(), outputs); err != nil {
 			return err
 		}

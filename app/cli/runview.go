@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/dagq/dagq/core"
 	"github.com/dagq/dagq/core/dag"
 	"github.com/dagq/dagq/ports"
 )
@@ -296,11 +297,18 @@ func writeColumns(w io.Writer, rows [][]string, limit, width int) error {
 	return nil
 }
 
+// outputsWait bounds how long runOutputs waits for the run task's result:
+// the run's record is final before its worker stores that result, which
+// follows at once unless the worker died in between.
+const outputsWait = 5 * time.Second
+
 // runOutputs reads the steps' outputs of a finished run from its run task's
-// result (a dag.RunResult, whatever the run's outcome); nil when there is
-// none to read.
-func runOutputs(ctx context.Context, results ports.ResultBackend, runID string) map[string]json.RawMessage {
-	res, err := results.Get(ctx, dag.RunTaskID(runID))
+// result (a dag.RunResult, whatever the run's outcome), waiting up to
+// outputsWait for it; nil when there is none to read.
+func runOutputs(ctx context.Context, c *core.Client, runID string) map[string]json.RawMessage {
+	ctx, cancel := context.WithTimeout(ctx, outputsWait)
+	defer cancel()
+	res, err := c.Wait(ctx, dag.RunTaskID(runID))
 	if err != nil || res.State != ports.StateSucceeded {
 		return nil
 	}
