@@ -54,6 +54,26 @@ const poolGCPerCheck = 10
 // The attempt is retried like any failed attempt.
 var ErrPoolSlotLost = errors.New("pool slot lost")
 
+// MaxPoolNameLen is the longest pool name.
+const MaxPoolNameLen = 63
+
+// ValidatePoolName checks a pool name: 1 to MaxPoolNameLen bytes of
+// [A-Za-z0-9_-]. The error wraps ports.ErrInvalidArgument.
+func ValidatePoolName(name string) error {
+	if name == "" || len(name) > MaxPoolNameLen {
+		return fmt.Errorf("%w: pool name %q is %d bytes; pool names are 1 to %d bytes of A-Z, a-z, 0-9, '_' and '-'",
+			ports.ErrInvalidArgument, name, len(name), MaxPoolNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: pool name %q has %q at byte %d; pool names use only A-Z, a-z, 0-9, '_' and '-'",
+				ports.ErrInvalidArgument, name, c, i)
+		}
+	}
+	return nil
+}
+
 // WithPool puts the task in the fleet-wide concurrency pool name (see
 // Request.Pool and PoolOptions).
 func WithPool(name string) RequestOption { return func(r *Request) { r.Pool = name } }
@@ -564,20 +584,8 @@ func (w *Worker) postponeForPool(j *workerJob, jp *jobPool, chk poolCheck, delay
 	} else {
 		w.deleteTickets(j, slices.DeleteFunc(append(chk.old, chk.expired...), func(k string) bool { return k == key }))
 	}
-	w.mu.Lock()
-	d := j.l.orig
-	release := !j.l.released && !j.l.lost
-	if release {
-		j.l.state = leaseFinishing
-		j.l.orig = ports.Delivery{}
-	}
-	released := j.l.released
-	w.mu.Unlock()
-	if !release {
-		j.result.Outcome = OutcomeLeaseLost
-		if released {
-			j.result.Outcome = OutcomeReleased
-		}
+	d, ok := w.takeUnstarted(j)
+	if !ok {
 		return
 	}
 	jp.postponed = true

@@ -90,7 +90,7 @@ func (w *Worker) sendOnEarly(jobs []*workerJob) []*workerJob {
 	return rest
 }
 
-// untilDue is the due-time check right before a task starts (Worker.gate):
+// untilDue is the due-time check right before a task starts (runJob):
 // a task due within dueWait is waited for here, and one due later (its
 // checks took long) is sent on. It reports whether the task must not start
 // now. A cancellation, a lost lease or shutdown ends the wait; the checks
@@ -120,24 +120,11 @@ func (w *Worker) untilDue(j *workerJob) bool {
 // delayed by the rest of its wait (at most MaxDelay), without counting an
 // attempt (postpone), and records the outcome OutcomeDelayed.
 func (w *Worker) sendOn(j *workerJob) {
-	w.mu.Lock()
-	l := j.l
-	ok := !l.released && !l.lost && l.state == leasePending
-	d := l.orig
-	if ok {
-		l.state = leaseFinishing // shutdown no longer hands it back itself
-		l.orig = ports.Delivery{}
-	}
-	lost := l.lost
-	w.mu.Unlock()
+	d, ok := w.takeUnstarted(j)
 	if !ok {
-		j.result.Outcome = OutcomeReleased
-		if lost {
-			j.result.Outcome = OutcomeLeaseLost
-		}
 		return
 	}
-	w.settle(l)
+	w.settle(j.l)
 	delay := w.hopDelay(time.Until(j.due))
 	j.log.Debug("task not due yet; sending it on", "due", j.due, "delay", delay)
 	w.postpone(d, delay, nil, j.log)

@@ -40,7 +40,7 @@ func warnPrior(log *slog.Logger, err error) {
 // without counting an attempt (postpone with no delay), and reports it
 // (WorkerObserver.MessageHandedBack).
 func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
-	switch w.requeue(d, 0, nil, log) {
+	switch w.postpone(d, 0, nil, log) {
 	case handedRequeued:
 		w.obs.MessageHandedBack(true)
 	case handedNacked:
@@ -48,7 +48,31 @@ func (w *Worker) handBack(d ports.Delivery, log *slog.Logger) {
 	}
 }
 
-// How requeue handed a message back.
+// takeUnstarted takes the delivery of j, whose handler has not started,
+// out of its lease to hand it back itself: the lease is finishing from then
+// on, so shutdown no longer hands it back. When shutdown released it first,
+// or its lease is lost, it records that outcome and reports false.
+func (w *Worker) takeUnstarted(j *workerJob) (ports.Delivery, bool) {
+	w.mu.Lock()
+	l := j.l
+	ok := !l.released && !l.lost && l.state == leasePending
+	d := l.orig
+	if ok {
+		l.state = leaseFinishing
+		l.orig = ports.Delivery{}
+	}
+	lost := l.lost
+	w.mu.Unlock()
+	if !ok {
+		j.result.Outcome = OutcomeReleased
+		if lost {
+			j.result.Outcome = OutcomeLeaseLost
+		}
+	}
+	return d, ok
+}
+
+// How postpone handed a message back.
 type handed int
 
 const (
@@ -62,14 +86,9 @@ const (
 // counting an attempt: Requeue with the attempts d counted so far and
 // attrs, or, when the broker cannot (no ports.Requeuer, or ErrUnsupported,
 // as on a FIFO queue) or the requeue fails, Nack with delay, whose next
-// delivery counts one more receive. It reports whether the message was
-// requeued (false: released with Nack, or its lease is gone).
-func (w *Worker) postpone(d ports.Delivery, delay time.Duration, attrs map[string]string, log *slog.Logger) bool {
-	return w.requeue(d, delay, attrs, log) == handedRequeued
-}
-
-// requeue is postpone, telling how the message was handed back.
-func (w *Worker) requeue(d ports.Delivery, delay time.Duration, attrs map[string]string, log *slog.Logger) handed {
+// delivery counts one more receive. It tells how the message was handed
+// back.
+func (w *Worker) postpone(d ports.Delivery, delay time.Duration, attrs map[string]string, log *slog.Logger) handed {
 	ctx, cancel := w.opContext()
 	defer cancel()
 	if r, ok := w.broker.(ports.Requeuer); ok {

@@ -349,7 +349,9 @@ func (w *Worker) runJob(j *workerJob) {
 		return
 	}
 
-	if w.gate(j) {
+	// The checks that may postpone the task, without counting an attempt
+	// or holding a worker slot while it waits: its due time, its pool slot.
+	if w.untilDue(j) || w.waitForPoolSlot(j) {
 		return
 	}
 
